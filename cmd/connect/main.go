@@ -1,0 +1,31 @@
+// Command connect is the Currents Connect distribution of Redpanda Connect:
+// the standard Connect CLI with benthos core's pure and io components plus
+// the Braze Currents and Segment plugins of this repository.
+package main
+
+import (
+	"context"
+	_ "time/tzdata" // time zones work in images without a zoneinfo database
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+)
+
+// version and dateBuilt are set at build time with
+// -ldflags "-X main.version=... -X main.dateBuilt=...".
+var (
+	version   = "0.1.0-dev"
+	dateBuilt = "unknown"
+)
+
+func main() {
+	service.RunCLI(context.Background(),
+		service.CLIOptSetVersion(version, dateBuilt),
+		service.CLIOptSetBinaryName("connect"),
+		service.CLIOptSetProductName("Currents Connect"),
+	)
+}

@@ -1,0 +1,47 @@
+package brazecurrents
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// FuzzScanner feeds arbitrary bytes to the scanner: it must never panic,
+// every event it emits must be valid JSON, and every error must name the
+// source. Run it with: go test ./plugin/brazecurrents -run '^$' -fuzz FuzzScanner
+func FuzzScanner(f *testing.F) {
+	f.Add(ocfFile(f, mixedSchema, "null", mixedRecords(0, 3), mixedRecords(3, 2)))
+	f.Add(ocfFile(f, mixedSchema, "deflate", mixedRecords(0, 3)))
+	f.Add(ocfFile(f, mixedSchema, "snappy", mixedRecords(0, 3)))
+	f.Add(ocfFile(f, `{"type":"record","name":"r","fields":[{"name":"m","type":{"type":"map","values":"double"}},{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},{"name":"f","type":{"type":"fixed","name":"F","size":2}},{"name":"b","type":"bytes"}]}`,
+		"null", []any{map[string]any{"m": map[string]any{"k": 1.5}, "e": "B", "f": []byte{1, 2}, "b": []byte("xy")}}))
+	f.Add([]byte("Obj\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const name = "fuzz/input.avro"
+		s := newTestScanner(t, "batch_size: 7", name, bytes.NewReader(data))
+		for {
+			batch, ack, err := s.scan.NextBatch(context.Background())
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), name) {
+					t.Fatalf("error does not name the source: %v", err)
+				}
+				break
+			}
+			for _, m := range batch {
+				raw, _ := m.AsBytes()
+				if !json.Valid(raw) {
+					t.Fatalf("invalid JSON emitted: %q", raw)
+				}
+			}
+			_ = ack(context.Background(), nil)
+		}
+		_ = s.scan.Close(context.Background())
+	})
+}

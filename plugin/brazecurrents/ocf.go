@@ -1,0 +1,312 @@
+package brazecurrents
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+)
+
+// maxBlockBytes bounds one Avro block, compressed or not. Currents writes at
+// most 100,000 events per file, so a legitimate block is far below this; the
+// bound keeps a corrupt size field from exhausting memory.
+const maxBlockBytes = 256 << 20
+
+var ocfMagic = []byte{'O', 'b', 'j', 1}
+
+// errNoCodec is returned when a file names a compression codec we cannot read.
+var errNoCodec = errors.New("unsupported avro.codec")
+
+// ocfHeader is what an Object Container File declares before its blocks.
+type ocfHeader struct {
+	schema []byte
+	codec  string
+	sync   [16]byte
+}
+
+// ocfReader streams an Object Container File one block at a time, so memory
+// stays flat however many blocks a file holds. It tracks the byte offset of
+// everything it reads so that errors can say where a file is damaged.
+type ocfReader struct {
+	r      *bufio.Reader
+	offset int64
+	header ocfHeader
+
+	raw   bytes.Buffer // compressed block bytes, reused between blocks
+	plain []byte       // decompressed block bytes, reused between blocks
+	flate io.ReadCloser
+	zstd  *zstd.Decoder
+}
+
+// ocfBlock is one decoded block: count records packed in data.
+type ocfBlock struct {
+	count  int64
+	data   []byte
+	offset int64 // byte offset of the block's first byte in the file
+}
+
+func newOCFReader(r io.Reader) *ocfReader {
+	return &ocfReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// ErrCorrupt matches (with errors.Is) every error about bytes that are not a
+// valid Currents Avro file, as opposed to errors reading them: reading again
+// cannot fix a corrupt object, while a read error may pass.
+var ErrCorrupt = errors.New("corrupt Avro object")
+
+// positionError names where in the file a problem was found.
+type positionError struct {
+	offset  int64
+	err     error
+	corrupt bool
+}
+
+func (e *positionError) Error() string {
+	return fmt.Sprintf("at byte %d: %v", e.offset, e.err)
+}
+
+func (e *positionError) Unwrap() error { return e.err }
+
+func (e *positionError) Is(target error) bool { return e.corrupt && target == ErrCorrupt }
+
+// errAt reports damage in the file at offset.
+func (o *ocfReader) errAt(offset int64, format string, args ...any) error {
+	return &positionError{offset: offset, err: fmt.Errorf(format, args...), corrupt: true}
+}
+
+// readErr reports a failure of the underlying reader at offset.
+func (o *ocfReader) readErr(offset int64, what string, err error) error {
+	return &positionError{offset: offset, err: fmt.Errorf("reading %s: %w", what, err)}
+}
+
+// readHeader reads the magic bytes, the metadata map and the sync marker.
+// An empty stream yields io.EOF so that callers can skip empty objects.
+func (o *ocfReader) readHeader() error {
+	var magic [4]byte
+	n, err := io.ReadFull(o.r, magic[:])
+	o.offset += int64(n)
+	if err == io.EOF {
+		return io.EOF
+	}
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return o.readErr(0, "header", err)
+	}
+	if err != nil || !bytes.Equal(magic[:], ocfMagic) {
+		return o.errAt(0, "not an Avro object container file (bad magic bytes %q)", magic[:n])
+	}
+	meta := map[string][]byte{}
+	for {
+		count, err := o.readLong()
+		if err != nil {
+			return o.wrapEOF(err, "header metadata")
+		}
+		if count == 0 {
+			break
+		}
+		if count < 0 {
+			// A negative count is followed by the block's size in bytes.
+			count = -count
+			if _, err := o.readLong(); err != nil {
+				return o.wrapEOF(err, "header metadata")
+			}
+		}
+		for ; count > 0; count-- {
+			key, err := o.readBytes("header key", 64<<10)
+			if err != nil {
+				return err
+			}
+			value, err := o.readBytes("header value", 16<<20)
+			if err != nil {
+				return err
+			}
+			meta[string(key)] = value
+		}
+	}
+	if _, err := io.ReadFull(o.r, o.header.sync[:]); err != nil {
+		return o.wrapEOF(err, "header sync marker")
+	}
+	o.offset += 16
+	o.header.schema = meta["avro.schema"]
+	if len(o.header.schema) == 0 {
+		return o.errAt(o.offset, "header has no avro.schema")
+	}
+	o.header.codec = string(meta["avro.codec"])
+	switch o.header.codec {
+	case "":
+		o.header.codec = "null"
+	case "null", "deflate", "snappy", "zstandard":
+	default:
+		return o.errAt(o.offset, "%w %q (supported: null, deflate, snappy, zstandard)", errNoCodec, o.header.codec)
+	}
+	return nil
+}
+
+// nextBlock reads, checks and decompresses the next block. It returns io.EOF
+// at a clean end of file, after the last block's sync marker.
+func (o *ocfReader) nextBlock() (ocfBlock, error) {
+	start := o.offset
+	count, err := o.readLong()
+	if err == io.EOF {
+		return ocfBlock{}, io.EOF
+	}
+	if err != nil {
+		return ocfBlock{}, o.wrapEOF(err, "block record count")
+	}
+	size, err := o.readLong()
+	if err != nil {
+		return ocfBlock{}, o.wrapEOF(err, "block size")
+	}
+	if count < 0 || size < 0 || size > maxBlockBytes {
+		return ocfBlock{}, o.errAt(start, "invalid block header (records %d, bytes %d)", count, size)
+	}
+	o.raw.Reset()
+	n, err := io.CopyN(&o.raw, o.r, size)
+	o.offset += n
+	if errors.Is(err, io.EOF) {
+		return ocfBlock{}, o.errAt(start, "truncated block: declares %d bytes, only %d present", size, n)
+	}
+	if err != nil {
+		return ocfBlock{}, o.readErr(start+n, "block", err)
+	}
+	var sync [16]byte
+	n2, err := io.ReadFull(o.r, sync[:])
+	o.offset += int64(n2)
+	if err != nil {
+		return ocfBlock{}, o.wrapEOF(err, "block sync marker")
+	}
+	data, err := o.decompress(o.raw.Bytes())
+	if err != nil {
+		return ocfBlock{}, o.errAt(start, "%s block: %v", o.header.codec, err)
+	}
+	block := ocfBlock{count: count, data: data, offset: start}
+	if sync != o.header.sync {
+		// The records are decodable, but whatever follows cannot be trusted.
+		return block, o.errAt(o.offset-16, "bad sync marker after block")
+	}
+	return block, nil
+}
+
+func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
+	switch o.header.codec {
+	case "deflate":
+		if o.flate == nil {
+			o.flate = flate.NewReader(bytes.NewReader(raw))
+		} else if err := o.flate.(flate.Resetter).Reset(bytes.NewReader(raw), nil); err != nil {
+			return nil, err
+		}
+		buf := bytes.NewBuffer(o.plain[:0])
+		if _, err := buf.ReadFrom(io.LimitReader(o.flate, maxBlockBytes+1)); err != nil {
+			return nil, err
+		}
+		if buf.Len() > maxBlockBytes {
+			return nil, fmt.Errorf("inflates beyond %d bytes", maxBlockBytes)
+		}
+		o.plain = buf.Bytes()
+		return o.plain, nil
+	case "snappy":
+		// Avro appends a big-endian CRC-32 of the uncompressed bytes.
+		if len(raw) < 4 {
+			return nil, errors.New("shorter than its checksum")
+		}
+		body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
+		n, err := snappy.DecodedLen(body)
+		if err != nil {
+			return nil, err
+		}
+		// No snappy op expands more than 32-fold, so a larger claim is a lie
+		// that must not be allowed to allocate.
+		if n > maxBlockBytes || n > 32*len(body)+32 {
+			return nil, fmt.Errorf("claims %d decompressed bytes from %d", n, len(body))
+		}
+		if cap(o.plain) < n {
+			o.plain = make([]byte, n)
+		}
+		plain, err := snappy.Decode(o.plain[:cap(o.plain)], body)
+		if err != nil {
+			return nil, err
+		}
+		if crc32.ChecksumIEEE(plain) != sum {
+			return nil, errors.New("checksum mismatch")
+		}
+		return plain, nil
+	case "zstandard":
+		if o.zstd == nil {
+			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxBlockBytes))
+			if err != nil {
+				return nil, err
+			}
+			o.zstd = d
+		}
+		plain, err := o.zstd.DecodeAll(raw, o.plain[:0])
+		if err != nil {
+			return nil, err
+		}
+		o.plain = plain
+		return plain, nil
+	}
+	return raw, nil
+}
+
+func (o *ocfReader) close() {
+	if o.zstd != nil {
+		o.zstd.Close()
+	}
+}
+
+// readLong reads one zig-zag varint from the stream.
+func (o *ocfReader) readLong() (int64, error) {
+	var u uint64
+	for shift, i := uint(0), 0; ; shift, i = shift+7, i+1 {
+		b, err := o.r.ReadByte()
+		if err != nil {
+			if i > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		o.offset++
+		if i == binary.MaxVarintLen64 {
+			return 0, o.errAt(o.offset, "varint overflows 64 bits")
+		}
+		u |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return int64(u>>1) ^ -int64(u&1), nil
+		}
+	}
+}
+
+func (o *ocfReader) readBytes(what string, limit int64) ([]byte, error) {
+	start := o.offset
+	n, err := o.readLong()
+	if err != nil {
+		return nil, o.wrapEOF(err, what)
+	}
+	if n < 0 || n > limit {
+		return nil, o.errAt(start, "%s: invalid length %d", what, n)
+	}
+	var buf bytes.Buffer
+	read, err := io.CopyN(&buf, o.r, n)
+	o.offset += read
+	if err != nil {
+		return nil, o.wrapEOF(err, what)
+	}
+	return buf.Bytes(), nil
+}
+
+func (o *ocfReader) wrapEOF(err error, what string) error {
+	var pe *positionError
+	if errors.As(err, &pe) {
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return o.errAt(o.offset, "truncated file in %s", what)
+	}
+	return o.readErr(o.offset, what, err)
+}

@@ -1,0 +1,237 @@
+package brazecurrents
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/linkedin/goavro/v2"
+)
+
+// kind is an Avro type as the transcoder sees it: logical types decode as
+// their underlying type.
+type kind uint8
+
+const (
+	kindNull kind = iota
+	kindBoolean
+	kindInt
+	kindLong
+	kindFloat
+	kindDouble
+	kindBytes
+	kindString
+	kindRecord
+	kindEnum
+	kindArray
+	kindMap
+	kindUnion
+	kindFixed
+)
+
+// node is one compiled schema type. Records keep their fields' JSON keys
+// pre-encoded so that the hot loop only appends bytes.
+type node struct {
+	kind     kind
+	fields   []field  // record
+	symbols  []string // enum
+	items    *node    // array items, map values
+	branches []*node  // union
+	size     int      // fixed
+}
+
+type field struct {
+	key  []byte // `"name":`, with a leading comma for every field but the first
+	node *node
+}
+
+// program is a compiled writer schema.
+type program struct {
+	root     *node
+	fullName string // the top-level record's full name, e.g. dataexport.S3.inner.users.messages.email.Send
+	keyBytes int    // JSON bytes a record adds beyond its Avro bytes, roughly: sizes output buffers
+}
+
+// eventType is the Currents event type named by the schema: everything after
+// ".inner." in the record's full name, or "" when the name has no such part.
+func (p *program) eventType() string {
+	if _, after, ok := strings.Cut(p.fullName, ".inner."); ok {
+		return after
+	}
+	return ""
+}
+
+// compileSchema validates a writer schema with goavro (the reference for what
+// is a legal schema) and compiles it for the transcoder.
+func compileSchema(schema []byte) (*program, error) {
+	if _, err := goavro.NewCodec(string(schema)); err != nil {
+		return nil, fmt.Errorf("invalid writer schema: %w", err)
+	}
+	var raw any
+	if err := json.Unmarshal(schema, &raw); err != nil {
+		return nil, fmt.Errorf("invalid writer schema: %w", err)
+	}
+	c := compiler{named: map[string]*node{}}
+	root, err := c.compile(raw, "")
+	if err != nil {
+		return nil, fmt.Errorf("invalid writer schema: %w", err)
+	}
+	p := &program{root: root, fullName: c.firstName, keyBytes: 2}
+	for _, f := range root.fields {
+		p.keyBytes += len(f.key) + 4 // room for null and quotes
+	}
+	return p, nil
+}
+
+// programCache keeps compiled schemas by their text: the files of one event
+// type share a schema, and validating it costs far more than a lookup.
+type programCache struct {
+	mu       sync.Mutex
+	programs map[string]*program
+}
+
+// maxCachedPrograms bounds the cache; Currents has about a hundred event
+// types and a schema version a month, so this is rarely reached.
+const maxCachedPrograms = 1024
+
+func newProgramCache() *programCache {
+	return &programCache{programs: map[string]*program{}}
+}
+
+func (c *programCache) get(schema []byte) (*program, error) {
+	c.mu.Lock()
+	p, ok := c.programs[string(schema)]
+	c.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := compileSchema(schema)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.programs) >= maxCachedPrograms {
+		clear(c.programs)
+	}
+	c.programs[string(schema)] = p
+	c.mu.Unlock()
+	return p, nil
+}
+
+type compiler struct {
+	named     map[string]*node
+	firstName string
+}
+
+func (c *compiler) compile(s any, namespace string) (*node, error) {
+	switch t := s.(type) {
+	case string:
+		return c.compileName(t, namespace)
+	case []any:
+		u := &node{kind: kindUnion}
+		for _, b := range t {
+			n, err := c.compile(b, namespace)
+			if err != nil {
+				return nil, err
+			}
+			u.branches = append(u.branches, n)
+		}
+		return u, nil
+	case map[string]any:
+		return c.compileObject(t, namespace)
+	}
+	return nil, fmt.Errorf("unexpected schema element %v", s)
+}
+
+var primitives = map[string]kind{
+	"null": kindNull, "boolean": kindBoolean, "int": kindInt, "long": kindLong,
+	"float": kindFloat, "double": kindDouble, "bytes": kindBytes, "string": kindString,
+}
+
+func (c *compiler) compileName(name, namespace string) (*node, error) {
+	if k, ok := primitives[name]; ok {
+		return &node{kind: k}, nil
+	}
+	if n, ok := c.named[fullName(name, namespace)]; ok {
+		return n, nil
+	}
+	if n, ok := c.named[name]; ok {
+		return n, nil
+	}
+	return nil, fmt.Errorf("unknown type %q", name)
+}
+
+func (c *compiler) compileObject(o map[string]any, namespace string) (*node, error) {
+	typ, _ := o["type"].(string)
+	if typ == "" {
+		// {"type": {...}} or {"type": [...]} wraps another schema.
+		return c.compile(o["type"], namespace)
+	}
+	switch typ {
+	case "record", "error", "enum", "fixed":
+	case "array":
+		items, err := c.compile(o["items"], namespace)
+		return &node{kind: kindArray, items: items}, err
+	case "map":
+		values, err := c.compile(o["values"], namespace)
+		return &node{kind: kindMap, items: values}, err
+	default:
+		return c.compileName(typ, namespace)
+	}
+
+	name, _ := o["name"].(string)
+	if ns, ok := o["namespace"].(string); ok && !strings.Contains(name, ".") {
+		namespace = ns
+	}
+	full := fullName(name, namespace)
+	if i := strings.LastIndexByte(full, '.'); i >= 0 {
+		namespace = full[:i]
+	}
+	n := &node{}
+	c.named[full] = n // registered before the fields so records can refer to themselves
+	if c.firstName == "" {
+		c.firstName = full
+	}
+	switch typ {
+	case "enum":
+		n.kind = kindEnum
+		symbols, _ := o["symbols"].([]any)
+		for _, s := range symbols {
+			sym, _ := s.(string)
+			n.symbols = append(n.symbols, sym)
+		}
+	case "fixed":
+		n.kind = kindFixed
+		size, _ := o["size"].(float64)
+		n.size = int(size)
+	default:
+		n.kind = kindRecord
+		fields, _ := o["fields"].([]any)
+		for i, f := range fields {
+			fo, ok := f.(map[string]any)
+			if !ok {
+				return nil, errors.New("record field is not an object")
+			}
+			fn, err := c.compile(fo["type"], namespace)
+			if err != nil {
+				return nil, err
+			}
+			fieldName, _ := fo["name"].(string)
+			key := appendJSONString(nil, fieldName)
+			if i > 0 {
+				key = append([]byte{','}, key...)
+			}
+			n.fields = append(n.fields, field{key: append(key, ':'), node: fn})
+		}
+	}
+	return n, nil
+}
+
+func fullName(name, namespace string) string {
+	if strings.Contains(name, ".") || namespace == "" {
+		return name
+	}
+	return namespace + "." + name
+}

@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+func TestBinaryListsScannerAndVersion(t *testing.T) {
+	out, err := runConnect(t, ".", nil, "list", "scanners")
+	if err != nil || !strings.Contains(out, "- braze_currents\n") {
+		t.Fatalf("list scanners: %v\n%s", err, out)
+	}
+	out, err = runConnect(t, ".", nil, "--version")
+	if err != nil || !strings.Contains(out, "Version: 0.") {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+}
+
+// TestFileInputDecodesEveryFixtureOnce runs file + braze_currents over a
+// bucket tree of every event type and every codec, with damaged files mixed
+// in, and checks that every event came out exactly once and that each bad
+// file was reported by name while the others flowed.
+func TestFileInputDecodesEveryFixtureOnce(t *testing.T) {
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	want := map[string]string{} // event id -> event type
+	for i, codec := range []string{"null", "deflate", "snappy"} {
+		written, err := fixtures.WriteTree(filepath.Join(bucket, codec), fixtures.TreeOptions{
+			FilesPerType: 1, RecordsPerFile: 25, Codec: codec, Seed: uint64(i + 10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range written {
+			for _, r := range w.Records {
+				want[r["id"].(string)] = w.Spec.EventType
+			}
+		}
+	}
+
+	// A truncated copy of a good file: its first block must still come out.
+	var good bytes.Buffer
+	truncRecords, err := fixtures.WriteFile(&good, fixtures.FileSpec{EventType: "users.messages.sms.Delivery",
+		Records: 20, BlockRecords: 10, Seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range truncRecords[:10] {
+		want[r["id"].(string)] = "users.messages.sms.Delivery"
+	}
+	bad := map[string][]byte{
+		"bad/truncated.avro": good.Bytes()[:good.Len()-30],
+		"bad/empty.avro":     nil,
+		"bad/notavro.avro":   []byte("PK\x03\x04 this is a zip file"),
+	}
+	for name, data := range bad {
+		path := filepath.Join(bucket, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	outPath := filepath.Join(dir, "events.jsonl")
+	config := `
+input:
+  file:
+    paths: [ "bucket/**/*.avro" ]
+    scanner:
+      braze_currents: {}
+pipeline:
+  processors:
+    - mapping: 'root = {"id": this.id, "type": @braze_event_type}'
+output:
+  file:
+    path: ` + outPath + `
+    codec: lines
+logger:
+  level: warn
+  format: logfmt
+`
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := runConnect(t, dir, nil, "-c", "config.yaml")
+	if err != nil {
+		t.Fatalf("connect failed: %v\n%s", err, logs)
+	}
+
+	seen := map[string]int{}
+	f, err := os.Open(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines := bufio.NewScanner(f)
+	for lines.Scan() {
+		var ev struct{ ID, Type string }
+		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+			t.Fatalf("bad output line %q", lines.Text())
+		}
+		if want[ev.ID] != ev.Type {
+			t.Fatalf("event %s came out as %q, written as %q", ev.ID, ev.Type, want[ev.ID])
+		}
+		seen[ev.ID]++
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("event %s came out %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%d distinct events out, %d expected", len(seen), len(want))
+	}
+	for name, fragment := range map[string]string{
+		"bad/truncated.avro": "truncated block",
+		"bad/notavro.avro":   "not an Avro object container file",
+		"bad/empty.avro":     "empty object",
+	} {
+		if !strings.Contains(logs, name) || !strings.Contains(logs, fragment) {
+			t.Errorf("logs do not report %s (%s):\n%s", name, fragment, logs)
+		}
+	}
+}
+
+// TestDemoConfigDecodesTheSample runs the README's demo command and checks
+// that it prints every event of the bundled sample.
+func TestDemoConfigDecodesTheSample(t *testing.T) {
+	out, err := runConnect(t, "../..", nil, "-c", "config/demo.yaml")
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	types := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			EventType string         `json:"event_type"`
+			Event     map[string]any `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Event["id"] == nil {
+			t.Fatalf("demo printed %q", line)
+		}
+		types[ev.EventType]++
+	}
+	if len(types) != len(fixtures.EventTypes()) {
+		t.Fatalf("demo printed %d event types, the sample has %d", len(types), len(fixtures.EventTypes()))
+	}
+	for et, n := range types {
+		if n != 20 {
+			t.Errorf("%s: %d events, the sample has 20", et, n)
+		}
+	}
+}
