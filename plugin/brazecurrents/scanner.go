@@ -193,11 +193,20 @@ func (s *eventScanner) decode(b ocfBlock) (service.MessageBatch, error) {
 	if b.count > int64(len(b.data))+amplifyGuard {
 		return nil, &positionError{offset: b.offset, err: fmt.Errorf("block declares %d records in only %d bytes", b.count, len(b.data)), corrupt: true}
 	}
-	d := decoder{data: b.data, out: make([]byte, 0, len(b.data)+int(b.count)*s.prog.keyBytes)}
+	d := decoder{
+		data:  b.data,
+		out:   make([]byte, 0, len(b.data)+int(b.count)*s.prog.keyBytes),
+		limit: outputLimit(len(b.data), b.count, s.prog.keyBytes),
+	}
 	ends := make([]int, 0, b.count)
 	var err error
 	for i := int64(0); i < b.count; i++ {
-		if err = d.value(s.prog.root); err != nil {
+		if len(d.out) > d.limit {
+			err = errOutputLimit
+		} else {
+			err = d.value(s.prog.root)
+		}
+		if err != nil {
 			err = fmt.Errorf("record %d: %w", s.next+i, err)
 			break
 		}

@@ -32,7 +32,17 @@ type decoder struct {
 	pos   int
 	out   []byte
 	depth int
+	limit int // the most JSON bytes the block may produce
 }
+
+// outputLimit bounds the JSON a block may produce: far above what real
+// events need (keys and nulls expand a few bytes each), far below what
+// corrupt counts of zero-byte items (nested arrays of nulls) could claim.
+func outputLimit(dataLen int, count int64, keyBytes int) int {
+	return 64*dataLen + int(count)*keyBytes + 1<<20
+}
+
+var errOutputLimit = errors.New("decoded output would exceed the limit for its block size: corrupt item counts")
 
 func (d *decoder) long() (int64, error) {
 	if d.pos < len(d.data) && d.data[d.pos] < 0x80 {
@@ -199,6 +209,9 @@ func (d *decoder) collection(n *node) error {
 			return fmt.Errorf("collection of %d items cannot fit in the %d bytes left", count, len(d.data)-d.pos)
 		}
 		for ; count > 0; count-- {
+			if len(d.out) > d.limit {
+				return errOutputLimit
+			}
 			if !first {
 				d.out = append(d.out, ',')
 			}
