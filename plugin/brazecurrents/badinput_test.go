@@ -2,8 +2,8 @@ package brazecurrents
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
