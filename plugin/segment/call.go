@@ -104,12 +104,12 @@ func parseCall(body []byte) (analytics.Message, error) {
 // analytics-go would otherwise drop without a word.
 func checkFieldsFor(c wireCall) error {
 	unused := map[string]bool{
-		"event":      c.Event != "" && c.Type != "track",
-		"name":       c.Name != "" && c.Type != "page" && c.Type != "screen",
-		"groupId":    c.GroupID != "" && c.Type != "group",
-		"previousId": c.PreviousID != "" && c.Type != "alias",
-		"properties": c.Properties != nil && c.Type != "track" && c.Type != "page" && c.Type != "screen",
-		"traits":     c.Traits != nil && c.Type != "identify" && c.Type != "group",
+		"event":       c.Event != "" && c.Type != "track",
+		"name":        c.Name != "" && c.Type != "page" && c.Type != "screen",
+		"groupId":     c.GroupID != "" && c.Type != "group",
+		"previousId":  c.PreviousID != "" && c.Type != "alias",
+		"properties":  c.Properties != nil && c.Type != "track" && c.Type != "page" && c.Type != "screen",
+		"traits":      c.Traits != nil && c.Type != "identify" && c.Type != "group",
 		"anonymousId": c.AnonymousID != "" && c.Type == "alias",
 	}
 	for _, f := range []string{"event", "name", "groupId", "previousId", "properties", "traits", "anonymousId"} {
