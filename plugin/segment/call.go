@@ -25,10 +25,26 @@ type wireCall struct {
 	Name         string         `json:"name"`
 	GroupID      string         `json:"groupId"`
 	PreviousID   string         `json:"previousId"`
-	Properties   map[string]any `json:"properties"`
-	Traits       map[string]any `json:"traits"`
-	Context      map[string]any `json:"context"`
+	Properties   rawObject      `json:"properties"`
+	Traits       rawObject      `json:"traits"`
+	Context      rawObject      `json:"context"`
 	Integrations map[string]any `json:"integrations"`
+}
+
+// rawObject is a JSON object decoded one level deep: its values stay raw
+// JSON, which analytics-go marshals back as they are. Decoding properties into
+// Go values only to encode them again was most of the output's CPU time.
+type rawObject map[string]json.RawMessage
+
+func (r rawObject) values() map[string]any {
+	if r == nil {
+		return nil
+	}
+	m := make(map[string]any, len(r))
+	for k, v := range r {
+		m[k] = v
+	}
+	return m
 }
 
 // maxMessageIDLen is Segment's limit on messageId (under 100 characters).
@@ -62,7 +78,7 @@ func parseCall(body []byte) (analytics.Message, error) {
 	var ctx *analytics.Context
 	if c.Context != nil {
 		// analytics-go flattens Extra into the context object as it is.
-		ctx = &analytics.Context{Extra: c.Context}
+		ctx = &analytics.Context{Extra: c.Context.values()}
 	}
 	integrations := analytics.Integrations(c.Integrations)
 
@@ -70,19 +86,19 @@ func parseCall(body []byte) (analytics.Message, error) {
 	switch c.Type {
 	case "track":
 		msg = analytics.Track{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Event: c.Event, Properties: c.Properties, Context: ctx, Integrations: integrations}
+			Event: c.Event, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
 	case "identify":
 		msg = analytics.Identify{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Traits: c.Traits, Context: ctx, Integrations: integrations}
+			Traits: c.Traits.values(), Context: ctx, Integrations: integrations}
 	case "page":
 		msg = analytics.Page{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
+			Name: c.Name, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
 	case "screen":
 		msg = analytics.Screen{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
+			Name: c.Name, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
 	case "group":
 		msg = analytics.Group{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			GroupId: c.GroupID, Traits: c.Traits, Context: ctx, Integrations: integrations}
+			GroupId: c.GroupID, Traits: c.Traits.values(), Context: ctx, Integrations: integrations}
 	case "alias":
 		msg = analytics.Alias{MessageId: c.MessageID, UserId: c.UserID, PreviousId: c.PreviousID, Timestamp: ts,
 			Context: ctx, Integrations: integrations}
@@ -114,7 +130,7 @@ func checkFieldsFor(c wireCall) error {
 	}
 	for _, f := range []string{"event", "name", "groupId", "previousId", "properties", "traits", "anonymousId"} {
 		if unused[f] {
-			return fmt.Errorf("a %s call has no %s field", c.Type, f)
+			return fmt.Errorf("%s calls have no %s field", c.Type, f)
 		}
 	}
 	return nil

@@ -1,0 +1,106 @@
+package segment
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/segmentio/analytics-go/v3"
+)
+
+func TestParseCallTypes(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want any
+	}{
+		{`{"type":"track","event":"Email Sent","userId":"u","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","properties":{"a":1},"context":{"traits":{"email":"a@b.c"}}}`, analytics.Track{}},
+		{`{"type":"identify","anonymousId":"a","messageId":"m2","traits":{"plan":"pro"}}`, analytics.Identify{}},
+		{`{"type":"page","userId":"u","name":"Home","messageId":"m3","properties":{"path":"/"}}`, analytics.Page{}},
+		{`{"type":"screen","userId":"u","name":"Home","messageId":"m4"}`, analytics.Screen{}},
+		{`{"type":"group","userId":"u","groupId":"g","messageId":"m5","traits":{"n":1}}`, analytics.Group{}},
+		{`{"type":"alias","userId":"u","previousId":"p","messageId":"m6"}`, analytics.Alias{}},
+	} {
+		msg, err := parseCall([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if got, want := typeName(msg), typeName(tc.want); got != want {
+			t.Fatalf("%s parsed as %s, want %s", tc.body, got, want)
+		}
+		var id struct{ MessageID string }
+		_ = json.Unmarshal([]byte(tc.body), &id)
+		if messageID(msg) != id.MessageID {
+			t.Fatalf("messageId %q, want %q", messageID(msg), id.MessageID)
+		}
+	}
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case analytics.Track:
+		return "track"
+	case analytics.Identify:
+		return "identify"
+	case analytics.Page:
+		return "page"
+	case analytics.Screen:
+		return "screen"
+	case analytics.Group:
+		return "group"
+	case analytics.Alias:
+		return "alias"
+	}
+	return "?"
+}
+
+func TestParseCallKeepsContextAndTimestamp(t *testing.T) {
+	msg, err := parseCall([]byte(`{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-11-01T10:00:00.5Z","context":{"traits":{"email":"x@y.z"},"device":{"model":"Pixel"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(msg)
+	for _, want := range []string{`"timestamp":"2026-11-01T10:00:00.5Z"`, `"traits":{"email":"x@y.z"}`, `"device":{"model":"Pixel"}`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s lacks %s", out, want)
+		}
+	}
+}
+
+func TestParseCallRejectsInvalidCalls(t *testing.T) {
+	for body, reason := range map[string]string{
+		`not json`: "not a Segment call",
+		`{"event":"E","userId":"u"}`:                                   "no type",
+		`{"type":"bogus","userId":"u"}`:                                `"bogus" is not one of`,
+		`{"type":"track","userId":"u"}`:                                "invalid track call",
+		`{"type":"track","event":"E"}`:                                 "invalid track call",
+		`{"type":"track","event":"E","userId":"u","colour":"red"}`:     `unknown field "colour"`,
+		`{"type":"track","event":"E","userId":"u","traits":{}}`:        "track calls have no traits field",
+		`{"type":"identify","userId":"u","event":"E"}`:                 "identify calls have no event field",
+		`{"type":"group","userId":"u"}`:                                "invalid group call",
+		`{"type":"alias","userId":"u"}`:                                "invalid alias call",
+		`{"type":"track","event":"E","userId":"u","timestamp":"now"}`:  "not ISO-8601",
+		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:   "more than one JSON value",
+		`{"type":"track","event":"E","userId":"u","messageId":"` + strings.Repeat("x", 100) + `"}`: "at most 99",
+	} {
+		_, err := parseCall([]byte(body))
+		if err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("%s: error %v, want one containing %q", body, err, reason)
+		}
+	}
+}
+
+func TestDerivedMessageIDIsStable(t *testing.T) {
+	body := []byte(`{"type":"track","event":"E","userId":"u","properties":{"a":1}}`)
+	a, _ := parseCall(body)
+	b, _ := parseCall(append([]byte(nil), body...))
+	c, _ := parseCall([]byte(`{"type":"track","event":"E","userId":"u","properties":{"a":2}}`))
+	if messageID(a) == "" || messageID(a) != messageID(b) {
+		t.Fatalf("redelivered call got ids %q and %q", messageID(a), messageID(b))
+	}
+	if messageID(a) == messageID(c) {
+		t.Fatal("different calls share a derived id")
+	}
+	if len(messageID(a)) > maxMessageIDLen {
+		t.Fatalf("derived id %q too long", messageID(a))
+	}
+}

@@ -1,0 +1,223 @@
+package segment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+const testKey = "wk-unit-test-0001"
+
+// newTestOutput builds and connects the output from YAML.
+func newTestOutput(t testing.TB, yaml string) *output {
+	t.Helper()
+	conf, err := outputSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := outputFromParsed(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	return out
+}
+
+func startStandIn(t testing.TB, opts ...segmentapi.Option) *segmentapi.Server {
+	t.Helper()
+	srv, err := segmentapi.Start(testKey, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+func trackBatch(n int, from int, extra string) service.MessageBatch {
+	batch := make(service.MessageBatch, n)
+	for i := range batch {
+		batch[i] = service.NewMessage([]byte(fmt.Sprintf(
+			`{"type":"track","event":"Email Sent","userId":"u%d","messageId":"m-%d","properties":{"p":"%s"}}`, from+i, from+i, extra)))
+	}
+	return batch
+}
+
+// batchErrors is the error of each index of batch after WriteBatch.
+func batchErrors(batch service.MessageBatch, err error) []error {
+	errs := make([]error, len(batch))
+	var be *service.BatchError
+	if errors.As(err, &be) {
+		be.WalkMessages(func(i int, _ *service.Message, err error) bool {
+			errs[i] = err
+			return true
+		})
+	} else if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+func TestStatusClasses(t *testing.T) {
+	for status, want := range map[int]string{
+		200: "ok", 204: "ok", 400: "permanent", 401: "permanent", 403: "permanent", 404: "permanent",
+		413: "permanent", 422: "permanent", 408: "transient", 429: "transient", 500: "transient",
+		502: "transient", 503: "transient", 504: "transient", 501: "permanent", 505: "permanent", 302: "permanent",
+	} {
+		ok, transient := statusClass(status)
+		got := map[bool]string{true: "transient", false: "permanent"}[transient]
+		if ok {
+			got = "ok"
+		}
+		if got != want {
+			t.Errorf("status %d classed %s, want %s", status, got, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"": 0, "3": 3 * time.Second, "0": 0, "-1": 0, "soon": 0,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
+		now.Add(-time.Minute).Format(http.TimeFormat):     0,
+	} {
+		if got := parseRetryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for yaml, want := range map[string]string{
+		`region: us`:                                  "write_key is required",
+		`{write_key: k, max_calls_per_request: 2501}`: "between 1 and 2500",
+		`{write_key: k, max_calls_per_request: 0}`:    "between 1 and 2500",
+	} {
+		conf, err := outputSpec().ParseYAML(yaml, nil)
+		if err == nil {
+			_, err = outputFromParsed(conf, service.MockResources())
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want error containing %q", yaml, err, want)
+		}
+	}
+	out := newTestOutput(t, `{write_key: k, region: eu}`)
+	if out.s.endpoint != "https://events.eu1.segmentapis.com" {
+		t.Fatalf("eu endpoint %q", out.s.endpoint)
+	}
+}
+
+// analytics-go would retry a 401 ten times; the output must not retry it at
+// all, nor split it (the key is at fault, not the calls).
+func TestPermanentStatusIsNotRetried(t *testing.T) {
+	srv := startStandIn(t)
+	srv.FailNext(1, http.StatusUnauthorized)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(20, 0, "x")
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	for i, err := range errs {
+		if !IsPermanent(err) || !strings.Contains(err.Error(), "401") {
+			t.Fatalf("call %d: %v, want a permanent 401 failure", i, err)
+		}
+	}
+	if got := srv.Stats().Requests; got != 1 {
+		t.Fatalf("%d requests for one permanently rejected batch, want 1", got)
+	}
+}
+
+// A 400 for a batch is split until the calls at fault are found; the others
+// are accepted, not dead-lettered with them.
+func TestRejectedBatchIsSplitToFindTheBadCalls(t *testing.T) {
+	srv := startStandIn(t, segmentapi.WithMaxCallBytes(1500))
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(40, 0, "small")
+	big := strings.Repeat("b", 2000)
+	for _, i := range []int{3, 17, 31} {
+		batch[i] = trackBatch(1, i, big)[0]
+	}
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	for i, err := range errs {
+		bad := i == 3 || i == 17 || i == 31
+		if bad != (err != nil) || (bad && !IsPermanent(err)) {
+			t.Errorf("call %d: error %v (bad call: %v)", i, err, bad)
+		}
+		if got := srv.Count(fmt.Sprintf("m-%d", i)); got != map[bool]int{true: 0, false: 1}[bad] {
+			t.Errorf("call %d accepted %d times", i, got)
+		}
+	}
+}
+
+func TestInvalidCallsFailAloneAndAreNeverSent(t *testing.T) {
+	srv := startStandIn(t)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(5, 0, "x")
+	batch[1] = service.NewMessage([]byte(`{"type":"track","event":"E"}`))
+	batch[3] = service.NewMessage([]byte(`{"type":"track","event":"E","userId":"u","properties":{"p":"` + strings.Repeat("z", 33000) + `"}}`))
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	if !strings.Contains(fmt.Sprint(errs[1]), "(invalid)") || !strings.Contains(fmt.Sprint(errs[3]), "(too_large)") {
+		t.Fatalf("errors %v", errs)
+	}
+	if errs[0] != nil || errs[2] != nil || errs[4] != nil || srv.UniqueMessageIDs() != 3 {
+		t.Fatalf("valid calls: errors %v, %d accepted", errs, srv.UniqueMessageIDs())
+	}
+}
+
+func TestRetriesStopAtMaxRetries(t *testing.T) {
+	srv := startStandIn(t)
+	srv.FailNext(10, http.StatusServiceUnavailable)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_retries: 2, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	batch := trackBatch(3, 0, "x")
+	for _, err := range batchErrors(batch, out.WriteBatch(context.Background(), batch)) {
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+			t.Fatalf("error %v, want a transient failure after 3 attempts", err)
+		}
+	}
+	if got := srv.Stats().Requests; got != 3 {
+		t.Fatalf("%d requests, want 3", got)
+	}
+}
+
+func TestDryRunWritesTheExactBodies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dry.jsonl")
+	out := newTestOutput(t, fmt.Sprintf(`{dry_run: true, dry_run_path: %s, max_calls_per_request: 4}`, path))
+	batch := trackBatch(10, 0, "x")
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	_ = out.Close(context.Background())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	seen := 0
+	for _, line := range lines {
+		parts, ids, ok := splitBatch([]byte(line))
+		if !ok || len(parts) != 2 {
+			t.Fatalf("dry-run line is not a batch body: %s", line)
+		}
+		n := len(ids[0]) + len(ids[1])
+		if n > 4 {
+			t.Fatalf("a body of %d calls, max_calls_per_request is 4", n)
+		}
+		seen += n
+	}
+	if seen != 10 || len(lines) != 3 {
+		t.Fatalf("%d calls in %d bodies, want 10 in 3", seen, len(lines))
+	}
+}
