@@ -68,18 +68,18 @@ func TestParseCallKeepsContextAndTimestamp(t *testing.T) {
 
 func TestParseCallRejectsInvalidCalls(t *testing.T) {
 	for body, reason := range map[string]string{
-		`not json`: "not a Segment call",
-		`{"event":"E","userId":"u"}`:                                   "no type",
-		`{"type":"bogus","userId":"u"}`:                                `"bogus" is not one of`,
-		`{"type":"track","userId":"u"}`:                                "invalid track call",
-		`{"type":"track","event":"E"}`:                                 "invalid track call",
-		`{"type":"track","event":"E","userId":"u","colour":"red"}`:     `unknown field "colour"`,
-		`{"type":"track","event":"E","userId":"u","traits":{}}`:        "track calls have no traits field",
-		`{"type":"identify","userId":"u","event":"E"}`:                 "identify calls have no event field",
-		`{"type":"group","userId":"u"}`:                                "invalid group call",
-		`{"type":"alias","userId":"u"}`:                                "invalid alias call",
-		`{"type":"track","event":"E","userId":"u","timestamp":"now"}`:  "not ISO-8601",
-		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:   "more than one JSON value",
+		`not json`:                                                    "not a Segment call",
+		`{"event":"E","userId":"u"}`:                                  "no type",
+		`{"type":"bogus","userId":"u"}`:                               `"bogus" is not one of`,
+		`{"type":"track","userId":"u"}`:                               "invalid track call",
+		`{"type":"track","event":"E"}`:                                "invalid track call",
+		`{"type":"track","event":"E","userId":"u","colour":"red"}`:    `unknown field "colour"`,
+		`{"type":"track","event":"E","userId":"u","traits":{}}`:       "track calls have no traits field",
+		`{"type":"identify","userId":"u","event":"E"}`:                "identify calls have no event field",
+		`{"type":"group","userId":"u"}`:                               "invalid group call",
+		`{"type":"alias","userId":"u"}`:                               "invalid alias call",
+		`{"type":"track","event":"E","userId":"u","timestamp":"now"}`: "not ISO-8601",
+		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:  "more than one JSON value",
 		`{"type":"track","event":"E","userId":"u","messageId":"` + strings.Repeat("x", 100) + `"}`: "at most 99",
 	} {
 		_, err := parseCall([]byte(body))
