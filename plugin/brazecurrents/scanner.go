@@ -90,12 +90,14 @@ func (c *scannerCreator) Create(rdr io.ReadCloser, aFn service.AckFunc, details 
 	if details != nil {
 		name = details.Name()
 	}
-	return service.AutoAggregateBatchScannerAcks(&eventScanner{
-		rdr:    rdr,
-		source: name,
-		ocf:    newOCFReader(rdr),
-		c:      c,
-	}, aFn), nil
+	return service.AutoAggregateBatchScannerAcks(c.newEventScanner(rdr, name, 0, nil), aFn), nil
+}
+
+// newEventScanner decodes rdr, dropping the first skip events (already
+// delivered by an earlier, interrupted read) and adding extra metadata to
+// every event.
+func (c *scannerCreator) newEventScanner(rdr io.ReadCloser, source string, skip int64, extra map[string]any) *eventScanner {
+	return &eventScanner{rdr: rdr, source: source, ocf: newOCFReader(rdr), c: c, skip: skip, extra: extra}
 }
 
 func (c *scannerCreator) Close(context.Context) error { return nil }
@@ -113,6 +115,8 @@ type eventScanner struct {
 	template *service.Message // carries the per-source metadata
 	pending  service.MessageBatch
 	next     int64 // index in the file of the next event decoded
+	skip     int64 // events before this index are not emitted
+	extra    map[string]any
 	failure  error // returned once pending is drained
 }
 
@@ -163,6 +167,9 @@ func (s *eventScanner) start() error {
 		MetaSource:        s.source,
 	} {
 		s.template.MetaSet(k, v)
+	}
+	for k, v := range s.extra {
+		s.template.MetaSetMut(k, v)
 	}
 	return nil
 }
@@ -218,13 +225,18 @@ func (s *eventScanner) decode(b ocfBlock) (service.MessageBatch, error) {
 	if err != nil {
 		err = &positionError{offset: b.offset, err: fmt.Errorf("block: %w", err), corrupt: true}
 	}
-	events := make(service.MessageBatch, len(ends))
+	events := make(service.MessageBatch, 0, len(ends))
 	start := 0
-	for i, end := range ends {
+	for _, end := range ends {
+		if s.next < s.skip {
+			s.next++
+			start = end
+			continue
+		}
 		msg := s.template.Copy()
 		msg.SetBytes(d.out[start:end:end])
 		msg.MetaSetMut(MetaRecordIndex, s.next)
-		events[i] = msg
+		events = append(events, msg)
 		s.next++
 		start = end
 	}

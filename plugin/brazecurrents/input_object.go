@@ -1,0 +1,212 @@
+package brazecurrents
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/gcerrors"
+)
+
+// objectRun follows one object from its first read to its last ack.
+type objectRun struct {
+	in      *currentsInput
+	obj     object
+	started time.Time
+
+	mu       sync.Mutex
+	pending  int // batches handed out and not yet acked
+	events   int64
+	readDone bool // no more batches will come
+	outcome  string
+	nacked   bool
+}
+
+// Outcomes of reading an object.
+const (
+	outcomeDone      = "done"
+	outcomeCorrupt   = "corrupt"   // done, with the events before the damage
+	outcomeGone      = "gone"      // deleted while we read it
+	outcomeAbandoned = "abandoned" // left for the next pass
+)
+
+func (in *currentsInput) readObject(ctx context.Context, o object) {
+	run := &objectRun{in: in, obj: o, started: time.Now()}
+	policy := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second), backoff.WithMaxInterval(30*time.Second))
+	var emitted int64
+	outcome := outcomeDone
+	for attempt := 1; ; attempt++ {
+		err := in.readAttempt(ctx, run, &emitted)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			outcome = outcomeAbandoned
+			break
+		}
+		if errors.Is(err, ErrCorrupt) {
+			in.log.Errorf("Skipping corrupt object %q after its first %d events: %v", o.key, emitted, err)
+			outcome = outcomeCorrupt
+			break
+		}
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			in.log.Warnf("Object %q disappeared before it was read: %v", o.key, err)
+			outcome = outcomeGone
+			break
+		}
+		if attempt >= in.conf.readAttempts {
+			in.log.Errorf("Could not read object %q after %d attempts, leaving it for the next pass: %v", o.key, attempt, err)
+			outcome = outcomeAbandoned
+			break
+		}
+		wait := policy.NextBackOff()
+		in.log.Warnf("Reading object %q failed (attempt %d of %d), retrying in %v from event %d: %v", o.key, attempt, in.conf.readAttempts, wait, emitted, err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	run.readFinished(outcome)
+}
+
+// readAttempt reads the object from the start, emitting only the events
+// after the emitted first ones, which an earlier attempt delivered.
+func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitted *int64) error {
+	o := run.obj
+	r, err := in.bucket.NewReader(ctx, o.key, nil)
+	if err != nil {
+		return err
+	}
+	s := in.scan.newEventScanner(r, o.key, *emitted, map[string]any{
+		MetaBucket:     bucketName(in.conf.url),
+		MetaKey:        o.key,
+		MetaObjectSize: o.size,
+		MetaModTime:    o.modTime.UTC().Format(time.RFC3339),
+	})
+	defer s.Close(ctx)
+	for {
+		batch, err := s.NextBatch(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		run.handedOut(len(batch))
+		select {
+		case in.batches <- readBatch{batch: batch, ack: run.ack}:
+			*emitted += int64(len(batch))
+			in.metrics.events.Incr(int64(len(batch)))
+		case <-ctx.Done():
+			run.returned()
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *objectRun) handedOut(events int) {
+	r.mu.Lock()
+	r.pending++
+	r.events += int64(events)
+	r.mu.Unlock()
+}
+
+func (r *objectRun) returned() { r.settle(nil) }
+
+func (r *objectRun) ack(_ context.Context, err error) error {
+	r.settle(err)
+	return nil
+}
+
+func (r *objectRun) settle(err error) {
+	r.mu.Lock()
+	r.pending--
+	if err != nil {
+		r.nacked = true
+	}
+	finished := r.readDone && r.pending == 0
+	r.mu.Unlock()
+	if finished {
+		r.complete()
+	}
+}
+
+func (r *objectRun) readFinished(outcome string) {
+	r.mu.Lock()
+	r.readDone, r.outcome = true, outcome
+	finished := r.pending == 0
+	r.mu.Unlock()
+	if finished {
+		r.complete()
+	}
+}
+
+// complete runs once, when the object was read to its end and every batch
+// from it was acked (or nacked, at shutdown).
+func (r *objectRun) complete() {
+	in, o := r.in, r.obj
+	defer in.release(o)
+	outcome := r.outcome
+	if r.nacked {
+		outcome = outcomeAbandoned
+	}
+	switch outcome {
+	case outcomeDone, outcomeCorrupt:
+		in.afterDone(o)
+		in.ckpt.finished(o)
+		in.saver.poke()
+		in.progress.done(r.events, outcome == outcomeCorrupt)
+		if outcome == outcomeCorrupt {
+			in.metrics.corrupt.Incr(1)
+		} else {
+			in.metrics.done.Incr(1)
+		}
+		in.log.Infof("Object %s: %q, %d events in %v", outcome, o.key, r.events, time.Since(r.started).Round(time.Millisecond))
+	case outcomeGone:
+		in.ckpt.forget(o)
+	case outcomeAbandoned:
+		in.metrics.failed.Incr(1)
+		in.progress.abandoned()
+	}
+}
+
+// afterDone deletes or moves a done object when configured to. Failures are
+// logged, not fatal: the events were delivered.
+func (in *currentsInput) afterDone(o object) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if in.conf.moveTo != "" {
+		dst := path.Join(in.conf.moveTo, strings.TrimPrefix(o.key, in.conf.prefix))
+		if err := in.bucket.Copy(ctx, dst, o.key, nil); err != nil {
+			in.log.Errorf("Could not move done object %q to %q: %v", o.key, dst, err)
+			return
+		}
+	}
+	if in.conf.moveTo != "" || in.conf.deleteDone {
+		if err := in.bucket.Delete(ctx, o.key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			in.log.Errorf("Could not delete done object %q: %v", o.key, err)
+		}
+	}
+}
+
+type inputMetrics struct {
+	found, done, corrupt, failed, events *service.MetricCounter
+	saves                                *service.MetricCounter
+}
+
+func newInputMetrics(m *service.Metrics) inputMetrics {
+	return inputMetrics{
+		found:   m.NewCounter("braze_currents_objects_found"),
+		done:    m.NewCounter("braze_currents_objects_done"),
+		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
+		failed:  m.NewCounter("braze_currents_objects_failed"),
+		events:  m.NewCounter("braze_currents_events_read"),
+		saves:   m.NewCounter("braze_currents_checkpoint_saves", "result"),
+	}
+}

@@ -1,0 +1,177 @@
+package brazecurrents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+)
+
+// object is one Currents object found while walking a bucket.
+type object struct {
+	key       string
+	size      int64
+	modTime   time.Time
+	partition string    // the key up to its date= segment: integration and event type
+	hour      time.Time // the date= queue hour; zero when the key has none
+}
+
+// selection says which objects a walk yields.
+type selection struct {
+	include, exclude []string  // event type patterns (path.Match syntax)
+	since, until     time.Time // queue hour window, inclusive; zero means open
+	shard, shards    int       // this replica takes the objects whose key hashes to shard
+}
+
+func (s selection) wantsType(eventType string) bool {
+	if matchAny(s.exclude, eventType) {
+		return false
+	}
+	return len(s.include) == 0 || matchAny(s.include, eventType)
+}
+
+func (s selection) wantsHour(h time.Time) bool {
+	return (s.since.IsZero() || !h.Before(s.since)) && (s.until.IsZero() || !h.After(s.until))
+}
+
+// ownsKey splits objects between replicas by a hash of the key: no overlap,
+// no coordination, and stable across restarts.
+func (s selection) ownsKey(key string) bool {
+	if s.shards <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	_, _ = io.WriteString(h, key)
+	return int(h.Sum32()%uint32(s.shards)) == s.shard
+}
+
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// walker lists a Currents prefix the way Braze lays it out. It descends
+// directory by directory (never by a fixed depth, since Braze warns that the
+// layout may change) and prunes event_type= and date= directories that the
+// selection does not want, so unselected types and hours are never listed.
+type walker struct {
+	bucket *blob.Bucket
+	sel    selection
+	// skipHour says whether a partition's hour is already done (checkpoint
+	// watermark), so that its directory is not listed again.
+	skipHour func(partition string, hour time.Time) bool
+	// recent, when set, limits the walk to the date= directories that can
+	// still receive files (watch mode polls after the first pass).
+	recent func() []time.Time
+}
+
+// walk calls fn for every wanted object under prefix, in key order.
+func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error) error {
+	iter := w.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	for {
+		obj, err := iter.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing %q: %w", prefix, err)
+		}
+		if !obj.IsDir {
+			if err := w.visit(obj, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if !w.wantsDir(obj.Key) {
+			continue
+		}
+		dirs := []string{obj.Key}
+		if w.recent != nil && strings.HasPrefix(path.Base(obj.Key), "event_type=") {
+			dirs = dirs[:0]
+			for _, h := range w.recent() {
+				if dir := obj.Key + "date=" + h.Format(DateHourLayout) + "/"; w.wantsDir(dir) {
+					dirs = append(dirs, dir)
+				}
+			}
+		}
+		for _, dir := range dirs {
+			if err := w.walk(ctx, dir, fn); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *walker) wantsDir(dir string) bool {
+	name := path.Base(strings.TrimSuffix(dir, "/"))
+	switch {
+	case strings.HasPrefix(name, "event_type="):
+		return w.sel.wantsType(strings.TrimPrefix(name, "event_type="))
+	case strings.HasPrefix(name, "date="):
+		hour, err := time.Parse(DateHourLayout, strings.TrimPrefix(name, "date="))
+		if err != nil {
+			return true // not the layout we know: look inside rather than lose data
+		}
+		partition := strings.TrimSuffix(strings.TrimSuffix(dir, "/"), "/"+name)
+		return w.sel.wantsHour(hour) && (w.skipHour == nil || !w.skipHour(partition, hour))
+	}
+	return true
+}
+
+func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
+	if !strings.HasSuffix(obj.Key, ".avro") || !w.sel.ownsKey(obj.Key) {
+		return nil
+	}
+	o := object{key: obj.Key, size: obj.Size, modTime: obj.ModTime, partition: path.Dir(obj.Key)}
+	k := ParseObjectKey(obj.Key)
+	if k.EventType != "" && !w.sel.wantsType(k.EventType) {
+		return nil
+	}
+	if before, _, ok := strings.Cut(obj.Key, "/date="); ok {
+		o.partition = before
+	}
+	if h, ok := k.Hour(); ok {
+		if !w.sel.wantsHour(h) {
+			return nil
+		}
+		o.hour = h
+	}
+	return fn(o)
+}
+
+// recentHours are the queue hours that can still receive files: the current
+// hour and those within lookback of it. A watch-mode poll lists only their
+// date= directories, so its cost does not grow with the bucket's history.
+func recentHours(now time.Time, lookback time.Duration) []time.Time {
+	var out []time.Time
+	last := now.UTC().Truncate(time.Hour)
+	for h := last.Add(-lookback).Truncate(time.Hour); !h.After(last); h = h.Add(time.Hour) {
+		out = append(out, h)
+	}
+	return out
+}
+
+// parseShard reads "i/N".
+func parseShard(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("shard %q must be i/N with 0 <= i < N, like 0/3", s)
+	}
+	return i, n, nil
+}
+
+// pathMatchCheck reports a malformed glob pattern.
+func pathMatchCheck(p string) (bool, error) { return path.Match(p, "x") }
