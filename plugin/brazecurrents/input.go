@@ -111,7 +111,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 				service.NewBoolField(inFieldCheckpointBucket).
 					Description("Keep the checkpoint as an object in the bucket itself (needs write access to that one key).").Default(false),
 				service.NewStringField(inFieldCheckpointKey).
-					Description("The cache key or object key. Empty: `currents-connect/checkpoints/<prefix>/shard-<i>-of-<n>.json`. Use a new key to replay from scratch.").Default(""),
+					Description("The cache key or object key. Empty: `currents-connect-checkpoint-<prefix>-shard-<i>-of-<n>` (in a bucket, under `currents-connect/checkpoints/`, with `.json`). Use a new key to replay from scratch.").Default(""),
 			).Description("Where progress is kept. With neither `cache` nor `in_bucket`, nothing is kept and a restart reads every object again."),
 			service.NewBoolField(inFieldDelete).
 				Description("Delete each object once done.").Default(false).Advanced(),
@@ -234,7 +234,12 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 		return nil, fmt.Errorf("checkpoint: set cache or in_bucket, not both")
 	}
 	if c.ckptKey == "" {
-		c.ckptKey = fmt.Sprintf("currents-connect/checkpoints/%sshard-%d-of-%d.json", c.prefix, c.sel.shard, c.sel.shards)
+		// Flat for caches (a file cache wants no slashes), under a folder in buckets.
+		name := strings.ReplaceAll(strings.Trim(c.prefix, "/"), "/", "-")
+		c.ckptKey = fmt.Sprintf("currents-connect-checkpoint-%s-shard-%d-of-%d", name, c.sel.shard, c.sel.shards)
+		if c.ckptInBucket {
+			c.ckptKey = "currents-connect/checkpoints/" + c.ckptKey + ".json"
+		}
 	}
 	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
 		return nil, fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)

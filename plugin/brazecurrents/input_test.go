@@ -1,0 +1,273 @@
+package brazecurrents
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// collected is what a stream's output received.
+type collected struct {
+	mu     sync.Mutex
+	events map[string]int            // event id -> times received
+	meta   map[string]map[string]any // event id -> metadata
+}
+
+func (c *collected) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.events[id]
+}
+
+func (c *collected) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.events {
+		n += v
+	}
+	return n
+}
+
+// streamOf builds a stream of the braze_currents input with inputYAML into
+// a consumer that records every event; extra is appended to the config
+// (resources, for example).
+func streamOf(t *testing.T, inputYAML, extra string) (*service.Stream, *collected) {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	if err := b.AddInputYAML("braze_currents:\n" + indent(inputYAML, "  ")); err != nil {
+		t.Fatal(err)
+	}
+	if extra != "" {
+		if err := b.AddResourcesYAML(extra); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SetLoggerYAML("level: warn"); err != nil {
+		t.Fatal(err)
+	}
+	got := &collected{events: map[string]int{}, meta: map[string]map[string]any{}}
+	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		for _, m := range batch {
+			var ev struct{ ID string }
+			raw, _ := m.AsBytes()
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				return err
+			}
+			got.events[ev.ID]++
+			meta := map[string]any{}
+			_ = m.MetaWalkMut(func(k string, v any) error { meta[k] = v; return nil })
+			got.meta[ev.ID] = meta
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, got
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := range lines {
+		lines[i] = prefix + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runToEnd runs a one-pass stream and fails the test if it does not end.
+func runToEnd(t *testing.T, s *service.Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("stream did not end cleanly: %v", err)
+	}
+}
+
+// fileTree writes fixtures under a temp dir and returns its file:// URL and
+// every event id by event type.
+func fileTree(t *testing.T, opts fixtures.TreeOptions) (string, []fixtures.Written) {
+	t.Helper()
+	dir := t.TempDir()
+	written, err := fixtures.WriteTree(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "file://" + dir, written
+}
+
+func ids(written []fixtures.Written, keep func(fixtures.Written) bool) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range written {
+		if keep == nil || keep(w) {
+			for _, r := range w.Records {
+				out[r["id"].(string)] = true
+			}
+		}
+	}
+	return out
+}
+
+// expectExactly checks that the stream delivered exactly the wanted events,
+// each once.
+func expectExactly(t *testing.T, got *collected, want map[string]bool) {
+	t.Helper()
+	for id := range want {
+		if n := got.count(id); n != 1 {
+			t.Fatalf("event %s delivered %d times", id, n)
+		}
+	}
+	if got.total() != len(want) {
+		t.Fatalf("%d events delivered, want %d", got.total(), len(want))
+	}
+}
+
+func TestInputOnePassOverEveryEventType(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 15, Seed: 5})
+	s, got := streamOf(t, "url: "+url+"\nmax_parallel_objects: 3\nbatch_size: 7", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	w := written[0]
+	meta := got.meta[w.Records[0]["id"].(string)]
+	if meta[MetaKey] != w.Key || meta[MetaEventType] != w.Spec.EventType || meta[MetaBucket] != url || meta[MetaObjectSize] == nil || meta[MetaModTime] == nil {
+		t.Fatalf("metadata %v for %s", meta, w.Key)
+	}
+}
+
+func TestInputFiltersEventTypesAndHours(t *testing.T) {
+	// 24 files per type span two queue hours (12 files an hour).
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 24, RecordsPerFile: 2, Seed: 6,
+		EventTypes: []string{"users.messages.email.Send", "users.messages.email.Click", "users.messages.sms.Send"}})
+	secondHour := fixtures.DefaultDateHour.Add(time.Hour)
+	s, got := streamOf(t, fmt.Sprintf(`url: %s
+include_event_types: ["users.messages.email.*"]
+exclude_event_types: ["*.Click"]
+since: %s`, url, secondHour.Format(DateHourLayout)), "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, func(w fixtures.Written) bool {
+		return w.Spec.EventType == "users.messages.email.Send" && !w.Spec.DateHour.Before(secondHour)
+	}))
+}
+
+func TestInputCheckpointResumesWhereItStopped(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 24, RecordsPerFile: 3, Seed: 7,
+		EventTypes: []string{"users.messages.email.Send", "users.behaviors.Uninstall"}})
+	firstHour := fixtures.DefaultDateHour
+	conf := "url: " + url + "\ncheckpoint:\n  in_bucket: true\n"
+	s, got := streamOf(t, conf+"until: "+firstHour.Format(DateHourLayout), "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, func(w fixtures.Written) bool { return w.Spec.DateHour.Equal(firstHour) }))
+
+	// The second run reads only what the first did not.
+	s, got = streamOf(t, conf, "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, func(w fixtures.Written) bool { return w.Spec.DateHour.After(firstHour) }))
+
+	// A third run finds nothing new.
+	s, got = streamOf(t, conf, "")
+	runToEnd(t, s)
+	expectExactly(t, got, map[string]bool{})
+}
+
+func TestInputCheckpointInCacheResource(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 3, Seed: 8,
+		EventTypes: []string{"users.messages.email.Send"}})
+	cacheDir := t.TempDir()
+	cache := "cache_resources:\n  - label: progress\n    file:\n      directory: " + cacheDir + "\n"
+	conf := "url: " + url + "\ncheckpoint:\n  cache: progress\n"
+	s, got := streamOf(t, conf, cache)
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	s, got = streamOf(t, conf, cache)
+	runToEnd(t, s)
+	expectExactly(t, got, map[string]bool{})
+	entries, _ := os.ReadDir(cacheDir)
+	if len(entries) != 1 {
+		t.Fatalf("cache directory holds %d entries, want the checkpoint", len(entries))
+	}
+}
+
+func TestInputShardsSplitObjectsWithoutOverlap(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 4, RecordsPerFile: 2, Seed: 9})
+	all := &collected{events: map[string]int{}}
+	for shard := range 3 {
+		s, got := streamOf(t, fmt.Sprintf("url: %s\nshard: %d/3", url, shard), "")
+		runToEnd(t, s)
+		if got.total() == 0 {
+			t.Fatalf("shard %d/3 read nothing", shard)
+		}
+		for id, n := range got.events {
+			all.events[id] += n
+		}
+	}
+	expectExactly(t, all, ids(written, nil))
+}
+
+func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 5, Seed: 10,
+		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"}})
+	dir := strings.TrimPrefix(url, "file://")
+	bad := filepath.Join(dir, filepath.Dir(written[0].Key), "dataexport.prod-01.S3.integration.x+9+0000000009.avro")
+	if err := os.WriteFile(bad, []byte("garbage, not avro"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, got := streamOf(t, "url: "+url+"\ncheckpoint:\n  in_bucket: true", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	// The corrupt object was recorded as done: a second pass does not read it.
+	raw, err := os.ReadFile(filepath.Join(dir, "currents-connect/checkpoints/currents-connect-checkpoint-currents-shard-0-of-1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc checkpointDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Partitions) != 2 {
+		t.Fatalf("checkpoint %s", raw)
+	}
+}
+
+func TestInputRejectsBadConfig(t *testing.T) {
+	for conf, want := range map[string]string{
+		"url: file:///tmp\nshard: 3/3":                              "0 <= i < N",
+		"url: file:///tmp\nsince: yesterday":                        "not an hour",
+		"url: file:///tmp\ninclude_event_types: ['[']":              "pattern",
+		"url: file:///tmp\nmove_done_to: currents/done":             "inside prefix",
+		"url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}": "not both",
+	} {
+		parsed, err := inputSpec().ParseYAML(conf, nil)
+		if err == nil {
+			_, err = inputFromParsed(parsed, service.MockResources())
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error containing %q", conf, err, want)
+		}
+	}
+}
+
+func TestInputMissingBucketFailsClearly(t *testing.T) {
+	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/")
+	if err == nil || !strings.Contains(err.Error(), "/no/such/dir/anywhere") {
+		t.Fatalf("error %v", err)
+	}
+}
