@@ -21,7 +21,8 @@ import (
 
 // collected is what a stream's output received.
 type collected struct {
-	mu     sync.Mutex
+	changed chan struct{} // signalled after each batch
+	mu      sync.Mutex
 	events map[string]int            // event id -> times received
 	meta   map[string]map[string]any // event id -> metadata
 }
@@ -59,7 +60,7 @@ func streamOf(t *testing.T, inputYAML, extra string) (*service.Stream, *collecte
 	if err := b.SetLoggerYAML("level: warn"); err != nil {
 		t.Fatal(err)
 	}
-	got := &collected{events: map[string]int{}, meta: map[string]map[string]any{}}
+	got := &collected{events: map[string]int{}, meta: map[string]map[string]any{}, changed: make(chan struct{}, 1)}
 	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
 		got.mu.Lock()
 		defer got.mu.Unlock()
@@ -73,6 +74,10 @@ func streamOf(t *testing.T, inputYAML, extra string) (*service.Stream, *collecte
 			meta := map[string]any{}
 			_ = m.MetaWalkMut(func(k string, v any) error { meta[k] = v; return nil })
 			got.meta[ev.ID] = meta
+		}
+		select {
+		case got.changed <- struct{}{}:
+		default:
 		}
 		return nil
 	}); err != nil {
@@ -269,5 +274,97 @@ func TestInputMissingBucketFailsClearly(t *testing.T) {
 	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/")
 	if err == nil || !strings.Contains(err.Error(), "/no/such/dir/anywhere") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// waitFor waits until every wanted event arrived, or fails after a bound.
+func (c *collected) waitFor(t *testing.T, want map[string]bool) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		missing := 0
+		for id := range want {
+			if c.count(id) == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-c.changed:
+		case <-deadline:
+			t.Fatalf("%d of %d events never arrived", missing, len(want))
+		}
+	}
+}
+
+func TestInputWatchPicksUpNewObjects(t *testing.T) {
+	dir := t.TempDir()
+	hour := time.Now().UTC().Truncate(time.Hour)
+	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 4, Seed: 11, DateHour: hour}
+	first := writeFixture(t, dir, spec)
+	s, got := streamOf(t, "url: file://"+dir+"\nwatch: true\npoll_interval: 10ms\nprogress_interval: 0s", "")
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	got.waitFor(t, first)
+
+	spec.Offset, spec.Seed = 4, 12
+	second := writeFixture(t, dir, spec)
+	got.waitFor(t, second)
+	if err := s.StopWithin(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	for id := range first {
+		if n := got.count(id); n != 1 {
+			t.Fatalf("event %s of the first object delivered %d times", id, n)
+		}
+	}
+}
+
+func writeFixture(t *testing.T, dir string, spec fixtures.FileSpec) map[string]bool {
+	t.Helper()
+	path := filepath.Join(dir, fixtures.Key(spec))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := fixtures.WriteFile(f, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	// Renamed into place, as an object store makes an upload visible at once.
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, r := range records {
+		want[r["id"].(string)] = true
+	}
+	return want
+}
+
+func TestInputDeletesOrMovesDoneObjects(t *testing.T) {
+	for _, mode := range []string{"delete_done: true", "move_done_to: archive"} {
+		url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 2, Seed: 13,
+			EventTypes: []string{"users.messages.email.Send"}})
+		dir := strings.TrimPrefix(url, "file://")
+		s, got := streamOf(t, "url: "+url+"\n"+mode, "")
+		runToEnd(t, s)
+		expectExactly(t, got, ids(written, nil))
+		for _, w := range written {
+			if _, err := os.Stat(w.Path); !os.IsNotExist(err) {
+				t.Fatalf("%s: %s still there", mode, w.Key)
+			}
+			moved := filepath.Join(dir, "archive", strings.TrimPrefix(w.Key, "currents/"))
+			if _, err := os.Stat(moved); (err == nil) != strings.HasPrefix(mode, "move") {
+				t.Fatalf("%s: moved copy %s: %v", mode, moved, err)
+			}
+		}
 	}
 }
