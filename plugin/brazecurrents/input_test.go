@@ -23,8 +23,8 @@ import (
 type collected struct {
 	changed chan struct{} // signalled after each batch
 	mu      sync.Mutex
-	events map[string]int            // event id -> times received
-	meta   map[string]map[string]any // event id -> metadata
+	events  map[string]int            // event id -> times received
+	meta    map[string]map[string]any // event id -> metadata
 }
 
 func (c *collected) count(id string) int {
