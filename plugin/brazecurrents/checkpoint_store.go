@@ -2,7 +2,10 @@ package brazecurrents
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,22 +17,96 @@ import (
 func (in *currentsInput) checkpointStore(bucket *blob.Bucket) checkpointStore {
 	switch {
 	case in.conf.ckptCache != "":
-		return &cacheStore{mgr: in.mgr, cache: in.conf.ckptCache, key: in.conf.ckptKey}
+		return newSlotted(&cacheStore{mgr: in.mgr, cache: in.conf.ckptCache}, in.conf.ckptKey)
 	case in.conf.ckptInBucket:
-		return &bucketStore{bucket: bucket, key: in.conf.ckptKey, name: bucketName(in.conf.url)}
+		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url)}, in.conf.ckptKey)
 	}
 	return nil
 }
 
-// cacheStore keeps the checkpoint in a Connect cache resource.
-type cacheStore struct {
-	mgr        *service.Resources
-	cache, key string
+// keyStore reads and writes whole values by key.
+type keyStore interface {
+	get(ctx context.Context, key string) ([]byte, error) // nil, nil when absent
+	put(ctx context.Context, key string, value []byte) error
+	describe() string
 }
 
-func (s *cacheStore) load(ctx context.Context) (raw []byte, err error) {
+// slotted keeps the checkpoint in two slots written in turn, each stamped
+// with a sequence number. Few stores write atomically (fileblob's metadata
+// file and the file cache are truncated, then written), so a crash during a
+// write can leave one slot damaged: the other still holds the previous
+// checkpoint, which at worst re-sends the objects done in between.
+type slotted struct {
+	store keyStore
+	keys  [2]string
+	seq   uint64
+}
+
+func newSlotted(store keyStore, key string) *slotted {
+	base := strings.TrimSuffix(key, ".json")
+	ext := strings.TrimPrefix(key, base)
+	return &slotted{store: store, keys: [2]string{base + ".a" + ext, base + ".b" + ext}}
+}
+
+func (s *slotted) load(ctx context.Context) ([]byte, error) {
+	var best []byte
+	var problems []string
+	for _, key := range s.keys {
+		raw, err := s.store.get(ctx, key)
+		if err != nil {
+			problems = append(problems, key+": "+err.Error())
+			continue
+		}
+		if raw == nil {
+			continue
+		}
+		var stamp struct{ Seq uint64 }
+		if err := json.Unmarshal(raw, &stamp); err != nil {
+			problems = append(problems, key+": "+err.Error())
+			continue
+		}
+		if best == nil || stamp.Seq > s.seq {
+			best, s.seq = raw, stamp.Seq
+		}
+	}
+	if best == nil && len(problems) > 0 {
+		return nil, errors.New("no readable checkpoint slot: " + strings.Join(problems, "; "))
+	}
+	return best, nil
+}
+
+func (s *slotted) save(ctx context.Context, doc []byte) error {
+	s.seq++
+	stamped, err := stampSeq(doc, s.seq)
+	if err != nil {
+		return err
+	}
+	return s.store.put(ctx, s.keys[s.seq%2], stamped)
+}
+
+func (s *slotted) describe() string {
+	return s.store.describe() + " keys " + strings.Join(s.keys[:], ", ")
+}
+
+// stampSeq adds "seq" to a checkpoint document.
+func stampSeq(doc []byte, seq uint64) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, err
+	}
+	m["seq"] = json.RawMessage(strconv.FormatUint(seq, 10))
+	return json.Marshal(m)
+}
+
+// cacheStore keeps the checkpoint in a Connect cache resource.
+type cacheStore struct {
+	mgr   *service.Resources
+	cache string
+}
+
+func (s *cacheStore) get(ctx context.Context, key string) (raw []byte, err error) {
 	accessErr := s.mgr.AccessCache(ctx, s.cache, func(c service.Cache) {
-		raw, err = c.Get(ctx, s.key)
+		raw, err = c.Get(ctx, key)
 	})
 	if accessErr != nil {
 		return nil, accessErr
@@ -40,9 +117,9 @@ func (s *cacheStore) load(ctx context.Context) (raw []byte, err error) {
 	return raw, err
 }
 
-func (s *cacheStore) save(ctx context.Context, doc []byte) (err error) {
+func (s *cacheStore) put(ctx context.Context, key string, doc []byte) (err error) {
 	accessErr := s.mgr.AccessCache(ctx, s.cache, func(c service.Cache) {
-		err = c.Set(ctx, s.key, doc, nil)
+		err = c.Set(ctx, key, doc, nil)
 	})
 	if accessErr != nil {
 		return accessErr
@@ -50,27 +127,27 @@ func (s *cacheStore) save(ctx context.Context, doc []byte) (err error) {
 	return err
 }
 
-func (s *cacheStore) describe() string { return "cache " + s.cache + " key " + s.key }
+func (s *cacheStore) describe() string { return "cache " + s.cache }
 
 // bucketStore keeps the checkpoint as an object in the bucket itself.
 type bucketStore struct {
-	bucket    *blob.Bucket
-	key, name string
+	bucket *blob.Bucket
+	name   string
 }
 
-func (s *bucketStore) load(ctx context.Context) ([]byte, error) {
-	raw, err := s.bucket.ReadAll(ctx, s.key)
+func (s *bucketStore) get(ctx context.Context, key string) ([]byte, error) {
+	raw, err := s.bucket.ReadAll(ctx, key)
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return nil, nil
 	}
 	return raw, err
 }
 
-func (s *bucketStore) save(ctx context.Context, doc []byte) error {
-	return s.bucket.WriteAll(ctx, s.key, doc, &blob.WriterOptions{ContentType: "application/json"})
+func (s *bucketStore) put(ctx context.Context, key string, doc []byte) error {
+	return s.bucket.WriteAll(ctx, key, doc, &blob.WriterOptions{ContentType: "application/json"})
 }
 
-func (s *bucketStore) describe() string { return "bucket " + s.name + " object " + s.key }
+func (s *bucketStore) describe() string { return "bucket " + s.name }
 
 // checkpointSaver writes the checkpoint whenever it changed, one write at a
 // time: done objects that arrive during a write go into the next one.

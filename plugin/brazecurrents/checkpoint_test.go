@@ -1,6 +1,8 @@
 package brazecurrents
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +66,39 @@ func TestCheckpointRejectsDamagedDocuments(t *testing.T) {
 		if err := newCheckpoint(func(time.Time) bool { return true }).restore([]byte(doc)); err == nil {
 			t.Errorf("%s accepted", doc)
 		}
+	}
+}
+
+// memStore is a keyStore in memory, for damaging slots on purpose.
+type memStore map[string][]byte
+
+func (m memStore) get(_ context.Context, key string) ([]byte, error) { return m[key], nil }
+func (m memStore) put(_ context.Context, key string, v []byte) error {
+	m[key] = v
+	return nil
+}
+func (m memStore) describe() string { return "memory" }
+
+func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
+	store := memStore{}
+	s := newSlotted(store, "ck.json")
+	for i := 1; i <= 3; i++ {
+		if err := s.save(context.Background(), []byte(fmt.Sprintf(`{"version":1,"n":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Slot a holds save 2, slot b save 3; a crash truncates b.
+	store["ck.b.json"] = []byte(`{"version":1,"n":`)
+	raw, err := newSlotted(store, "ck.json").load(context.Background())
+	if err != nil || !strings.Contains(string(raw), `"n":2`) {
+		t.Fatalf("loaded %s, %v: want the intact previous save", raw, err)
+	}
+	store["ck.a.json"] = []byte(``)
+	store["ck.b.json"] = []byte(`{`)
+	if _, err := newSlotted(store, "ck.json").load(context.Background()); err == nil || !strings.Contains(err.Error(), "no readable checkpoint slot") {
+		t.Fatalf("two damaged slots: %v", err)
+	}
+	if raw, err := newSlotted(memStore{}, "ck.json").load(context.Background()); raw != nil || err != nil {
+		t.Fatalf("no checkpoint yet: %s, %v", raw, err)
 	}
 }

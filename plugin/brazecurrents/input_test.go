@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/blob"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
@@ -206,8 +207,8 @@ func TestInputCheckpointInCacheResource(t *testing.T) {
 	runToEnd(t, s)
 	expectExactly(t, got, map[string]bool{})
 	entries, _ := os.ReadDir(cacheDir)
-	if len(entries) != 1 {
-		t.Fatalf("cache directory holds %d entries, want the checkpoint", len(entries))
+	if len(entries) == 0 || len(entries) > 2 {
+		t.Fatalf("cache directory holds %d entries, want the checkpoint's one or two slots", len(entries))
 	}
 }
 
@@ -239,7 +240,12 @@ func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
 	runToEnd(t, s)
 	expectExactly(t, got, ids(written, nil))
 	// The corrupt object was recorded as done: a second pass does not read it.
-	raw, err := os.ReadFile(filepath.Join(dir, "currents-connect/checkpoints/currents-connect-checkpoint-currents-shard-0-of-1.json"))
+	bucket, err := blob.OpenBucket(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	raw, err := newSlotted(&bucketStore{bucket: bucket}, "currents-connect/checkpoints/currents-connect-checkpoint-currents-shard-0-of-1.json").load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

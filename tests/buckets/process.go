@@ -1,0 +1,86 @@
+package buckets
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os/exec"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startServer starts cmd and waits until a stdout line matches ready, whose
+// first group (the server's URL) it returns. The process is killed when the
+// test ends.
+func startServer(t testing.TB, cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	url, err := start(cmd, ready, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kill(cmd) })
+	return url
+}
+
+// start is startServer without the testing.TB, for restartable processes.
+func start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) (string, error) {
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+				break
+			}
+		}
+		close(found)
+		io.Copy(logs, stdout) // keep draining so the server never blocks on a full pipe
+	}()
+	select {
+	case url, ok := <-found:
+		if ok {
+			return url, nil
+		}
+	case <-time.After(timeout):
+	}
+	kill(cmd)
+	return "", fmt.Errorf("%s did not print a line matching %q within %v (%v); output:\n%s",
+		cmd.Path, ready, timeout, cmd.ProcessState, logs.String())
+}
+
+func kill(cmd *exec.Cmd) {
+	if cmd.Process != nil && cmd.ProcessState == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

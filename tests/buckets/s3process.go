@@ -1,0 +1,55 @@
+package buckets
+
+import (
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+var s3Listening = regexp.MustCompile(`^listening (http://\S+)$`)
+
+// StartS3Process builds and runs cmd/s3server as a separate process keeping
+// its data in dir (a t.TempDir() when dir is ""), so end-to-end tests can
+// kill it and start it again. stop kills it (SIGKILL, like a crash) and is a
+// no-op when it is not running; restart stops it and starts it again on the
+// same address, so b.URL stays valid. Both must be called from the test's
+// goroutine. The process is killed when the test ends.
+func StartS3Process(t testing.TB, dir string) (b *Bucket, stop func(), restart func()) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	bin := filepath.Join(t.TempDir(), "s3server")
+	// Build by import path: works from any package directory in the module.
+	build := exec.Command("go", "build", "-o", bin,
+		"github.com/currents-connect/currents-connect/tests/buckets/cmd/s3server")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build s3server: %v\n%s", err, out)
+	}
+
+	var cmd *exec.Cmd
+	run := func(addr string) string {
+		cmd = exec.Command(bin, "-addr", addr, "-bucket", s3Bucket, "-dir", dir)
+		endpoint, err := start(cmd, s3Listening, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return endpoint
+	}
+	endpoint := run("127.0.0.1:0")
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatalf("s3server printed %q: %v", endpoint, err)
+	}
+	stop = func() { kill(cmd) }
+	restart = func() {
+		t.Helper()
+		stop()
+		run(u.Host)
+	}
+	t.Cleanup(stop)
+	return newS3Bucket(endpoint, s3Bucket), stop, restart
+}
