@@ -1,0 +1,152 @@
+package brazecurrents
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// uploadTree writes a fixture tree of every event type into a real bucket.
+func uploadTree(t *testing.T, b *buckets.Bucket, opts fixtures.TreeOptions) []fixtures.Written {
+	t.Helper()
+	dir := t.TempDir()
+	written, err := fixtures.WriteTree(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets.UploadDir(t, b, dir)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	return written
+}
+
+func TestInputOnePassOverS3(t *testing.T) {
+	b := buckets.StartS3(t)
+	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 31})
+	s, got := streamOf(t, "url: \""+b.URL+"\"\ncheckpoint:\n  in_bucket: true", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	s, got = streamOf(t, "url: \""+b.URL+"\"\ncheckpoint:\n  in_bucket: true", "")
+	runToEnd(t, s)
+	expectExactly(t, got, map[string]bool{})
+}
+
+func TestInputOnePassOverAzurite(t *testing.T) {
+	b := buckets.StartAzurite(t)
+	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 32, Conn: "AzureBlob"})
+	s, got := streamOf(t, "url: \""+b.URL+"\"\ninclude_event_types: [\"users.messages.*\"]", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, func(w fixtures.Written) bool {
+		return strings.HasPrefix(w.Spec.EventType, "users.messages.")
+	}))
+}
+
+func TestInputMissingS3BucketFailsClearly(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	missing := strings.Replace(b.URL, "s3://"+b.Name+"?", "s3://no-such-bucket?", 1)
+	_, err := openChecked(context.Background(), missing, "currents/")
+	if err == nil || !strings.Contains(err.Error(), "s3://no-such-bucket") || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// faultyProxy stands in front of a real S3 server and cuts the first
+// answers to GETs of one object in the middle of the body, like a network
+// failing mid-download.
+type faultyProxy struct {
+	target   string
+	key      string
+	failures int
+	cutAfter int
+
+	mu   sync.Mutex
+	seen int
+}
+
+func (p *faultyProxy) start(t *testing.T) string {
+	t.Helper()
+	u, _ := url.Parse(p.target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p.key) {
+			p.mu.Lock()
+			p.seen++
+			fail := p.seen <= p.failures
+			p.mu.Unlock()
+			if fail {
+				rp.ServeHTTP(&cuttingWriter{ResponseWriter: w, left: p.cutAfter}, r)
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	ln := listenLoopback(t)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// cuttingWriter lets left bytes of a body through, then drops the
+// connection.
+type cuttingWriter struct {
+	http.ResponseWriter
+	left int
+}
+
+func (c *cuttingWriter) Write(b []byte) (int, error) {
+	if len(b) > c.left {
+		_, _ = c.ResponseWriter.Write(b[:c.left])
+		c.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	c.left -= len(b)
+	return c.ResponseWriter.Write(b)
+}
+
+// An object whose download breaks twice in the middle is read again,
+// resuming after the events already delivered: each event comes out once.
+func TestInputResumesObjectAfterBrokenDownloads(t *testing.T) {
+	b := buckets.StartS3(t)
+	dir := t.TempDir()
+	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 3000, Seed: 33,
+		EventTypes: []string{"users.messages.email.Send", "users.messages.email.Open"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets.UploadDir(t, b, dir)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	endpoint := b.URL[strings.Index(b.URL, "endpoint=")+len("endpoint="):]
+	endpoint = endpoint[:strings.Index(endpoint, "&")]
+	proxy := &faultyProxy{target: endpoint, key: written[0].Key, failures: 2, cutAfter: 300_000}
+	proxied := strings.Replace(b.URL, endpoint, proxy.start(t), 1)
+
+	s, got := streamOf(t, "url: \""+proxied+"\"\nbatch_size: 100\nread_attempts: 5", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	if proxy.seen < 3 {
+		t.Fatalf("the object was fetched %d times: the broken downloads were not retried", proxy.seen)
+	}
+}
+
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
