@@ -91,7 +91,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringField(inFieldPrefix).
 				Description("The prefix Currents writes under (Braze's default is `currents`).").Default("currents"),
 			service.NewStringListField(inFieldInclude).
-				Description("Event types to read, as glob patterns; empty reads every type.").
+				Description("Event types to read, as glob patterns (entries may hold several, comma-separated); empty reads every type.").
 				Example([]string{"users.messages.email.*", "users.campaigns.Conversion"}).Default([]string{}),
 			service.NewStringListField(inFieldExclude).
 				Description("Event types to skip, as glob patterns; applied after `include_event_types`.").Default([]string{}),
@@ -210,6 +210,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 	if err != nil {
 		return nil, err
 	}
+	c.sel.include, c.sel.exclude = splitPatterns(c.sel.include), splitPatterns(c.sel.exclude)
 	if c.sel.since, err = parseHour(since); err != nil {
 		return nil, fmt.Errorf("%s: %w", inFieldSince, err)
 	}
@@ -245,6 +246,20 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 		return nil, fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)
 	}
 	return newCurrentsInput(c, mgr), nil
+}
+
+// splitPatterns accepts comma-separated entries too, so that one
+// environment variable can carry a whole list: [ "${BRAZE_EVENT_TYPES}" ].
+func splitPatterns(entries []string) []string {
+	var out []string
+	for _, e := range entries {
+		for _, p := range strings.Split(e, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // parseHour reads a queue hour bound; "" is no bound.

@@ -74,7 +74,7 @@ are still delivered.
 			service.NewStringEnumField(fieldRegion, "us", "eu").
 				Description("The Segment region of the workspace.").Default("us"),
 			service.NewURLField(fieldEndpoint).
-				Description("Overrides the region's endpoint: for proxies and tests.").Optional().Advanced(),
+				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's.").Optional().Advanced(),
 			service.NewIntField(fieldMaxCalls).
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
@@ -124,8 +124,12 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	}
 	endpoint := regionEndpoints[region]
 	if conf.Contains(fieldEndpoint) {
-		if endpoint, err = conf.FieldString(fieldEndpoint); err != nil {
+		override, err := conf.FieldString(fieldEndpoint)
+		if err != nil {
 			return nil, err
+		}
+		if override != "" { // empty, as from an unset ${SEGMENT_ENDPOINT:}, keeps the region's
+			endpoint = override
 		}
 	}
 	s := &sender{

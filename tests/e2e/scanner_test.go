@@ -131,30 +131,52 @@ logger:
 	}
 }
 
-// TestDemoConfigDecodesTheSample runs the README's demo command and checks
-// that it prints every event of the bundled sample.
-func TestDemoConfigDecodesTheSample(t *testing.T) {
+// TestDemoCommand runs the README's demo command and checks that it prints
+// the exact bodies it would POST: one call per sample event of the 50 types
+// whose user has an external_user_id (Braze skips anonymous users).
+func TestDemoCommand(t *testing.T) {
 	out, err := runConnect(t, "../..", nil, "-c", "config/demo.yaml")
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	types := map[string]int{}
+	// The sample is generated with these options (tests/fixtures/gen.go).
+	written, err := fixtures.WriteTree(t.TempDir(), fixtures.TreeOptions{RecordsPerFile: 20, FilesPerType: 1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, w := range written {
+		ev, forwarded := fixtures.SegmentEvents()[w.Spec.EventType]
+		for _, r := range w.Records {
+			if forwarded && r["external_user_id"] != nil {
+				want[r["id"].(string)] = ev.Name
+			}
+		}
+	}
+	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var ev struct {
-			EventType string         `json:"event_type"`
-			Event     map[string]any `json:"event"`
+		var body struct {
+			MessageID string `json:"messageId"`
+			Batch     []struct {
+				Type, Event, MessageID, UserID string
+			}
 		}
-		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Event["id"] == nil {
-			t.Fatalf("demo printed %q", line)
+		if err := json.Unmarshal([]byte(line), &body); err != nil || body.MessageID == "" || len(body.Batch) == 0 || len(body.Batch) > 500 {
+			t.Fatalf("demo printed a line that is not a /v1/batch body: %.300s", line)
 		}
-		types[ev.EventType]++
+		for _, c := range body.Batch {
+			if c.Type != "track" || c.UserID == "" {
+				t.Fatalf("call %+v", c)
+			}
+			got[c.MessageID] = c.Event
+		}
 	}
-	if len(types) != len(fixtures.EventTypes()) {
-		t.Fatalf("demo printed %d event types, the sample has %d", len(types), len(fixtures.EventTypes()))
+	if len(got) != len(want) {
+		t.Fatalf("demo sent %d calls, want %d", len(got), len(want))
 	}
-	for et, n := range types {
-		if n != 20 {
-			t.Errorf("%s: %d events, the sample has 20", et, n)
+	for id, name := range want {
+		if got[id] != name {
+			t.Fatalf("event %s sent as %q, want %q", id, got[id], name)
 		}
 	}
 }

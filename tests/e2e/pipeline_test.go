@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// repoRoot is where the shipped configs run from: Bloblang imports resolve
+// from the working directory.
+const repoRoot = "../.."
+
+// pipelineEnv is the environment of config/currents_to_segment.yaml for a
+// one-pass run over bucketURL into the stand-in.
+func pipelineEnv(bucketURL string, srv *segmentapi.Server, deadLetter string, extra ...string) []string {
+	return append([]string{
+		"CURRENTS_URL=" + bucketURL,
+		"CURRENTS_WATCH=false",
+		"SEGMENT_WRITE_KEY=" + e2eWriteKey,
+		"SEGMENT_ENDPOINT=" + srv.URL(),
+		"DEAD_LETTER_PATH=" + deadLetter,
+		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
+	}, extra...)
+}
+
+// TestShippedPipelineMapsEveryEventType runs every fixture file of every
+// event type, under every schema version, through config/currents_to_segment.yaml
+// into the Segment stand-in, and checks each call against Braze's table
+// (facts/segment_events.tsv) and Segment's limits.
+func TestShippedPipelineMapsEveryEventType(t *testing.T) {
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 30, Seed: 51})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Older schema versions of the 50 types, in a later hour.
+	for i, et := range fixtures.EventTypes() {
+		for v, sv := range fixtures.Versions(et) {
+			spec := fixtures.FileSpec{EventType: et, Fields: sv.Fields, Records: 5, Seed: uint64(1000 + 10*i + v),
+				DateHour: fixtures.DefaultDateHour.Add(5 * time.Hour), Version: v + 1, Offset: v}
+			w := writeSpec(t, bucket, spec)
+			written = append(written, w)
+		}
+	}
+	srv, err := segmentapi.Start(e2eWriteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	deadLetter := filepath.Join(dir, "dead.jsonl")
+	out, err := runConnect(t, repoRoot, pipelineEnv("file://"+bucket, srv, deadLetter, "BRAZE_INCLUDE_ANONYMOUS=true"),
+		"-c", "config/currents_to_segment.yaml")
+	if err != nil {
+		t.Fatalf("pipeline failed: %v\n%s", err, lastLines(out, 30))
+	}
+
+	table := fixtures.SegmentEvents()
+	calls := map[string]segmentapi.Call{}
+	for _, c := range srv.Accepted() {
+		calls[fmt.Sprint(c["messageId"])] = c
+	}
+	sent, unmappable := 0, 0
+	for _, w := range written {
+		ev, forwarded := table[w.Spec.EventType]
+		for _, rec := range w.Records {
+			call, got := calls[rec["id"].(string)]
+			if forwarded && rec["user_id"] == nil && rec["external_user_id"] == nil {
+				// No user at all (user_id is nullable in the InboundReceive types): a dead letter.
+				if got {
+					t.Fatalf("%s event %s without any user was sent", w.Spec.EventType, rec["id"])
+				}
+				unmappable++
+				continue
+			}
+			if !forwarded {
+				if got {
+					t.Fatalf("%s is not one of the 50 types but was sent", w.Spec.EventType)
+				}
+				continue
+			}
+			if !got {
+				t.Fatalf("%s event %s of %s was not sent", w.Spec.EventType, rec["id"], w.Key)
+			}
+			checkCall(t, ev, rec, call)
+			sent++
+		}
+	}
+	if srv.Duplicates() != 0 || srv.UniqueMessageIDs() != sent {
+		t.Fatalf("stand-in holds %d calls (%d duplicates), %d expected", srv.UniqueMessageIDs(), srv.Duplicates(), sent)
+	}
+	stats := srv.Stats()
+	if stats.Rejected400 != 0 || stats.SilentlyDropped != 0 || stats.MaxCallsInRequest > 2500 || stats.MaxRequestBytes > 512_000 {
+		t.Fatalf("Segment's limits broken: %+v", stats)
+	}
+	dead := readDeadLetters(t, deadLetter)
+	if len(dead) != unmappable {
+		t.Fatalf("%d dead letters, want the %d events without any user: %v", len(dead), unmappable, dead)
+	}
+	for _, d := range dead {
+		if !strings.Contains(fmt.Sprint(d["error"]), "neither external_user_id nor user_id") || d["event_type"] == nil {
+			t.Fatalf("dead letter without its reason: %v", d)
+		}
+	}
+	t.Logf("%d calls checked against the table, %d dead letters, %d requests", sent, len(dead), stats.Requests)
+}
+
+func writeSpec(t *testing.T, bucket string, spec fixtures.FileSpec) fixtures.Written {
+	t.Helper()
+	key := fixtures.Key(spec)
+	path := filepath.Join(bucket, key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	records, err := fixtures.WriteFile(f, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixtures.Written{Key: key, Path: path, Spec: spec, Records: records}
+}
+
+// checkCall compares one call with what Braze's table says the event becomes.
+func checkCall(t *testing.T, ev fixtures.SegmentEvent, rec map[string]any, call segmentapi.Call) {
+	t.Helper()
+	where := ev.EventType + " " + rec["id"].(string)
+	want := map[string]any{"type": "track", "event": ev.Name, "messageId": rec["id"],
+		"timestamp": time.Unix(rec["time"].(int64), 0).UTC().Format(time.RFC3339)}
+	if v := rec["external_user_id"]; v != nil {
+		want["userId"] = v
+	}
+	if v := rec["user_id"]; v != nil {
+		want["anonymousId"] = v
+	}
+	for k, v := range want {
+		if fmt.Sprint(call[k]) != fmt.Sprint(v) {
+			t.Fatalf("%s: %s = %v, want %v", where, k, call[k], v)
+		}
+	}
+	for _, k := range []string{"userId", "anonymousId"} {
+		if _, ok := want[k]; !ok && call[k] != nil {
+			t.Fatalf("%s: %s = %v, want none", where, k, call[k])
+		}
+	}
+	context, _ := call["context"].(map[string]any)
+	compareFields(t, where+" context.traits", context["traits"], ev.Traits, rec)
+	compareFields(t, where+" context.device", context["device"], ev.Device, rec)
+	compareFields(t, where+" properties", call["properties"], ev.Properties, rec)
+}
+
+// compareFields checks that got holds exactly the non-null renamed fields.
+func compareFields(t *testing.T, where string, got any, fields []fixtures.Rename, rec map[string]any) {
+	t.Helper()
+	obj, _ := got.(map[string]any)
+	want := map[string]any{}
+	for _, f := range fields {
+		if v, ok := rec[f.From]; ok && v != nil {
+			want[f.To] = v
+		}
+	}
+	if len(obj) != len(want) {
+		t.Fatalf("%s: %d fields %v, want %d %v", where, len(obj), keys(obj), len(want), keys(want))
+	}
+	for k, v := range want {
+		a, _ := json.Marshal(obj[k])
+		b, _ := json.Marshal(v)
+		if string(a) != string(b) && !sameNumber(obj[k], v) {
+			t.Fatalf("%s: %s = %s, want %s", where, k, a, b)
+		}
+	}
+}
+
+func sameNumber(a, b any) bool {
+	n, ok := a.(json.Number)
+	if !ok {
+		return false
+	}
+	f, err := n.Float64()
+	bf, isFloat := b.(float64)
+	return err == nil && isFloat && float32(f) == float32(bf)
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func readDeadLetters(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if line == "" {
+			continue
+		}
+		var d map[string]any
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatalf("dead letter %q is not JSON", line)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// TestShippedConfigsLint lints every config in config/ as `connect lint`
+// does, with the required environment set.
+func TestShippedConfigsLint(t *testing.T) {
+	configs, _ := filepath.Glob(filepath.Join(repoRoot, "config", "*.yaml"))
+	if len(configs) < 3 {
+		t.Fatalf("only %d configs", len(configs))
+	}
+	args := []string{"lint"}
+	for _, c := range configs {
+		rel, _ := filepath.Rel(repoRoot, c)
+		args = append(args, rel)
+	}
+	env := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t"}
+	if out, err := runConnect(t, repoRoot, env, args...); err != nil {
+		t.Fatalf("lint: %v\n%s", err, out)
+	}
+}
