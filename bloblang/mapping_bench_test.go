@@ -1,0 +1,69 @@
+package bloblang_test
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/bloblang"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// BenchmarkMapping runs the shipped mapping over Currents events of the 50
+// forwarded types, as the shipped pipelines call it.
+// Run: go test ./bloblang -run '^$' -bench Mapping
+func BenchmarkMapping(b *testing.B) {
+	if err := os.Chdir(".."); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = os.Chdir("bloblang") }()
+	var batch service.MessageBatch
+	i := 0
+	for et := range fixtures.SegmentEvents() {
+		var buf bytes.Buffer
+		records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: et, Records: 20, Seed: uint64(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		i++
+		for _, r := range records {
+			m := service.NewMessage(nil)
+			m.SetStructured(r)
+			raw, _ := m.AsBytes()
+			msg := service.NewMessage(raw)
+			msg.MetaSet("braze_event_type", et)
+			batch = append(batch, msg)
+		}
+	}
+	mapping := `import "./bloblang/currents_to_segment.blobl"
+root = {"event": this, "event_type": @braze_event_type, "options": {"event_types": "".split(","), "exclude_event_types": "".split(","), "include_anonymous": true, "other_event_types": "drop", "all_fields": false}}.apply("currents_to_segment")`
+	if alt := os.Getenv("BENCH_MAPPING"); alt != "" {
+		raw, err := os.ReadFile(alt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mapping = string(raw)
+	}
+	exec, err := bloblang.Parse(mapping)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for _, m := range batch {
+			out, err := m.BloblangQuery(exec)
+			if err != nil {
+				continue // events without any user: errors by design
+			}
+			if out != nil {
+				_, _ = out.AsBytes()
+			}
+			n++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
+}

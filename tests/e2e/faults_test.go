@@ -1,0 +1,526 @@
+package e2e
+
+// Fault tests: the real binary runs the shipped pipeline
+// (config/currents_to_segment.yaml) from a bucket served by a separate S3
+// server process into the Segment stand-in, through crashes, outages and bad
+// data. Each scenario ends by checking that nothing was lost (every event id
+// with a user reached Segment, each counted once through messageId dedup,
+// nothing else did) and that the checkpoint is consistent (one more run reads
+// nothing).
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/linkedin/goavro/v2"
+)
+
+var longFaults = flag.Bool("long", false, "run the long fault tests (1M-event backfill); or set E2E_LONG=1")
+
+func startStandIn(t *testing.T, opts ...segmentapi.Option) *segmentapi.Server {
+	t.Helper()
+	srv, err := segmentapi.Start(e2eWriteKey, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+// TestFaultKill9 kills the pipeline with SIGKILL at several moments of a
+// backfill (calls sent but no object done yet, then after a varying number of
+// finished objects), then lets a clean run finish.
+func TestFaultKill9(t *testing.T) {
+	tree, written := faultTree(t, 5, 12, 71)
+	want := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+	srv := startStandIn(t)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 71))
+	t.Logf("%d objects, %d events to send; kill points from seed %d", len(written), len(want), seed)
+
+	// In flight: Segment took calls, no object is recorded as done yet.
+	p := startConnect(t, env, events)
+	waitFor(t, events, 30*time.Second, "calls accepted by Segment", func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
+		}
+		return srv.Stats().Accepted > 0, nil
+	})
+	p.kill9()
+	t.Logf("killed with %d calls accepted, %d objects done", srv.Stats().Accepted, p.count("Object done"))
+	// Then after n finished objects; 250 objects, at most ~25 done per 500-call batch.
+	for range 3 {
+		n := 1 + rng.IntN(30)
+		p := startConnect(t, env, events)
+		p.waitLines(n, 30*time.Second, "Object done")
+		p.kill9()
+		t.Logf("killed after %d objects done (%d logged at the kill), %d unique ids accepted", n, p.count("Object done"), srv.UniqueMessageIDs())
+	}
+	final := runToEnd(t, env)
+	t.Logf("the clean run finished %d objects; %d calls accepted in all, %d duplicates", final.count("Object done"),
+		srv.Stats().Accepted, srv.Duplicates())
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// TestFaultSegmentOutage runs the pipeline while Segment refuses connections,
+// then answers 503 to everything, then recovers; each phase lasts until the
+// pipeline has logged retries of its kind.
+func TestFaultSegmentOutage(t *testing.T) {
+	tree, written := faultTree(t, 3, 20, 72)
+	want := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+	srv := startStandIn(t)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err := srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	// Retries are logged at debug level.
+	p := startConnect(t, env, events, "run", "--log.level", "debug", shippedConfig)
+	const retried = "Segment request failed"
+	p.waitLines(3, 30*time.Second, retried, "connection refused")
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Outage503(true)
+	p.waitLines(3, 30*time.Second, retried, "503")
+	if n, done := srv.UniqueMessageIDs(), p.count("Object done"); n != 0 || done != 0 {
+		t.Fatalf("during the outage %d calls were accepted and %d objects done", n, done)
+	}
+	t.Logf("outage: %d retries on refused connections, %d on 503 (%d requests answered 503)",
+		p.count(retried, "connection refused"), p.count(retried, "503"), srv.Stats().Faulted[segmentapi.FaultOutage503])
+	srv.Outage503(false)
+	p.wait(time.Minute)
+	if n := p.count("Object done"); n != len(written) {
+		t.Fatalf("%d objects done, want %d", n, len(written))
+	}
+	if dead := readDeadLetters(t, envValue(env, "DEAD_LETTER_PATH")); len(dead) != len(written)*20-len(want) {
+		t.Fatalf("%d dead letters, want only the %d events without a user: %v", len(dead), len(written)*20-len(want), dead)
+	}
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// TestFaultRateLimitStorm answers 429 with Retry-After to the first 20
+// requests: everything must be delivered, and no request answered 429 may be
+// retried before its Retry-After has passed.
+func TestFaultRateLimitStorm(t *testing.T) {
+	tree, written := faultTree(t, 3, 20, 73)
+	want := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+	srv := startStandIn(t)
+	const storm, retryAfter = 20, time.Second
+	srv.RateLimitNext(storm, retryAfter)
+	proxy := startRecordingProxy(t, srv.URL())
+	env := faultEnv(b, proxy.url, filepath.Join(t.TempDir(), "dead.jsonl"))
+	runToEnd(t, env)
+	if n := srv.Stats().Faulted[segmentapi.FaultRateLimit]; n != storm {
+		t.Fatalf("%d requests answered 429, want %d", n, storm)
+	}
+
+	// Each request body is one attempt of one batch; a retry sends the same body.
+	exchanges := proxy.log()
+	byBody := map[[32]byte][]proxyExchange{}
+	for _, ex := range exchanges {
+		byBody[ex.body] = append(byBody[ex.body], ex)
+	}
+	limited, minGap := 0, time.Hour
+	for _, attempts := range byBody {
+		for i, ex := range attempts {
+			if ex.status != http.StatusTooManyRequests {
+				continue
+			}
+			limited++
+			if ex.retryAfter != strconv.Itoa(int(retryAfter.Seconds())) {
+				t.Fatalf("the stand-in sent Retry-After %q", ex.retryAfter)
+			}
+			if i == len(attempts)-1 {
+				t.Fatalf("a request answered 429 was never retried")
+			}
+			gap := attempts[i+1].arrived.Sub(ex.answered)
+			if gap < retryAfter {
+				t.Fatalf("a request answered 429 with Retry-After %v was retried after %v", retryAfter, gap)
+			}
+			minGap = min(minGap, gap)
+		}
+		if last := attempts[len(attempts)-1]; last.status != http.StatusOK {
+			t.Fatalf("a batch's last attempt was answered %d", last.status)
+		}
+	}
+	if limited != storm {
+		t.Fatalf("the proxy saw %d answers 429, the stand-in sent %d", limited, storm)
+	}
+	t.Logf("%d requests for %d batches; %d answered 429, retried at the earliest %v after the answer",
+		len(exchanges), len(byBody), limited, minGap.Round(time.Millisecond))
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// TestFaultPermanentRejections lowers the stand-in's per-call limit below
+// the size of the largest calls: Segment rejects those with 400, they land
+// in the dead letter file with the reason, and the rest flow.
+func TestFaultPermanentRejections(t *testing.T) {
+	tree, written := faultTree(t, 3, 20, 74)
+	want := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+	// Calls of these fixtures weigh 250 to 1,300 bytes; about one in ten is over 1,000.
+	const limit = 1000
+	srv := startStandIn(t, segmentapi.WithMaxCallBytes(limit))
+	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
+	env := faultEnv(b, srv.URL(), deadPath)
+	p := runToEnd(t, env)
+	if n := p.count("Object done"); n != len(written) {
+		t.Fatalf("%d objects done, want %d", n, len(written))
+	}
+
+	rejected := map[string]bool{}
+	for _, d := range readDeadLetters(t, deadPath) {
+		call, _ := d["message"].(map[string]any)
+		id, _ := call["messageId"].(string)
+		if want[id] == "" {
+			continue // an event without any user: not sendable, rightly a dead letter
+		}
+		reason := fmt.Sprint(d["error"])
+		for _, s := range []string{"permanent", "400", fmt.Sprintf("over the %d byte limit", limit)} {
+			if !strings.Contains(reason, s) {
+				t.Fatalf("dead letter of %s lacks %q in its reason %q", id, s, reason)
+			}
+		}
+		if d["event_type"] == nil || d["source"] != want[id] {
+			t.Fatalf("dead letter of %s does not name its event type and object: %v", id, d)
+		}
+		if rejected[id] {
+			t.Fatalf("event %s is in the dead letter file twice", id)
+		}
+		rejected[id] = true
+	}
+	sent := map[string]string{}
+	for id, key := range want {
+		if rejected[id] {
+			if srv.Count(id) != 0 {
+				for _, d := range readDeadLetters(t, deadPath) {
+					if c, _ := d["message"].(map[string]any); c["messageId"] == id {
+						j, _ := json.Marshal(d)
+						t.Logf("DEAD %d %s", len(j), j)
+					}
+				}
+				for _, c := range srv.Accepted() {
+					if c["messageId"] == id {
+						j, _ := json.Marshal(c)
+						t.Logf("ACCEPTED %d %s", len(j), j)
+					}
+				}
+				n := 0
+				for id := range rejected {
+					if srv.Count(id) != 0 {
+						n++
+					}
+				}
+				t.Logf("%d of %d dead-lettered were accepted", n, len(rejected))
+				errs := map[string][2]int{}
+				for _, d := range readDeadLetters(t, deadPath) {
+					c, _ := d["message"].(map[string]any)
+					id, _ := c["messageId"].(string)
+					e := errs[fmt.Sprint(d["error"])]
+					e[0]++
+					if srv.Count(id) != 0 {
+						e[1]++
+					}
+					errs[fmt.Sprint(d["error"])] = e
+				}
+				for e, n := range errs {
+					t.Logf("%v dead letters (of which accepted) with %s", n, e)
+				}
+				t.Logf("%+v", srv.Stats())
+				t.Fatalf("event %s was both accepted and dead-lettered", id)
+			}
+			continue
+		}
+		sent[id] = key
+	}
+	if len(rejected) == 0 || len(sent) == 0 {
+		t.Fatalf("%d calls rejected, %d accepted: the limit does not split the calls", len(rejected), len(sent))
+	}
+	st := srv.Stats()
+	t.Logf("%d calls dead-lettered with their reason, %d accepted; %d requests, %d answered 400", len(rejected), len(sent),
+		st.Requests, st.Rejected400)
+	checkDelivered(t, srv, sent)
+	checkNothingNew(t, env, srv)
+}
+
+// TestFaultBadObjects mixes an object that is not Avro, a good file cut in
+// half and a zero-byte object into the bucket: every good event is
+// delivered, with the cut file's events before the damage, the bad objects
+// are reported by key, and the run ends cleanly.
+func TestFaultBadObjects(t *testing.T) {
+	tree, written := faultTree(t, 2, 20, 75)
+	want := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+
+	badSpec := func(et string, offset int) fixtures.FileSpec {
+		return fixtures.FileSpec{EventType: et, Records: 40, BlockRecords: 5, Seed: uint64(7500 + offset),
+			IntegrationID: written[0].Spec.IntegrationID, Offset: offset}
+	}
+	// The cut file: its events in the Avro blocks wholly before the cut must come out.
+	cutSpec := badSpec("users.messages.email.Open", 900000)
+	var whole bytes.Buffer
+	records, err := fixtures.WriteFile(&whole, cutSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := whole.Bytes()[:whole.Len()/2]
+	intact := intactRecords(t, cut)
+	if intact == 0 || intact == len(records) {
+		t.Fatalf("cutting the file in half leaves %d of %d records intact", intact, len(records))
+	}
+	bad := map[string][]byte{
+		fixtures.Key(cutSpec): cut,
+		fixtures.Key(badSpec("users.messages.sms.Send", 900100)):     []byte("PK\x03\x04 this is a zip file, not Avro"),
+		fixtures.Key(badSpec("users.canvas.Entry", 900200)):          nil,
+		fixtures.Key(badSpec("users.messages.webhook.Send", 900300)): whole.Bytes()[:3], // "Obj", no version byte
+	}
+	for key, data := range bad {
+		buckets.Upload(t, b, key, data)
+	}
+	for _, r := range records[:intact] {
+		if sendable(r) {
+			want[r["id"].(string)] = fixtures.Key(cutSpec)
+		}
+	}
+
+	srv := startStandIn(t)
+	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	p := runToEnd(t, env)
+	for key, data := range bad {
+		report := []string{"Skipping corrupt object", key}
+		if len(data) == 0 {
+			report = []string{"Skipping empty object", key}
+		}
+		if p.count(report...) != 1 {
+			t.Fatalf("no error naming %s:\n%s", key, lastLines(p.logs(), 30))
+		}
+	}
+	if n := p.count("Object done") + p.count("Object corrupt"); n != len(written)+len(bad) {
+		t.Fatalf("%d objects finished, want %d", n, len(written)+len(bad))
+	}
+	t.Logf("%d good objects and %d bad ones; the cut file gave its first %d of %d events", len(written), len(bad),
+		intact, len(records))
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// intactRecords is how many records of an Avro file cut short are in its
+// complete blocks.
+func intactRecords(t *testing.T, data []byte) int {
+	t.Helper()
+	r, err := goavro.NewOCFReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r.Scan() {
+		if _, err := r.Read(); err != nil {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// TestFaultBucketRestart kills the S3 server while the pipeline runs and
+// starts it again on the same address, twice: when the first objects are
+// done, and again a little later.
+func TestFaultBucketRestart(t *testing.T) {
+	tree, written := faultTree(t, 6, 10, 76)
+	want := expectedIDs(written)
+	b, stop, restart := s3WithTree(t, tree)
+	srv := startStandIn(t)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+
+	p := startConnect(t, env, events)
+	bucketErrors := []string{"Reading object", "Saving the checkpoint", "Listing", "Could not read object"}
+	failures := func() int {
+		n := 0
+		for _, e := range bucketErrors {
+			n += p.count(e, "fail")
+		}
+		return n
+	}
+	for round, after := range []int{1, 60} {
+		p.waitLines(after, 30*time.Second, "Object done")
+		stop()
+		seen := failures()
+		// Restart once the pipeline has run into the dead server, or once it
+		// has finished every object (then only the final checkpoint write is
+		// left, and it must succeed after the restart).
+		waitFor(t, events, 30*time.Second, "the pipeline to hit the stopped bucket", func() (bool, error) {
+			if p.exited() {
+				return false, fmt.Errorf("the pipeline ended while the bucket was down: %v\n%s", p.err, lastLines(p.logs(), 30))
+			}
+			return failures() > seen || p.count("Object done") == len(written), nil
+		})
+		restart()
+		t.Logf("round %d: bucket stopped after %d objects done, restarted after %d failures logged", round+1, after, failures()-seen)
+	}
+	p.wait(time.Minute)
+	t.Logf("bucket failures logged:\n%s", grepLines(p.logs(), bucketErrors...))
+	if n := p.count("Object done"); n != len(written) {
+		t.Fatalf("%d objects done, want %d", n, len(written))
+	}
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// grepLines returns the lines of logs containing any of subs.
+func grepLines(logs string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestFaultLongBackfill sends a 1,000,000-event backfill (50 types) from a
+// file:// bucket through the shipped pipeline into the stand-in and checks
+// that everything was delivered within a bounded peak memory. Long: run with
+// -long or E2E_LONG=1.
+func TestFaultLongBackfill(t *testing.T) {
+	if !*longFaults && os.Getenv("E2E_LONG") != "1" {
+		t.Skip("long run: use -long or E2E_LONG=1")
+	}
+	const filesPerType, recordsPerFile, seed = 20, 1000, 77
+	types := forwardedTypes()
+	total := len(types) * filesPerType * recordsPerFile
+	tree := filepath.Join(t.TempDir(), "tree")
+	start := time.Now()
+	if _, err := fixtures.WriteTree(tree, fixtures.TreeOptions{EventTypes: types, FilesPerType: filesPerType,
+		RecordsPerFile: recordsPerFile, Seed: seed, DiscardRecords: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Events without any user are not sent: count them type by type (the
+	// files of a type do not depend on the other types in the tree).
+	unsendable := 0
+	for _, et := range types {
+		if !nullableUser(et) {
+			continue
+		}
+		written, err := fixtures.WriteTree(filepath.Join(t.TempDir(), "count"), fixtures.TreeOptions{
+			EventTypes: []string{et}, FilesPerType: filesPerType, RecordsPerFile: recordsPerFile, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range written {
+			for _, r := range w.Records {
+				if !sendable(r) {
+					unsendable++
+				}
+			}
+		}
+	}
+	t.Logf("%d events in %d objects written in %v; %d without a user", total, len(types)*filesPerType,
+		time.Since(start).Round(time.Millisecond), unsendable)
+
+	// The stand-in keeps every call it accepts; a million would weigh
+	// gigabytes in this process, so ids are counted here and the stand-in's
+	// records are dropped after each request.
+	srv := startStandIn(t)
+	var mu sync.Mutex
+	seen := make(map[string]int32, total)
+	accepted, duplicates, requests := 0, 0, 0
+	srv.OnRequest(func(_ *http.Request, calls []segmentapi.Call) {
+		mu.Lock()
+		requests++
+		for _, c := range calls {
+			id, _ := c["messageId"].(string)
+			seen[id]++
+			accepted++
+			if seen[id] > 1 {
+				duplicates++
+			}
+		}
+		mu.Unlock()
+		srv.Reset()
+	})
+	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
+	env := pipelineEnv("file://"+tree, srv, deadPath, "BRAZE_INCLUDE_ANONYMOUS=true")
+	start = time.Now()
+	p := startConnect(t, env, nil)
+	p.wait(15 * time.Minute)
+	took := time.Since(start)
+	peakKB := p.cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // kilobytes on Linux
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != total-unsendable {
+		t.Fatalf("%d unique ids reached Segment, want %d", len(seen), total-unsendable)
+	}
+	dead := readDeadLetters(t, deadPath)
+	if len(dead) != unsendable {
+		t.Fatalf("%d dead letters, want the %d events without a user", len(dead), unsendable)
+	}
+	for _, d := range dead {
+		call, _ := d["message"].(map[string]any)
+		if !strings.Contains(fmt.Sprint(d["error"]), "neither external_user_id nor user_id") {
+			t.Fatalf("dead letter with another reason: %v", d)
+		}
+		if id, _ := call["id"].(string); id != "" && seen[id] > 0 {
+			t.Fatalf("event %s was both sent and dead-lettered", id)
+		}
+	}
+	if n := p.count("Object done"); n != len(types)*filesPerType {
+		t.Fatalf("%d objects done, want %d", n, len(types)*filesPerType)
+	}
+	t.Logf("%d events delivered in %v (%.0f events/s), %d requests, %d duplicates; peak RSS %.1f MB",
+		len(seen), took.Round(time.Millisecond), float64(total)/took.Seconds(), requests, duplicates, float64(peakKB)/1024)
+	if peakKB > 150*1024 {
+		t.Fatalf("peak RSS %.1f MB, over 150 MB", float64(peakKB)/1024)
+	}
+}
+
+// nullableUser reports whether events of et may have no user_id.
+func nullableUser(et string) bool {
+	for _, f := range fixtures.Fields(et) {
+		if f.Name == "user_id" && f.Nullable {
+			return true
+		}
+	}
+	return false
+}
