@@ -54,7 +54,12 @@ root = {"event": this, "event_type": @braze_event_type, "options": {"event_types
 	b.ResetTimer()
 	n := 0
 	for b.Loop() {
-		for _, m := range batch {
+		for _, src := range batch {
+			// A fresh message each time: parsing its JSON is part of the cost.
+			raw, _ := src.AsBytes()
+			m := service.NewMessage(raw)
+			et, _ := src.MetaGet("braze_event_type")
+			m.MetaSet("braze_event_type", et)
 			out, err := m.BloblangQuery(exec)
 			if err != nil {
 				continue // events without any user: errors by design

@@ -13,22 +13,29 @@ import (
 )
 
 // wireCall is one Segment call as a message carries it: the fields of the
-// Tracking API spec. Unknown fields are refused rather than dropped, so that
-// nothing a mapping produced is silently lost.
+// Tracking API spec.
 type wireCall struct {
-	Type         string         `json:"type"`
-	MessageID    string         `json:"messageId"`
-	UserID       string         `json:"userId"`
-	AnonymousID  string         `json:"anonymousId"`
-	Timestamp    string         `json:"timestamp"`
-	Event        string         `json:"event"`
-	Name         string         `json:"name"`
-	GroupID      string         `json:"groupId"`
-	PreviousID   string         `json:"previousId"`
-	Properties   rawObject      `json:"properties"`
-	Traits       rawObject      `json:"traits"`
-	Context      rawObject      `json:"context"`
-	Integrations map[string]any `json:"integrations"`
+	Type, MessageID, UserID, AnonymousID, Timestamp string
+	Event, Name, GroupID, PreviousID                string
+	Properties, Traits, Context, Integrations       map[string]any
+}
+
+// rawCall is the JSON form of wireCall. Unknown fields are refused rather
+// than dropped, so that nothing a mapping produced is silently lost.
+type rawCall struct {
+	Type         string    `json:"type"`
+	MessageID    string    `json:"messageId"`
+	UserID       string    `json:"userId"`
+	AnonymousID  string    `json:"anonymousId"`
+	Timestamp    string    `json:"timestamp"`
+	Event        string    `json:"event"`
+	Name         string    `json:"name"`
+	GroupID      string    `json:"groupId"`
+	PreviousID   string    `json:"previousId"`
+	Properties   rawObject `json:"properties"`
+	Traits       rawObject `json:"traits"`
+	Context      rawObject `json:"context"`
+	Integrations rawObject `json:"integrations"`
 }
 
 // rawObject is a JSON object decoded one level deep: its values stay raw
@@ -53,17 +60,98 @@ const maxMessageIDLen = 99
 // parseCall turns a message body into an analytics-go message, validated by
 // analytics-go's own rules (identity, event, groupId, previousId).
 func parseCall(body []byte) (analytics.Message, error) {
-	var c wireCall
+	var r rawCall
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("not a Segment call: %w", err)
 	}
 	if dec.More() {
 		return nil, errors.New("not a Segment call: more than one JSON value")
 	}
+	c := wireCall{Type: r.Type, MessageID: r.MessageID, UserID: r.UserID, AnonymousID: r.AnonymousID,
+		Timestamp: r.Timestamp, Event: r.Event, Name: r.Name, GroupID: r.GroupID, PreviousID: r.PreviousID,
+		Properties: r.Properties.values(), Traits: r.Traits.values(), Context: r.Context.values(),
+		Integrations: r.Integrations.values()}
+	return buildCall(c, func() ([]byte, error) { return body, nil })
+}
+
+// structuredCall turns a structured message (what a mapping leaves) into an
+// analytics-go message without encoding it to JSON and parsing it back.
+// body serialises the message, needed only to derive a missing messageId.
+func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a Segment call: a %T, not an object", v)
+	}
+	var c wireCall
+	for key, value := range obj {
+		var err error
+		switch key {
+		case "type":
+			c.Type, err = stringField(key, value)
+		case "messageId":
+			c.MessageID, err = stringField(key, value)
+		case "userId":
+			c.UserID, err = stringField(key, value)
+		case "anonymousId":
+			c.AnonymousID, err = stringField(key, value)
+		case "timestamp":
+			c.Timestamp, err = stringField(key, value)
+		case "event":
+			c.Event, err = stringField(key, value)
+		case "name":
+			c.Name, err = stringField(key, value)
+		case "groupId":
+			c.GroupID, err = stringField(key, value)
+		case "previousId":
+			c.PreviousID, err = stringField(key, value)
+		case "properties":
+			c.Properties, err = objectField(key, value)
+		case "traits":
+			c.Traits, err = objectField(key, value)
+		case "context":
+			c.Context, err = objectField(key, value)
+		case "integrations":
+			c.Integrations, err = objectField(key, value)
+		default:
+			err = fmt.Errorf("unknown field %q", key)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not a Segment call: %w", err)
+		}
+	}
+	return buildCall(c, body)
+}
+
+func stringField(key string, v any) (string, error) {
+	switch s := v.(type) {
+	case string:
+		return s, nil
+	case nil:
+		return "", nil
+	}
+	return "", fmt.Errorf("%s is a %T, not a string", key, v)
+}
+
+func objectField(key string, v any) (map[string]any, error) {
+	switch o := v.(type) {
+	case map[string]any:
+		return o, nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%s is a %T, not an object", key, v)
+}
+
+// buildCall checks a call and makes the analytics-go message of its type.
+func buildCall(c wireCall, body func() ([]byte, error)) (analytics.Message, error) {
 	if c.MessageID == "" {
-		c.MessageID = derivedMessageID(body)
+		raw, err := body()
+		if err != nil {
+			return nil, err
+		}
+		c.MessageID = derivedMessageID(raw)
 	}
 	if len(c.MessageID) > maxMessageIDLen {
 		return nil, fmt.Errorf("messageId is %d characters, Segment allows at most %d", len(c.MessageID), maxMessageIDLen)
@@ -78,7 +166,7 @@ func parseCall(body []byte) (analytics.Message, error) {
 	var ctx *analytics.Context
 	if c.Context != nil {
 		// analytics-go flattens Extra into the context object as it is.
-		ctx = &analytics.Context{Extra: c.Context.values()}
+		ctx = &analytics.Context{Extra: c.Context}
 	}
 	integrations := analytics.Integrations(c.Integrations)
 
@@ -86,19 +174,19 @@ func parseCall(body []byte) (analytics.Message, error) {
 	switch c.Type {
 	case "track":
 		msg = analytics.Track{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Event: c.Event, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
+			Event: c.Event, Properties: c.Properties, Context: ctx, Integrations: integrations}
 	case "identify":
 		msg = analytics.Identify{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Traits: c.Traits.values(), Context: ctx, Integrations: integrations}
+			Traits: c.Traits, Context: ctx, Integrations: integrations}
 	case "page":
 		msg = analytics.Page{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
+			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
 	case "screen":
 		msg = analytics.Screen{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties.values(), Context: ctx, Integrations: integrations}
+			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
 	case "group":
 		msg = analytics.Group{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			GroupId: c.GroupID, Traits: c.Traits.values(), Context: ctx, Integrations: integrations}
+			GroupId: c.GroupID, Traits: c.Traits, Context: ctx, Integrations: integrations}
 	case "alias":
 		msg = analytics.Alias{MessageId: c.MessageID, UserId: c.UserID, PreviousId: c.PreviousID, Timestamp: ts,
 			Context: ctx, Integrations: integrations}

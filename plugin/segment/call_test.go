@@ -104,3 +104,35 @@ func TestDerivedMessageIDIsStable(t *testing.T) {
 		t.Fatalf("derived id %q too long", messageID(a))
 	}
 }
+
+// A structured message (as a mapping leaves it) is read the same way as its
+// JSON bytes: same call, same refusals.
+func TestStructuredCallsMatchParsedCalls(t *testing.T) {
+	bodies := []string{
+		`{"type":"track","event":"E","userId":"u","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","properties":{"a":1,"b":[1,2]},"context":{"traits":{"email":"x@y.z"}}}`,
+		`{"type":"identify","anonymousId":"a","messageId":"m2","traits":{"plan":"pro"}}`,
+		`{"type":"alias","userId":"u","previousId":"p","messageId":"m6"}`,
+		`{"type":"track","event":"E"}`,
+		`{"type":"track","event":"E","userId":"u","colour":"red"}`,
+		`{"type":"track","event":"E","userId":5}`,
+		`{"type":"track","event":"E","userId":"u","properties":"flat"}`,
+		`["not","an","object"]`,
+	}
+	for _, body := range bodies {
+		var v any
+		_ = json.Unmarshal([]byte(body), &v)
+		fromBytes, errBytes := parseCall([]byte(body))
+		fromValue, errValue := structuredCall(v, func() ([]byte, error) { return []byte(body), nil })
+		if (errBytes == nil) != (errValue == nil) {
+			t.Fatalf("%s: bytes error %v, structured error %v", body, errBytes, errValue)
+		}
+		if errBytes != nil {
+			continue
+		}
+		a, _ := json.Marshal(fromBytes)
+		b, _ := json.Marshal(fromValue)
+		if string(a) != string(b) {
+			t.Fatalf("%s:\n bytes      %s\n structured %s", body, a, b)
+		}
+	}
+}

@@ -57,12 +57,7 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 		return err
 	}
 	for i, msg := range batch {
-		body, err := msg.AsBytes()
-		if err != nil {
-			results.fail(i, &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()})
-			continue
-		}
-		call, err := parseCall(body)
+		call, err := messageCall(msg)
 		if err != nil {
 			results.fail(i, &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()})
 			continue
@@ -185,4 +180,21 @@ func (q quietLogger) Logf(format string, args ...any) {
 
 func (q quietLogger) Errorf(format string, args ...any) {
 	q.log.Debug(q.scrub.clean(fmt.Sprintf(format, args...)))
+}
+
+// messageCall reads the call a message carries: as it is when a mapping left
+// it structured (no encoding to JSON and parsing back), else from its bytes.
+func messageCall(msg *service.Message) (analytics.Message, error) {
+	if msg.HasStructured() {
+		v, err := msg.AsStructured()
+		if err != nil {
+			return nil, err
+		}
+		return structuredCall(v, msg.AsBytes)
+	}
+	body, err := msg.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	return parseCall(body)
 }

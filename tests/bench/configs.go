@@ -1,0 +1,62 @@
+package main
+
+import "fmt"
+
+// stockConfig is what a user would build from benthos core components
+// alone: the file input with the deprecated avro-ocf codec (one message per
+// event, goavro's union wrappers {"string": …} left in), a mapping that
+// unwraps them and takes the event type from the path, the same Bloblang
+// mapping as ours, and http_client batching calls to /v1/batch.
+func stockConfig(bucket, endpoint string) string {
+	return fmt.Sprintf(`
+http:
+  enabled: false
+input:
+  file:
+    paths: [ "%s/**/*.avro" ]
+    codec: avro-ocf:marshaler=json
+pipeline:
+  processors:
+    - mapping: |
+        meta braze_event_type = @path.re_find_all_submatch("event_type=([^/]+)").index(0).index(1)
+        root = this.map_each(kv -> if kv.value.type() == "object" { kv.value.values().index(0) } else { kv.value })
+    - mapping: |
+        import "./bloblang/currents_to_segment.blobl"
+        root = {"event": this, "event_type": @braze_event_type, "options": {"include_anonymous": true}}.apply("currents_to_segment")
+    # Events the mapping refuses (no user at all) are dropped, not sent.
+    - catch:
+        - mapping: root = deleted()
+output:
+  http_client:
+    url: %s/v1/batch
+    verb: POST
+    headers:
+      Content-Type: application/json
+    basic_auth:
+      enabled: true
+      username: %s
+    max_in_flight: 16
+    batching:
+      count: 500
+      period: 1s
+      processors:
+        - archive:
+            format: json_array
+        - mapping: 'root = {"batch": this}'
+`, bucket, endpoint, writeKey)
+}
+
+// decoderConfig is our input alone, into drop: the cost of listing,
+// reading and decoding.
+func decoderConfig(bucket string) string {
+	return fmt.Sprintf(`
+http:
+  enabled: false
+input:
+  braze_currents:
+    url: file://%s
+    progress_interval: 0s
+output:
+  drop: {}
+`, bucket)
+}
