@@ -81,8 +81,9 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 == Metrics
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
-`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` and
-`+"`braze_currents_checkpoint_saves`"+` (label `+"`result`"+`).
+`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` (label
+`+"`event_type`"+`), `+"`braze_currents_checkpoint_saves`"+` (label `+"`result`"+`) and
+`+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done object is behind now).
 `).
 		Fields(
 			service.NewStringField(inFieldURL).

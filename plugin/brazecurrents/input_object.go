@@ -102,7 +102,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		select {
 		case in.batches <- readBatch{batch: batch, ack: run.ack}:
 			*emitted += int64(len(batch))
-			in.metrics.events.Incr(int64(len(batch)))
+			in.metrics.events.Incr(int64(len(batch)), o.eventType)
 		case <-ctx.Done():
 			run.returned()
 			return ctx.Err()
@@ -160,6 +160,7 @@ func (r *objectRun) complete() {
 	case outcomeDone, outcomeCorrupt:
 		in.afterDone(o)
 		in.ckpt.finished(o)
+		in.noteDoneHour(o.hour)
 		in.saver.poke()
 		in.progress.done(r.events, outcome == outcomeCorrupt)
 		if outcome == outcomeCorrupt {
@@ -198,6 +199,7 @@ func (in *currentsInput) afterDone(o object) {
 type inputMetrics struct {
 	found, done, corrupt, failed, events *service.MetricCounter
 	saves                                *service.MetricCounter
+	lag                                  *service.MetricGauge
 }
 
 func newInputMetrics(m *service.Metrics) inputMetrics {
@@ -206,7 +208,31 @@ func newInputMetrics(m *service.Metrics) inputMetrics {
 		done:    m.NewCounter("braze_currents_objects_done"),
 		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
 		failed:  m.NewCounter("braze_currents_objects_failed"),
-		events:  m.NewCounter("braze_currents_events_read"),
+		events:  m.NewCounter("braze_currents_events_read", "event_type"),
+		lag:     m.NewGauge("braze_currents_checkpoint_lag_seconds"),
 		saves:   m.NewCounter("braze_currents_checkpoint_saves", "result"),
+	}
+}
+
+// noteDoneHour remembers the newest queue hour with a done object, for the
+// checkpoint lag: how far behind now the newest done hour's end is.
+func (in *currentsInput) noteDoneHour(hour time.Time) {
+	if hour.IsZero() {
+		return
+	}
+	in.mu.Lock()
+	if hour.After(in.newestDone) {
+		in.newestDone = hour
+	}
+	in.mu.Unlock()
+	in.reportLag()
+}
+
+func (in *currentsInput) reportLag() {
+	in.mu.Lock()
+	newest := in.newestDone
+	in.mu.Unlock()
+	if !newest.IsZero() {
+		in.metrics.lag.Set(int64(max(0, time.Since(newest.Add(time.Hour)).Seconds())))
 	}
 }

@@ -29,9 +29,10 @@ type currentsInput struct {
 	stop    context.CancelFunc
 	stopped chan struct{}
 
-	mu       sync.Mutex
-	inFlight map[string]bool // objects being read or awaiting acks
-	progress progress
+	mu         sync.Mutex
+	inFlight   map[string]bool // objects being read or awaiting acks
+	newestDone time.Time       // the newest queue hour with a done object
+	progress   progress
 }
 
 type readBatch struct {
@@ -90,6 +91,7 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	if in.conf.progressPeriod > 0 {
 		go in.reportProgress(runCtx)
 	}
+	go in.tickLag(runCtx)
 	return nil
 }
 
@@ -235,3 +237,18 @@ func (in *currentsInput) release(o object) {
 }
 
 var errObjectGone = errors.New("object no longer exists")
+
+// tickLag keeps the checkpoint lag current while nothing new gets done, so
+// that a stalled pipeline shows a growing lag.
+func (in *currentsInput) tickLag(ctx context.Context) {
+	ticker := time.NewTicker(15 * time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			in.reportLag()
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -21,6 +21,7 @@ type object struct {
 	modTime   time.Time
 	partition string    // the key up to its date= segment: integration and event type
 	hour      time.Time // the date= queue hour; zero when the key has none
+	eventType string    // from the key's event_type= segment, for metrics
 }
 
 // selection says which objects a walk yields.
@@ -133,8 +134,8 @@ func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
 	if !strings.HasSuffix(obj.Key, ".avro") || !w.sel.ownsKey(obj.Key) {
 		return nil
 	}
-	o := object{key: obj.Key, size: obj.Size, modTime: obj.ModTime, partition: path.Dir(obj.Key)}
 	k := ParseObjectKey(obj.Key)
+	o := object{key: obj.Key, size: obj.Size, modTime: obj.ModTime, partition: path.Dir(obj.Key), eventType: k.EventType}
 	if k.EventType != "" && !w.sel.wantsType(k.EventType) {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -25,6 +26,7 @@ type sender struct {
 	backoff        *backoff.ExponentialBackOff
 	dryRun         *dryRunWriter
 	scrub          scrubber
+	reachable      atomic.Bool // false after Segment stopped answering, until a probe gets an answer
 	log            *service.Logger
 	metrics        metrics
 }
@@ -57,6 +59,12 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 		return err
 	}
 	for i, msg := range batch {
+		if upstream := msg.GetError(); upstream != nil {
+			// A message a processor failed on (say, an unmappable event) is
+			// not a call: it fails here, for the dead letter output.
+			results.fail(i, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + upstream.Error()})
+			continue
+		}
 		call, err := messageCall(msg)
 		if err != nil {
 			results.fail(i, &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()})
@@ -69,9 +77,20 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	}
 	_ = client.Close()
 
+	outcomes := results.outcomes(transport)
+	for _, err := range outcomes {
+		var ce *CallError
+		if errors.As(err, &ce) && ce.Cause == CauseUnreachable {
+			// Segment is down: hand the whole batch back as not connected, so
+			// Connect marks the output down and retries it once Segment answers.
+			s.reachable.Store(false)
+			s.log.Warnf("Segment is unreachable, waiting for it: %v", err)
+			return service.ErrNotConnected
+		}
+	}
 	var batchErr *service.BatchError
 	failures := 0
-	for i, err := range results.outcomes(transport) {
+	for i, err := range outcomes {
 		if err == nil {
 			continue
 		}
@@ -197,4 +216,18 @@ func messageCall(msg *service.Message) (analytics.Message, error) {
 		return nil, err
 	}
 	return parseCall(body)
+}
+
+// probe asks Segment for an answer with an empty batch, which it accepts
+// and ignores: any answer from its API (2xx or 4xx) means it is reachable.
+func (s *sender) probe(ctx context.Context) error {
+	res := s.post(ctx, []byte(`{"batch":[]}`))
+	if res.err == nil && !gatewayDown(res.status) && res.status < 500 {
+		s.reachable.Store(true)
+		return nil
+	}
+	if res.err != nil {
+		return fmt.Errorf("segment at %s is unreachable: %s", s.endpoint, res.detail)
+	}
+	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", s.endpoint, res.status, res.detail)
 }

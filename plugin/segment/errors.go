@@ -16,7 +16,21 @@ const (
 	CauseRejected  = "rejected"  // Segment answered with a permanent error status
 	CauseTransient = "transient" // still failing after the configured retries
 	CauseShutdown  = "shutdown"  // the output closed before Segment answered
+	// CauseUnreachable: no answer, or a gateway error, several times in a row.
+	// The batch is handed back to Connect as not connected, which marks the
+	// output down (so /ready reports it) and retries once Segment answers.
+	CauseUnreachable = "unreachable"
 )
+
+// unreachableAfter is how many attempts in a row without an answer from
+// Segment itself (network errors, 502, 503, 504) make it count as down.
+const unreachableAfter = 3
+
+// gatewayDown says whether a status comes from a proxy in front of Segment,
+// or Segment's edge, rather than Segment's API.
+func gatewayDown(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+}
 
 // CallError is the error of one call that Segment did not accept. Permanent
 // errors will never succeed as they are: route them to a dead letter output

@@ -57,7 +57,12 @@ backoff that honours `+"`Retry-After`"+`, up to `+"`max_retries`"+` (0: until th
 failures (400, 401, 403, 404, 413, 422 and other statuses, invalid calls, calls over 32 KB) fail at once with an
 error naming the cause: route them to a dead letter output with `+"`fallback`"+` or `+"`reject_errored`"+`.
 When Segment rejects a request of many calls, the output splits it to find the calls at fault, so the others
-are still delivered.
+are still delivered. A message that a processor failed on (it carries an error, as an unmappable event does)
+fails here as well, with that error, so one `+"`fallback`"+` dead letter output catches both.
+
+When Segment stops answering (network errors, 502, 503, 504, three times in a row), the batch is handed back as
+not connected: the output is then down, so `+"`/ready`"+` answers 503, and it reconnects once a probe (an empty
+batch, which Segment accepts and ignores) gets an answer; the batch is then sent again.
 
 == Metrics
 
@@ -93,7 +98,8 @@ are still delivered.
 			service.NewStringField(fieldDryRunPath).
 				Description("Where dry-run bodies go; empty for stdout.").Default(""),
 			service.NewOutputMaxInFlightField().Default(16),
-			service.NewBatchPolicyField(fieldBatching).Default(map[string]any{"count": 500, "byte_size": 0, "period": "1s", "check": "", "processors": []any{}}),
+			service.NewBatchPolicyField(fieldBatching).
+				Description("Batches messages from several upstream batches before writing. Off by default: the `braze_currents` input and scanner already emit batches (and analytics-go splits them into requests within Segment's limits), and Connect can only report which messages failed to the upstream batch a message came from when batches are not merged: with this on, a batch with any failed call fails as a whole upstream (a `fallback` dead letter then receives its accepted calls too, and the input retries them all). Turn it on for inputs that emit single messages."),
 		)
 }
 
@@ -206,6 +212,11 @@ func (o *output) Connect(ctx context.Context) error {
 	}
 	if o.closing == nil {
 		o.closing, o.stop = context.WithCancel(context.Background())
+		o.s.reachable.Store(true)
+		return nil
+	}
+	if !o.dryRun && !o.s.reachable.Load() {
+		return o.s.probe(ctx)
 	}
 	return nil
 }

@@ -199,7 +199,8 @@ func TestStreamStanding503Outage(t *testing.T) {
 
 func TestStreamRetriesExhaustedNacks(t *testing.T) {
 	api := startAPI(t, streamWriteKey)
-	api.Outage503(true)
+	// 500s come from Segment's API: it is up, but failing these requests.
+	api.FailNext(100, http.StatusInternalServerError)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{"max_retries": 2})})
 
 	errs := r.push(t, trackBatches(messageIDs("exhausted", 10), 10, nil)...)
@@ -292,16 +293,10 @@ func TestStreamShutdownMidFlightNacks(t *testing.T) {
 	acks := r.pushAsync(ctx, trackBatches(messageIDs("stop", 10), 10, nil)...)
 	r.logs.waitFor(t, retryLog, 1)
 	r.stop(t, 5*time.Second)
-	// The output must fail the batch, never ack it. The forced stop races
-	// benthos' delivery of that nack to the producer (it may drop it), so the
-	// failure is read from the pipeline's own log of it, and cancelling then
-	// releases a producer whose nack was dropped.
-	r.logs.waitFor(t, "Failed to send message to segment", 1)
-	for _, line := range r.logs.all() {
-		if strings.Contains(line, "Failed to send message to segment") && !strings.Contains(line, "(shutdown)") {
-			t.Errorf("the batch failed for another reason than shutdown: %s", line)
-		}
-	}
+	// The output must never ack the batch. Segment being down, the output
+	// handed it back as not connected and waits in Connect; a forced stop
+	// then leaves it unacknowledged (or nacked), which cancelling the
+	// producer's context reveals.
 	cancel()
 	errs := awaitAcks(t, acks)
 	if errs[0] == nil {

@@ -78,6 +78,7 @@ func (t *batchTransport) deliver(body []byte) error {
 		return t.s.dryRun.write(body)
 	}
 	policy := t.s.newBackOff()
+	down := 0 // attempts in a row that got no answer from Segment's API
 	for attempt := 0; ; attempt++ {
 		res := t.s.post(t.ctx, body)
 		if res.err == nil {
@@ -98,6 +99,15 @@ func (t *batchTransport) deliver(body []byte) error {
 			return &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"}
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
+		if res.err != nil || gatewayDown(res.status) {
+			if down++; down >= unreachableAfter {
+				failure.Cause = CauseUnreachable
+				failure.Detail += fmt.Sprintf(" (no answer from Segment %d times in a row)", down)
+				return failure
+			}
+		} else {
+			down = 0
+		}
 		wait := policy.NextBackOff()
 		if wait == backoff.Stop || (t.s.maxRetries > 0 && attempt >= t.s.maxRetries) {
 			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)

@@ -179,7 +179,7 @@ func TestInvalidCallsFailAloneAndAreNeverSent(t *testing.T) {
 
 func TestRetriesStopAtMaxRetries(t *testing.T) {
 	srv := startStandIn(t)
-	srv.FailNext(10, http.StatusServiceUnavailable)
+	srv.FailNext(10, http.StatusInternalServerError)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_retries: 2, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	batch := trackBatch(3, 0, "x")
 	for _, err := range batchErrors(batch, out.WriteBatch(context.Background(), batch)) {
@@ -219,5 +219,35 @@ func TestDryRunWritesTheExactBodies(t *testing.T) {
 	}
 	if seen != 10 || len(lines) != 3 {
 		t.Fatalf("%d calls in %d bodies, want 10 in 3", seen, len(lines))
+	}
+}
+
+// When Segment stops answering, the batch goes back as not connected (the
+// output is down, as /ready reports), and Connect succeeds again only once
+// Segment answers.
+func TestUnreachableSegmentMarksTheOutputDown(t *testing.T) {
+	srv := startStandIn(t)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	if err := srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	batch := trackBatch(5, 0, "x")
+	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write while Segment is down: %v, want not connected", err)
+	}
+	if err := out.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("connect while Segment is down: %v", err)
+	}
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatalf("connect once Segment is back: %v", err)
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if srv.UniqueMessageIDs() != 5 {
+		t.Fatalf("%d calls accepted, want 5", srv.UniqueMessageIDs())
 	}
 }

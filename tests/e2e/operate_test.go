@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+// waitUntil polls cond (a scrape, a count) until it holds, with a bound.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an observable state, not timing a result
+	}
+}
+
+// TestMetricsAndReadiness runs the shipped pipeline in watch mode and checks
+// what operators rely on: the Prometheus scrape carries Connect's metrics and
+// ours, and /ready turns 503 while Segment is unreachable and 200 once back.
+func TestMetricsAndReadiness(t *testing.T) {
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 71,
+		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.CustomEvent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, w := range written {
+		if _, ok := fixtures.SegmentEvents()[w.Spec.EventType]; ok {
+			want += len(w.Records)
+		}
+	}
+	srv, err := segmentapi.Start(e2eWriteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	admin := freeAddr(t)
+	env := pipelineEnv("file://"+bucket, srv, filepath.Join(dir, "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true",
+		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=100ms", "CONNECT_HTTP_ADDRESS="+admin,
+		"BRAZE_EVENT_TYPES=users.messages.*,users.behaviors.CustomEvent")
+	cmd := exec.Command(binary, "-c", "config/currents_to_segment.yaml")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), env...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	waitUntil(t, "every event in Segment", func() bool { return srv.UniqueMessageIDs() == want })
+	// Objects are done once their last batch is acked, just after Segment took it.
+	var metrics string
+	waitUntil(t, "every object done in /metrics", func() bool {
+		code, body := httpGet(t, "http://"+admin+"/metrics")
+		metrics = body
+		return code == http.StatusOK && strings.Contains(body, `braze_currents_objects_done{label="",path="root.input"} 3`)
+	})
+	for _, series := range []string{
+		// Component metrics carry Connect's label and path labels too.
+		`braze_currents_events_read{event_type="users.messages.email.Send",label="",path="root.input"} 10`,
+		`braze_currents_objects_done{label="",path="root.input"} 3`,
+		`braze_currents_checkpoint_lag_seconds{`,
+		`currents_events_in{event_type="users.behaviors.CustomEvent",`,
+		`currents_events_mapped{event_type="users.messages.sms.Delivery",`,
+		`segment_calls_sent{label="",path="root.output.fallback.0"} 20`,
+		`segment_requests{label="",path="root.output.fallback.0",status="200"}`,
+		`segment_request_latency_seconds_bucket`,
+		`input_received{label="",path="root.input"}`,
+		`output_sent`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(metrics, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	if code, body := httpGet(t, "http://"+admin+"/ready"); code != http.StatusOK {
+		t.Fatalf("/ready answered %d while everything is up: %s", code, body)
+	}
+
+	// Segment goes away; a new file arrives: the output finds Segment down.
+	if err := srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	// In the current hour: watch polls list only the hours that can still get files.
+	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 5, Seed: 72, Offset: 99,
+		DateHour: time.Now().UTC().Truncate(time.Hour)}
+	late := writeSpec(t, bucket, spec)
+	waitUntil(t, "/ready to report Segment down", func() bool {
+		code, _ := httpGet(t, "http://"+admin+"/ready")
+		return code == http.StatusServiceUnavailable
+	})
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "/ready to recover", func() bool {
+		code, _ := httpGet(t, "http://"+admin+"/ready")
+		return code == http.StatusOK
+	})
+	waitUntil(t, "the late file's events in Segment", func() bool {
+		for _, r := range late.Records {
+			if srv.Count(r["id"].(string)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
