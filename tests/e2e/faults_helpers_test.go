@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -56,17 +57,21 @@ func sendable(rec map[string]any) bool {
 	return rec["user_id"] != nil || rec["external_user_id"] != nil
 }
 
-// expectedIDs maps the id of every sendable event in records to its key.
-func expectedIDs(written []fixtures.Written) map[string]string {
-	want := map[string]string{}
+// expectedIDs maps the id of every event in written to its key: want holds
+// those the pipeline sends (they have a user), noUser the others, which the
+// pipeline writes to the dead letter file.
+func expectedIDs(written []fixtures.Written) (want, noUser map[string]string) {
+	want, noUser = map[string]string{}, map[string]string{}
 	for _, w := range written {
 		for _, r := range w.Records {
 			if sendable(r) {
 				want[r["id"].(string)] = w.Key
+			} else {
+				noUser[r["id"].(string)] = w.Key
 			}
 		}
 	}
-	return want
+	return want, noUser
 }
 
 // s3WithTree starts the S3 server process and uploads tree to it.
@@ -165,7 +170,7 @@ func startConnect(t *testing.T, env []string, events *notifier, args ...string) 
 		events.notify()
 	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		if !p.exited() {
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -299,6 +304,115 @@ func checkDelivered(t *testing.T, srv *segmentapi.Server, want map[string]string
 	}
 }
 
+// deadLetter is one line of the dead letter file.
+type deadLetter struct {
+	id, reason, eventType, source string
+}
+
+// readDeadLetterFile reads a dead letter file. tolerant skips lines that are
+// not JSON, as the last line of a run killed mid-write can be.
+func readDeadLetterFile(t *testing.T, path string, tolerant bool) []deadLetter {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []deadLetter
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var d struct {
+			Error     any            `json:"error"`
+			EventType any            `json:"event_type"`
+			Source    any            `json:"source"`
+			Message   map[string]any `json:"message"`
+		}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			if tolerant {
+				continue
+			}
+			t.Fatalf("dead letter %q is not JSON", line)
+		}
+		// A call carries the event id as messageId; an event that could not
+		// be mapped is there as it came, with its id.
+		id, _ := d.Message["messageId"].(string)
+		if id == "" {
+			id, _ = d.Message["id"].(string)
+		}
+		str := func(v any) string {
+			if v == nil {
+				return ""
+			}
+			return fmt.Sprint(v)
+		}
+		out = append(out, deadLetter{id: id, reason: str(d.Error), eventType: str(d.EventType), source: str(d.Source)})
+	}
+	return out
+}
+
+// checkDeadLetters checks the dead letters of a scenario: every event
+// without a user is there with its reason, and an event with a user only if
+// Segment did not accept it, with every one of rejectReason in its reason
+// (none is expected when rejectReason is empty). once: each event is there at
+// most once (no run was killed). It returns the events Segment rejected.
+func checkDeadLetters(t *testing.T, srv *segmentapi.Server, dead []deadLetter, want, noUser map[string]string,
+	once bool, rejectReason ...string) map[string]string {
+	t.Helper()
+	rejected := map[string]string{}
+	seen := map[string]int{}
+	var delivered []deadLetter // dead letters of calls Segment accepted
+	for _, d := range dead {
+		if seen[d.id]++; once && seen[d.id] > 1 {
+			t.Fatalf("event %s is in the dead letter file %d times", d.id, seen[d.id])
+		}
+		if key := noUser[d.id]; key != "" {
+			if !strings.Contains(d.reason, "neither external_user_id nor user_id") || d.eventType == "" || d.source != key {
+				t.Fatalf("dead letter of %s (no user) without its reason, type or object: %+v", d.id, d)
+			}
+			continue
+		}
+		key := want[d.id]
+		switch {
+		case key == "":
+			t.Fatalf("dead letter of an event not in the bucket: %+v", d)
+		case srv.Count(d.id) > 0:
+			delivered = append(delivered, d)
+			continue
+		case len(rejectReason) == 0:
+			t.Fatalf("event %s of %s went to the dead letter file, not to Segment: %s", d.id, key, d.reason)
+		}
+		for _, s := range rejectReason {
+			if !strings.Contains(d.reason, s) {
+				t.Fatalf("dead letter of %s lacks %q in its reason %q", d.id, s, d.reason)
+			}
+		}
+		if d.eventType == "" || d.source != key {
+			t.Fatalf("dead letter of %s does not name its event type and object %s: %+v", d.id, key, d)
+		}
+		rejected[d.id] = d.reason
+	}
+	for id, key := range noUser {
+		if seen[id] == 0 {
+			t.Fatalf("event %s of %s without a user is not in the dead letter file", id, key)
+		}
+	}
+	if len(delivered) > 0 {
+		reasons, sources := map[string]bool{}, map[string]bool{}
+		for _, d := range delivered {
+			reasons[d.reason], sources[d.source] = true, true
+		}
+		d := delivered[0]
+		t.Errorf("%d of %d dead letters are calls Segment accepted (they come from %d objects and share %d reasons); "+
+			"e.g. %s of %s, accepted %d time(s), dead-lettered with %q", len(delivered), len(dead), len(sources),
+			len(reasons), d.id, d.source, srv.Count(d.id), d.reason)
+	}
+	return rejected
+}
+
 // checkNothingNew runs the pipeline again over the same bucket: a consistent
 // checkpoint leaves nothing to read, so nothing is sent and no object is
 // finished.
@@ -313,9 +427,6 @@ func checkNothingNew(t *testing.T, env []string, srv *segmentapi.Server) {
 		t.Fatalf("the run after the last one sent %d calls (%d new ids)", after-before, srv.UniqueMessageIDs()-unique)
 	}
 }
-
-// objectLines are the log lines of finished objects (done or corrupt).
-var objectLines = []string{"Object done", "Object corrupt"}
 
 // proxyExchange is one request seen by recordingProxy.
 type proxyExchange struct {

@@ -10,7 +10,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -46,20 +45,33 @@ func startStandIn(t *testing.T, opts ...segmentapi.Option) *segmentapi.Server {
 // backfill (calls sent but no object done yet, then after a varying number of
 // finished objects), then lets a clean run finish.
 func TestFaultKill9(t *testing.T) {
-	tree, written := faultTree(t, 5, 12, 71)
-	want := expectedIDs(written)
+	tree, written := faultTree(t, 6, 10, 71)
+	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
 	srv := startStandIn(t)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	// A dead letter file per run: a killed run may leave a cut last line.
+	deadDir := t.TempDir()
+	var dead []deadLetter
+	run := 0
+	runEnv := func() []string {
+		run++
+		return faultEnv(b, srv.URL(), filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
+	}
+	killed := func() {
+		dead = append(dead, readDeadLetterFile(t, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)), true)...)
+	}
 
 	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("E2E_FAULT_SEED"), 10, 64); err == nil {
+		seed = s // to replay a run's kill points
+	}
 	rng := rand.New(rand.NewPCG(seed, 71))
-	t.Logf("%d objects, %d events to send; kill points from seed %d", len(written), len(want), seed)
+	t.Logf("%d objects, %d events to send; kill points from seed %d (E2E_FAULT_SEED)", len(written), len(want), seed)
 
 	// In flight: Segment took calls, no object is recorded as done yet.
-	p := startConnect(t, env, events)
+	p := startConnect(t, runEnv(), events)
 	waitFor(t, events, 30*time.Second, "calls accepted by Segment", func() (bool, error) {
 		if p.exited() {
 			return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
@@ -67,18 +79,46 @@ func TestFaultKill9(t *testing.T) {
 		return srv.Stats().Accepted > 0, nil
 	})
 	p.kill9()
+	killed()
 	t.Logf("killed with %d calls accepted, %d objects done", srv.Stats().Accepted, p.count("Object done"))
-	// Then after n finished objects; 250 objects, at most ~25 done per 500-call batch.
-	for range 3 {
-		n := 1 + rng.IntN(30)
-		p := startConnect(t, env, events)
+	// Then after n finished objects, at once or once the next request
+	// reached Segment (by then the checkpoint has had time to be written).
+	// Three runs of at most n ≤ 60 objects (and those done in the same
+	// moment) cannot finish the 300 before their kill.
+	doneBefore := map[string]bool{} // objects logged done by an earlier run
+	for i := range 3 {
+		n := 1 + rng.IntN(60)
+		p := startConnect(t, runEnv(), events)
 		p.waitLines(n, 30*time.Second, "Object done")
+		when := "at once"
+		if i%2 == 0 {
+			when = "at the next request"
+			requests := srv.Stats().Requests
+			waitFor(t, events, 30*time.Second, "the next request at Segment", func() (bool, error) {
+				if p.exited() {
+					return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
+				}
+				return srv.Stats().Requests > requests, nil
+			})
+		}
 		p.kill9()
-		t.Logf("killed after %d objects done (%d logged at the kill), %d unique ids accepted", n, p.count("Object done"), srv.UniqueMessageIDs())
+		killed()
+		redone := 0
+		for _, key := range doneKeys(p.logs()) {
+			if doneBefore[key] {
+				redone++
+			}
+			doneBefore[key] = true
+		}
+		t.Logf("killed %s after %d objects done: %d logged done (%d of them already done by an earlier run), %d unique ids accepted",
+			when, n, p.count("Object done"), redone, srv.UniqueMessageIDs())
 	}
+	env := runEnv()
 	final := runToEnd(t, env)
 	t.Logf("the clean run finished %d objects; %d calls accepted in all, %d duplicates", final.count("Object done"),
 		srv.Stats().Accepted, srv.Duplicates())
+	dead = append(dead, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false)...)
+	checkDeadLetters(t, srv, dead, want, noUser, false)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -88,7 +128,7 @@ func TestFaultKill9(t *testing.T) {
 // pipeline has logged retries of its kind.
 func TestFaultSegmentOutage(t *testing.T) {
 	tree, written := faultTree(t, 3, 20, 72)
-	want := expectedIDs(written)
+	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
 	srv := startStandIn(t)
 	events := newNotifier()
@@ -105,20 +145,18 @@ func TestFaultSegmentOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Outage503(true)
-	p.waitLines(3, 30*time.Second, retried, "503")
+	p.waitLines(3, 30*time.Second, retried, "503 Service Unavailable")
 	if n, done := srv.UniqueMessageIDs(), p.count("Object done"); n != 0 || done != 0 {
 		t.Fatalf("during the outage %d calls were accepted and %d objects done", n, done)
 	}
 	t.Logf("outage: %d retries on refused connections, %d on 503 (%d requests answered 503)",
-		p.count(retried, "connection refused"), p.count(retried, "503"), srv.Stats().Faulted[segmentapi.FaultOutage503])
+		p.count(retried, "connection refused"), p.count(retried, "503 Service Unavailable"), srv.Stats().Faulted[segmentapi.FaultOutage503])
 	srv.Outage503(false)
 	p.wait(time.Minute)
 	if n := p.count("Object done"); n != len(written) {
 		t.Fatalf("%d objects done, want %d", n, len(written))
 	}
-	if dead := readDeadLetters(t, envValue(env, "DEAD_LETTER_PATH")); len(dead) != len(written)*20-len(want) {
-		t.Fatalf("%d dead letters, want only the %d events without a user: %v", len(dead), len(written)*20-len(want), dead)
-	}
+	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -128,7 +166,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 // retried before its Retry-After has passed.
 func TestFaultRateLimitStorm(t *testing.T) {
 	tree, written := faultTree(t, 3, 20, 73)
-	want := expectedIDs(written)
+	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
 	srv := startStandIn(t)
 	const storm, retryAfter = 20, time.Second
@@ -174,6 +212,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 	}
 	t.Logf("%d requests for %d batches; %d answered 429, retried at the earliest %v after the answer",
 		len(exchanges), len(byBody), limited, minGap.Round(time.Millisecond))
+	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -183,7 +222,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 // in the dead letter file with the reason, and the rest flow.
 func TestFaultPermanentRejections(t *testing.T) {
 	tree, written := faultTree(t, 3, 20, 74)
-	want := expectedIDs(written)
+	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
 	// Calls of these fixtures weigh 250 to 1,300 bytes; about one in ten is over 1,000.
 	const limit = 1000
@@ -195,77 +234,21 @@ func TestFaultPermanentRejections(t *testing.T) {
 		t.Fatalf("%d objects done, want %d", n, len(written))
 	}
 
-	rejected := map[string]bool{}
-	for _, d := range readDeadLetters(t, deadPath) {
-		call, _ := d["message"].(map[string]any)
-		id, _ := call["messageId"].(string)
-		if want[id] == "" {
-			continue // an event without any user: not sendable, rightly a dead letter
-		}
-		reason := fmt.Sprint(d["error"])
-		for _, s := range []string{"permanent", "400", fmt.Sprintf("over the %d byte limit", limit)} {
-			if !strings.Contains(reason, s) {
-				t.Fatalf("dead letter of %s lacks %q in its reason %q", id, s, reason)
-			}
-		}
-		if d["event_type"] == nil || d["source"] != want[id] {
-			t.Fatalf("dead letter of %s does not name its event type and object: %v", id, d)
-		}
-		if rejected[id] {
-			t.Fatalf("event %s is in the dead letter file twice", id)
-		}
-		rejected[id] = true
-	}
+	// The dead letter file and the accepted calls split the events between them.
+	rejected := checkDeadLetters(t, srv, readDeadLetterFile(t, deadPath, false), want, noUser, true,
+		"permanent", "400", fmt.Sprintf("over the %d byte limit", limit))
 	sent := map[string]string{}
 	for id, key := range want {
-		if rejected[id] {
-			if srv.Count(id) != 0 {
-				for _, d := range readDeadLetters(t, deadPath) {
-					if c, _ := d["message"].(map[string]any); c["messageId"] == id {
-						j, _ := json.Marshal(d)
-						t.Logf("DEAD %d %s", len(j), j)
-					}
-				}
-				for _, c := range srv.Accepted() {
-					if c["messageId"] == id {
-						j, _ := json.Marshal(c)
-						t.Logf("ACCEPTED %d %s", len(j), j)
-					}
-				}
-				n := 0
-				for id := range rejected {
-					if srv.Count(id) != 0 {
-						n++
-					}
-				}
-				t.Logf("%d of %d dead-lettered were accepted", n, len(rejected))
-				errs := map[string][2]int{}
-				for _, d := range readDeadLetters(t, deadPath) {
-					c, _ := d["message"].(map[string]any)
-					id, _ := c["messageId"].(string)
-					e := errs[fmt.Sprint(d["error"])]
-					e[0]++
-					if srv.Count(id) != 0 {
-						e[1]++
-					}
-					errs[fmt.Sprint(d["error"])] = e
-				}
-				for e, n := range errs {
-					t.Logf("%v dead letters (of which accepted) with %s", n, e)
-				}
-				t.Logf("%+v", srv.Stats())
-				t.Fatalf("event %s was both accepted and dead-lettered", id)
-			}
-			continue
+		if rejected[id] == "" {
+			sent[id] = key
 		}
-		sent[id] = key
 	}
 	if len(rejected) == 0 || len(sent) == 0 {
 		t.Fatalf("%d calls rejected, %d accepted: the limit does not split the calls", len(rejected), len(sent))
 	}
 	st := srv.Stats()
-	t.Logf("%d calls dead-lettered with their reason, %d accepted; %d requests, %d answered 400", len(rejected), len(sent),
-		st.Requests, st.Rejected400)
+	t.Logf("%d calls rejected and dead-lettered with their reason, %d accepted; %d requests, %d answered 400",
+		len(rejected), len(sent), st.Requests, st.Rejected400)
 	checkDelivered(t, srv, sent)
 	checkNothingNew(t, env, srv)
 }
@@ -276,7 +259,7 @@ func TestFaultPermanentRejections(t *testing.T) {
 // are reported by key, and the run ends cleanly.
 func TestFaultBadObjects(t *testing.T) {
 	tree, written := faultTree(t, 2, 20, 75)
-	want := expectedIDs(written)
+	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
 
 	badSpec := func(et string, offset int) fixtures.FileSpec {
@@ -307,6 +290,8 @@ func TestFaultBadObjects(t *testing.T) {
 	for _, r := range records[:intact] {
 		if sendable(r) {
 			want[r["id"].(string)] = fixtures.Key(cutSpec)
+		} else {
+			noUser[r["id"].(string)] = fixtures.Key(cutSpec)
 		}
 	}
 
@@ -327,6 +312,7 @@ func TestFaultBadObjects(t *testing.T) {
 	}
 	t.Logf("%d good objects and %d bad ones; the cut file gave its first %d of %d events", len(written), len(bad),
 		intact, len(records))
+	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -354,7 +340,7 @@ func intactRecords(t *testing.T, data []byte) int {
 // done, and again a little later.
 func TestFaultBucketRestart(t *testing.T) {
 	tree, written := faultTree(t, 6, 10, 76)
-	want := expectedIDs(written)
+	want, noUser := expectedIDs(written)
 	b, stop, restart := s3WithTree(t, tree)
 	srv := startStandIn(t)
 	events := newNotifier()
@@ -362,11 +348,13 @@ func TestFaultBucketRestart(t *testing.T) {
 	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
 
 	p := startConnect(t, env, events)
-	bucketErrors := []string{"Reading object", "Saving the checkpoint", "Listing", "Could not read object"}
+	// What the input logs when the bucket is unreachable.
+	bucketErrors := [][]string{{"Reading object", "failed"}, {"Saving the checkpoint", "failed"}, {"Listing", "failed"},
+		{"Could not read object"}}
 	failures := func() int {
 		n := 0
 		for _, e := range bucketErrors {
-			n += p.count(e, "fail")
+			n += p.count(e...)
 		}
 		return n
 	}
@@ -387,12 +375,30 @@ func TestFaultBucketRestart(t *testing.T) {
 		t.Logf("round %d: bucket stopped after %d objects done, restarted after %d failures logged", round+1, after, failures()-seen)
 	}
 	p.wait(time.Minute)
-	t.Logf("bucket failures logged:\n%s", grepLines(p.logs(), bucketErrors...))
+	t.Logf("bucket failures logged:\n%s", grepLines(p.logs(), "Reading object", "Saving the checkpoint", "Listing", "Could not read object"))
 	if n := p.count("Object done"); n != len(written) {
 		t.Fatalf("%d objects done, want %d", n, len(written))
 	}
+	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
+}
+
+// doneKeys are the keys of the "Object done" log lines in logs.
+func doneKeys(logs string) []string {
+	var keys []string
+	for _, l := range strings.Split(logs, "\n") {
+		_, rest, ok := strings.Cut(l, "Object done: ")
+		if !ok {
+			continue
+		}
+		rest = strings.ReplaceAll(rest, `\"`, `"`) // logfmt quotes the message
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			key, _ := strconv.Unquote(q)
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }
 
 // grepLines returns the lines of logs containing any of subs.
@@ -401,6 +407,9 @@ func grepLines(logs string, subs ...string) string {
 	for _, l := range strings.Split(logs, "\n") {
 		for _, s := range subs {
 			if strings.Contains(l, s) {
+				if len(l) > 240 {
+					l = l[:240] + "…"
+				}
 				out = append(out, l)
 				break
 			}
@@ -492,18 +501,20 @@ func TestFaultLongBackfill(t *testing.T) {
 	if len(seen) != total-unsendable {
 		t.Fatalf("%d unique ids reached Segment, want %d", len(seen), total-unsendable)
 	}
-	dead := readDeadLetters(t, deadPath)
+	dead := readDeadLetterFile(t, deadPath, false)
 	if len(dead) != unsendable {
-		t.Fatalf("%d dead letters, want the %d events without a user", len(dead), unsendable)
+		t.Errorf("%d dead letters, want the %d events without a user", len(dead), unsendable)
 	}
+	delivered := 0
 	for _, d := range dead {
-		call, _ := d["message"].(map[string]any)
-		if !strings.Contains(fmt.Sprint(d["error"]), "neither external_user_id nor user_id") {
-			t.Fatalf("dead letter with another reason: %v", d)
+		if seen[d.id] > 0 {
+			delivered++
+		} else if !strings.Contains(d.reason, "neither external_user_id nor user_id") {
+			t.Fatalf("dead letter with another reason: %+v", d)
 		}
-		if id, _ := call["id"].(string); id != "" && seen[id] > 0 {
-			t.Fatalf("event %s was both sent and dead-lettered", id)
-		}
+	}
+	if delivered > 0 {
+		t.Errorf("%d dead letters are calls Segment accepted", delivered)
 	}
 	if n := p.count("Object done"); n != len(types)*filesPerType {
 		t.Fatalf("%d objects done, want %d", n, len(types)*filesPerType)
