@@ -6,7 +6,7 @@ import "fmt"
 // alone: the file input with the deprecated avro-ocf codec (one message per
 // event, goavro's union wrappers {"string": …} left in), a mapping that
 // unwraps them and takes the event type from the path, the same Bloblang
-// mapping as ours, and http_client batching calls to /v1/batch.
+// mapping as ours, and http_client batching calls to /v1/batch within Segment's 500 KB limit.
 func stockConfig(bucket, endpoint string) string {
 	return fmt.Sprintf(`
 http:
@@ -38,6 +38,7 @@ output:
     max_in_flight: 16
     batching:
       count: 500
+      byte_size: 450000
       period: 1s
       processors:
         - archive:
