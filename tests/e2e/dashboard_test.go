@@ -6,12 +6,10 @@ package e2e
 // cannot drift from the code.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -745,20 +743,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 	}
 	defer srv.Close()
 	srv.FailNext(1, http.StatusInternalServerError) // one retry
-	admin := freeAddr(t)
-	env := pipelineEnv("file://"+bucket, srv, filepath.Join(dir, "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true",
-		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=100ms", "CONNECT_HTTP_ADDRESS="+admin,
-		"BRAZE_EVENT_TYPES=users.messages.*,users.behaviors.CustomEvent")
-	cmd := exec.Command(binary, "-c", "config/currents_to_segment.yaml", "--set", "input.braze_currents.read_attempts=1")
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
+	admin, logs := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "input.braze_currents.read_attempts=1")
 	waitUntil(t, "every sendable event in Segment", func() bool { return srv.UniqueMessageIDs() == sendableIDs })
 	var s *promScrape
 	var scrapeErr error
