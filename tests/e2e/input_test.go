@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,52 +39,6 @@ logger:
 `
 }
 
-// startUntilObjectsDone starts the binary and returns once it has logged n
-// finished objects, leaving it running.
-func startUntilObjectsDone(t *testing.T, dir string, env []string, n int) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(binary, "-c", "config.yaml")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	var logs strings.Builder
-	done := 0
-	reached := make(chan bool, 1)
-	go func() {
-		ok := false
-		for lines.Scan() {
-			logs.WriteString(lines.Text() + "\n")
-			if strings.Contains(lines.Text(), "Object done") {
-				if done++; done == n {
-					ok = true
-					reached <- true
-				}
-			}
-		}
-		if !ok {
-			reached <- false
-		}
-	}()
-	select {
-	case ok := <-reached:
-		if !ok {
-			t.Fatalf("the pipeline ended before %d objects were done", n)
-		}
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("fewer than %d objects done in time:\n%s", n, lastLines(logs.String(), 15))
-	}
-	return cmd
-}
-
 // TestKill9ThenResume kills the pipeline with SIGKILL at several points of
 // a backfill, then lets a last run finish: every event must come out, and
 // the re-sent objects must be no more than those in flight at each kill.
@@ -102,10 +55,9 @@ func TestKill9ThenResume(t *testing.T) {
 	}
 	kills := []int{15, 40, 60}
 	for _, n := range kills {
-		t.Logf("run until %d objects done", n)
-		cmd := startUntilObjectsDone(t, dir, nil, n)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		p := startConnect(t, nil, nil, "-c", filepath.Join(dir, "config.yaml"))
+		p.waitLines(n, 2*time.Minute, "Object done")
+		p.kill9()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
