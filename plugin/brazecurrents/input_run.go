@@ -2,7 +2,6 @@ package brazecurrents
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -235,8 +234,6 @@ func (in *currentsInput) release(o object) {
 	delete(in.inFlight, o.key)
 	in.mu.Unlock()
 }
-
-var errObjectGone = errors.New("object no longer exists")
 
 // tickLag keeps the checkpoint lag current while nothing new gets done, so
 // that a stalled pipeline shows a growing lag.
