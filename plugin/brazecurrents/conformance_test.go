@@ -14,7 +14,8 @@ import (
 
 // scanFixture writes spec with the fixture generator, scans it, and checks
 // every event against the record the generator wrote: same values, field
-// order of the writer schema, and the metadata the key and schema carry.
+// order of the writer schema, and the metadata the key and schema carry; and
+// that structured events hold the same values as the JSON text.
 func scanFixture(t *testing.T, spec fixtures.FileSpec) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -27,7 +28,8 @@ func scanFixture(t *testing.T, spec fixtures.FileSpec) {
 		t.Fatal(err)
 	}
 	key := fixtures.Key(spec)
-	batches, err := newTestScanner(t, "batch_size: 11", key, bytes.NewReader(buf.Bytes())).drain()
+	checkModesAgree(t, key, buf.Bytes())
+	batches, err := newTestScanner(t, "batch_size: 11\nstructured: false", key, bytes.NewReader(buf.Bytes())).drain()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 )
 
 // FuzzScanner feeds arbitrary bytes to the scanner: it must never panic,
-// every event it emits must be valid JSON, and every error must name the
-// source. Run it with: go test ./plugin/brazecurrents -run '^$' -fuzz FuzzScanner
+// every event it emits must be valid JSON, every error must name the
+// source, and structured events must hold what the JSON text holds. Run it with: go test ./plugin/brazecurrents -run '^$' -fuzz FuzzScanner
 func FuzzScanner(f *testing.F) {
 	f.Add(ocfFile(f, mixedSchema, "null", mixedRecords(0, 3), mixedRecords(3, 2)))
 	f.Add(ocfFile(f, mixedSchema, "deflate", mixedRecords(0, 3)))
@@ -22,7 +22,8 @@ func FuzzScanner(f *testing.F) {
 	f.Add([]byte("Obj\x01"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const name = "fuzz/input.avro"
-		s := newTestScanner(t, "batch_size: 7", name, bytes.NewReader(data))
+		checkModesAgree(t, name, data)
+		s := newTestScanner(t, "batch_size: 7\nstructured: false", name, bytes.NewReader(data))
 		for {
 			batch, ack, err := s.scan.NextBatch(context.Background())
 			if errors.Is(err, io.EOF) {

@@ -128,6 +128,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 				Description("How often a progress summary is logged while objects are being read; 0 turns it off.").Default("30s").Advanced(),
 			service.NewIntField(scannerFieldBatchSize).
 				Description("The most events in one batch.").Default(1000).Advanced(),
+			structuredField(),
 			service.NewAutoRetryNacksToggleField(),
 		)
 }
@@ -158,6 +159,7 @@ type inputConfig struct {
 	parallel       int
 	readAttempts   int
 	progressPeriod time.Duration
+	structured     bool
 	batchSize      int
 }
 
@@ -196,6 +198,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 	flag(&c.ckptInBucket, inFieldCheckpoint, inFieldCheckpointBucket)
 	flag(&c.watch, inFieldWatch)
 	flag(&c.deleteDone, inFieldDelete)
+	flag(&c.structured, scannerFieldStructured)
 	dur(&c.pollInterval, inFieldPollInterval)
 	dur(&c.lateArrival, inFieldLateArrival)
 	dur(&c.progressPeriod, inFieldProgress)

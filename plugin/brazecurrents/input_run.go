@@ -45,7 +45,7 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		mgr:      mgr,
 		log:      mgr.Logger(),
 		metrics:  newInputMetrics(mgr.Metrics()),
-		scan:     &scannerCreator{batchSize: c.batchSize, log: mgr.Logger(), programs: newProgramCache()},
+		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: newProgramCache()},
 		inFlight: map[string]bool{},
 	}
 	in.ckpt = newCheckpoint(func(hour time.Time) bool {

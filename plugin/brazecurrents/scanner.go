@@ -9,7 +9,10 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-const scannerFieldBatchSize = "batch_size"
+const (
+	scannerFieldBatchSize  = "batch_size"
+	scannerFieldStructured = "structured"
+)
 
 // Metadata keys set on every decoded event.
 const (
@@ -24,16 +27,17 @@ const (
 func scannerSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
-		Summary("Decodes Braze Currents Avro object container files into one JSON message per event.").
+		Summary("Decodes Braze Currents Avro object container files into one message per event.").
 		Description(`
 Reads a Currents export file (an Avro Object Container File, as Currents writes to S3, GCS and Azure Blob)
 as a stream, one block at a time, so memory stays flat however many events a file holds. Every file is
 decoded with its own writer schema, so schema changes need no configuration. Codecs: null, deflate,
 snappy and zstandard.
 
-Each event becomes a JSON object with the schema's fields in order: nullable unions are unwrapped to their
-value or ` + "`null`" + `, arrays stay arrays, and ` + "`time`" + ` is an integer of seconds whether the file
-stores it as an Avro int or long. Float NaN and infinities, which JSON cannot carry, become null.
+Each event becomes an object of the schema's fields, structured (ready for a mapping) or as JSON text in
+the schema's field order (`+"`structured: false`"+`): nullable unions are unwrapped to their value or
+`+"`null`"+`, arrays stay arrays, and `+"`time`"+` is an integer of seconds whether the file stores it as an
+Avro int or long. Float NaN and infinities, which JSON cannot carry, become null.
 
 The source is acknowledged once every event from it was acknowledged. A nack of any event, a read error
 or a shutdown before the end of the file nacks the whole source. An empty object is skipped with a
@@ -44,19 +48,30 @@ source and the byte offset; the events before the damage are still delivered.
 
 This scanner adds the following metadata to each message:
 
-- ` + "`braze_event_type`" + `: the event type, from the writer schema's full name (the part after
-  ` + "`.inner.`" + `), else from the ` + "`event_type=`" + ` part of the source name.
-- ` + "`braze_integration_id`" + `, ` + "`braze_date_hour`" + ` (the UTC queue hour, ` + "`YYYY-MM-DD-HH`" + `) and
-  ` + "`braze_currents_version`" + `: from the source name, where it carries them.
-- ` + "`braze_source`" + `: the source name (file path or object key).
-- ` + "`braze_record_index`" + `: the event's index in the file, from 0.
+- `+"`braze_event_type`"+`: the event type, from the writer schema's full name (the part after
+  `+"`.inner.`"+`), else from the `+"`event_type=`"+` part of the source name.
+- `+"`braze_integration_id`"+`, `+"`braze_date_hour`"+` (the UTC queue hour, `+"`YYYY-MM-DD-HH`"+`) and
+  `+"`braze_currents_version`"+`: from the source name, where it carries them.
+- `+"`braze_source`"+`: the source name (file path or object key).
+- `+"`braze_record_index`"+`: the event's index in the file, from 0.
 `).
 		Fields(
 			service.NewIntField(scannerFieldBatchSize).
 				Description("The most events emitted in one batch. Larger batches cost less per event; when a downstream output rejects some events of a batch, only those are retried.").
 				Default(1000).
 				Advanced(),
+			structuredField(),
 		)
+}
+
+// structuredField is shared with the input, which decodes with this scanner.
+func structuredField() *service.ConfigField {
+	return service.NewBoolField(scannerFieldStructured).
+		Description("Emit each event as a structured value, ready for a mapping, rather than as JSON text. Both hold the same values. " +
+			"Structured events spare the next processor parsing JSON, which costs more than decoding the Avro; written out, they become JSON with the keys sorted. " +
+			"Set it to false to emit JSON text in the schema's field order, the cheaper form when events are written out unchanged.").
+		Default(true).
+		Advanced()
 }
 
 func init() {
@@ -74,13 +89,18 @@ func scannerFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*sca
 	if batchSize < 1 {
 		return nil, fmt.Errorf("%s must be at least 1, got %d", scannerFieldBatchSize, batchSize)
 	}
-	return &scannerCreator{batchSize: batchSize, log: mgr.Logger(), programs: newProgramCache()}, nil
+	structured, err := conf.FieldBool(scannerFieldStructured)
+	if err != nil {
+		return nil, err
+	}
+	return &scannerCreator{batchSize: batchSize, structured: structured, log: mgr.Logger(), programs: newProgramCache()}, nil
 }
 
 type scannerCreator struct {
-	batchSize int
-	log       *service.Logger
-	programs  *programCache
+	batchSize  int
+	structured bool // emit structured values, not JSON text
+	log        *service.Logger
+	programs   *programCache
 }
 
 // Create never reads: a bad header must surface from NextBatch, because some
@@ -200,24 +220,34 @@ func (s *eventScanner) decode(b ocfBlock) (service.MessageBatch, error) {
 	if b.count > int64(len(b.data))+amplifyGuard {
 		return nil, &positionError{offset: b.offset, err: fmt.Errorf("block declares %d records in only %d bytes", b.count, len(b.data)), corrupt: true}
 	}
-	d := decoder{
-		data:  b.data,
-		out:   make([]byte, 0, len(b.data)+int(b.count)*s.prog.keyBytes),
-		limit: outputLimit(len(b.data), b.count, s.prog.keyBytes),
+	d := decoder{data: b.data, limit: outputLimit(len(b.data), b.count, s.prog.keyBytes)}
+	var (
+		values []any // structured mode: one per record
+		ends   []int // JSON mode: where each record's JSON ends in d.out
+		err    error
+	)
+	if s.c.structured {
+		d.text = string(b.data)
+		values = make([]any, 0, b.count)
+	} else {
+		d.out = make([]byte, 0, len(b.data)+int(b.count)*s.prog.keyBytes)
+		ends = make([]int, 0, b.count)
 	}
-	ends := make([]int, 0, b.count)
-	var err error
 	for i := int64(0); i < b.count; i++ {
-		if len(d.out) > d.limit {
+		if s.c.structured {
+			var v any
+			if v, err = d.anyValue(s.prog.root); err == nil {
+				values = append(values, v)
+			}
+		} else if len(d.out) > d.limit {
 			err = errOutputLimit
-		} else {
-			err = d.value(s.prog.root)
+		} else if err = d.value(s.prog.root); err == nil {
+			ends = append(ends, len(d.out))
 		}
 		if err != nil {
 			err = fmt.Errorf("record %d: %w", s.next+i, err)
 			break
 		}
-		ends = append(ends, len(d.out))
 	}
 	if err == nil && d.pos != len(d.data) {
 		err = fmt.Errorf("%d bytes left over after the block's %d records", len(d.data)-d.pos, b.count)
@@ -225,20 +255,26 @@ func (s *eventScanner) decode(b ocfBlock) (service.MessageBatch, error) {
 	if err != nil {
 		err = &positionError{offset: b.offset, err: fmt.Errorf("block: %w", err), corrupt: true}
 	}
-	events := make(service.MessageBatch, 0, len(ends))
-	start := 0
-	for _, end := range ends {
-		if s.next < s.skip {
-			s.next++
-			start = end
+	decoded := max(len(values), len(ends))
+	events := make(service.MessageBatch, 0, decoded)
+	for i := range decoded {
+		index := s.next
+		s.next++
+		if index < s.skip {
 			continue
 		}
 		msg := s.template.Copy()
-		msg.SetBytes(d.out[start:end:end])
-		msg.MetaSetMut(MetaRecordIndex, s.next)
+		if s.c.structured {
+			msg.SetStructuredMut(values[i])
+		} else {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			msg.SetBytes(d.out[start:ends[i]:ends[i]])
+		}
+		msg.MetaSetMut(MetaRecordIndex, index)
 		events = append(events, msg)
-		s.next++
-		start = end
 	}
 	return events, err
 }

@@ -57,7 +57,7 @@ func TestScannerDecodesEveryShape(t *testing.T) {
 	for _, codec := range []string{"null", "deflate", "snappy"} {
 		t.Run(codec, func(t *testing.T) {
 			data := ocfFile(t, mixedSchema, codec, mixedRecords(0, 2), mixedRecords(2, 2))
-			s := newTestScanner(t, "", emailSendKey, bytes.NewReader(data))
+			s := newTestScanner(t, "structured: false", emailSendKey, bytes.NewReader(data))
 			batches, err := s.drain()
 			if err != nil {
 				t.Fatal(err)

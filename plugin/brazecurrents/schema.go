@@ -43,6 +43,7 @@ type node struct {
 }
 
 type field struct {
+	name string
 	key  []byte // `"name":`, with a leading comma for every field but the first
 	node *node
 }
@@ -223,7 +224,7 @@ func (c *compiler) compileObject(o map[string]any, namespace string) (*node, err
 			if i > 0 {
 				key = append([]byte{','}, key...)
 			}
-			n.fields = append(n.fields, field{key: append(key, ':'), node: fn})
+			n.fields = append(n.fields, field{name: fieldName, key: append(key, ':'), node: fn})
 		}
 	}
 	return n, nil

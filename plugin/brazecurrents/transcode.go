@@ -33,6 +33,10 @@ type decoder struct {
 	out   []byte
 	depth int
 	limit int // the most JSON bytes the block may produce
+
+	// Structured mode (structured.go) only.
+	text   string // the block's data as one string, shared by the decoded strings
+	values int    // values decoded so far, bounded by limit/valueBytes
 }
 
 // outputLimit bounds the JSON a block may produce: far above what real

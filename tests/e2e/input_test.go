@@ -95,8 +95,11 @@ func TestKill9ThenResume(t *testing.T) {
 		}
 	}
 	// In flight at a kill: the objects being read (2), those whose batches
-	// await acks, and those done but not yet in the saved checkpoint.
-	if limit := len(kills) * 8; resent > limit {
+	// await acks (about 6 transactions fit in the pipeline), and those done
+	// but not yet in the saved checkpoint, more of them when the machine is
+	// busy and the saver lags. Without a working checkpoint every object done
+	// before each kill (15+40+60) would come again.
+	if limit := len(kills) * 16; resent > limit {
 		t.Fatalf("%d objects re-sent after %d kills, more than the %d that can be in flight", resent, len(kills), limit)
 	}
 	t.Logf("%d objects, %d re-sent in part or whole after %d kills", len(written), resent, len(kills))
