@@ -69,38 +69,18 @@ func reportPerEvent(b *testing.B, events int, start time.Time, heap *peakHeap) {
 	b.ReportMetric(float64(heap.peak)/(1<<20), "peak-heap-MB")
 }
 
-// BenchmarkDecode100k compares, on one core, the scanner's JSON output with
-// goavro decoding the same file into native Go values (no JSON at all), and
+// BenchmarkDecode100k compares, on one core, the scanner's JSON and
+// structured output with goavro decoding the same file into native Go values (no JSON at all), and
 // with goavro followed by encoding/json (what a plain implementation does).
 // Run: go test ./plugin/brazecurrents -run '^$' -bench Decode100k -benchmem -cpu 1
 func BenchmarkDecode100k(b *testing.B) {
 	for _, codec := range []string{"null", "deflate"} {
 		path := benchFile(b, codec)
-		b.Run("scanner-json/"+codec, func(b *testing.B) {
-			b.ReportAllocs()
-			heap := newPeakHeap()
-			events := 0
-			start := time.Now()
-			for b.Loop() {
-				s := newTestScanner(b, "", fixtures.Key(fixtures.FileSpec{EventType: "users.messages.email.Click"}), openBench(b, path))
-				for {
-					batch, ack, err := s.scan.NextBatch(context.Background())
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					events += len(batch)
-					_ = ack(context.Background(), nil)
-					if events%20_000 == 0 {
-						heap.sample()
-					}
-				}
-				_ = s.scan.Close(context.Background())
-			}
-			reportPerEvent(b, events, start, heap)
-		})
+		for mode, conf := range map[string]string{"scanner-json": "structured: false", "scanner-structured": "structured: true"} {
+			b.Run(mode+"/"+codec, func(b *testing.B) {
+				benchScanner(b, conf, path)
+			})
+		}
 		b.Run("goavro-native/"+codec, func(b *testing.B) {
 			b.ReportAllocs()
 			heap := newPeakHeap()
@@ -152,4 +132,31 @@ func BenchmarkDecode100k(b *testing.B) {
 			reportPerEvent(b, events, start, heap)
 		})
 	}
+}
+
+// benchScanner decodes the file at path with the scanner configured by conf.
+func benchScanner(b *testing.B, conf, path string) {
+	b.ReportAllocs()
+	heap := newPeakHeap()
+	events := 0
+	start := time.Now()
+	for b.Loop() {
+		s := newTestScanner(b, conf, fixtures.Key(fixtures.FileSpec{EventType: "users.messages.email.Click"}), openBench(b, path))
+		for {
+			batch, ack, err := s.scan.NextBatch(context.Background())
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			events += len(batch)
+			_ = ack(context.Background(), nil)
+			if events%20_000 == 0 {
+				heap.sample()
+			}
+		}
+		_ = s.scan.Close(context.Background())
+	}
+	reportPerEvent(b, events, start, heap)
 }
