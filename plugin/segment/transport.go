@@ -3,9 +3,9 @@ package segment
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/http"
 	"strconv"
@@ -30,21 +30,28 @@ type batchTransport struct {
 	ctx context.Context
 
 	mu     sync.Mutex
-	final  map[[32]byte]error    // request body -> outcome already reported
+	seed   maphash.Seed
+	final  map[bodyKey]error     // request body -> outcome already reported
 	failed map[string]*CallError // messageId -> error, for calls that failed inside split requests
 }
 
+// bodyKey identifies a request body among the few one batch sends: a
+// collision needs two bodies of one length with the same 64-bit seeded hash.
+type bodyKey struct {
+	length int
+	hash   uint64
+}
+
 func newBatchTransport(ctx context.Context, s *sender) *batchTransport {
-	return &batchTransport{s: s, ctx: ctx, final: map[[32]byte]error{}, failed: map[string]*CallError{}}
+	return &batchTransport{s: s, ctx: ctx, seed: maphash.MakeSeed(), final: map[bodyKey]error{}, failed: map[string]*CallError{}}
 }
 
 func (t *batchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	body, err := io.ReadAll(req.Body)
-	_ = req.Body.Close()
+	body, err := readBody(req)
 	if err != nil {
 		return nil, err
 	}
-	key := sha256.Sum256(body)
+	key := bodyKey{len(body), maphash.Bytes(t.seed, body)}
 	t.mu.Lock()
 	prior, seen := t.final[key]
 	t.mu.Unlock()
@@ -61,6 +68,20 @@ func (t *batchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{}, Body: http.NoBody, ContentLength: 0, Request: req,
 	}, nil
+}
+
+// readBody reads a request body in one allocation when its length is known
+// (analytics-go's always is).
+func readBody(req *http.Request) ([]byte, error) {
+	defer req.Body.Close()
+	if req.ContentLength <= 0 {
+		return io.ReadAll(req.Body)
+	}
+	body := make([]byte, req.ContentLength)
+	if _, err := io.ReadFull(req.Body, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // failedCall is the error recorded for a call that failed inside a split
