@@ -22,7 +22,7 @@ type ControlStats struct {
 func (s *Server) ControlStats() ControlStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ControlStats{Stats: s.statsLocked(), UniqueMessageIDs: len(s.rec.counts), Duplicates: s.rec.dups}
+	return ControlStats{Stats: s.statsLocked(), UniqueMessageIDs: len(s.rec.counts), Duplicates: s.rec.dups()}
 }
 
 // controlHandler serves /_control/ for out-of-process tests. Its requests
@@ -33,6 +33,10 @@ func (s *Server) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, s.ControlStats())
 	})
 	mux.HandleFunc("GET /_control/accepted", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.cfg.keepCalls() {
+			writeJSON(w, http.StatusConflict, errorBody{Error: "calls are not kept (WithRecordIDsOnly)"})
+			return
+		}
 		calls := s.Accepted()
 		if calls == nil {
 			calls = []Call{} // [] rather than null for clients

@@ -1,5 +1,7 @@
 package segmentapi
 
+import "strings"
+
 // Stats counts what the server saw since Start or the last Reset. Only
 // /v1/* requests count; /_control/ requests never do.
 type Stats struct {
@@ -20,44 +22,93 @@ type Stats struct {
 
 // records is the mutable state behind Stats and Accepted; guarded by Server.mu.
 type records struct {
-	accepted []Call
+	kept     []keptCall     // accepted calls as sent; none under WithRecordIDsOnly
+	decoded  []Call         // Accepted's decodes of kept[:len(decoded)]
+	arena    []byte         // chunk the kept calls are copied into
 	counts   map[string]int // messageId -> times accepted
-	dups     int
+	withID   int            // accepted calls that had a messageId
 	stats    Stats
 	gen      uint64 // bumped by Reset so pre-Reset connections are not miscounted
 	inflight int
 }
 
-func (r *records) clear() {
-	r.accepted = nil
-	r.counts = map[string]int{}
-	r.dups = 0
-	r.stats = Stats{Faulted: map[string]int{}}
-	r.gen++
+// keptCall is an accepted call's JSON, decoded only when Accepted asks:
+// raw bytes cost a fraction of a decoded map's memory, CPU and GC work.
+type keptCall struct {
+	raw         []byte
+	impliedType string // the single-call path's type, filled in if absent
 }
 
-// add records accepted calls. Calls without a string messageId are kept but
+// arenaChunk is the size of the blocks kept calls are copied into, so that
+// keeping a call costs no allocation of its own.
+const arenaChunk = 1 << 20
+
+func (r *records) clear() {
+	*r = records{counts: map[string]int{}, stats: Stats{Faulted: map[string]int{}}, gen: r.gen + 1, inflight: r.inflight}
+}
+
+// add records accepted calls (ids[i] is calls[i]'s messageId, "" when it has
+// none), keeping their JSON unless keep is false. Calls without a messageId
 // take no part in dedup counting (Segment would assign them one).
-func (r *records) add(calls []Call) {
-	for _, c := range calls {
-		r.accepted = append(r.accepted, c)
+func (r *records) add(calls []scannedCall, impliedType string, ids []string, keep bool) {
+	for i := range calls {
 		r.stats.Accepted++
-		id, _ := c["messageId"].(string)
-		if id == "" {
-			continue
+		if keep {
+			r.kept = append(r.kept, keptCall{raw: r.copyRaw(calls[i].raw), impliedType: impliedType})
 		}
-		r.counts[id]++
-		if r.counts[id] > 1 {
-			r.dups++
+		if ids[i] != "" {
+			r.counts[ids[i]]++ // one map operation: duplicates are derived
+			r.withID++
 		}
 	}
 }
 
+func (r *records) copyRaw(b []byte) []byte {
+	if len(b) > cap(r.arena)-len(r.arena) {
+		r.arena = make([]byte, 0, max(arenaChunk, len(b)))
+	}
+	start := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return r.arena[start:len(r.arena):len(r.arena)]
+}
+
+// messageIDs sets sc.ids to the calls' messageIds as substrings of one
+// string: one allocation per request, and map keys without per-id overhead.
+func (sc *scratch) messageIDs(calls []scannedCall) []string {
+	sc.idb, sc.ids = sc.idb[:0], sc.ids[:0]
+	total := 0
+	for i := range calls {
+		id := calls[i].messageID()
+		sc.idb = append(sc.idb, id)
+		total += len(id)
+	}
+	var b strings.Builder
+	b.Grow(total)
+	for _, id := range sc.idb {
+		b.Write(id)
+	}
+	all, at := b.String(), 0
+	for _, id := range sc.idb {
+		sc.ids = append(sc.ids, all[at:at+len(id)])
+		at += len(id)
+	}
+	clear(sc.idb) // the pool must not pin this request's data
+	return sc.ids
+}
+
 // Accepted returns every accepted call in arrival order, duplicates included.
+// It panics on a server started WithRecordIDsOnly, which keeps no calls:
+// an empty answer there would read as "nothing arrived".
 func (s *Server) Accepted() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Call(nil), s.rec.accepted...)
+	if !s.cfg.keepCalls() {
+		panic("segmentapi: Accepted on a server started WithRecordIDsOnly, which keeps no calls")
+	}
+	for _, k := range s.rec.kept[len(s.rec.decoded):] {
+		s.rec.decoded = append(s.rec.decoded, decodeCall(k.raw, k.impliedType))
+	}
+	return append([]Call(nil), s.rec.decoded...)
 }
 
 // UniqueMessageIDs is the number of distinct messageIds accepted.
@@ -79,8 +130,11 @@ func (s *Server) Count(messageID string) int {
 func (s *Server) Duplicates() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rec.dups
+	return s.rec.dups()
 }
+
+// dups is how many accepted calls repeated an already accepted messageId.
+func (r *records) dups() int { return r.withID - len(r.counts) }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,9 +20,47 @@ type reply struct {
 	status int
 	header http.Header
 	body   any
-	drop   bool   // close the connection without answering
-	abort  bool   // client went away; write nothing
-	calls  []Call // accepted calls, for the hook
+	drop   bool // close the connection without answering
+	abort  bool // client went away; write nothing
+	// accepted is set when the request's calls were accepted; calls (in the
+	// request's scratch) and impliedType then let the hook see them.
+	accepted    bool
+	calls       []scannedCall
+	impliedType string
+}
+
+// hookCalls decodes the accepted calls for the hook: nil when none were
+// accepted, non-nil (maybe empty) when the request was.
+func (rep reply) hookCalls() []Call {
+	if !rep.accepted {
+		return nil
+	}
+	calls := make([]Call, 0, len(rep.calls))
+	for _, c := range rep.calls {
+		calls = append(calls, decodeCall(c.raw, rep.impliedType))
+	}
+	return calls
+}
+
+// scratch is one request's reusable memory, pooled so the request path
+// allocates little per call.
+type scratch struct {
+	body  bytes.Buffer
+	calls []scannedCall
+	idb   [][]byte
+	ids   []string
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// read reads at most limit bytes of r into the scratch body.
+func (sc *scratch) read(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	sc.body.Reset()
+	if contentLength > 0 {
+		sc.body.Grow(int(min(contentLength, limit)) + bytes.MinRead) // ReadFrom wants MinRead spare
+	}
+	_, err := sc.body.ReadFrom(io.LimitReader(r, limit))
+	return sc.body.Bytes(), err
 }
 
 type errorBody struct {
@@ -44,14 +83,16 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 	// Read the whole body first, even for faults, so keep-alive connections
 	// survive injected errors as they would with a real server. The cap only
 	// guards memory; the real limit applies to the decoded body below.
-	raw, readErr := io.ReadAll(io.LimitReader(r.Body, s.rawCap()+1))
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	raw, readErr := sc.read(r.Body, r.ContentLength, s.rawCap()+1)
 	s.mu.Lock()
 	s.rec.stats.BodyBytes += int64(len(raw))
 	s.mu.Unlock()
 
-	rep := s.decide(r, raw, readErr)
+	rep := s.decide(r, raw, readErr, sc)
 	if h := s.currentHook(); h != nil {
-		h(r, rep.calls)
+		h(r, rep.hookCalls())
 	}
 	s.write(w, rep)
 }
@@ -75,7 +116,7 @@ func (s *Server) leave() {
 // whose decoded size is within the limit is never cut short.
 func (s *Server) rawCap() int64 { return 4*int64(s.cfg.maxBatchBytes) + 1024 }
 
-func (s *Server) decide(r *http.Request, raw []byte, readErr error) reply {
+func (s *Server) decide(r *http.Request, raw []byte, readErr error, sc *scratch) reply {
 	if !sleepCtx(r.Context(), s.cfg.latency) {
 		return reply{abort: true}
 	}
@@ -96,11 +137,11 @@ func (s *Server) decide(r *http.Request, raw []byte, readErr error) reply {
 			return errReply(f.status, "injected fault: "+f.kind)
 		}
 	}
-	return s.process(r, raw, readErr)
+	return s.process(r, raw, readErr, sc)
 }
 
 // process applies the Tracking API contract to a request.
-func (s *Server) process(r *http.Request, raw []byte, readErr error) reply {
+func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch) reply {
 	impliedType, ok := "", true
 	if p := strings.TrimPrefix(r.URL.Path, "/v1/"); p != "batch" {
 		impliedType, ok = p, callTypes[p]
@@ -138,23 +179,24 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error) reply {
 		return s.reject(requestErr("request body is %d bytes, over the %d byte limit", len(body), s.cfg.maxBatchBytes))
 	}
 
-	var raws []json.RawMessage
+	calls := sc.calls[:0]
 	if impliedType == "" {
-		if raws, bad = splitBatch(body); bad != nil {
+		calls, bad = splitBatch(body, calls)
+		sc.calls = calls // keep the grown array for the next request
+		if bad != nil {
 			return s.reject(bad)
 		}
 	} else {
-		raws = []json.RawMessage{bytes.TrimSpace(body)}
+		calls = append(calls, scanSingle(bytes.TrimSpace(body)))
 	}
-	n := len(raws)
+	n := len(calls)
 	s.count(func(st *Stats) { st.MaxCallsInRequest = max(st.MaxCallsInRequest, n) })
 	if n > s.cfg.maxCalls {
 		// Segment's documented quirk: 200, and the calls are silently lost.
 		s.count(func(st *Stats) { st.SilentlyDropped += n })
 		return reply{status: http.StatusOK, body: okBody}
 	}
-	calls, bad := parseCalls(raws, impliedType, s.cfg.maxCallBytes)
-	if bad != nil {
+	if bad := checkCalls(calls, impliedType, s.cfg.maxCallBytes); bad != nil {
 		return s.reject(bad)
 	}
 	if user != s.writeKey {
@@ -162,10 +204,12 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error) reply {
 		s.count(func(st *Stats) { st.UnknownKeyCalls += n })
 		return reply{status: http.StatusOK, body: okBody}
 	}
+	ids := sc.messageIDs(calls)
 	s.mu.Lock()
-	s.rec.add(calls)
+	s.rec.add(calls, impliedType, ids, s.cfg.keepCalls())
 	s.mu.Unlock()
-	return reply{status: http.StatusOK, body: okBody, calls: calls}
+	clear(sc.ids) // do not pin the ids from the pool
+	return reply{status: http.StatusOK, body: okBody, accepted: true, calls: calls, impliedType: impliedType}
 }
 
 func (s *Server) count(fn func(*Stats)) {

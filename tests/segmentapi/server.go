@@ -2,10 +2,10 @@
 //
 // It implements the documented contract (paths, basic auth, size and count
 // limits, per-call validation, 200/400/401 answers), records every call it
-// accepts with messageId dedup counters, and injects faults on demand
-// (scripted status codes, 429s, slow answers, dropped connections, a standing
-// 503 outage, and a real listener outage via Down/Up). Tests talk to it with
-// real HTTP on 127.0.0.1.
+// accepts (or, WithRecordIDsOnly, only its messageId) with messageId dedup
+// counters, and injects faults on demand (scripted status codes, 429s, slow
+// answers, dropped connections, a standing 503 outage, and a real listener
+// outage via Down/Up). Tests talk to it with real HTTP on 127.0.0.1.
 package segmentapi
 
 import (
@@ -41,7 +41,10 @@ type config struct {
 	maxCalls      int
 	latency       time.Duration
 	control       bool
+	idsOnly       bool
 }
+
+func (c config) keepCalls() bool { return !c.idsOnly }
 
 // WithMaxCallBytes overrides the 32 KB per-call limit.
 func WithMaxCallBytes(n int) Option { return func(c *config) { c.maxCallBytes = n } }
@@ -62,6 +65,12 @@ func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 // WithControlAPI also serves the /_control/ API (see control.go) on the same
 // port; the command uses it so out-of-process tests can drive the server.
 func WithControlAPI() Option { return func(c *config) { c.control = true } }
+
+// WithRecordIDsOnly keeps only the counters and messageIds of accepted
+// calls, not the calls: for benchmarks, where a million kept calls would
+// take gigabytes. Count, UniqueMessageIDs, Duplicates and Stats work as
+// usual; Accepted panics and the control API's accepted list answers 409.
+func WithRecordIDsOnly() Option { return func(c *config) { c.idsOnly = true } }
 
 // Server is a running stand-in. All methods are safe for concurrent use.
 type Server struct {

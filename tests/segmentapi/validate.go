@@ -10,11 +10,20 @@ import (
 )
 
 // callTypes are the Tracking API's call types; each also has a single-call
-// path /v1/<type>.
-var callTypes = map[string]bool{
-	"track": true, "identify": true, "page": true,
-	"screen": true, "group": true, "alias": true,
-}
+// path /v1/<type>. quotedType holds each as a raw JSON string.
+var (
+	callTypes = map[string]bool{
+		"track": true, "identify": true, "page": true,
+		"screen": true, "group": true, "alias": true,
+	}
+	quotedType = func() map[string][]byte {
+		m := map[string][]byte{}
+		for t := range callTypes {
+			m[t] = []byte(`"` + t + `"`)
+		}
+		return m
+	}()
+)
 
 // maxMessageIDChars: Segment requires messageId to be under 100 characters.
 const maxMessageIDChars = 100
@@ -47,95 +56,89 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// splitBatch parses a /v1/batch body into its raw calls, so each call's size
-// can be measured exactly as sent.
-func splitBatch(body []byte) ([]json.RawMessage, *badRequest) {
-	var top map[string]json.RawMessage
-	if err := decodeStrict(body, &top); err != nil || top == nil {
-		return nil, requestErr("invalid JSON: body must be a JSON object: %v", err)
+// splitBatch validates a /v1/batch body and returns its calls (appended to
+// calls, whose backing array it reuses), each as sent, so each call's size
+// can be measured exactly.
+func splitBatch(body []byte, calls []scannedCall) ([]scannedCall, *badRequest) {
+	top, calls, ok := scanBatch(body, calls[:0])
+	if !ok {
+		// Only now pay for encoding/json, for its description of the fault.
+		var m map[string]json.RawMessage
+		return calls, requestErr("invalid JSON: body must be a JSON object: %v", decodeStrict(body, &m))
 	}
-	raw, ok := top["batch"]
-	if !ok || !bytes.HasPrefix(raw, []byte("[")) {
-		return nil, requestErr(`"batch" must be an array of calls`)
+	if top.batch == nil || top.batch[0] != '[' {
+		return calls, requestErr(`"batch" must be an array of calls`)
 	}
-	var calls []json.RawMessage
-	if err := json.Unmarshal(raw, &calls); err != nil {
-		return nil, requestErr(`invalid "batch": %v`, err)
-	}
-	for _, k := range []string{"context", "integrations"} {
-		if v, ok := top[k]; ok && !bytes.HasPrefix(v, []byte("{")) && !bytes.Equal(v, []byte("null")) {
-			return nil, requestErr("%q must be an object", k)
+	for _, m := range [...]struct {
+		name string
+		v    []byte
+	}{{"context", top.context}, {"integrations", top.integrations}} {
+		if m.v != nil && m.v[0] != '{' && string(m.v) != "null" {
+			return calls, requestErr("%q must be an object", m.name)
 		}
 	}
-	if v, ok := top["messageId"]; ok {
-		var id any
-		if err := json.Unmarshal(v, &id); err != nil {
-			return nil, requestErr("invalid batch messageId: %v", err)
-		}
-		if msg := checkMessageID(id); msg != "" {
-			return nil, requestErr("batch %s", msg)
-		}
+	if msg := checkMessageID(top.messageID); msg != "" {
+		return calls, requestErr("batch %s", msg)
 	}
 	return calls, nil
 }
 
-// parseCalls decodes and validates raw calls. impliedType is the type given
+// checkCalls validates scanned calls in order. impliedType is the type given
 // by a single-call path ("" for /v1/batch); it is filled in when absent.
-func parseCalls(raws []json.RawMessage, impliedType string, maxCallBytes int) ([]Call, *badRequest) {
-	calls := make([]Call, 0, len(raws))
-	for i, raw := range raws {
-		if len(raw) > maxCallBytes {
-			return nil, callErr(i, "call is %d bytes, over the %d byte limit", len(raw), maxCallBytes)
+func checkCalls(calls []scannedCall, impliedType string, maxCallBytes int) *badRequest {
+	for i := range calls {
+		c := &calls[i]
+		if len(c.raw) > maxCallBytes {
+			return callErr(i, "call is %d bytes, over the %d byte limit", len(c.raw), maxCallBytes)
 		}
-		var c Call
-		if err := decodeStrict(raw, &c); err != nil || c == nil {
-			return nil, callErr(i, "call must be a JSON object")
+		if !c.object {
+			return callErr(i, "call must be a JSON object")
 		}
 		if impliedType != "" {
-			switch t, ok := c["type"]; {
-			case !ok || t == nil:
-				c["type"] = impliedType
-			case t != impliedType:
-				return nil, callErr(i, "type %v does not match path /v1/%s", t, impliedType)
+			switch t := c.f[fType]; {
+			case isNull(t):
+				c.f[fType] = quotedType[impliedType]
+			case !isString(t) || string(unquote(t)) != impliedType:
+				return callErr(i, "type %v does not match path /v1/%s", show(t), impliedType)
 			}
 		}
 		if msg := validateCall(c); msg != "" {
-			return nil, callErr(i, "%s", msg)
+			return callErr(i, "%s", msg)
 		}
-		calls = append(calls, c)
 	}
-	return calls, nil
+	return nil
 }
 
 // validateCall applies Segment's per-call rules; it returns "" when valid.
-func validateCall(c Call) string {
-	typ, _ := c["type"].(string)
-	if !callTypes[typ] {
-		return fmt.Sprintf("unknown or missing type %v", c["type"])
+func validateCall(c *scannedCall) string {
+	var typ []byte
+	if isString(c.f[fType]) {
+		typ = unquote(c.f[fType])
 	}
-	if !nonEmptyString(c, "userId") && !nonEmptyString(c, "anonymousId") {
+	if !callTypes[string(typ)] {
+		return fmt.Sprintf("unknown or missing type %v", show(c.f[fType]))
+	}
+	if !nonEmpty(c.f[fUserID]) && !nonEmpty(c.f[fAnonymousID]) {
 		return "userId or anonymousId is required"
 	}
-	if msg := checkMessageID(c["messageId"]); msg != "" {
+	if msg := checkMessageID(c.f[fMessageID]); msg != "" {
 		return msg
 	}
-	switch typ {
+	switch string(typ) {
 	case "track":
-		if !nonEmptyString(c, "event") {
+		if !nonEmpty(c.f[fEvent]) {
 			return "track call requires event"
 		}
 	case "page", "screen":
-		if v := c["name"]; v != nil {
-			if _, ok := v.(string); !ok {
-				return typ + " name must be a string"
-			}
+		if v := c.f[fName]; !isNull(v) && !isString(v) {
+			return string(typ) + " name must be a string"
 		}
 	case "group":
-		if !nonEmptyString(c, "groupId") {
+		if !nonEmpty(c.f[fGroupID]) {
 			return "group call requires groupId"
 		}
 	case "alias":
-		if !nonEmptyString(c, "previousId") || !nonEmptyString(c, "userId") {
+		if !nonEmpty(c.f[fPreviousID]) || !nonEmpty(c.f[fUserID]) {
 			return "alias call requires previousId and userId"
 		}
 	}
@@ -144,21 +147,64 @@ func validateCall(c Call) string {
 
 // checkMessageID accepts an absent/null messageId or a string of fewer than
 // 100 characters.
-func checkMessageID(v any) string {
-	if v == nil {
+func checkMessageID(raw []byte) string {
+	if isNull(raw) {
 		return ""
 	}
-	id, ok := v.(string)
-	if !ok {
+	if !isString(raw) {
 		return "messageId must be a string"
 	}
-	if n := utf8.RuneCountInString(id); n >= maxMessageIDChars {
+	if n := utf8.RuneCount(unquote(raw)); n >= maxMessageIDChars {
 		return fmt.Sprintf("messageId is %d characters, must be under %d", n, maxMessageIDChars)
 	}
 	return ""
 }
 
-func nonEmptyString(c Call, key string) bool {
-	s, ok := c[key].(string)
-	return ok && s != ""
+// messageID is the call's messageId for dedup counting; "" takes no part.
+func (c *scannedCall) messageID() []byte {
+	if !isString(c.f[fMessageID]) {
+		return nil
+	}
+	return unquote(c.f[fMessageID])
+}
+
+// decodeCall decodes a validated call for callers of Accepted and the hook.
+func decodeCall(raw []byte, impliedType string) Call {
+	var c Call
+	if err := decodeStrict(raw, &c); err != nil {
+		panic("segmentapi: a validated call does not decode: " + err.Error())
+	}
+	if impliedType != "" && c["type"] == nil {
+		c["type"] = impliedType
+	}
+	return c
+}
+
+// unquote decodes a raw JSON string as encoding/json does, without copying
+// unless it holds escapes or invalid UTF-8.
+func unquote(raw []byte) []byte {
+	in := raw[1 : len(raw)-1]
+	if bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+		return in
+	}
+	var str string
+	_ = json.Unmarshal(raw, &str)
+	return []byte(str)
+}
+
+// isString reports whether raw is a JSON string; nonEmpty, a non-empty one.
+func isString(raw []byte) bool { return len(raw) > 0 && raw[0] == '"' }
+func nonEmpty(raw []byte) bool { return isString(raw) && len(raw) > 2 }
+
+// isNull reports whether a member is absent or null, as a map decode sees it.
+func isNull(raw []byte) bool { return raw == nil || string(raw) == "null" }
+
+// show decodes a raw value for an error message, as the contract's messages
+// print what was sent.
+func show(raw []byte) any {
+	var v any
+	if raw != nil {
+		_ = decodeStrict(raw, &v)
+	}
+	return v
 }
