@@ -122,8 +122,9 @@ func (c *scannerCreator) newEventScanner(rdr io.ReadCloser, source string, skip 
 
 func (c *scannerCreator) Close(context.Context) error { return nil }
 
-// eventScanner decodes one source. Events of the current block wait in
-// pending until they are handed out, batchSize at a time.
+// eventScanner decodes one source. A block's records are decoded as batches
+// are asked for, so a source holds at most one block's bytes and one batch
+// of events (scanner_block.go).
 type eventScanner struct {
 	rdr    io.ReadCloser
 	source string
@@ -133,11 +134,11 @@ type eventScanner struct {
 	started  bool
 	prog     *program
 	template *service.Message // carries the per-source metadata
-	pending  service.MessageBatch
-	next     int64 // index in the file of the next event decoded
-	skip     int64 // events before this index are not emitted
+	block    *blockCursor     // the block being decoded; nil between blocks
+	next     int64            // index in the file of the next event decoded
+	skip     int64            // events before this index are not emitted
 	extra    map[string]any
-	failure  error // returned once pending is drained
+	failure  error // returned once the events before it are out
 }
 
 func (s *eventScanner) NextBatch(ctx context.Context) (service.MessageBatch, error) {
@@ -147,18 +148,20 @@ func (s *eventScanner) NextBatch(ctx context.Context) (service.MessageBatch, err
 			s.failure = err
 		}
 	}
-	for len(s.pending) == 0 {
-		if s.failure != nil {
-			return nil, s.failure
+	for {
+		if s.block == nil {
+			if s.failure != nil {
+				return nil, s.failure
+			}
+			if err := s.openBlock(); err != nil {
+				return nil, err
+			}
+			continue
 		}
-		if err := s.readBlock(); err != nil {
-			return nil, err
+		if batch := s.decodeBatch(); len(batch) > 0 {
+			return batch, nil
 		}
 	}
-	n := min(len(s.pending), s.c.batchSize)
-	batch := s.pending[:n:n]
-	s.pending = s.pending[n:]
-	return batch, nil
 }
 
 func (s *eventScanner) start() error {
@@ -192,91 +195,6 @@ func (s *eventScanner) start() error {
 		s.template.MetaSetMut(k, v)
 	}
 	return nil
-}
-
-// readBlock decodes the next block into pending. Events decoded before any
-// damage are kept; the damage is remembered in failure.
-func (s *eventScanner) readBlock() error {
-	block, err := s.ocf.nextBlock()
-	if errors.Is(err, io.EOF) {
-		return io.EOF
-	}
-	if err != nil {
-		s.failure = s.wrap(err)
-		if block.data == nil {
-			return s.failure
-		}
-	}
-	events, decodeErr := s.decode(block)
-	s.pending = events
-	if decodeErr != nil {
-		// Damage inside a block comes before any found after it.
-		s.failure = s.wrap(decodeErr)
-	}
-	return nil
-}
-
-func (s *eventScanner) decode(b ocfBlock) (service.MessageBatch, error) {
-	if b.count > int64(len(b.data))+amplifyGuard {
-		return nil, &positionError{offset: b.offset, err: fmt.Errorf("block declares %d records in only %d bytes", b.count, len(b.data)), corrupt: true}
-	}
-	d := decoder{data: b.data, limit: outputLimit(len(b.data), b.count, s.prog.keyBytes)}
-	var (
-		values []any // structured mode: one per record
-		ends   []int // JSON mode: where each record's JSON ends in d.out
-		err    error
-	)
-	if s.c.structured {
-		d.text = string(b.data)
-		values = make([]any, 0, b.count)
-	} else {
-		d.out = make([]byte, 0, len(b.data)+int(b.count)*s.prog.keyBytes)
-		ends = make([]int, 0, b.count)
-	}
-	for i := int64(0); i < b.count; i++ {
-		if s.c.structured {
-			var v any
-			if v, err = d.anyValue(s.prog.root); err == nil {
-				values = append(values, v)
-			}
-		} else if len(d.out) > d.limit {
-			err = errOutputLimit
-		} else if err = d.value(s.prog.root); err == nil {
-			ends = append(ends, len(d.out))
-		}
-		if err != nil {
-			err = fmt.Errorf("record %d: %w", s.next+i, err)
-			break
-		}
-	}
-	if err == nil && d.pos != len(d.data) {
-		err = fmt.Errorf("%d bytes left over after the block's %d records", len(d.data)-d.pos, b.count)
-	}
-	if err != nil {
-		err = &positionError{offset: b.offset, err: fmt.Errorf("block: %w", err), corrupt: true}
-	}
-	decoded := max(len(values), len(ends))
-	events := make(service.MessageBatch, 0, decoded)
-	for i := range decoded {
-		index := s.next
-		s.next++
-		if index < s.skip {
-			continue
-		}
-		msg := s.template.Copy()
-		if s.c.structured {
-			msg.SetStructuredMut(values[i])
-		} else {
-			start := 0
-			if i > 0 {
-				start = ends[i-1]
-			}
-			msg.SetBytes(d.out[start:ends[i]:ends[i]])
-		}
-		msg.MetaSetMut(MetaRecordIndex, index)
-		events = append(events, msg)
-	}
-	return events, err
 }
 
 func (s *eventScanner) wrap(err error) error {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 const emailSendKey = "currents/dataexport.prod-01.S3.integration.5a1b2c3d4e5f60718293a4b5/event_type=users.messages.email.Send/date=2026-11-01-10/version=3/prod/dataexport.prod-01.S3.integration.5a1b2c3d4e5f60718293a4b5+0+0000000042.avro"
@@ -155,6 +158,32 @@ func TestScannerBatchesSpanBlocks(t *testing.T) {
 	}
 	if fmt.Sprint(sizes) != "[5 2 5 2 1]" {
 		t.Fatalf("batch sizes %v: batches never exceed batch_size and never straddle blocks", sizes)
+	}
+}
+
+// TestScannerDecodesOneBatchAtATime checks that a block is decoded as
+// batches are asked for, so a large block never sits decoded in memory.
+func TestScannerDecodesOneBatchAtATime(t *testing.T) {
+	for _, conf := range []string{"structured: true", "structured: false"} {
+		parsed, err := scannerSpec().ParseYAML(conf+"\nbatch_size: 10", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creator, err := scannerFromParsed(parsed, service.MockResources())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := ocfFile(t, mixedSchema, "null", mixedRecords(0, 100))
+		s := creator.newEventScanner(io.NopCloser(bytes.NewReader(data)), "f.avro", 0, nil)
+		for i := range 3 {
+			batch, err := s.NextBatch(context.Background())
+			if err != nil || len(batch) != 10 {
+				t.Fatalf("%s: batch %d: %d events, %v", conf, i, len(batch), err)
+			}
+			if s.block.done != int64(10*(i+1)) {
+				t.Fatalf("%s: %d of the block's 100 records decoded after %d batches of 10", conf, s.block.done, i+1)
+			}
+		}
 	}
 }
 
