@@ -4,6 +4,7 @@
 //
 //	go run ./tests/bench                 # 1,000,000 events
 //	go run ./tests/bench -events 200000  # quicker
+//	go run ./tests/bench -only ours -cpuprofile ours.prof   # and profile ours
 //
 // Lines: (a) our pipeline, config/currents_to_segment.yaml; (b) a stock
 // pipeline built only from benthos core components (file input with the
@@ -40,7 +41,7 @@ func main() {
 	perFile := flag.Int("per-file", 2000, "events per Currents file")
 	keep := flag.String("dir", "", "work directory (default: a temporary one, removed after)")
 	only := flag.String("only", "", "run one line only: ours, stock or decoder")
-	profile := flag.String("cpuprofile", "", "write our pipeline's CPU profile here (via its debug endpoint)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of our pipeline here (20 s, via its debug endpoint; needs a run longer than that)")
 	flag.Parse()
 	if err := run(*events, *perFile, *keep, *only, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -116,7 +117,11 @@ func run(events, perFile int, dir, only, profile string) error {
 			continue
 		}
 		srv.Reset()
-		r, err := runLine(binary, root, l.config, env)
+		profilePath := ""
+		if l.name == "ours" {
+			profilePath = profile
+		}
+		r, err := runProfiled(binary, root, l.config, env, profilePath)
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.name, err)
 		}
@@ -142,14 +147,14 @@ const wrapArg = "-wrap-pipeline"
 
 // runLine runs one pipeline to its end through the wrapper and reads the
 // kernel's accounting of it.
-func runLine(binary, dir, config string, env []string) (result, error) {
+func runLine(binary, dir, config string, env []string, extraArgs ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	self, err := os.Executable()
 	if err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, self, wrapArg, binary, "-c", config, "--log.level", "warn")
+	cmd := exec.CommandContext(ctx, self, append([]string{wrapArg, binary, "-c", config, "--log.level", "warn"}, extraArgs...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr

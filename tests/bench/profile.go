@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// profileSeconds is how long the CPU profile of our pipeline samples, from
+// once it answers on its HTTP address: most of a million-event run.
+const profileSeconds = 20
+
+// profiler takes a CPU profile of a pipeline through Connect's debug
+// endpoint (http.debug_endpoints), which the pipeline serves on addr.
+type profiler struct {
+	path string
+	addr string
+	done chan error
+}
+
+// newProfiler picks a free loopback port for the pipeline's HTTP server.
+func newProfiler(path string) (*profiler, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return &profiler{path: path, addr: addr, done: make(chan error, 1)}, nil
+}
+
+// args and env make the pipeline serve its debug endpoints on p.addr.
+func (p *profiler) args() []string { return []string{"--set", "http.debug_endpoints=true"} }
+func (p *profiler) env() []string  { return []string{"CONNECT_HTTP_ADDRESS=" + p.addr} }
+
+// start waits for the pipeline to answer, then samples it into p.path.
+func (p *profiler) start(ctx context.Context) {
+	go func() { p.done <- p.take(ctx) }()
+}
+
+func (p *profiler) take(ctx context.Context) error {
+	base := "http://" + p.addr
+	for {
+		res, err := get(ctx, base+"/ping")
+		if err == nil {
+			_ = res.Body.Close()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	res, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, profileSeconds))
+	if err != nil {
+		return fmt.Errorf("profile: %w (a run shorter than %ds ends before the profile)", err, profileSeconds)
+	}
+	defer res.Body.Close()
+	f, err := os.Create(p.path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func get(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// wait reports how the profile went.
+func (p *profiler) wait() error { return <-p.done }
+
+// runProfiled runs one line, taking its CPU profile into path unless path
+// is empty.
+func runProfiled(binary, dir, config string, env []string, path string) (result, error) {
+	if path == "" {
+		return runLine(binary, dir, config, env)
+	}
+	prof, err := newProfiler(path)
+	if err != nil {
+		return result{}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prof.start(ctx)
+	r, err := runLine(binary, dir, config, append(append([]string{}, env...), prof.env()...), prof.args()...)
+	cancel() // a pipeline that ended early must not leave the profiler waiting
+	if perr := prof.wait(); perr != nil {
+		fmt.Fprintln(os.Stderr, "bench:", perr)
+	} else {
+		fmt.Println("  CPU profile written to", path)
+	}
+	return r, err
+}
