@@ -121,13 +121,13 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringField(inFieldShard).
 				Description("This replica's share of the objects, `i/N`: N replicas with shards 0/N … N-1/N read every object exactly once between them.").Default("0/1"),
 			service.NewIntField(inFieldParallel).
-				Description("How many objects are downloaded and decoded at once.").Default(4),
+				Description("How many objects are downloaded and decoded at once. Each holds one Avro block and at most one batch of decoded events in memory; the events in flight downstream add to that.").Default(4),
 			service.NewIntField(inFieldReadAttempts).
 				Description("How many times an unreadable object is tried in a pass before it is left for the next one.").Default(5).Advanced(),
 			service.NewDurationField(inFieldProgress).
 				Description("How often a progress summary is logged while objects are being read; 0 turns it off.").Default("30s").Advanced(),
 			service.NewIntField(scannerFieldBatchSize).
-				Description("The most events in one batch.").Default(1000).Advanced(),
+				Description("The most events in one batch. Larger batches cost less per event and hold more memory: a structured Currents event takes about 4 KB.").Default(1000).Advanced(),
 			structuredField(),
 			service.NewAutoRetryNacksToggleField(),
 		)
