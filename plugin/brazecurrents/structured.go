@@ -140,21 +140,12 @@ func (d *decoder) anyCollection(n *node) (any, error) {
 		obj = map[string]any{}
 	}
 	for {
-		count, err := d.long()
+		count, err := d.itemCount()
 		if err != nil {
 			return nil, err
 		}
 		if count == 0 {
 			break
-		}
-		if count < 0 {
-			count = -count
-			if _, err := d.long(); err != nil {
-				return nil, err
-			}
-		}
-		if count < 0 || count > int64(len(d.data)-d.pos)+amplifyGuard {
-			return nil, fmt.Errorf("collection of %d items cannot fit in the %d bytes left", count, len(d.data)-d.pos)
 		}
 		for ; count > 0; count-- {
 			var key string
@@ -210,7 +201,7 @@ func validString(s string) string {
 }
 
 // latin1String is Avro's JSON form of bytes and fixed values: one code point
-// per byte.
+// per byte (transcode.go writes it too).
 func latin1String(b []byte) string {
 	runes := make([]rune, len(b))
 	for i, c := range b {

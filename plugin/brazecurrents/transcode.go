@@ -196,21 +196,12 @@ func (d *decoder) collection(n *node) error {
 	d.out = append(d.out, open)
 	first := true
 	for {
-		count, err := d.long()
+		count, err := d.itemCount()
 		if err != nil {
 			return err
 		}
 		if count == 0 {
 			break
-		}
-		if count < 0 {
-			count = -count
-			if _, err := d.long(); err != nil {
-				return err
-			}
-		}
-		if count < 0 || count > int64(len(d.data)-d.pos)+amplifyGuard {
-			return fmt.Errorf("collection of %d items cannot fit in the %d bytes left", count, len(d.data)-d.pos)
 		}
 		for ; count > 0; count-- {
 			if len(d.out) > d.limit {
@@ -237,6 +228,25 @@ func (d *decoder) collection(n *node) error {
 	d.out = append(d.out, closing)
 	d.depth--
 	return nil
+}
+
+// itemCount reads the count of a collection's next block of items, 0 at its
+// end; a negative count is followed by the block's byte size, not needed.
+func (d *decoder) itemCount() (int64, error) {
+	count, err := d.long()
+	if err != nil || count == 0 {
+		return 0, err
+	}
+	if count < 0 {
+		count = -count
+		if _, err := d.long(); err != nil {
+			return 0, err
+		}
+	}
+	if count < 0 || count > int64(len(d.data)-d.pos)+amplifyGuard {
+		return 0, fmt.Errorf("collection of %d items cannot fit in the %d bytes left", count, len(d.data)-d.pos)
+	}
+	return count, nil
 }
 
 // appendFloat writes the shortest form that round-trips. JSON has no NaN or
@@ -320,9 +330,5 @@ func decodeRune[T ~string | ~[]byte](s T) (rune, int) {
 // appendJSONLatin1 writes Avro bytes and fixed values the way Avro's own JSON
 // encoding does: one code point per byte.
 func appendJSONLatin1(dst []byte, b []byte) []byte {
-	runes := make([]rune, len(b))
-	for i, c := range b {
-		runes[i] = rune(c)
-	}
-	return appendJSONString(dst, string(runes))
+	return appendJSONString(dst, latin1String(b))
 }
