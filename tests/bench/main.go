@@ -5,6 +5,7 @@
 //	go run ./tests/bench                 # 1,000,000 events
 //	go run ./tests/bench -events 200000  # quicker
 //	go run ./tests/bench -only ours -cpuprofile ours.prof   # and profile ours
+//	go run ./tests/bench -stages         # and where each pipeline's CPU goes
 //
 // Lines: (a) our pipeline, config/currents_to_segment.yaml; (b) a stock
 // pipeline built only from benthos core components (file input with the
@@ -42,8 +43,9 @@ func main() {
 	keep := flag.String("dir", "", "work directory (default: a temporary one, removed after)")
 	only := flag.String("only", "", "run one line only: ours, stock or decoder")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of our pipeline here (20 s, via its debug endpoint; needs a run longer than that)")
+	withStages := flag.Bool("stages", false, "also run each pipeline cut short after its input, then after each processor, into drop")
 	flag.Parse()
-	if err := run(*events, *perFile, *keep, *only, *profile); err != nil {
+	if _, err := run(*events, *perFile, *keep, *only, *profile, *withStages); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -57,32 +59,42 @@ type result struct {
 	maxRSSMiB float64
 }
 
-func run(events, perFile int, dir, only, profile string) error {
+// run measures the lines (and the stages when asked) and prints them; it
+// returns the lines' results.
+func run(events, perFile int, dir, only, profile string, withStages bool) ([]result, error) {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "currents-bench")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
 	root, err := repoRoot()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	binary := filepath.Join(dir, "connect")
 	fmt.Println("building", binary)
 	if out, err := exec.Command(filepath.Join(root, ".ci/build"), binary).CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+		return nil, fmt.Errorf("build: %v\n%s", err, out)
 	}
 	bucket := filepath.Join(dir, "bucket")
 	types := forwardedTypes()
 	files := max(1, events/(perFile*len(types)))
 	fmt.Printf("writing %d files of %d events for %d event types\n", files*len(types), perFile, len(types))
-	if _, err := os.Stat(bucket); err != nil {
+	// A kept work directory reuses its bucket only if it holds this backfill.
+	stamp, shape := filepath.Join(dir, "bucket.shape"), fmt.Sprintf("%d files of %d events\n", files*len(types), perFile)
+	if have, err := os.ReadFile(stamp); err != nil || string(have) != shape {
+		if err := os.RemoveAll(bucket); err != nil {
+			return nil, err
+		}
 		if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: types, FilesPerType: files,
 			RecordsPerFile: perFile, Seed: 99, DiscardRecords: true}); err != nil {
-			return err
+			return nil, err
+		}
+		if err := os.WriteFile(stamp, []byte(shape), 0o644); err != nil {
+			return nil, err
 		}
 	}
 	total := files * len(types) * perFile
@@ -91,23 +103,24 @@ func run(events, perFile int, dir, only, profile string) error {
 	// take gigabytes on the machine being measured.
 	srv, err := segmentapi.Start(writeKey, segmentapi.WithRecordIDsOnly())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer srv.Close()
 	stock := filepath.Join(dir, "stock.yaml")
 	if err := os.WriteFile(stock, []byte(stockConfig(bucket, srv.URL())), 0o644); err != nil {
-		return err
+		return nil, err
 	}
 	decoder := filepath.Join(dir, "decoder.yaml")
 	if err := os.WriteFile(decoder, []byte(decoderConfig(bucket)), 0o644); err != nil {
-		return err
+		return nil, err
 	}
 	env := []string{"CURRENTS_URL=file://" + bucket, "CURRENTS_WATCH=false", "CURRENTS_CHECKPOINT_IN_BUCKET=false",
 		"BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_WRITE_KEY=" + writeKey, "SEGMENT_ENDPOINT=" + srv.URL(),
 		"DEAD_LETTER_PATH=" + filepath.Join(dir, "dead.jsonl"), "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
 
+	configs := map[string]string{"ours": filepath.Join(root, "config/currents_to_segment.yaml"), "stock": stock}
 	lines := []struct{ name, config string }{
-		{"ours", filepath.Join(root, "config/currents_to_segment.yaml")},
+		{"ours", configs["ours"]},
 		{"stock", stock},
 		{"decoder", decoder},
 	}
@@ -123,12 +136,12 @@ func run(events, perFile int, dir, only, profile string) error {
 		}
 		r, err := runProfiled(binary, root, l.config, env, profilePath)
 		if err != nil {
-			return fmt.Errorf("%s: %w", l.name, err)
+			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
 		r.name, r.events = l.name, total
 		if l.name != "decoder" {
 			if got := srv.UniqueMessageIDs(); got < total*3/4 {
-				return fmt.Errorf("%s: only %d of %d events reached the stand-in", l.name, got, total)
+				return nil, fmt.Errorf("%s: only %d of %d events reached the stand-in", l.name, got, total)
 			}
 			r.events = srv.UniqueMessageIDs()
 		}
@@ -136,7 +149,47 @@ func run(events, perFile int, dir, only, profile string) error {
 		fmt.Printf("  %-8s done in %v\n", l.name, r.wall.Round(time.Millisecond))
 	}
 	report(results)
+	if withStages {
+		return results, runStages(binary, root, configs, env, total, results)
+	}
+	return results, nil
+}
+
+// runStages runs the stages and prints what each part adds to the CPU per
+// event; the full lines, when they ran, are the last stage of each.
+func runStages(binary, root string, configs map[string]string, env []string, total int, full []result) error {
+	fmt.Printf("\n%-24s %16s %16s %12s\n", "stage", "CPU-s/M events", "added", "peak RSS")
+	previous := 0.0
+	print := func(name string, r result) {
+		cpu := r.cpu.Seconds() * 1e6 / float64(r.events)
+		fmt.Printf("%-24s %16.1f %16.1f %8.1f MiB\n", name, cpu, cpu-previous, r.maxRSSMiB)
+		previous = cpu
+	}
+	for i, s := range stages {
+		if i > 0 && s.pipeline != stages[i-1].pipeline {
+			printFull(stages[i-1].pipeline, full, total, print)
+			previous = 0
+		}
+		r, err := runLine(binary, root, configs[s.pipeline], env, s.args()...)
+		if err != nil {
+			return fmt.Errorf("stage %q: %w", s.name, err)
+		}
+		r.events = total
+		print(s.name, r)
+	}
+	printFull(stages[len(stages)-1].pipeline, full, total, print)
 	return nil
+}
+
+// printFull prints a full line as the last stage, per event read like the
+// stages (the full lines count events sent).
+func printFull(pipeline string, full []result, total int, print func(string, result)) {
+	for _, r := range full {
+		if r.name == pipeline {
+			r.events = total
+			print("  + output (full line)", r)
+		}
+	}
 }
 
 // wrapArg makes the bench re-run itself as a small wrapper that starts one
