@@ -10,7 +10,6 @@ package e2e
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,8 +25,6 @@ import (
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 	"github.com/linkedin/goavro/v2"
 )
-
-var longFaults = flag.Bool("long", false, "run the long fault tests (1M-event backfill); or set E2E_LONG=1")
 
 func startStandIn(t *testing.T, opts ...segmentapi.Option) *segmentapi.Server {
 	t.Helper()
@@ -424,142 +420,4 @@ func envValue(env []string, name string) string {
 		}
 	}
 	return ""
-}
-
-// TestFaultLongBackfill sends a 1,000,000-event backfill (50 types) from a
-// file:// bucket through the shipped pipeline into the stand-in and checks
-// that everything was delivered within a bounded peak memory. Long: run with
-// -long or E2E_LONG=1.
-func TestFaultLongBackfill(t *testing.T) {
-	if !*longFaults && os.Getenv("E2E_LONG") != "1" {
-		t.Skip("long run: use -long or E2E_LONG=1")
-	}
-	const filesPerType, recordsPerFile, seed = 20, 1000, 77
-	types := forwardedTypes()
-	total := len(types) * filesPerType * recordsPerFile
-	tree := filepath.Join(t.TempDir(), "tree")
-	start := time.Now()
-	if _, err := fixtures.WriteTree(tree, fixtures.TreeOptions{EventTypes: types, FilesPerType: filesPerType,
-		RecordsPerFile: recordsPerFile, Seed: seed, DiscardRecords: true}); err != nil {
-		t.Fatal(err)
-	}
-	// Events without any user are not sent: count them type by type (the
-	// files of a type do not depend on the other types in the tree).
-	unsendable := 0
-	for _, et := range types {
-		if !nullableUser(et) {
-			continue
-		}
-		written, err := fixtures.WriteTree(filepath.Join(t.TempDir(), "count"), fixtures.TreeOptions{
-			EventTypes: []string{et}, FilesPerType: filesPerType, RecordsPerFile: recordsPerFile, Seed: seed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, w := range written {
-			for _, r := range w.Records {
-				if !sendable(r) {
-					unsendable++
-				}
-			}
-		}
-	}
-	t.Logf("%d events in %d objects written in %v; %d without a user", total, len(types)*filesPerType,
-		time.Since(start).Round(time.Millisecond), unsendable)
-
-	// The stand-in keeps every call it accepts; a million would weigh
-	// gigabytes in this process, so ids are counted here and the stand-in's
-	// records are dropped after each request.
-	srv := startStandIn(t)
-	var mu sync.Mutex
-	seen := make(map[string]int32, total)
-	accepted, duplicates, requests := 0, 0, 0
-	srv.OnRequest(func(_ *http.Request, calls []segmentapi.Call) {
-		mu.Lock()
-		requests++
-		for _, c := range calls {
-			id, _ := c["messageId"].(string)
-			seen[id]++
-			accepted++
-			if seen[id] > 1 {
-				duplicates++
-			}
-		}
-		mu.Unlock()
-		srv.Reset()
-	})
-	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
-	env := pipelineEnv("file://"+tree, srv, deadPath, "BRAZE_INCLUDE_ANONYMOUS=true")
-	start = time.Now()
-	p := startConnect(t, env, nil)
-	// The process's own high-water mark of resident memory. Its rusage
-	// Maxrss would count this test process's memory too: Linux records the
-	// forking process's mm at exec, and this process holds a million ids.
-	hwm := make(chan int64, 1)
-	go func() { hwm <- watchVmHWM(p.cmd.Process.Pid) }()
-	p.wait(15 * time.Minute)
-	took := time.Since(start)
-	peakKB := <-hwm
-
-	mu.Lock()
-	defer mu.Unlock()
-	if len(seen) != total-unsendable {
-		t.Fatalf("%d unique ids reached Segment, want %d", len(seen), total-unsendable)
-	}
-	dead := readDeadLetterFile(t, deadPath, false)
-	if len(dead) != unsendable {
-		t.Errorf("%d dead letters, want the %d events without a user", len(dead), unsendable)
-	}
-	delivered := 0
-	for _, d := range dead {
-		if seen[d.id] > 0 {
-			delivered++
-		} else if !strings.Contains(d.reason, "neither external_user_id nor user_id") {
-			t.Fatalf("dead letter with another reason: %+v", d)
-		}
-	}
-	if delivered > 0 {
-		t.Errorf("%d dead letters are calls Segment accepted", delivered)
-	}
-	if n := p.count("Object done"); n != len(types)*filesPerType {
-		t.Fatalf("%d objects done, want %d", n, len(types)*filesPerType)
-	}
-	t.Logf("%d events delivered in %v (%.0f events/s), %d requests, %d duplicates; peak RSS %.1f MB",
-		len(seen), took.Round(time.Millisecond), float64(total)/took.Seconds(), requests, duplicates, float64(peakKB)/1024)
-	if peakKB > 150*1024 {
-		t.Fatalf("peak RSS %.1f MB, over 150 MB", float64(peakKB)/1024)
-	}
-}
-
-// nullableUser reports whether events of et may have no user_id.
-func nullableUser(et string) bool {
-	for _, f := range fixtures.Fields(et) {
-		if f.Name == "user_id" && f.Nullable {
-			return true
-		}
-	}
-	return false
-}
-
-// watchVmHWM samples VmHWM (peak resident set, kB) of pid until it exits
-// and returns the last value read: a high-water mark never decreases.
-func watchVmHWM(pid int) int64 {
-	var peak int64
-	path := fmt.Sprintf("/proc/%d/status", pid)
-	for {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return peak
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64); err == nil && kb > peak {
-					peak = kb
-				}
-			}
-		}
-		if strings.Contains(string(data), "State:\tZ") {
-			return peak
-		}
-		time.Sleep(100 * time.Millisecond) // sampling a high-water mark, not timing anything
-	}
 }
