@@ -41,6 +41,19 @@ func expectDamage(t *testing.T, data []byte, wantEvents int, fragments ...string
 	}
 }
 
+// currentsSchema is a Currents-shaped record schema (an .inner. name, id and
+// time) whose other fields (JSON, comma-separated) come first.
+func currentsSchema(fields string) string {
+	return `{"type":"record","name":"dataexport.S3.inner.x.Y","fields":[` + fields +
+		`,{"name":"id","type":"string"},{"name":"time","type":"int"}]}`
+}
+
+// withIDTime gives rec the fields currentsSchema adds.
+func withIDTime(rec map[string]any) map[string]any {
+	rec["id"], rec["time"] = "x", int32(1)
+	return rec
+}
+
 func TestScannerEmptyObjectIsSkippedWithWarning(t *testing.T) {
 	s := newTestScanner(t, "", emailSendKey, bytes.NewReader(nil))
 	batches, err := s.drain()
@@ -91,10 +104,10 @@ func TestScannerBadSyncMarkerKeepsTheBlock(t *testing.T) {
 }
 
 func TestScannerCorruptRecordKeepsEarlierRecords(t *testing.T) {
-	schema := `{"type":"record","name":"dataexport.S3.inner.x.Y","fields":[{"name":"n","type":"int"},{"name":"s","type":"string"}]}`
+	schema := currentsSchema(`{"name":"n","type":"int"},{"name":"s","type":"string"}`)
 	var records []any
 	for i := range 6 {
-		records = append(records, map[string]any{"n": int32(i), "s": "abc"})
+		records = append(records, withIDTime(map[string]any{"n": int32(i), "s": "abc"}))
 	}
 	data := bytes.Clone(ocfFile(t, schema, "null", records))
 	// Record 3 is n=3 (zig-zag 0x06), then the string: length 3 (0x06), abc.
@@ -122,11 +135,11 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestScannerEscapesStringsAsValidJSON(t *testing.T) {
-	schema := `{"type":"record","name":"dataexport.S3.inner.x.Y","fields":[{"name":"s","type":"string"}]}`
+	schema := currentsSchema(`{"name":"s","type":"string"}`)
 	values := []string{"plain", `quote " and \ backslash`, "new\nline\ttab\r", "\x00\x1f ctl", "Zoë 🚀 <&>", "\u2028\u2029", "bad \xff\xfe utf8"}
 	var records []any
 	for _, v := range values {
-		records = append(records, map[string]any{"s": v})
+		records = append(records, withIDTime(map[string]any{"s": v}))
 	}
 	batches, err := newTestScanner(t, "", "f.avro", bytes.NewReader(ocfFile(t, schema, "null", records))).drain()
 	if err != nil {
@@ -148,7 +161,7 @@ func TestScannerEscapesStringsAsValidJSON(t *testing.T) {
 }
 
 func TestDecoderBoundsOutputOfZeroByteItems(t *testing.T) {
-	prog, err := compileSchema([]byte(`{"type":"record","name":"r","fields":[{"name":"a","type":{"type":"array","items":{"type":"array","items":"null"}}}]}`))
+	prog, err := compileSchema([]byte(currentsSchema(`{"name":"a","type":{"type":"array","items":{"type":"array","items":"null"}}}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +171,7 @@ func TestDecoderBoundsOutputOfZeroByteItems(t *testing.T) {
 	for range 1000 {
 		data = append(append(data, zigzag(16000)...), 0)
 	}
-	data = append(data, 0)
+	data = append(data, 0, 0, 0) // the array's end, an empty id, time 0
 	d := decoder{data: data, limit: outputLimit(len(data), 1, prog.keyBytes)}
 	if err := d.value(prog.root); !errors.Is(err, errOutputLimit) {
 		t.Fatalf("decoded %d bytes of output, err %v", len(d.out), err)

@@ -80,16 +80,16 @@ func TestScannerDecodesEveryShape(t *testing.T) {
 
 func TestScannerTimeIntAndLongDecodeAlike(t *testing.T) {
 	schema := func(typ string) string {
-		return `{"type":"record","name":"dataexport.S3.inner.users.messages.whatsapp.Send","fields":[{"name":"time","type":"` + typ + `"}]}`
+		return `{"type":"record","name":"dataexport.S3.inner.users.messages.whatsapp.Send","fields":[{"name":"id","type":"string"},{"name":"time","type":"` + typ + `"}]}`
 	}
-	intFile := ocfFile(t, schema("int"), "null", []any{map[string]any{"time": int32(1761991200)}})
-	longFile := ocfFile(t, schema("long"), "null", []any{map[string]any{"time": int64(1761991200)}})
+	intFile := ocfFile(t, schema("int"), "null", []any{map[string]any{"id": "x", "time": int32(1761991200)}})
+	longFile := ocfFile(t, schema("long"), "null", []any{map[string]any{"id": "x", "time": int64(1761991200)}})
 	for name, data := range map[string][]byte{"int": intFile, "long": longFile} {
 		batches, err := newTestScanner(t, "", "f.avro", bytes.NewReader(data)).drain()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := bodies(t, batches); len(got) != 1 || got[0] != `{"time":1761991200}` {
+		if got := bodies(t, batches); len(got) != 1 || got[0] != `{"id":"x","time":1761991200}` {
 			t.Errorf("%s time decoded as %v", name, got)
 		}
 	}
@@ -117,20 +117,11 @@ func TestScannerMetadata(t *testing.T) {
 	}
 }
 
-func TestScannerEventTypeFallsBackToSourceName(t *testing.T) {
-	schema := `{"type":"record","name":"Event","namespace":"com.example","fields":[{"name":"id","type":"string"}]}`
-	data := ocfFile(t, schema, "null", []any{map[string]any{"id": "x"}})
-	batches, err := newTestScanner(t, "", emailSendKey, bytes.NewReader(data)).drain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := meta(t, batches[0].msgs[0], MetaEventType); got != "users.messages.email.Send" {
-		t.Fatalf("event type %q", got)
-	}
+func TestScannerEventTypeFromSchemaName(t *testing.T) {
 	// A GCS or Azure schema name is undocumented: anything before .inner. goes.
-	schema = `{"type":"record","name":"Click","namespace":"dataexport.AzureBlob.inner.users.messages.email","fields":[{"name":"id","type":"string"}]}`
-	data = ocfFile(t, schema, "null", []any{map[string]any{"id": "x"}})
-	batches, err = newTestScanner(t, "", emailSendKey, bytes.NewReader(data)).drain()
+	schema := `{"type":"record","name":"Click","namespace":"dataexport.AzureBlob.inner.users.messages.email","fields":[{"name":"id","type":"string"},{"name":"time","type":"int"}]}`
+	data := ocfFile(t, schema, "null", []any{map[string]any{"id": "x", "time": int32(1)}})
+	batches, err := newTestScanner(t, "", emailSendKey, bytes.NewReader(data)).drain()
 	if err != nil {
 		t.Fatal(err)
 	}

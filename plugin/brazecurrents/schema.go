@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -83,7 +84,28 @@ func compileSchema(schema []byte) (*program, error) {
 	for _, f := range root.fields {
 		p.keyBytes += len(f.key) + 4 // room for null and quotes
 	}
-	return p, nil
+	return p, p.checkCurrents()
+}
+
+// checkCurrents rejects valid Avro that is not a Currents event: such a
+// file would be read silently into events no mapping understands.
+func (p *program) checkCurrents() error {
+	if p.root.kind != kindRecord {
+		return errors.New("schema is not a record: not a Currents event schema")
+	}
+	var why []string
+	if p.eventType() == "" {
+		why = append(why, `no ".inner." event type`)
+	}
+	for _, name := range []string{"id", "time"} {
+		if !slices.ContainsFunc(p.root.fields, func(f field) bool { return f.name == name }) {
+			why = append(why, fmt.Sprintf("no %q field", name))
+		}
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("schema %q is not a Currents event schema: %s", p.fullName, strings.Join(why, "; "))
+	}
+	return nil
 }
 
 // programCache keeps compiled schemas by their text: the files of one event
@@ -91,11 +113,17 @@ func compileSchema(schema []byte) (*program, error) {
 type programCache struct {
 	mu       sync.Mutex
 	programs map[string]*program
+	bytes    int // schema text held
 }
 
-// maxCachedPrograms bounds the cache; Currents has about a hundred event
-// types and a schema version a month, so this is rarely reached.
-const maxCachedPrograms = 1024
+// The cache is emptied when it would pass either bound. Currents has about a
+// hundred event types, a schema version a month and schemas under 10 KB, so
+// this is rarely reached; the byte bound keeps hostile schemas, each up to
+// maxHeaderBytes, from piling up.
+const (
+	maxCachedPrograms    = 1024
+	maxCachedSchemaBytes = 4 << 20
+)
 
 func newProgramCache() *programCache {
 	return &programCache{programs: map[string]*program{}}
@@ -113,10 +141,12 @@ func (c *programCache) get(schema []byte) (*program, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	if len(c.programs) >= maxCachedPrograms {
+	if len(c.programs) >= maxCachedPrograms || c.bytes+len(schema) > maxCachedSchemaBytes {
 		clear(c.programs)
+		c.bytes = 0
 	}
 	c.programs[string(schema)] = p
+	c.bytes += len(schema)
 	c.mu.Unlock()
 	return p, nil
 }
