@@ -51,7 +51,8 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 			break
 		}
 		if errors.Is(err, ErrCorrupt) {
-			in.log.Errorf("Skipping corrupt object %q after its first %d events: %v", o.key, emitted, err)
+			// Objects are immutable: reading it again cannot help, so it is done.
+			in.log.Errorf("Skipping corrupt object %q after its first %d records, recorded as done (objects are immutable, reading it again cannot help): %v", o.key, emitted, err)
 			outcome = outcomeCorrupt
 			break
 		}
@@ -76,7 +77,8 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 }
 
 // readAttempt reads the object from the start, emitting only the events
-// after the emitted first ones, which an earlier attempt delivered.
+// after the emitted first records, which an earlier attempt delivered (or
+// rejected as oversize).
 func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitted *int64) error {
 	o := run.obj
 	r, err := in.bucket.NewReader(ctx, o.key, nil)
@@ -89,6 +91,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		MetaObjectSize: o.size,
 		MetaModTime:    o.modTime.UTC().Format(time.RFC3339),
 	})
+	s.rejected = in.metrics.rejected
 	defer s.Close(ctx)
 	for {
 		batch, err := s.NextBatch(ctx)
@@ -101,7 +104,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		run.handedOut(len(batch))
 		select {
 		case in.batches <- readBatch{batch: batch, ack: run.ack}:
-			*emitted += int64(len(batch))
+			*emitted = s.next
 			in.metrics.events.Incr(int64(len(batch)), o.eventType)
 		case <-ctx.Done():
 			run.returned()
@@ -198,7 +201,7 @@ func (in *currentsInput) afterDone(o object) {
 
 type inputMetrics struct {
 	found, done, corrupt, failed, events *service.MetricCounter
-	saves                                *service.MetricCounter
+	saves, rejected                      *service.MetricCounter
 	lag                                  *service.MetricGauge
 }
 
@@ -209,8 +212,10 @@ func newInputMetrics(m *service.Metrics) inputMetrics {
 		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
 		failed:  m.NewCounter("braze_currents_objects_failed"),
 		events:  m.NewCounter("braze_currents_events_read", "event_type"),
-		lag:     m.NewGauge("braze_currents_checkpoint_lag_seconds"),
-		saves:   m.NewCounter("braze_currents_checkpoint_saves", "result"),
+		// Records dropped from objects otherwise read, by reason (too_large).
+		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
+		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
+		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
 	}
 }
 

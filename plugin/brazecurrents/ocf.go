@@ -6,18 +6,29 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 
-	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/snappy"
 	"github.com/klauspost/compress/zstd"
 )
 
-// maxBlockBytes bounds one Avro block, compressed or not. Currents writes at
-// most 100,000 events per file, so a legitimate block is far below this; the
-// bound keeps a corrupt size field from exhausting memory.
-const maxBlockBytes = 256 << 20
+// Limits on what one object can make a reader hold, whatever its bytes say.
+// A Segment call carries at most 32 KB, and Currents files are written in
+// small blocks (Java Avro's default sync interval is 64 KB; our fixtures hold
+// 1,000 events, about 0.5 MB, per block), so the limits sit far above real
+// data and far below what hurts: a reader holds at most the compressed
+// block, the decompressed block and the strings of the batches out.
+const (
+	// maxRecordBytes is 8 times a Segment call: a record over it could only
+	// fit a call if nearly all its bytes were fields the mapping drops.
+	maxRecordBytes = 256 << 10
+	// maxBlockBytes bounds a block, compressed or not: 16 records at the
+	// record limit, 64 times Java's default block. At 8 MiB, blocks of
+	// records near the limit took the shipped config to 150-190 MB.
+	maxBlockBytes = 4 << 20
+	// maxHeaderBytes bounds the header's metadata, schema included
+	// (Currents schemas are under 10 KB).
+	maxHeaderBytes = 256 << 10
+)
 
 var ocfMagic = []byte{'O', 'b', 'j', 1}
 
@@ -39,8 +50,8 @@ type ocfReader struct {
 	offset int64
 	header ocfHeader
 
-	raw   bytes.Buffer // compressed block bytes, reused between blocks
-	plain []byte       // decompressed block bytes, reused between blocks
+	raw   []byte // compressed block bytes, reused between blocks
+	plain []byte // decompressed block bytes, reused between blocks
 	flate io.ReadCloser
 	zstd  *zstd.Decoder
 }
@@ -101,7 +112,7 @@ func (o *ocfReader) readHeader() error {
 	if err != nil || !bytes.Equal(magic[:], ocfMagic) {
 		return o.errAt(0, "not an Avro object container file (bad magic bytes %q)", magic[:n])
 	}
-	meta := map[string][]byte{}
+	var schema, codec []byte
 	for {
 		count, err := o.readLong()
 		if err != nil {
@@ -118,26 +129,32 @@ func (o *ocfReader) readHeader() error {
 			}
 		}
 		for ; count > 0; count-- {
-			key, err := o.readBytes("header key", 64<<10)
+			key, err := o.readBytes("header key")
 			if err != nil {
 				return err
 			}
-			value, err := o.readBytes("header value", 16<<20)
+			value, err := o.readBytes("header value")
 			if err != nil {
 				return err
 			}
-			meta[string(key)] = value
+			// Other keys are read and dropped: they cannot grow a map.
+			switch string(key) {
+			case "avro.schema":
+				schema = value
+			case "avro.codec":
+				codec = value
+			}
 		}
 	}
 	if _, err := io.ReadFull(o.r, o.header.sync[:]); err != nil {
 		return o.wrapEOF(err, "header sync marker")
 	}
 	o.offset += 16
-	o.header.schema = meta["avro.schema"]
+	o.header.schema = schema
 	if len(o.header.schema) == 0 {
 		return o.errAt(o.offset, "header has no avro.schema")
 	}
-	o.header.codec = string(meta["avro.codec"])
+	o.header.codec = string(codec)
 	switch o.header.codec {
 	case "":
 		o.header.codec = "null"
@@ -163,17 +180,20 @@ func (o *ocfReader) nextBlock() (ocfBlock, error) {
 	if err != nil {
 		return ocfBlock{}, o.wrapEOF(err, "block size")
 	}
-	if count < 0 || size < 0 || size > maxBlockBytes {
+	if count < 0 || size < 0 {
 		return ocfBlock{}, o.errAt(start, "invalid block header (records %d, bytes %d)", count, size)
 	}
-	o.raw.Reset()
-	n, err := io.CopyN(&o.raw, o.r, size)
-	o.offset += n
-	if errors.Is(err, io.EOF) {
+	if size > maxBlockBytes {
+		return ocfBlock{}, o.errAt(start, "block of %d records declares %d bytes, over the %d-byte block limit: not read", count, size, maxBlockBytes)
+	}
+	o.raw = grown(o.raw, int(size))
+	n, err := readFull(o.r, o.raw)
+	o.offset += int64(n)
+	if err == io.EOF {
 		return ocfBlock{}, o.errAt(start, "truncated block: declares %d bytes, only %d present", size, n)
 	}
 	if err != nil {
-		return ocfBlock{}, o.readErr(start+n, "block", err)
+		return ocfBlock{}, o.readErr(start+int64(n), "block", err)
 	}
 	var sync [16]byte
 	n2, err := io.ReadFull(o.r, sync[:])
@@ -181,7 +201,7 @@ func (o *ocfReader) nextBlock() (ocfBlock, error) {
 	if err != nil {
 		return ocfBlock{}, o.wrapEOF(err, "block sync marker")
 	}
-	data, err := o.decompress(o.raw.Bytes())
+	data, err := o.decompress(o.raw)
 	if err != nil {
 		return ocfBlock{}, o.errAt(start, "%s block: %v", o.header.codec, err)
 	}
@@ -191,73 +211,6 @@ func (o *ocfReader) nextBlock() (ocfBlock, error) {
 		return block, o.errAt(o.offset-16, "bad sync marker after block")
 	}
 	return block, nil
-}
-
-func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
-	switch o.header.codec {
-	case "deflate":
-		if o.flate == nil {
-			o.flate = flate.NewReader(bytes.NewReader(raw))
-		} else if err := o.flate.(flate.Resetter).Reset(bytes.NewReader(raw), nil); err != nil {
-			return nil, err
-		}
-		buf := bytes.NewBuffer(o.plain[:0])
-		if _, err := buf.ReadFrom(io.LimitReader(o.flate, maxBlockBytes+1)); err != nil {
-			return nil, err
-		}
-		if buf.Len() > maxBlockBytes {
-			return nil, fmt.Errorf("inflates beyond %d bytes", maxBlockBytes)
-		}
-		o.plain = buf.Bytes()
-		return o.plain, nil
-	case "snappy":
-		// Avro appends a big-endian CRC-32 of the uncompressed bytes.
-		if len(raw) < 4 {
-			return nil, errors.New("shorter than its checksum")
-		}
-		body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
-		n, err := snappy.DecodedLen(body)
-		if err != nil {
-			return nil, err
-		}
-		// No snappy op expands more than 32-fold, so a larger claim is a lie
-		// that must not be allowed to allocate.
-		if n > maxBlockBytes || n > 32*len(body)+32 {
-			return nil, fmt.Errorf("claims %d decompressed bytes from %d", n, len(body))
-		}
-		if cap(o.plain) < n {
-			o.plain = make([]byte, n)
-		}
-		plain, err := snappy.Decode(o.plain[:cap(o.plain)], body)
-		if err != nil {
-			return nil, err
-		}
-		if crc32.ChecksumIEEE(plain) != sum {
-			return nil, errors.New("checksum mismatch")
-		}
-		return plain, nil
-	case "zstandard":
-		if o.zstd == nil {
-			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxBlockBytes))
-			if err != nil {
-				return nil, err
-			}
-			o.zstd = d
-		}
-		plain, err := o.zstd.DecodeAll(raw, o.plain[:0])
-		if err != nil {
-			return nil, err
-		}
-		o.plain = plain
-		return plain, nil
-	}
-	return raw, nil
-}
-
-func (o *ocfReader) close() {
-	if o.zstd != nil {
-		o.zstd.Close()
-	}
 }
 
 // readLong reads one zig-zag varint from the stream.
@@ -282,22 +235,24 @@ func (o *ocfReader) readLong() (int64, error) {
 	}
 }
 
-func (o *ocfReader) readBytes(what string, limit int64) ([]byte, error) {
+// readBytes reads a header key or value; the header as a whole is bounded
+// by maxHeaderBytes.
+func (o *ocfReader) readBytes(what string) ([]byte, error) {
 	start := o.offset
 	n, err := o.readLong()
 	if err != nil {
 		return nil, o.wrapEOF(err, what)
 	}
-	if n < 0 || n > limit {
-		return nil, o.errAt(start, "%s: invalid length %d", what, n)
+	if n < 0 || n > maxHeaderBytes-o.offset {
+		return nil, o.errAt(start, "%s: invalid length %d (the header is limited to %d bytes)", what, n, maxHeaderBytes)
 	}
-	var buf bytes.Buffer
-	read, err := io.CopyN(&buf, o.r, n)
-	o.offset += read
+	buf := make([]byte, n)
+	read, err := readFull(o.r, buf)
+	o.offset += int64(read)
 	if err != nil {
 		return nil, o.wrapEOF(err, what)
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 func (o *ocfReader) wrapEOF(err error, what string) error {

@@ -42,14 +42,22 @@ Avro int or long. Float NaN and infinities, which JSON cannot carry, become null
 The source is acknowledged once every event from it was acknowledged. A nack of any event, a read error
 or a shutdown before the end of the file nacks the whole source. An empty object is skipped with a
 warning. A file that is not Avro, is truncated or has a bad sync marker yields an error that names the
-source and the byte offset; the events before the damage are still delivered.
+source and the byte offset; the events before the damage are still delivered. So does a valid Avro file
+whose schema is not a Currents event schema (a record named `+"`….inner.<event type>`"+` with `+"`id`"+` and
+`+"`time`"+` fields): reading it again cannot help.
+
+Memory is bounded whatever a file holds: a block may take at most 4 MiB, compressed or decompressed
+(decompression stops there), and the header 256 KiB; a file over either is reported as damaged at that
+block. A record over 256 KiB of Avro, eight times what one Segment call may carry, is skipped with an
+error log naming the source, its index and size, and the rest of the file is read. A batch holds at most
+512 KiB of Avro, so blocks of large records go downstream a few at a time.
 
 == Metadata
 
 This scanner adds the following metadata to each message:
 
 - `+"`braze_event_type`"+`: the event type, from the writer schema's full name (the part after
-  `+"`.inner.`"+`), else from the `+"`event_type=`"+` part of the source name.
+  `+"`.inner.`"+`).
 - `+"`braze_integration_id`"+`, `+"`braze_date_hour`"+` (the UTC queue hour, `+"`YYYY-MM-DD-HH`"+`) and
   `+"`braze_currents_version`"+`: from the source name, where it carries them.
 - `+"`braze_source`"+`: the source name (file path or object key).
@@ -138,8 +146,12 @@ type eventScanner struct {
 	next     int64            // index in the file of the next event decoded
 	skip     int64            // events before this index are not emitted
 	extra    map[string]any
-	failure  error // returned once the events before it are out
+	failure  error                  // returned once the events before it are out
+	rejected *service.MetricCounter // records dropped, by reason; nil outside the input
 }
+
+// rejectTooLarge is the reason label of records over maxRecordBytes.
+const rejectTooLarge = "too_large"
 
 func (s *eventScanner) NextBatch(ctx context.Context) (service.MessageBatch, error) {
 	if !s.started {
@@ -177,13 +189,9 @@ func (s *eventScanner) start() error {
 		return s.wrap(&positionError{offset: 0, err: err, corrupt: true})
 	}
 	key := ParseObjectKey(s.source)
-	eventType := s.prog.eventType()
-	if eventType == "" {
-		eventType = key.EventType
-	}
 	s.template = service.NewMessage(nil)
 	for k, v := range map[string]string{
-		MetaEventType:     eventType,
+		MetaEventType:     s.prog.eventType(),
 		MetaIntegrationID: key.IntegrationID,
 		MetaDateHour:      key.DateHour,
 		MetaVersion:       key.Version,

@@ -8,6 +8,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
+// maxBatchBytes bounds the Avro bytes of the events in one batch.
+const maxBatchBytes = 512 << 10
+
 // blockCursor is a block being decoded a batch at a time.
 type blockCursor struct {
 	block   ocfBlock
@@ -36,23 +39,21 @@ func (s *eventScanner) openBlock() error {
 	if err != nil {
 		c.after = s.wrap(err)
 	}
-	if s.c.structured {
-		c.d.text = string(b.data) // the decoded strings share this copy
-	}
 	s.block = c
 	return nil
 }
 
 // decodeBatch decodes the current block's next batch of events. Events
 // decoded before any damage are returned; the damage is left in failure.
+// Oversize records are dropped and reported (reject), and decoding goes on.
 func (s *eventScanner) decodeBatch() service.MessageBatch {
 	c := s.block
 	size := int(min(c.block.count-c.done, int64(s.c.batchSize)))
 	var (
-		values []any // structured mode
-		ends   []int // JSON mode: where each event's JSON ends in c.d.out
-		first  = s.next
-		err    error
+		values  []any // structured mode
+		ends    []int // JSON mode: where each event's JSON ends in c.d.out
+		indexes = make([]int64, 0, size)
+		err     error
 	)
 	if s.c.structured {
 		values = make([]any, 0, size)
@@ -61,8 +62,12 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 		c.d.out = make([]byte, 0, size*perRecord)
 		ends = make([]int, 0, size)
 	}
-	for emitted := 0; c.done < c.block.count && emitted < s.c.batchSize; c.done++ {
+	// A batch also ends after maxBatchBytes of Avro: a block of records near
+	// the limit must not go downstream, where batches pile up, all at once.
+	for from := c.d.pos; c.done < c.block.count && len(indexes) < s.c.batchSize && c.d.pos-from < maxBatchBytes; {
 		var v any
+		start, out := c.d.pos, len(c.d.out)
+		c.d.recStart, c.d.oversize = start, false
 		switch {
 		case s.c.structured:
 			v, err = c.d.anyValue(s.prog.root)
@@ -75,14 +80,19 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 			s.fail(&positionError{offset: c.block.offset, err: fmt.Errorf("block: record %d: %w", s.next, err), corrupt: true})
 			break
 		}
-		if s.next++; s.next <= s.skip {
+		c.done++
+		index := s.next
+		if s.next++; s.next <= s.skip || !c.d.fits(0) {
+			if index >= s.skip {
+				s.reject(index, c.d.pos-start)
+			}
 			if !s.c.structured {
-				c.written += len(c.d.out)
-				c.d.out = c.d.out[:0] // already delivered by an earlier read
+				c.written += len(c.d.out) - out
+				c.d.out = c.d.out[:out] // already delivered by an earlier read, or dropped
 			}
 			continue
 		}
-		emitted++
+		indexes = append(indexes, index)
 		if s.c.structured {
 			values = append(values, v)
 		} else {
@@ -97,7 +107,17 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 		}
 	}
 	c.written += len(c.d.out)
-	return s.messages(first, values, ends, c.d.out)
+	return s.messages(indexes, values, ends, c.d.out)
+}
+
+// reject reports a record over maxRecordBytes. Its framing is intact, so
+// the rest of the source is still read; an input counts it.
+func (s *eventScanner) reject(index int64, size int) {
+	s.c.log.Errorf("braze_currents: skipping record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB); the rest of the object is read",
+		index, s.source, size, maxRecordBytes)
+	if s.rejected != nil {
+		s.rejected.Incr(1, rejectTooLarge)
+	}
 }
 
 // fail ends the source: the damage comes before any found after the block.
@@ -105,13 +125,11 @@ func (s *eventScanner) fail(err error) {
 	s.failure, s.block = s.wrap(err), nil
 }
 
-// messages wraps decoded events, numbered from after the skipped ones.
-func (s *eventScanner) messages(first int64, values []any, ends []int, out []byte) service.MessageBatch {
-	n := max(len(values), len(ends))
-	events := make(service.MessageBatch, 0, n)
-	index := max(first, s.skip)
+// messages wraps decoded events, the ith being record indexes[i] of the file.
+func (s *eventScanner) messages(indexes []int64, values []any, ends []int, out []byte) service.MessageBatch {
+	events := make(service.MessageBatch, 0, len(indexes))
 	start := 0
-	for i := range n {
+	for i, index := range indexes {
 		msg := s.template.Copy()
 		if values != nil {
 			msg.SetStructuredMut(values[i])
@@ -120,7 +138,6 @@ func (s *eventScanner) messages(first int64, values []any, ends []int, out []byt
 			start = ends[i]
 		}
 		msg.MetaSetMut(MetaRecordIndex, index)
-		index++
 		events = append(events, msg)
 	}
 	return events

@@ -63,16 +63,18 @@ func (d *decoder) anyValue(n *node) (any, error) {
 		return floatValue(f, 64), nil
 	case kindString:
 		l, err := d.length("string")
-		if err != nil {
-			return nil, err
+		if err != nil || !d.fits(l) {
+			d.pos += l
+			return "", err
 		}
-		s := d.text[d.pos : d.pos+l]
+		s := d.str(l)
 		d.pos += l
 		return validString(s), nil
 	case kindBytes:
 		l, err := d.length("bytes")
-		if err != nil {
-			return nil, err
+		if err != nil || !d.fits(l) {
+			d.pos += l
+			return "", err
 		}
 		s := latin1String(d.data[d.pos : d.pos+l])
 		d.pos += l
@@ -81,7 +83,10 @@ func (d *decoder) anyValue(n *node) (any, error) {
 		if len(d.data)-d.pos < n.size {
 			return nil, errShortRecord
 		}
-		s := latin1String(d.data[d.pos : d.pos+n.size])
+		s := ""
+		if d.fits(n.size) {
+			s = latin1String(d.data[d.pos : d.pos+n.size])
+		}
 		d.pos += n.size
 		return s, nil
 	case kindEnum:
@@ -154,16 +159,20 @@ func (d *decoder) anyCollection(n *node) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				key = validString(d.text[d.pos : d.pos+l])
+				if d.fits(l) {
+					key = validString(d.str(l))
+				}
 				d.pos += l
 			}
 			v, err := d.anyValue(n.items)
 			if err != nil {
 				return nil, err
 			}
-			if obj != nil {
+			switch {
+			case d.oversize: // dropped with its record: do not grow it
+			case obj != nil:
 				obj[key] = v
-			} else {
+			default:
 				arr = append(arr, v)
 			}
 		}
@@ -173,6 +182,23 @@ func (d *decoder) anyCollection(n *node) (any, error) {
 		return obj, nil
 	}
 	return arr, nil
+}
+
+// textChunk is how much of a block str copies at once.
+const textChunk = 64 << 10
+
+// str returns the block's next l bytes as a string. Strings share copies of
+// the block made a chunk at a time, as decoding reaches them: one string
+// per value would cost an allocation each, and one copy of the whole block
+// would be pinned by every batch, however few bytes its events span.
+func (d *decoder) str(l int) string {
+	if l == 0 {
+		return ""
+	}
+	if d.pos < d.textBase || d.pos+l > d.textBase+len(d.text) {
+		d.text, d.textBase = string(d.data[d.pos:min(len(d.data), d.pos+max(l, textChunk))]), d.pos
+	}
+	return d.text[d.pos-d.textBase : d.pos-d.textBase+l]
 }
 
 // floatValue is f as parsing its shortest JSON form gives it: a float32

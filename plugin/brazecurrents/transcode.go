@@ -34,16 +34,36 @@ type decoder struct {
 	depth int
 	limit int // the most JSON bytes the block may produce
 
+	// The record being decoded: once its bytes pass maxRecordBytes it is
+	// oversize, and its strings are skipped, never copied (fits).
+	recStart int
+	oversize bool
+
 	// Structured mode (structured.go) only.
-	text   string // the block's data as one string, shared by the decoded strings
-	values int    // values decoded so far, bounded by limit/valueBytes
+	text     string // a chunk of the block's data, shared by the decoded strings (str)
+	textBase int    // where text starts in data
+	values   int    // values decoded so far, bounded by limit/valueBytes
 }
+
+// maxBlockOutput bounds the JSON (or, over valueBytes, the structured
+// values) one block may produce, whatever its counts claim.
+const maxBlockOutput = 4 * maxBlockBytes
 
 // outputLimit bounds the JSON a block may produce: far above what real
 // events need (keys and nulls expand a few bytes each), far below what
 // corrupt counts of zero-byte items (nested arrays of nulls) could claim.
 func outputLimit(dataLen int, count int64, keyBytes int) int {
-	return 64*dataLen + int(count)*keyBytes + 1<<20
+	return int(min(64*int64(dataLen)+count*int64(keyBytes)+1<<20, maxBlockOutput))
+}
+
+// fits reports whether the record still fits maxRecordBytes with l more
+// bytes. An oversize record is decoded on only to find where it ends: its
+// bytes are never copied, and the caller drops it.
+func (d *decoder) fits(l int) bool {
+	if d.pos+l-d.recStart > maxRecordBytes {
+		d.oversize = true
+	}
+	return !d.oversize
 }
 
 var errOutputLimit = errors.New("decoded output would exceed the limit for its block size: corrupt item counts")
@@ -126,20 +146,26 @@ func (d *decoder) value(n *node) error {
 		if err != nil {
 			return err
 		}
-		d.out = appendJSONString(d.out, d.data[d.pos:d.pos+l])
+		if d.fits(l) {
+			d.out = appendJSONString(d.out, d.data[d.pos:d.pos+l])
+		}
 		d.pos += l
 	case kindBytes:
 		l, err := d.length("bytes")
 		if err != nil {
 			return err
 		}
-		d.out = appendJSONLatin1(d.out, d.data[d.pos:d.pos+l])
+		if d.fits(l) {
+			d.out = appendJSONLatin1(d.out, d.data[d.pos:d.pos+l])
+		}
 		d.pos += l
 	case kindFixed:
 		if len(d.data)-d.pos < n.size {
 			return errShortRecord
 		}
-		d.out = appendJSONLatin1(d.out, d.data[d.pos:d.pos+n.size])
+		if d.fits(n.size) {
+			d.out = appendJSONLatin1(d.out, d.data[d.pos:d.pos+n.size])
+		}
 		d.pos += n.size
 	case kindEnum:
 		i, err := d.long()
@@ -216,7 +242,9 @@ func (d *decoder) collection(n *node) error {
 				if err != nil {
 					return err
 				}
-				d.out = appendJSONString(d.out, d.data[d.pos:d.pos+l])
+				if d.fits(l) {
+					d.out = appendJSONString(d.out, d.data[d.pos:d.pos+l])
+				}
 				d.pos += l
 				d.out = append(d.out, ':')
 			}

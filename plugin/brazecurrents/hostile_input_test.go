@@ -1,0 +1,172 @@
+package brazecurrents
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// TestInputReportsHostileObjects puts decompression bombs, a lying snappy
+// block, giant records and blocks and a non-Currents schema beside good
+// objects, and checks that the input delivers every good event once,
+// reports each hostile object by key, and counts them.
+func TestInputReportsHostileObjects(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 50, Seed: 21,
+		EventTypes: []string{fixtures.HostileEventType, "users.messages.email.Click"}})
+	want := ids(written, nil)
+	objects := map[string][]byte{ // what the log says about it -> the object
+		"decompresses beyond": hostile(t, func(w io.Writer) error { return fixtures.DeflateBomb(w, 1024) }),
+		"zstandard block":     hostile(t, func(w io.Writer) error { return fixtures.ZstdBomb(w, 1024) }),
+		"claims 1073741824":   hostile(t, func(w io.Writer) error { return fixtures.SnappyLiar(w, 1<<30, 1<<20) }),
+		"deflate block":       hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "deflate", 1, 50<<20) }),
+		blockLimit:            hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, maxBlockBytes) }),
+		"is not a Currents event schema": ocfFile(t, `{"type":"record","name":"com.example.Event","fields":[{"name":"id","type":"string"}]}`,
+			"null", []any{map[string]any{"id": "not-currents"}}),
+		"skipping record 6": ocfFile(t, mixedSchema, "null", oversizeRecords()),
+	}
+	for _, r := range oversizeRecords() {
+		if id := r.(map[string]any)["id"]; id != "id-3" && id != "id-6" {
+			want[id.(string)] = true
+		}
+	}
+	keys := map[string]string{}
+	for fragment, data := range objects {
+		keys[fragment] = putObject(t, url, len(keys), data)
+	}
+
+	logs, err := os.Create(filepath.Join(t.TempDir(), "logs")) // a file is safe for the stream's goroutines
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	got := &collected{events: map[string]int{}}
+	b := service.NewStreamBuilder()
+	b.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
+	for _, err := range []error{
+		b.AddInputYAML("braze_currents:\n  url: " + url + "\n  max_parallel_objects: 2\n  batch_size: 100\n  progress_interval: 0s"),
+		b.SetMetricsYAML("logger:\n  push_interval: ''"), // logs every counter when the stream closes
+		b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
+			got.mu.Lock()
+			defer got.mu.Unlock()
+			for _, m := range batch {
+				var ev struct{ ID string }
+				raw, _ := m.AsBytes()
+				if err := json.Unmarshal(raw, &ev); err != nil {
+					return err
+				}
+				got.events[ev.ID]++
+			}
+			return nil
+		}),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runToEnd(t, s)
+	expectExactly(t, got, want)
+
+	text, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(text), "\n")
+	for fragment, key := range keys {
+		if !logged(lines, key, fragment, "level=ERROR") {
+			t.Errorf("no error naming %s with %q:\n%s", key, fragment, text)
+		}
+	}
+	for _, counter := range []string{"name=braze_currents_objects_corrupt value=6", "name=braze_currents_records_rejected value=2"} {
+		if !logged(lines, "Counter metric", counter) {
+			t.Errorf("no %q counter:\n%s", counter, text)
+		}
+	}
+}
+
+// putObject writes data into the file:// bucket at url, under a key listed
+// beside the other hostile objects, and returns the key.
+func putObject(t testing.TB, url string, n int, data []byte) string {
+	t.Helper()
+	key := fixtures.Key(fixtures.FileSpec{EventType: fixtures.HostileEventType, Seed: 21, Partition: 9, Offset: n})
+	path := filepath.Join(strings.TrimPrefix(url, "file://"), key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// BenchmarkHostileInputPeakHeap reads, with the shipped config's input
+// settings (two objects at a time, batches of 100), decompression bombs and
+// blocks full of records just under the record limit, and reports the peak
+// live heap the input adds while a consumer drops what it is handed:
+// go test ./plugin/brazecurrents -run '^$' -bench HostileInputPeakHeap -benchtime 1x
+func BenchmarkHostileInputPeakHeap(b *testing.B) {
+	for range b.N {
+		dir := b.TempDir()
+		url := "file://" + dir
+		for i := range 12 {
+			var data []byte
+			switch i % 3 {
+			case 0:
+				data = hostile(b, func(w io.Writer) error { return fixtures.DeflateBomb(w, 1024) })
+			case 1:
+				data = hostile(b, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 16, 250<<10) })
+			default:
+				data = hostile(b, func(w io.Writer) error { return fixtures.GiantRecords(w, "deflate", 16, 250<<10) })
+			}
+			putObject(b, url, i, data)
+		}
+		sb := service.NewStreamBuilder()
+		if err := sb.SetLoggerYAML("level: none"); err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.AddInputYAML("braze_currents:\n  url: " + url + "\n  max_parallel_objects: 2\n  batch_size: 100"); err != nil {
+			b.Fatal(err)
+		}
+		heap := newPeakHeap()
+		if err := sb.AddBatchConsumerFunc(func(context.Context, service.MessageBatch) error {
+			heap.sample()
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		s, err := sb.Build()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Run(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(heap.peak)/(1<<20), "peak-heap-MB")
+	}
+}
+
+// logged reports whether a line holds every one of subs.
+func logged(lines []string, subs ...string) bool {
+	for _, l := range lines {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(l, s)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,167 @@
+package brazecurrents
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// hostile builds an object with one of the fixtures' hostile writers.
+func hostile(t testing.TB, write func(io.Writer) error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+var blockLimit = fmt.Sprintf("over the %d-byte block limit", maxBlockBytes)
+
+func TestScannerStopsDecompressionBombsAtTheBlockLimit(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"deflate":   hostile(t, func(w io.Writer) error { return fixtures.DeflateBomb(w, 1024) }),
+		"zstandard": hostile(t, func(w io.Writer) error { return fixtures.ZstdBomb(w, 1024) }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			expectDamage(t, data, 0, name+" block", fmt.Sprintf("decompresses beyond the %d-byte block limit", maxBlockBytes))
+			runtime.ReadMemStats(&after)
+			// A 1 GiB claim costs the limit (grown by doubling) plus a constant.
+			if got := after.TotalAlloc - before.TotalAlloc; got > 3*maxBlockBytes {
+				t.Fatalf("decoding a %d-byte bomb allocated %d MiB", len(data), got>>20)
+			}
+		})
+	}
+}
+
+func TestScannerRejectsLyingSnappyBlocks(t *testing.T) {
+	// A claim over the limit is refused before anything is allocated.
+	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.SnappyLiar(w, 1<<30, 1<<20) }), 0,
+		"snappy block", "claims 1073741824 decompressed bytes")
+	// A claim within the limit, from a body that does not hold it.
+	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.SnappyLiar(w, 4<<20, 200<<10) }), 0,
+		"snappy block", "corrupt input")
+}
+
+func TestScannerRefusesBlocksOverTheLimit(t *testing.T) {
+	// Uncompressed, the declared size is refused before the block is read.
+	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, maxBlockBytes) }), 0,
+		"block of 1 records declares", blockLimit)
+	// A 50 MB record, compressed, stops inflating at the limit.
+	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "deflate", 1, 50<<20) }), 0,
+		"deflate block", "decompresses beyond")
+}
+
+func TestScannerRefusesHeadersOverTheLimit(t *testing.T) {
+	schema := strings.Replace(mixedSchema, `"owner": "someone"`, `"doc": "`+strings.Repeat("x", maxHeaderBytes)+`"`, 1)
+	expectDamage(t, ocfFile(t, schema, "null", mixedRecords(0, 1)), 0,
+		"header value", fmt.Sprintf("the header is limited to %d bytes", maxHeaderBytes))
+}
+
+func TestScannerRejectsNonCurrentsSchema(t *testing.T) {
+	for schema, why := range map[string]string{
+		`{"type":"record","name":"Event","namespace":"com.example","fields":[{"name":"id","type":"string"},{"name":"time","type":"int"}]}`: `schema "com.example.Event" is not a Currents event schema: no ".inner." event type`,
+		`{"type":"record","name":"dataexport.S3.inner.x.Y","fields":[{"name":"id","type":"string"}]}`:                                      `schema "dataexport.S3.inner.x.Y" is not a Currents event schema: no "time" field`,
+		`{"type":"record","name":"foo.Bar","fields":[{"name":"n","type":"int"}]}`:                                                          `schema "foo.Bar" is not a Currents event schema: no ".inner." event type; no "id" field; no "time" field`,
+	} {
+		rec := map[string]any{"id": "x", "time": int32(1), "n": int32(1)}
+		if !strings.Contains(schema, `"time"`) {
+			delete(rec, "time")
+		}
+		expectDamage(t, ocfFile(t, schema, "null", []any{rec}), 0, "at byte 0", why)
+	}
+	expectDamage(t, ocfFile(t, `"string"`, "null", []any{"x"}), 0, "schema is not a record")
+}
+
+// oversizeRecords are mixed records 0-9 where record 3 holds a string over
+// the record limit and record 6 spans more than it in an array of small
+// strings.
+func oversizeRecords() []any {
+	records := mixedRecords(0, 10)
+	records[3].(map[string]any)["external_user_id"] = map[string]any{"string": strings.Repeat("u", maxRecordBytes)}
+	var reasons []any
+	for range maxRecordBytes / 1000 {
+		reasons = append(reasons, strings.Repeat("r", 1010))
+	}
+	records[6].(map[string]any)["reasons"] = map[string]any{"array": reasons}
+	return records
+}
+
+func TestScannerSkipsOversizeRecordsAndGoesOn(t *testing.T) {
+	data := ocfFile(t, mixedSchema, "deflate", oversizeRecords()[:5], oversizeRecords()[5:])
+	for _, conf := range []string{"batch_size: 4\nstructured: true", "batch_size: 4\nstructured: false"} {
+		s := newTestScanner(t, conf, emailSendKey, bytes.NewReader(data))
+		batches, err := s.drain()
+		if err != nil {
+			t.Fatalf("%s: %v", conf, err)
+		}
+		var got []string
+		for _, b := range batches {
+			for _, m := range b.msgs {
+				got = append(got, meta(t, m, MetaRecordIndex))
+				if raw, _ := m.AsBytes(); !strings.Contains(string(raw), `"id":"id-`+got[len(got)-1]+`"`) {
+					t.Fatalf("%s: record %s is %.100s", conf, got[len(got)-1], raw)
+				}
+			}
+		}
+		if strings.Join(got, ",") != "0,1,2,4,5,7,8,9" {
+			t.Fatalf("%s: records %v delivered", conf, got)
+		}
+		logs := s.logs.String()
+		for _, index := range []string{"3", "6"} {
+			want := "skipping record " + index + ` of \"` + emailSendKey
+			if !strings.Contains(logs, want) || !strings.Contains(logs, fmt.Sprintf("over the %d-byte record limit", maxRecordBytes)) {
+				t.Fatalf("%s: no %q in the logs:\n%s", conf, want, logs)
+			}
+		}
+	}
+}
+
+// A read resumed after record 4 (as the input does after a failed
+// download) skips the oversize record 3 silently: the read that met it
+// reported it.
+func TestScannerResumesPastOversizeRecords(t *testing.T) {
+	logs := &bytes.Buffer{}
+	parsed, err := scannerSpec().ParseYAML("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator, err := scannerFromParsed(parsed, service.MockResources(service.MockResourcesOptUseLogger(
+		service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil))))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := ocfFile(t, mixedSchema, "null", oversizeRecords())
+	s := creator.newEventScanner(io.NopCloser(bytes.NewReader(data)), emailSendKey, 4, nil)
+	var got []string
+	for {
+		batch, err := s.NextBatch(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range batch {
+			got = append(got, meta(t, m, MetaRecordIndex))
+		}
+	}
+	if strings.Join(got, ",") != "4,5,7,8,9" || s.next != 10 {
+		t.Fatalf("records %v delivered, %d read", got, s.next)
+	}
+	if strings.Contains(logs.String(), "skipping record 3") || !strings.Contains(logs.String(), "skipping record 6") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+}

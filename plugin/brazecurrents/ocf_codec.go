@@ -1,0 +1,133 @@
+package brazecurrents
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Decompressing a block within maxBlockBytes, whatever it claims.
+
+func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
+	switch o.header.codec {
+	case "deflate":
+		if o.flate == nil {
+			o.flate = flate.NewReader(bytes.NewReader(raw))
+		} else if err := o.flate.(flate.Resetter).Reset(bytes.NewReader(raw), nil); err != nil {
+			return nil, err
+		}
+		return o.inflate(o.flate)
+	case "snappy":
+		// Avro appends a big-endian CRC-32 of the uncompressed bytes.
+		if len(raw) < 4 {
+			return nil, errors.New("shorter than its checksum")
+		}
+		body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
+		n, err := snappy.DecodedLen(body)
+		if err != nil {
+			return nil, err
+		}
+		// No snappy op expands more than 32-fold, so a larger claim is a lie
+		// that must not be allowed to allocate.
+		if n > maxBlockBytes || n > 32*len(body)+32 {
+			return nil, fmt.Errorf("claims %d decompressed bytes from %d (block limit %d)", n, len(body), maxBlockBytes)
+		}
+		o.plain = grown(o.plain, n)
+		plain, err := snappy.Decode(o.plain, body)
+		if err != nil {
+			return nil, err
+		}
+		if crc32.ChecksumIEEE(plain) != sum {
+			return nil, errors.New("checksum mismatch")
+		}
+		return plain, nil
+	case "zstandard":
+		if o.zstd == nil {
+			// Streamed, not DecodeAll: DecodeAll grows its output past the
+			// limit before noticing. The window is bounded like a block.
+			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxMemory(maxBlockBytes))
+			if err != nil {
+				return nil, err
+			}
+			o.zstd = d
+		}
+		if err := o.zstd.Reset(bytes.NewReader(raw)); err != nil {
+			return nil, err
+		}
+		return o.inflate(o.zstd)
+	}
+	return raw, nil
+}
+
+// errInflates reports a compressed block that would exceed the block limit.
+var errInflates = fmt.Errorf("decompresses beyond the %d-byte block limit: not read further", maxBlockBytes)
+
+// inflate reads a decompressor into o.plain, which never grows beyond
+// maxBlockBytes: a decompression bomb costs the limit, not its claim.
+func (o *ocfReader) inflate(r io.Reader) ([]byte, error) {
+	buf := o.plain[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= maxBlockBytes {
+				var probe [1]byte
+				n, err := io.ReadFull(r, probe[:])
+				if n > 0 {
+					return nil, errInflates
+				}
+				if err != io.EOF {
+					return nil, err
+				}
+				o.plain = buf
+				return buf, nil
+			}
+			next := grown(nil, min(max(2*cap(buf), 64<<10), maxBlockBytes))
+			buf = next[:copy(next, buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			o.plain = buf
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readFull is io.ReadFull without its conversion of an early io.EOF to
+// io.ErrUnexpectedEOF: only io.EOF means the object ends there, while a
+// broken download may fail with io.ErrUnexpectedEOF and can be retried.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil && (err != io.EOF || n < len(buf)) {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// grown returns b resized to n bytes, reallocated only when too small.
+func grown(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+func (o *ocfReader) close() {
+	if o.zstd != nil {
+		o.zstd.Close()
+	}
+}
