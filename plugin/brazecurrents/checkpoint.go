@@ -23,6 +23,8 @@ type checkpointStore interface {
 // history: only hours that may still change carry keys.
 type checkpointDoc struct {
 	Version    int                       `json:"version"`
+	Window     string                    `json:"window,omitempty"` // the since..until the watermarks count within; "" for every hour
+	Owner      *ownerStamp               `json:"owner,omitempty"`  // the process holding the checkpoint (checkpoint_lease.go)
 	Partitions map[string]*partitionDone `json:"partitions"`
 }
 
@@ -31,37 +33,59 @@ type partitionDone struct {
 	Done      []string `json:"done,omitempty"`
 }
 
-// checkpoint tracks which objects are done and which were listed but not
-// yet done, and advances each partition's watermark over hours that are
-// closed (no more files can arrive) and fully done.
+// checkpoint tracks which objects are done and which were listed but not yet
+// done, and advances each partition's watermark.
+//
+// The rule that keeps a late file from being skipped: an hour may pass the
+// watermark only once a complete listing that started after the hour closed
+// (its end plus late_arrival) has seen it, and every object that listing
+// found in it is done. Such hours are "settled" (walked); the watermark is
+// the newest settled hour below every open object. Hours without objects
+// pass too, so that polls of a quiet event type stay cheap.
 type checkpoint struct {
-	mu         sync.Mutex
-	watermarks map[string]time.Time
-	done       map[string]map[string]time.Time // partition -> key -> hour
-	open       map[string]map[string]time.Time // partition -> key -> hour: listed, not done
-	closedAt   func(hour time.Time) bool
-	listing    bool // a walk is under way: an hour may be only partly listed
-	dirty      bool
-	version    uint64
+	mu          sync.Mutex
+	lateArrival time.Duration
+	until       time.Time                       // the watermark never passes the window's end
+	watermarks  map[string]time.Time            // partition -> newest hour fully done
+	settled     map[string]time.Time            // partition -> newest hour listed after it closed
+	done        map[string]map[string]time.Time // partition -> key -> hour
+	open        map[string]map[string]time.Time // partition -> key -> hour: listed, not done
+	window      string
+	owner       *ownerStamp // stamped on every snapshot
+	dirty       bool
 }
 
-func newCheckpoint(closedAt func(time.Time) bool) *checkpoint {
+func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
 	return &checkpoint{
-		watermarks: map[string]time.Time{},
-		done:       map[string]map[string]time.Time{},
-		open:       map[string]map[string]time.Time{},
-		closedAt:   closedAt,
+		lateArrival: lateArrival,
+		until:       sel.until,
+		watermarks:  map[string]time.Time{},
+		settled:     map[string]time.Time{},
+		done:        map[string]map[string]time.Time{},
+		open:        map[string]map[string]time.Time{},
+		window:      sel.window(),
 	}
 }
 
-func (c *checkpoint) restore(raw []byte) error {
+// parseCheckpoint reads a stored document and checks it was written for the
+// same hours: a watermark counts the hours before it as done, which is true
+// only of the window that wrote it.
+func parseCheckpoint(raw []byte, window string) (*checkpointDoc, error) {
 	var doc checkpointDoc
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("checkpoint is not valid JSON: %w", err)
+		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
 	}
 	if doc.Version != 1 {
-		return fmt.Errorf("checkpoint version %d is not supported", doc.Version)
+		return nil, fmt.Errorf("checkpoint version %d is not supported", doc.Version)
 	}
+	if doc.Window != window {
+		return nil, fmt.Errorf("checkpoint was written by a run over %s, and this run reads %s: its watermarks would count hours this run skips as done",
+			windowName(doc.Window), windowName(window))
+	}
+	return &doc, nil
+}
+
+func (c *checkpoint) restore(doc *checkpointDoc) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for p, pd := range doc.Partitions {
@@ -89,11 +113,17 @@ func (c *checkpoint) markLocked(set map[string]map[string]time.Time, partition, 
 	keys[key] = hour
 }
 
-// hourDone says whether a whole hour of a partition is behind its watermark.
-func (c *checkpoint) hourDone(partition string, hour time.Time) bool {
+// watermark is the newest hour of a partition that is fully done.
+func (c *checkpoint) watermark(partition string) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w, ok := c.watermarks[partition]
+	return w, ok
+}
+
+// hourDone says whether a whole hour of a partition is behind its watermark.
+func (c *checkpoint) hourDone(partition string, hour time.Time) bool {
+	w, ok := c.watermark(partition)
 	return ok && !hour.After(w)
 }
 
@@ -118,27 +148,20 @@ func (c *checkpoint) finished(o object) {
 	defer c.mu.Unlock()
 	delete(c.open[o.partition], o.key)
 	c.markLocked(c.done, o.partition, o.key, o.hour)
-	if !c.listing {
-		c.advanceLocked(o.partition)
-	}
+	c.advanceLocked(o.partition)
 	c.dirty = true
-	c.version++
 }
 
-// startListing holds watermarks still while a walk runs: an hour whose
-// listed objects are all done may have more objects not yet listed.
-func (c *checkpoint) startListing() {
-	c.mu.Lock()
-	c.listing = true
-	c.mu.Unlock()
-}
-
-// endListing lets watermarks move again, over every hour now fully known.
-func (c *checkpoint) endListing() {
+// walked records a complete listing of partitions that started at started:
+// every hour closed by then was listed after it closed.
+func (c *checkpoint) walked(partitions []string, started time.Time) {
+	closed := started.Add(-c.lateArrival - time.Hour - time.Nanosecond).UTC().Truncate(time.Hour)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.listing = false
-	for p := range c.done {
+	for _, p := range partitions {
+		if closed.After(c.settled[p]) {
+			c.settled[p] = closed
+		}
 		c.advanceLocked(p)
 	}
 }
@@ -148,49 +171,46 @@ func (c *checkpoint) forget(o object) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.open[o.partition], o.key)
+	c.advanceLocked(o.partition)
 }
 
-// advanceLocked moves the watermark to the newest closed hour below every
+// advanceLocked moves the watermark to the newest settled hour below every
 // open (listed, not done) object of the partition, and forgets the done keys
 // it covers.
 func (c *checkpoint) advanceLocked(partition string) {
-	var limit time.Time // the watermark may not reach the oldest open hour
+	target, ok := c.settled[partition]
+	if !ok {
+		return // not listed completely since the start: objects may be unknown
+	}
+	if !c.until.IsZero() && target.After(c.until) {
+		target = c.until
+	}
 	for _, h := range c.open[partition] {
-		if h.IsZero() {
-			continue
-		}
-		if limit.IsZero() || h.Before(limit) {
-			limit = h
+		if !h.IsZero() && !h.After(target) {
+			target = h.Add(-time.Hour)
 		}
 	}
-	w := c.watermarks[partition]
-	moved := false
-	for _, h := range c.done[partition] {
-		if h.IsZero() || !h.After(w) || !c.closedAt(h) || (!limit.IsZero() && !h.Before(limit)) {
-			continue
-		}
-		w, moved = h, true
-	}
-	if !moved {
+	if w, ok := c.watermarks[partition]; ok && !target.After(w) {
 		return
 	}
-	c.watermarks[partition] = w
+	c.watermarks[partition] = target
 	for key, h := range c.done[partition] {
-		if !h.IsZero() && !h.After(w) {
+		if !h.IsZero() && !h.After(target) {
 			delete(c.done[partition], key)
 		}
 	}
 	c.dirty = true
 }
 
-// snapshot renders the document if it changed since the last snapshot.
-func (c *checkpoint) snapshot() ([]byte, uint64, bool) {
+// snapshot renders the document if it changed since the last snapshot, or
+// always when force is set (a lease renewal).
+func (c *checkpoint) snapshot(force bool) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.dirty {
-		return nil, c.version, false
+	if !c.dirty && !force {
+		return nil, false
 	}
-	doc := checkpointDoc{Version: 1, Partitions: map[string]*partitionDone{}}
+	doc := checkpointDoc{Version: 1, Window: c.window, Owner: c.owner, Partitions: map[string]*partitionDone{}}
 	part := func(p string) *partitionDone {
 		if doc.Partitions[p] == nil {
 			doc.Partitions[p] = &partitionDone{}
@@ -210,15 +230,23 @@ func (c *checkpoint) snapshot() ([]byte, uint64, bool) {
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		return nil, 0, false
+		return nil, false
 	}
 	c.dirty = false
-	return raw, c.version, true
+	return raw, true
 }
 
 // markDirty asks for another save after a failed one.
 func (c *checkpoint) markDirty() {
 	c.mu.Lock()
+	c.dirty = true
+	c.mu.Unlock()
+}
+
+// stamp sets the owner written with every snapshot (nil releases it).
+func (c *checkpoint) stamp(o *ownerStamp) {
+	c.mu.Lock()
+	c.owner = o
 	c.dirty = true
 	c.mu.Unlock()
 }

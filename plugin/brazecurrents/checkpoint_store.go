@@ -6,8 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
@@ -17,9 +15,9 @@ import (
 func (in *currentsInput) checkpointStore(bucket *blob.Bucket) checkpointStore {
 	switch {
 	case in.conf.ckptCache != "":
-		return newSlotted(&cacheStore{mgr: in.mgr, cache: in.conf.ckptCache}, in.conf.ckptKey)
+		return newSlotted(&cacheStore{mgr: in.mgr, cache: in.conf.ckptCache}, in.conf.ckptKey, in.log)
 	case in.conf.ckptInBucket:
-		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url)}, in.conf.ckptKey)
+		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url)}, in.conf.ckptKey, in.log)
 	}
 	return nil
 }
@@ -40,16 +38,19 @@ type slotted struct {
 	store keyStore
 	keys  [2]string
 	seq   uint64
+	log   *service.Logger
 }
 
-func newSlotted(store keyStore, key string) *slotted {
+func newSlotted(store keyStore, key string, log *service.Logger) *slotted {
 	base := strings.TrimSuffix(key, ".json")
 	ext := strings.TrimPrefix(key, base)
-	return &slotted{store: store, keys: [2]string{base + ".a" + ext, base + ".b" + ext}}
+	return &slotted{store: store, keys: [2]string{base + ".a" + ext, base + ".b" + ext}, log: log}
 }
 
 func (s *slotted) load(ctx context.Context) ([]byte, error) {
 	var best []byte
+	var bestKey string
+	var seq uint64
 	var problems []string
 	for _, key := range s.keys {
 		raw, err := s.store.get(ctx, key)
@@ -65,13 +66,20 @@ func (s *slotted) load(ctx context.Context) ([]byte, error) {
 			problems = append(problems, key+": "+err.Error())
 			continue
 		}
-		if best == nil || stamp.Seq > s.seq {
-			best, s.seq = raw, stamp.Seq
+		if best == nil || stamp.Seq > seq {
+			best, bestKey, seq = raw, key, stamp.Seq
 		}
 	}
 	if best == nil && len(problems) > 0 {
 		return nil, errors.New("no readable checkpoint slot: " + strings.Join(problems, "; "))
 	}
+	if len(problems) > 0 && s.log != nil {
+		// A crash during a write damages the slot being written, the newest:
+		// the previous checkpoint is used, and what was done since is read again.
+		s.log.Warnf("Checkpoint slot %s is unreadable, using slot %s (save %d) instead: objects done since that save will be read again",
+			strings.Join(problems, "; "), bestKey, seq)
+	}
+	s.seq = seq
 	return best, nil
 }
 
@@ -148,68 +156,3 @@ func (s *bucketStore) put(ctx context.Context, key string, doc []byte) error {
 }
 
 func (s *bucketStore) describe() string { return "bucket " + s.name }
-
-// checkpointSaver writes the checkpoint whenever it changed, one write at a
-// time: done objects that arrive during a write go into the next one.
-type checkpointSaver struct {
-	ckpt    *checkpoint
-	store   checkpointStore
-	log     *service.Logger
-	metrics inputMetrics
-	wake    chan struct{}
-	mu      sync.Mutex // one write at a time
-}
-
-func newCheckpointSaver(c *checkpoint, store checkpointStore, log *service.Logger, m inputMetrics) *checkpointSaver {
-	return &checkpointSaver{ckpt: c, store: store, log: log, metrics: m, wake: make(chan struct{}, 1)}
-}
-
-func (s *checkpointSaver) poke() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *checkpointSaver) run(ctx context.Context) {
-	if s.store == nil {
-		return
-	}
-	for {
-		select {
-		case <-s.wake:
-		case <-ctx.Done():
-			return
-		}
-		if err := s.flush(ctx); err != nil {
-			// The next done object, or the final flush, tries again.
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return
-			}
-			s.poke()
-		}
-	}
-}
-
-// flush writes the checkpoint if it changed since the last write.
-func (s *checkpointSaver) flush(ctx context.Context) error {
-	if s.store == nil {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	doc, _, changed := s.ckpt.snapshot()
-	if !changed {
-		return nil
-	}
-	if err := s.store.save(context.WithoutCancel(ctx), doc); err != nil {
-		s.ckpt.markDirty()
-		s.metrics.saves.Incr(1, "error")
-		s.log.Errorf("Saving the checkpoint to %s failed: %v", s.store.describe(), err)
-		return err
-	}
-	s.metrics.saves.Incr(1, "ok")
-	return nil
-}

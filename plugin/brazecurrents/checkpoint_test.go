@@ -1,69 +1,142 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 func hourObj(partition string, hour time.Time, n int) object {
 	return object{key: partition + "/date=" + hour.Format(DateHourLayout) + "/f" + string(rune('a'+n)) + ".avro", partition: partition, hour: hour}
 }
 
-func TestCheckpointWatermarkCoversOnlyClosedFullyDoneHours(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	closed := func(h time.Time) bool { return now.Sub(h.Add(time.Hour)) > 2*time.Hour }
-	c := newCheckpoint(closed)
-	p := "currents/x/event_type=a"
-	h1, h2, h3 := now.Add(-6*time.Hour), now.Add(-5*time.Hour), now.Add(-time.Hour) // h3 is still open
+func at(h int) time.Time { return time.Date(2026, 11, 28, h, 0, 0, 0, time.UTC) }
 
-	c.startListing()
-	a, b, d, e := hourObj(p, h1, 0), hourObj(p, h2, 0), hourObj(p, h2, 1), hourObj(p, h3, 0)
-	for _, o := range []object{a, b} {
+// The watermark passes an hour only after a listing that started once the
+// hour had closed (its end plus late_arrival) found every object in it done.
+func TestCheckpointWatermarkWaitsForAListingAfterTheHourClosed(t *testing.T) {
+	c := newCheckpoint(2*time.Hour, selection{})
+	p := "currents/x/event_type=a"
+	a, b, d, e := hourObj(p, at(6), 0), hourObj(p, at(7), 0), hourObj(p, at(7), 1), hourObj(p, at(11), 0)
+	for _, o := range []object{a, b, d, e} {
 		if !c.listed(o) {
 			t.Fatal("new object refused")
 		}
 	}
 	c.finished(a)
+	if _, ok := c.watermark(p); ok {
+		t.Fatal("watermark moved before any listing completed")
+	}
+	c.walked([]string{p}, at(12)) // hours up to 08 had closed (09 closes at 12:00 exactly)
+	if w, _ := c.watermark(p); !w.Equal(at(6)) {
+		t.Fatalf("watermark %v, want 06 (b and d in 07 are open)", w)
+	}
 	c.finished(b)
-	// h2 may have objects not yet listed: no watermark while listing.
-	if c.hourDone(p, h1) {
-		t.Fatal("watermark moved during a listing")
-	}
-	c.listed(d)
-	c.listed(e)
-	c.endListing()
-	if !c.hourDone(p, h1) || c.hourDone(p, h2) {
-		t.Fatal("watermark must cover h1, not h2 (object d is open)")
-	}
 	c.finished(d)
 	c.finished(e)
-	if !c.hourDone(p, h2) || c.hourDone(p, h3) {
-		t.Fatal("watermark must cover h2 but not the open hour h3")
+	if w, _ := c.watermark(p); !w.Equal(at(8)) {
+		t.Fatalf("watermark %v, want 08: hour 11 was listed before it closed", w)
 	}
-	doc, _, changed := c.snapshot()
-	if !changed || !strings.Contains(string(doc), `"watermark":"`+h2.Format(DateHourLayout)+`"`) || !strings.Contains(string(doc), e.key) || strings.Contains(string(doc), a.key) {
+	// A file lands late in hour 11, before it closes at 14:00; the first
+	// listing after the close finds it, and the hour waits for it.
+	f := hourObj(p, at(11), 1)
+	if !c.listed(f) {
+		t.Fatal("late object refused")
+	}
+	c.walked([]string{p}, at(14).Add(time.Minute))
+	if w, _ := c.watermark(p); !w.Equal(at(10)) {
+		t.Fatalf("watermark %v, want 10 (f in 11 is open)", w)
+	}
+	c.finished(f)
+	if w, _ := c.watermark(p); !w.Equal(at(11)) {
+		t.Fatalf("watermark %v, want 11", w)
+	}
+	doc, changed := c.snapshot(false)
+	if !changed || !strings.Contains(string(doc), `"watermark":"`+at(11).Format(DateHourLayout)+`"`) || strings.Contains(string(doc), e.key) {
 		t.Fatalf("checkpoint document %s", doc)
 	}
 
-	// A restart restores both the watermark and the done keys above it.
-	r := newCheckpoint(closed)
-	if err := r.restore(doc); err != nil {
+	// A restart restores the watermark, but settles nothing before it lists.
+	parsed, err := parseCheckpoint(doc, "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if r.listed(a) || r.listed(d) || r.listed(e) || !r.hourDone(p, h2) {
+	r := newCheckpoint(2*time.Hour, selection{})
+	if err := r.restore(parsed); err != nil {
+		t.Fatal(err)
+	}
+	if r.listed(a) || r.listed(f) || !r.hourDone(p, at(11)) {
 		t.Fatal("restored checkpoint would read done objects again")
 	}
-	if !r.listed(hourObj(p, h3, 5)) {
+	g := hourObj(p, at(12), 0)
+	if !r.listed(g) {
 		t.Fatal("restored checkpoint refuses a new object in an open hour")
+	}
+	r.finished(g)
+	if w, _ := r.watermark(p); !w.Equal(at(11)) {
+		t.Fatalf("watermark %v moved before the restarted process listed", w)
+	}
+}
+
+// Restored done keys above the watermark count once a listing settles them.
+func TestCheckpointRestoredDoneKeysAdvanceAfterAListing(t *testing.T) {
+	p := "currents/x/event_type=a"
+	doc := []byte(`{"version":1,"partitions":{"` + p + `":{"watermark":"2026-11-28-05","done":["` + hourObj(p, at(7), 0).key + `"]}}}`)
+	parsed, err := parseCheckpoint(doc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCheckpoint(time.Hour, selection{})
+	if err := c.restore(parsed); err != nil {
+		t.Fatal(err)
+	}
+	if c.listed(hourObj(p, at(7), 0)) {
+		t.Fatal("a restored done key is read again")
+	}
+	c.walked([]string{p}, at(10).Add(time.Minute))
+	if w, _ := c.watermark(p); !w.Equal(at(8)) {
+		t.Fatalf("watermark %v, want 08", w)
+	}
+	if doc, _ := c.snapshot(false); strings.Contains(string(doc), `"done"`) {
+		t.Fatalf("done keys below the watermark kept: %s", doc)
+	}
+}
+
+// A window run never counts hours after its end as done, and its document
+// is refused by a run over other hours.
+func TestCheckpointWindowBoundsWatermarks(t *testing.T) {
+	sel := selection{since: at(3), until: at(5)}
+	c := newCheckpoint(time.Hour, sel)
+	p := "currents/x/event_type=a"
+	c.walked([]string{p}, at(12))
+	if w, _ := c.watermark(p); !w.Equal(at(5)) {
+		t.Fatalf("watermark %v, want the window's end", w)
+	}
+	doc, _ := c.snapshot(false)
+	if !strings.Contains(string(doc), `"window":"2026-11-28-03..2026-11-28-05"`) {
+		t.Fatalf("document lacks its window: %s", doc)
+	}
+	if _, err := parseCheckpoint(doc, ""); err == nil || !strings.Contains(err.Error(), "the hours 2026-11-28-03..2026-11-28-05, and this run reads every hour") {
+		t.Fatalf("a full run accepted a window's checkpoint: %v", err)
+	}
+	if _, err := parseCheckpoint(doc, sel.window()); err != nil {
+		t.Fatalf("the same window refused its checkpoint: %v", err)
 	}
 }
 
 func TestCheckpointRejectsDamagedDocuments(t *testing.T) {
 	for _, doc := range []string{`{`, `{"version":2}`, `{"version":1,"partitions":{"p":{"watermark":"soon"}}}`} {
-		if err := newCheckpoint(func(time.Time) bool { return true }).restore([]byte(doc)); err == nil {
+		parsed, err := parseCheckpoint([]byte(doc), "")
+		if err == nil {
+			err = newCheckpoint(time.Hour, selection{}).restore(parsed)
+		}
+		if err == nil {
 			t.Errorf("%s accepted", doc)
 		}
 	}
@@ -81,7 +154,7 @@ func (m memStore) describe() string { return "memory" }
 
 func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 	store := memStore{}
-	s := newSlotted(store, "ck.json")
+	s := newSlotted(store, "ck.json", nil)
 	for i := 1; i <= 3; i++ {
 		if err := s.save(context.Background(), []byte(fmt.Sprintf(`{"version":1,"n":%d}`, i))); err != nil {
 			t.Fatal(err)
@@ -89,16 +162,21 @@ func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 	}
 	// Slot a holds save 2, slot b save 3; a crash truncates b.
 	store["ck.b.json"] = []byte(`{"version":1,"n":`)
-	raw, err := newSlotted(store, "ck.json").load(context.Background())
+	logs := &bytes.Buffer{}
+	logger := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil)))
+	raw, err := newSlotted(store, "ck.json", logger).load(context.Background())
 	if err != nil || !strings.Contains(string(raw), `"n":2`) {
 		t.Fatalf("loaded %s, %v: want the intact previous save", raw, err)
 	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "ck.b.json") || !strings.Contains(l, "using slot ck.a.json (save 2)") {
+		t.Fatalf("the fallback to the older slot is not logged with both keys: %s", l)
+	}
 	store["ck.a.json"] = []byte(``)
 	store["ck.b.json"] = []byte(`{`)
-	if _, err := newSlotted(store, "ck.json").load(context.Background()); err == nil || !strings.Contains(err.Error(), "no readable checkpoint slot") {
+	if _, err := newSlotted(store, "ck.json", nil).load(context.Background()); err == nil || !strings.Contains(err.Error(), "no readable checkpoint slot") {
 		t.Fatalf("two damaged slots: %v", err)
 	}
-	if raw, err := newSlotted(memStore{}, "ck.json").load(context.Background()); raw != nil || err != nil {
+	if raw, err := newSlotted(memStore{}, "ck.json", nil).load(context.Background()); raw != nil || err != nil {
 		t.Fatalf("no checkpoint yet: %s, %v", raw, err)
 	}
 }

@@ -89,11 +89,30 @@ func TestInputReportsHostileObjects(t *testing.T) {
 			t.Errorf("no error naming %s with %q:\n%s", key, fragment, text)
 		}
 	}
-	for _, counter := range []string{"name=braze_currents_objects_corrupt value=6", "name=braze_currents_records_rejected value=2"} {
-		if !logged(lines, "Counter metric", counter) {
-			t.Errorf("no %q counter:\n%s", counter, text)
+	// The logger writes a metric's attributes in no fixed order.
+	for name, value := range map[string]string{"braze_currents_objects_corrupt": "value=6", "braze_currents_records_rejected": "value=2"} {
+		if !loggedFields(lines, "name="+name, value) {
+			t.Errorf("no %s counter with %s:\n%s", name, value, text)
 		}
 	}
+}
+
+// loggedFields says whether a line holds every one of fields, whole.
+func loggedFields(lines []string, fields ...string) bool {
+	for _, l := range lines {
+		have := map[string]bool{}
+		for _, f := range strings.Fields(l) {
+			have[f] = true
+		}
+		all := true
+		for _, f := range fields {
+			all = all && have[f]
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // putObject writes data into the file:// bucket at url, under a key listed

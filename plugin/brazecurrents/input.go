@@ -28,6 +28,7 @@ const (
 	inFieldCheckpointCache  = "cache"
 	inFieldCheckpointBucket = "in_bucket"
 	inFieldCheckpointKey    = "key"
+	inFieldCheckpointLease  = "lease"
 	inFieldDelete           = "delete_done"
 	inFieldMoveTo           = "move_done_to"
 	inFieldShard            = "shard"
@@ -105,14 +106,16 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewDurationField(inFieldPollInterval).
 				Description("How often to poll in watch mode.").Default("1m"),
 			service.NewDurationField(inFieldLateArrival).
-				Description("How long after its hour ends a `date=` partition may still receive files. Watch polls list only these hours, and the checkpoint closes an hour once it is past.").Default("2h").Advanced(),
+				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done.").Default("2h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
 				service.NewStringField(inFieldCheckpointCache).
 					Description("Keep the checkpoint in this cache resource.").Default(""),
 				service.NewBoolField(inFieldCheckpointBucket).
 					Description("Keep the checkpoint as an object in the bucket itself (needs write access to that one key).").Default(false),
 				service.NewStringField(inFieldCheckpointKey).
-					Description("The cache key or object key. Empty: `currents-connect-checkpoint-<prefix>-shard-<i>-of-<n>` (in a bucket, under `currents-connect/checkpoints/`, with `.json`). Use a new key to replay from scratch.").Default(""),
+					Description("The cache key or object key. Empty: `currents-connect-checkpoint-<prefix>-shard-<i>-of-<n>`, plus `-since-<hour>-until-<hour>` when `since` or `until` is set, so that a backfill window keeps a checkpoint of its own (in a bucket, under `currents-connect/checkpoints/`, with `.json`). Use a new key to replay from scratch.").Default(""),
+				service.NewDurationField(inFieldCheckpointLease).
+					Description("How long the checkpoint stays held by this process if it stops renewing it (a crash). Another process started on the same checkpoint waits, logging who holds it, until this one stops or the lease expires; a process that finds its checkpoint taken over stops. Renewed every third of it.").Default("1m").Advanced(),
 			).Description("Where progress is kept. With neither `cache` nor `in_bucket`, nothing is kept and a restart reads every object again."),
 			service.NewBoolField(inFieldDelete).
 				Description("Delete each object once done.").Default(false).Advanced(),
@@ -154,6 +157,7 @@ type inputConfig struct {
 	ckptCache      string
 	ckptInBucket   bool
 	ckptKey        string
+	ckptLease      time.Duration
 	deleteDone     bool
 	moveTo         string
 	parallel       int
@@ -202,6 +206,9 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 	dur(&c.pollInterval, inFieldPollInterval)
 	dur(&c.lateArrival, inFieldLateArrival)
 	dur(&c.progressPeriod, inFieldProgress)
+	if err == nil {
+		c.ckptLease, err = conf.FieldDuration(inFieldCheckpoint, inFieldCheckpointLease)
+	}
 	num(&c.parallel, inFieldParallel)
 	num(&c.readAttempts, inFieldReadAttempts)
 	num(&c.batchSize, scannerFieldBatchSize)
@@ -242,9 +249,18 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 		// Flat for caches (a file cache wants no slashes), under a folder in buckets.
 		name := strings.ReplaceAll(strings.Trim(c.prefix, "/"), "/", "-")
 		c.ckptKey = fmt.Sprintf("currents-connect-checkpoint-%s-shard-%d-of-%d", name, c.sel.shard, c.sel.shards)
+		if !c.sel.since.IsZero() {
+			c.ckptKey += "-since-" + c.sel.since.Format(DateHourLayout)
+		}
+		if !c.sel.until.IsZero() {
+			c.ckptKey += "-until-" + c.sel.until.Format(DateHourLayout)
+		}
 		if c.ckptInBucket {
 			c.ckptKey = "currents-connect/checkpoints/" + c.ckptKey + ".json"
 		}
+	}
+	if c.ckptLease < time.Second {
+		return nil, fmt.Errorf("checkpoint.%s must be at least 1s, got %v", inFieldCheckpointLease, c.ckptLease)
 	}
 	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
 		return nil, fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)

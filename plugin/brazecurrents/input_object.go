@@ -238,6 +238,6 @@ func (in *currentsInput) reportLag() {
 	newest := in.newestDone
 	in.mu.Unlock()
 	if !newest.IsZero() {
-		in.metrics.lag.Set(int64(max(0, time.Since(newest.Add(time.Hour)).Seconds())))
+		in.metrics.lag.Set(int64(max(0, in.clock.Since(newest.Add(time.Hour)).Seconds())))
 	}
 }

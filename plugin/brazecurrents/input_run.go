@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -20,6 +21,11 @@ type currentsInput struct {
 	log     *service.Logger
 	metrics inputMetrics
 	scan    *scannerCreator
+	clock   clockwork.Clock // decides which hours are closed; fake in tests
+	owner   ownerStamp      // this process, in the checkpoint's lease
+	// afterPass, when set, is called after each listing pass, once the wait
+	// for the next one has started (tests drive polls with a fake clock).
+	afterPass func(pass int)
 
 	bucket  *blob.Bucket
 	ckpt    *checkpoint
@@ -47,10 +53,9 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		metrics:  newInputMetrics(mgr.Metrics()),
 		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: newProgramCache()},
 		inFlight: map[string]bool{},
+		clock:    clockwork.NewRealClock(),
+		owner:    newOwner(),
 	}
-	in.ckpt = newCheckpoint(func(hour time.Time) bool {
-		return time.Since(hour.Add(time.Hour)) > c.lateArrival
-	})
 	return in
 }
 
@@ -62,29 +67,24 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	store := in.checkpointStore(bucket)
-	if store != nil {
-		raw, err := store.load(ctx)
-		if err != nil {
-			_ = bucket.Close()
-			return fmt.Errorf("loading the checkpoint from %s: %w", store.describe(), err)
-		}
-		if raw != nil {
-			if err := in.ckpt.restore(raw); err != nil {
-				_ = bucket.Close()
-				return fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", store.describe(), err)
-			}
-		}
-		in.log.Infof("Checkpoint kept in %s", store.describe())
+	// A fresh checkpoint each attempt: one that waited for a lease reloads.
+	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
+	runCtx, stop := context.WithCancel(context.Background())
+	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, metrics: in.metrics, clock: in.clock,
+		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1)}
+	if err := saver.acquire(ctx); err != nil {
+		stop()
+		_ = bucket.Close()
+		return err
+	}
+	if saver.store != nil {
+		in.log.Infof("Checkpoint kept in %s, held by %s", saver.store.describe(), in.owner.ID)
 	} else if in.conf.watch {
 		in.log.Warnf("No checkpoint configured: a restart will read every object again")
 	}
-	in.bucket = bucket
+	in.bucket, in.ckpt, in.saver, in.stop = bucket, ckpt, saver, stop
 	in.batches = make(chan readBatch)
 	in.stopped = make(chan struct{})
-	runCtx, stop := context.WithCancel(context.Background())
-	in.stop = stop
-	in.saver = newCheckpointSaver(in.ckpt, store, in.log, in.metrics)
 	go in.saver.run(runCtx)
 	go in.run(runCtx)
 	if in.conf.progressPeriod > 0 {
@@ -139,9 +139,18 @@ func (in *currentsInput) Close(ctx context.Context) error {
 	case <-in.stopped:
 	case <-ctx.Done():
 	}
-	err := in.saver.flush(ctx)
+	err := in.saver.release(ctx)
 	_ = in.bucket.Close()
 	return err
+}
+
+// lostCheckpoint stops reading when another process took the checkpoint
+// over: going on would send every event twice. The input then ends.
+func (in *currentsInput) lostCheckpoint(stop context.CancelFunc) func(error) {
+	return func(err error) {
+		in.log.Errorf("Stopping: %v", err)
+		stop()
+	}
 }
 
 // run makes one pass, or polls for ever in watch mode, then closes the
@@ -159,19 +168,20 @@ func (in *currentsInput) run(ctx context.Context) {
 			}
 		}()
 	}
-	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone}
+	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList}
 	for pass := 0; ; pass++ {
-		if pass > 0 && in.conf.watch {
-			// After the first pass only hours that can still get files change.
-			w.recent = func() []time.Time { return recentHours(time.Now(), in.conf.lateArrival) }
-		}
 		in.listPass(ctx, w, objects)
 		if !in.conf.watch || ctx.Err() != nil {
 			break
 		}
+		wait := in.clock.NewTimer(in.conf.pollInterval)
+		if in.afterPass != nil {
+			in.afterPass(pass)
+		}
 		select {
-		case <-time.After(in.conf.pollInterval):
+		case <-wait.Chan():
 		case <-ctx.Done():
+			wait.Stop()
 		}
 		if ctx.Err() != nil {
 			break
@@ -187,7 +197,8 @@ func (in *currentsInput) run(ctx context.Context) {
 func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) {
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	for {
-		in.ckpt.startListing()
+		started := in.clock.Now()
+		w.partitions = w.partitions[:0]
 		err := w.walk(ctx, in.conf.prefix, func(o object) error {
 			if !in.claim(o) {
 				return nil
@@ -202,19 +213,33 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 				return ctx.Err()
 			}
 		})
-		in.ckpt.endListing()
+		if err == nil {
+			// Only a complete listing settles hours: a failed one may have
+			// missed objects in them.
+			in.ckpt.walked(w.partitions, started)
+			in.saver.poke()
+		}
 		in.progress.listed()
 		if err == nil || ctx.Err() != nil {
 			return
 		}
 		wait := policy.NextBackOff()
 		in.log.Errorf("Listing %s failed, retrying in %v: %v", bucketName(in.conf.url), wait, err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !sleepCtx(ctx, in.clock, wait) {
 			return
 		}
 	}
+}
+
+// hoursToList are the hours of a partition a pass lists: every hour after
+// its watermark up to now, so that a poll delayed by a stall or an outage
+// catches up on every hour it missed.
+func (in *currentsInput) hoursToList(partition string) ([]time.Time, bool) {
+	w, ok := in.ckpt.watermark(partition)
+	if !ok {
+		return nil, false
+	}
+	return in.conf.sel.hoursAfter(w, in.clock.Now())
 }
 
 // claim takes a listed object for reading unless it is done or in flight

@@ -72,9 +72,11 @@ type walker struct {
 	// skipHour says whether a partition's hour is already done (checkpoint
 	// watermark), so that its directory is not listed again.
 	skipHour func(partition string, hour time.Time) bool
-	// recent, when set, limits the walk to the date= directories that can
-	// still receive files (watch mode polls after the first pass).
-	recent func() []time.Time
+	// hours, when it answers ok, names the only date= hours of a partition
+	// worth listing: those after its watermark, up to now.
+	hours func(partition string) (hours []time.Time, ok bool)
+	// partitions collects the event_type= directories a walk listed.
+	partitions []string
 }
 
 // walk calls fn for every wanted object under prefix, in key order.
@@ -98,11 +100,15 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			continue
 		}
 		dirs := []string{obj.Key}
-		if w.recent != nil && strings.HasPrefix(path.Base(obj.Key), "event_type=") {
-			dirs = dirs[:0]
-			for _, h := range w.recent() {
-				if dir := obj.Key + "date=" + h.Format(DateHourLayout) + "/"; w.wantsDir(dir) {
-					dirs = append(dirs, dir)
+		if strings.HasPrefix(path.Base(obj.Key), "event_type=") {
+			partition := strings.TrimSuffix(obj.Key, "/")
+			w.partitions = append(w.partitions, partition)
+			if hours, ok := w.hoursOf(partition); ok {
+				dirs = dirs[:0]
+				for _, h := range hours {
+					if dir := obj.Key + "date=" + h.Format(DateHourLayout) + "/"; w.wantsDir(dir) {
+						dirs = append(dirs, dir)
+					}
 				}
 			}
 		}
@@ -112,6 +118,13 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			}
 		}
 	}
+}
+
+func (w *walker) hoursOf(partition string) ([]time.Time, bool) {
+	if w.hours == nil {
+		return nil, false
+	}
+	return w.hours(partition)
 }
 
 func (w *walker) wantsDir(dir string) bool {
@@ -151,16 +164,53 @@ func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
 	return fn(o)
 }
 
-// recentHours are the queue hours that can still receive files: the current
-// hour and those within lookback of it. A watch-mode poll lists only their
-// date= directories, so its cost does not grow with the bucket's history.
-func recentHours(now time.Time, lookback time.Duration) []time.Time {
+// maxHourListings bounds the date= directories a poll lists one by one for
+// a partition; further behind its watermark, one listing of the partition's
+// directory (pruned below the watermark) costs less.
+const maxHourListings = 48
+
+// hoursAfter are the queue hours from the one after watermark to now, within
+// the selection: the only ones of a partition that can hold objects not yet
+// done. ok is false when listing them one by one would cost more than
+// listing the partition.
+func (s selection) hoursAfter(watermark, now time.Time) ([]time.Time, bool) {
+	from, to := watermark.Add(time.Hour), now.UTC().Truncate(time.Hour)
+	if !s.since.IsZero() && s.since.After(from) {
+		from = s.since
+	}
+	if !s.until.IsZero() && s.until.Before(to) {
+		to = s.until
+	}
+	if to.Sub(from) >= maxHourListings*time.Hour {
+		return nil, false
+	}
 	var out []time.Time
-	last := now.UTC().Truncate(time.Hour)
-	for h := last.Add(-lookback).Truncate(time.Hour); !h.After(last); h = h.Add(time.Hour) {
+	for h := from; !h.After(to); h = h.Add(time.Hour) {
 		out = append(out, h)
 	}
-	return out
+	return out, true
+}
+
+// window names the hours a selection reads, for the checkpoint: "" for all.
+func (s selection) window() string {
+	if s.since.IsZero() && s.until.IsZero() {
+		return ""
+	}
+	bound := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(DateHourLayout)
+	}
+	return bound(s.since) + ".." + bound(s.until)
+}
+
+// windowName describes a window in messages.
+func windowName(window string) string {
+	if window == "" {
+		return "every hour"
+	}
+	return "the hours " + window
 }
 
 // parseShard reads "i/N".

@@ -1,0 +1,234 @@
+package brazecurrents
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// errCheckpointHeld says that another process holds the checkpoint: two
+// processes on one checkpoint would each send every event.
+var errCheckpointHeld = errors.New("checkpoint held by another process")
+
+// ownerStamp names the process holding a checkpoint, until Expires unless it
+// renews it. Stores offer no compare-and-swap that every cloud shares, so
+// ownership is a lease written into the document and read back.
+type ownerStamp struct {
+	ID      string    `json:"id"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Expires time.Time `json:"expires"`
+}
+
+func (o *ownerStamp) String() string {
+	return fmt.Sprintf("%s (pid %d on %s)", o.ID, o.PID, o.Host)
+}
+
+func newOwner() ownerStamp {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return ownerStamp{ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])), Host: host, PID: os.Getpid()}
+}
+
+// checkpointSaver holds the checkpoint's lease and writes the checkpoint
+// whenever it changed, one write at a time: done objects that arrive during
+// a write go into the next one.
+type checkpointSaver struct {
+	ckpt    *checkpoint
+	store   checkpointStore // nil: progress is not kept
+	log     *service.Logger
+	metrics inputMetrics
+	clock   clockwork.Clock
+	lease   time.Duration
+	me      ownerStamp
+	onLost  func(error) // another process took the checkpoint over
+	wake    chan struct{}
+
+	mu   sync.Mutex // one write at a time
+	lost bool
+}
+
+func (s *checkpointSaver) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// settle is how long a claim waits before it is read back: longer than it
+// takes another process to load the checkpoint and write its own claim.
+func (s *checkpointSaver) settle() time.Duration {
+	return min(time.Second, s.lease/10)
+}
+
+// acquire loads the checkpoint and takes its lease, or fails while another
+// live process holds it (Connect is retried, so the caller waits for it).
+func (s *checkpointSaver) acquire(ctx context.Context) error {
+	if s.store == nil {
+		return nil
+	}
+	doc, err := s.loadDoc(ctx)
+	if err != nil {
+		return err
+	}
+	if doc != nil {
+		if o := doc.Owner; o != nil && o.ID != s.me.ID && s.clock.Now().Before(o.Expires) {
+			return fmt.Errorf("%w: %s is held by %s until %s unless renewed; waiting for it to stop or its lease to expire (give each replica its own shard or checkpoint key)",
+				errCheckpointHeld, s.store.describe(), o, o.Expires.Format(time.RFC3339))
+		}
+		if err := s.ckpt.restore(doc); err != nil {
+			return fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
+		}
+	}
+	if err := s.renew(ctx); err != nil {
+		return err
+	}
+	// Two processes starting together both find the checkpoint free and both
+	// claim it; the slot read back after a pause names the one that won.
+	if !sleepCtx(ctx, s.clock, s.settle()) {
+		return ctx.Err()
+	}
+	return s.verify(ctx)
+}
+
+func (s *checkpointSaver) loadDoc(ctx context.Context) (*checkpointDoc, error) {
+	raw, err := s.store.load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading the checkpoint from %s: %w", s.store.describe(), err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	doc, err := parseCheckpoint(raw, s.ckpt.window)
+	if err != nil {
+		return nil, fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
+	}
+	return doc, nil
+}
+
+// verify reads the checkpoint back: another owner's stamp means that the
+// checkpoint was taken over, and this process must stop using it.
+func (s *checkpointSaver) verify(ctx context.Context) error {
+	doc, err := s.loadDoc(ctx)
+	if err != nil {
+		return err
+	}
+	if doc != nil && doc.Owner != nil && doc.Owner.ID == s.me.ID {
+		return nil
+	}
+	who := "no owner"
+	if doc != nil && doc.Owner != nil {
+		who = doc.Owner.String()
+	}
+	s.mu.Lock()
+	s.lost = true
+	s.mu.Unlock()
+	return fmt.Errorf("%w: %s now names %s, not this process", errCheckpointHeld, s.store.describe(), who)
+}
+
+// renew writes the checkpoint with a fresh lease.
+func (s *checkpointSaver) renew(ctx context.Context) error {
+	stamp := s.me
+	stamp.Expires = s.clock.Now().Add(s.lease).UTC()
+	s.ckpt.stamp(&stamp)
+	return s.write(ctx, true)
+}
+
+func (s *checkpointSaver) run(ctx context.Context) {
+	if s.store == nil {
+		return
+	}
+	renewal := s.clock.NewTimer(s.lease / 3)
+	defer renewal.Stop()
+	for {
+		select {
+		case <-s.wake:
+			if err := s.write(ctx, false); err != nil && !s.isLost() {
+				// The next done object, or the final flush, tries again.
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+					return
+				}
+				s.poke()
+			}
+		case <-renewal.Chan():
+			err := s.verify(ctx)
+			if errors.Is(err, errCheckpointHeld) {
+				s.onLost(err)
+				return
+			}
+			if err == nil {
+				err = s.renew(ctx)
+			}
+			if err != nil {
+				s.log.Errorf("Renewing the checkpoint lease failed, trying again: %v", err)
+			}
+			renewal.Reset(s.lease / 3)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *checkpointSaver) isLost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost
+}
+
+// write saves the checkpoint if it changed since the last write, or always
+// when force is set; never once the checkpoint belongs to another process.
+func (s *checkpointSaver) write(ctx context.Context, force bool) error {
+	if s.store == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost {
+		return errCheckpointHeld
+	}
+	doc, changed := s.ckpt.snapshot(force)
+	if !changed {
+		return nil
+	}
+	if err := s.store.save(context.WithoutCancel(ctx), doc); err != nil {
+		s.ckpt.markDirty()
+		s.metrics.saves.Incr(1, "error")
+		s.log.Errorf("Saving the checkpoint to %s failed: %v", s.store.describe(), err)
+		return err
+	}
+	s.metrics.saves.Incr(1, "ok")
+	return nil
+}
+
+// release writes the last checkpoint without the lease, so that the next
+// process (a rolling update) takes over at once.
+func (s *checkpointSaver) release(ctx context.Context) error {
+	if s.store == nil || s.isLost() {
+		return nil
+	}
+	s.ckpt.stamp(nil)
+	return s.write(ctx, true)
+}
+
+// sleepCtx waits d on clock; false when ctx ended first.
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) bool {
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
