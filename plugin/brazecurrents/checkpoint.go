@@ -53,6 +53,7 @@ type checkpoint struct {
 	window      string
 	owner       *ownerStamp // stamped on every snapshot
 	dirty       bool
+	finishes    uint64 // objects done so far, to tell how far the store lags
 }
 
 func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
@@ -150,6 +151,14 @@ func (c *checkpoint) finished(o object) {
 	c.markLocked(c.done, o.partition, o.key, o.hour)
 	c.advanceLocked(o.partition)
 	c.dirty = true
+	c.finishes++
+}
+
+// finished counts the objects done so far.
+func (c *checkpoint) finishedCount() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finishes
 }
 
 // walked records a complete listing of partitions that started at started:
@@ -203,12 +212,13 @@ func (c *checkpoint) advanceLocked(partition string) {
 }
 
 // snapshot renders the document if it changed since the last snapshot, or
-// always when force is set (a lease renewal).
-func (c *checkpoint) snapshot(force bool) ([]byte, bool) {
+// always when force is set (a lease renewal), with the count of objects done
+// that it holds.
+func (c *checkpoint) snapshot(force bool) ([]byte, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.dirty && !force {
-		return nil, false
+		return nil, 0, false
 	}
 	doc := checkpointDoc{Version: 1, Window: c.window, Owner: c.owner, Partitions: map[string]*partitionDone{}}
 	part := func(p string) *partitionDone {
@@ -230,10 +240,10 @@ func (c *checkpoint) snapshot(force bool) ([]byte, bool) {
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		return nil, false
+		return nil, 0, false
 	}
 	c.dirty = false
-	return raw, true
+	return raw, c.finishes, true
 }
 
 // markDirty asks for another save after a failed one.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -55,6 +56,10 @@ type checkpointSaver struct {
 
 	mu   sync.Mutex // one write at a time
 	lost bool
+
+	savedMu sync.Mutex
+	saved   uint64        // objects done that the stored checkpoint holds
+	onSave  chan struct{} // closed, and replaced, by each successful write
 }
 
 func (s *checkpointSaver) poke() {
@@ -81,7 +86,7 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 		return err
 	}
 	if doc != nil {
-		if o := doc.Owner; o != nil && o.ID != s.me.ID && s.clock.Now().Before(o.Expires) {
+		if o := doc.Owner; o != nil && s.heldBy(o) {
 			return fmt.Errorf("%w: %s is held by %s until %s unless renewed; waiting for it to stop or its lease to expire (give each replica its own shard or checkpoint key)",
 				errCheckpointHeld, s.store.describe(), o, o.Expires.Format(time.RFC3339))
 		}
@@ -98,6 +103,29 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return s.verify(ctx)
+}
+
+// heldBy says whether another live process holds the lease: one that has
+// not let it expire, unless it ran on this host and has exited (a restart
+// after a crash, in a container or not, need not wait for the lease).
+func (s *checkpointSaver) heldBy(o *ownerStamp) bool {
+	if o.ID == s.me.ID || !s.clock.Now().Before(o.Expires) {
+		return false
+	}
+	if o.Host == s.me.Host && (o.PID == s.me.PID || processGone(o.PID)) {
+		return false
+	}
+	return true
+}
+
+// processGone says whether no process with pid runs on this host.
+func processGone(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true
+	}
+	err = p.Signal(syscall.Signal(0))
+	return errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH)
 }
 
 func (s *checkpointSaver) loadDoc(ctx context.Context) (*checkpointDoc, error) {
@@ -197,7 +225,7 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	if s.lost {
 		return errCheckpointHeld
 	}
-	doc, changed := s.ckpt.snapshot(force)
+	doc, finishes, changed := s.ckpt.snapshot(force)
 	if !changed {
 		return nil
 	}
@@ -208,7 +236,35 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 		return err
 	}
 	s.metrics.saves.Incr(1, "ok")
+	s.savedMu.Lock()
+	s.saved = finishes
+	close(s.onSave)
+	s.onSave = make(chan struct{})
+	s.savedMu.Unlock()
 	return nil
+}
+
+// waitSaved holds a reader back while more than limit done objects are not
+// yet in the stored checkpoint: what a crash re-sends stays bounded however
+// slow the store is. False when ctx ended first.
+func (s *checkpointSaver) waitSaved(ctx context.Context, limit uint64) bool {
+	if s.store == nil {
+		return true
+	}
+	for {
+		s.savedMu.Lock()
+		lag, saved := s.ckpt.finishedCount()-s.saved, s.onSave
+		s.savedMu.Unlock()
+		if lag <= limit {
+			return true
+		}
+		s.poke()
+		select {
+		case <-saved:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // release writes the last checkpoint without the lease, so that the next

@@ -57,7 +57,7 @@ func TestCheckpointWatermarkWaitsForAListingAfterTheHourClosed(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(11)) {
 		t.Fatalf("watermark %v, want 11", w)
 	}
-	doc, changed := c.snapshot(false)
+	doc, _, changed := c.snapshot(false)
 	if !changed || !strings.Contains(string(doc), `"watermark":"`+at(11).Format(DateHourLayout)+`"`) || strings.Contains(string(doc), e.key) {
 		t.Fatalf("checkpoint document %s", doc)
 	}
@@ -103,7 +103,7 @@ func TestCheckpointRestoredDoneKeysAdvanceAfterAListing(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(8)) {
 		t.Fatalf("watermark %v, want 08", w)
 	}
-	if doc, _ := c.snapshot(false); strings.Contains(string(doc), `"done"`) {
+	if doc, _, _ := c.snapshot(false); strings.Contains(string(doc), `"done"`) {
 		t.Fatalf("done keys below the watermark kept: %s", doc)
 	}
 }
@@ -118,7 +118,7 @@ func TestCheckpointWindowBoundsWatermarks(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(5)) {
 		t.Fatalf("watermark %v, want the window's end", w)
 	}
-	doc, _ := c.snapshot(false)
+	doc, _, _ := c.snapshot(false)
 	if !strings.Contains(string(doc), `"window":"2026-11-28-03..2026-11-28-05"`) {
 		t.Fatalf("document lacks its window: %s", doc)
 	}

@@ -37,6 +37,17 @@ type clockRun struct {
 // startClockRun connects the input with conf at now and consumes it.
 func startClockRun(t *testing.T, conf string, now time.Time) *clockRun {
 	t.Helper()
+	r, err := connectClockRun(t, conf, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// connectClockRun connects the input with conf at now, letting the clock
+// run through the pause of the checkpoint lease's claim, and consumes it.
+func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error) {
+	t.Helper()
 	parsed, err := inputSpec().ParseYAML(conf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -52,32 +63,41 @@ func startClockRun(t *testing.T, conf string, now time.Time) *clockRun {
 	in.clock = r.clock
 	// After each pass the input waits for the test, which makes every pass
 	// a step of its own however far the test moves the clock.
-	in.afterPass = func(n int) {
+	in.afterPass = func(inCtx context.Context, n int) {
 		select {
 		case r.passes <- n:
 		case <-r.ctx.Done():
+			return
+		case <-inCtx.Done():
 			return
 		}
 		select {
 		case <-r.next:
 		case <-r.ctx.Done():
+		case <-inCtx.Done():
 		}
 	}
+	// Each run stands for a process of its own, on a host of its own.
+	in.owner.Host = fmt.Sprintf("host-%p", r)
 	connected := make(chan error, 1)
 	go func() { connected <- in.Connect(ctx) }()
-	if in.conf.ckptInBucket {
-		// The lease's claim is read back after a pause on the clock.
-		if err := r.clock.BlockUntilContext(ctx, 1); err != nil {
-			t.Fatal(err)
+	settling := make(chan error, 1)
+	go func() { settling <- r.clock.BlockUntilContext(ctx, 1) }()
+	for {
+		select {
+		case err := <-connected:
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			go r.consume()
+			t.Cleanup(r.close)
+			return r, nil
+		case <-settling:
+			r.clock.Advance(time.Second) // the claim's pause before it is read back
+			settling = nil
 		}
-		r.clock.Advance(time.Second)
 	}
-	if err := <-connected; err != nil {
-		t.Fatal(err)
-	}
-	go r.consume()
-	t.Cleanup(r.close)
-	return r
 }
 
 // consume reads batches and acknowledges them, except while stalled: then

@@ -25,7 +25,7 @@ type currentsInput struct {
 	owner   ownerStamp      // this process, in the checkpoint's lease
 	// afterPass, when set, is called after each listing pass, once the wait
 	// for the next one has started (tests drive polls with a fake clock).
-	afterPass func(pass int)
+	afterPass func(ctx context.Context, pass int)
 
 	bucket  *blob.Bucket
 	ckpt    *checkpoint
@@ -71,7 +71,7 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
 	runCtx, stop := context.WithCancel(context.Background())
 	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, metrics: in.metrics, clock: in.clock,
-		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1)}
+		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 	if err := saver.acquire(ctx); err != nil {
 		stop()
 		_ = bucket.Close()
@@ -164,6 +164,9 @@ func (in *currentsInput) run(ctx context.Context) {
 		go func() {
 			defer readers.Done()
 			for o := range objects {
+				// A reader whose object was handed out before a stop reads
+				// on and abandons it, which releases it.
+				in.saver.waitSaved(ctx, uint64(in.conf.parallel))
 				in.readObject(ctx, o)
 			}
 		}()
@@ -176,7 +179,7 @@ func (in *currentsInput) run(ctx context.Context) {
 		}
 		wait := in.clock.NewTimer(in.conf.pollInterval)
 		if in.afterPass != nil {
-			in.afterPass(pass)
+			in.afterPass(ctx, pass)
 		}
 		select {
 		case <-wait.Chan():
