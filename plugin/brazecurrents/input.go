@@ -56,13 +56,17 @@ with no fixed depth, and decodes each object like the `+"`braze_currents`"+` sca
 and hours are pruned while listing, so they are never downloaded.
 
 Without `+"`watch`"+` the input makes one pass and ends once every event was acknowledged. With `+"`watch`"+`
-it polls; after the first pass a poll lists only the `+"`date=`"+` hours that can still receive files
-(`+"`late_arrival`"+`), so its cost does not grow with the bucket's history.
+it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
+cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour.
 
 An object counts as done only after every event from it was acknowledged. Done objects are recorded in a
 checkpoint (a cache resource, or an object in the bucket) that survives restarts: after a crash at any
-moment, a restart re-reads at most the objects that were in flight. Replicas with `+"`shard: i/N`"+` split the
-objects between them by a hash of the key, with no overlap and no coordination.
+moment, a restart re-reads at most the objects that were in flight. An hour counts as done (passes the
+watermark) only after a listing that started `+"`late_arrival`"+` after the hour ended found every object in it
+done. With `+"`since`"+` or `+"`until`"+` the default checkpoint key names the window, so a backfill window never
+marks other hours as done. The checkpoint holds a lease: a second process on it waits until the first
+stops or its lease expires. Replicas with `+"`shard: i/N`"+` split the objects between them by a hash of the key,
+with no overlap and no coordination.
 
 An object that cannot be read is retried with backoff (`+"`read_attempts`"+`), resuming after the events it
 already delivered, then left for the next pass. A corrupt object is reported with its key, counted, and

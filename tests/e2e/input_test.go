@@ -94,11 +94,13 @@ func TestKill9ThenResume(t *testing.T) {
 			resent++
 		}
 	}
-	// In flight at a kill: the objects being read (2), those whose batches
-	// await acks (about 6 transactions fit in the pipeline), and those done
-	// but not yet in the saved checkpoint, more of them when the machine is
-	// busy and the saver lags. Without a working checkpoint every object done
-	// before each kill (15+40+60) would come again.
+	// What a kill can re-send is bounded by design: the objects in flight (2
+	// being read, and those whose batches the pipeline holds: a mapping
+	// thread and the output, a few) plus the done ones not yet in the saved
+	// checkpoint, which readers keep to at most max_parallel_objects (2) more
+	// than were in flight, however slow the saver. That is under 16 a kill.
+	// Without a working checkpoint every object done before each kill
+	// (15+40+60) would come again.
 	if limit := len(kills) * 16; resent > limit {
 		t.Fatalf("%d objects re-sent after %d kills, more than the %d that can be in flight", resent, len(kills), limit)
 	}
