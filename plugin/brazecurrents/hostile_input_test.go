@@ -2,7 +2,6 @@ package brazecurrents
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -48,25 +47,13 @@ func TestInputReportsHostileObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logs.Close()
-	got := &collected{events: map[string]int{}}
+	got := newCollected()
 	b := service.NewStreamBuilder()
 	b.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
 	for _, err := range []error{
 		b.AddInputYAML("braze_currents:\n  url: " + url + "\n  max_parallel_objects: 2\n  batch_size: 100\n  progress_interval: 0s"),
 		b.SetMetricsYAML("logger:\n  push_interval: ''"), // logs every counter when the stream closes
-		b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
-			got.mu.Lock()
-			defer got.mu.Unlock()
-			for _, m := range batch {
-				var ev struct{ ID string }
-				raw, _ := m.AsBytes()
-				if err := json.Unmarshal(raw, &ev); err != nil {
-					return err
-				}
-				got.events[ev.ID]++
-			}
-			return nil
-		}),
+		b.AddBatchConsumerFunc(got.consume),
 	} {
 		if err != nil {
 			t.Fatal(err)

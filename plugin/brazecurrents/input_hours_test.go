@@ -58,7 +58,7 @@ func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r := &clockRun{t: t, in: in, clock: clockwork.NewFakeClockAt(now), passes: make(chan int), next: make(chan struct{}), ctx: ctx, cancel: cancel,
-		got:  &collected{events: map[string]int{}, meta: map[string]map[string]any{}, changed: make(chan struct{}, 1)},
+		got:  newCollected(),
 		gate: make(chan bool), done: make(chan struct{})}
 	in.clock = r.clock
 	// After each pass the input waits for the test, which makes every pass
@@ -147,24 +147,9 @@ func (r *clockRun) consume() {
 		} else {
 			held = append(held, got.ack)
 		}
-		r.record(got.batch)
-	}
-}
-
-func (r *clockRun) record(batch service.MessageBatch) {
-	r.got.mu.Lock()
-	for _, m := range batch {
-		v, err := m.AsStructured()
-		if err != nil {
+		if err := r.got.consume(r.ctx, got.batch); err != nil {
 			r.t.Error(err)
-			continue
 		}
-		r.got.events[fmt.Sprint(v.(map[string]any)["id"])]++
-	}
-	r.got.mu.Unlock()
-	select {
-	case r.got.changed <- struct{}{}:
-	default:
 	}
 }
 

@@ -28,6 +28,32 @@ type collected struct {
 	meta    map[string]map[string]any // event id -> metadata
 }
 
+func newCollected() *collected {
+	return &collected{events: map[string]int{}, meta: map[string]map[string]any{}, changed: make(chan struct{}, 1)}
+}
+
+// consume records a batch, as a stream's output.
+func (c *collected) consume(_ context.Context, batch service.MessageBatch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range batch {
+		var ev struct{ ID string }
+		raw, _ := m.AsBytes()
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return err
+		}
+		c.events[ev.ID]++
+		meta := map[string]any{}
+		_ = m.MetaWalkMut(func(k string, v any) error { meta[k] = v; return nil })
+		c.meta[ev.ID] = meta
+	}
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 func (c *collected) count(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -61,27 +87,8 @@ func streamOf(t *testing.T, inputYAML, extra string) (*service.Stream, *collecte
 	if err := b.SetLoggerYAML("level: warn"); err != nil {
 		t.Fatal(err)
 	}
-	got := &collected{events: map[string]int{}, meta: map[string]map[string]any{}, changed: make(chan struct{}, 1)}
-	if err := b.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {
-		got.mu.Lock()
-		defer got.mu.Unlock()
-		for _, m := range batch {
-			var ev struct{ ID string }
-			raw, _ := m.AsBytes()
-			if err := json.Unmarshal(raw, &ev); err != nil {
-				return err
-			}
-			got.events[ev.ID]++
-			meta := map[string]any{}
-			_ = m.MetaWalkMut(func(k string, v any) error { meta[k] = v; return nil })
-			got.meta[ev.ID] = meta
-		}
-		select {
-		case got.changed <- struct{}{}:
-		default:
-		}
-		return nil
-	}); err != nil {
+	got := newCollected()
+	if err := b.AddBatchConsumerFunc(got.consume); err != nil {
 		t.Fatal(err)
 	}
 	s, err := b.Build()
