@@ -180,3 +180,25 @@ func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 		t.Fatalf("no checkpoint yet: %s, %v", raw, err)
 	}
 }
+
+// A poll lists the hours after the watermark up to now: a handful in steady
+// state, every missed one after a stall, and the partition's directory once
+// that would take more listings than listing it whole.
+func TestPollListsTheHoursAfterTheWatermark(t *testing.T) {
+	now := at(12).Add(30 * time.Minute)
+	steady, ok := selection{}.hoursAfter(at(9), now)
+	if !ok || len(steady) != 3 || !steady[0].Equal(at(10)) || !steady[2].Equal(at(12)) {
+		t.Fatalf("steady state: %v %v, want hours 10 to 12", steady, ok)
+	}
+	stalled, ok := selection{}.hoursAfter(at(9).Add(-40*time.Hour), now)
+	if !ok || len(stalled) != 43 {
+		t.Fatalf("after a stall of 40 hours: %d hours, want 43", len(stalled))
+	}
+	if _, ok := (selection{}).hoursAfter(at(9).Add(-72*time.Hour), now); ok {
+		t.Fatal("three days behind, a poll should list the directory instead")
+	}
+	windowed, ok := selection{since: at(11), until: at(11)}.hoursAfter(at(2), now)
+	if !ok || len(windowed) != 1 || !windowed[0].Equal(at(11)) {
+		t.Fatalf("window: %v, want hour 11 only", windowed)
+	}
+}
