@@ -88,7 +88,8 @@ func (s *Server) currentHook() func(*http.Request, []Call) {
 }
 
 // nextFault returns the fault that applies to the current request, if any,
-// and counts it: the standing outage first, else the head of the queue.
+// and counts it: the standing outage first, else the head of the queue, else
+// the storm's draw.
 func (s *Server) nextFault() (fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -99,6 +100,11 @@ func (s *Server) nextFault() (fault, bool) {
 	case len(s.queue) > 0:
 		f = s.queue[0]
 		s.queue = s.queue[1:]
+	case s.storm != nil:
+		var ok bool
+		if f, ok = s.storm.draw(); !ok {
+			return fault{}, false
+		}
 	default:
 		return fault{}, false
 	}
@@ -108,12 +114,18 @@ func (s *Server) nextFault() (fault, bool) {
 
 // FaultSpec is the control API's fault request; see Inject.
 type FaultSpec struct {
-	Kind         string `json:"kind"` // fail, ratelimit, slow, drop, outage503, clear
+	Kind         string `json:"kind"` // fail, ratelimit, slow, drop, outage503, storm, revoked, clear
 	N            int    `json:"n"`
-	Status       int    `json:"status"` // fail; default 500
-	RetryAfterMS int64  `json:"retry_after_ms"`
+	Status       int    `json:"status"`         // fail; default 500
+	RetryAfterMS int64  `json:"retry_after_ms"` // ratelimit, storm
 	DelayMS      int64  `json:"delay_ms"`
-	On           bool   `json:"on"` // outage503
+	On           bool   `json:"on"` // outage503, revoked
+	// storm: the probabilities of a 503, a 429 and a dropped connection, and
+	// the seed; all probabilities 0 stops the storm.
+	Fail503      float64 `json:"fail503"`
+	RateLimit429 float64 `json:"ratelimit429"`
+	Drop         float64 `json:"drop"`
+	Seed         uint64  `json:"seed"`
 }
 
 // Inject applies a FaultSpec, as POST /_control/fault does.
@@ -138,6 +150,11 @@ func (s *Server) Inject(f FaultSpec) error {
 		s.DropNext(f.N)
 	case FaultOutage503:
 		s.Outage503(f.On)
+	case "storm":
+		return s.Storm(StormSpec{Fail503: f.Fail503, RateLimit429: f.RateLimit429, Drop: f.Drop, Seed: f.Seed,
+			RetryAfter: time.Duration(f.RetryAfterMS) * time.Millisecond})
+	case FaultRevoked:
+		s.RevokeKey(f.On)
 	case "clear":
 		s.ClearFaults()
 	default:

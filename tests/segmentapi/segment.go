@@ -74,6 +74,15 @@ func errReply(status int, msg string) reply {
 	return reply{status: status, body: errorBody{Error: msg}}
 }
 
+// retryAfterReply is a 429 whose Retry-After is wait in whole seconds,
+// rounded up.
+func retryAfterReply(status int, wait time.Duration) reply {
+	secs := max(0, int(math.Ceil(wait.Seconds())))
+	rep := errReply(status, "rate limited (injected)")
+	rep.header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
+	return rep
+}
+
 // serveSegment handles every /v1/* request: count it, read the body, apply
 // latency and faults, then the real contract; the hook sees the outcome
 // before the client does.
@@ -122,18 +131,15 @@ func (s *Server) decide(r *http.Request, raw []byte, readErr error, sc *scratch)
 	}
 	if f, ok := s.nextFault(); ok {
 		switch f.kind {
-		case FaultDrop:
+		case FaultDrop, FaultStormDrop:
 			return reply{drop: true}
 		case FaultSlow:
 			if !sleepCtx(r.Context(), f.wait) {
 				return reply{abort: true}
 			}
-		case FaultRateLimit:
-			secs := max(0, int(math.Ceil(f.wait.Seconds())))
-			rep := errReply(f.status, "rate limited (injected)")
-			rep.header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
-			return rep
-		default: // fail, outage503
+		case FaultRateLimit, FaultStorm429:
+			return retryAfterReply(f.status, f.wait)
+		default: // fail, outage503, storm503
 			return errReply(f.status, "injected fault: "+f.kind)
 		}
 	}
@@ -159,6 +165,9 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch
 		s.count(func(st *Stats) { st.Unauthorized++ })
 		rep := errReply(http.StatusUnauthorized, "missing or malformed Authorization: use basic auth with the write key as user")
 		rep.header = http.Header{"Www-Authenticate": {`Basic realm="Segment"`}}
+		return rep
+	}
+	if rep, revoked := s.revokedReply(); revoked {
 		return rep
 	}
 	if readErr != nil {

@@ -4,8 +4,9 @@
 // limits, per-call validation, 200/400/401 answers), records every call it
 // accepts (or, WithRecordIDsOnly, only its messageId) with messageId dedup
 // counters, and injects faults on demand (scripted status codes, 429s, slow
-// answers, dropped connections, a standing 503 outage, and a real listener
-// outage via Down/Up). Tests talk to it with real HTTP on 127.0.0.1.
+// answers, dropped connections, a standing 503 outage, a seeded random
+// storm of 503s, 429s and drops, a revoked write key answering 401, and a
+// real listener outage via Down/Up). Tests talk to it with real HTTP on 127.0.0.1.
 package segmentapi
 
 import (
@@ -84,11 +85,13 @@ type Server struct {
 	done   chan struct{} // closed when hs.Serve returns
 	closed bool
 
-	mu     sync.Mutex // guards rec, queue, outage, hook
-	rec    records
-	queue  []fault
-	outage bool
-	hook   func(*http.Request, []Call)
+	mu      sync.Mutex // guards rec, queue, outage, storm, revoked, hook
+	rec     records
+	queue   []fault
+	outage  bool
+	storm   *storm // nil: no storm
+	revoked bool   // every request answers 401
+	hook    func(*http.Request, []Call)
 }
 
 // Start listens on 127.0.0.1:0 (or WithAddr) and serves until Close.
