@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/segmentio/analytics-go/v3"
@@ -58,31 +59,51 @@ func (r rawObject) values() map[string]any {
 const maxMessageIDLen = 99
 
 // parseCall turns a message body into an analytics-go message, validated by
-// analytics-go's own rules (identity, event, groupId, previousId).
-func parseCall(body []byte) (analytics.Message, error) {
+// analytics-go's own rules (identity, event, groupId, previousId), and the
+// call's JSON as it goes on the wire.
+func parseCall(body []byte) (analytics.Message, []byte, error) {
 	var r rawCall
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("not a Segment call: %w", err)
+		return nil, nil, fmt.Errorf("not a Segment call: %w", err)
 	}
 	if dec.More() {
-		return nil, errors.New("not a Segment call: more than one JSON value")
+		return nil, nil, errors.New("not a Segment call: more than one JSON value")
 	}
 	c := wireCall{Type: r.Type, MessageID: r.MessageID, UserID: r.UserID, AnonymousID: r.AnonymousID,
 		Timestamp: r.Timestamp, Event: r.Event, Name: r.Name, GroupID: r.GroupID, PreviousID: r.PreviousID,
 		Properties: r.Properties.values(), Traits: r.Traits.values(), Context: r.Context.values(),
 		Integrations: r.Integrations.values()}
-	return buildCall(c, func() ([]byte, error) { return body, nil })
+	msg, err := buildCall(c, func() ([]byte, error) { return body, nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.MessageID == "" {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(body, &obj); err != nil {
+			return nil, nil, err
+		}
+		id, _ := json.Marshal(messageID(msg))
+		obj["messageId"] = id
+		wire, err := json.Marshal(obj)
+		return msg, wire, err
+	}
+	var wire bytes.Buffer
+	if err := json.Compact(&wire, body); err != nil {
+		return nil, nil, err
+	}
+	return msg, wire.Bytes(), nil
 }
 
 // structuredCall turns a structured message (what a mapping leaves) into an
-// analytics-go message without encoding it to JSON and parsing it back.
-// body serialises the message, needed only to derive a missing messageId.
-func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, error) {
+// analytics-go message without encoding it to JSON and parsing it back, and
+// the call's JSON as it goes on the wire. body serialises the message, needed
+// only to derive a missing messageId.
+func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, []byte, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("not a Segment call: a %T, not an object", v)
+		return nil, nil, fmt.Errorf("not a Segment call: a %T, not an object", v)
 	}
 	var c wireCall
 	for key, value := range obj {
@@ -118,10 +139,22 @@ func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, erro
 			err = fmt.Errorf("unknown field %q", key)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("not a Segment call: %w", err)
+			return nil, nil, fmt.Errorf("not a Segment call: %w", err)
 		}
 	}
-	return buildCall(c, body)
+	msg, err := buildCall(c, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.MessageID == "" {
+		obj = maps.Clone(obj)
+		obj["messageId"] = messageID(msg)
+	}
+	wire, err := json.Marshal(obj)
+	if err != nil {
+		return nil, nil, fmt.Errorf("not a Segment call: %w", err)
+	}
+	return msg, wire, nil
 }
 
 func stringField(key string, v any) (string, error) {

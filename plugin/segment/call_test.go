@@ -2,6 +2,7 @@ package segment
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestParseCallTypes(t *testing.T) {
 		{`{"type":"group","userId":"u","groupId":"g","messageId":"m5","traits":{"n":1}}`, analytics.Group{}},
 		{`{"type":"alias","userId":"u","previousId":"p","messageId":"m6"}`, analytics.Alias{}},
 	} {
-		msg, err := parseCall([]byte(tc.body))
+		msg, _, err := parseCall([]byte(tc.body))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
@@ -54,7 +55,7 @@ func typeName(v any) string {
 }
 
 func TestParseCallKeepsContextAndTimestamp(t *testing.T) {
-	msg, err := parseCall([]byte(`{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-11-01T10:00:00.5Z","context":{"traits":{"email":"x@y.z"},"device":{"model":"Pixel"}}}`))
+	msg, _, err := parseCall([]byte(`{"type":"track","event":"E","anonymousId":"a","timestamp":"2026-11-01T10:00:00.5Z","context":{"traits":{"email":"x@y.z"},"device":{"model":"Pixel"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestParseCallRejectsInvalidCalls(t *testing.T) {
 		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:  "more than one JSON value",
 		`{"type":"track","event":"E","userId":"u","messageId":"` + strings.Repeat("x", 100) + `"}`: "at most 99",
 	} {
-		_, err := parseCall([]byte(body))
+		_, _, err := parseCall([]byte(body))
 		if err == nil || !strings.Contains(err.Error(), reason) {
 			t.Errorf("%s: error %v, want one containing %q", body, err, reason)
 		}
@@ -91,9 +92,9 @@ func TestParseCallRejectsInvalidCalls(t *testing.T) {
 
 func TestDerivedMessageIDIsStable(t *testing.T) {
 	body := []byte(`{"type":"track","event":"E","userId":"u","properties":{"a":1}}`)
-	a, _ := parseCall(body)
-	b, _ := parseCall(append([]byte(nil), body...))
-	c, _ := parseCall([]byte(`{"type":"track","event":"E","userId":"u","properties":{"a":2}}`))
+	a, _, _ := parseCall(body)
+	b, _, _ := parseCall(append([]byte(nil), body...))
+	c, _, _ := parseCall([]byte(`{"type":"track","event":"E","userId":"u","properties":{"a":2}}`))
 	if messageID(a) == "" || messageID(a) != messageID(b) {
 		t.Fatalf("redelivered call got ids %q and %q", messageID(a), messageID(b))
 	}
@@ -121,8 +122,8 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 	for _, body := range bodies {
 		var v any
 		_ = json.Unmarshal([]byte(body), &v)
-		fromBytes, errBytes := parseCall([]byte(body))
-		fromValue, errValue := structuredCall(v, func() ([]byte, error) { return []byte(body), nil })
+		fromBytes, wireBytes, errBytes := parseCall([]byte(body))
+		fromValue, wireValue, errValue := structuredCall(v, func() ([]byte, error) { return []byte(body), nil })
 		if (errBytes == nil) != (errValue == nil) {
 			t.Fatalf("%s: bytes error %v, structured error %v", body, errBytes, errValue)
 		}
@@ -133,6 +134,14 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 		b, _ := json.Marshal(fromValue)
 		if string(a) != string(b) {
 			t.Fatalf("%s:\n bytes      %s\n structured %s", body, a, b)
+		}
+		// Both go on the wire as the same call, with its messageId.
+		var wa, wb map[string]any
+		if json.Unmarshal(wireBytes, &wa) != nil || json.Unmarshal(wireValue, &wb) != nil || !reflect.DeepEqual(wa, wb) {
+			t.Fatalf("%s: wire forms differ:\n bytes      %s\n structured %s", body, wireBytes, wireValue)
+		}
+		if wa["messageId"] != messageID(fromBytes) {
+			t.Fatalf("%s: wire messageId %v, want %s", body, wa["messageId"], messageID(fromBytes))
 		}
 	}
 }

@@ -16,15 +16,15 @@ const (
 	CauseRejected  = "rejected"  // Segment answered with a permanent error status
 	CauseTransient = "transient" // still failing after the configured retries
 	CauseShutdown  = "shutdown"  // the output closed before Segment answered
-	// CauseUnreachable: no answer, or a gateway error, several times in a row.
-	// The batch is handed back to Connect as not connected, which marks the
-	// output down (so /ready reports it) and retries once Segment answers.
+	// CauseUnreachable: no request accepted for unreachable_after. The batch
+	// is handed back to Connect as not connected, which marks the output down
+	// (so /ready reports it) and retries once Segment answers.
 	CauseUnreachable = "unreachable"
+	// CauseUnauthorized: Segment refused the write key (401, 403) or the
+	// endpoint has no such API (404): every call would fail alike, so they are
+	// held as for an outage, never dead-lettered.
+	CauseUnauthorized = "unauthorized"
 )
-
-// unreachableAfter is how many attempts in a row without an answer from
-// Segment itself (network errors, 502, 503, 504) make it count as down.
-const unreachableAfter = 3
 
 // gatewayDown says whether a status comes from a proxy in front of Segment,
 // or Segment's edge, rather than Segment's API.

@@ -24,6 +24,8 @@ const (
 	fieldDryRun         = "dry_run"
 	fieldDryRunPath     = "dry_run_path"
 	fieldBatching       = "batching"
+	fieldMaxRequests    = "max_requests_in_flight"
+	fieldUnreachable    = "unreachable_after"
 )
 
 // Segment's regional endpoints: a write key works only in its own region.
@@ -36,7 +38,7 @@ var regionEndpoints = map[string]string{
 // and drops the calls silently.
 const segmentMaxCalls = 2500
 
-const userAgent = "currents-connect (analytics-go/3.3.0)"
+const userAgent = "currents-connect"
 
 func outputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
@@ -45,29 +47,36 @@ func outputSpec() *service.ConfigSpec {
 		Description(`
 Each message is one Segment call as JSON: `+"`type`"+` (track, identify, page, screen, group or alias) and
 the spec's fields (`+"`userId`, `anonymousId`, `messageId`, `timestamp`, `event`, `name`, `properties`, `traits`, `context`, `integrations`, `groupId`, `previousId`"+`).
-Calls are validated and batched with `+"`github.com/segmentio/analytics-go/v3`"+` and posted to `+"`/v1/batch`"+`
-within Segment's limits (32 KB per call, 500 KB and at most `+"`max_calls_per_request`"+` calls per request).
+Calls are checked with the types and `+"`Validate`"+` of `+"`github.com/segmentio/analytics-go/v3`"+` and posted to
+`+"`/v1/batch`"+` within Segment's limits (32 KB per call, 500 KB and at most `+"`max_calls_per_request`"+` calls per
+request).
 
-A batch is acknowledged only when Segment accepted every call in it; the calls that failed are reported
-one by one, so only they are retried or routed. A message without `+"`messageId`"+` gets one derived from its
-content, so a redelivery is deduplicated by Segment.
+Calls from every batch being written share requests (group commit): while `+"`max_requests_in_flight`"+`
+requests are out, arriving calls wait and go out together in the next one. So a one-message input (say
+`+"`http_server`"+` or a queue) is batched with no `+"`batching`"+` policy and no added latency, and each upstream
+message is still acknowledged only for its own call: a batch is acknowledged only when Segment accepted
+every call in it, and the calls that failed are reported one by one, so only they are retried or routed. A
+message without `+"`messageId`"+` gets one derived from its content, so a redelivery is deduplicated by Segment.
 
 Transient failures (network errors, timeouts, 408, 429 and 5xx but 501 and 505) are retried with exponential
 backoff that honours `+"`Retry-After`"+`, up to `+"`max_retries`"+` (0: until the output closes). Permanent
-failures (400, 401, 403, 404, 413, 422 and other statuses, invalid calls, calls over 32 KB) fail at once with an
-error naming the cause: route them to a dead letter output with `+"`fallback`"+` or `+"`reject_errored`"+`.
-When Segment rejects a request of many calls, the output splits it to find the calls at fault, so the others
-are still delivered. A message that a processor failed on (it carries an error, as an unmappable event does)
-fails here as well, with that error, so one `+"`fallback`"+` dead letter output catches both.
+failures (400, 413, 422 and other statuses, invalid calls, calls over 32 KB) fail at once with an error naming
+the cause: route them to a dead letter output with `+"`fallback`"+` or `+"`reject_errored`"+`. When Segment rejects
+a request of many calls, the output splits it to find the calls at fault, so the others are still delivered. A
+message that a processor failed on (it carries an error, as an unmappable event does) fails here as well,
+with that error, so one `+"`fallback`"+` dead letter output catches both.
 
-When Segment stops answering (network errors, 502, 503, 504, three times in a row), the batch is handed back as
-not connected: the output is then down, so `+"`/ready`"+` answers 503, and it reconnects once a probe (an empty
-batch, which Segment accepts and ignores) gets an answer; the batch is then sent again.
+A refused write key (401, 403) or an endpoint without the API (404) fails every call alike: the calls are
+held, never dead-lettered. The output logs one error naming the endpoint (never the key), goes down (so
+`+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When
+Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same
+way until a probe (an empty batch, which Segment accepts and ignores) gets an answer.
 
 == Metrics
 
 - `+"`segment_calls_sent`"+`: calls Segment accepted.
 - `+"`segment_calls_failed`"+` (label `+"`cause`"+`: invalid, too_large, rejected, transient, shutdown).
+  Calls held while Segment is down or refuses the key are not failures.
 - `+"`segment_batches`"+`: batches written.
 - `+"`segment_requests`"+` (label `+"`status`"+`: the HTTP status, or error) and `+"`segment_request_latency_ns`"+`.
 - `+"`segment_retries`"+`: requests retried after a transient failure.
@@ -97,9 +106,17 @@ batch, which Segment accepts and ignores) gets an answer; the batch is then sent
 				Default(false),
 			service.NewStringField(fieldDryRunPath).
 				Description("Where dry-run bodies go; empty for stdout.").Default(""),
-			service.NewOutputMaxInFlightField().Default(16),
+			service.NewIntField(fieldMaxRequests).
+				Description("How many requests may be out at once, shared by every batch in flight. Calls that arrive while all are out wait and go together in the next request.").
+				Default(8).Advanced(),
+			service.NewDurationField(fieldUnreachable).
+				Description("How long Segment may accept no request, while requests fail, before the output counts it as down: `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
+				Default("30s").Advanced(),
+			service.NewOutputMaxInFlightField().
+				Description("How many batches may be written at once. Their calls share requests, so a high value lets a one-message input fill requests; with large upstream batches it is also how many batches the pipeline holds in memory.").
+				Default(256),
 			service.NewBatchPolicyField(fieldBatching).
-				Description("Batches messages from several upstream batches before writing. Off by default: the `braze_currents` input and scanner already emit batches (and analytics-go splits them into requests within Segment's limits), and Connect can only report which messages failed to the upstream batch a message came from when batches are not merged: with this on, a batch with any failed call fails as a whole upstream (a `fallback` dead letter then receives its accepted calls too, and the input retries them all). Turn it on for inputs that emit single messages."),
+				Description("Batches messages from several upstream batches before writing. Not needed: calls of concurrent batches already share requests. With it, a batch with one failed call fails as a whole upstream (Connect reports failures per upstream batch only when batches are not merged)."),
 		)
 }
 
@@ -157,6 +174,16 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	if s.maxRetries, err = conf.FieldInt(fieldMaxRetries); err != nil {
 		return nil, err
 	}
+	if s.unreachableAfter, err = conf.FieldDuration(fieldUnreachable); err != nil {
+		return nil, err
+	}
+	maxRequests, err := conf.FieldInt(fieldMaxRequests)
+	if err != nil {
+		return nil, err
+	}
+	if maxRequests < 1 {
+		return nil, fmt.Errorf("%s must be at least 1, got %d", fieldMaxRequests, maxRequests)
+	}
 	if s.backoff, err = conf.FieldBackOff(fieldBackoff); err != nil {
 		return nil, err
 	}
@@ -164,7 +191,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	if err != nil {
 		return nil, err
 	}
-	out := &output{s: s}
+	out := &output{s: s, maxRequests: maxRequests}
 	if dryRun {
 		if out.dryRunPath, err = conf.FieldString(fieldDryRunPath); err != nil {
 			return nil, err
@@ -173,24 +200,21 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		return nil, fmt.Errorf("%s is required (or set %s: true to preview without sending)", fieldWriteKey, fieldDryRun)
 	}
 	out.dryRun = dryRun
-	maxInFlight, err := conf.FieldMaxInFlight()
-	if err != nil {
-		return nil, err
-	}
 	// Connections are kept alive and shared by every batch in flight.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = maxInFlight * 4
-	transport.MaxIdleConns = maxInFlight * 4
+	transport.MaxIdleConnsPerHost = maxRequests * 2
+	transport.MaxIdleConns = maxRequests * 2
 	s.client = &http.Client{Transport: transport}
 	return out, nil
 }
 
 // output is the segment batch output.
 type output struct {
-	s          *sender
-	dryRun     bool
-	dryRunPath string
-	dryRunFile *os.File
+	s           *sender
+	maxRequests int
+	dryRun      bool
+	dryRunPath  string
+	dryRunFile  *os.File
 
 	// closing is cancelled by Close, so that retries and requests in flight
 	// stop and their calls are nacked, never acked unsent.
@@ -212,10 +236,10 @@ func (o *output) Connect(ctx context.Context) error {
 	}
 	if o.closing == nil {
 		o.closing, o.stop = context.WithCancel(context.Background())
-		o.s.reachable.Store(true)
+		o.s.d = newDispatcher(o.closing, o.s, o.maxRequests)
 		return nil
 	}
-	if !o.dryRun && !o.s.reachable.Load() {
+	if !o.dryRun && o.s.d.downErr() != nil {
 		return o.s.probe(ctx)
 	}
 	return nil

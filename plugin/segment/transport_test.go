@@ -2,6 +2,7 @@ package segment
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -122,21 +123,43 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
-// analytics-go would retry a 401 ten times; the output must not retry it at
-// all, nor split it (the key is at fault, not the calls).
-func TestPermanentStatusIsNotRetried(t *testing.T) {
+// A refused key (analytics-go would retry a 401 ten times, then drop the
+// calls) fails every call alike: the batch goes back as not connected, held,
+// with no retry and no split, until a probe finds the key accepted.
+func TestRefusedKeyHoldsTheCalls(t *testing.T) {
 	srv := startStandIn(t)
-	srv.FailNext(1, http.StatusUnauthorized)
+	srv.FailNext(2, http.StatusUnauthorized) // the request, then the first probe
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	batch := trackBatch(20, 0, "x")
-	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
-	for i, err := range errs {
-		if !IsPermanent(err) || !strings.Contains(err.Error(), "401") {
-			t.Fatalf("call %d: %v, want a permanent 401 failure", i, err)
-		}
+	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write with a refused key: %v, want not connected", err)
 	}
 	if got := srv.Stats().Requests; got != 1 {
-		t.Fatalf("%d requests for one permanently rejected batch, want 1", got)
+		t.Fatalf("%d requests for a refused key, want 1", got)
+	}
+	if err := out.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), "refuses the write key (HTTP 401)") || strings.Contains(err.Error(), testKey) {
+		t.Fatalf("connect while the key is refused: %v", err)
+	}
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatalf("connect once the key works: %v", err)
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 20 {
+		t.Fatalf("write once the key works: %v, %d accepted", err, srv.UniqueMessageIDs())
+	}
+}
+
+// A permanent answer about the calls is not retried.
+func TestPermanentStatusIsNotRetried(t *testing.T) {
+	srv := startStandIn(t)
+	srv.FailNext(1, http.StatusUnprocessableEntity)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(1, 0, "x")
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	if !IsPermanent(errs[0]) || !strings.Contains(errs[0].Error(), "422") {
+		t.Fatalf("%v, want a permanent 422 failure", errs[0])
+	}
+	if got := srv.Stats().Requests; got != 1 {
+		t.Fatalf("%d requests for one permanently rejected call, want 1", got)
 	}
 }
 
@@ -207,27 +230,29 @@ func TestDryRunWritesTheExactBodies(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	seen := 0
 	for _, line := range lines {
-		parts, ids, ok := splitBatch([]byte(line))
-		if !ok || len(parts) != 2 {
+		var body struct {
+			Batch  []map[string]any `json:"batch"`
+			SentAt string           `json:"sentAt"`
+		}
+		if err := json.Unmarshal([]byte(line), &body); err != nil || body.SentAt == "" {
 			t.Fatalf("dry-run line is not a batch body: %s", line)
 		}
-		n := len(ids[0]) + len(ids[1])
-		if n > 4 {
-			t.Fatalf("a body of %d calls, max_calls_per_request is 4", n)
+		if len(body.Batch) > 4 {
+			t.Fatalf("a body of %d calls, max_calls_per_request is 4", len(body.Batch))
 		}
-		seen += n
+		seen += len(body.Batch)
 	}
 	if seen != 10 || len(lines) != 3 {
 		t.Fatalf("%d calls in %d bodies, want 10 in 3", seen, len(lines))
 	}
 }
 
-// When Segment stops answering, the batch goes back as not connected (the
-// output is down, as /ready reports), and Connect succeeds again only once
-// Segment answers.
+// When Segment accepts nothing for unreachable_after, the batch goes back as
+// not connected (the output is down, as /ready reports), and Connect
+// succeeds again only once Segment answers.
 func TestUnreachableSegmentMarksTheOutputDown(t *testing.T) {
 	srv := startStandIn(t)
-	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 50ms, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	if err := srv.Down(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,231 @@
+package segment
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// A call's journey, in this file: WriteBatch hands its encoded calls to the
+// dispatcher, which packs the calls of every batch waiting (from any number
+// of concurrent WriteBatch calls: group commit) into requests within
+// Segment's limits, sends up to maxRequests of them at once, and settles
+// each call exactly once: accepted, failed for good, or handed back.
+
+// maxRequestBytes is Segment's limit on a batch request, less room for the
+// envelope.
+const maxRequestBytes = 500<<10 - 256
+
+// callRef is one call on its way: its wire JSON and where its outcome goes.
+type callRef struct {
+	wire  []byte
+	id    string
+	wait  *batchWait
+	index int
+}
+
+// settle records the call's outcome: the one place where it is decided.
+func (c *callRef) settle(err error) { c.wait.settle(c.index, err) }
+
+// batchWait collects the outcomes of one WriteBatch's calls.
+type batchWait struct {
+	mu      sync.Mutex
+	errs    []error
+	pending int
+	done    chan struct{}
+}
+
+func newBatchWait(n int) *batchWait {
+	return &batchWait{errs: make([]error, n), done: make(chan struct{})}
+}
+
+func (w *batchWait) settle(i int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs[i] = err
+	if w.pending--; w.pending == 0 {
+		close(w.done)
+	}
+}
+
+// dispatcher owns the queue of calls and the requests in flight.
+type dispatcher struct {
+	s           *sender
+	ctx         context.Context // cancelled when the output closes
+	maxRequests int
+
+	mu          sync.Mutex
+	queue       []*callRef
+	inFlight    int
+	lastSuccess time.Time // the last time Segment accepted a request
+	down        error     // set while Segment is unreachable or refuses the key
+}
+
+func newDispatcher(ctx context.Context, s *sender, maxRequests int) *dispatcher {
+	return &dispatcher{s: s, ctx: ctx, maxRequests: maxRequests, lastSuccess: time.Now()}
+}
+
+// submit queues calls and starts requests while there are free slots. Calls
+// that arrive while every slot is busy wait, and go out together.
+func (d *dispatcher) submit(calls []*callRef) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down != nil {
+		for _, c := range calls {
+			c.settle(d.down)
+		}
+		return
+	}
+	d.queue = append(d.queue, calls...)
+	d.startLocked()
+}
+
+func (d *dispatcher) startLocked() {
+	for d.inFlight < d.maxRequests && len(d.queue) > 0 {
+		n, size := 0, 0
+		for n < len(d.queue) && n < d.s.maxCalls && size+len(d.queue[n].wire)+1 <= maxRequestBytes {
+			size += len(d.queue[n].wire) + 1
+			n++
+		}
+		req := d.queue[:n:n]
+		d.queue = d.queue[n:]
+		d.inFlight++
+		go d.run(req)
+	}
+}
+
+// run delivers one request, then frees its slot for the calls waiting.
+func (d *dispatcher) run(calls []*callRef) {
+	d.deliver(calls)
+	d.mu.Lock()
+	d.inFlight--
+	d.startLocked()
+	d.mu.Unlock()
+}
+
+// deliver sends calls until Segment accepts them, refuses them for good, or
+// they are handed back (retries exhausted, Segment down, the output closing).
+func (d *dispatcher) deliver(calls []*callRef) {
+	body := d.s.requestBody(calls)
+	if d.s.dryRun != nil {
+		settleAll(calls, d.s.dryRun.write(body))
+		return
+	}
+	policy := d.s.newBackOff()
+	for attempt := 0; ; attempt++ {
+		res := d.s.post(d.ctx, body)
+		ok, transient := statusClass(res.status)
+		switch {
+		case res.err == nil && ok:
+			d.accepted()
+			settleAll(calls, nil)
+			return
+		case res.err == nil && refusesKey(res.status):
+			d.markDown(&CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
+				"Segment at %s refused the write key: check it (and its region); calls are held until it works: %s", d.s.endpoint, res.detail)})
+			settleAll(calls, d.downErr())
+			return
+		case res.err == nil && !transient:
+			d.rejected(calls, res)
+			return
+		}
+		if d.ctx.Err() != nil {
+			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"})
+			return
+		}
+		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
+		if silent := d.silentFor(); silent >= d.s.unreachableAfter {
+			d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
+				Detail: fmt.Sprintf("no request accepted by Segment at %s for %v; last: %s", d.s.endpoint, silent.Round(time.Second), failure.Error())})
+			settleAll(calls, d.downErr())
+			return
+		}
+		wait := policy.NextBackOff()
+		if d.s.maxRetries > 0 && attempt >= d.s.maxRetries {
+			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)
+			settleAll(calls, failure)
+			return
+		}
+		wait = max(wait, min(res.retryAfter, maxRetryAfter))
+		d.s.metrics.retries.Incr(1)
+		d.s.log.Debugf("Segment request failed (%v), retrying in %v", failure, wait)
+		select {
+		case <-time.After(wait):
+		case <-d.ctx.Done():
+			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed while waiting to retry: " + failure.Error()})
+			return
+		}
+		if err := d.downErr(); err != nil {
+			settleAll(calls, err) // another request found Segment down meanwhile
+			return
+		}
+	}
+}
+
+// rejected handles a permanent answer: a request Segment refused for its
+// content is split in halves, recursively, so that only the calls at fault
+// fail and the others are delivered.
+func (d *dispatcher) rejected(calls []*callRef, res postResult) {
+	if splittable(res.status) && len(calls) > 1 {
+		half := len(calls) / 2
+		d.deliver(calls[:half:half])
+		d.deliver(calls[half:])
+		return
+	}
+	settleAll(calls, &CallError{Cause: CauseRejected, Status: res.status, Permanent: true, Detail: res.detail})
+}
+
+func settleAll(calls []*callRef, err error) {
+	for _, c := range calls {
+		c.settle(err)
+	}
+}
+
+func (d *dispatcher) accepted() {
+	d.mu.Lock()
+	d.lastSuccess = time.Now()
+	d.mu.Unlock()
+}
+
+// silentFor is how long Segment has accepted no request.
+func (d *dispatcher) silentFor() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Since(d.lastSuccess)
+}
+
+// markDown hands every waiting call back: the output reports itself down
+// (so /ready answers 503) until Connect's probe succeeds.
+func (d *dispatcher) markDown(err *CallError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down == nil {
+		d.down = err
+		d.s.log.Errorf("%v", err)
+	}
+	for _, c := range d.queue {
+		c.settle(d.down)
+	}
+	d.queue = nil
+}
+
+func (d *dispatcher) downErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.down
+}
+
+// up clears the down state once a probe succeeded.
+func (d *dispatcher) up() {
+	d.mu.Lock()
+	d.down, d.lastSuccess = nil, time.Now()
+	d.mu.Unlock()
+}
+
+// refusesKey statuses blame the write key or the endpoint, not the calls:
+// every call would fail alike, so calls are held, never dead-lettered.
+func refusesKey(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound
+}
