@@ -1,7 +1,8 @@
 //go:build long
 
 // The fault storm runs with the long tests: on the output before its rewrite
-// it fails at its 4 minute deadline (12,054 of 20,000 calls arrived).
+// it failed at its 4 minute deadline (12,054 of 20,000 calls arrived); the
+// rewritten output (03e3ee8) passes it in 29 s on 2 cores.
 // Run: go test -tags long ./plugin/segment -run OneMessageInputFaultStorm
 
 package segment_test
