@@ -1,10 +1,3 @@
-//go:build authpause
-
-// Built only with -tags authpause until the rewritten output passes it
-// (issue 13): before the rewrite a 401 is a permanent failure, so every call
-// goes to the dead letter and this test fails. Remove the tag then.
-// Run: go test -tags authpause ./plugin/segment -run AuthFailurePauses
-
 package segment_test
 
 import (

@@ -19,6 +19,7 @@ import (
 type sender struct {
 	client           *http.Client
 	endpoint         string
+	where            string // the endpoint and region, for messages
 	authorization    string
 	maxCalls         int
 	requestTimeout   time.Duration
@@ -71,6 +72,12 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 
 // outcome turns the calls' errors into WriteBatch's answer.
 func (s *sender) outcome(batch service.MessageBatch, errs []error) error {
+	for _, err := range errs {
+		var ce *CallError
+		if errors.As(err, &ce) && (ce.Cause == CauseUnreachable || ce.Cause == CauseUnauthorized) {
+			return service.ErrNotConnected // the whole batch waits, and is written again
+		}
+	}
 	var batchErr *service.BatchError
 	failures := 0
 	for i, err := range errs {
@@ -78,9 +85,7 @@ func (s *sender) outcome(batch service.MessageBatch, errs []error) error {
 			continue
 		}
 		var ce *CallError
-		if errors.As(err, &ce) && (ce.Cause == CauseUnreachable || ce.Cause == CauseUnauthorized) {
-			return service.ErrNotConnected
-		}
+		errors.As(err, &ce)
 		cause := CauseTransient
 		if ce != nil {
 			cause = ce.Cause
@@ -162,6 +167,29 @@ func (s *sender) requestBody(calls []*callRef) []byte {
 	return append(body, `"}`...)
 }
 
+// awaitUp probes Segment until it answers (and accepts the key), with the
+// output's backoff. Connect blocks here rather than failing, so that the
+// error that took the output down is logged once, not at every probe.
+func (s *sender) awaitUp(ctx context.Context) error {
+	policy := s.newBackOff()
+	for {
+		err := s.probe(ctx)
+		if err == nil {
+			return nil
+		}
+		s.log.Debugf("Probing Segment: %v", err)
+		wait := policy.NextBackOff()
+		if wait == backoff.Stop {
+			wait = s.backoff.MaxInterval
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
 // probe asks Segment for an answer with an empty batch, which it accepts
 // and ignores. After an outage any answer from its API will do; after the
 // key was refused, only an acceptance.
@@ -174,15 +202,15 @@ func (s *sender) probe(ctx context.Context) error {
 	if ok || (answered && !refusesKey(res.status) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
 		s.d.up()
 		if down != nil {
-			s.log.Infof("Segment at %s answers again: sending", s.endpoint)
+			s.log.Infof("Segment at %s answers again: sending", s.where)
 		}
 		return nil
 	}
 	if res.err != nil {
-		return fmt.Errorf("segment at %s is unreachable: %s", s.endpoint, res.detail)
+		return fmt.Errorf("segment at %s is unreachable: %s", s.where, res.detail)
 	}
 	if refusesKey(res.status) {
-		return fmt.Errorf("segment at %s refuses the write key (HTTP %d): calls are held until it works: %s", s.endpoint, res.status, res.detail)
+		return fmt.Errorf("segment at %s refuses the write key (HTTP %d): calls are held until it works: %s", s.where, res.status, res.detail)
 	}
-	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", s.endpoint, res.status, res.detail)
+	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", s.where, res.status, res.detail)
 }

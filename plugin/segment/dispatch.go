@@ -124,7 +124,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			return
 		case res.err == nil && refusesKey(res.status):
 			d.markDown(&CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-				"Segment at %s refused the write key: check it (and its region); calls are held until it works: %s", d.s.endpoint, res.detail)})
+				"Segment at %s refused the write key (HTTP %d): check the key and its region; calls are held until it works: %s", d.s.where, res.status, res.detail)})
 			settleAll(calls, d.downErr())
 			return
 		case res.err == nil && !transient:
@@ -138,7 +138,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
 		if silent := d.silentFor(); silent >= d.s.unreachableAfter {
 			d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
-				Detail: fmt.Sprintf("no request accepted by Segment at %s for %v; last: %s", d.s.endpoint, silent.Round(time.Second), failure.Error())})
+				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())})
 			settleAll(calls, d.downErr())
 			return
 		}

@@ -114,7 +114,7 @@ way until a probe (an empty batch, which Segment accepts and ignores) gets an an
 				Default("30s").Advanced(),
 			service.NewOutputMaxInFlightField().
 				Description("How many batches may be written at once. Their calls share requests, so a high value lets a one-message input fill requests; with large upstream batches it is also how many batches the pipeline holds in memory.").
-				Default(256),
+				Default(1024),
 			service.NewBatchPolicyField(fieldBatching).
 				Description("Batches messages from several upstream batches before writing. Not needed: calls of concurrent batches already share requests. With it, a batch with one failed call fails as a whole upstream (Connect reports failures per upstream batch only when batches are not merged)."),
 		)
@@ -146,6 +146,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		return nil, err
 	}
 	endpoint := regionEndpoints[region]
+	where := fmt.Sprintf("%s (region %s)", endpoint, region)
 	if conf.Contains(fieldEndpoint) {
 		override, err := conf.FieldString(fieldEndpoint)
 		if err != nil {
@@ -153,10 +154,12 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		}
 		if override != "" { // empty, as from an unset ${SEGMENT_ENDPOINT:}, keeps the region's
 			endpoint = override
+			where = fmt.Sprintf("%s (endpoint set, region %s)", endpoint, region)
 		}
 	}
 	s := &sender{
 		endpoint:      strings.TrimSuffix(endpoint, "/"),
+		where:         where,
 		authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte(writeKey+":")),
 		scrub:         newScrubber(writeKey),
 		log:           mgr.Logger(),
@@ -240,7 +243,7 @@ func (o *output) Connect(ctx context.Context) error {
 		return nil
 	}
 	if !o.dryRun && o.s.d.downErr() != nil {
-		return o.s.probe(ctx)
+		return o.s.awaitUp(ctx)
 	}
 	return nil
 }

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// TestFaultRevokedKeyLosesNothing backfills a bucket through the shipped
+// pipeline while Segment refuses the write key (401), as after a revoked or
+// expired key: the pipeline holds the events, writes no dead letter and
+// records no object as done, reports itself not ready, and once the key
+// works again delivers everything. Braze's own connector loses events this
+// way after 48 hours.
+func TestFaultRevokedKeyLosesNothing(t *testing.T) {
+	tree, written := faultTree(t, 2, 20, 76)
+	want, noUser := expectedIDs(written)
+	b, _, _ := s3WithTree(t, tree)
+	srv := startStandIn(t)
+	srv.RevokeKey(true)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
+	env := faultEnv(b, srv.URL(), deadPath)
+
+	p := startConnect(t, env, events)
+	// The first refused request, then four refused probes of the key.
+	waitFor(t, events, time.Minute, "five refused requests", func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
+		}
+		return srv.Stats().Faulted[segmentapi.FaultRevoked] >= 5, nil
+	})
+	if n := p.count("Object done"); n != 0 {
+		t.Fatalf("%d objects recorded as done while Segment refused the key", n)
+	}
+	if n := len(deadLettersNow(t, deadPath)); n != len(noUser) && n != 0 {
+		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(noUser))
+	}
+	if p.count("refused the write key (HTTP 401)", srv.URL()) != 1 {
+		t.Fatalf("want one error naming the endpoint and the 401:\n%s", lastLines(p.logs(), 30))
+	}
+
+	srv.RevokeKey(false)
+	p.wait(2 * time.Minute)
+	checkDeadLetters(t, srv, readDeadLetterFile(t, deadPath, false), want, noUser, false)
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// deadLettersNow reads the dead letter file as it is, which may not exist yet.
+func deadLettersNow(t *testing.T, path string) []deadLetter {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	return readDeadLetterFile(t, path, true)
+}
