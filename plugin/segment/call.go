@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/analytics-go/v3"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // wireCall is one Segment call as a message carries it: the fields of the
@@ -86,14 +87,18 @@ func parseCall(body []byte) (analytics.Message, []byte, error) {
 		}
 		id, _ := json.Marshal(messageID(msg))
 		obj["messageId"] = id
-		wire, err := json.Marshal(obj)
+		wire, err := segjson.Marshal(obj)
 		return msg, wire, err
 	}
-	var wire bytes.Buffer
-	if err := json.Compact(&wire, body); err != nil {
-		return nil, nil, err
+	if bytes.ContainsAny(body, "\r\n") {
+		// One call per line in dry runs; otherwise the body goes as it is.
+		var wire bytes.Buffer
+		if err := json.Compact(&wire, body); err != nil {
+			return nil, nil, err
+		}
+		return msg, wire.Bytes(), nil
 	}
-	return msg, wire.Bytes(), nil
+	return msg, body, nil
 }
 
 // structuredCall turns a structured message (what a mapping leaves) into an
@@ -150,7 +155,9 @@ func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, []by
 		obj = maps.Clone(obj)
 		obj["messageId"] = messageID(msg)
 	}
-	wire, err := json.Marshal(obj)
+	// segmentio/encoding marshals maps of any about twice as fast as
+	// encoding/json, with the same output (keys sorted).
+	wire, err := segjson.Marshal(obj)
 	if err != nil {
 		return nil, nil, fmt.Errorf("not a Segment call: %w", err)
 	}
@@ -240,18 +247,20 @@ func buildCall(c wireCall, body func() ([]byte, error)) (analytics.Message, erro
 // checkFieldsFor refuses fields the call's type does not carry, which
 // analytics-go would otherwise drop without a word.
 func checkFieldsFor(c wireCall) error {
-	unused := map[string]bool{
-		"event":       c.Event != "" && c.Type != "track",
-		"name":        c.Name != "" && c.Type != "page" && c.Type != "screen",
-		"groupId":     c.GroupID != "" && c.Type != "group",
-		"previousId":  c.PreviousID != "" && c.Type != "alias",
-		"properties":  c.Properties != nil && c.Type != "track" && c.Type != "page" && c.Type != "screen",
-		"traits":      c.Traits != nil && c.Type != "identify" && c.Type != "group",
-		"anonymousId": c.AnonymousID != "" && c.Type == "alias",
-	}
-	for _, f := range []string{"event", "name", "groupId", "previousId", "properties", "traits", "anonymousId"} {
-		if unused[f] {
-			return fmt.Errorf("%s calls have no %s field", c.Type, f)
+	for _, f := range [...]struct {
+		name   string
+		unused bool
+	}{
+		{"event", c.Event != "" && c.Type != "track"},
+		{"name", c.Name != "" && c.Type != "page" && c.Type != "screen"},
+		{"groupId", c.GroupID != "" && c.Type != "group"},
+		{"previousId", c.PreviousID != "" && c.Type != "alias"},
+		{"properties", c.Properties != nil && c.Type != "track" && c.Type != "page" && c.Type != "screen"},
+		{"traits", c.Traits != nil && c.Type != "identify" && c.Type != "group"},
+		{"anonymousId", c.AnonymousID != "" && c.Type == "alias"},
+	} {
+		if f.unused {
+			return fmt.Errorf("%s calls have no %s field", c.Type, f.name)
 		}
 	}
 	return nil
