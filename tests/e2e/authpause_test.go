@@ -18,6 +18,12 @@ import (
 // works again delivers everything. Braze's own connector loses events this
 // way after 48 hours.
 func TestFaultRevokedKeyLosesNothing(t *testing.T) {
+	revokedKeyRun(t, 5, 0)
+}
+
+// revokedKeyRun holds the key revoked for at least refusals refused requests
+// and at least hold, then restores it.
+func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	tree, written := faultTree(t, 2, 20, 76)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -29,25 +35,28 @@ func TestFaultRevokedKeyLosesNothing(t *testing.T) {
 	env := faultEnv(b, srv.URL(), deadPath)
 
 	p := startConnect(t, env, events)
-	// The first refused request, then four refused probes of the key.
-	waitFor(t, events, time.Minute, "five refused requests", func() (bool, error) {
+	began := time.Now()
+	// The first refused request, then refused probes of the key.
+	waitFor(t, events, time.Minute+hold, fmt.Sprintf("%d refused requests over %v", refusals, hold), func() (bool, error) {
 		if p.exited() {
 			return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
 		}
-		return srv.Stats().Faulted[segmentapi.FaultRevoked] >= 5, nil
+		return srv.Stats().Faulted[segmentapi.FaultRevoked] >= refusals && time.Since(began) >= hold, nil
 	})
+	t.Logf("the key was refused %d times over %v", srv.Stats().Faulted[segmentapi.FaultRevoked], time.Since(began).Round(time.Second))
 	if n := p.count("Object done"); n != 0 {
 		t.Fatalf("%d objects recorded as done while Segment refused the key", n)
 	}
 	if n := len(deadLettersNow(t, deadPath)); n != len(noUser) && n != 0 {
 		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(noUser))
 	}
-	if p.count("refused the write key (HTTP 401)", srv.URL()) != 1 {
-		t.Fatalf("want one error naming the endpoint and the 401:\n%s", lastLines(p.logs(), 30))
-	}
+	p.waitLines(1, time.Minute, "refused the write key (HTTP 401)", srv.URL())
 
 	srv.RevokeKey(false)
 	p.wait(2 * time.Minute)
+	if n := p.count("refused the write key"); n != 1 {
+		t.Fatalf("%d errors about the refused key, want one (probes log nothing more):\n%s", n, lastLines(p.logs(), 30))
+	}
 	checkDeadLetters(t, srv, readDeadLetterFile(t, deadPath, false), want, noUser, false)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
