@@ -47,6 +47,7 @@ func (s *sender) newBackOff() backoff.BackOff {
 func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	s.metrics.batches.Incr(1)
 	wait := newBatchWait(len(batch))
+	refs := make([]callRef, len(batch)) // one allocation for the batch's calls
 	calls := make([]*callRef, 0, len(batch))
 	for i, msg := range batch {
 		wire, id, err := messageCall(msg)
@@ -54,7 +55,8 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 			wait.errs[i] = err
 			continue
 		}
-		calls = append(calls, &callRef{wire: wire, id: id, wait: wait, index: i})
+		refs[i] = callRef{wire: wire, id: id, wait: wait, index: i}
+		calls = append(calls, &refs[i])
 	}
 	wait.pending = len(calls)
 	if len(calls) == 0 {
