@@ -108,7 +108,12 @@ func (d *dispatcher) run(calls []*callRef) {
 // deliver sends calls until Segment accepts them, refuses them for good, or
 // they are handed back (retries exhausted, Segment down, the output closing).
 func (d *dispatcher) deliver(calls []*callRef) {
-	body := d.s.requestBody(calls)
+	buf := bodies.Get().(*[]byte)
+	body := d.s.requestBody((*buf)[:0], calls)
+	defer func() {
+		*buf = body[:0]
+		bodies.Put(buf)
+	}()
 	if d.s.dryRun != nil {
 		settleAll(calls, d.s.dryRun.write(body))
 		return

@@ -26,10 +26,15 @@ type postResult struct {
 func (s *sender) post(ctx context.Context, body []byte) postResult {
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint+"/v1/batch", bytes.NewReader(body))
+	reader := &closeWaiter{Reader: bytes.NewReader(body), closed: make(chan struct{})}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint+"/v1/batch", reader)
 	if err != nil {
 		return postResult{err: err, detail: s.scrub.clean(err.Error())}
 	}
+	req.ContentLength = int64(len(body))
+	// The transport may read the body after Do returns; the buffer is reused
+	// only once it closed the body, which it always does.
+	defer reader.wait()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", s.authorization)
 	req.Header.Set("User-Agent", userAgent)
@@ -53,6 +58,20 @@ func (s *sender) post(ctx context.Context, body []byte) postResult {
 		detail:     s.scrub.clean(string(bytes.TrimSpace(detail))),
 	}
 }
+
+// closeWaiter is a request body that tells when the transport is done with it.
+type closeWaiter struct {
+	*bytes.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *closeWaiter) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return nil
+}
+
+func (c *closeWaiter) wait() { <-c.closed }
 
 // parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {
