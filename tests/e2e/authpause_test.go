@@ -32,7 +32,8 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
-	env := faultEnv(b, srv.URL(), deadPath)
+	admin := freeAddr(t)
+	env := append(faultEnv(b, srv.URL(), deadPath), "CONNECT_HTTP_ADDRESS="+admin)
 
 	p := startConnect(t, env, events)
 	began := time.Now()
@@ -51,6 +52,10 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(noUser))
 	}
 	p.waitLines(1, time.Minute, "refused the write key (HTTP 401)", srv.URL())
+	waitUntil(t, "/ready to report the refused key", func() bool {
+		code, _ := httpGet(t, "http://"+admin+"/ready")
+		return code == http.StatusServiceUnavailable
+	})
 
 	srv.RevokeKey(false)
 	p.wait(2 * time.Minute)
