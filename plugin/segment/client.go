@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
@@ -31,6 +32,7 @@ type sender struct {
 	scrub            scrubber
 	log              *service.Logger
 	metrics          metrics
+	clock            clockwork.Clock // decides how long Segment has been failing; fake in tests
 	d                *dispatcher
 }
 

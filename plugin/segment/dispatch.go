@@ -56,15 +56,15 @@ type dispatcher struct {
 	ctx         context.Context // cancelled when the output closes
 	maxRequests int
 
-	mu          sync.Mutex
-	queue       []*callRef
-	inFlight    int
-	lastSuccess time.Time // the last time Segment accepted a request
-	down        error     // set while Segment is unreachable or refuses the key
+	mu           sync.Mutex
+	queue        []*callRef
+	inFlight     int
+	failingSince time.Time // the first failure since Segment last accepted a request; zero while it accepts
+	down         error     // set while Segment is unreachable or refuses the key
 }
 
 func newDispatcher(ctx context.Context, s *sender, maxRequests int) *dispatcher {
-	return &dispatcher{s: s, ctx: ctx, maxRequests: maxRequests, lastSuccess: time.Now()}
+	return &dispatcher{s: s, ctx: ctx, maxRequests: maxRequests}
 }
 
 // submit queues calls and starts requests while there are free slots. Calls
@@ -141,7 +141,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			return
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
-		if silent := d.silentFor(); silent >= d.s.unreachableAfter {
+		if silent := d.failingFor(); silent >= d.s.unreachableAfter {
 			d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
 				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())})
 			settleAll(calls, d.downErr())
@@ -190,15 +190,21 @@ func settleAll(calls []*callRef, err error) {
 
 func (d *dispatcher) accepted() {
 	d.mu.Lock()
-	d.lastSuccess = time.Now()
+	d.failingSince = time.Time{}
 	d.mu.Unlock()
 }
 
-// silentFor is how long Segment has accepted no request.
-func (d *dispatcher) silentFor() time.Duration {
+// failingFor notes a failed request and says how long requests have been
+// failing with none accepted: an idle spell before the first failure does
+// not count.
+func (d *dispatcher) failingFor() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return time.Since(d.lastSuccess)
+	now := d.s.clock.Now()
+	if d.failingSince.IsZero() {
+		d.failingSince = now
+	}
+	return now.Sub(d.failingSince)
 }
 
 // markDown hands every waiting call back: the output reports itself down
@@ -225,7 +231,7 @@ func (d *dispatcher) downErr() error {
 // up clears the down state once a probe succeeded.
 func (d *dispatcher) up() {
 	d.mu.Lock()
-	d.down, d.lastSuccess = nil, time.Now()
+	d.down, d.failingSince = nil, time.Time{}
 	d.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
@@ -160,6 +161,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	s := &sender{
 		endpoint:      strings.TrimSuffix(endpoint, "/"),
 		where:         where,
+		clock:         clockwork.NewRealClock(),
 		authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte(writeKey+":")),
 		scrub:         newScrubber(writeKey),
 		log:           mgr.Logger(),

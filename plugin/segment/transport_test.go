@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
@@ -278,5 +279,42 @@ func TestUnreachableSegmentMarksTheOutputDown(t *testing.T) {
 	}
 	if srv.UniqueMessageIDs() != 5 {
 		t.Fatalf("%d calls accepted, want 5", srv.UniqueMessageIDs())
+	}
+}
+
+// Unreachable is judged by how long requests have been failing, on the
+// output's clock: an idle spell before a failure does not count, and
+// failures for unreachable_after do.
+func TestUnreachableCountsFailingTimeOnly(t *testing.T) {
+	srv := startStandIn(t)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 30s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	clock := clockwork.NewFakeClock()
+	out.s.clock = clock
+	if err := out.WriteBatch(context.Background(), trackBatch(3, 0, "x")); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour) // idle
+	srv.FailNext(2, http.StatusServiceUnavailable)
+	if err := out.WriteBatch(context.Background(), trackBatch(3, 3, "x")); err != nil {
+		t.Fatalf("a 503 after an idle hour: %v, want the calls retried and accepted", err)
+	}
+
+	failed := make(chan struct{}, 100)
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+	})
+	srv.Outage503(true)
+	result := make(chan error, 1)
+	go func() { result <- out.WriteBatch(context.Background(), trackBatch(3, 6, "x")) }()
+	// The first failure starts the count; the second request is sent only
+	// after the first failure was counted.
+	<-failed
+	<-failed
+	clock.Advance(31 * time.Second)
+	if err := <-result; !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("failing for longer than unreachable_after: %v, want not connected", err)
 	}
 }
