@@ -214,7 +214,10 @@ func (s *sender) probe(ctx context.Context) error {
 		return fmt.Errorf("segment at %s is unreachable: %s", s.where, res.detail)
 	}
 	if refusesKey(res.status) {
-		return fmt.Errorf("segment at %s refuses the write key (HTTP %d): calls are held until it works: %s", s.where, res.status, res.detail)
+		// Found by a probe after an outage, the refusal is news: logged once.
+		ce := s.refusedKey(res)
+		s.d.markDown(ce)
+		return ce
 	}
 	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", s.where, res.status, res.detail)
 }

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -128,8 +129,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			settleAll(calls, nil)
 			return
 		case res.err == nil && refusesKey(res.status):
-			d.markDown(&CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-				"Segment at %s refused the write key (HTTP %d): check the key and its region; calls are held until it works: %s", d.s.where, res.status, res.detail)})
+			d.markDown(d.s.refusedKey(res))
 			settleAll(calls, d.downErr())
 			return
 		case res.err == nil && !transient:
@@ -212,7 +212,9 @@ func (d *dispatcher) failingFor() time.Duration {
 func (d *dispatcher) markDown(err *CallError) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.down == nil {
+	// Logged once per cause: probes that find the same again say nothing.
+	var prev *CallError
+	if !errors.As(d.down, &prev) || prev.Cause != err.Cause {
 		d.down = err
 		d.s.log.Errorf("%v", err)
 	}
@@ -233,6 +235,12 @@ func (d *dispatcher) up() {
 	d.mu.Lock()
 	d.down, d.failingSince = nil, time.Time{}
 	d.mu.Unlock()
+}
+
+// refusedKey is the error of a request whose key or endpoint Segment refused.
+func (s *sender) refusedKey(res postResult) *CallError {
+	return &CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
+		"Segment at %s refused the write key (HTTP %d): check the key and its region; calls are held until it works: %s", s.where, res.status, res.detail)}
 }
 
 // refusesKey statuses blame the write key or the endpoint, not the calls:
