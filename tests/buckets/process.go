@@ -17,17 +17,29 @@ import (
 // test ends.
 func startServer(t testing.TB, cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
-	url, err := start(cmd, ready, timeout)
+	logs := &syncBuffer{}
+	url, err := start(cmd, ready, timeout, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { kill(cmd) })
+	t.Cleanup(func() {
+		reportIfFailed(t, cmd, logs)
+		kill(cmd)
+	})
 	return url
 }
 
-// start is startServer without the testing.TB, for restartable processes.
-func start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) (string, error) {
-	logs := &syncBuffer{}
+// reportIfFailed shows a server's output and state when the test failed, so
+// that a server that died or misbehaved explains itself.
+func reportIfFailed(t testing.TB, cmd *exec.Cmd, logs *syncBuffer) {
+	if t.Failed() {
+		t.Logf("%s (state %v) wrote:\n%s", cmd.Path, cmd.ProcessState, logs.String())
+	}
+}
+
+// start is startServer without the testing.TB, for restartable processes;
+// the server's output goes to logs.
+func start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration, logs *syncBuffer) (string, error) {
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

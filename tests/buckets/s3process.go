@@ -31,9 +31,10 @@ func StartS3Process(t testing.TB, dir string) (b *Bucket, stop func(), restart f
 	}
 
 	var cmd *exec.Cmd
+	logs := &syncBuffer{}
 	run := func(addr string) string {
 		cmd = exec.Command(bin, "-addr", addr, "-bucket", s3Bucket, "-dir", dir)
-		endpoint, err := start(cmd, s3Listening, 30*time.Second)
+		endpoint, err := start(cmd, s3Listening, 30*time.Second, logs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,6 +51,9 @@ func StartS3Process(t testing.TB, dir string) (b *Bucket, stop func(), restart f
 		stop()
 		run(u.Host)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		reportIfFailed(t, cmd, logs)
+		stop()
+	})
 	return newS3Bucket(endpoint, s3Bucket), stop, restart
 }

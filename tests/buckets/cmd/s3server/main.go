@@ -61,6 +61,7 @@ func main() {
 	defer cancel()
 	go func() {
 		<-ctx.Done()
+		log.Printf("shutting down: %v", context.Cause(ctx)) // says which signal, should a test see it stop
 		srv.Shutdown(context.Background())
 	}()
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
