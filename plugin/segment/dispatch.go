@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 // A call's journey, in this file: WriteBatch hands its encoded calls to the
@@ -148,7 +150,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			return
 		}
 		wait := policy.NextBackOff()
-		if d.s.maxRetries > 0 && attempt >= d.s.maxRetries {
+		if wait == backoff.Stop || (d.s.maxRetries > 0 && attempt >= d.s.maxRetries) {
 			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)
 			settleAll(calls, failure)
 			return

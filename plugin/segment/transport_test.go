@@ -318,3 +318,17 @@ func TestUnreachableCountsFailingTimeOnly(t *testing.T) {
 		t.Fatalf("failing for longer than unreachable_after: %v, want not connected", err)
 	}
 }
+
+// A backoff with max_elapsed_time gives up when it runs out, like
+// max_retries, instead of retrying at once for ever.
+func TestRetriesStopWhenTheBackoffGivesUp(t *testing.T) {
+	srv := startStandIn(t)
+	srv.Outage503(true)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms, max_elapsed_time: 20ms}}`, testKey, srv.URL()))
+	batch := trackBatch(2, 0, "x")
+	for _, err := range batchErrors(batch, out.WriteBatch(context.Background(), batch)) {
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after") {
+			t.Fatalf("error %v, want a transient failure that gave up", err)
+		}
+	}
+}
