@@ -18,7 +18,7 @@ func BenchmarkMessageCallStructured(b *testing.B) {
 	for b.Loop() {
 		msg := service.NewMessage(nil)
 		msg.SetStructuredMut(v)
-		if _, _, err := messageCall(msg); err != nil {
+		if _, err := messageCall(msg); err != nil {
 			b.Fatal(err)
 		}
 	}

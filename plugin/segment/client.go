@@ -53,12 +53,12 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	refs := make([]callRef, len(batch)) // one allocation for the batch's calls
 	calls := make([]*callRef, 0, len(batch))
 	for i, msg := range batch {
-		wire, id, err := messageCall(msg)
+		wire, err := messageCall(msg)
 		if err != nil {
 			wait.errs[i] = err
 			continue
 		}
-		refs[i] = callRef{wire: wire, id: id, wait: wait, index: i}
+		refs[i] = callRef{wire: wire, wait: wait, index: i}
 		calls = append(calls, &refs[i])
 	}
 	wait.pending = len(calls)
@@ -110,38 +110,39 @@ func (s *sender) outcome(batch service.MessageBatch, errs []error) error {
 }
 
 // messageCall reads and checks the call a message carries (as it is when a
-// mapping left it structured, else from its bytes) and returns its wire JSON
-// and messageId. A message a processor failed on (say, an unmappable event)
-// is not a call: it fails here, for the dead letter output.
-func messageCall(msg *service.Message) ([]byte, string, error) {
+// mapping left it structured, else from its bytes) and returns its wire
+// JSON. A message a processor failed on (say, an unmappable event) is not a
+// call: it fails here, for the dead letter output.
+func messageCall(msg *service.Message) ([]byte, error) {
 	if upstream := msg.GetError(); upstream != nil {
-		return nil, "", &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + upstream.Error()}
+		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + upstream.Error()}
 	}
-	var wire []byte
-	var err error
-	var id string
-	if msg.HasStructured() {
-		v, verr := msg.AsStructured()
-		if verr != nil {
-			return nil, "", &CallError{Cause: CauseInvalid, Permanent: true, Detail: verr.Error()}
-		}
-		call, w, cerr := structuredCall(v, msg.AsBytes)
-		wire, err, id = w, cerr, messageID(call)
-	} else {
-		body, berr := msg.AsBytes()
-		if berr != nil {
-			return nil, "", &CallError{Cause: CauseInvalid, Permanent: true, Detail: berr.Error()}
-		}
-		call, w, cerr := parseCall(body)
-		wire, err, id = w, cerr, messageID(call)
-	}
+	wire, err := wireOf(msg)
 	if err != nil {
-		return nil, "", &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()}
+		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()}
 	}
 	if len(wire) > maxCallBytes {
-		return nil, "", &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf("the call is %d bytes, over Segment's 32 KB limit", len(wire))}
+		return nil, &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf("the call is %d bytes, over Segment's 32 KB limit", len(wire))}
 	}
-	return wire, id, nil
+	return wire, nil
+}
+
+// wireOf checks a message's call and returns its wire JSON.
+func wireOf(msg *service.Message) ([]byte, error) {
+	if msg.HasStructured() {
+		v, err := msg.AsStructured()
+		if err != nil {
+			return nil, err
+		}
+		_, wire, err := structuredCall(v, msg.AsBytes)
+		return wire, err
+	}
+	body, err := msg.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	_, wire, err := parseCall(body)
+	return wire, err
 }
 
 // maxCallBytes is Segment's limit on one call.

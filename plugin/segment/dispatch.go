@@ -24,7 +24,6 @@ const maxRequestBytes = 500<<10 - 256
 // callRef is one call on its way: its wire JSON and where its outcome goes.
 type callRef struct {
 	wire  []byte
-	id    string
 	wait  *batchWait
 	index int
 }
@@ -131,8 +130,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			settleAll(calls, nil)
 			return
 		case res.err == nil && refusesKey(res.status):
-			d.markDown(d.s.refusedKey(res))
-			settleAll(calls, d.downErr())
+			settleAll(calls, d.markDown(d.s.refusedKey(res)))
 			return
 		case res.err == nil && !transient:
 			d.rejected(calls, res)
@@ -144,9 +142,8 @@ func (d *dispatcher) deliver(calls []*callRef) {
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
 		if silent := d.failingFor(); silent >= d.s.unreachableAfter {
-			d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
-				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())})
-			settleAll(calls, d.downErr())
+			settleAll(calls, d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
+				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())}))
 			return
 		}
 		wait := policy.NextBackOff()
@@ -210,8 +207,10 @@ func (d *dispatcher) failingFor() time.Duration {
 }
 
 // markDown hands every waiting call back: the output reports itself down
-// (so /ready answers 503) until Connect's probe succeeds.
-func (d *dispatcher) markDown(err *CallError) {
+// (so /ready answers 503) until Connect's probe succeeds. It returns the
+// error to settle the caller's calls with: read again later, the down state
+// may already be cleared by a probe, and those calls were never accepted.
+func (d *dispatcher) markDown(err *CallError) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// Logged once per cause: probes that find the same again say nothing.
@@ -224,6 +223,7 @@ func (d *dispatcher) markDown(err *CallError) {
 		c.settle(d.down)
 	}
 	d.queue = nil
+	return d.down
 }
 
 func (d *dispatcher) downErr() error {
