@@ -3,17 +3,23 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
+
+const httpConfig = "config/currents_http_to_segment.yaml"
 
 // customHTTPBody turns fixture records into what Currents' Custom HTTP
 // connector POSTs: {"events": [{event_type, id, time, properties, user}]}.
@@ -50,102 +56,410 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestCustomHTTPPipeline runs config/currents_http_to_segment.yaml: Braze
-// gets a 2xx only once Segment accepted the events, and a non-2xx (so it
-// retries) for a wrong token or while Segment is down.
-func TestCustomHTTPPipeline(t *testing.T) {
+// httpPipeline is config/currents_http_to_segment.yaml running against the
+// Segment stand-in.
+type httpPipeline struct {
+	t           *testing.T
+	proc        *connectProc
+	srv         *segmentapi.Server
+	addr        string // where Braze POSTs
+	metrics     string // Connect's own HTTP server
+	deadLetters string
+}
+
+func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) *httpPipeline {
+	t.Helper()
 	srv, err := segmentapi.Start(e2eWriteKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	addr := freeAddr(t)
-	cmd := exec.Command(binary, "-c", "config/currents_http_to_segment.yaml")
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CURRENTS_HTTP_TOKEN=braze-token", "CURRENTS_HTTP_ADDRESS="+addr,
-		"CURRENTS_HTTP_TIMEOUT=3s", "SEGMENT_WRITE_KEY="+e2eWriteKey, "SEGMENT_ENDPOINT="+srv.URL(),
-		"DEAD_LETTER_PATH="+filepath.Join(t.TempDir(), "dead.jsonl"), "CONNECT_HTTP_ADDRESS=127.0.0.1:0")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitListening(t, addr)
+	t.Cleanup(func() { _ = srv.Close() })
+	p := &httpPipeline{t: t, srv: srv, addr: freeAddr(t), metrics: freeAddr(t),
+		deadLetters: filepath.Join(t.TempDir(), "dead.jsonl")}
+	env := append([]string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=" + p.addr,
+		"CURRENTS_HTTP_TIMEOUT=" + timeout, "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=" + srv.URL(),
+		"DEAD_LETTER_PATH=" + p.deadLetters, "CONNECT_HTTP_ADDRESS=" + p.metrics}, extraEnv...)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	// Debug logs: the token must not appear even there.
+	p.proc = startConnect(t, env, events, "--log.level", "debug", "-c", httpConfig)
+	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
+	return p
+}
 
+// post sends body with the Authorization header auth (none when empty) and
+// returns the status and the answer's headers.
+func (p *httpPipeline) post(auth string, body io.Reader, size int64, tweak ...func(*http.Request)) (int, http.Header) {
+	p.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.addr+"/currents", body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.ContentLength = size
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for _, f := range tweak {
+		f(req)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("POST: %v\n%s", err, lastLines(p.proc.logs(), 30))
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, res.Header
+}
+
+func (p *httpPipeline) postBytes(auth string, body []byte) int {
+	p.t.Helper()
+	code, _ := p.post(auth, bytes.NewReader(body), int64(len(body)))
+	return code
+}
+
+// deadLettered is how many lines the dead letter file holds.
+func (p *httpPipeline) deadLettered() int {
+	data, err := os.ReadFile(p.deadLetters)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return bytes.Count(data, []byte("\n"))
+}
+
+// metric sums the samples of a series on the pipeline's Prometheus endpoint
+// whose labels include label (all of them when empty); 0 if none.
+func (p *httpPipeline) metric(name, label string) float64 {
+	p.t.Helper()
+	res, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	var sum float64
+	for _, line := range strings.Split(string(data), "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// namedEvents are fixture events of users with an external id: the ones
+// Braze's connector (and our default mapping) send.
+func namedEvents(t *testing.T, eventType string, n int, seed uint64) []map[string]any {
+	t.Helper()
 	var buf bytes.Buffer
-	records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: "users.messages.email.Open", Records: 40, Seed: 61})
+	records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: eventType, Records: 4 * n, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var named []map[string]any
 	for _, r := range records {
-		if r["external_user_id"] != nil {
+		if r["external_user_id"] != nil && len(named) < n {
 			named = append(named, r)
 		}
 	}
-	post := func(token string, body []byte) int {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/currents", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("POST: %v\n%s", err, logs.String())
-		}
-		res.Body.Close()
-		return res.StatusCode
+	if len(named) < n {
+		t.Fatalf("only %d named events in the fixture", len(named))
 	}
+	return named
+}
 
-	first := customHTTPBody(t, "users.messages.email.Open", named[:10])
-	if code := post("braze-token", first); code != http.StatusOK {
-		t.Fatalf("status %d for a good request\n%s", code, logs.String())
-	}
-	for _, r := range named[:10] {
-		if srv.Count(r["id"].(string)) != 1 {
-			t.Fatalf("answered 200 before Segment accepted event %s", r["id"])
+func (p *httpPipeline) checkDelivered(events []map[string]any) {
+	p.t.Helper()
+	for _, r := range events {
+		if p.srv.Count(r["id"].(string)) < 1 {
+			p.t.Fatalf("event %s not in Segment\n%s", r["id"], lastLines(p.proc.logs(), 30))
 		}
-	}
-
-	second := customHTTPBody(t, "users.messages.email.Open", named[10:20])
-	if code := post("wrong-token", second); code/100 == 2 {
-		t.Fatalf("status %d for a wrong token", code)
-	}
-	if srv.UniqueMessageIDs() != 10 {
-		t.Fatalf("a request with a wrong token reached Segment")
-	}
-
-	if err := srv.Down(); err != nil {
-		t.Fatal(err)
-	}
-	if code := post("braze-token", second); code/100 == 2 {
-		t.Fatalf("status %d while Segment is down: Braze would not retry", code)
-	}
-	if err := srv.Up(); err != nil {
-		t.Fatal(err)
-	}
-	// Braze's retry of the same request.
-	if code := post("braze-token", second); code != http.StatusOK {
-		t.Fatalf("status %d for the retry after the outage", code)
-	}
-	for _, r := range named[:20] {
-		if srv.Count(r["id"].(string)) < 1 {
-			t.Fatalf("event %s lost", r["id"])
-		}
-	}
-	if srv.UniqueMessageIDs() != 20 {
-		t.Fatalf("%d events in Segment, want 20", srv.UniqueMessageIDs())
 	}
 }
 
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // polling for a port, not timing a result
+// TestCustomHTTPDelivers: Braze gets 200 only once Segment accepted every
+// event of the request.
+func TestCustomHTTPDelivers(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "5s")
+	events := namedEvents(t, "users.messages.email.Open", 30, 61)
+	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.email.Open", events)); code != http.StatusOK {
+		t.Fatalf("status %d for a good request\n%s", code, lastLines(p.proc.logs(), 30))
 	}
-	t.Fatalf("nothing listening on %s", addr)
+	p.checkDelivered(events) // already there when 200 came back
+	if p.srv.UniqueMessageIDs() != 30 || p.deadLettered() != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	}
+	// An event the mapping cannot map (no user at all) is dead-lettered, and
+	// the request still gets its 200: the event reached an error path.
+	orphan := map[string]any{"event_type": "users.messages.email.Open", "time": 1764590400,
+		"properties": map[string]any{"email_address": "x@example.com"}, "user": map[string]any{"external_user_id": "u-1"}}
+	body, _ := json.Marshal(map[string]any{"events": []any{orphan}})
+	if code := p.postBytes("Bearer braze-token", body); code != http.StatusOK {
+		t.Fatalf("status %d for an unmappable event", code)
+	}
+	if p.deadLettered() != 1 {
+		t.Fatalf("%d dead letters, want the unmappable event", p.deadLettered())
+	}
+	if got := p.metric("braze_currents_http_events_received", ""); got != 31 {
+		t.Fatalf("braze_currents_http_events_received = %v, want 31", got)
+	}
+	if got := p.metric("braze_currents_http_requests", `status="200"`); got != 2 {
+		t.Fatalf(`braze_currents_http_requests{status="200"} = %v, want 2`, got)
+	}
+}
+
+// TestCustomHTTPRefusesUnauthorised: only the Authorization header carries
+// the token; everything else gets 401 before the body is read, and nothing
+// is sent or dead-lettered. The configured token is the injection that
+// turned authentication off in the Bloblang version.
+func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
+	const token = `x" && false && "`
+	p := startHTTPPipeline(t, token, "5s")
+	events := namedEvents(t, "users.messages.email.Send", 5, 7)
+	body := customHTTPBody(t, "users.messages.email.Send", events)
+	withQuery := func(r *http.Request) { r.URL.RawQuery = url.Values{"token": {token}, "access_token": {token}}.Encode() }
+	withCookie := func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "Authorization", Value: "Bearer " + token}) }
+	for _, c := range []struct {
+		name  string
+		auth  string
+		tweak []func(*http.Request)
+	}{
+		{"no token", "", nil},
+		{"wrong token", "Bearer braze-token", nil},
+		{"the injection's other half", `Bearer x`, nil},
+		{"token without scheme", token, nil},
+		{"Basic scheme", "Basic " + token, nil},
+		{"token in the query", "", []func(*http.Request){withQuery}},
+		{"token in a cookie", "", []func(*http.Request){withCookie}},
+	} {
+		code, h := p.post(c.auth, bytes.NewReader(body), int64(len(body)), c.tweak...)
+		if code != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("%s: status %d (WWW-Authenticate %q), want 401", c.name, code, h.Get("WWW-Authenticate"))
+		}
+	}
+	// 50 MB of X without a token: refused before the body is read.
+	code, _ := p.post("", io.LimitReader(repeatReader('X'), 50<<20), 50<<20)
+	if code != http.StatusUnauthorized {
+		t.Fatalf("50 MB without a token: status %d, want 401", code)
+	}
+	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
+		t.Fatalf("unauthorised requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	}
+	// The scheme is case-insensitive.
+	if code := p.postBytes("bearer "+token, body); code != http.StatusOK {
+		t.Fatalf("lower-case bearer with the right token: status %d", code)
+	}
+	p.checkDelivered(events)
+	if got := p.metric("braze_currents_http_requests", `status="401"`); got != 8 {
+		t.Fatalf(`braze_currents_http_requests{status="401"} = %v, want 8`, got)
+	}
+	if strings.Contains(p.proc.logs(), token) {
+		t.Fatalf("the token is in the logs:\n%s", p.proc.logs())
+	}
+}
+
+// TestCustomHTTPRefusesBadBodies: 400 with a reason for what is not a
+// Currents request, 413 past the size limit, with and without a length;
+// nothing sent, nothing dead-lettered.
+func TestCustomHTTPRefusesBadBodies(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "5s", "CURRENTS_HTTP_MAX_BODY_SIZE=1MiB")
+	for _, c := range []struct{ name, body string }{
+		{"not JSON", "hello"},
+		{"truncated", `{"events": [{"event_type": "users.messages.email.Open"`},
+		{"no events", `{"foo": 1}`},
+		{"events not an array", `{"events": {"event_type": "x"}}`},
+		{"an array", `[{"event_type": "users.messages.email.Open"}]`},
+		{"event without event_type", `{"events": [{"id": "a", "time": 1}]}`},
+		{"event not an object", `{"events": ["users.messages.email.Open"]}`},
+		{"two values", `{"events": []} {"events": []}`},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+p.addr+"/currents", strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer braze-token")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reason, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || len(bytes.TrimSpace(reason)) == 0 {
+			t.Fatalf("%s: status %d %q, want 400 with a reason", c.name, res.StatusCode, reason)
+		}
+	}
+	// Over the limit, declared (refused from the header) and chunked
+	// (refused once the limit was read).
+	if code, _ := p.post("Bearer braze-token", io.LimitReader(repeatReader(' '), 2<<20), 2<<20); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB with a length: status %d, want 413", code)
+	}
+	if code, _ := p.post("Bearer braze-token", io.LimitReader(repeatReader(' '), 2<<20), -1); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB chunked: status %d, want 413", code)
+	}
+	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
+		t.Fatalf("bad requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	}
+	if got := p.metric("braze_currents_http_requests", `status="400"`); got != 8 {
+		t.Fatalf(`braze_currents_http_requests{status="400"} = %v, want 8`, got)
+	}
+}
+
+// TestCustomHTTPSegmentDown: while Segment is unreachable Braze gets 503
+// with Retry-After, the events in flight are kept, and Braze's retry after
+// the outage gets 200.
+func TestCustomHTTPSegmentDown(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "2s")
+	events := namedEvents(t, "users.messages.sms.Send", 10, 5)
+	body := customHTTPBody(t, "users.messages.sms.Send", events)
+	if err := p.srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	code, h := p.post("Bearer braze-token", bytes.NewReader(body), int64(len(body)))
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Fatalf("while Segment is down: status %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
+	}
+	if err := p.srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.postBytes("Bearer braze-token", body); code != http.StatusOK {
+		t.Fatalf("Braze's retry after the outage: status %d", code)
+	}
+	p.checkDelivered(events)
+	if p.srv.UniqueMessageIDs() != 10 || p.deadLettered() != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 10 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	}
+}
+
+// TestCustomHTTPKeyRefused: a refused write key holds the events (503 to
+// Braze, nothing dead-lettered); once the key works they are delivered
+// without Braze sending them again.
+func TestCustomHTTPKeyRefused(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "2s")
+	events := namedEvents(t, "users.messages.pushnotification.Send", 10, 9)
+	p.srv.RevokeKey(true)
+	code, h := p.post("Bearer braze-token", bytes.NewReader(customHTTPBody(t, "users.messages.pushnotification.Send", events)), -1)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Fatalf("with the key refused: status %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
+	}
+	if p.deadLettered() != 0 {
+		t.Fatalf("%d events dead-lettered for a refused key", p.deadLettered())
+	}
+	p.srv.RevokeKey(false)
+	waitFor(t, p.proc.events, time.Minute, "the held events delivered", func() (bool, error) {
+		for _, r := range events {
+			if p.srv.Count(r["id"].(string)) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if p.deadLettered() != 0 {
+		t.Fatalf("%d events dead-lettered", p.deadLettered())
+	}
+}
+
+// TestCustomHTTPTimeout: a Segment slower than the timeout gets Braze a 503,
+// and the events in flight are still delivered.
+func TestCustomHTTPTimeout(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "1s")
+	events := namedEvents(t, "users.messages.email.Click", 5, 3)
+	p.srv.SlowNext(1, 3*time.Second)
+	code, _ := p.post("Bearer braze-token", bytes.NewReader(customHTTPBody(t, "users.messages.email.Click", events)), -1)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d after the timeout, want 503", code)
+	}
+	waitFor(t, p.proc.events, 20*time.Second, "the events in flight delivered", func() (bool, error) {
+		for _, r := range events {
+			if p.srv.Count(r["id"].(string)) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// TestCustomHTTPMemoryUnderOversizeRequests: concurrent oversize requests,
+// without a token and with one, leave the process's peak memory low: no
+// body is held past the limit, none is read without the token.
+func TestCustomHTTPMemoryUnderOversizeRequests(t *testing.T) {
+	p := startHTTPPipeline(t, "braze-token", "5s")
+	oversizeStorm(t, p, 20, 40<<20)
+	kb := vmHWM(t, p.proc.cmd.Process.Pid)
+	t.Logf("peak RSS %.1f MiB after 3 × 20 concurrent 40 MB requests", float64(kb)/1024)
+	if kb > 150<<10 {
+		t.Fatalf("peak RSS %d MiB under oversize requests, want under 150", kb>>10)
+	}
+}
+
+// oversizeStorm sends n concurrent requests of size bytes: without a token
+// (401 before the body is read), with the token and a Content-Length (413
+// from the header), and with the token, chunked (413 once the limit was
+// read, or 503 while max_buffered_size is taken by the others).
+func oversizeStorm(t *testing.T, p *httpPipeline, n int, size int64) {
+	t.Helper()
+	for _, c := range []struct {
+		auth   string
+		length int64
+		want   []int
+	}{
+		{"", size, []int{http.StatusUnauthorized}},
+		{"Bearer braze-token", size, []int{http.StatusRequestEntityTooLarge}},
+		{"Bearer braze-token", -1, []int{http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}},
+	} {
+		codes := make(chan int, n)
+		for range n {
+			go func() {
+				req, _ := http.NewRequest(http.MethodPost, "http://"+p.addr+"/currents", io.LimitReader(repeatReader('X'), size))
+				req.ContentLength = c.length
+				if c.auth != "" {
+					req.Header.Set("Authorization", c.auth)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					codes <- -1
+					return
+				}
+				res.Body.Close()
+				codes <- res.StatusCode
+			}()
+		}
+		for range n {
+			if code := <-codes; !slices.Contains(c.want, code) {
+				t.Fatalf("oversize request (auth %q, length %d): status %d, want one of %v", c.auth, c.length, code, c.want)
+			}
+		}
+	}
+}
+
+// vmHWM is the peak resident set of pid so far, in kB.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	t.Fatalf("no VmHWM for %d", pid)
+	return 0
+}
+
+// repeatReader is an endless stream of one byte.
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
 }

@@ -1,0 +1,203 @@
+package brazecurrents
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// answer is what a request gets: a status and a short reason for people
+// reading Braze's logs.
+type answer struct {
+	status int
+	reason string
+}
+
+// ServeHTTP answers one POST of Currents' Custom HTTP connector. The order
+// matters: the token is checked before a byte of the body is read, and the
+// body's size before it is held.
+func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	source := fmt.Sprintf("http request %d from %s", in.counter.Add(1), r.RemoteAddr)
+	a := in.serve(w, r, source)
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	switch a.status {
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Bearer realm="currents"`)
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", strconv.Itoa(int(in.retryAfter.Round(time.Second)/time.Second)))
+	}
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, a.reason+"\n")
+	in.answered.Incr(1, strconv.Itoa(a.status))
+	switch {
+	case a.status == http.StatusOK:
+		in.log.Tracef("%s: %s", source, a.reason)
+	case a.status == http.StatusUnauthorized:
+		// Anyone can knock: not worth a warning each.
+		in.log.Debugf("%s: %d %s", source, a.status, a.reason)
+	default:
+		in.log.Warnf("%s: %d %s", source, a.status, a.reason)
+	}
+}
+
+func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string) answer {
+	if r.Method != http.MethodPost {
+		return answer{http.StatusMethodNotAllowed, "only POST is accepted"}
+	}
+	if !in.authorised(r) {
+		return answer{http.StatusUnauthorized, "the Authorization header does not carry the configured bearer token"}
+	}
+	if r.ContentLength > in.maxBody {
+		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is %d bytes, over the limit of %d", r.ContentLength, in.maxBody)}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
+	defer cancel()
+	// Until the body's size is known, it may take the whole limit.
+	held := in.maxBody
+	if r.ContentLength >= 0 {
+		held = r.ContentLength
+	}
+	if err := in.buffered.Acquire(ctx, held); err != nil {
+		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
+	}
+	body, status, err := in.readBody(w, r)
+	if err != nil {
+		in.buffered.Release(held)
+		return answer{status, err.Error()}
+	}
+	in.buffered.Release(held - int64(len(body)))
+	held = int64(len(body))
+
+	events, err := parseHTTPEvents(body)
+	if err != nil {
+		in.buffered.Release(held)
+		return answer{http.StatusBadRequest, err.Error()}
+	}
+	if len(events) == 0 {
+		in.buffered.Release(held)
+		return answer{http.StatusOK, "no events"}
+	}
+	req := httpRequest{batch: make(service.MessageBatch, len(events)), done: make(chan error, 1)}
+	for i, e := range events {
+		msg := service.NewMessage(nil)
+		msg.SetStructuredMut(e.record)
+		msg.MetaSetMut(MetaEventType, e.eventType)
+		msg.MetaSetMut(MetaSource, source)
+		msg.MetaSetMut(MetaRecordIndex, int64(i))
+		req.batch[i] = msg
+	}
+	select {
+	case in.requests <- req:
+		in.received.Incr(int64(len(events)))
+	case <-ctx.Done():
+		in.buffered.Release(held)
+		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}
+	case <-in.closed:
+		in.buffered.Release(held)
+		return answer{http.StatusServiceUnavailable, "shutting down"}
+	}
+	select {
+	case err := <-req.done:
+		in.buffered.Release(held)
+		if err != nil {
+			return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not delivered: %v", len(events), err)}
+		}
+		return answer{http.StatusOK, fmt.Sprintf("%d events delivered", len(events))}
+	case <-ctx.Done():
+	case <-in.closed:
+	}
+	// The events stay in the pipeline and are delivered (or dead-lettered)
+	// later; their memory is held until then.
+	go func() {
+		<-req.done
+		in.buffered.Release(held)
+	}()
+	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not yet delivered within %s (Segment down or refusing the key?); they are kept and Segment deduplicates the retry", len(events), in.timeout)}
+}
+
+// authorised reports whether the request carries the token, in the
+// Authorization header only. Comparing hashes keeps the time independent of
+// the token's length as well as its content.
+func (in *httpInput) authorised(r *http.Request) bool {
+	values := r.Header.Values("Authorization")
+	if len(values) != 1 {
+		return false
+	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], in.tokenSum[:]) == 1
+}
+
+// readBody reads the body, refusing it past the limit and past the
+// request's timeout (a slow sender must not hold its budget for ever). A body
+// of known length is read into one buffer of that size; a chunked one into
+// pooled chunks, copied out once complete, so that neither growing a buffer
+// nor refusing a body past the limit leaves garbage of its size behind.
+func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.timeout))
+	body := http.MaxBytesReader(w, r.Body, in.maxBody)
+	var data []byte
+	var err error
+	if r.ContentLength >= 0 {
+		data = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(body, data)
+	} else {
+		data, err = readChunked(body)
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over the limit of %d bytes", in.maxBody)
+	}
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
+	}
+	return data, 0, nil
+}
+
+const chunkSize = 64 << 10
+
+var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+func readChunked(r io.Reader) ([]byte, error) {
+	var parts []*[chunkSize]byte
+	defer func() {
+		for _, c := range parts {
+			chunks.Put(c)
+		}
+	}()
+	size := 0
+	for {
+		c := chunks.Get().(*[chunkSize]byte)
+		parts = append(parts, c)
+		n, err := io.ReadFull(r, c[:])
+		size += n
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	data := make([]byte, 0, size)
+	for _, c := range parts {
+		data = append(data, c[:min(chunkSize, size-len(data))]...)
+	}
+	return data, nil
+}

@@ -1,0 +1,264 @@
+package brazecurrents
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"golang.org/x/sync/semaphore"
+)
+
+const (
+	httpFieldAddress     = "address"
+	httpFieldPath        = "path"
+	httpFieldToken       = "token"
+	httpFieldMaxBody     = "max_body_size"
+	httpFieldMaxBuffered = "max_buffered_size"
+	httpFieldTimeout     = "timeout"
+	httpFieldRetryAfter  = "retry_after"
+	httpFieldCertFile    = "cert_file"
+	httpFieldKeyFile     = "key_file"
+)
+
+func httpInputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Summary("Receives Braze Currents events from Currents' Custom HTTP connector, answering Braze with a 2xx only once every event of the request was delivered.").
+		Description(`
+Listens for the POSTs of Currents' Custom HTTP connector, `+"`{\"events\": [event, …]}`"+`, and emits one message
+per event in the shape of a storage record (`+"`properties`"+` and `+"`user`"+` moved to the top level), with the
+same metadata as the `+"`braze_currents`"+` input, so the same mapping reads both.
+
+Braze counts only a 2xx answer as received and retries anything else for up to 5 days, so the answer says
+what became of the events:
+
+- **200** once every event of the request was acknowledged downstream: accepted by Segment, or written to
+  the dead letter output the pipeline routes failures to.
+- **401** (before the body is read) when the `+"`Authorization`"+` header does not carry `+"`Bearer <token>`"+`.
+  The token is compared in constant time, read from that header only (never the query or a cookie), and
+  the scheme is case-insensitive.
+- **413** when the body is over `+"`max_body_size`"+`: refused from its `+"`Content-Length`"+` or, without one,
+  once that much was read. A larger body is never held.
+- **400** with a short reason when the body is not one JSON object with an `+"`events`"+` array of objects
+  that each have an `+"`event_type`"+`, or when `+"`properties`"+`, `+"`user`"+` and the event disagree on a field.
+  Nothing of such a request is sent or dead-lettered: Braze keeps it, and its logs show why.
+- **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
+  unreachable, its write key refused: the `+"`segment`"+` output holds calls then, it never drops them), when
+  they were refused downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. Events
+  already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
+  each call's `+"`messageId`"+`.
+
+The input runs its own HTTP server, apart from Connect's `+"`http`"+` server: the endpoint Braze calls is exposed
+to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+` stay on an internal address.
+
+== Metadata
+
+- `+"`braze_event_type`"+`: the event's `+"`event_type`"+`.
+- `+"`braze_source`"+`: the request, `+"`http request <n> from <remote address>`"+`, as logs name it.
+- `+"`braze_record_index`"+`: the event's index in the request, from 0.
+
+== Metrics
+
+- `+"`braze_currents_http_requests`"+` (label `+"`status`"+`): requests answered, by HTTP status.
+- `+"`braze_currents_http_events_received`"+`: events of well-formed, authorised requests handed to the pipeline.
+`).
+		Fields(
+			service.NewStringField(httpFieldAddress).
+				Description("The address to listen on.").Default("0.0.0.0:8080"),
+			service.NewStringField(httpFieldPath).
+				Description("The path Braze POSTs to.").Default("/currents"),
+			service.NewStringField(httpFieldToken).
+				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`.").
+				Secret(),
+			service.NewStringField(httpFieldMaxBody).
+				Description("The largest request body accepted, in bytes or with a unit (`8MiB`). Braze sends up to 100 events per request; the default leaves room for large custom events.").
+				Default("8MiB"),
+			service.NewStringField(httpFieldMaxBuffered).
+				Description("The most request body bytes held at once, across requests, from reading a body until its events are delivered; a request that would exceed it waits, up to `timeout`, then gets a 503. Decoded events take about three times their JSON, so this bounds the input's memory.").
+				Default("32MiB").Advanced(),
+			service.NewDurationField(httpFieldTimeout).
+				Description("How long a request may wait for its events to be delivered before Braze is told to retry (503).").
+				Default("30s"),
+			service.NewDurationField(httpFieldRetryAfter).
+				Description("The `Retry-After` of a 503.").Default("30s").Advanced(),
+			service.NewStringField(httpFieldCertFile).
+				Description("A certificate file for TLS; with `key_file`, the server speaks HTTPS only.").Default("").Advanced(),
+			service.NewStringField(httpFieldKeyFile).
+				Description("The certificate's private key file.").Default("").Advanced(),
+		)
+}
+
+func init() {
+	service.MustRegisterBatchInput("braze_currents_http", httpInputSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
+			return httpInputFromParsed(conf, mgr)
+		})
+}
+
+// httpRequest is one authorised, well-formed request, waiting for its events
+// to be acknowledged.
+type httpRequest struct {
+	batch service.MessageBatch
+	done  chan error // receives the batch's acknowledgement, once
+}
+
+type httpInput struct {
+	address, path       string
+	tokenSum            [sha256.Size]byte
+	maxBody             int64
+	timeout, retryAfter time.Duration
+	certFile, keyFile   string
+
+	buffered *semaphore.Weighted // body bytes held, from reading to acknowledgement
+	maxBuf   int64
+	requests chan httpRequest
+	closed   chan struct{}
+	stop     sync.Once
+	counter  atomic.Uint64
+
+	log      *service.Logger
+	answered *service.MetricCounter
+	received *service.MetricCounter
+
+	server *http.Server
+	bound  chan string // the listener's address, once listening (tests bind :0)
+}
+
+func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
+	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
+		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
+		received: mgr.Metrics().NewCounter("braze_currents_http_events_received")}
+	var token, maxBody, maxBuf string
+	var err error
+	str := func(dst *string, name string) {
+		if err == nil {
+			*dst, err = conf.FieldString(name)
+		}
+	}
+	str(&in.address, httpFieldAddress)
+	str(&in.path, httpFieldPath)
+	str(&token, httpFieldToken)
+	str(&maxBody, httpFieldMaxBody)
+	str(&maxBuf, httpFieldMaxBuffered)
+	str(&in.certFile, httpFieldCertFile)
+	str(&in.keyFile, httpFieldKeyFile)
+	if err == nil {
+		in.timeout, err = conf.FieldDuration(httpFieldTimeout)
+	}
+	if err == nil {
+		in.retryAfter, err = conf.FieldDuration(httpFieldRetryAfter)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, fmt.Errorf("%s is empty: set the bearer token configured in Braze's Custom HTTP connector", httpFieldToken)
+	}
+	in.tokenSum = sha256.Sum256([]byte(token))
+	if in.maxBody, err = parseSize(httpFieldMaxBody, maxBody); err != nil {
+		return nil, err
+	}
+	if in.maxBuf, err = parseSize(httpFieldMaxBuffered, maxBuf); err != nil {
+		return nil, err
+	}
+	if in.maxBuf < in.maxBody {
+		return nil, fmt.Errorf("%s (%s) is below %s (%s): a request of the largest size could never be read", httpFieldMaxBuffered, maxBuf, httpFieldMaxBody, maxBody)
+	}
+	if !strings.HasPrefix(in.path, "/") {
+		return nil, fmt.Errorf("%s %q does not start with /", httpFieldPath, in.path)
+	}
+	if in.timeout <= 0 {
+		return nil, fmt.Errorf("%s must be positive", httpFieldTimeout)
+	}
+	if (in.certFile == "") != (in.keyFile == "") {
+		return nil, fmt.Errorf("set both %s and %s for TLS, or neither", httpFieldCertFile, httpFieldKeyFile)
+	}
+	in.buffered = semaphore.NewWeighted(in.maxBuf)
+	return in, nil
+}
+
+func parseSize(field, s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	if n == 0 || n > 1<<40 {
+		return 0, fmt.Errorf("%s %q: want a size between 1 byte and 1TiB", field, s)
+	}
+	return int64(n), nil
+}
+
+// Connect starts listening; a second call (after a lost connection
+// elsewhere) finds the server running.
+func (in *httpInput) Connect(ctx context.Context) error {
+	if in.server != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", in.address)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", in.address, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(in.path, in)
+	in.server = &http.Server{
+		Handler: mux,
+		// Slow clients must not hold connections (or body budget) for ever.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          nil,
+	}
+	in.bound <- ln.Addr().String()
+	go func() {
+		var err error
+		if in.certFile != "" {
+			err = in.server.ServeTLS(ln, in.certFile, in.keyFile)
+		} else {
+			err = in.server.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			in.log.Errorf("Custom HTTP server on %s stopped: %v", in.address, err)
+		}
+	}()
+	scheme := "http"
+	if in.certFile != "" {
+		scheme = "https"
+	}
+	in.log.Infof("Receiving Braze Currents events at %s://%s%s", scheme, ln.Addr(), in.path)
+	return nil
+}
+
+// ReadBatch hands over the events of one request; acknowledging them answers
+// the request.
+func (in *httpInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	select {
+	case r := <-in.requests:
+		return r.batch, func(_ context.Context, err error) error {
+			r.done <- err
+			return nil
+		}, nil
+	case <-in.closed:
+		return nil, nil, service.ErrEndOfInput
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+// Close stops the server. Requests still waiting are answered 503, so Braze
+// sends them again.
+func (in *httpInput) Close(ctx context.Context) error {
+	in.stop.Do(func() { close(in.closed) })
+	if in.server == nil {
+		return nil
+	}
+	return in.server.Shutdown(ctx)
+}
