@@ -19,5 +19,7 @@ WORKDIR /app
 COPY bloblang/ /app/bloblang/
 COPY config/ /app/config/
 USER nonroot:nonroot
+# 4195: metrics and /ready (keep it internal); 8080: the Custom HTTP pipeline's endpoint for Braze.
+EXPOSE 4195 8080
 ENTRYPOINT ["/usr/local/bin/connect"]
 CMD ["run", "/app/config/demo.yaml"]

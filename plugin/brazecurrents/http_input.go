@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -186,6 +187,14 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	return in, nil
 }
 
+// debugWriter logs what net/http reports about connections at debug level.
+type debugWriter struct{ log *service.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debugf("Custom HTTP server: %s", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 func parseSize(field, s string) (int64, error) {
 	n, err := humanize.ParseBytes(s)
 	if err != nil {
@@ -215,7 +224,8 @@ func (in *httpInput) Connect(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		// TLS handshake failures and the like: one per misbehaving client.
+		ErrorLog: log.New(debugWriter{in.log}, "", 0),
 	}
 	in.bound <- ln.Addr().String()
 	go func() {

@@ -1,0 +1,151 @@
+package brazecurrents
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// httpBody is what Currents' Custom HTTP connector POSTs for records in the
+// storage shape: user fields under user, the rest but id and time under
+// properties.
+func httpBody(t testing.TB, eventType string, records []any) []byte {
+	t.Helper()
+	var events []any
+	for _, v := range records {
+		r := v.(map[string]any)
+		e := map[string]any{"event_type": eventType, "properties": map[string]any{}, "user": map[string]any{}}
+		for k, v := range r {
+			switch k {
+			case "id", "time":
+				e[k] = v
+			case "user_id", "external_user_id", "device_id", "timezone":
+				e["user"].(map[string]any)[k] = v
+			default:
+				e["properties"].(map[string]any)[k] = v
+			}
+		}
+		events = append(events, e)
+	}
+	body, err := json.Marshal(map[string]any{"events": events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestHTTPEventsMatchStorageRecords: for every event type, an event received
+// over HTTP equals the same event read from a bucket by the structured
+// decoder, so one mapping serves both inputs.
+func TestHTTPEventsMatchStorageRecords(t *testing.T) {
+	for i, eventType := range fixtures.EventTypes() {
+		var buf bytes.Buffer
+		if _, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: eventType, Records: 6, Seed: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		stored, err := decodeValues(t, "structured: true", "currents/dataexport.prod-01.S3.integration.x/event_type="+eventType+"/date=2026-11-01-10/0/x.avro", buf.Bytes())
+		if err != nil {
+			t.Fatalf("%s: %v", eventType, err)
+		}
+		events, err := parseHTTPEvents(httpBody(t, eventType, stored))
+		if err != nil {
+			t.Fatalf("%s: %v", eventType, err)
+		}
+		if len(events) != len(stored) {
+			t.Fatalf("%s: %d events, want %d", eventType, len(events), len(stored))
+		}
+		for j, e := range events {
+			if e.eventType != eventType {
+				t.Fatalf("%s: event type %q", eventType, e.eventType)
+			}
+			if got := normalise(e.record); !reflect.DeepEqual(got, stored[j]) {
+				t.Fatalf("%s event %d:\nover HTTP %v\nin bucket %v", eventType, j, got, stored[j])
+			}
+		}
+	}
+}
+
+func TestParseHTTPEventsRefuses(t *testing.T) {
+	for _, c := range []struct{ body, reason string }{
+		{``, "not JSON"},
+		{`hello`, "not JSON"},
+		{`{"events": [`, "not JSON"},
+		{`[]`, "a JSON array, not an object"},
+		{`"events"`, "a JSON string"},
+		{`{"foo": 1}`, `no "events" array`},
+		{`{"events": null}`, `"events" is a JSON null`},
+		{`{"events": {}}`, `"events" is a JSON object`},
+		{`{"events": [1]}`, "event 0: a JSON number"},
+		{`{"events": [{"event_type": "a"}, {"id": "x"}]}`, "event 1: no event_type"},
+		{`{"events": [{"event_type": ""}]}`, "event 0: no event_type"},
+		{`{"events": [{"event_type": 3}]}`, "event 0: no event_type"},
+		{`{"events": [{"event_type": "a", "properties": "x"}]}`, "properties is a JSON string"},
+		{`{"events": [{"event_type": "a", "user": []}]}`, "user is a JSON array"},
+		{`{"events": [{"event_type": "a", "id": "1", "properties": {"id": "2"}}]}`, "properties.id collides"},
+		{`{"events": [{"event_type": "a", "properties": {"x": 1}, "user": {"x": 1}}]}`, "user.x collides"},
+		{`{"events": []} {}`, "more than one JSON value"},
+		{`{"events": []} x`, "more than one JSON value"},
+	} {
+		_, err := parseHTTPEvents([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%q: error %v, want one saying %q", c.body, err, c.reason)
+		}
+	}
+}
+
+func TestParseHTTPEventsValues(t *testing.T) {
+	events, err := parseHTTPEvents([]byte(`{"events": [{"event_type": "users.behaviors.CustomEvent", "id": "e1", "time": 1764590400,
+		"properties": {"name": "n", "custom_properties": {"n": 1.5, "big": 12345678901234567890, "list": [1, "a", null], "huge": 1e400}},
+		"user": {"external_user_id": "u"}}], "extra": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": "e1", "time": int64(1764590400), "name": "n", "external_user_id": "u",
+		"custom_properties": map[string]any{"n": 1.5, "big": 1.2345678901234567e19, "list": []any{int64(1), "a", nil}, "huge": "1e400"}}
+	if len(events) != 1 || events[0].eventType != "users.behaviors.CustomEvent" || !reflect.DeepEqual(events[0].record, want) {
+		t.Fatalf("got %#v", events)
+	}
+}
+
+// FuzzParseHTTPEvents: no body makes the parser panic, and what it accepts
+// has one event per element of the events array, each typed, with no
+// json.Number left, that serialises again.
+func FuzzParseHTTPEvents(f *testing.F) {
+	f.Add([]byte(`{"events": [{"event_type": "users.messages.email.Open", "id": "a", "time": 1, "properties": {"x": [1, 2.5]}, "user": {"user_id": "u"}}]}`))
+	f.Add([]byte(`{"events": []}`))
+	f.Add([]byte(`{"events": [{"event_type": "t", "properties": null, "user": {"a": {"b": [{}]}}}]}`))
+	f.Add([]byte(`{"events": [{"event_type": "t", "n": -9223372036854775809}]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		events, err := parseHTTPEvents(body)
+		if err != nil {
+			if events != nil {
+				t.Fatal("events returned with an error")
+			}
+			return
+		}
+		var top struct{ Events []json.RawMessage }
+		if err := json.Unmarshal(body, &top); err != nil {
+			t.Fatalf("accepted a body encoding/json refuses: %v", err)
+		}
+		if len(events) != len(top.Events) {
+			t.Fatalf("%d events from an array of %d", len(events), len(top.Events))
+		}
+		for _, e := range events {
+			if e.eventType == "" {
+				t.Fatal("an event without a type")
+			}
+			if s := fmt.Sprintf("%#v", e.record); strings.Contains(s, "json.Number") {
+				t.Fatalf("a json.Number left in %s", s)
+			}
+			if _, err := json.Marshal(e.record); err != nil {
+				t.Fatalf("the record does not serialise: %v", err)
+			}
+		}
+	})
+}
