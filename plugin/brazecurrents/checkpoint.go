@@ -24,7 +24,7 @@ type checkpointStore interface {
 type checkpointDoc struct {
 	Version    int                       `json:"version"`
 	Window     string                    `json:"window,omitempty"` // the since..until the watermarks count within; "" for every hour
-	Owner      *ownerStamp               `json:"owner,omitempty"`  // the process holding the checkpoint (checkpoint_lease.go)
+	Owner      *ownerStamp               `json:"owner,omitempty"`  // the process holding the checkpoint (checkpoint_saver.go)
 	Partitions map[string]*partitionDone `json:"partitions"`
 }
 
@@ -128,19 +128,24 @@ func (c *checkpoint) hourDone(partition string, hour time.Time) bool {
 	return ok && !hour.After(w)
 }
 
-// listed records a listed object; it reports false when the object is
-// already done and must not be read again.
-func (c *checkpoint) listed(o object) bool {
+// isDone says whether an object is done: behind its partition's watermark,
+// or recorded as done.
+func (c *checkpoint) isDone(o object) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w, ok := c.watermarks[o.partition]; ok && !o.hour.IsZero() && !o.hour.After(w) {
-		return false
+		return true
 	}
-	if _, ok := c.done[o.partition][o.key]; ok {
-		return false
-	}
+	_, ok := c.done[o.partition][o.key]
+	return ok
+}
+
+// opened records a listed object that is not done: its hour keeps the
+// watermark back until it is.
+func (c *checkpoint) opened(o object) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.markLocked(c.open, o.partition, o.key, o.hour)
-	return true
 }
 
 // finished records an object as done.
@@ -154,7 +159,7 @@ func (c *checkpoint) finished(o object) {
 	c.finishes++
 }
 
-// finished counts the objects done so far.
+// finishedCount counts the objects done so far.
 func (c *checkpoint) finishedCount() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -213,12 +218,12 @@ func (c *checkpoint) advanceLocked(partition string) {
 
 // snapshot renders the document if it changed since the last snapshot, or
 // always when force is set (a lease renewal), with the count of objects done
-// that it holds.
-func (c *checkpoint) snapshot(force bool) ([]byte, uint64, bool) {
+// that it holds; nil when it did not change.
+func (c *checkpoint) snapshot(force bool) ([]byte, uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.dirty && !force {
-		return nil, 0, false
+		return nil, 0, nil
 	}
 	doc := checkpointDoc{Version: 1, Window: c.window, Owner: c.owner, Partitions: map[string]*partitionDone{}}
 	part := func(p string) *partitionDone {
@@ -240,10 +245,10 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, bool) {
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		return nil, 0, false
+		return nil, 0, fmt.Errorf("rendering the checkpoint: %w", err)
 	}
 	c.dirty = false
-	return raw, c.finishes, true
+	return raw, c.finishes, nil
 }
 
 // markDirty asks for another save after a failed one.

@@ -44,15 +44,15 @@ func newOwner() ownerStamp {
 // whenever it changed, one write at a time: done objects that arrive during
 // a write go into the next one.
 type checkpointSaver struct {
-	ckpt    *checkpoint
-	store   checkpointStore // nil: progress is not kept
-	log     *service.Logger
-	metrics inputMetrics
-	clock   clockwork.Clock
-	lease   time.Duration
-	me      ownerStamp
-	onLost  func(error) // another process took the checkpoint over
-	wake    chan struct{}
+	ckpt   *checkpoint
+	store  checkpointStore // nil: progress is not kept
+	log    *service.Logger
+	stats  *inputStats
+	clock  clockwork.Clock
+	lease  time.Duration
+	me     ownerStamp
+	onLost func(error) // another process took the checkpoint over
+	wake   chan struct{}
 
 	mu   sync.Mutex // one write at a time
 	lost bool
@@ -225,17 +225,19 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	if s.lost {
 		return errCheckpointHeld
 	}
-	doc, finishes, changed := s.ckpt.snapshot(force)
-	if !changed {
-		return nil
+	doc, finishes, err := s.ckpt.snapshot(force)
+	if doc == nil && err == nil {
+		return nil // unchanged
 	}
-	if err := s.store.save(context.WithoutCancel(ctx), doc); err != nil {
+	if err == nil {
+		err = s.store.save(context.WithoutCancel(ctx), doc)
+	}
+	s.stats.checkpointSaved(err)
+	if err != nil {
 		s.ckpt.markDirty()
-		s.metrics.saves.Incr(1, "error")
 		s.log.Errorf("Saving the checkpoint to %s failed: %v", s.store.describe(), err)
 		return err
 	}
-	s.metrics.saves.Incr(1, "ok")
 	s.savedMu.Lock()
 	s.saved = finishes
 	close(s.onSave)

@@ -1,11 +1,14 @@
 package brazecurrents
 
 import (
+	"context"
 	"fmt"
-	"strings"
-	"time"
+	"sync"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 
 	// The bucket schemes the input opens, each with its cloud's usual credential chain.
 	_ "gocloud.dev/blob/azureblob"
@@ -71,7 +74,12 @@ with no overlap and no coordination.
 An object that cannot be read is retried with backoff (`+"`read_attempts`"+`), resuming after the events it
 already delivered, then left for the next pass. A corrupt object is reported with its key, counted, and
 skipped (recorded as done) after delivering the events before the damage. A missing or forbidden bucket
-fails at connection with a message saying so.
+fails at connection with a message saying so, and is retried: an outage passes.
+
+What only a change of the config can fix stops the pipeline at start: a `+"`url`"+` without a scheme or with
+one this build has no driver for, a `+"`file://`"+` directory that does not exist, a malformed pattern or hour.
+Event type patterns that match no known Currents event type are logged as warnings at start, once each,
+and so is a listing that finds no Currents export under the prefix (once, until one does).
 
 == Metadata
 
@@ -92,7 +100,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 `).
 		Fields(
 			service.NewStringField(inFieldURL).
-				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir`. Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
+				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir` (an existing directory; `file://./dir` is relative to the working directory). Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
 				Example("s3://my-currents-bucket?region=us-east-1").Example("gs://my-currents-bucket").Example("file:///data/currents"),
 			service.NewStringField(inFieldPrefix).
 				Description("The prefix Currents writes under (Braze's default is `currents`).").Default("currents"),
@@ -151,156 +159,157 @@ func init() {
 		})
 }
 
-// inputConfig is the parsed configuration of the input.
-type inputConfig struct {
-	url, prefix    string
-	sel            selection
-	watch          bool
-	pollInterval   time.Duration
-	lateArrival    time.Duration
-	ckptCache      string
-	ckptInBucket   bool
-	ckptKey        string
-	ckptLease      time.Duration
-	deleteDone     bool
-	moveTo         string
-	parallel       int
-	readAttempts   int
-	progressPeriod time.Duration
-	structured     bool
-	batchSize      int
-}
-
+// inputFromParsed builds the input, failing on what only a change of the
+// config can fix: an error from Connect would be retried for ever instead.
 func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*currentsInput, error) {
-	var c inputConfig
-	var err error
-	str := func(dst *string, path ...string) {
-		if err == nil {
-			*dst, err = conf.FieldString(path...)
-		}
-	}
-	dur := func(dst *time.Duration, name string) {
-		if err == nil {
-			*dst, err = conf.FieldDuration(name)
-		}
-	}
-	num := func(dst *int, name string) {
-		if err == nil {
-			*dst, err = conf.FieldInt(name)
-		}
-	}
-	flag := func(dst *bool, path ...string) {
-		if err == nil {
-			*dst, err = conf.FieldBool(path...)
-		}
-	}
-	var since, until, shard string
-	str(&c.url, inFieldURL)
-	str(&c.prefix, inFieldPrefix)
-	str(&since, inFieldSince)
-	str(&until, inFieldUntil)
-	str(&shard, inFieldShard)
-	str(&c.ckptCache, inFieldCheckpoint, inFieldCheckpointCache)
-	str(&c.ckptKey, inFieldCheckpoint, inFieldCheckpointKey)
-	str(&c.moveTo, inFieldMoveTo)
-	flag(&c.ckptInBucket, inFieldCheckpoint, inFieldCheckpointBucket)
-	flag(&c.watch, inFieldWatch)
-	flag(&c.deleteDone, inFieldDelete)
-	flag(&c.structured, scannerFieldStructured)
-	dur(&c.pollInterval, inFieldPollInterval)
-	dur(&c.lateArrival, inFieldLateArrival)
-	dur(&c.progressPeriod, inFieldProgress)
-	if err == nil {
-		c.ckptLease, err = conf.FieldDuration(inFieldCheckpoint, inFieldCheckpointLease)
-	}
-	num(&c.parallel, inFieldParallel)
-	num(&c.readAttempts, inFieldReadAttempts)
-	num(&c.batchSize, scannerFieldBatchSize)
-	if err == nil {
-		c.sel.include, err = conf.FieldStringList(inFieldInclude)
-	}
-	if err == nil {
-		c.sel.exclude, err = conf.FieldStringList(inFieldExclude)
-	}
+	c, err := inputConfigFromParsed(conf)
 	if err != nil {
 		return nil, err
 	}
-	c.sel.include, c.sel.exclude = splitPatterns(c.sel.include), splitPatterns(c.sel.exclude)
-	if c.sel.since, err = parseHour(since); err != nil {
-		return nil, fmt.Errorf("%s: %w", inFieldSince, err)
-	}
-	if c.sel.until, err = parseHour(until); err != nil {
-		return nil, fmt.Errorf("%s: %w", inFieldUntil, err)
-	}
-	if c.sel.shard, c.sel.shards, err = parseShard(shard); err != nil {
+	if err := checkLocalDir(context.Background(), c.url); err != nil {
 		return nil, err
 	}
-	for _, p := range append(append([]string{}, c.sel.include...), c.sel.exclude...) {
-		if _, err := pathMatchCheck(p); err != nil {
-			return nil, fmt.Errorf("event type pattern %q: %w", p, err)
-		}
-	}
-	if c.prefix != "" && !strings.HasSuffix(c.prefix, "/") {
-		c.prefix += "/"
-	}
-	if c.moveTo != "" && strings.HasPrefix(c.moveTo, c.prefix) {
-		return nil, fmt.Errorf("%s %q is inside %s %q: moved objects would be read again", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
-	}
-	if c.ckptCache != "" && c.ckptInBucket {
-		return nil, fmt.Errorf("checkpoint: set cache or in_bucket, not both")
-	}
-	if c.ckptKey == "" {
-		// Flat for caches (a file cache wants no slashes), under a folder in buckets.
-		name := strings.ReplaceAll(strings.Trim(c.prefix, "/"), "/", "-")
-		c.ckptKey = fmt.Sprintf("currents-connect-checkpoint-%s-shard-%d-of-%d", name, c.sel.shard, c.sel.shards)
-		if !c.sel.since.IsZero() {
-			c.ckptKey += "-since-" + c.sel.since.Format(DateHourLayout)
-		}
-		if !c.sel.until.IsZero() {
-			c.ckptKey += "-until-" + c.sel.until.Format(DateHourLayout)
-		}
-		if c.ckptInBucket {
-			c.ckptKey = "currents-connect/checkpoints/" + c.ckptKey + ".json"
-		}
-	}
-	if c.ckptLease < time.Second {
-		return nil, fmt.Errorf("checkpoint.%s must be at least 1s, got %v", inFieldCheckpointLease, c.ckptLease)
-	}
-	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
-		return nil, fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)
-	}
+	warnUnknownTypes(mgr.Logger(), inFieldInclude, c.sel.include)
+	warnUnknownTypes(mgr.Logger(), inFieldExclude, c.sel.exclude)
 	return newCurrentsInput(c, mgr), nil
 }
 
-// splitPatterns accepts comma-separated entries too, so that one
-// environment variable can carry a whole list: [ "${BRAZE_EVENT_TYPES}" ].
-func splitPatterns(entries []string) []string {
-	var out []string
-	for _, e := range entries {
-		for _, p := range strings.Split(e, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
+// currentsInput runs a lister that feeds objects to a pool of readers; the
+// readers decode objects into batches that ReadBatch hands to the pipeline.
+type currentsInput struct {
+	conf  inputConfig
+	mgr   *service.Resources
+	log   *service.Logger
+	stats *inputStats
+	scan  *scannerCreator
+	clock clockwork.Clock // decides which hours are closed; fake in tests
+	owner ownerStamp      // this process, in the checkpoint's lease
+	// afterPass, when set, is called after each listing pass, once the wait
+	// for the next one has started (tests drive polls with a fake clock).
+	afterPass func(ctx context.Context, pass int)
+
+	bucket  *blob.Bucket
+	ckpt    *checkpoint
+	saver   *checkpointSaver
+	batches chan readBatch
+	stop    context.CancelFunc
+	stopped chan struct{}
+
+	mu       sync.Mutex
+	inFlight map[string]bool // objects being read or awaiting acks
+
+	warnedNoExport bool // run's own: the last listing found no export, and said so
 }
 
-// parseHour reads a queue hour bound; "" is no bound.
-func parseHour(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	for _, layout := range []string{DateHourLayout, "2006-01-02", "2006-01-02T15", time.RFC3339} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC().Truncate(time.Hour), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not an hour like 2026-01-31-05, 2026-01-31 or RFC 3339", s)
+type readBatch struct {
+	batch service.MessageBatch
+	ack   service.AckFunc
 }
 
-// bucketName is a bucket URL without its query, which may hold settings.
-func bucketName(url string) string {
-	name, _, _ := strings.Cut(url, "?")
-	return name
+func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
+	return &currentsInput{
+		conf:     c,
+		mgr:      mgr,
+		log:      mgr.Logger(),
+		stats:    newInputStats(mgr.Metrics()),
+		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: newProgramCache()},
+		inFlight: map[string]bool{},
+		clock:    clockwork.NewRealClock(),
+		owner:    newOwner(),
+	}
+}
+
+func (in *currentsInput) Connect(ctx context.Context) error {
+	if in.bucket != nil {
+		return nil
+	}
+	bucket, err := openChecked(ctx, in.conf.url, in.conf.prefix)
+	if err != nil {
+		return err
+	}
+	// A fresh checkpoint each attempt: one that waited for a lease reloads.
+	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
+	runCtx, stop := context.WithCancel(context.Background())
+	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
+		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1), onSave: make(chan struct{})}
+	if err := saver.acquire(ctx); err != nil {
+		stop()
+		_ = bucket.Close()
+		return err
+	}
+	if saver.store != nil {
+		in.log.Infof("Checkpoint kept in %s, held by %s", saver.store.describe(), in.owner.ID)
+	} else if in.conf.watch {
+		in.log.Warnf("No checkpoint configured: a restart will read every object again")
+	}
+	in.bucket, in.ckpt, in.saver, in.stop = bucket, ckpt, saver, stop
+	in.batches = make(chan readBatch)
+	in.stopped = make(chan struct{})
+	go in.saver.run(runCtx)
+	go in.run(runCtx)
+	if in.conf.progressPeriod > 0 {
+		go in.stats.logProgress(runCtx, in.log, in.conf.progressPeriod)
+	}
+	go in.stats.tickLag(runCtx, in.clock)
+	return nil
+}
+
+// openChecked opens the bucket and proves it can be listed, so that a
+// missing or forbidden bucket fails at start with a message that says so.
+// Connect retries it: a bucket may be unreachable only for a while.
+func openChecked(ctx context.Context, url, prefix string) (*blob.Bucket, error) {
+	bucket, err := blob.OpenBucket(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), err)
+	}
+	_, _, err = bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
+	if err == nil {
+		return bucket, nil
+	}
+	_ = bucket.Close()
+	switch gcerrors.Code(err) {
+	case gcerrors.NotFound:
+		return nil, fmt.Errorf("bucket %s does not exist: %w", bucketName(url), err)
+	case gcerrors.PermissionDenied:
+		return nil, fmt.Errorf("access to bucket %s is forbidden (the credentials need list and read permissions on %q): %w", bucketName(url), prefix, err)
+	}
+	return nil, fmt.Errorf("cannot list bucket %s: %w", bucketName(url), err)
+}
+
+func (in *currentsInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	if in.batches == nil {
+		return nil, nil, service.ErrNotConnected
+	}
+	select {
+	case b, open := <-in.batches:
+		if !open {
+			return nil, nil, service.ErrEndOfInput
+		}
+		return b.batch, b.ack, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (in *currentsInput) Close(ctx context.Context) error {
+	if in.stop == nil {
+		return nil
+	}
+	in.stop()
+	select {
+	case <-in.stopped:
+	case <-ctx.Done():
+	}
+	err := in.saver.release(ctx)
+	_ = in.bucket.Close()
+	return err
+}
+
+// lostCheckpoint stops reading when another process took the checkpoint
+// over: going on would send every event twice. The input then ends.
+func (in *currentsInput) lostCheckpoint(stop context.CancelFunc) func(error) {
+	return func(err error) {
+		in.log.Errorf("Stopping: %v", err)
+		stop()
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/gcerrors"
 )
 
@@ -91,7 +90,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		MetaObjectSize: o.size,
 		MetaModTime:    o.modTime.UTC().Format(time.RFC3339),
 	})
-	s.rejected = in.metrics.rejected
+	s.rejected = in.stats.rejected
 	defer s.Close(ctx)
 	for {
 		batch, err := s.NextBatch(ctx)
@@ -105,7 +104,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		select {
 		case in.batches <- readBatch{batch: batch, ack: run.ack}:
 			*emitted = s.next
-			in.metrics.events.Incr(int64(len(batch)), o.eventType)
+			in.stats.eventsRead(len(batch), o.eventType)
 		case <-ctx.Done():
 			run.returned()
 			return ctx.Err()
@@ -163,20 +162,13 @@ func (r *objectRun) complete() {
 	case outcomeDone, outcomeCorrupt:
 		in.afterDone(o)
 		in.ckpt.finished(o)
-		in.noteDoneHour(o.hour)
 		in.saver.poke()
-		in.progress.done(r.events, outcome == outcomeCorrupt)
-		if outcome == outcomeCorrupt {
-			in.metrics.corrupt.Incr(1)
-		} else {
-			in.metrics.done.Incr(1)
-		}
+		in.stats.objectDone(o.hour, r.events, outcome == outcomeCorrupt, in.clock.Now())
 		in.log.Infof("Object %s: %q, %d events in %v", outcome, o.key, r.events, time.Since(r.started).Round(time.Millisecond))
 	case outcomeGone:
 		in.ckpt.forget(o)
 	case outcomeAbandoned:
-		in.metrics.failed.Incr(1)
-		in.progress.abandoned()
+		in.stats.objectAbandoned()
 	}
 }
 
@@ -196,48 +188,5 @@ func (in *currentsInput) afterDone(o object) {
 		if err := in.bucket.Delete(ctx, o.key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 			in.log.Errorf("Could not delete done object %q: %v", o.key, err)
 		}
-	}
-}
-
-type inputMetrics struct {
-	found, done, corrupt, failed, events *service.MetricCounter
-	saves, rejected                      *service.MetricCounter
-	lag                                  *service.MetricGauge
-}
-
-func newInputMetrics(m *service.Metrics) inputMetrics {
-	return inputMetrics{
-		found:   m.NewCounter("braze_currents_objects_found"),
-		done:    m.NewCounter("braze_currents_objects_done"),
-		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
-		failed:  m.NewCounter("braze_currents_objects_failed"),
-		events:  m.NewCounter("braze_currents_events_read", "event_type"),
-		// Records dropped from objects otherwise read, by reason (too_large).
-		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
-		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
-		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
-	}
-}
-
-// noteDoneHour remembers the newest queue hour with a done object, for the
-// checkpoint lag: how far behind now the newest done hour's end is.
-func (in *currentsInput) noteDoneHour(hour time.Time) {
-	if hour.IsZero() {
-		return
-	}
-	in.mu.Lock()
-	if hour.After(in.newestDone) {
-		in.newestDone = hour
-	}
-	in.mu.Unlock()
-	in.reportLag()
-}
-
-func (in *currentsInput) reportLag() {
-	in.mu.Lock()
-	newest := in.newestDone
-	in.mu.Unlock()
-	if !newest.IsZero() {
-		in.metrics.lag.Set(int64(max(0, in.clock.Since(newest.Add(time.Hour)).Seconds())))
 	}
 }

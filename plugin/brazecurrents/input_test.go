@@ -276,24 +276,6 @@ func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
 	}
 }
 
-func TestInputRejectsBadConfig(t *testing.T) {
-	for conf, want := range map[string]string{
-		"url: file:///tmp\nshard: 3/3":                              "0 <= i < N",
-		"url: file:///tmp\nsince: yesterday":                        "not an hour",
-		"url: file:///tmp\ninclude_event_types: ['[']":              "pattern",
-		"url: file:///tmp\nmove_done_to: currents/done":             "inside prefix",
-		"url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}": "not both",
-	} {
-		parsed, err := inputSpec().ParseYAML(conf, nil)
-		if err == nil {
-			_, err = inputFromParsed(parsed, service.MockResources())
-		}
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want an error containing %q", conf, err, want)
-		}
-	}
-}
-
 func TestInputMissingBucketFailsClearly(t *testing.T) {
 	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/")
 	if err == nil || !strings.Contains(err.Error(), "/no/such/dir/anywhere") {

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"io"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -75,8 +74,16 @@ type walker struct {
 	// hours, when it answers ok, names the only date= hours of a partition
 	// worth listing: those after its watermark, up to now.
 	hours func(partition string) (hours []time.Time, ok bool)
-	// partitions collects the event_type= directories a walk listed.
+	// What the walks since reset saw: the event_type= directories listed
+	// (pruned ones not), every key and directory listed, and whether an
+	// event_type= directory or an .avro object was among them.
 	partitions []string
+	entries    int
+	layout     bool
+}
+
+func (w *walker) reset() {
+	w.partitions, w.entries, w.layout = w.partitions[:0], 0, false
 }
 
 // walk calls fn for every wanted object under prefix, in key order.
@@ -89,6 +96,10 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		}
 		if err != nil {
 			return fmt.Errorf("listing %q: %w", prefix, err)
+		}
+		w.entries++
+		if strings.HasSuffix(obj.Key, ".avro") || strings.HasPrefix(path.Base(obj.Key), "event_type=") {
+			w.layout = true
 		}
 		if !obj.IsDir {
 			if err := w.visit(obj, fn); err != nil {
@@ -212,17 +223,3 @@ func windowName(window string) string {
 	}
 	return "the hours " + window
 }
-
-// parseShard reads "i/N".
-func parseShard(s string) (int, int, error) {
-	a, b, ok := strings.Cut(s, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return 0, 0, fmt.Errorf("shard %q must be i/N with 0 <= i < N, like 0/3", s)
-	}
-	return i, n, nil
-}
-
-// pathMatchCheck reports a malformed glob pattern.
-func pathMatchCheck(p string) (bool, error) { return path.Match(p, "x") }

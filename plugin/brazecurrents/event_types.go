@@ -1,0 +1,30 @@
+package brazecurrents
+
+import (
+	_ "embed"
+	"path"
+	"strings"
+)
+
+// event_types.txt lists the Currents event types of the facts the fixtures
+// are built from (tests/fixtures/facts/fields.tsv), one a line, sorted. A
+// test fails when the two differ.
+//
+//go:generate sh -c "cut -f1 ../../tests/fixtures/facts/fields.tsv | tail -n +2 | LC_ALL=C sort -u > event_types.txt"
+//go:embed event_types.txt
+var eventTypesText string
+
+// knownEventTypes are the Currents event types this version knows of. The
+// input reads other types too (Braze adds some); the list only serves to
+// warn about event type patterns that match none.
+var knownEventTypes = strings.Fields(eventTypesText)
+
+// matchesKnownType says whether pattern matches a known event type.
+func matchesKnownType(pattern string) bool {
+	for _, t := range knownEventTypes {
+		if ok, _ := path.Match(pattern, t); ok {
+			return true
+		}
+	}
+	return false
+}

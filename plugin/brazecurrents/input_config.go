@@ -1,0 +1,275 @@
+package brazecurrents
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
+)
+
+// inputConfig is the parsed configuration of the braze_currents input.
+type inputConfig struct {
+	url, prefix    string
+	sel            selection
+	watch          bool
+	pollInterval   time.Duration
+	lateArrival    time.Duration
+	ckptCache      string
+	ckptInBucket   bool
+	ckptKey        string
+	ckptLease      time.Duration
+	deleteDone     bool
+	moveTo         string
+	parallel       int
+	readAttempts   int
+	progressPeriod time.Duration
+	structured     bool
+	batchSize      int
+}
+
+func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error) {
+	if c.url, err = conf.FieldString(inFieldURL); err != nil {
+		return c, err
+	}
+	if c.prefix, err = conf.FieldString(inFieldPrefix); err != nil {
+		return c, err
+	}
+	if c.prefix != "" && !strings.HasSuffix(c.prefix, "/") {
+		c.prefix += "/"
+	}
+	var include, exclude []string
+	if include, err = conf.FieldStringList(inFieldInclude); err != nil {
+		return c, err
+	}
+	c.sel.include = splitPatterns(include)
+	if exclude, err = conf.FieldStringList(inFieldExclude); err != nil {
+		return c, err
+	}
+	c.sel.exclude = splitPatterns(exclude)
+	var since, until, shard string
+	if since, err = conf.FieldString(inFieldSince); err != nil {
+		return c, err
+	}
+	if c.sel.since, err = parseHour(since); err != nil {
+		return c, fmt.Errorf("%s: %w", inFieldSince, err)
+	}
+	if until, err = conf.FieldString(inFieldUntil); err != nil {
+		return c, err
+	}
+	if c.sel.until, err = parseHour(until); err != nil {
+		return c, fmt.Errorf("%s: %w", inFieldUntil, err)
+	}
+	if shard, err = conf.FieldString(inFieldShard); err != nil {
+		return c, err
+	}
+	if c.sel.shard, c.sel.shards, err = parseShard(shard); err != nil {
+		return c, err
+	}
+	if c.watch, err = conf.FieldBool(inFieldWatch); err != nil {
+		return c, err
+	}
+	if c.pollInterval, err = conf.FieldDuration(inFieldPollInterval); err != nil {
+		return c, err
+	}
+	if c.lateArrival, err = conf.FieldDuration(inFieldLateArrival); err != nil {
+		return c, err
+	}
+	if c.ckptCache, err = conf.FieldString(inFieldCheckpoint, inFieldCheckpointCache); err != nil {
+		return c, err
+	}
+	if c.ckptInBucket, err = conf.FieldBool(inFieldCheckpoint, inFieldCheckpointBucket); err != nil {
+		return c, err
+	}
+	if c.ckptKey, err = conf.FieldString(inFieldCheckpoint, inFieldCheckpointKey); err != nil {
+		return c, err
+	}
+	if c.ckptLease, err = conf.FieldDuration(inFieldCheckpoint, inFieldCheckpointLease); err != nil {
+		return c, err
+	}
+	if c.deleteDone, err = conf.FieldBool(inFieldDelete); err != nil {
+		return c, err
+	}
+	if c.moveTo, err = conf.FieldString(inFieldMoveTo); err != nil {
+		return c, err
+	}
+	if c.parallel, err = conf.FieldInt(inFieldParallel); err != nil {
+		return c, err
+	}
+	if c.readAttempts, err = conf.FieldInt(inFieldReadAttempts); err != nil {
+		return c, err
+	}
+	if c.progressPeriod, err = conf.FieldDuration(inFieldProgress); err != nil {
+		return c, err
+	}
+	if c.batchSize, err = conf.FieldInt(scannerFieldBatchSize); err != nil {
+		return c, err
+	}
+	if c.structured, err = conf.FieldBool(scannerFieldStructured); err != nil {
+		return c, err
+	}
+	if err = c.validate(); err != nil {
+		return c, err
+	}
+	if c.ckptKey == "" {
+		c.ckptKey = c.defaultCheckpointKey()
+	}
+	return c, nil
+}
+
+// validate refuses what only a change of the config can fix, so that it
+// fails at start rather than in a retry loop.
+func (c *inputConfig) validate() error {
+	if err := checkBucketURL(c.url); err != nil {
+		return err
+	}
+	for _, p := range c.sel.include {
+		if err := checkPattern(inFieldInclude, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.sel.exclude {
+		if err := checkPattern(inFieldExclude, p); err != nil {
+			return err
+		}
+	}
+	if c.moveTo != "" && strings.HasPrefix(c.moveTo, c.prefix) {
+		return fmt.Errorf("%s %q is inside %s %q: moved objects would be read again", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
+	}
+	if c.ckptCache != "" && c.ckptInBucket {
+		return fmt.Errorf("%s: set %s or %s, not both", inFieldCheckpoint, inFieldCheckpointCache, inFieldCheckpointBucket)
+	}
+	if c.ckptLease < time.Second {
+		return fmt.Errorf("%s.%s must be at least 1s, got %v", inFieldCheckpoint, inFieldCheckpointLease, c.ckptLease)
+	}
+	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
+		return fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)
+	}
+	return nil
+}
+
+// defaultCheckpointKey names the checkpoint after the prefix, the shard and
+// the window, so that a backfill window keeps a checkpoint of its own.
+func (c *inputConfig) defaultCheckpointKey() string {
+	// Flat for caches (a file cache wants no slashes), under a folder in buckets.
+	name := strings.ReplaceAll(strings.Trim(c.prefix, "/"), "/", "-")
+	key := fmt.Sprintf("currents-connect-checkpoint-%s-shard-%d-of-%d", name, c.sel.shard, c.sel.shards)
+	if !c.sel.since.IsZero() {
+		key += "-since-" + c.sel.since.Format(DateHourLayout)
+	}
+	if !c.sel.until.IsZero() {
+		key += "-until-" + c.sel.until.Format(DateHourLayout)
+	}
+	if c.ckptInBucket {
+		key = "currents-connect/checkpoints/" + key + ".json"
+	}
+	return key
+}
+
+// checkBucketURL refuses a url that no retry can open: one without a scheme
+// (a bare path) or with a scheme this binary has no driver for.
+func checkBucketURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", inFieldURL, err)
+	}
+	schemes := strings.Join(blob.DefaultURLMux().BucketSchemes(), ", ")
+	switch {
+	case u.Scheme == "":
+		return fmt.Errorf("%s %q has no scheme: write s3://bucket?region=…, gs://bucket, azblob://container or file:///path/to/dir (this build opens %s)",
+			inFieldURL, bucketName(raw), schemes)
+	case !blob.DefaultURLMux().ValidBucketScheme(u.Scheme):
+		return fmt.Errorf("%s %q: unknown scheme %q, this build opens %s", inFieldURL, bucketName(raw), u.Scheme, schemes)
+	case u.Scheme == fileblob.Scheme && u.Host != "" && u.Host != ".":
+		// file://data/x would read /x: the host is dropped.
+		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
+			inFieldURL, bucketName(raw))
+	}
+	return nil
+}
+
+// checkLocalDir opens a file:// bucket: a directory that does not exist is
+// a wrong url, and waiting will not make it appear, unlike a cloud bucket in
+// an outage, which Connect retries.
+func checkLocalDir(ctx context.Context, raw string) error {
+	if u, err := url.Parse(raw); err != nil || u.Scheme != fileblob.Scheme {
+		return nil
+	}
+	bucket, err := blob.OpenBucket(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", inFieldURL, bucketName(raw), err)
+	}
+	return bucket.Close()
+}
+
+// checkPattern refuses a malformed glob pattern.
+func checkPattern(field, p string) error {
+	if _, err := path.Match(p, "x"); err != nil {
+		return fmt.Errorf("%s: event type pattern %q: %w", field, p, err)
+	}
+	return nil
+}
+
+// warnUnknownTypes names, once each, the patterns of field that match no
+// Currents event type: a typo there reads or skips nothing, silently.
+func warnUnknownTypes(log *service.Logger, field string, patterns []string) {
+	warned := map[string]bool{}
+	for _, p := range patterns {
+		if warned[p] || matchesKnownType(p) {
+			continue
+		}
+		warned[p] = true
+		log.Warnf("%s: %q matches none of the %d Currents event types this version knows (like users.messages.email.Send): check its spelling; it takes effect only on types Braze adds later",
+			field, p, len(knownEventTypes))
+	}
+}
+
+// parseShard reads "i/N".
+func parseShard(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("shard %q must be i/N with 0 <= i < N, like 0/3", s)
+	}
+	return i, n, nil
+}
+
+// splitPatterns accepts comma-separated entries too, so that one
+// environment variable can carry a whole list: [ "${BRAZE_EVENT_TYPES}" ].
+func splitPatterns(entries []string) []string {
+	var out []string
+	for _, e := range entries {
+		for _, p := range strings.Split(e, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// parseHour reads a queue hour bound; "" is no bound.
+func parseHour(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{DateHourLayout, "2006-01-02", "2006-01-02T15", time.RFC3339} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC().Truncate(time.Hour), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an hour like 2026-01-31-05, 2026-01-31 or RFC 3339", s)
+}
+
+// bucketName is a bucket URL without its query, which may hold settings.
+func bucketName(url string) string {
+	name, _, _ := strings.Cut(url, "?")
+	return name
+}

@@ -1,0 +1,222 @@
+package brazecurrents
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// Settings only a change of the config can fix fail at construction, which
+// stops the stream; an error from Connect would be retried for ever.
+func TestInputRejectsBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf string
+		want       []string
+	}{
+		{"bare path", "url: /tmp/x", []string{`url "/tmp/x" has no scheme`, "this build opens azblob, file, gs, s3"}},
+		{"unknown scheme", "url: mem://bucket", []string{`url "mem://bucket": unknown scheme "mem", this build opens azblob, file, gs, s3`}},
+		{"file URL with a host", "url: file://data/currents", []string{`url "file://data/currents": a file URL takes an absolute path`}},
+		{"missing directory", "url: file:///no/such/dir/anywhere", []string{`url "file:///no/such/dir/anywhere"`, "no such file or directory"}},
+		{"file, not a directory", "url: file://" + writeTempFile(t), []string{"is not a directory"}},
+		{"shard", "url: file:///tmp\nshard: 3/3", []string{"0 <= i < N"}},
+		{"since", "url: file:///tmp\nsince: yesterday", []string{"since:", "not an hour"}},
+		{"until", "url: file:///tmp\nuntil: tomorrow", []string{"until:", "not an hour"}},
+		{"include pattern", "url: file:///tmp\ninclude_event_types: ['[']", []string{"include_event_types: event type pattern"}},
+		{"exclude pattern", "url: file:///tmp\nexclude_event_types: ['a,[']", []string{"exclude_event_types: event type pattern"}},
+		{"move inside prefix", "url: file:///tmp\nmove_done_to: currents/done", []string{"inside prefix"}},
+		{"two checkpoints", "url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}", []string{"set cache or in_bucket, not both"}},
+		{"short lease", "url: file:///tmp\ncheckpoint: {lease: 10ms}", []string{"checkpoint.lease must be at least 1s"}},
+		{"no readers", "url: file:///tmp\nmax_parallel_objects: 0", []string{"must be at least 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := inputOf(t, tc.conf, service.MockResources())
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q, want it to contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// A cloud bucket is not opened at construction: one that is unreachable
+// (an outage) fails Connect, which Connect's caller retries.
+func TestInputAcceptsGoodURLs(t *testing.T) {
+	for _, url := range []string{"s3://my-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///tmp", "file://./", "FILE:///tmp"} {
+		if _, err := inputOf(t, "url: "+url, service.MockResources()); err != nil {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+}
+
+func writeTempFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func inputOf(t *testing.T, conf string, mgr *service.Resources) (*currentsInput, error) {
+	t.Helper()
+	parsed, err := inputSpec().ParseYAML(conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inputFromParsed(parsed, mgr)
+}
+
+// loggingResources are mock resources whose logger writes to a file, which
+// is safe for the input's goroutines.
+func loggingResources(t *testing.T) (*service.Resources, string) {
+	t.Helper()
+	logs := filepath.Join(t.TempDir(), "logs")
+	f, err := os.Create(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	logger := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(f, nil)))
+	return service.MockResources(service.MockResourcesOptUseLogger(logger)), logs
+}
+
+// warnings are the lines of a log file at level WARN.
+func warnings(t *testing.T, logs string) []string {
+	t.Helper()
+	text, err := os.ReadFile(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.Contains(line, "level=WARN") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// The plugin's list of event types is the fixtures' facts, no more, no less.
+func TestKnownEventTypesAreTheFacts(t *testing.T) {
+	if !slices.Equal(knownEventTypes, fixtures.EventTypes()) {
+		t.Fatalf("event_types.txt differs from tests/fixtures/facts/fields.tsv: regenerate it with go generate ./plugin/brazecurrents")
+	}
+}
+
+// A pattern that matches no known event type is named once at start, in
+// include_event_types and exclude_event_types alike.
+func TestInputWarnsOfPatternsMatchingNoEventType(t *testing.T) {
+	mgr, logs := loggingResources(t)
+	conf := `url: file:///tmp
+include_event_types: ["nonsense,users.mesages.email.*", "users.messages.email.*", "nonsense", "users.*.Send"]
+exclude_event_types: ["*.Clik", "*.Click"]`
+	if _, err := inputOf(t, conf, mgr); err != nil {
+		t.Fatal(err)
+	}
+	logged := warnings(t, logs)
+	for _, want := range []string{`include_event_types: \"nonsense\"`, `include_event_types: \"users.mesages.email.*\"`, `exclude_event_types: \"*.Clik\"`} {
+		n := 0
+		for _, w := range logged {
+			if strings.Contains(w, want) && strings.Contains(w, "matches none of the 96 Currents event types") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s warned %d times, want once: %q", want, n, logged)
+		}
+	}
+	if len(logged) != 3 {
+		t.Errorf("%d warnings, want 3: %q", len(logged), logged)
+	}
+}
+
+// readOnePass connects the input, acknowledges every batch until the input
+// ends, and closes it.
+func readOnePass(t *testing.T, in *currentsInput) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, ack, err := in.ReadBatch(ctx)
+		if errors.Is(err, service.ErrEndOfInput) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = ack(ctx, nil)
+	}
+	if err := in.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A listing that finds no Currents export under the prefix says so, naming
+// the bucket and the prefix: a wrong url or prefix would read nothing.
+func TestInputWarnsWhenThePrefixHoldsNoExport(t *testing.T) {
+	empty := t.TempDir()
+	foreign := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(foreign, "currents", "exports"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "currents", "exports", "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	export := t.TempDir()
+	if _, err := fixtures.WriteTree(export, fixtures.TreeOptions{RecordsPerFile: 2, EventTypes: []string{"users.messages.email.Send"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir, want string
+	}{
+		{empty, `Found nothing under prefix \"currents/\" of file://` + empty + ": check url and prefix"},
+		{foreign, `Found no Currents export under prefix \"currents/\" of file://` + foreign + ": no event_type= directory and no .avro object"},
+		{export, ""},
+	} {
+		mgr, logs := loggingResources(t)
+		in, err := inputOf(t, "url: file://"+tc.dir+"\nprogress_interval: 0s", mgr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readOnePass(t, in)
+		logged := warnings(t, logs)
+		switch {
+		case tc.want == "" && len(logged) > 0:
+			t.Errorf("%s: warnings %q, want none", tc.dir, logged)
+		case tc.want != "" && (len(logged) != 1 || !strings.Contains(logged[0], tc.want)):
+			t.Errorf("%s: warnings %q, want one containing %q", tc.dir, logged, tc.want)
+		}
+	}
+}
+
+// In watch mode the warning comes once, not at every poll, and again only
+// after a listing found an export in between. The bucket is named without
+// its query.
+func TestInputWarnsOfNoExportOncePerStretch(t *testing.T) {
+	mgr, logs := loggingResources(t)
+	in := newCurrentsInput(inputConfig{url: "s3://my-bucket?region=us-east-1", prefix: "currents/"}, mgr)
+	for _, w := range []walker{{}, {entries: 2}, {}, {entries: 1, layout: true}, {}} {
+		in.warnNoExport(&w)
+	}
+	logged := warnings(t, logs)
+	if len(logged) != 2 || !strings.Contains(logged[0], `Found nothing under prefix \"currents/\" of s3://my-bucket:`) || !strings.Contains(logged[1], "Found nothing") {
+		t.Fatalf("warnings %q, want two: the first empty listing and the first after an export was found", logged)
+	}
+}
