@@ -86,8 +86,11 @@ way until a probe (an empty batch, which Segment accepts and ignores) gets an an
 			service.NewStringField(fieldWriteKey).
 				Description("The write key of the Segment source. Keep it out of config files: `${SEGMENT_WRITE_KEY}`.").
 				Secret().Default(""),
-			service.NewStringEnumField(fieldRegion, "us", "eu").
-				Description("The Segment region of the workspace.").Default("us"),
+			// A string with a lint rule rather than an enum: the enum's lint
+			// error names neither the field nor the allowed values.
+			service.NewStringField(fieldRegion).
+				Description("The Segment region of the workspace: `us` or `eu`.").Default("us").
+				LintRule(`root = if !["us", "eu"].contains(this) { ["region %q is not a Segment region: use us or eu (SEGMENT_REGION in the shipped configs)".format(this)] }`),
 			service.NewURLField(fieldEndpoint).
 				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's.").Optional().Advanced(),
 			service.NewIntField(fieldMaxCalls).
@@ -146,7 +149,10 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	if err != nil {
 		return nil, err
 	}
-	endpoint := regionEndpoints[region]
+	endpoint, ok := regionEndpoints[region]
+	if !ok {
+		return nil, fmt.Errorf("region %q is not a Segment region: use us or eu", region)
+	}
 	where := fmt.Sprintf("%s (region %s)", endpoint, region)
 	if conf.Contains(fieldEndpoint) {
 		override, err := conf.FieldString(fieldEndpoint)

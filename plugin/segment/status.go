@@ -1,0 +1,35 @@
+package segment
+
+import "net/http"
+
+// How the output treats each HTTP answer: the one place that decides.
+
+// statusClass says how to treat an HTTP answer from Segment. Segment's docs:
+// 400/401/403/404/413/422 are permanent; 408, 429 and 5xx (but 501 and 505,
+// which no retry changes) are transient. Other statuses are permanent, so
+// nothing unexpected is retried for ever.
+func statusClass(status int) (ok, transient bool) {
+	switch {
+	case status >= 200 && status < 300:
+		return true, false
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return false, true
+	case status == http.StatusNotImplemented, status == http.StatusHTTPVersionNotSupported:
+		return false, false
+	case status >= 500:
+		return false, true
+	}
+	return false, false
+}
+
+// splittable statuses blame the request's content: splitting a batch finds
+// the calls at fault, so the rest are not dead-lettered with them.
+func splittable(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity
+}
+
+// gatewayDown says whether a status comes from a proxy in front of Segment,
+// or Segment's edge, rather than Segment's API.
+func gatewayDown(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+}

@@ -1,0 +1,32 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestShippedConfigFailsFastOnBadSettings: a setting that no retry can fix
+// stops the pipeline at start, with a non-zero exit and a message naming it,
+// instead of retrying for ever.
+func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
+	base := map[string]string{"CURRENTS_URL": "file://" + t.TempDir(), "SEGMENT_WRITE_KEY": e2eWriteKey,
+		"SEGMENT_ENDPOINT": "http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS": "127.0.0.1:0", "CURRENTS_WATCH": "false"}
+	for _, c := range []struct{ name, key, value, want string }{
+		{"url without a scheme", "CURRENTS_URL", "/tmp/x", `url "/tmp/x" has no scheme`},
+		{"unknown scheme", "CURRENTS_URL", "mem://bucket", `unknown scheme "mem"`},
+		{"missing directory", "CURRENTS_URL", "file:///no/such/dir", "/no/such/dir"},
+		{"unknown region", "SEGMENT_REGION", "asia", "is not a Segment region: use us or eu"},
+	} {
+		var env []string
+		for k, v := range base {
+			if k != c.key {
+				env = append(env, k+"="+v)
+			}
+		}
+		env = append(env, c.key+"="+c.value)
+		out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %v, want a failure saying %q:\n%s", c.name, err, c.want, lastLines(out, 10))
+		}
+	}
+}
