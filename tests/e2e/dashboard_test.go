@@ -737,19 +737,15 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	srv.FailNext(1, http.StatusInternalServerError) // one retry
-	admin, logs := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "input.braze_currents.read_attempts=1")
+	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "input.braze_currents.read_attempts=1")
 	waitUntil(t, "every sendable event in Segment", func() bool { return srv.UniqueMessageIDs() == sendableIDs })
 	var s *promScrape
 	var scrapeErr error
 	defer func() {
 		if t.Failed() {
-			t.Logf("connect logs:\n%s", lastLines(logs.String(), 30))
+			t.Logf("connect logs:\n%s", lastLines(p.logs(), 30))
 			if s != nil {
 				for _, m := range []string{"braze_currents_objects_done", "braze_currents_objects_corrupt", "braze_currents_objects_failed",
 					"currents_dead_letters", "braze_currents_checkpoint_saves"} {

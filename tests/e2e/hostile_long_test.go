@@ -65,10 +65,10 @@ func TestHostileBucketLongMemory(t *testing.T) {
 		_ = f.Close()
 	}
 
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	env := pipelineEnv("file://"+tree, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true")
 	start := time.Now()
-	p := startConnect(t, env, nil)
+	p := startConnect(t, repoRoot, env, nil)
 	hwm := make(chan int64, 1)
 	go func() { hwm <- watchVmHWM(p.cmd.Process.Pid) }()
 	p.wait(10 * time.Minute)

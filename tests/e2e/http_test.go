@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
@@ -69,11 +70,7 @@ type httpPipeline struct {
 
 func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) *httpPipeline {
 	t.Helper()
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	p := &httpPipeline{t: t, srv: srv, addr: freeAddr(t), metrics: freeAddr(t),
 		deadLetters: filepath.Join(t.TempDir(), "dead.jsonl")}
 	env := append([]string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=" + p.addr,
@@ -82,7 +79,7 @@ func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) 
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	// Debug logs: the token must not appear even there.
-	p.proc = startConnect(t, env, events, "--log.level", "debug", "-c", httpConfig)
+	p.proc = startConnect(t, repoRoot, env, events, "--log.level", "debug", "-c", httpConfig)
 	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
 	return p
 }
@@ -116,18 +113,6 @@ func (p *httpPipeline) postBytes(auth string, body []byte) int {
 	p.t.Helper()
 	code, _ := p.post(auth, bytes.NewReader(body), int64(len(body)))
 	return code
-}
-
-// deadLettered is how many lines the dead letter file holds.
-func (p *httpPipeline) deadLettered() int {
-	data, err := os.ReadFile(p.deadLetters)
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return bytes.Count(data, []byte("\n"))
 }
 
 // metric sums the samples of a series on the pipeline's Prometheus endpoint
@@ -193,8 +178,8 @@ func TestCustomHTTPDelivers(t *testing.T) {
 		t.Fatalf("status %d for a good request\n%s", code, lastLines(p.proc.logs(), 30))
 	}
 	p.checkDelivered(events) // already there when 200 came back
-	if p.srv.UniqueMessageIDs() != 30 || p.deadLettered() != 0 {
-		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 30 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	// An event the mapping cannot map (no user at all) is dead-lettered, and
 	// the request still gets its 200: the event reached an error path.
@@ -204,8 +189,8 @@ func TestCustomHTTPDelivers(t *testing.T) {
 	if code := p.postBytes("Bearer braze-token", body); code != http.StatusOK {
 		t.Fatalf("status %d for an unmappable event", code)
 	}
-	if p.deadLettered() != 1 {
-		t.Fatalf("%d dead letters, want the unmappable event", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 1 {
+		t.Fatalf("%d dead letters, want the unmappable event", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	if got := p.metric("braze_currents_http_events_received", ""); got != 31 {
 		t.Fatalf("braze_currents_http_events_received = %v, want 31", got)
@@ -249,8 +234,8 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 	if code != http.StatusUnauthorized {
 		t.Fatalf("50 MB without a token: status %d, want 401", code)
 	}
-	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
-		t.Fatalf("unauthorised requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 0 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("unauthorised requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	// The scheme is case-insensitive.
 	if code := p.postBytes("bearer "+token, body); code != http.StatusOK {
@@ -300,8 +285,8 @@ func TestCustomHTTPRefusesBadBodies(t *testing.T) {
 	if code, _ := p.post("Bearer braze-token", io.LimitReader(repeatReader(' '), 2<<20), -1); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("2 MiB chunked: status %d, want 413", code)
 	}
-	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
-		t.Fatalf("bad requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 0 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("bad requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	if got := p.metric("braze_currents_http_requests", `status="400"`); got != 8 {
 		t.Fatalf(`braze_currents_http_requests{status="400"} = %v, want 8`, got)
@@ -329,8 +314,8 @@ func TestCustomHTTPSegmentDown(t *testing.T) {
 		t.Fatalf("Braze's retry after the outage: status %d", code)
 	}
 	p.checkDelivered(events)
-	if p.srv.UniqueMessageIDs() != 10 || p.deadLettered() != 0 {
-		t.Fatalf("%d calls in Segment, %d dead letters; want 10 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 10 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 10 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 }
 
@@ -345,8 +330,8 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
 		t.Fatalf("with the key refused: status %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
 	}
-	if p.deadLettered() != 0 {
-		t.Fatalf("%d events dead-lettered for a refused key", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d events dead-lettered for a refused key", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	p.srv.RevokeKey(false)
 	waitFor(t, p.proc.events, time.Minute, "the held events delivered", func() (bool, error) {
@@ -357,8 +342,8 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 		}
 		return true, nil
 	})
-	if p.deadLettered() != 0 {
-		t.Fatalf("%d events dead-lettered", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d events dead-lettered", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 }
 
