@@ -116,27 +116,10 @@ func (p *httpPipeline) postBytes(auth string, body []byte) int {
 }
 
 // metric sums the samples of a series on the pipeline's Prometheus endpoint
-// whose labels include label (all of them when empty); 0 if none.
-func (p *httpPipeline) metric(name, label string) float64 {
+// whose labels include matchers (label="value"; all of them when empty).
+func (p *httpPipeline) metric(name, matchers string) float64 {
 	p.t.Helper()
-	res, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	var sum float64
-	for _, line := range strings.Split(string(data), "\n") {
-		series, value, ok := strings.Cut(line, " ")
-		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(value, &v); err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return scrapeMetrics(p.t, p.metrics).sum(name, matchers)
 }
 
 // namedEvents are fixture events of users with an external id: the ones
