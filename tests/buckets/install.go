@@ -12,7 +12,7 @@ import (
 
 // installAzurite returns the azurite-blob to run: $AZURITE_BLOB if set, else
 // the one in tests/buckets/node_modules, which it installs with install.sh
-// (npm ci of package-lock.json) once per machine, so that `go test ./...`
+// (npm ci of package-lock.json) once per checkout, so that `go test ./...`
 // needs nothing run before it. A missing npm fails the test: skipping would
 // hide that the Azure tests did not run.
 func installAzurite(t testing.TB) string {
@@ -43,7 +43,7 @@ func installAzurite(t testing.TB) string {
 		t.Fatalf("Azurite is not installed in %s/node_modules and npm, which installs it, is not on PATH "+
 			"(install Node.js 20 and npm): %v", dir, err)
 	}
-	t.Logf("installing Azurite with npm into %s/node_modules (once per machine)", dir)
+	t.Logf("installing Azurite with npm into %s/node_modules (once per checkout)", dir)
 	cmd := exec.Command("bash", filepath.Join(dir, "install.sh"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("installing Azurite with %s: %v\n%s", cmd, err, out)
