@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,4 +255,47 @@ func (p *recordingProxy) log() []proxyExchange {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.exchanges)
+}
+
+// doneKeys are the keys of the "Object done" log lines in logs.
+func doneKeys(logs string) []string {
+	var keys []string
+	for _, l := range strings.Split(logs, "\n") {
+		_, rest, ok := strings.Cut(l, "Object done: ")
+		if !ok {
+			continue
+		}
+		rest = strings.ReplaceAll(rest, `\"`, `"`) // logfmt quotes the message
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			key, _ := strconv.Unquote(q)
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// grepLines returns the lines of logs containing any of subs.
+func grepLines(logs string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				if len(l) > 240 {
+					l = l[:240] + "…"
+				}
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
