@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 // TestHostileBucketLongMemory runs the shipped pipeline (two objects at a
