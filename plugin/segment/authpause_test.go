@@ -3,9 +3,7 @@ package segment_test
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
@@ -34,7 +33,7 @@ func TestAuthFailurePausesAndDeliversLater(t *testing.T) {
 	const key = "sk-TEST-revoked-key-0002"
 	const refusals = 20
 	basic := base64.StdEncoding.EncodeToString([]byte(key + ":"))
-	api := startAPI(t, key)
+	api := segmentapi.StartT(t, key)
 	api.RevokeKey(true)
 	enough := make(chan struct{})
 	var once sync.Once
@@ -75,14 +74,14 @@ func TestAuthFailurePausesAndDeliversLater(t *testing.T) {
 	case <-enough:
 	case <-done:
 		t.Fatalf("every batch got its result while the key was revoked (%d acked, %d calls dead-lettered), after %d refusals",
-			acked.Load(), len(deadLettered(t, dlq)), api.Stats().Faulted[segmentapi.FaultRevoked])
+			acked.Load(), len(deadletter.Read(t, dlq, false)), api.Stats().Faulted[segmentapi.FaultRevoked])
 	case <-time.After(waitLimit):
 		t.Fatalf("the stand-in refused only %d requests in %v", api.Stats().Faulted[segmentapi.FaultRevoked], waitLimit)
 	}
 	if n := acked.Load(); n != 0 {
 		t.Errorf("%d batches acked while the key was revoked", n)
 	}
-	if dl := deadLettered(t, dlq); len(dl) != 0 {
+	if dl := deadletter.Read(t, dlq, false); len(dl) != 0 {
 		t.Errorf("%d calls dead-lettered for an auth failure, e.g. %v", len(dl), dl)
 	}
 	endpoint := strings.TrimPrefix(api.URL(), "http://")
@@ -107,7 +106,7 @@ func TestAuthFailurePausesAndDeliversLater(t *testing.T) {
 	if d := api.Duplicates(); d != 0 {
 		t.Errorf("%d duplicates: no refused request records anything", d)
 	}
-	if dl := deadLettered(t, dlq); len(dl) != 0 {
+	if dl := deadletter.Read(t, dlq, false); len(dl) != 0 {
 		t.Errorf("%d calls dead-lettered, e.g. %v", len(dl), dl)
 	}
 	for _, line := range r.logs.all() {
@@ -115,14 +114,4 @@ func TestAuthFailurePausesAndDeliversLater(t *testing.T) {
 			t.Errorf("the write key leaked: %s", line)
 		}
 	}
-}
-
-// deadLettered maps dead-lettered messageIds to their errors; none when the
-// dead letter file was never written.
-func deadLettered(t *testing.T, path string) map[string]string {
-	t.Helper()
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return readDeadLetters(t, path)
 }

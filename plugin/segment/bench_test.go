@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 // BenchmarkOutputToStandIn sends batches of 500 Currents-sized track calls
@@ -16,7 +18,7 @@ import (
 // connections opened per 1,000 batches (keep-alive reuse).
 // Run: go test ./plugin/segment -run '^$' -bench OutputToStandIn -benchtime 400x
 func BenchmarkOutputToStandIn(b *testing.B) {
-	srv := startStandIn(b)
+	srv := segmentapi.StartT(b, testKey)
 	out := newTestOutput(b, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	payload := strings.Repeat("p", 400)
 	const writers, callsPerBatch = 16, 500

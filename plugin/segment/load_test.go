@@ -57,11 +57,7 @@ func defaultOutput(api *segmentapi.Server) map[string]any {
 // calls cut into batches of size, pushed inputInFlight batches at a time, to
 // a stand-in that answers after 50 ms as Segment does from afar.
 func benchCalls(b *testing.B, size int) {
-	api, err := segmentapi.Start(streamWriteKey, segmentapi.WithLatency(50*time.Millisecond), segmentapi.WithRecordIDsOnly())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = api.Close() })
+	api := segmentapi.StartT(b, streamWriteKey, segmentapi.WithLatency(50*time.Millisecond), segmentapi.WithRecordIDsOnly())
 
 	sb := service.NewStreamBuilder()
 	sb.SetLogger(slog.New(slog.DiscardHandler))

@@ -27,7 +27,7 @@ import (
 // only keeps a collapse from hanging the run.
 func TestOneMessageInputFaultStorm(t *testing.T) {
 	const calls, deadline = 20_000, 4 * time.Minute
-	api := startAPI(t, streamWriteKey, segmentapi.WithRecordIDsOnly())
+	api := segmentapi.StartT(t, streamWriteKey, segmentapi.WithRecordIDsOnly())
 	if err := api.Storm(segmentapi.StormSpec{Fail503: 0.15, RateLimit429: 0.10, RetryAfter: time.Second, Drop: 0.05, Seed: 13}); err != nil {
 		t.Fatal(err)
 	}

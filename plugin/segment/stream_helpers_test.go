@@ -136,17 +136,6 @@ type rig struct {
 	stopped bool
 }
 
-// startAPI starts a Segment stand-in for one test.
-func startAPI(t *testing.T, writeKey string, opts ...segmentapi.Option) *segmentapi.Server {
-	t.Helper()
-	api, err := segmentapi.Start(writeKey, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Close() })
-	return api
-}
-
 // segmentConf is the segment output's config for api: small backoffs, no
 // re-batching (each pushed batch is one WriteBatch), then over.
 func segmentConf(api *segmentapi.Server, over map[string]any) map[string]any {
@@ -304,24 +293,6 @@ func requireDelivered(t *testing.T, api *segmentapi.Server, ids []string) {
 	if got := api.UniqueMessageIDs(); got != len(ids) {
 		t.Fatalf("stand-in holds %d unique messageIds, want %d", got, len(ids))
 	}
-}
-
-// readDeadLetters maps each dead-lettered call's messageId to its error.
-func readDeadLetters(t *testing.T, path string) map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reasons := map[string]string{}
-	for line := range bytes.Lines(bytes.TrimSpace(data)) {
-		var dl struct{ MessageID, Error string }
-		if err := json.Unmarshal(line, &dl); err != nil {
-			t.Fatalf("dead letter %q: %v", line, err)
-		}
-		reasons[dl.MessageID] = dl.Error
-	}
-	return reasons
 }
 
 // echoingProxy forwards to api, adding the request's Authorization header

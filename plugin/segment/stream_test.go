@@ -14,11 +14,12 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 func TestStreamHappyPath(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{"max_calls_per_request": 100})})
 
 	ids := messageIDs("happy", 1200)
@@ -39,7 +40,7 @@ func TestStreamHappyPath(t *testing.T) {
 }
 
 func TestStreamKeepAlive(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	const maxInFlight = 4
 	holdFirst(api, maxInFlight)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{
@@ -62,7 +63,7 @@ func TestStreamKeepAlive(t *testing.T) {
 }
 
 func TestStreamServerErrorsRetried(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	api.FailNext(3, http.StatusServiceUnavailable)
 	api.FailNext(1, http.StatusInternalServerError)
 	api.FailNext(1, http.StatusBadGateway)
@@ -88,7 +89,7 @@ func TestStreamServerErrorsRetried(t *testing.T) {
 }
 
 func TestStreamRateLimitHonoursRetryAfter(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	type answer struct {
 		at      time.Time
 		limited bool
@@ -125,7 +126,7 @@ func TestStreamRateLimitHonoursRetryAfter(t *testing.T) {
 }
 
 func TestStreamSlowAnswersTimeOut(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	api.SlowNext(2, 2*time.Second)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{
 		"request_timeout": "200ms", "max_calls_per_request": 50,
@@ -144,7 +145,7 @@ func TestStreamSlowAnswersTimeOut(t *testing.T) {
 }
 
 func TestStreamDroppedConnectionsRetried(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	api.DropNext(3)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{"max_calls_per_request": 50})})
 
@@ -161,7 +162,7 @@ func TestStreamDroppedConnectionsRetried(t *testing.T) {
 }
 
 func TestStreamListenerOutage(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	if err := api.Down(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,7 @@ func TestStreamListenerOutage(t *testing.T) {
 }
 
 func TestStreamStanding503Outage(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	api.Outage503(true)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, nil)})
 
@@ -198,7 +199,7 @@ func TestStreamStanding503Outage(t *testing.T) {
 }
 
 func TestStreamRetriesExhaustedNacks(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	// 500s come from Segment's API: it is up, but failing these requests.
 	api.FailNext(100, http.StatusInternalServerError)
 	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{"max_retries": 2})})
@@ -213,7 +214,7 @@ func TestStreamRetriesExhaustedNacks(t *testing.T) {
 }
 
 func TestStreamPermanentErrorsToDeadLetter(t *testing.T) {
-	api := startAPI(t, streamWriteKey, segmentapi.WithMaxCallBytes(2000))
+	api := segmentapi.StartT(t, streamWriteKey, segmentapi.WithMaxCallBytes(2000))
 	dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
 	r := startStream(t, map[string]any{"fallback": []any{
 		map[string]any{"segment": segmentConf(api, nil)},
@@ -262,7 +263,10 @@ func TestStreamPermanentErrorsToDeadLetter(t *testing.T) {
 		t.Errorf("%d permanent failures were retried", n)
 	}
 
-	reasons := readDeadLetters(t, dlq)
+	reasons := map[string]string{}
+	for _, d := range deadletter.Read(t, dlq, false) {
+		reasons[d.ID] = d.Error
+	}
 	if len(reasons) != len(invalid)+len(big) {
 		t.Errorf("dead letters: %v, want the %d invalid and %d big calls", reasons, len(invalid), len(big))
 	}
@@ -282,7 +286,7 @@ func TestStreamPermanentErrorsToDeadLetter(t *testing.T) {
 }
 
 func TestStreamShutdownMidFlightNacks(t *testing.T) {
-	api := startAPI(t, streamWriteKey)
+	api := segmentapi.StartT(t, streamWriteKey)
 	if err := api.Down(); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +315,7 @@ func TestStreamShutdownMidFlightNacks(t *testing.T) {
 func TestStreamWriteKeyNeverLeaks(t *testing.T) {
 	const key = "sk-TEST-very-secret-0001"
 	basic := base64.StdEncoding.EncodeToString([]byte(key + ":"))
-	api := startAPI(t, key)
+	api := segmentapi.StartT(t, key)
 	api.FailNext(5, http.StatusUnauthorized)
 	// Through a proxy that echoes the credentials in its 401 answers, as
 	// some do, so that the key reaches the output in response bodies.
@@ -361,7 +365,7 @@ func TestStreamBatchLimits(t *testing.T) {
 		{"small calls", 0},      // max_calls_per_request splits requests
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := startAPI(t, streamWriteKey)
+			api := segmentapi.StartT(t, streamWriteKey)
 			r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{
 				"max_calls_per_request": 2500,
 				"batching":              map[string]any{"count": 3000, "period": "1s"},

@@ -38,16 +38,6 @@ func newTestOutput(t testing.TB, yaml string) *output {
 	return out
 }
 
-func startStandIn(t testing.TB, opts ...segmentapi.Option) *segmentapi.Server {
-	t.Helper()
-	srv, err := segmentapi.Start(testKey, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
-}
-
 func trackBatch(n int, from int, extra string) service.MessageBatch {
 	batch := make(service.MessageBatch, n)
 	for i := range batch {
@@ -128,7 +118,7 @@ func TestConfigValidation(t *testing.T) {
 // calls) fails every call alike: the batch goes back as not connected, held,
 // with no retry and no split, until a probe finds the key accepted.
 func TestRefusedKeyHoldsTheCalls(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	srv.FailNext(2, http.StatusUnauthorized) // the request, then the first probe
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	batch := trackBatch(20, 0, "x")
@@ -152,7 +142,7 @@ func TestRefusedKeyHoldsTheCalls(t *testing.T) {
 
 // A permanent answer about the calls is not retried.
 func TestPermanentStatusIsNotRetried(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	srv.FailNext(1, http.StatusUnprocessableEntity)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	batch := trackBatch(1, 0, "x")
@@ -168,7 +158,7 @@ func TestPermanentStatusIsNotRetried(t *testing.T) {
 // A 400 for a batch is split until the calls at fault are found; the others
 // are accepted, not dead-lettered with them.
 func TestRejectedBatchIsSplitToFindTheBadCalls(t *testing.T) {
-	srv := startStandIn(t, segmentapi.WithMaxCallBytes(1500))
+	srv := segmentapi.StartT(t, testKey, segmentapi.WithMaxCallBytes(1500))
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	batch := trackBatch(40, 0, "small")
 	big := strings.Repeat("b", 2000)
@@ -188,7 +178,7 @@ func TestRejectedBatchIsSplitToFindTheBadCalls(t *testing.T) {
 }
 
 func TestInvalidCallsFailAloneAndAreNeverSent(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
 	batch := trackBatch(5, 0, "x")
 	batch[1] = service.NewMessage([]byte(`{"type":"track","event":"E"}`))
@@ -203,7 +193,7 @@ func TestInvalidCallsFailAloneAndAreNeverSent(t *testing.T) {
 }
 
 func TestRetriesStopAtMaxRetries(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	srv.FailNext(10, http.StatusInternalServerError)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_retries: 2, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	batch := trackBatch(3, 0, "x")
@@ -253,7 +243,7 @@ func TestDryRunWritesTheExactBodies(t *testing.T) {
 // not connected (the output is down, as /ready reports), and Connect
 // succeeds again only once Segment answers.
 func TestUnreachableSegmentMarksTheOutputDown(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 50ms, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	if err := srv.Down(); err != nil {
 		t.Fatal(err)
@@ -286,7 +276,7 @@ func TestUnreachableSegmentMarksTheOutputDown(t *testing.T) {
 // output's clock: an idle spell before a failure does not count, and
 // failures for unreachable_after do.
 func TestUnreachableCountsFailingTimeOnly(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 30s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	clock := clockwork.NewFakeClock()
 	out.s.clock = clock
@@ -322,7 +312,7 @@ func TestUnreachableCountsFailingTimeOnly(t *testing.T) {
 // A backoff with max_elapsed_time gives up when it runs out, like
 // max_retries, instead of retrying at once for ever.
 func TestRetriesStopWhenTheBackoffGivesUp(t *testing.T) {
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, testKey)
 	srv.Outage503(true)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms, max_elapsed_time: 20ms}}`, testKey, srv.URL()))
 	batch := trackBatch(2, 0, "x")

@@ -3,11 +3,8 @@ package buckets
 import (
 	"context"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"testing"
 	"time"
 
@@ -27,14 +24,11 @@ const (
 var azListening = regexp.MustCompile(`successfully listens on (http://\S+)`)
 
 // StartAzurite runs azurite-blob from tests/buckets/node_modules (or the
-// path in $AZURITE_BLOB) on 127.0.0.1 with one empty container. It fails,
-// not skips, when Azurite is missing: CI installs it with install.sh.
+// path in $AZURITE_BLOB) on 127.0.0.1 with one empty container. It installs
+// Azurite there first if needed (see installAzurite).
 func StartAzurite(t testing.TB) *Bucket {
 	t.Helper()
-	bin := azuriteBin()
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("azurite not installed (%v): run tests/buckets/install.sh", err)
-	}
+	bin := installAzurite(t)
 	// Port 0: Azurite binds a free port and prints it, so there is no race.
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", "0",
 		"--location", t.TempDir(), "--silent", "--skipApiVersionCheck", "--loose",
@@ -80,12 +74,4 @@ func StartAzurite(t testing.TB) *Bucket {
 		t.Fatalf("create container on azurite %s: %v", endpoint, err)
 	}
 	return b
-}
-
-func azuriteBin() string {
-	if p := os.Getenv("AZURITE_BLOB"); p != "" {
-		return p
-	}
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "node_modules", ".bin", "azurite-blob")
 }

@@ -1,15 +1,29 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	// The binary's components: benthos core's and ours (see cmd/connect).
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
+
+// ourList lists the components the packages under plugin/ register, by kind
+// dir and name; TestComponentList keeps it complete.
+var ourList = []struct{ dir, name string }{
+	{"inputs", "braze_currents"},
+	{"inputs", "braze_currents_http"},
+	{"metrics", "prometheus"},
+	{"outputs", "segment"},
+	{"scanners", "braze_currents"},
+}
 
 // kind is a component type: its docs directory, its name, and its walker.
 type kind struct {
@@ -40,66 +54,26 @@ type component struct {
 // page is the component's path relative to docs/components.
 func (c component) page() string { return c.kind.dir + "/" + c.name + ".md" }
 
-// specHashes maps kind dir → component name → hash of its spec.
-type specHashes map[string]map[string]string
-
-func hashSpecs(env *service.Environment) (specHashes, error) {
-	hashes := specHashes{}
-	var err error
-	for _, k := range kinds {
-		hashes[k.dir] = map[string]string{}
-		k.walk(env, func(name string, view *service.ConfigView) {
-			spec, jerr := view.FormatJSON()
-			if jerr != nil && err == nil {
-				err = fmt.Errorf("%s %s: %w", k.singular, name, jerr)
+// ourComponents finds every component of ourList in env, sorted by page; one
+// that env lacks is an error.
+func ourComponents(env *service.Environment) ([]component, error) {
+	var found []component
+	for _, o := range ourList {
+		n := len(found)
+		for _, k := range kinds {
+			if k.dir != o.dir {
+				continue
 			}
-			sum := sha256.Sum256(spec)
-			hashes[k.dir][name] = hex.EncodeToString(sum[:])
-		})
+			k.walk(env, func(name string, view *service.ConfigView) {
+				if name == o.name {
+					found = append(found, component{k, name, view})
+				}
+			})
+		}
+		if len(found) == n {
+			return nil, fmt.Errorf("%s %s is not registered", o.dir, o.name)
+		}
 	}
-	return hashes, err
-}
-
-// printSpecHashes is the baseline build's output.
-func printSpecHashes(env *service.Environment) error {
-	hashes, err := hashSpecs(env)
-	if err != nil {
-		return err
-	}
-	return json.NewEncoder(os.Stdout).Encode(hashes)
-}
-
-// baselineSpecs builds and runs this command without the plugin imports.
-func baselineSpecs(root string) (specHashes, error) {
-	out, err := goCmd(root, "run", "-tags", baselineTag, selfPkg, "-baseline")
-	if err != nil {
-		return nil, err
-	}
-	var hashes specHashes
-	if err := json.Unmarshal(out, &hashes); err != nil {
-		return nil, fmt.Errorf("baseline output: %w", err)
-	}
-	if len(hashes["inputs"]) == 0 {
-		return nil, fmt.Errorf("baseline has no inputs: %.200s", out)
-	}
-	return hashes, nil
-}
-
-// ourComponents returns the components of env that the baseline lacks or
-// specifies differently, sorted by kind and name.
-func ourComponents(env *service.Environment, base specHashes) ([]component, error) {
-	hashes, err := hashSpecs(env)
-	if err != nil {
-		return nil, err
-	}
-	var ours []component
-	for _, k := range kinds {
-		k.walk(env, func(name string, view *service.ConfigView) {
-			if hashes[k.dir][name] != base[k.dir][name] {
-				ours = append(ours, component{k, name, view})
-			}
-		})
-	}
-	sort.Slice(ours, func(i, j int) bool { return ours[i].page() < ours[j].page() })
-	return ours, nil
+	sort.Slice(found, func(i, j int) bool { return found[i].page() < found[j].page() })
+	return found, nil
 }

@@ -1,31 +1,17 @@
 package main
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-const regenerate = "regenerate with: go run ./tests/docsgen"
-
-var generated = sync.OnceValues(func() (map[string]string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
-	return generateAll(root)
-})
+var generated = sync.OnceValues(generateAll)
 
 // setup returns the module root and what the generator makes now.
 func setup(t *testing.T) (string, map[string]string) {
@@ -41,24 +27,11 @@ func setup(t *testing.T) (string, map[string]string) {
 	return root, files
 }
 
-func TestPluginImportsCurrent(t *testing.T) {
-	root, _ := setup(t)
-	pkgs, err := pluginPackages(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(pkgs, linkedPlugins) {
-		t.Fatalf("%s imports %v, plugin/ holds %v; %s", pluginsFile, linkedPlugins, pkgs, regenerate)
-	}
-}
-
+// TestDocsUpToDate compares the checked-in pages with fresh ones, written to
+// a temp dir: the test never writes the repository.
 func TestDocsUpToDate(t *testing.T) {
 	root, files := setup(t)
-	tmp := t.TempDir()
-	if _, err := writeTree(tmp, files); err != nil {
-		t.Fatal(err)
-	}
-	drift, err := compareDirs(tmp, filepath.Join(root, docsDir))
+	drift, err := drift(filepath.Join(root, docsDir), files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,83 +60,52 @@ func TestIndexListsEveryPage(t *testing.T) {
 	}
 }
 
-func TestEveryComponentHasPage(t *testing.T) {
-	root, files := setup(t)
-	base, err := baselineSpecs(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours, err := ourComponents(service.GlobalEnvironment(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{}
-	for _, c := range ours {
-		want[c.page()] = true
-	}
-	// Cross-check the environment diff against the registrations in the source.
-	for _, page := range registeredInSource(t, filepath.Join(root, "plugin")) {
-		if !want[page] {
-			t.Errorf("plugin/ registers %s but the environment diff missed it", page)
-		}
-		want[page] = true
-	}
-	if len(want) == 0 {
-		t.Fatal("no components of ours found")
-	}
-	for page := range want {
-		if _, ok := files[page]; !ok {
-			t.Errorf("no page %s", page)
-		}
-	}
-}
+// registerCall is a service.MustRegister…("name", …) call: its function
+// name's suffix and the component's name.
+var registerCall = regexp.MustCompile(`MustRegister(\w+)\(\s*"([^"]+)"`)
 
-var registerCall = regexp.MustCompile(`^(Must)?Register`)
-
-// registerKinds maps words of service.MustRegister* function names to kinds.
+// registerKinds maps words of those function names to kind dirs.
 var registerKinds = []struct{ word, dir string }{
 	{"Scanner", "scanners"}, {"RateLimit", "rate_limits"}, {"Buffer", "buffers"},
 	{"Cache", "caches"}, {"Processor", "processors"}, {"Input", "inputs"},
 	{"Output", "outputs"}, {"Metrics", "metrics"}, {"Tracer", "tracers"},
 }
 
-// registeredInSource finds Register*("name", …) calls with a literal name in
-// the non-test Go files under dir, as page paths.
-func registeredInSource(t *testing.T, dir string) []string {
-	var pages []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+// TestComponentList checks ourList both ways: each component in it is
+// registered in the binary's environment (ourComponents fails otherwise),
+// and each component the non-test code under plugin/ registers is in it.
+func TestComponentList(t *testing.T) {
+	root, files := setup(t)
+	if len(files) != len(ourList)+1 {
+		t.Errorf("%d pages for %d components", len(files)-1, len(ourList))
+	}
+	listed := map[string]bool{}
+	for _, o := range ourList {
+		listed[o.dir+"/"+o.name] = true
+	}
+	found := 0
+	err := filepath.WalkDir(filepath.Join(root, "plugin"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
 		}
-		file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-		if err != nil {
-			return err
+		src, err := os.ReadFile(path)
+		for _, m := range registerCall.FindAllStringSubmatch(string(src), -1) {
+			found++
+			i := slices.IndexFunc(registerKinds, func(k struct{ word, dir string }) bool { return strings.Contains(m[1], k.word) })
+			if i < 0 {
+				t.Errorf("%s: MustRegister%s(%q): unknown kind", path, m[1], m[2])
+			} else if !listed[registerKinds[i].dir+"/"+m[2]] {
+				t.Errorf("%s registers %s %s, which ourList (components.go) lacks", path, registerKinds[i].dir, m[2])
+			}
 		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) == 0 {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			lit, isLit := call.Args[0].(*ast.BasicLit)
-			if !ok || !isLit || lit.Kind != token.STRING || !registerCall.MatchString(sel.Sel.Name) {
-				return true
-			}
-			name, _ := strconv.Unquote(lit.Value)
-			for _, k := range registerKinds {
-				if strings.Contains(sel.Sel.Name, k.word) {
-					pages = append(pages, k.dir+"/"+name+".md")
-					break
-				}
-			}
-			return true
-		})
-		return nil
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pages
+	if found != len(ourList) {
+		t.Errorf("plugin/ has %d MustRegister calls, ourList %d components", found, len(ourList))
+	}
 }
 
 func TestWriteTreeRemovesStalePages(t *testing.T) {

@@ -16,22 +16,15 @@ const indexPage = "README.md"
 
 // generateAll renders the pages of our components and the index, keyed by
 // slash path relative to docs/components.
-func generateAll(root string) (map[string]string, error) {
-	base, err := baselineSpecs(root)
+func generateAll() (map[string]string, error) {
+	found, err := ourComponents(service.GlobalEnvironment())
 	if err != nil {
 		return nil, err
 	}
-	ours, err := ourComponents(service.GlobalEnvironment(), base)
-	if err != nil {
-		return nil, err
-	}
-	return renderAll(ours)
+	return renderAll(found)
 }
 
 func renderAll(ours []component) (map[string]string, error) {
-	if len(ours) == 0 {
-		return nil, errors.New("found no components of ours: are the plugin packages imported?")
-	}
 	files := map[string]string{}
 	for _, c := range ours {
 		page, err := renderPage(c)

@@ -3,11 +3,11 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
@@ -27,7 +27,7 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	tree, written := faultTree(t, 2, 20, 76)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	srv.RevokeKey(true)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
@@ -35,7 +35,7 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	admin := freeAddr(t)
 	env := append(faultEnv(b, srv.URL(), deadPath), "CONNECT_HTTP_ADDRESS="+admin)
 
-	p := startConnect(t, env, events)
+	p := startConnect(t, repoRoot, env, events)
 	began := time.Now()
 	// The first refused request, then refused probes of the key.
 	waitFor(t, events, time.Minute+hold, fmt.Sprintf("%d refused requests over %v", refusals, hold), func() (bool, error) {
@@ -48,7 +48,7 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	if n := p.count("Object done"); n != 0 {
 		t.Fatalf("%d objects recorded as done while Segment refused the key", n)
 	}
-	if n := len(deadLettersNow(t, deadPath)); n != len(noUser) && n != 0 {
+	if n := len(deadletter.Read(t, deadPath, true)); n != len(noUser) && n != 0 {
 		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(noUser))
 	}
 	p.waitLines(1, time.Minute, "refused the write key (HTTP 401)", srv.URL())
@@ -62,16 +62,7 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	if n := p.count("refused the write key"); n != 1 {
 		t.Fatalf("%d errors about the refused key, want one (probes log nothing more):\n%s", n, lastLines(p.logs(), 30))
 	}
-	checkDeadLetters(t, srv, readDeadLetterFile(t, deadPath, false), want, noUser, false)
+	checkDeadLetters(t, srv, deadletter.Read(t, deadPath, false), want, noUser, false)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
-}
-
-// deadLettersNow reads the dead letter file as it is, which may not exist yet.
-func deadLettersNow(t *testing.T, path string) []deadLetter {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		return nil
-	}
-	return readDeadLetterFile(t, path, true)
 }

@@ -31,7 +31,7 @@ func checkpointTree(t *testing.T, seed uint64) (string, map[string]string) {
 // those before and after the window included.
 func TestBackfillRecipeThenFullRun(t *testing.T) {
 	dir, want := checkpointTree(t, 81)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	dead := filepath.Join(t.TempDir(), "dead.jsonl")
 	window := fixtures.DefaultDateHour.Add(time.Hour).Format("2006-01-02-15")
 	env := pipelineEnv("file://"+dir, srv, dead, "BRAZE_INCLUDE_ANONYMOUS=true")
@@ -53,20 +53,20 @@ func TestBackfillRecipeThenFullRun(t *testing.T) {
 // stopped. Nothing is sent twice.
 func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	dir, want := checkpointTree(t, 82)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	env := append(pipelineEnv("file://"+dir, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
 		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s")
 
-	first := startConnect(t, env, events)
+	first := startConnect(t, repoRoot, env, events)
 	waitFor(t, events, time.Minute, "the first process to send every event", func() (bool, error) {
 		if first.exited() {
 			return false, fmt.Errorf("the first process exited: %v\n%s", first.err, lastLines(first.logs(), 20))
 		}
 		return srv.UniqueMessageIDs() == len(want), nil
 	})
-	second := startConnect(t, env, events)
+	second := startConnect(t, repoRoot, env, events)
 	second.waitLines(2, time.Minute, "is held by", "waiting for it to stop")
 	if n := second.count("Object done"); n != 0 {
 		t.Fatalf("the second process finished %d objects while the first held the checkpoint", n)

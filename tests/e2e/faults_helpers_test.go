@@ -1,26 +1,22 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
@@ -97,193 +93,6 @@ func faultEnv(b *buckets.Bucket, endpoint, deadLetter string) []string {
 	return append(env, b.EnvList()...)
 }
 
-// notifier wakes waiters whenever something observable happens (a log line,
-// a request at the stand-in).
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
-
-func (n *notifier) notify() {
-	n.mu.Lock()
-	close(n.ch)
-	n.ch = make(chan struct{})
-	n.mu.Unlock()
-}
-
-func (n *notifier) changed() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-// connectProc is the binary running the shipped pipeline, its output
-// collected line by line.
-type connectProc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	events *notifier
-	done   chan struct{} // closed once the process exited and its output was read
-	err    error         // exit status, once done
-
-	mu    sync.Mutex
-	lines []string
-}
-
-// startConnect starts the binary from the repository root with env and
-// args (default: -c the shipped config). events, when not nil, is notified
-// at every log line and when the process ends.
-func startConnect(t *testing.T, env []string, events *notifier, args ...string) *connectProc {
-	t.Helper()
-	if len(args) == 0 {
-		args = []string{"-c", shippedConfig}
-	}
-	if events == nil {
-		events = newNotifier()
-	}
-	cmd := exec.Command(binary, args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &connectProc{t: t, cmd: cmd, events: events, done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-			events.notify()
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		p.err = cmd.Wait()
-		close(p.done)
-		events.notify()
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-// count is how many log lines so far contain every one of subs.
-func (p *connectProc) count(subs ...string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, l := range p.lines {
-		if containsAll(l, subs) {
-			n++
-		}
-	}
-	return n
-}
-
-func containsAll(s string, subs []string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
-}
-
-// logs returns the output so far.
-func (p *connectProc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
-}
-
-func (p *connectProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitLines waits until n log lines contain every one of subs; it fails
-// the test if the process ends first or the deadline passes.
-func (p *connectProc) waitLines(n int, timeout time.Duration, subs ...string) {
-	p.t.Helper()
-	waitFor(p.t, p.events, timeout, fmt.Sprintf("%d log lines with %q", n, subs), func() (bool, error) {
-		if p.count(subs...) >= n {
-			return true, nil
-		}
-		if p.exited() {
-			return false, fmt.Errorf("the pipeline exited (%v):\n%s", p.err, lastLines(p.logs(), 30))
-		}
-		return false, nil
-	})
-}
-
-// kill9 kills the process with SIGKILL and waits for it.
-func (p *connectProc) kill9() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// wait waits for the process to end by itself within timeout and fails the
-// test unless it exited cleanly.
-func (p *connectProc) wait(timeout time.Duration) {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		p.t.Fatalf("the pipeline did not finish within %v:\n%s", timeout, lastLines(p.logs(), 40))
-	}
-	if p.err != nil {
-		p.t.Fatalf("the pipeline failed: %v\n%s", p.err, lastLines(p.logs(), 40))
-	}
-}
-
-// waitFor waits until cond holds, re-checking whenever events fires, for at
-// most timeout; cond's error fails the test at once.
-func waitFor(t *testing.T, events *notifier, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		changed := events.changed() // before checking, so no change is missed
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-	}
-}
-
-// runToEnd runs the pipeline once to its end and returns its output.
-func runToEnd(t *testing.T, env []string, args ...string) *connectProc {
-	t.Helper()
-	p := startConnect(t, env, nil, args...)
-	p.wait(time.Minute)
-	return p
-}
-
 // checkDelivered checks that every wanted id was accepted by the stand-in
 // at least once and that, counting each messageId once, it holds exactly
 // those.
@@ -304,96 +113,46 @@ func checkDelivered(t *testing.T, srv *segmentapi.Server, want map[string]string
 	}
 }
 
-// deadLetter is one line of the dead letter file.
-type deadLetter struct {
-	id, reason, eventType, source string
-}
-
-// readDeadLetterFile reads a dead letter file. tolerant skips lines that are
-// not JSON, as the last line of a run killed mid-write can be.
-func readDeadLetterFile(t *testing.T, path string, tolerant bool) []deadLetter {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []deadLetter
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		var d struct {
-			Error     any            `json:"error"`
-			EventType any            `json:"event_type"`
-			Source    any            `json:"source"`
-			Message   map[string]any `json:"message"`
-		}
-		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			if tolerant {
-				continue
-			}
-			t.Fatalf("dead letter %q is not JSON", line)
-		}
-		// A call carries the event id as messageId; an event that could not
-		// be mapped is there as it came, with its id.
-		id, _ := d.Message["messageId"].(string)
-		if id == "" {
-			id, _ = d.Message["id"].(string)
-		}
-		str := func(v any) string {
-			if v == nil {
-				return ""
-			}
-			return fmt.Sprint(v)
-		}
-		out = append(out, deadLetter{id: id, reason: str(d.Error), eventType: str(d.EventType), source: str(d.Source)})
-	}
-	return out
-}
-
 // checkDeadLetters checks the dead letters of a scenario: every event
 // without a user is there with its reason, and an event with a user only if
 // Segment did not accept it, with every one of rejectReason in its reason
 // (none is expected when rejectReason is empty). once: each event is there at
 // most once (no run was killed). It returns the events Segment rejected.
-func checkDeadLetters(t *testing.T, srv *segmentapi.Server, dead []deadLetter, want, noUser map[string]string,
+func checkDeadLetters(t *testing.T, srv *segmentapi.Server, dead []deadletter.Letter, want, noUser map[string]string,
 	once bool, rejectReason ...string) map[string]string {
 	t.Helper()
 	rejected := map[string]string{}
 	seen := map[string]int{}
-	var delivered []deadLetter // dead letters of calls Segment accepted
+	var delivered []deadletter.Letter // dead letters of calls Segment accepted
 	for _, d := range dead {
-		if seen[d.id]++; once && seen[d.id] > 1 {
-			t.Fatalf("event %s is in the dead letter file %d times", d.id, seen[d.id])
+		if seen[d.ID]++; once && seen[d.ID] > 1 {
+			t.Fatalf("event %s is in the dead letter file %d times", d.ID, seen[d.ID])
 		}
-		if key := noUser[d.id]; key != "" {
-			if !strings.Contains(d.reason, "neither external_user_id nor user_id") || d.eventType == "" || d.source != key {
-				t.Fatalf("dead letter of %s (no user) without its reason, type or object: %+v", d.id, d)
+		if key := noUser[d.ID]; key != "" {
+			if !strings.Contains(d.Error, "neither external_user_id nor user_id") || d.EventType == "" || d.Source != key {
+				t.Fatalf("dead letter of %s (no user) without its reason, type or object: %+v", d.ID, d)
 			}
 			continue
 		}
-		key := want[d.id]
+		key := want[d.ID]
 		switch {
 		case key == "":
 			t.Fatalf("dead letter of an event not in the bucket: %+v", d)
-		case srv.Count(d.id) > 0:
+		case srv.Count(d.ID) > 0:
 			delivered = append(delivered, d)
 			continue
 		case len(rejectReason) == 0:
-			t.Fatalf("event %s of %s went to the dead letter file, not to Segment: %s", d.id, key, d.reason)
+			t.Fatalf("event %s of %s went to the dead letter file, not to Segment: %s", d.ID, key, d.Error)
 		}
 		for _, s := range rejectReason {
-			if !strings.Contains(d.reason, s) {
-				t.Fatalf("dead letter of %s lacks %q in its reason %q", d.id, s, d.reason)
+			if !strings.Contains(d.Error, s) {
+				t.Fatalf("dead letter of %s lacks %q in its reason %q", d.ID, s, d.Error)
 			}
 		}
-		if d.eventType == "" || d.source != key {
-			t.Fatalf("dead letter of %s does not name its event type and object %s: %+v", d.id, key, d)
+		if d.EventType == "" || d.Source != key {
+			t.Fatalf("dead letter of %s does not name its event type and object %s: %+v", d.ID, key, d)
 		}
-		rejected[d.id] = d.reason
+		rejected[d.ID] = d.Error
 	}
 	for id, key := range noUser {
 		if seen[id] == 0 {
@@ -403,12 +162,12 @@ func checkDeadLetters(t *testing.T, srv *segmentapi.Server, dead []deadLetter, w
 	if len(delivered) > 0 {
 		reasons, sources := map[string]bool{}, map[string]bool{}
 		for _, d := range delivered {
-			reasons[d.reason], sources[d.source] = true, true
+			reasons[d.Error], sources[d.Source] = true, true
 		}
 		d := delivered[0]
 		t.Errorf("%d of %d dead letters are calls Segment accepted (they come from %d objects and share %d reasons); "+
 			"e.g. %s of %s, accepted %d time(s), dead-lettered with %q", len(delivered), len(dead), len(sources),
-			len(reasons), d.id, d.source, srv.Count(d.id), d.reason)
+			len(reasons), d.ID, d.Source, srv.Count(d.ID), d.Error)
 	}
 	return rejected
 }
@@ -496,4 +255,47 @@ func (p *recordingProxy) log() []proxyExchange {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.exchanges)
+}
+
+// doneKeys are the keys of the "Object done" log lines in logs.
+func doneKeys(logs string) []string {
+	var keys []string
+	for _, l := range strings.Split(logs, "\n") {
+		_, rest, ok := strings.Cut(l, "Object done: ")
+		if !ok {
+			continue
+		}
+		rest = strings.ReplaceAll(rest, `\"`, `"`) // logfmt quotes the message
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			key, _ := strconv.Unquote(q)
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// grepLines returns the lines of logs containing any of subs.
+func grepLines(logs string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				if len(l) > 240 {
+					l = l[:240] + "…"
+				}
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

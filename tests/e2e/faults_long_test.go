@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
@@ -59,7 +60,7 @@ func TestFaultLongBackfill(t *testing.T) {
 	// The stand-in keeps every call it accepts; a million would weigh
 	// gigabytes in this process, so ids are counted here and the stand-in's
 	// records are dropped after each request.
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	var mu sync.Mutex
 	seen := make(map[string]int32, total)
 	accepted, duplicates, requests := 0, 0, 0
@@ -80,7 +81,7 @@ func TestFaultLongBackfill(t *testing.T) {
 	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
 	env := pipelineEnv("file://"+tree, srv, deadPath, "BRAZE_INCLUDE_ANONYMOUS=true")
 	start = time.Now()
-	p := startConnect(t, env, nil)
+	p := startConnect(t, repoRoot, env, nil)
 	// The process's own high-water mark of resident memory. Its rusage
 	// Maxrss would count this test process's memory too: Linux records the
 	// forking process's mm at exec, and this process holds a million ids.
@@ -95,15 +96,15 @@ func TestFaultLongBackfill(t *testing.T) {
 	if len(seen) != total-unsendable {
 		t.Fatalf("%d unique ids reached Segment, want %d", len(seen), total-unsendable)
 	}
-	dead := readDeadLetterFile(t, deadPath, false)
+	dead := deadletter.Read(t, deadPath, false)
 	if len(dead) != unsendable {
 		t.Errorf("%d dead letters, want the %d events without a user", len(dead), unsendable)
 	}
 	delivered := 0
 	for _, d := range dead {
-		if seen[d.id] > 0 {
+		if seen[d.ID] > 0 {
 			delivered++
-		} else if !strings.Contains(d.reason, "neither external_user_id nor user_id") {
+		} else if !strings.Contains(d.Error, "neither external_user_id nor user_id") {
 			t.Fatalf("dead letter with another reason: %+v", d)
 		}
 	}

@@ -16,25 +16,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 	"github.com/linkedin/goavro/v2"
 )
-
-func startStandIn(t *testing.T, opts ...segmentapi.Option) *segmentapi.Server {
-	t.Helper()
-	srv, err := segmentapi.Start(e2eWriteKey, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
-}
 
 // TestFaultKill9 kills the pipeline with SIGKILL at several moments of a
 // backfill (calls sent but no object done yet, then after a varying number of
@@ -43,19 +33,19 @@ func TestFaultKill9(t *testing.T) {
 	tree, written := faultTree(t, 6, 10, 71)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	// A dead letter file per run: a killed run may leave a cut last line.
 	deadDir := t.TempDir()
-	var dead []deadLetter
+	var dead []deadletter.Letter
 	run := 0
 	runEnv := func() []string {
 		run++
 		return faultEnv(b, srv.URL(), filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
 	}
 	killed := func() {
-		dead = append(dead, readDeadLetterFile(t, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)), true)...)
+		dead = append(dead, deadletter.Read(t, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)), true)...)
 	}
 
 	seed := uint64(time.Now().UnixNano())
@@ -66,7 +56,7 @@ func TestFaultKill9(t *testing.T) {
 	t.Logf("%d objects, %d events to send; kill points from seed %d (E2E_FAULT_SEED)", len(written), len(want), seed)
 
 	// In flight: Segment took calls, no object is recorded as done yet.
-	p := startConnect(t, runEnv(), events)
+	p := startConnect(t, repoRoot, runEnv(), events)
 	waitFor(t, events, 30*time.Second, "calls accepted by Segment", func() (bool, error) {
 		if p.exited() {
 			return false, fmt.Errorf("the pipeline exited: %v\n%s", p.err, lastLines(p.logs(), 20))
@@ -83,7 +73,7 @@ func TestFaultKill9(t *testing.T) {
 	doneBefore := map[string]bool{} // objects logged done by an earlier run
 	for i := range 3 {
 		n := 1 + rng.IntN(60)
-		p := startConnect(t, runEnv(), events)
+		p := startConnect(t, repoRoot, runEnv(), events)
 		p.waitLines(n, 30*time.Second, "Object done")
 		when := "at once"
 		if i%2 == 0 {
@@ -112,7 +102,7 @@ func TestFaultKill9(t *testing.T) {
 	final := runToEnd(t, env)
 	t.Logf("the clean run finished %d objects; %d calls accepted in all, %d duplicates", final.count("Object done"),
 		srv.Stats().Accepted, srv.Duplicates())
-	dead = append(dead, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false)...)
+	dead = append(dead, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false)...)
 	checkDeadLetters(t, srv, dead, want, noUser, false)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
@@ -125,7 +115,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 	tree, written := faultTree(t, 3, 20, 72)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
@@ -133,7 +123,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Retries are logged at debug level.
-	p := startConnect(t, env, events, "run", "--log.level", "debug", shippedConfig)
+	p := startConnect(t, repoRoot, env, events, "run", "--log.level", "debug", shippedConfig)
 	const retried = "Segment request failed"
 	p.waitLines(3, 30*time.Second, retried, "connection refused")
 	if err := srv.Up(); err != nil {
@@ -151,7 +141,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 	if n := p.count("Object done"); n != len(written) {
 		t.Fatalf("%d objects done, want %d", n, len(written))
 	}
-	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
+	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -163,7 +153,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 	tree, written := faultTree(t, 3, 20, 73)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	const storm, retryAfter = 20, time.Second
 	srv.RateLimitNext(storm, retryAfter)
 	proxy := startRecordingProxy(t, srv.URL())
@@ -207,7 +197,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 	}
 	t.Logf("%d requests for %d batches; %d answered 429, retried at the earliest %v after the answer",
 		len(exchanges), len(byBody), limited, minGap.Round(time.Millisecond))
-	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
+	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -221,7 +211,7 @@ func TestFaultPermanentRejections(t *testing.T) {
 	b, _, _ := s3WithTree(t, tree)
 	// Calls of these fixtures weigh 250 to 1,300 bytes; about one in ten is over 1,000.
 	const limit = 1000
-	srv := startStandIn(t, segmentapi.WithMaxCallBytes(limit))
+	srv := segmentapi.StartT(t, e2eWriteKey, segmentapi.WithMaxCallBytes(limit))
 	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
 	env := faultEnv(b, srv.URL(), deadPath)
 	p := runToEnd(t, env)
@@ -230,7 +220,7 @@ func TestFaultPermanentRejections(t *testing.T) {
 	}
 
 	// The dead letter file and the accepted calls split the events between them.
-	rejected := checkDeadLetters(t, srv, readDeadLetterFile(t, deadPath, false), want, noUser, true,
+	rejected := checkDeadLetters(t, srv, deadletter.Read(t, deadPath, false), want, noUser, true,
 		"permanent", "400", fmt.Sprintf("over the %d byte limit", limit))
 	sent := map[string]string{}
 	for id, key := range want {
@@ -290,7 +280,7 @@ func TestFaultBadObjects(t *testing.T) {
 		}
 	}
 
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
 	p := runToEnd(t, env)
 	for key, data := range bad {
@@ -307,7 +297,7 @@ func TestFaultBadObjects(t *testing.T) {
 	}
 	t.Logf("%d good objects and %d bad ones; the cut file gave its first %d of %d events", len(written), len(bad),
 		intact, len(records))
-	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
+	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
 }
@@ -337,12 +327,12 @@ func TestFaultBucketRestart(t *testing.T) {
 	tree, written := faultTree(t, 6, 10, 76)
 	want, noUser := expectedIDs(written)
 	b, stop, restart := s3WithTree(t, tree)
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
 
-	p := startConnect(t, env, events)
+	p := startConnect(t, repoRoot, env, events)
 	// What the input logs when the bucket is unreachable.
 	bucketErrors := [][]string{{"Reading object", "failed"}, {"Saving the checkpoint", "failed"}, {"Listing", "failed"},
 		{"Could not read object"}}
@@ -374,50 +364,7 @@ func TestFaultBucketRestart(t *testing.T) {
 	if n := p.count("Object done"); n != len(written) {
 		t.Fatalf("%d objects done, want %d", n, len(written))
 	}
-	checkDeadLetters(t, srv, readDeadLetterFile(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
+	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
 	checkNothingNew(t, env, srv)
-}
-
-// doneKeys are the keys of the "Object done" log lines in logs.
-func doneKeys(logs string) []string {
-	var keys []string
-	for _, l := range strings.Split(logs, "\n") {
-		_, rest, ok := strings.Cut(l, "Object done: ")
-		if !ok {
-			continue
-		}
-		rest = strings.ReplaceAll(rest, `\"`, `"`) // logfmt quotes the message
-		if q, err := strconv.QuotedPrefix(rest); err == nil {
-			key, _ := strconv.Unquote(q)
-			keys = append(keys, key)
-		}
-	}
-	return keys
-}
-
-// grepLines returns the lines of logs containing any of subs.
-func grepLines(logs string, subs ...string) string {
-	var out []string
-	for _, l := range strings.Split(logs, "\n") {
-		for _, s := range subs {
-			if strings.Contains(l, s) {
-				if len(l) > 240 {
-					l = l[:240] + "…"
-				}
-				out = append(out, l)
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-func envValue(env []string, name string) string {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, name+"="); ok {
-			return v
-		}
-	}
-	return ""
 }

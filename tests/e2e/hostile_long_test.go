@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 // TestHostileBucketLongMemory runs the shipped pipeline (two objects at a
@@ -65,10 +66,10 @@ func TestHostileBucketLongMemory(t *testing.T) {
 		_ = f.Close()
 	}
 
-	srv := startStandIn(t)
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	env := pipelineEnv("file://"+tree, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true")
 	start := time.Now()
-	p := startConnect(t, env, nil)
+	p := startConnect(t, repoRoot, env, nil)
 	hwm := make(chan int64, 1)
 	go func() { hwm <- watchVmHWM(p.cmd.Process.Pid) }()
 	p.wait(10 * time.Minute)

@@ -5,184 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/currents-connect/currents-connect/tests/fixtures"
-	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 )
 
 const httpConfig = "config/currents_http_to_segment.yaml"
-
-// customHTTPBody turns fixture records into what Currents' Custom HTTP
-// connector POSTs: {"events": [{event_type, id, time, properties, user}]}.
-func customHTTPBody(t *testing.T, eventType string, records []map[string]any) []byte {
-	t.Helper()
-	var events []map[string]any
-	for _, r := range records {
-		user, props := map[string]any{}, map[string]any{}
-		for k, v := range r {
-			switch k {
-			case "id", "time":
-			case "user_id", "external_user_id", "device_id", "timezone":
-				user[k] = v
-			default:
-				props[k] = v
-			}
-		}
-		events = append(events, map[string]any{"event_type": eventType, "id": r["id"], "time": r["time"], "properties": props, "user": user})
-	}
-	body, err := json.Marshal(map[string]any{"events": events})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// httpPipeline is config/currents_http_to_segment.yaml running against the
-// Segment stand-in.
-type httpPipeline struct {
-	t           *testing.T
-	proc        *connectProc
-	srv         *segmentapi.Server
-	addr        string // where Braze POSTs
-	metrics     string // Connect's own HTTP server
-	deadLetters string
-}
-
-func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) *httpPipeline {
-	t.Helper()
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	p := &httpPipeline{t: t, srv: srv, addr: freeAddr(t), metrics: freeAddr(t),
-		deadLetters: filepath.Join(t.TempDir(), "dead.jsonl")}
-	env := append([]string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=" + p.addr,
-		"CURRENTS_HTTP_TIMEOUT=" + timeout, "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=" + srv.URL(),
-		"DEAD_LETTER_PATH=" + p.deadLetters, "CONNECT_HTTP_ADDRESS=" + p.metrics}, extraEnv...)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	// Debug logs: the token must not appear even there.
-	p.proc = startConnect(t, env, events, "--log.level", "debug", "-c", httpConfig)
-	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
-	return p
-}
-
-// post sends body with the Authorization header auth (none when empty) and
-// returns the status and the answer's headers.
-func (p *httpPipeline) post(auth string, body io.Reader, size int64, tweak ...func(*http.Request)) (int, http.Header) {
-	p.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+p.addr+"/currents", body)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	req.ContentLength = size
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for _, f := range tweak {
-		f(req)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("POST: %v\n%s", err, lastLines(p.proc.logs(), 30))
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode, res.Header
-}
-
-func (p *httpPipeline) postBytes(auth string, body []byte) int {
-	p.t.Helper()
-	code, _ := p.post(auth, bytes.NewReader(body), int64(len(body)))
-	return code
-}
-
-// deadLettered is how many lines the dead letter file holds.
-func (p *httpPipeline) deadLettered() int {
-	data, err := os.ReadFile(p.deadLetters)
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return bytes.Count(data, []byte("\n"))
-}
-
-// metric sums the samples of a series on the pipeline's Prometheus endpoint
-// whose labels include label (all of them when empty); 0 if none.
-func (p *httpPipeline) metric(name, label string) float64 {
-	p.t.Helper()
-	res, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	var sum float64
-	for _, line := range strings.Split(string(data), "\n") {
-		series, value, ok := strings.Cut(line, " ")
-		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(value, &v); err == nil {
-			sum += v
-		}
-	}
-	return sum
-}
-
-// namedEvents are fixture events of users with an external id: the ones
-// Braze's connector (and our default mapping) send.
-func namedEvents(t *testing.T, eventType string, n int, seed uint64) []map[string]any {
-	t.Helper()
-	var buf bytes.Buffer
-	records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: eventType, Records: 4 * n, Seed: seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var named []map[string]any
-	for _, r := range records {
-		if r["external_user_id"] != nil && len(named) < n {
-			named = append(named, r)
-		}
-	}
-	if len(named) < n {
-		t.Fatalf("only %d named events in the fixture", len(named))
-	}
-	return named
-}
-
-func (p *httpPipeline) checkDelivered(events []map[string]any) {
-	p.t.Helper()
-	for _, r := range events {
-		if p.srv.Count(r["id"].(string)) < 1 {
-			p.t.Fatalf("event %s not in Segment\n%s", r["id"], lastLines(p.proc.logs(), 30))
-		}
-	}
-}
 
 // TestCustomHTTPDelivers: Braze gets 200 only once Segment accepted every
 // event of the request.
@@ -193,8 +27,8 @@ func TestCustomHTTPDelivers(t *testing.T) {
 		t.Fatalf("status %d for a good request\n%s", code, lastLines(p.proc.logs(), 30))
 	}
 	p.checkDelivered(events) // already there when 200 came back
-	if p.srv.UniqueMessageIDs() != 30 || p.deadLettered() != 0 {
-		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 30 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	// An event the mapping cannot map (no user at all) is dead-lettered, and
 	// the request still gets its 200: the event reached an error path.
@@ -204,8 +38,8 @@ func TestCustomHTTPDelivers(t *testing.T) {
 	if code := p.postBytes("Bearer braze-token", body); code != http.StatusOK {
 		t.Fatalf("status %d for an unmappable event", code)
 	}
-	if p.deadLettered() != 1 {
-		t.Fatalf("%d dead letters, want the unmappable event", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 1 {
+		t.Fatalf("%d dead letters, want the unmappable event", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	if got := p.metric("braze_currents_http_events_received", ""); got != 31 {
 		t.Fatalf("braze_currents_http_events_received = %v, want 31", got)
@@ -249,8 +83,8 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 	if code != http.StatusUnauthorized {
 		t.Fatalf("50 MB without a token: status %d, want 401", code)
 	}
-	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
-		t.Fatalf("unauthorised requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 0 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("unauthorised requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	// The scheme is case-insensitive.
 	if code := p.postBytes("bearer "+token, body); code != http.StatusOK {
@@ -300,8 +134,8 @@ func TestCustomHTTPRefusesBadBodies(t *testing.T) {
 	if code, _ := p.post("Bearer braze-token", io.LimitReader(repeatReader(' '), 2<<20), -1); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("2 MiB chunked: status %d, want 413", code)
 	}
-	if p.srv.UniqueMessageIDs() != 0 || p.deadLettered() != 0 {
-		t.Fatalf("bad requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 0 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("bad requests reached Segment (%d) or the dead letter file (%d)", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	if got := p.metric("braze_currents_http_requests", `status="400"`); got != 8 {
 		t.Fatalf(`braze_currents_http_requests{status="400"} = %v, want 8`, got)
@@ -329,8 +163,8 @@ func TestCustomHTTPSegmentDown(t *testing.T) {
 		t.Fatalf("Braze's retry after the outage: status %d", code)
 	}
 	p.checkDelivered(events)
-	if p.srv.UniqueMessageIDs() != 10 || p.deadLettered() != 0 {
-		t.Fatalf("%d calls in Segment, %d dead letters; want 10 and 0", p.srv.UniqueMessageIDs(), p.deadLettered())
+	if p.srv.UniqueMessageIDs() != 10 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 10 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 }
 
@@ -345,8 +179,8 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
 		t.Fatalf("with the key refused: status %d, Retry-After %q; want 503 with Retry-After", code, h.Get("Retry-After"))
 	}
-	if p.deadLettered() != 0 {
-		t.Fatalf("%d events dead-lettered for a refused key", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d events dead-lettered for a refused key", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 	p.srv.RevokeKey(false)
 	waitFor(t, p.proc.events, time.Minute, "the held events delivered", func() (bool, error) {
@@ -357,8 +191,8 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 		}
 		return true, nil
 	})
-	if p.deadLettered() != 0 {
-		t.Fatalf("%d events dead-lettered", p.deadLettered())
+	if len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d events dead-lettered", len(deadletter.Read(t, p.deadLetters, false)))
 	}
 }
 

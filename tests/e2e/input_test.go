@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,15 +53,11 @@ func TestKill9ThenResume(t *testing.T) {
 	}
 	kills := []int{15, 40, 60}
 	for _, n := range kills {
-		p := startConnect(t, nil, nil, "-c", filepath.Join(dir, "config.yaml"))
+		p := startConnect(t, dir, nil, nil, "-c", "config.yaml")
 		p.waitLines(n, 2*time.Minute, "Object done")
 		p.kill9()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	final := exec.CommandContext(ctx, binary, "-c", "config.yaml")
-	final.Dir = dir
-	if out, err := final.CombinedOutput(); err != nil {
+	if out, err := runConnect(t, dir, nil, "-c", "config.yaml"); err != nil {
 		t.Fatalf("final run: %v\n%s", err, out)
 	}
 

@@ -2,13 +2,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // binary is the connect binary built once for the package's tests.
@@ -34,23 +32,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// runConnect runs the binary with args in dir and returns its combined
-// output. The run is bounded so that a hung pipeline fails the test instead
-// of the whole suite.
-func runConnect(t *testing.T, dir string, env []string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("connect %v did not finish: %s", args, out)
-	}
-	return string(out), err
 }
 
 // productDirs hold what the tests run: the binary's sources, the mappings

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,11 +52,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 			want += len(w.Records)
 		}
 	}
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	admin, _ := startWatchingPipeline(t, "file://"+bucket, srv, dir)
 	waitUntil(t, "every event in Segment", func() bool { return srv.UniqueMessageIDs() == want })
 	// Objects are done once their last batch is acked, just after Segment took it.
@@ -122,21 +115,13 @@ func TestMetricsAndReadiness(t *testing.T) {
 
 // startWatchingPipeline runs the shipped config in watch mode over bucketURL
 // into srv, with its admin HTTP server on a free port, and stops it when the
-// test ends. It returns the admin address and the process's logs.
-func startWatchingPipeline(t *testing.T, bucketURL string, srv *segmentapi.Server, dir string, args ...string) (string, *bytes.Buffer) {
+// test ends. It returns the admin address and the process.
+func startWatchingPipeline(t *testing.T, bucketURL string, srv *segmentapi.Server, dir string, args ...string) (string, *connectProc) {
 	t.Helper()
 	admin := freeAddr(t)
 	env := pipelineEnv(bucketURL, srv, filepath.Join(dir, "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true",
 		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=100ms", "CONNECT_HTTP_ADDRESS="+admin,
 		"BRAZE_EVENT_TYPES=users.messages.*,users.behaviors.CustomEvent")
-	cmd := exec.Command(binary, append([]string{"-c", "config/currents_to_segment.yaml"}, args...)...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	logs := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return admin, logs
+	p := startConnect(t, repoRoot, env, nil, append([]string{"-c", shippedConfig}, args...)...)
+	return admin, p
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
@@ -50,11 +51,7 @@ func TestShippedPipelineMapsEveryEventType(t *testing.T) {
 			written = append(written, w)
 		}
 	}
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	deadLetter := filepath.Join(dir, "dead.jsonl")
 	out, err := runConnect(t, repoRoot, pipelineEnv("file://"+bucket, srv, deadLetter, "BRAZE_INCLUDE_ANONYMOUS=true"),
 		"-c", "config/currents_to_segment.yaml")
@@ -100,12 +97,12 @@ func TestShippedPipelineMapsEveryEventType(t *testing.T) {
 	if stats.Rejected400 != 0 || stats.SilentlyDropped != 0 || stats.MaxCallsInRequest > 2500 || stats.MaxRequestBytes > 512_000 {
 		t.Fatalf("Segment's limits broken: %+v", stats)
 	}
-	dead := readDeadLetters(t, deadLetter)
+	dead := deadletter.Read(t, deadLetter, false)
 	if len(dead) != unmappable {
 		t.Fatalf("%d dead letters, want the %d events without any user: %v", len(dead), unmappable, dead)
 	}
 	for _, d := range dead {
-		if !strings.Contains(fmt.Sprint(d["error"]), "neither external_user_id nor user_id") || d["event_type"] == nil {
+		if !strings.Contains(d.Error, "neither external_user_id nor user_id") || d.EventType == "" {
 			t.Fatalf("dead letter without its reason: %v", d)
 		}
 	}
@@ -195,29 +192,6 @@ func keys(m map[string]any) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
-	}
-	return out
-}
-
-func readDeadLetters(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if line == "" {
-			continue
-		}
-		var d map[string]any
-		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			t.Fatalf("dead letter %q is not JSON", line)
-		}
-		out = append(out, d)
 	}
 	return out
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,24 +34,22 @@ func readmeCommands(t *testing.T) []string {
 }
 
 // TestReadmeCommands runs every command of the README's shell blocks, from
-// the repository root, with the environment a user sets pointed at a local
-// bucket and the Segment stand-in. `go test ./...` is the suite itself: CI
-// runs it.
+// the root of a copy of the repository (some regenerate tracked files, which
+// other tests read), with the environment a user sets pointed at a local
+// bucket and the Segment stand-in; then it checks that the regenerated files
+// are the checked-in ones. `go test ./...` is the suite itself: CI runs it.
 func TestReadmeCommands(t *testing.T) {
 	cmds := readmeCommands(t)
 	if len(cmds) < 8 {
 		t.Fatalf("only %d README commands found: %v", len(cmds), cmds)
 	}
+	repo := copyRepo(t)
 	bucket := t.TempDir()
 	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 5, Seed: 81,
 		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"}}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	env := append(os.Environ(),
 		"CURRENTS_URL=file://"+bucket, "CURRENTS_WATCH=false", "CURRENTS_CHECKPOINT_IN_BUCKET=false",
 		"SEGMENT_WRITE_KEY="+e2eWriteKey, "SEGMENT_ENDPOINT="+srv.URL(),
@@ -63,7 +63,7 @@ func TestReadmeCommands(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, "bash", "-c", c)
-			cmd.Dir = repoRoot
+			cmd.Dir = repo
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -79,4 +79,69 @@ func TestReadmeCommands(t *testing.T) {
 		t.Fatal("the README's production command sent nothing to Segment")
 	}
 	t.Logf("%d README commands run", ran)
+	for _, dir := range []string{"tests/fixtures/sample", "docs/components"} {
+		if diff := sameTree(t, filepath.Join(repoRoot, dir), filepath.Join(repo, dir)); diff != "" {
+			t.Errorf("the README's commands regenerate %s otherwise than checked in: %s", dir, diff)
+		}
+	}
+}
+
+// copyRepo copies the repository's tracked files to a temp dir.
+func copyRepo(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files (the test copies the tracked files): %v", err)
+	}
+	dst := t.TempDir()
+	for _, rel := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if err := copyFile(filepath.Join(repoRoot, rel), filepath.Join(dst, rel)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func copyFile(src, dst string) error {
+	info, err := os.Lstat(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // deleted in the work tree, not yet in git
+	}
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, info.Mode().Perm())
+}
+
+// sameTree says how the files under got differ from those under want, or "".
+func sameTree(t *testing.T, want, got string) string {
+	t.Helper()
+	files := map[string]bool{}
+	for _, root := range []string{want, got} {
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(root, path)
+				files[rel] = true
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for rel := range files {
+		w, werr := os.ReadFile(filepath.Join(want, rel))
+		g, gerr := os.ReadFile(filepath.Join(got, rel))
+		if werr != nil || gerr != nil || !bytes.Equal(w, g) {
+			return rel + " differs"
+		}
+	}
+	return ""
 }

@@ -16,11 +16,7 @@ const e2eWriteKey = "sk-e2e-never-print-me-0042"
 // with the write key in the environment, and checks the key appears in none
 // of its output, plain or as a Basic auth header.
 func TestWriteKeyNeverPrinted(t *testing.T) {
-	srv, err := segmentapi.Start(e2eWriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := segmentapi.StartT(t, e2eWriteKey)
 	srv.FailNext(10, 401)
 	dir := t.TempDir()
 	config := `

@@ -55,11 +55,7 @@ func BenchmarkStandInBatch(b *testing.B) {
 		{"record=ids", []segmentapi.Option{segmentapi.WithRecordIDsOnly()}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
-			s, err := segmentapi.Start(writeKey, mode.opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := segmentapi.StartT(b, writeKey, mode.opts...)
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			c := &http.Client{Transport: tr}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestFailNext(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL() + "/v1/batch"
 	s.FailNext(2, http.StatusServiceUnavailable)
@@ -35,7 +35,7 @@ func TestFailNext(t *testing.T) {
 
 // Queued faults are consumed exactly once each under concurrent traffic.
 func TestFailNextConcurrent(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.FailNext(10, http.StatusInternalServerError)
 	var wg sync.WaitGroup
@@ -62,7 +62,7 @@ func TestFailNextConcurrent(t *testing.T) {
 }
 
 func TestRateLimitNext(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.RateLimitNext(2, 1500*time.Millisecond)
 	for range 2 {
@@ -79,7 +79,7 @@ func TestRateLimitNext(t *testing.T) {
 }
 
 func TestSlowNext(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	const delay = 100 * time.Millisecond
 	s.SlowNext(1, delay)
@@ -110,7 +110,7 @@ func (c *hangUpConn) Write(p []byte) (int, error) {
 // A slow answer is abandoned when the client goes away, instead of holding
 // the handler for the whole delay.
 func TestSlowNextRespectsCancel(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	handled := make(chan error, 1)
 	s.OnRequest(func(r *http.Request, calls []segmentapi.Call) { handled <- r.Context().Err() })
 	s.SlowNext(1, time.Hour)
@@ -146,7 +146,7 @@ func TestSlowNextRespectsCancel(t *testing.T) {
 }
 
 func TestDropNext(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.DropNext(1)
 	if a, err := post(c, s.URL()+"/v1/batch", writeKey, tracks("d1")); err == nil {
@@ -159,7 +159,7 @@ func TestDropNext(t *testing.T) {
 }
 
 func TestDownUp(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL()
 	expect(t, mustPost(t, c, url+"/v1/batch", writeKey, tracks("u1")), http.StatusOK, "", -1)
@@ -207,7 +207,7 @@ func TestDownUp(t *testing.T) {
 }
 
 func TestOutage503(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.FailNext(1, http.StatusBadGateway)
 	s.Outage503(true)
@@ -225,7 +225,7 @@ func TestOutage503(t *testing.T) {
 
 func TestWithLatency(t *testing.T) {
 	const latency = 50 * time.Millisecond
-	s := start(t, segmentapi.WithLatency(latency))
+	s := segmentapi.StartT(t, writeKey, segmentapi.WithLatency(latency))
 	c := newClient(t)
 	began := time.Now()
 	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, tracks("l1")), http.StatusOK, "", -1)
@@ -235,7 +235,7 @@ func TestWithLatency(t *testing.T) {
 }
 
 func TestConnectionsOpened(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.FailNext(1, http.StatusServiceUnavailable) // error answers keep the connection too
 	for i := range 5 {
@@ -260,7 +260,7 @@ func TestConnectionsOpened(t *testing.T) {
 }
 
 func TestMaxConcurrent(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	s.OnRequest(func(*http.Request, []segmentapi.Call) {

@@ -8,22 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 const writeKey = "wk_test_123"
-
-// start runs a server for one test and closes it afterwards.
-func start(t *testing.T, opts ...segmentapi.Option) *segmentapi.Server {
-	t.Helper()
-	s, err := segmentapi.Start(writeKey, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
 
 // newClient returns a client with its own connection pool, so connection
 // counts are not shared between tests.

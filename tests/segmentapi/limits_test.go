@@ -12,7 +12,7 @@ import (
 )
 
 func TestBadJSON(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	for _, body := range []string{
 		`{`, `not json`, `[]`, `null`, `{"batch":{}}`, `{"batch":null}`, `{}`,
@@ -34,7 +34,7 @@ func paddedCall(id string, size int) string {
 }
 
 func TestCallSizeLimit(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	exact := paddedCall("big-ok", segmentapi.DefaultMaxCallBytes)
 	over := paddedCall("big-over", segmentapi.DefaultMaxCallBytes+1)
@@ -63,7 +63,7 @@ func batchOfSize(size int) []byte {
 }
 
 func TestBatchSizeLimit(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL() + "/v1/batch"
 	exact, over := batchOfSize(512_000), batchOfSize(512_001)
@@ -85,13 +85,13 @@ func TestBatchSizeLimit(t *testing.T) {
 		t.Fatalf("accepted %d (want %d), stats %+v", len(s.Accepted()), accepted, s.Stats())
 	}
 
-	small := start(t, segmentapi.WithMaxBatchBytes(1000), segmentapi.WithMaxCallBytes(50))
+	small := segmentapi.StartT(t, writeKey, segmentapi.WithMaxBatchBytes(1000), segmentapi.WithMaxCallBytes(50))
 	expect(t, mustPost(t, c, small.URL()+"/v1/batch", writeKey, batchOfSize(1001)), 400, "1000 byte limit", -1)
 	expect(t, mustPost(t, c, small.URL()+"/v1/batch", writeKey, tracks("x")), 400, "50 byte limit", 0)
 }
 
 func TestOverCallLimitDroppedSilently(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	ids := make([]string, 2501)
 	for i := range ids {
@@ -107,7 +107,7 @@ func TestOverCallLimitDroppedSilently(t *testing.T) {
 		t.Fatalf("2,500 calls: stats %+v", st)
 	}
 
-	few := start(t, segmentapi.WithMaxCalls(2))
+	few := segmentapi.StartT(t, writeKey, segmentapi.WithMaxCalls(2))
 	expect(t, mustPost(t, c, few.URL()+"/v1/batch", writeKey, tracks("a", "b", "c")), http.StatusOK, "", -1)
 	if st := few.Stats(); st.SilentlyDropped != 3 || st.Accepted != 0 {
 		t.Fatalf("WithMaxCalls(2): stats %+v", st)
@@ -115,7 +115,7 @@ func TestOverCallLimitDroppedSilently(t *testing.T) {
 }
 
 func TestInvalidCalls(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	ok := `{"type":"track","event":"E","userId":"u1"}`
 	for _, tc := range []struct {

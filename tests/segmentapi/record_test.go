@@ -9,7 +9,7 @@ import (
 )
 
 func TestRecordIDsOnly(t *testing.T) {
-	s := start(t, segmentapi.WithRecordIDsOnly(), segmentapi.WithControlAPI())
+	s := segmentapi.StartT(t, writeKey, segmentapi.WithRecordIDsOnly(), segmentapi.WithControlAPI())
 	c := newClient(t)
 	var mu sync.Mutex
 	var hooked []segmentapi.Call
@@ -52,7 +52,7 @@ func TestRecordIDsOnly(t *testing.T) {
 // Accepted decodes kept calls on demand; calls accepted after one Accepted
 // call must still follow in order.
 func TestAcceptedBetweenRequests(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, tracks("a1", "a2")), http.StatusOK, "", -1)
 	if got := s.Accepted(); len(got) != 2 || got[1]["messageId"] != "a2" {

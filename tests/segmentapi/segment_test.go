@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
 func TestBatchHappyPath(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	body := []byte(`{"batch":[
 		{"type":"track","event":"Purchased","userId":"u1","messageId":"m1","properties":{"n":12345678901234567890}},
@@ -43,7 +45,7 @@ func TestBatchHappyPath(t *testing.T) {
 }
 
 func TestSingleCallPaths(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	calls := map[string]string{
 		"track":    `{"event":"Opened","userId":"u1","messageId":"s-track"}`,
@@ -85,7 +87,7 @@ func TestSingleCallPaths(t *testing.T) {
 }
 
 func TestGzipBody(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	plain := tracks("g1", "g2", "g3")
 	var zbuf bytes.Buffer
@@ -106,7 +108,7 @@ func TestGzipBody(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL() + "/v1/batch"
 	body := tracks("a1", "a2")
@@ -136,7 +138,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestContentTypeRequired(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	noCT := func(r *http.Request) { r.Header.Del("Content-Type") }
 	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, tracks("c1"), noCT), 400, "Content-Type", -1)
@@ -145,7 +147,7 @@ func TestContentTypeRequired(t *testing.T) {
 }
 
 func TestDedupCounters(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL() + "/v1/batch"
 	expect(t, mustPost(t, c, url, writeKey, tracks("m1", "m2", "m1")), http.StatusOK, "", -1)
@@ -167,7 +169,7 @@ func TestDedupCounters(t *testing.T) {
 }
 
 func TestResetKeepsFaults(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	url := s.URL() + "/v1/batch"
 	expect(t, mustPost(t, c, url, writeKey, tracks("r1")), http.StatusOK, "", -1)

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -120,6 +121,18 @@ func Start(writeKey string, opts ...Option) (*Server, error) {
 	s.addr = ln.Addr().String()
 	s.serve(ln)
 	return s, nil
+}
+
+// StartT is Start for a test: it fails the test if the server cannot start
+// and closes the server when the test ends.
+func StartT(t testing.TB, writeKey string, opts ...Option) *Server {
+	t.Helper()
+	s, err := Start(writeKey, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 // URL is the base URL, e.g. http://127.0.0.1:41234; stable across Down/Up.

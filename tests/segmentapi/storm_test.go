@@ -51,7 +51,7 @@ var stormSpec = segmentapi.StormSpec{Fail503: 0.15, RateLimit429: 0.10, RetryAft
 // The storm's answers are drawn independently per request with the given
 // rates, reproducibly for a seed; dropped requests record nothing.
 func TestStorm(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	if err := s.Storm(stormSpec); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestStorm(t *testing.T) {
 }
 
 func TestStormRefusesBadSpecs(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	for _, spec := range []segmentapi.StormSpec{
 		{Fail503: 0.6, RateLimit429: 0.3, Drop: 0.2},
 		{Drop: -0.1},
@@ -117,7 +117,7 @@ func TestStormRefusesBadSpecs(t *testing.T) {
 // A revoked key answers 401 with a JSON error on every path, records
 // nothing, and works again once restored.
 func TestRevokeKey(t *testing.T) {
-	s := start(t)
+	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
 	s.RevokeKey(true)
 	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, tracks("r1", "r2")), http.StatusUnauthorized, "revoked", -1)

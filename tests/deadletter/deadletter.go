@@ -1,0 +1,77 @@
+// Package deadletter reads the dead letter files that the tests' pipelines
+// write, for the tests of plugin/segment and tests/e2e alike.
+package deadletter
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Letter is one line of a dead letter file. The shipped configs write
+// {error, event_type, source, message}; a bare fallback writes the call
+// itself with an error field.
+type Letter struct {
+	ID        string // the call's messageId, or the id of an event that could not be mapped
+	Error     string
+	EventType string
+	Source    string // the object key
+}
+
+// Read reads the file at path; none if it does not exist (yet). A line that
+// is not JSON fails the test, unless tolerant: a run killed mid-write can
+// leave a cut last line.
+func Read(t testing.TB, path string, tolerant bool) []Letter {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Letter
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var d struct {
+			Error     any            `json:"error"`
+			EventType any            `json:"event_type"`
+			Source    any            `json:"source"`
+			MessageID string         `json:"messageId"`
+			Message   map[string]any `json:"message"`
+		}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			if tolerant {
+				continue
+			}
+			t.Fatalf("dead letter %q is not JSON: %v", line, err)
+		}
+		// A call carries the event id as messageId; an event that could not
+		// be mapped is there as it came, with its id.
+		id := d.MessageID
+		if id == "" {
+			id, _ = d.Message["messageId"].(string)
+		}
+		if id == "" {
+			id, _ = d.Message["id"].(string)
+		}
+		out = append(out, Letter{ID: id, Error: str(d.Error), EventType: str(d.EventType), Source: str(d.Source)})
+	}
+	return out
+}
+
+// str is v as text, "" for a JSON null or a missing field.
+func str(v any) string {
+	if v == nil {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,147 @@
+package e2e
+
+// The Custom HTTP pipeline under test, and Currents-shaped requests.
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// customHTTPBody turns fixture records into what Currents' Custom HTTP
+// connector POSTs: {"events": [{event_type, id, time, properties, user}]}.
+func customHTTPBody(t *testing.T, eventType string, records []map[string]any) []byte {
+	t.Helper()
+	var events []map[string]any
+	for _, r := range records {
+		user, props := map[string]any{}, map[string]any{}
+		for k, v := range r {
+			switch k {
+			case "id", "time":
+			case "user_id", "external_user_id", "device_id", "timezone":
+				user[k] = v
+			default:
+				props[k] = v
+			}
+		}
+		events = append(events, map[string]any{"event_type": eventType, "id": r["id"], "time": r["time"], "properties": props, "user": user})
+	}
+	body, err := json.Marshal(map[string]any{"events": events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// httpPipeline is config/currents_http_to_segment.yaml running against the
+// Segment stand-in.
+type httpPipeline struct {
+	t           *testing.T
+	proc        *connectProc
+	srv         *segmentapi.Server
+	addr        string // where Braze POSTs
+	metrics     string // Connect's own HTTP server
+	deadLetters string
+}
+
+func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) *httpPipeline {
+	t.Helper()
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	p := &httpPipeline{t: t, srv: srv, addr: freeAddr(t), metrics: freeAddr(t),
+		deadLetters: filepath.Join(t.TempDir(), "dead.jsonl")}
+	env := append([]string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=" + p.addr,
+		"CURRENTS_HTTP_TIMEOUT=" + timeout, "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=" + srv.URL(),
+		"DEAD_LETTER_PATH=" + p.deadLetters, "CONNECT_HTTP_ADDRESS=" + p.metrics}, extraEnv...)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	// Debug logs: the token must not appear even there.
+	p.proc = startConnect(t, repoRoot, env, events, "--log.level", "debug", "-c", httpConfig)
+	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
+	return p
+}
+
+// post sends body with the Authorization header auth (none when empty) and
+// returns the status and the answer's headers.
+func (p *httpPipeline) post(auth string, body io.Reader, size int64, tweak ...func(*http.Request)) (int, http.Header) {
+	p.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.addr+"/currents", body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.ContentLength = size
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for _, f := range tweak {
+		f(req)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("POST: %v\n%s", err, lastLines(p.proc.logs(), 30))
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, res.Header
+}
+
+func (p *httpPipeline) postBytes(auth string, body []byte) int {
+	p.t.Helper()
+	code, _ := p.post(auth, bytes.NewReader(body), int64(len(body)))
+	return code
+}
+
+// metric sums the samples of a series on the pipeline's Prometheus endpoint
+// whose labels include matchers (label="value"; all of them when empty).
+func (p *httpPipeline) metric(name, matchers string) float64 {
+	p.t.Helper()
+	return scrapeMetrics(p.t, p.metrics).sum(name, matchers)
+}
+
+// namedEvents are fixture events of users with an external id: the ones
+// Braze's connector (and our default mapping) send.
+func namedEvents(t *testing.T, eventType string, n int, seed uint64) []map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: eventType, Records: 4 * n, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var named []map[string]any
+	for _, r := range records {
+		if r["external_user_id"] != nil && len(named) < n {
+			named = append(named, r)
+		}
+	}
+	if len(named) < n {
+		t.Fatalf("only %d named events in the fixture", len(named))
+	}
+	return named
+}
+
+func (p *httpPipeline) checkDelivered(events []map[string]any) {
+	p.t.Helper()
+	for _, r := range events {
+		if p.srv.Count(r["id"].(string)) < 1 {
+			p.t.Fatalf("event %s not in Segment\n%s", r["id"], lastLines(p.proc.logs(), 30))
+		}
+	}
+}
