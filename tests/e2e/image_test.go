@@ -116,7 +116,9 @@ func (l imageLayout) layOut(t *testing.T) string {
 		dst := filepath.Join(root, c.dst)
 		switch {
 		case c.fromBuild && c.src == l.buildBinary:
-			copyFile(t, binary, dst, 0o755)
+			if err := copyFile(binary, dst); err != nil {
+				t.Fatal(err)
+			}
 		case c.fromBuild && l.buildDirs[c.src]:
 			if err := os.MkdirAll(dst, 0o755); err != nil {
 				t.Fatal(err)
@@ -151,20 +153,6 @@ func (l imageLayout) layOut(t *testing.T) string {
 		return nil
 	})
 	return root
-}
-
-func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // run runs the image's entrypoint with args (its CMD when none) inside root,
