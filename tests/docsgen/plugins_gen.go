@@ -7,6 +7,7 @@ package main
 // The packages under plugin/, whose components get pages.
 import (
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
@@ -14,6 +15,7 @@ import (
 func init() {
 	linkedPlugins = []string{
 		"github.com/currents-connect/currents-connect/plugin/brazecurrents",
+		"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro",
 		"github.com/currents-connect/currents-connect/plugin/prometheus",
 		"github.com/currents-connect/currents-connect/plugin/segment",
 	}
