@@ -11,6 +11,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 )
 
@@ -27,7 +28,7 @@ func TestInputReportsHostileObjects(t *testing.T) {
 		"zstandard block":     hostile(t, func(w io.Writer) error { return fixtures.ZstdBomb(w, 1024) }),
 		"claims 1073741824":   hostile(t, func(w io.Writer) error { return fixtures.SnappyLiar(w, 1<<30, 1<<20) }),
 		"deflate block":       hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "deflate", 1, 50<<20) }),
-		blockLimit:            hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, maxBlockBytes) }),
+		blockLimit:            hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, avro.MaxBlockBytes) }),
 		"is not a Currents event schema": ocfFile(t, `{"type":"record","name":"com.example.Event","fields":[{"name":"id","type":"string"}]}`,
 			"null", []any{map[string]any{"id": "not-currents"}}),
 		"skipping record 6": ocfFile(t, mixedSchema, "null", oversizeRecords()),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 )
 
@@ -26,7 +27,7 @@ func hostile(t testing.TB, write func(io.Writer) error) []byte {
 	return buf.Bytes()
 }
 
-var blockLimit = fmt.Sprintf("over the %d-byte block limit", maxBlockBytes)
+var blockLimit = fmt.Sprintf("over the %d-byte block limit", avro.MaxBlockBytes)
 
 func TestScannerStopsDecompressionBombsAtTheBlockLimit(t *testing.T) {
 	for name, data := range map[string][]byte{
@@ -36,10 +37,10 @@ func TestScannerStopsDecompressionBombsAtTheBlockLimit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			expectDamage(t, data, 0, name+" block", fmt.Sprintf("decompresses beyond the %d-byte block limit", maxBlockBytes))
+			expectDamage(t, data, 0, name+" block", fmt.Sprintf("decompresses beyond the %d-byte block limit", avro.MaxBlockBytes))
 			runtime.ReadMemStats(&after)
 			// A 1 GiB claim costs the limit (grown by doubling) plus a constant.
-			if got := after.TotalAlloc - before.TotalAlloc; got > 3*maxBlockBytes {
+			if got := after.TotalAlloc - before.TotalAlloc; got > 3*avro.MaxBlockBytes {
 				t.Fatalf("decoding a %d-byte bomb allocated %d MiB", len(data), got>>20)
 			}
 		})
@@ -57,7 +58,7 @@ func TestScannerRejectsLyingSnappyBlocks(t *testing.T) {
 
 func TestScannerRefusesBlocksOverTheLimit(t *testing.T) {
 	// Uncompressed, the declared size is refused before the block is read.
-	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, maxBlockBytes) }), 0,
+	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, avro.MaxBlockBytes) }), 0,
 		"block of 1 records declares", blockLimit)
 	// A 50 MB record, compressed, stops inflating at the limit.
 	expectDamage(t, hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "deflate", 1, 50<<20) }), 0,
@@ -65,9 +66,9 @@ func TestScannerRefusesBlocksOverTheLimit(t *testing.T) {
 }
 
 func TestScannerRefusesHeadersOverTheLimit(t *testing.T) {
-	schema := strings.Replace(mixedSchema, `"owner": "someone"`, `"doc": "`+strings.Repeat("x", maxHeaderBytes)+`"`, 1)
+	schema := strings.Replace(mixedSchema, `"owner": "someone"`, `"doc": "`+strings.Repeat("x", avro.MaxHeaderBytes)+`"`, 1)
 	expectDamage(t, ocfFile(t, schema, "null", mixedRecords(0, 1)), 0,
-		"header value", fmt.Sprintf("the header is limited to %d bytes", maxHeaderBytes))
+		"header value", fmt.Sprintf("the header is limited to %d bytes", avro.MaxHeaderBytes))
 }
 
 func TestScannerRejectsNonCurrentsSchema(t *testing.T) {
@@ -90,9 +91,9 @@ func TestScannerRejectsNonCurrentsSchema(t *testing.T) {
 // strings.
 func oversizeRecords() []any {
 	records := mixedRecords(0, 10)
-	records[3].(map[string]any)["external_user_id"] = map[string]any{"string": strings.Repeat("u", maxRecordBytes)}
+	records[3].(map[string]any)["external_user_id"] = map[string]any{"string": strings.Repeat("u", avro.MaxRecordBytes)}
 	var reasons []any
-	for range maxRecordBytes / 1000 {
+	for range avro.MaxRecordBytes / 1000 {
 		reasons = append(reasons, strings.Repeat("r", 1010))
 	}
 	records[6].(map[string]any)["reasons"] = map[string]any{"array": reasons}
@@ -122,7 +123,7 @@ func TestScannerSkipsOversizeRecordsAndGoesOn(t *testing.T) {
 		logs := s.logs.String()
 		for _, index := range []string{"3", "6"} {
 			want := "skipping record " + index + ` of \"` + emailSendKey
-			if !strings.Contains(logs, want) || !strings.Contains(logs, fmt.Sprintf("over the %d-byte record limit", maxRecordBytes)) {
+			if !strings.Contains(logs, want) || !strings.Contains(logs, fmt.Sprintf("over the %d-byte record limit", avro.MaxRecordBytes)) {
 				t.Fatalf("%s: no %q in the logs:\n%s", conf, want, logs)
 			}
 		}

@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	"sync"
 
 	"github.com/jonboulle/clockwork"
@@ -212,7 +213,7 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		mgr:      mgr,
 		log:      mgr.Logger(),
 		stats:    newInputStats(mgr.Metrics()),
-		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: newProgramCache()},
+		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: avro.NewSchemaCache()},
 		inFlight: map[string]bool{},
 		clock:    clockwork.NewRealClock(),
 		owner:    newOwner(),

@@ -7,12 +7,19 @@ import (
 	"io"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 )
 
 const (
 	scannerFieldBatchSize  = "batch_size"
 	scannerFieldStructured = "structured"
 )
+
+// ErrCorrupt matches (with errors.Is) every error about bytes that are not a
+// valid Currents Avro file, as opposed to errors reading them: reading again
+// cannot fix a corrupt object, while a read error may pass.
+var ErrCorrupt = avro.ErrCorrupt
 
 // Metadata keys set on every decoded event.
 const (
@@ -101,14 +108,14 @@ func scannerFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*sca
 	if err != nil {
 		return nil, err
 	}
-	return &scannerCreator{batchSize: batchSize, structured: structured, log: mgr.Logger(), programs: newProgramCache()}, nil
+	return &scannerCreator{batchSize: batchSize, structured: structured, log: mgr.Logger(), programs: avro.NewSchemaCache()}, nil
 }
 
 type scannerCreator struct {
 	batchSize  int
 	structured bool // emit structured values, not JSON text
 	log        *service.Logger
-	programs   *programCache
+	programs   *avro.SchemaCache
 }
 
 // Create never reads: a bad header must surface from NextBatch, because some
@@ -125,7 +132,7 @@ func (c *scannerCreator) Create(rdr io.ReadCloser, aFn service.AckFunc, details 
 // delivered by an earlier, interrupted read) and adding extra metadata to
 // every event.
 func (c *scannerCreator) newEventScanner(rdr io.ReadCloser, source string, skip int64, extra map[string]any) *eventScanner {
-	return &eventScanner{rdr: rdr, source: source, ocf: newOCFReader(rdr), c: c, skip: skip, extra: extra}
+	return &eventScanner{rdr: rdr, source: source, ocf: avro.NewReader(rdr), c: c, skip: skip, extra: extra}
 }
 
 func (c *scannerCreator) Close(context.Context) error { return nil }
@@ -136,11 +143,11 @@ func (c *scannerCreator) Close(context.Context) error { return nil }
 type eventScanner struct {
 	rdr    io.ReadCloser
 	source string
-	ocf    *ocfReader
+	ocf    *avro.Reader
 	c      *scannerCreator
 
 	started  bool
-	prog     *program
+	prog     *avro.Schema
 	template *service.Message // carries the per-source metadata
 	block    *blockCursor     // the block being decoded; nil between blocks
 	next     int64            // index in the file of the next event decoded
@@ -150,7 +157,7 @@ type eventScanner struct {
 	rejected *service.MetricCounter // records dropped, by reason; nil outside the input
 }
 
-// rejectTooLarge is the reason label of records over maxRecordBytes.
+// rejectTooLarge is the reason label of records over avro.MaxRecordBytes.
 const rejectTooLarge = "too_large"
 
 func (s *eventScanner) NextBatch(ctx context.Context) (service.MessageBatch, error) {
@@ -177,7 +184,7 @@ func (s *eventScanner) NextBatch(ctx context.Context) (service.MessageBatch, err
 }
 
 func (s *eventScanner) start() error {
-	err := s.ocf.readHeader()
+	schema, err := s.ocf.ReadHeader()
 	if errors.Is(err, io.EOF) {
 		s.c.log.Warnf("Skipping empty object %q: it holds no Avro data", s.source)
 		return io.EOF
@@ -185,13 +192,13 @@ func (s *eventScanner) start() error {
 	if err != nil {
 		return s.wrap(err)
 	}
-	if s.prog, err = s.c.programs.get(s.ocf.header.schema); err != nil {
-		return s.wrap(&positionError{offset: 0, err: err, corrupt: true})
+	if s.prog, err = s.c.programs.Get(schema); err != nil {
+		return s.wrap(avro.CorruptAt(0, err))
 	}
 	key := ParseObjectKey(s.source)
 	s.template = service.NewMessage(nil)
 	for k, v := range map[string]string{
-		MetaEventType:     s.prog.eventType(),
+		MetaEventType:     s.prog.EventType(),
 		MetaIntegrationID: key.IntegrationID,
 		MetaDateHour:      key.DateHour,
 		MetaVersion:       key.Version,
@@ -210,6 +217,6 @@ func (s *eventScanner) wrap(err error) error {
 }
 
 func (s *eventScanner) Close(context.Context) error {
-	s.ocf.close()
+	s.ocf.Close()
 	return s.rdr.Close()
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 )
 
 // maxBatchBytes bounds the Avro bytes of the events in one batch.
@@ -13,29 +15,29 @@ const maxBatchBytes = 512 << 10
 
 // blockCursor is a block being decoded a batch at a time.
 type blockCursor struct {
-	block   ocfBlock
-	d       decoder
-	done    int64 // records decoded so far
-	written int   // JSON bytes of the batches already handed out (JSON mode)
-	after   error // an error found reading past the block, due once its events are out
+	block avro.Block
+	d     avro.Decoder
+	done  int64 // records decoded so far
+	after error // an error found reading past the block, due once its events are out
 }
 
 // openBlock reads the next block. Damage found after the block's data (a
 // bad sync marker) is reported once the block's events are out.
 func (s *eventScanner) openBlock() error {
-	b, err := s.ocf.nextBlock()
+	b, err := s.ocf.NextBlock()
 	if errors.Is(err, io.EOF) {
 		return io.EOF
 	}
-	if err != nil && b.data == nil {
+	if err != nil && b.Data == nil {
 		s.failure = s.wrap(err)
 		return s.failure
 	}
-	if b.count > int64(len(b.data))+amplifyGuard {
-		s.failure = s.wrap(&positionError{offset: b.offset, err: fmt.Errorf("block declares %d records in only %d bytes", b.count, len(b.data)), corrupt: true})
+	d, derr := avro.NewDecoder(s.prog, b)
+	if derr != nil {
+		s.failure = s.wrap(derr)
 		return nil
 	}
-	c := &blockCursor{block: b, d: decoder{data: b.data, limit: outputLimit(len(b.data), b.count, s.prog.keyBytes)}}
+	c := &blockCursor{block: b, d: d}
 	if err != nil {
 		c.after = s.wrap(err)
 	}
@@ -48,73 +50,65 @@ func (s *eventScanner) openBlock() error {
 // Oversize records are dropped and reported (reject), and decoding goes on.
 func (s *eventScanner) decodeBatch() service.MessageBatch {
 	c := s.block
-	size := int(min(c.block.count-c.done, int64(s.c.batchSize)))
+	size := int(min(c.block.Count-c.done, int64(s.c.batchSize)))
 	var (
-		values  []any // structured mode
-		ends    []int // JSON mode: where each event's JSON ends in c.d.out
+		values  []any  // structured mode
+		out     []byte // JSON mode: the batch's events
+		ends    []int  // JSON mode: where each event's JSON ends in out
 		indexes = make([]int64, 0, size)
 		err     error
 	)
 	if s.c.structured {
 		values = make([]any, 0, size)
 	} else {
-		perRecord := len(c.block.data)/int(max(c.block.count, 1)) + s.prog.keyBytes
-		c.d.out = make([]byte, 0, size*perRecord)
+		out = make([]byte, 0, c.d.JSONSize(size))
 		ends = make([]int, 0, size)
 	}
 	// A batch also ends after maxBatchBytes of Avro: a block of records near
 	// the limit must not go downstream, where batches pile up, all at once.
-	for from := c.d.pos; c.done < c.block.count && len(indexes) < s.c.batchSize && c.d.pos-from < maxBatchBytes; {
+	for from := c.d.Pos(); c.done < c.block.Count && len(indexes) < s.c.batchSize && c.d.Pos()-from < maxBatchBytes; {
 		var v any
-		start, out := c.d.pos, len(c.d.out)
-		c.d.recStart, c.d.oversize = start, false
-		switch {
-		case s.c.structured:
-			v, err = c.d.anyValue(s.prog.root)
-		case c.written+len(c.d.out) > c.d.limit:
-			err = errOutputLimit
-		default:
-			err = c.d.value(s.prog.root)
+		start, end := c.d.Pos(), len(out)
+		if s.c.structured {
+			v, err = c.d.Value()
+		} else {
+			out, err = c.d.AppendJSON(out)
 		}
 		if err != nil {
-			s.fail(&positionError{offset: c.block.offset, err: fmt.Errorf("block: record %d: %w", s.next, err), corrupt: true})
+			s.fail(avro.CorruptAt(c.block.Offset, fmt.Errorf("block: record %d: %w", s.next, err)))
 			break
 		}
 		c.done++
 		index := s.next
-		if s.next++; s.next <= s.skip || !c.d.fits(0) {
+		if s.next++; s.next <= s.skip || c.d.Oversize() {
 			if index >= s.skip {
-				s.reject(index, c.d.pos-start)
+				s.reject(index, c.d.Pos()-start)
 			}
-			if !s.c.structured {
-				c.written += len(c.d.out) - out
-				c.d.out = c.d.out[:out] // already delivered by an earlier read, or dropped
-			}
+			out = out[:end] // already delivered by an earlier read, or dropped
 			continue
 		}
 		indexes = append(indexes, index)
 		if s.c.structured {
 			values = append(values, v)
 		} else {
-			ends = append(ends, len(c.d.out))
+			ends = append(ends, len(out))
 		}
 	}
-	if s.block != nil && c.done == c.block.count {
-		if left := len(c.d.data) - c.d.pos; left != 0 {
-			s.fail(&positionError{offset: c.block.offset, err: fmt.Errorf("block: %d bytes left over after the block's %d records", left, c.block.count), corrupt: true})
+	if s.block != nil && c.done == c.block.Count {
+		if left := len(c.block.Data) - c.d.Pos(); left != 0 {
+			s.fail(avro.CorruptAt(c.block.Offset, fmt.Errorf("block: %d bytes left over after the block's %d records", left, c.block.Count)))
 		} else {
 			s.failure, s.block = c.after, nil
 		}
 	}
-	c.written += len(c.d.out)
-	return s.messages(indexes, values, ends, c.d.out)
+	return s.messages(indexes, values, ends, out)
 }
 
-// reject reports a record over maxRecordBytes. Its framing is intact, so
+// reject reports a record over avro.MaxRecordBytes. Its framing is intact, so
 // the rest of the source is still read; an input counts it.
 func (s *eventScanner) reject(index int64, size int) {
 	s.c.log.Errorf("braze_currents: skipping record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB); the rest of the object is read",
-		index, s.source, size, maxRecordBytes)
+		index, s.source, size, avro.MaxRecordBytes)
 	if s.rejected != nil {
 		s.rejected.Incr(1, rejectTooLarge)
 	}

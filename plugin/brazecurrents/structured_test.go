@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"reflect"
@@ -90,11 +91,15 @@ func normalise(v any) any {
 	return v
 }
 
+// outputLimitError is the decoder's error for item counts that would make
+// more output than a block may.
+const outputLimitError = "decoded output would exceed the limit for its block size"
+
 // checkModesAgree fails unless both modes give the same events and errors.
 func checkModesAgree(t testing.TB, name string, data []byte) {
 	t.Helper()
 	text, structured, textErr, structErr := decodeModes(t, name, data)
-	if errors.Is(textErr, errOutputLimit) || errors.Is(structErr, errOutputLimit) {
+	if strings.Contains(fmt.Sprint(textErr, structErr), outputLimitError) {
 		return // the modes bound hostile item counts by different measures
 	}
 	if (textErr == nil) != (structErr == nil) || (textErr != nil && textErr.Error() != structErr.Error()) {

@@ -1,4 +1,4 @@
-package brazecurrents
+package avro
 
 import (
 	"bytes"
@@ -13,9 +13,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Decompressing a block within maxBlockBytes, whatever it claims.
+// Decompressing a block within MaxBlockBytes, whatever it claims.
 
-func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
+func (o *Reader) decompress(raw []byte) ([]byte, error) {
 	switch o.header.codec {
 	case "deflate":
 		if o.flate == nil {
@@ -36,8 +36,8 @@ func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
 		}
 		// No snappy op expands more than 32-fold, so a larger claim is a lie
 		// that must not be allowed to allocate.
-		if n > maxBlockBytes || n > 32*len(body)+32 {
-			return nil, fmt.Errorf("claims %d decompressed bytes from %d (block limit %d)", n, len(body), maxBlockBytes)
+		if n > MaxBlockBytes || n > 32*len(body)+32 {
+			return nil, fmt.Errorf("claims %d decompressed bytes from %d (block limit %d)", n, len(body), MaxBlockBytes)
 		}
 		o.plain = grown(o.plain, n)
 		plain, err := snappy.Decode(o.plain, body)
@@ -53,7 +53,7 @@ func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
 			// Streamed, not DecodeAll: DecodeAll grows its output past the
 			// limit before noticing. The window is bounded like a block.
 			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-				zstd.WithDecoderMaxMemory(maxBlockBytes))
+				zstd.WithDecoderMaxMemory(MaxBlockBytes))
 			if err != nil {
 				return nil, err
 			}
@@ -68,15 +68,15 @@ func (o *ocfReader) decompress(raw []byte) ([]byte, error) {
 }
 
 // errInflates reports a compressed block that would exceed the block limit.
-var errInflates = fmt.Errorf("decompresses beyond the %d-byte block limit: not read further", maxBlockBytes)
+var errInflates = fmt.Errorf("decompresses beyond the %d-byte block limit: not read further", MaxBlockBytes)
 
 // inflate reads a decompressor into o.plain, which never grows beyond
-// maxBlockBytes: a decompression bomb costs the limit, not its claim.
-func (o *ocfReader) inflate(r io.Reader) ([]byte, error) {
+// MaxBlockBytes: a decompression bomb costs the limit, not its claim.
+func (o *Reader) inflate(r io.Reader) ([]byte, error) {
 	buf := o.plain[:0]
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) >= maxBlockBytes {
+			if len(buf) >= MaxBlockBytes {
 				var probe [1]byte
 				n, err := io.ReadFull(r, probe[:])
 				if n > 0 {
@@ -88,7 +88,7 @@ func (o *ocfReader) inflate(r io.Reader) ([]byte, error) {
 				o.plain = buf
 				return buf, nil
 			}
-			next := grown(nil, min(max(2*cap(buf), 64<<10), maxBlockBytes))
+			next := grown(nil, min(max(2*cap(buf), 64<<10), MaxBlockBytes))
 			buf = next[:copy(next, buf)]
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
@@ -126,7 +126,8 @@ func grown(b []byte, n int) []byte {
 	return b[:n]
 }
 
-func (o *ocfReader) close() {
+// Close releases the zstandard decoder, if one was made.
+func (o *Reader) Close() {
 	if o.zstd != nil {
 		o.zstd.Close()
 	}

@@ -1,4 +1,10 @@
-package brazecurrents
+// Package avro reads Avro Object Container Files as Braze Currents writes
+// them: a streaming reader that holds one block at a time, a compiler of
+// writer schemas, and a decoder that turns a block's records into JSON text
+// or into the Go values a mapping reads. It bounds the memory any file can
+// make it hold, whatever its bytes claim, and reports damage with the byte
+// offset where it was found.
+package avro
 
 import (
 	"bufio"
@@ -18,16 +24,16 @@ import (
 // data and far below what hurts: a reader holds at most the compressed
 // block, the decompressed block and the strings of the batches out.
 const (
-	// maxRecordBytes is 8 times a Segment call: a record over it could only
+	// MaxRecordBytes is 8 times a Segment call: a record over it could only
 	// fit a call if nearly all its bytes were fields the mapping drops.
-	maxRecordBytes = 256 << 10
-	// maxBlockBytes bounds a block, compressed or not: 16 records at the
+	MaxRecordBytes = 256 << 10
+	// MaxBlockBytes bounds a block, compressed or not: 16 records at the
 	// record limit, 64 times Java's default block. At 8 MiB, blocks of
 	// records near the limit took the shipped config to 150-190 MB.
-	maxBlockBytes = 4 << 20
-	// maxHeaderBytes bounds the header's metadata, schema included
+	MaxBlockBytes = 4 << 20
+	// MaxHeaderBytes bounds the header's metadata, schema included
 	// (Currents schemas are under 10 KB).
-	maxHeaderBytes = 256 << 10
+	MaxHeaderBytes = 256 << 10
 )
 
 var ocfMagic = []byte{'O', 'b', 'j', 1}
@@ -42,10 +48,10 @@ type ocfHeader struct {
 	sync   [16]byte
 }
 
-// ocfReader streams an Object Container File one block at a time, so memory
+// Reader streams an Object Container File one block at a time, so memory
 // stays flat however many blocks a file holds. It tracks the byte offset of
 // everything it reads so that errors can say where a file is damaged.
-type ocfReader struct {
+type Reader struct {
 	r      *bufio.Reader
 	offset int64
 	header ocfHeader
@@ -56,15 +62,17 @@ type ocfReader struct {
 	zstd  *zstd.Decoder
 }
 
-// ocfBlock is one decoded block: count records packed in data.
-type ocfBlock struct {
-	count  int64
-	data   []byte
-	offset int64 // byte offset of the block's first byte in the file
+// Block is one decompressed block: Count records packed in Data, which the
+// Reader reuses for its next block.
+type Block struct {
+	Count  int64
+	Data   []byte
+	Offset int64 // byte offset of the block's first byte in the file
 }
 
-func newOCFReader(r io.Reader) *ocfReader {
-	return &ocfReader{r: bufio.NewReaderSize(r, 64<<10)}
+// NewReader reads an Object Container File from r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
 // ErrCorrupt matches (with errors.Is) every error about bytes that are not a
@@ -87,19 +95,33 @@ func (e *positionError) Unwrap() error { return e.err }
 
 func (e *positionError) Is(target error) bool { return e.corrupt && target == ErrCorrupt }
 
+// CorruptAt reports damage found at offset in the file: the error reads "at
+// byte <offset>: <err>" and matches ErrCorrupt.
+func CorruptAt(offset int64, err error) error {
+	return &positionError{offset: offset, err: err, corrupt: true}
+}
+
 // errAt reports damage in the file at offset.
-func (o *ocfReader) errAt(offset int64, format string, args ...any) error {
-	return &positionError{offset: offset, err: fmt.Errorf(format, args...), corrupt: true}
+func (o *Reader) errAt(offset int64, format string, args ...any) error {
+	return CorruptAt(offset, fmt.Errorf(format, args...))
 }
 
 // readErr reports a failure of the underlying reader at offset.
-func (o *ocfReader) readErr(offset int64, what string, err error) error {
+func (o *Reader) readErr(offset int64, what string, err error) error {
 	return &positionError{offset: offset, err: fmt.Errorf("reading %s: %w", what, err)}
 }
 
-// readHeader reads the magic bytes, the metadata map and the sync marker.
-// An empty stream yields io.EOF so that callers can skip empty objects.
-func (o *ocfReader) readHeader() error {
+// ReadHeader reads the magic bytes, the metadata map and the sync marker,
+// and returns the writer schema. An empty stream yields io.EOF so that
+// callers can skip empty objects.
+func (o *Reader) ReadHeader() ([]byte, error) {
+	if err := o.readHeader(); err != nil {
+		return nil, err
+	}
+	return o.header.schema, nil
+}
+
+func (o *Reader) readHeader() error {
 	var magic [4]byte
 	n, err := io.ReadFull(o.r, magic[:])
 	o.offset += int64(n)
@@ -165,47 +187,48 @@ func (o *ocfReader) readHeader() error {
 	return nil
 }
 
-// nextBlock reads, checks and decompresses the next block. It returns io.EOF
-// at a clean end of file, after the last block's sync marker.
-func (o *ocfReader) nextBlock() (ocfBlock, error) {
+// NextBlock reads, checks and decompresses the next block. It returns io.EOF
+// at a clean end of file, after the last block's sync marker. A block
+// returned with an error (a bad sync marker after it) can still be decoded.
+func (o *Reader) NextBlock() (Block, error) {
 	start := o.offset
 	count, err := o.readLong()
 	if err == io.EOF {
-		return ocfBlock{}, io.EOF
+		return Block{}, io.EOF
 	}
 	if err != nil {
-		return ocfBlock{}, o.wrapEOF(err, "block record count")
+		return Block{}, o.wrapEOF(err, "block record count")
 	}
 	size, err := o.readLong()
 	if err != nil {
-		return ocfBlock{}, o.wrapEOF(err, "block size")
+		return Block{}, o.wrapEOF(err, "block size")
 	}
 	if count < 0 || size < 0 {
-		return ocfBlock{}, o.errAt(start, "invalid block header (records %d, bytes %d)", count, size)
+		return Block{}, o.errAt(start, "invalid block header (records %d, bytes %d)", count, size)
 	}
-	if size > maxBlockBytes {
-		return ocfBlock{}, o.errAt(start, "block of %d records declares %d bytes, over the %d-byte block limit: not read", count, size, maxBlockBytes)
+	if size > MaxBlockBytes {
+		return Block{}, o.errAt(start, "block of %d records declares %d bytes, over the %d-byte block limit: not read", count, size, MaxBlockBytes)
 	}
 	o.raw = grown(o.raw, int(size))
 	n, err := readFull(o.r, o.raw)
 	o.offset += int64(n)
 	if err == io.EOF {
-		return ocfBlock{}, o.errAt(start, "truncated block: declares %d bytes, only %d present", size, n)
+		return Block{}, o.errAt(start, "truncated block: declares %d bytes, only %d present", size, n)
 	}
 	if err != nil {
-		return ocfBlock{}, o.readErr(start+int64(n), "block", err)
+		return Block{}, o.readErr(start+int64(n), "block", err)
 	}
 	var sync [16]byte
 	n2, err := io.ReadFull(o.r, sync[:])
 	o.offset += int64(n2)
 	if err != nil {
-		return ocfBlock{}, o.wrapEOF(err, "block sync marker")
+		return Block{}, o.wrapEOF(err, "block sync marker")
 	}
 	data, err := o.decompress(o.raw)
 	if err != nil {
-		return ocfBlock{}, o.errAt(start, "%s block: %v", o.header.codec, err)
+		return Block{}, o.errAt(start, "%s block: %v", o.header.codec, err)
 	}
-	block := ocfBlock{count: count, data: data, offset: start}
+	block := Block{Count: count, Data: data, Offset: start}
 	if sync != o.header.sync {
 		// The records are decodable, but whatever follows cannot be trusted.
 		return block, o.errAt(o.offset-16, "bad sync marker after block")
@@ -214,7 +237,7 @@ func (o *ocfReader) nextBlock() (ocfBlock, error) {
 }
 
 // readLong reads one zig-zag varint from the stream.
-func (o *ocfReader) readLong() (int64, error) {
+func (o *Reader) readLong() (int64, error) {
 	var u uint64
 	for shift, i := uint(0), 0; ; shift, i = shift+7, i+1 {
 		b, err := o.r.ReadByte()
@@ -236,15 +259,15 @@ func (o *ocfReader) readLong() (int64, error) {
 }
 
 // readBytes reads a header key or value; the header as a whole is bounded
-// by maxHeaderBytes.
-func (o *ocfReader) readBytes(what string) ([]byte, error) {
+// by MaxHeaderBytes.
+func (o *Reader) readBytes(what string) ([]byte, error) {
 	start := o.offset
 	n, err := o.readLong()
 	if err != nil {
 		return nil, o.wrapEOF(err, what)
 	}
-	if n < 0 || n > maxHeaderBytes-o.offset {
-		return nil, o.errAt(start, "%s: invalid length %d (the header is limited to %d bytes)", what, n, maxHeaderBytes)
+	if n < 0 || n > MaxHeaderBytes-o.offset {
+		return nil, o.errAt(start, "%s: invalid length %d (the header is limited to %d bytes)", what, n, MaxHeaderBytes)
 	}
 	buf := make([]byte, n)
 	read, err := readFull(o.r, buf)
@@ -255,7 +278,7 @@ func (o *ocfReader) readBytes(what string) ([]byte, error) {
 	return buf, nil
 }
 
-func (o *ocfReader) wrapEOF(err error, what string) error {
+func (o *Reader) wrapEOF(err error, what string) error {
 	var pe *positionError
 	if errors.As(err, &pe) {
 		return err

@@ -1,4 +1,4 @@
-package brazecurrents
+package avro
 
 import (
 	"encoding/json"
@@ -49,16 +49,16 @@ type field struct {
 	node *node
 }
 
-// program is a compiled writer schema.
-type program struct {
+// Schema is a compiled writer schema, checked to be a Currents event's.
+type Schema struct {
 	root     *node
 	fullName string // the top-level record's full name, e.g. dataexport.S3.inner.users.messages.email.Send
 	keyBytes int    // JSON bytes a record adds beyond its Avro bytes, roughly: sizes output buffers
 }
 
-// eventType is the Currents event type named by the schema: everything after
+// EventType is the Currents event type named by the schema: everything after
 // ".inner." in the record's full name, or "" when the name has no such part.
-func (p *program) eventType() string {
+func (p *Schema) EventType() string {
 	if _, after, ok := strings.Cut(p.fullName, ".inner."); ok {
 		return after
 	}
@@ -67,7 +67,7 @@ func (p *program) eventType() string {
 
 // compileSchema validates a writer schema with goavro (the reference for what
 // is a legal schema) and compiles it for the transcoder.
-func compileSchema(schema []byte) (*program, error) {
+func compileSchema(schema []byte) (*Schema, error) {
 	if _, err := goavro.NewCodec(string(schema)); err != nil {
 		return nil, fmt.Errorf("invalid writer schema: %w", err)
 	}
@@ -80,7 +80,7 @@ func compileSchema(schema []byte) (*program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid writer schema: %w", err)
 	}
-	p := &program{root: root, fullName: c.firstName, keyBytes: 2}
+	p := &Schema{root: root, fullName: c.firstName, keyBytes: 2}
 	for _, f := range root.fields {
 		p.keyBytes += len(f.key) + 4 // room for null and quotes
 	}
@@ -89,12 +89,12 @@ func compileSchema(schema []byte) (*program, error) {
 
 // checkCurrents rejects valid Avro that is not a Currents event: such a
 // file would be read silently into events no mapping understands.
-func (p *program) checkCurrents() error {
+func (p *Schema) checkCurrents() error {
 	if p.root.kind != kindRecord {
 		return errors.New("schema is not a record: not a Currents event schema")
 	}
 	var why []string
-	if p.eventType() == "" {
+	if p.EventType() == "" {
 		why = append(why, `no ".inner." event type`)
 	}
 	for _, name := range []string{"id", "time"} {
@@ -108,28 +108,33 @@ func (p *program) checkCurrents() error {
 	return nil
 }
 
-// programCache keeps compiled schemas by their text: the files of one event
-// type share a schema, and validating it costs far more than a lookup.
-type programCache struct {
+// SchemaCache keeps compiled schemas by their text: the files of one event
+// type share a schema, and validating it costs far more than a lookup. It
+// is safe for concurrent use.
+type SchemaCache struct {
 	mu       sync.Mutex
-	programs map[string]*program
+	programs map[string]*Schema
 	bytes    int // schema text held
 }
 
 // The cache is emptied when it would pass either bound. Currents has about a
 // hundred event types, a schema version a month and schemas under 10 KB, so
 // this is rarely reached; the byte bound keeps hostile schemas, each up to
-// maxHeaderBytes, from piling up.
+// MaxHeaderBytes, from piling up.
 const (
 	maxCachedPrograms    = 1024
 	maxCachedSchemaBytes = 4 << 20
 )
 
-func newProgramCache() *programCache {
-	return &programCache{programs: map[string]*program{}}
+// NewSchemaCache returns an empty cache.
+func NewSchemaCache() *SchemaCache {
+	return &SchemaCache{programs: map[string]*Schema{}}
 }
 
-func (c *programCache) get(schema []byte) (*program, error) {
+// Get returns the compiled form of a writer schema's text, compiling it
+// unless cached. The error says why a schema is invalid or not a Currents
+// event schema.
+func (c *SchemaCache) Get(schema []byte) (*Schema, error) {
 	c.mu.Lock()
 	p, ok := c.programs[string(schema)]
 	c.mu.Unlock()
