@@ -3,13 +3,14 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
-	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	"sync"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 
 	// The bucket schemes the input opens, each with its cloud's usual credential chain.
 	_ "gocloud.dev/blob/azureblob"
