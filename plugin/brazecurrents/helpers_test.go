@@ -6,7 +6,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -139,4 +142,37 @@ func (o oneByteReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	return o.r.Read(p[:1])
+}
+
+// runLogged runs a one-pass stream of the braze_currents input with
+// inputYAML into consume and returns the lines it logged, the metrics'
+// counters included (logged as the stream closes).
+func runLogged(t *testing.T, inputYAML string, consume service.MessageBatchHandlerFunc) []string {
+	t.Helper()
+	logs, err := os.Create(filepath.Join(t.TempDir(), "logs")) // a file is safe for the stream's goroutines
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	b := service.NewStreamBuilder()
+	b.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
+	for _, err := range []error{
+		b.AddInputYAML("braze_currents:\n" + indent(inputYAML+"\nprogress_interval: 0s", "  ")),
+		b.SetMetricsYAML("logger:\n  push_interval: ''"),
+		b.AddBatchConsumerFunc(consume),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runToEnd(t, s)
+	text, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(text), "\n")
 }

@@ -3,7 +3,6 @@ package brazecurrents
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,35 +42,10 @@ func TestInputReportsHostileObjects(t *testing.T) {
 		keys[fragment] = putObject(t, url, len(keys), data)
 	}
 
-	logs, err := os.Create(filepath.Join(t.TempDir(), "logs")) // a file is safe for the stream's goroutines
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
 	got := newCollected()
-	b := service.NewStreamBuilder()
-	b.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
-	for _, err := range []error{
-		b.AddInputYAML("braze_currents:\n  url: " + url + "\n  max_parallel_objects: 2\n  batch_size: 100\n  progress_interval: 0s"),
-		b.SetMetricsYAML("logger:\n  push_interval: ''"), // logs every counter when the stream closes
-		b.AddBatchConsumerFunc(got.consume),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runToEnd(t, s)
+	lines := runLogged(t, "url: "+url+"\nmax_parallel_objects: 2\nbatch_size: 100", got.consume)
 	expectExactly(t, got, want)
-
-	text, err := os.ReadFile(logs.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(text), "\n")
+	text := strings.Join(lines, "\n")
 	for fragment, key := range keys {
 		if !logged(lines, key, fragment, "level=ERROR") {
 			t.Errorf("no error naming %s with %q:\n%s", key, fragment, text)

@@ -60,7 +60,10 @@ Walks a Currents export laid out the way Braze writes it
 with no fixed depth, and decodes each object like the `+"`braze_currents`"+` scanner. Unselected event types
 and hours are pruned while listing, so they are never downloaded.
 
-Without `+"`watch`"+` the input makes one pass and ends once every event was acknowledged. With `+"`watch`"+`
+Without `+"`watch`"+` the input makes one pass and ends once every event was acknowledged, with one summary line
+at level warn (so that it shows at any level): objects read, corrupt and left for a later pass; events read,
+acknowledged and not; how many had no `+"`external_user_id`"+`, which the mapping skips unless `+"`include_anonymous`"+`; and
+events by event type. With `+"`watch`"+`
 it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
 cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour.
 
@@ -199,6 +202,8 @@ type currentsInput struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool // objects being read or awaiting acks
+	ended    bool            // a one-pass run read every object
+	summary  sync.Once       // the run summary, logged once the run is over
 
 	warnedNoExport bool // run's own: the last listing found no export, and said so
 }

@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/gcerrors"
 )
 
@@ -100,11 +102,18 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		if err != nil {
 			return err
 		}
-		run.handedOut(len(batch))
+		// Counted before the pipeline has the batch, which may change it.
+		n, anonymous := len(batch), withoutExternalUserID(batch)
+		run.handedOut(n)
+		ack := func(_ context.Context, err error) error {
+			in.stats.eventsSettled(n, err)
+			run.settle(err)
+			return nil
+		}
 		select {
-		case in.batches <- readBatch{batch: batch, ack: run.ack}:
+		case in.batches <- readBatch{batch: batch, ack: ack}:
 			*emitted = s.next
-			in.stats.eventsRead(len(batch), o.eventType)
+			in.stats.eventsRead(n, anonymous, o.eventType)
 		case <-ctx.Done():
 			run.returned()
 			return ctx.Err()
@@ -120,11 +129,6 @@ func (r *objectRun) handedOut(events int) {
 }
 
 func (r *objectRun) returned() { r.settle(nil) }
-
-func (r *objectRun) ack(_ context.Context, err error) error {
-	r.settle(err)
-	return nil
-}
 
 func (r *objectRun) settle(err error) {
 	r.mu.Lock()
@@ -170,6 +174,33 @@ func (r *objectRun) complete() {
 	case outcomeAbandoned:
 		in.stats.objectAbandoned()
 	}
+}
+
+// externalUserID is the field's key as the decoder writes it, with no space
+// before the value. Quotes inside strings are escaped, so no value matches.
+var externalUserID = []byte(`"external_user_id":`)
+
+// withoutExternalUserID counts the events of batch with no
+// external_user_id, which the mapping skips unless include_anonymous: a map
+// lookup per structured event; in JSON text, a search that stops at the
+// field, which Currents schemas put near the start.
+func withoutExternalUserID(batch service.MessageBatch) int {
+	n := 0
+	for _, m := range batch {
+		if m.HasStructured() {
+			v, _ := m.AsStructured()
+			if ev, _ := v.(map[string]any); ev["external_user_id"] == nil {
+				n++
+			}
+			continue
+		}
+		b, _ := m.AsBytes()
+		i := bytes.Index(b, externalUserID) + len(externalUserID)
+		if i < len(externalUserID) || i >= len(b) || b[i] == 'n' { // absent, or null
+			n++
+		}
+	}
+	return n
 }
 
 // afterDone deletes or moves a done object when configured to. Failures are

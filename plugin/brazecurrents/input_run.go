@@ -48,6 +48,28 @@ func (in *currentsInput) run(ctx context.Context) {
 	close(objects)
 	readers.Wait()
 	close(in.batches)
+	if !in.conf.watch && ctx.Err() == nil {
+		in.passEnded()
+	}
+}
+
+// passEnded notes that a one-pass run read everything: the run is over once
+// the objects still awaiting acks are settled, and then says what it did.
+func (in *currentsInput) passEnded() {
+	in.mu.Lock()
+	in.ended = true
+	over := len(in.inFlight) == 0
+	in.mu.Unlock()
+	if over {
+		in.summarise()
+	}
+}
+
+// summarise logs the run summary, once. It is a warning so that it shows at
+// every log level a run may use, the demo's included: it is one line a run,
+// and it tells of events that were read and not sent.
+func (in *currentsInput) summarise() {
+	in.summary.Do(func() { in.log.Warnf("%s", in.stats.runSummary()) })
 }
 
 // listPass walks the bucket once, retrying a failed listing with backoff,
@@ -140,5 +162,9 @@ func (in *currentsInput) claim(o object) bool {
 func (in *currentsInput) release(o object) {
 	in.mu.Lock()
 	delete(in.inFlight, o.key)
+	over := in.ended && len(in.inFlight) == 0
 	in.mu.Unlock()
+	if over {
+		in.summarise()
+	}
 }

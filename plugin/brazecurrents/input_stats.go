@@ -1,7 +1,11 @@
 package brazecurrents
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,8 +13,9 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// inputStats counts what the input does, once for both of its readers: the
-// metrics, and the progress summary a human watching a backfill reads.
+// inputStats counts what the input does, once for all of its readers: the
+// metrics, the progress summary a human watching a backfill reads, and the
+// summary a one-pass run ends with.
 type inputStats struct {
 	found, done, corrupt, failed *service.MetricCounter
 	events                       *service.MetricCounter // by event_type
@@ -27,6 +32,11 @@ type inputStats struct {
 	eventsDone       int64 // the events of done objects
 	listingComplete  bool
 	newestDoneHour   time.Time // the newest queue hour with a done object
+	eventsHanded     int64     // events handed to the pipeline
+	eventsAnonymous  int64     // of those, without external_user_id
+	eventsByType     map[string]int64
+	eventsAcked      int64
+	eventsNacked     int64
 }
 
 func newInputStats(m *service.Metrics) *inputStats {
@@ -39,6 +49,8 @@ func newInputStats(m *service.Metrics) *inputStats {
 		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
 		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
 		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
+
+		eventsByType: map[string]int64{},
 	}
 }
 
@@ -58,8 +70,26 @@ func (s *inputStats) listingCompleted() {
 	s.mu.Unlock()
 }
 
-func (s *inputStats) eventsRead(n int, eventType string) {
+// eventsRead counts a batch handed to the pipeline: n events of eventType,
+// anonymous of them without external_user_id.
+func (s *inputStats) eventsRead(n, anonymous int, eventType string) {
 	s.events.Incr(int64(n), eventType)
+	s.mu.Lock()
+	s.eventsHanded += int64(n)
+	s.eventsAnonymous += int64(anonymous)
+	s.eventsByType[eventType] += int64(n)
+	s.mu.Unlock()
+}
+
+// eventsSettled counts the final acknowledgement of a batch of n events.
+func (s *inputStats) eventsSettled(n int, err error) {
+	s.mu.Lock()
+	if err != nil {
+		s.eventsNacked += int64(n)
+	} else {
+		s.eventsAcked += int64(n)
+	}
+	s.mu.Unlock()
 }
 
 // objectDone counts an object read to its end (or to its damage) whose
@@ -151,4 +181,42 @@ func (s *inputStats) logProgress(ctx context.Context, log *service.Logger, perio
 		log.Infof("Progress: %d of %d objects done (%d corrupt, %d left for a later pass), %d events, %.0f events/s, time left %s",
 			done, found, corrupt, abandoned, events, rate, eta)
 	}
+}
+
+// summaryTypes is how many event types the run summary names.
+const summaryTypes = 5
+
+// runSummary is the line a one-pass run ends with. The mapping drops events
+// without a trace (deleted()), so the line says how many had no
+// external_user_id, the likely share of what the output did not send.
+func (s *inputStats) runSummary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Run done: %d objects read (%d corrupt), %d left for a later pass; %d events read, %d acknowledged",
+		s.objectsDone, s.objectsCorrupt, s.objectsAbandoned, s.eventsHanded, s.eventsAcked)
+	if s.eventsNacked > 0 {
+		fmt.Fprintf(&b, ", %d not (read again on the next run)", s.eventsNacked)
+	}
+	fmt.Fprintf(&b, "; %d had no external_user_id: the mapping skips those, as Braze's Segment connector does, unless include_anonymous (BRAZE_INCLUDE_ANONYMOUS=true)", s.eventsAnonymous)
+	if len(s.eventsByType) > 0 {
+		types := make([]string, 0, len(s.eventsByType))
+		for t := range s.eventsByType {
+			types = append(types, t)
+		}
+		slices.SortFunc(types, func(a, b string) int {
+			return cmp.Or(cmp.Compare(s.eventsByType[b], s.eventsByType[a]), strings.Compare(a, b))
+		})
+		fmt.Fprintf(&b, "; events by type (%d types):", len(types))
+		for i, t := range types[:min(len(types), summaryTypes)] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, " %s %d", t, s.eventsByType[t])
+		}
+		if len(types) > summaryTypes {
+			fmt.Fprintf(&b, ", %d more types", len(types)-summaryTypes)
+		}
+	}
+	return b.String()
 }

@@ -1,10 +1,18 @@
 package segment
 
-import "github.com/redpanda-data/benthos/v4/public/service"
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
 
 type metrics struct {
-	sent     *service.MetricCounter
-	failed   *service.MetricCounter
+	sent     *tally
+	failed   *tally // by cause
 	batches  *service.MetricCounter
 	requests *service.MetricCounter
 	retries  *service.MetricCounter
@@ -13,11 +21,58 @@ type metrics struct {
 
 func newMetrics(m *service.Metrics) metrics {
 	return metrics{
-		sent:     m.NewCounter("segment_calls_sent"),
-		failed:   m.NewCounter("segment_calls_failed", "cause"),
+		sent:     newTally(m.NewCounter("segment_calls_sent")),
+		failed:   newTally(m.NewCounter("segment_calls_failed", "cause")),
 		batches:  m.NewCounter("segment_batches"),
 		requests: m.NewCounter("segment_requests", "status"),
 		retries:  m.NewCounter("segment_retries"),
 		latency:  m.NewTimer("segment_request_latency_ns"),
 	}
+}
+
+// tally is a metric counter that also keeps its totals, by label value, for
+// the summary the output logs when it closes: one count serves both.
+type tally struct {
+	c  *service.MetricCounter
+	mu sync.Mutex
+	by map[string]int64 // by the first label value; "" for none
+}
+
+func newTally(c *service.MetricCounter) *tally {
+	return &tally{c: c, by: map[string]int64{}}
+}
+
+func (t *tally) Incr(n int64, labelValues ...string) {
+	t.c.Incr(n, labelValues...)
+	key := ""
+	if len(labelValues) > 0 {
+		key = labelValues[0]
+	}
+	t.mu.Lock()
+	t.by[key] += n
+	t.mu.Unlock()
+}
+
+// total is the sum over every label value.
+func (t *tally) total() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for _, v := range t.by {
+		n += v
+	}
+	return n
+}
+
+// String lists the non-zero counts by label value, "invalid 2, rejected 1".
+func (t *tally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(t.by)) {
+		if t.by[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, t.by[k]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

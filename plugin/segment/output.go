@@ -3,10 +3,13 @@ package segment
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -72,6 +75,11 @@ held, never dead-lettered. The output logs one error naming the endpoint (never 
 `+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When
 Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same
 way until a probe (an empty batch, which Segment accepts and ignores) gets an answer.
+
+When it closes, the output logs one summary line at level warn (so that it shows at any level): the calls sent
+(printed, in dry run), those that failed, by cause (what a `+"`fallback`"+` routes to its dead letter output), and
+those unconfirmed at shutdown (nacked, so delivered again). With the summary of a one-pass `+"`braze_currents`"+` input,
+the events read and counted in neither are those the mapping filtered out.
 
 == Metrics
 
@@ -231,6 +239,11 @@ type output struct {
 	// stop and their calls are nacked, never acked unsent.
 	closing context.Context
 	stop    context.CancelFunc
+
+	// unconfirmed counts the calls of batches that ended without an outcome
+	// because the pipeline or the output stopped: they are nacked.
+	unconfirmed atomic.Int64
+	summary     sync.Once
 }
 
 func (o *output) Connect(ctx context.Context) error {
@@ -264,16 +277,46 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	defer cancel()
 	stopOnClose := context.AfterFunc(o.closing, cancel)
 	defer stopOnClose()
-	return o.s.send(ctx, batch)
+	err := o.s.send(ctx, batch)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		o.unconfirmed.Add(int64(len(batch)))
+	}
+	return err
 }
 
 func (o *output) Close(ctx context.Context) error {
 	if o.stop != nil {
 		o.stop()
 	}
+	o.summary.Do(func() { o.s.log.Warnf("%s", o.runSummary()) })
 	o.s.client.CloseIdleConnections()
 	if o.dryRunFile != nil {
 		return o.dryRunFile.Close()
 	}
 	return nil
+}
+
+// runSummary is the line the output closes with. With the input's, it
+// accounts for every event: read = sent + failed + unconfirmed + what the
+// mapping filtered out (deleted() leaves no other trace).
+func (o *output) runSummary() string {
+	var b strings.Builder
+	verb := "sent"
+	if o.dryRun {
+		verb = "printed (dry run, nothing sent)"
+	}
+	fmt.Fprintf(&b, "Segment output closed: %d calls %s, %d failed", o.s.metrics.sent.total(), verb, o.s.metrics.failed.total())
+	if by := o.s.metrics.failed.String(); by != "" {
+		fmt.Fprintf(&b, " (%s)", by)
+	}
+	fmt.Fprintf(&b, ", %d unconfirmed at shutdown. Failed calls go to the dead letter output where a fallback routes them"+
+		" (the shipped configs do), unconfirmed ones back to the input to deliver again", o.unconfirmed.Load())
+	var down *CallError
+	if o.closing != nil && errors.As(o.s.d.downErr(), &down) {
+		// Batches held for Segment are not counted here: the pipeline nacks them.
+		fmt.Fprintf(&b, "; Segment was not taking calls (%s), so the calls held for it were not sent either", down.Cause)
+		return b.String()
+	}
+	b.WriteString("; events the input read that are not counted here were filtered out by the mapping")
+	return b.String()
 }

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -219,4 +220,19 @@ func runConnect(t *testing.T, dir string, env []string, args ...string) (string,
 	p := startConnect(t, dir, env, nil, args...)
 	p.waitExit(2 * time.Minute)
 	return p.logs(), p.err
+}
+
+// runSplit runs the binary in dir to its end and returns its stdout and
+// stderr apart, for the commands whose stdout is data (the demo's).
+func runSplit(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,12 +133,13 @@ logger:
 }
 
 // TestDemoCommand runs the README's demo command and checks that it prints
-// the exact bodies it would POST: one call per sample event of the 50 types
-// whose user has an external_user_id (Braze skips anonymous users).
+// the exact bodies it would POST on stdout: one call per sample event of the
+// 50 types whose user has an external_user_id (Braze skips anonymous users);
+// and on stderr only the two lines that account for every event read.
 func TestDemoCommand(t *testing.T) {
-	out, err := runConnect(t, "../..", nil, "-c", "config/demo.yaml")
+	out, stderr, err := runSplit(t, "../..", nil, "-c", "config/demo.yaml")
 	if err != nil {
-		t.Fatalf("demo failed: %v\n%s", err, out)
+		t.Fatalf("demo failed: %v\n%s", err, stderr)
 	}
 	// The sample is generated with these options (tests/fixtures/gen.go).
 	written, err := fixtures.WriteTree(t.TempDir(), fixtures.TreeOptions{RecordsPerFile: 20, FilesPerType: 1, Seed: 1})
@@ -145,12 +147,20 @@ func TestDemoCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{}
+	objects, read, anonymous := 0, 0, 0
 	for _, w := range written {
 		ev, forwarded := fixtures.SegmentEvents()[w.Spec.EventType]
+		if !forwarded {
+			continue // the demo's input lists only the 50 types
+		}
+		objects++
 		for _, r := range w.Records {
-			if forwarded && r["external_user_id"] != nil {
-				want[r["id"].(string)] = ev.Name
+			read++
+			if r["external_user_id"] == nil {
+				anonymous++
+				continue
 			}
+			want[r["id"].(string)] = ev.Name
 		}
 	}
 	got := map[string]string{}
@@ -177,6 +187,21 @@ func TestDemoCommand(t *testing.T) {
 	for id, name := range want {
 		if got[id] != name {
 			t.Fatalf("event %s sent as %q, want %q", id, got[id], name)
+		}
+	}
+	// read = sent + failed + filtered out, the anonymous events here.
+	summaries := []string{
+		fmt.Sprintf("Run done: %d objects read (0 corrupt), 0 left for a later pass; %d events read, %d acknowledged; %d had no external_user_id",
+			objects, read, read, anonymous),
+		fmt.Sprintf("Segment output closed: %d calls printed (dry run, nothing sent), 0 failed, 0 unconfirmed at shutdown.", len(want)),
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != len(summaries) {
+		t.Fatalf("demo's stderr has %d lines, want the %d summaries:\n%s", len(lines), len(summaries), stderr)
+	}
+	for i, s := range summaries {
+		if !strings.Contains(lines[i], s) {
+			t.Errorf("stderr line %d:\n%s\nwant\n%s", i+1, lines[i], s)
 		}
 	}
 }
