@@ -43,6 +43,11 @@ func TestCurrentsToSegmentUnitTests(t *testing.T) {
 	// Cases without an environment use the defaults, whatever the caller's environment holds (empty
 	// means unset to ${CURRENTS_TO_SEGMENT_OPTIONS:null}).
 	t.Setenv("CURRENTS_TO_SEGMENT_OPTIONS", "")
+	// Without options the mapping reads the BRAZE_* variables: unset, whatever the caller's are.
+	for _, k := range []string{"BRAZE_EVENT_TYPES", "BRAZE_EXCLUDE_EVENT_TYPES", "BRAZE_INCLUDE_ANONYMOUS", "BRAZE_OTHER_EVENT_TYPES", "BRAZE_ALL_FIELDS"} {
+		t.Setenv(k, "") // restored when the test ends
+		_ = os.Unsetenv(k)
+	}
 	if _, err := os.Stat("go.mod"); err != nil {
 		t.Fatalf("not at the repository root: %v", err)
 	}

@@ -19,6 +19,20 @@ var eventTypesText string
 // warn about event type patterns that match none.
 var knownEventTypes = strings.Fields(eventTypesText)
 
+// segment_event_types.txt lists the 50 event types Braze's "Segment for
+// Currents" connector sends: the types bloblang/currents_to_segment.blobl
+// maps, which stays their one place of truth. A test fails when the list
+// differs from the mapping or from tests/fixtures/facts/segment_events.tsv.
+//
+//go:generate sh -c "sed -n 's/^    \"\\(users\\.[^\"]*\\)\" => {$/\\1/p' ../../bloblang/currents_to_segment.blobl | LC_ALL=C sort > segment_event_types.txt"
+//go:embed segment_event_types.txt
+var segmentEventTypesText string
+
+// segmentEventTypes is what the input reads when include_event_types is
+// empty: the types the mapping sends, so that the others are never listed
+// nor downloaded. "*" reads every type.
+var segmentEventTypes = strings.Fields(segmentEventTypesText)
+
 // matchesKnownType says whether pattern matches a known event type.
 func matchesKnownType(pattern string) bool {
 	for _, t := range knownEventTypes {

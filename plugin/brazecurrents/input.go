@@ -110,7 +110,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringField(inFieldPrefix).
 				Description("The prefix Currents writes under (Braze's default is `currents`).").Default("currents"),
 			service.NewStringListField(inFieldInclude).
-				Description("Event types to read, as glob patterns (entries may hold several, comma-separated); empty reads every type.").
+				Description("Event types to read, as glob patterns (entries may hold several, comma-separated). Empty reads the 50 types Braze's Segment connector sends (the types `bloblang/currents_to_segment.blobl` maps), so the others are never listed or downloaded; `*` reads every type.").
 				Example([]string{"users.messages.email.*", "users.campaigns.Conversion"}).Default([]string{}),
 			service.NewStringListField(inFieldExclude).
 				Description("Event types to skip, as glob patterns; applied after `include_event_types`.").Default([]string{}),

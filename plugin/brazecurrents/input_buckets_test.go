@@ -32,10 +32,11 @@ func uploadTree(t *testing.T, b *buckets.Bucket, opts fixtures.TreeOptions) []fi
 func TestInputOnePassOverS3(t *testing.T) {
 	b := buckets.StartS3(t)
 	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 31})
-	s, got := streamOf(t, "url: \""+b.URL+"\"\ncheckpoint:\n  in_bucket: true", "")
+	conf := "url: \"" + b.URL + "\"\ninclude_event_types: [\"*\"]\ncheckpoint:\n  in_bucket: true"
+	s, got := streamOf(t, conf, "")
 	runToEnd(t, s)
 	expectExactly(t, got, ids(written, nil))
-	s, got = streamOf(t, "url: \""+b.URL+"\"\ncheckpoint:\n  in_bucket: true", "")
+	s, got = streamOf(t, conf, "")
 	runToEnd(t, s)
 	expectExactly(t, got, map[string]bool{})
 }

@@ -48,7 +48,11 @@ func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error
 	if include, err = conf.FieldStringList(inFieldInclude); err != nil {
 		return c, err
 	}
-	c.sel.include = splitPatterns(include)
+	if c.sel.include = splitPatterns(include); len(c.sel.include) == 0 {
+		// The 50 types the mapping sends; a config passes an unset
+		// BRAZE_EVENT_TYPES as [""], which means them too.
+		c.sel.include = segmentEventTypes
+	}
 	if exclude, err = conf.FieldStringList(inFieldExclude); err != nil {
 		return c, err
 	}

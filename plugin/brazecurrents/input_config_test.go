@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -115,6 +117,25 @@ func warnings(t *testing.T, logs string) []string {
 func TestKnownEventTypesAreTheFacts(t *testing.T) {
 	if !slices.Equal(knownEventTypes, fixtures.EventTypes()) {
 		t.Fatalf("event_types.txt differs from tests/fixtures/facts/fields.tsv: regenerate it with go generate ./plugin/brazecurrents")
+	}
+}
+
+// The types the input reads by default are those the mapping sends (its
+// match arms) and those of Braze's table in the fixtures' facts.
+func TestSegmentEventTypesAreTheMappings(t *testing.T) {
+	blobl, err := os.ReadFile("../../bloblang/currents_to_segment.blobl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mapped []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*"(users\.[^"]+)" => \{$`).FindAllStringSubmatch(string(blobl), -1) {
+		mapped = append(mapped, m[1])
+	}
+	slices.Sort(mapped)
+	facts := slices.Sorted(maps.Keys(fixtures.SegmentEvents()))
+	if !slices.Equal(segmentEventTypes, mapped) || !slices.Equal(segmentEventTypes, facts) {
+		t.Fatalf("segment_event_types.txt (%d types), the mapping's (%d) and segment_events.tsv's (%d) differ: regenerate it with go generate ./plugin/brazecurrents",
+			len(segmentEventTypes), len(mapped), len(facts))
 	}
 }
 

@@ -156,7 +156,7 @@ func expectExactly(t *testing.T, got *collected, want map[string]bool) {
 
 func TestInputOnePassOverEveryEventType(t *testing.T) {
 	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 15, Seed: 5})
-	s, got := streamOf(t, "url: "+url+"\nmax_parallel_objects: 3\nbatch_size: 7", "")
+	s, got := streamOf(t, "url: "+url+"\ninclude_event_types: [\"*\"]\nmax_parallel_objects: 3\nbatch_size: 7", "")
 	runToEnd(t, s)
 	expectExactly(t, got, ids(written, nil))
 	w := written[0]
@@ -212,6 +212,21 @@ func TestInputCheckpointResumesWhereItStopped(t *testing.T) {
 	expectExactly(t, got, map[string]bool{})
 }
 
+// Without include_event_types (or with an empty pattern, as a config's
+// unset variable gives), the input reads the 50 types the mapping sends.
+func TestInputReadsTheSegmentTypesByDefault(t *testing.T) {
+	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 2, Seed: 6})
+	segment := fixtures.SegmentEvents()
+	for _, conf := range []string{"url: " + url, "url: " + url + "\ninclude_event_types: [\"\"]"} {
+		s, got := streamOf(t, conf, "")
+		runToEnd(t, s)
+		expectExactly(t, got, ids(written, func(w fixtures.Written) bool {
+			_, ok := segment[w.Spec.EventType]
+			return ok
+		}))
+	}
+}
+
 func TestInputCheckpointInCacheResource(t *testing.T) {
 	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 3, Seed: 8,
 		EventTypes: []string{"users.messages.email.Send"}})
@@ -234,7 +249,7 @@ func TestInputShardsSplitObjectsWithoutOverlap(t *testing.T) {
 	url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 4, RecordsPerFile: 2, Seed: 9})
 	all := &collected{events: map[string]int{}}
 	for shard := range 3 {
-		s, got := streamOf(t, fmt.Sprintf("url: %s\nshard: %d/3", url, shard), "")
+		s, got := streamOf(t, fmt.Sprintf("url: %s\ninclude_event_types: [\"*\"]\nshard: %d/3", url, shard), "")
 		runToEnd(t, s)
 		if got.total() == 0 {
 			t.Fatalf("shard %d/3 read nothing", shard)

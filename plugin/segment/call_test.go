@@ -2,10 +2,12 @@ package segment
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/segmentio/analytics-go/v3"
 )
 
@@ -143,5 +145,17 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 		if wa["messageId"] != messageID(fromBytes) {
 			t.Fatalf("%s: wire messageId %v, want %s", body, wa["messageId"], messageID(fromBytes))
 		}
+	}
+}
+
+// A message a mapping failed on fails with the mapping's reason, without
+// the wrappers Bloblang adds at each level of assignment.
+func TestMessageCallGivesAnUpstreamErrorsPlainReason(t *testing.T) {
+	msg := service.NewMessage([]byte(`{}`))
+	msg.SetError(errors.New("failed assignment (line 2): failed assignment (line 1119): failed to resolve 'anonymousId' value: users.messages.sms.InboundReceive event x has neither external_user_id nor user_id"))
+	_, err := messageCall(msg)
+	want := "segment: permanent failure (invalid): the message failed before the output: users.messages.sms.InboundReceive event x has neither external_user_id nor user_id"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -109,13 +110,18 @@ func (s *sender) outcome(batch service.MessageBatch, errs []error) error {
 	return nil
 }
 
+// bloblangWrappers are the prefixes Bloblang puts before a mapping's own
+// error at each level of assignment: the reason alone is what a reader needs.
+var bloblangWrappers = regexp.MustCompile(`^(failed assignment \(line \d+\): |failed to resolve '[^']*' value: )+`)
+
 // messageCall reads and checks the call a message carries (as it is when a
 // mapping left it structured, else from its bytes) and returns its wire
 // JSON. A message a processor failed on (say, an unmappable event) is not a
 // call: it fails here, for the dead letter output.
 func messageCall(msg *service.Message) ([]byte, error) {
 	if upstream := msg.GetError(); upstream != nil {
-		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + upstream.Error()}
+		reason := bloblangWrappers.ReplaceAllString(upstream.Error(), "")
+		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + reason}
 	}
 	wire, err := wireOf(msg)
 	if err != nil {

@@ -13,6 +13,8 @@
 // to /v1/batch); (c) our decoder alone (braze_currents input into drop).
 // Each runs the built binary as its own process: events/s is wall clock,
 // CPU seconds and peak RSS come from the kernel's accounting of that process.
+// Each line's logs go to <line>.log in the work directory; the table counts
+// their error lines (one per event the mapping refuses).
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,6 +60,7 @@ type result struct {
 	wall      time.Duration
 	cpu       time.Duration
 	maxRSSMiB float64
+	errors    int // error lines in the pipeline's logs
 }
 
 // run measures the lines (and the stages when asked) and prints them; it
@@ -134,7 +138,7 @@ func run(events, perFile int, dir, only, profile string, withStages bool) ([]res
 		if l.name == "ours" {
 			profilePath = profile
 		}
-		r, err := runProfiled(binary, root, l.config, env, profilePath)
+		r, err := runProfiled(binary, root, l.config, filepath.Join(dir, l.name+".log"), env, profilePath)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.name, err)
 		}
@@ -150,14 +154,14 @@ func run(events, perFile int, dir, only, profile string, withStages bool) ([]res
 	}
 	report(results)
 	if withStages {
-		return results, runStages(binary, root, configs, env, total, results)
+		return results, runStages(binary, root, dir, configs, env, total, results)
 	}
 	return results, nil
 }
 
 // runStages runs the stages and prints what each part adds to the CPU per
 // event; the full lines, when they ran, are the last stage of each.
-func runStages(binary, root string, configs map[string]string, env []string, total int, full []result) error {
+func runStages(binary, root, dir string, configs map[string]string, env []string, total int, full []result) error {
 	fmt.Printf("\n%-24s %16s %16s %12s\n", "stage", "CPU-s/M events", "added", "peak RSS")
 	previous := 0.0
 	print := func(name string, r result) {
@@ -170,7 +174,7 @@ func runStages(binary, root string, configs map[string]string, env []string, tot
 			printFull(stages[i-1].pipeline, full, total, print)
 			previous = 0
 		}
-		r, err := runLine(binary, root, configs[s.pipeline], env, s.args()...)
+		r, err := runLine(binary, root, configs[s.pipeline], filepath.Join(dir, fmt.Sprintf("stage-%d.log", i)), env, s.args()...)
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", s.name, err)
 		}
@@ -198,9 +202,9 @@ func printFull(pipeline string, full []result, total int, print func(string, res
 // process (it holds the stand-in's messageIds) would inflate the figure.
 const wrapArg = "-wrap-pipeline"
 
-// runLine runs one pipeline to its end through the wrapper and reads the
-// kernel's accounting of it.
-func runLine(binary, dir, config string, env []string, extraArgs ...string) (result, error) {
+// runLine runs one pipeline to its end through the wrapper, its logs into
+// logPath, and reads the kernel's accounting of it.
+func runLine(binary, dir, config, logPath string, env []string, extraArgs ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	self, err := os.Executable()
@@ -210,18 +214,42 @@ func runLine(binary, dir, config string, env []string, extraArgs ...string) (res
 	cmd := exec.CommandContext(ctx, self, append([]string{wrapArg, binary, "-c", config, "--log.level", "warn"}, extraArgs...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
+	logs, err := os.Create(logPath)
+	if err != nil {
+		return result{}, err
+	}
+	defer logs.Close()
+	cmd.Stderr = logs
 	start := time.Now()
 	out, err := cmd.Output()
 	if err != nil {
-		return result{}, err
+		return result{}, fmt.Errorf("%w (logs in %s)", err, logPath)
 	}
 	wall := time.Since(start)
 	var usage struct{ CPUNanos, MaxRSSKiB int64 }
 	if err := json.Unmarshal(out[bytes.LastIndexByte(bytes.TrimSpace(out), '\n')+1:], &usage); err != nil {
 		return result{}, fmt.Errorf("wrapper output %q: %w", out, err)
 	}
-	return result{wall: wall, cpu: time.Duration(usage.CPUNanos), maxRSSMiB: float64(usage.MaxRSSKiB) / 1024}, nil
+	errors, err := errorLines(logPath)
+	if err != nil {
+		return result{}, err
+	}
+	return result{wall: wall, cpu: time.Duration(usage.CPUNanos), maxRSSMiB: float64(usage.MaxRSSKiB) / 1024, errors: errors}, nil
+}
+
+// errorLines counts the lines Connect's logger wrote at level error.
+func errorLines(logPath string) (int, error) {
+	text, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.Contains(line, "level=error") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // wrap runs args as a command and prints its CPU time and peak RSS as JSON.
@@ -245,15 +273,15 @@ func report(results []result) {
 			stockRate = float64(r.events) / r.wall.Seconds()
 		}
 	}
-	fmt.Printf("\n%-8s %10s %10s %14s %16s %12s %10s\n", "pipeline", "events", "wall", "events/s", "CPU-s/M events", "peak RSS", "vs stock")
+	fmt.Printf("\n%-8s %10s %10s %14s %16s %12s %10s %12s\n", "pipeline", "events", "wall", "events/s", "CPU-s/M events", "peak RSS", "vs stock", "error lines")
 	for _, r := range results {
 		rate := float64(r.events) / r.wall.Seconds()
 		ratio := "-"
 		if stockRate > 0 {
 			ratio = fmt.Sprintf("%.1fx", rate/stockRate)
 		}
-		fmt.Printf("%-8s %10d %10s %14.0f %16.1f %9.1f MiB %10s\n", r.name, r.events, r.wall.Round(time.Millisecond),
-			rate, r.cpu.Seconds()*1e6/float64(r.events), r.maxRSSMiB, ratio)
+		fmt.Printf("%-8s %10d %10s %14.0f %16.1f %9.1f MiB %10s %12d\n", r.name, r.events, r.wall.Round(time.Millisecond),
+			rate, r.cpu.Seconds()*1e6/float64(r.events), r.maxRSSMiB, ratio, r.errors)
 	}
 }
 

@@ -15,8 +15,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestBenchSmall runs the README's bench command on a small backfill, with
-// the stages: the bench keeps working, and both pipelines deliver the same
-// events (every event with a user) to the stand-in.
+// the stages: the bench keeps working, both pipelines deliver the same
+// events (every event with a user) to the stand-in, and log each event they
+// refuse once.
 func TestBenchSmall(t *testing.T) {
 	const events, perFile = 2000, 40
 	results, err := run(events, perFile, t.TempDir(), "", "", true)
@@ -35,6 +36,11 @@ func TestBenchSmall(t *testing.T) {
 	}
 	if ours, stock := got["ours"].events, got["stock"].events; ours != stock || ours < events*95/100 {
 		t.Errorf("ours delivered %d events and stock %d, want the same, nearly all of %d", ours, stock, events)
+	}
+	// Each event the mapping refuses (no user at all) is one error line, in
+	// both pipelines; the decoder logs none.
+	if refused := events - got["ours"].events; got["ours"].errors != refused || got["stock"].errors != refused || got["decoder"].errors != 0 {
+		t.Errorf("error lines: ours %d, stock %d, decoder %d; want %d, %d and 0", got["ours"].errors, got["stock"].errors, got["decoder"].errors, refused, refused)
 	}
 	for name, r := range got {
 		if r.cpu <= 0 || r.maxRSSMiB <= 0 {

@@ -113,7 +113,8 @@ sent{path="root.output.fallback.0",note="a \"quoted\", value"} 4
 
 // TestDashboardMatchesScrape runs the shipped pipeline through every path a
 // panel shows (events sent, filtered out and unmappable, a Segment 500 and
-// its retry, a corrupt and an unreadable object, checkpoint saves) and checks
+// its retry, a call Segment rejects, a corrupt and an unreadable object,
+// checkpoint saves) and checks
 // every metric of every panel against its /metrics.
 func TestDashboardMatchesScrape(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
@@ -189,9 +190,15 @@ func TestDashboardMatchesScrape(t *testing.T) {
 	}
 
 	srv := segmentapi.StartT(t, e2eWriteKey)
-	srv.FailNext(1, http.StatusInternalServerError) // one retry
-	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "input.braze_currents.read_attempts=1")
-	waitUntil(t, "every sendable event in Segment", func() bool { return srv.UniqueMessageIDs() == sendableIDs })
+	// One retry (500), then one call Segment rejects for good (400 to a
+	// request of one call: unmappable events never reach the segment output,
+	// so this is what makes segment_calls_failed appear).
+	srv.FailNext(1, http.StatusInternalServerError)
+	srv.FailNext(1, http.StatusBadRequest)
+	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "input.braze_currents.read_attempts=1",
+		"--set", "output.fallback.0.reject_errored.segment.max_calls_per_request=1")
+	sent := sendableIDs - 1
+	waitUntil(t, "every sendable event but the rejected one in Segment", func() bool { return srv.UniqueMessageIDs() == sent })
 	var s scrape
 	var scrapeErr error
 	defer func() {
@@ -215,7 +222,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 			return true
 		}
 		return s.sum("braze_currents_objects_done", "") == goodObjects && s.sum("braze_currents_objects_corrupt", "") == 1 &&
-			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("currents_dead_letters", "") == 4 &&
+			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("currents_dead_letters", "") == 5 &&
 			s.sum("braze_currents_checkpoint_saves", "") >= 1
 	}
 	waitUntil(t, "objects done, corrupt and failed, and dead letters in /metrics", settled)
@@ -233,8 +240,9 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.Errorf("mapped %v, unmappable %v, filtered out %v; want %d, %d, %d", mapped, unm, in-mapped-unm,
 			sendableIDs, len(unmappable.Records), filtered)
 	}
-	if s.sum("segment_retries", "") != 1 || s.sum("segment_calls_sent", "") != float64(sendableIDs) {
-		t.Errorf("segment_retries %v, segment_calls_sent %v; want 1, %d", s.sum("segment_retries", ""), s.sum("segment_calls_sent", ""), sendableIDs)
+	if s.sum("segment_retries", "") != 1 || s.sum("segment_calls_sent", "") != float64(sent) || s.sum("segment_calls_failed", `cause="rejected"`) != 1 {
+		t.Errorf("segment_retries %v, segment_calls_sent %v, segment_calls_failed{cause=\"rejected\"} %v; want 1, %d, 1",
+			s.sum("segment_retries", ""), s.sum("segment_calls_sent", ""), s.sum("segment_calls_failed", `cause="rejected"`), sent)
 	}
 
 	checked := map[string]bool{}

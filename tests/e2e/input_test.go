@@ -20,6 +20,7 @@ func inputConfig(bucketURL, outPath string) string {
 input:
   braze_currents:
     url: "` + bucketURL + `"
+    include_event_types: ["*"]
     checkpoint:
       in_bucket: true
     max_parallel_objects: 2
