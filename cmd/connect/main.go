@@ -13,6 +13,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+	_ "github.com/currents-connect/currents-connect/plugin/bucket"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )

@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"gocloud.dev/blob"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
@@ -49,6 +53,69 @@ func TestInputOnePassOverAzurite(t *testing.T) {
 	expectExactly(t, got, ids(written, func(w fixtures.Written) bool {
 		return strings.HasPrefix(w.Spec.EventType, "users.messages.")
 	}))
+}
+
+// The same over Cloud Storage (fake-gcs-server, reached by gs:// through
+// STORAGE_EMULATOR_HOST), the checkpoint kept in the bucket.
+func TestInputOnePassOverGCS(t *testing.T) {
+	b := buckets.StartGCS(t)
+	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 34, Conn: "GCS"})
+	conf := "url: \"" + b.URL + "\"\ninclude_event_types: [\"*\"]\ncheckpoint:\n  in_bucket: true"
+	s, got := streamOf(t, conf, "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	ckpt, _, err := b.Open(t).ListPage(t.Context(), blob.FirstPageToken, 1, &blob.ListOptions{Prefix: "currents-connect/checkpoints/"})
+	if err != nil || len(ckpt) == 0 {
+		t.Fatalf("no checkpoint in the bucket: %v", err)
+	}
+	s, got = streamOf(t, conf, "")
+	runToEnd(t, s)
+	expectExactly(t, got, map[string]bool{})
+}
+
+// Watching a Cloud Storage bucket, objects uploaded after the start are read,
+// and those read before are not read again.
+func TestInputWatchOverGCS(t *testing.T) {
+	b := buckets.StartGCS(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 4, Seed: 35,
+		DateHour: time.Now().UTC().Truncate(time.Hour), Conn: "GCS"}
+	first := uploadFixture(t, b, spec)
+	s, got := streamOf(t, "url: \""+b.URL+"\"\nwatch: true\npoll_interval: 10ms\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true", "")
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	got.waitFor(t, first)
+
+	spec.Offset, spec.Seed = 4, 36
+	second := uploadFixture(t, b, spec)
+	got.waitFor(t, second)
+	if err := s.StopWithin(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	for id := range first {
+		if n := got.count(id); n != 1 {
+			t.Fatalf("event %s of the first object delivered %d times", id, n)
+		}
+	}
+}
+
+// uploadFixture writes one fixture file to b and returns its event ids.
+func uploadFixture(t *testing.T, b *buckets.Bucket, spec fixtures.FileSpec) map[string]bool {
+	t.Helper()
+	var buf bytes.Buffer
+	records, err := fixtures.WriteFile(&buf, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets.Upload(t, b, fixtures.Key(spec), buf.Bytes())
+	want := map[string]bool{}
+	for _, r := range records {
+		want[r["id"].(string)] = true
+	}
+	return want
 }
 
 func TestInputMissingS3BucketFailsClearly(t *testing.T) {

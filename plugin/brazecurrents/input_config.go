@@ -3,15 +3,14 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"gocloud.dev/blob"
-	"gocloud.dev/blob/fileblob"
+
+	"github.com/currents-connect/currents-connect/internal/bucketurl"
 )
 
 // inputConfig is the parsed configuration of the braze_currents input.
@@ -176,40 +175,12 @@ func (c *inputConfig) defaultCheckpointKey() string {
 	return key
 }
 
-// checkBucketURL refuses a url that no retry can open: one without a scheme
-// (a bare path) or with a scheme this binary has no driver for.
-func checkBucketURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", inFieldURL, err)
-	}
-	schemes := strings.Join(blob.DefaultURLMux().BucketSchemes(), ", ")
-	switch {
-	case u.Scheme == "":
-		return fmt.Errorf("%s %q has no scheme: write s3://bucket?region=…, gs://bucket, azblob://container or file:///path/to/dir (this build opens %s)",
-			inFieldURL, bucketName(raw), schemes)
-	case !blob.DefaultURLMux().ValidBucketScheme(u.Scheme):
-		return fmt.Errorf("%s %q: unknown scheme %q, this build opens %s", inFieldURL, bucketName(raw), u.Scheme, schemes)
-	case u.Scheme == fileblob.Scheme && u.Host != "" && u.Host != ".":
-		// file://data/x would read /x: the host is dropped.
-		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
-			inFieldURL, bucketName(raw))
-	}
-	return nil
-}
+// checkBucketURL refuses a url that no retry can open (see bucketurl.Check).
+func checkBucketURL(raw string) error { return bucketurl.Check(inFieldURL, raw) }
 
-// checkLocalDir opens a file:// bucket: a directory that does not exist is
-// a wrong url, and waiting will not make it appear, unlike a cloud bucket in
-// an outage, which Connect retries.
+// checkLocalDir refuses a file:// url of a directory that does not exist.
 func checkLocalDir(ctx context.Context, raw string) error {
-	if u, err := url.Parse(raw); err != nil || u.Scheme != fileblob.Scheme {
-		return nil
-	}
-	bucket, err := blob.OpenBucket(ctx, raw)
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", inFieldURL, bucketName(raw), err)
-	}
-	return bucket.Close()
+	return bucketurl.CheckLocalDir(ctx, inFieldURL, raw)
 }
 
 // checkPattern refuses a malformed glob pattern.
@@ -273,7 +244,4 @@ func parseHour(s string) (time.Time, error) {
 }
 
 // bucketName is a bucket URL without its query, which may hold settings.
-func bucketName(url string) string {
-	name, _, _ := strings.Cut(url, "?")
-	return name
-}
+func bucketName(url string) string { return bucketurl.Name(url) }

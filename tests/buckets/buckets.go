@@ -1,9 +1,11 @@
 // Package buckets runs real object-store servers on loopback for tests:
-// gofakes3 (S3 API, driven by the AWS SDK v2), Azurite (Azure Blob) and plain
-// file:// buckets, all reached through gocloud.dev/blob URLs:
+// gofakes3 (S3 API, driven by the AWS SDK v2), Azurite (Azure Blob),
+// fake-gcs-server (Cloud Storage) and plain file:// buckets, all reached
+// through gocloud.dev/blob URLs:
 //
 //	s3://connect-test?endpoint=http://127.0.0.1:PORT&region=us-east-1&use_path_style=true&disable_https=true
 //	azblob://connect-test?domain=127.0.0.1:PORT&protocol=http&localemu=true
+//	gs://connect-test (with STORAGE_EMULATOR_HOST=127.0.0.1:PORT)
 //	file:///TMPDIR
 //
 // with the credentials in Bucket.Env.
@@ -25,6 +27,9 @@ type Bucket struct {
 	URL  string            // gocloud URL of the bucket, usable by blob.OpenBucket
 	Env  map[string]string // environment the URL needs (credentials etc.); apply with t.Setenv or cmd.Env
 	Name string
+	// Stop stops the server at once, to see writes fail; nil for servers
+	// that cannot be stopped alone (Azurite, file://).
+	Stop func()
 
 	// open opens the bucket with explicit credentials, so helpers work
 	// without Env applied to this process (e.g. when only a subprocess has it).

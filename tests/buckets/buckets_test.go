@@ -20,6 +20,7 @@ import (
 func TestS3(t *testing.T)      { exercise(t, StartS3(t)) }
 func TestAzurite(t *testing.T) { exercise(t, StartAzurite(t)) }
 func TestFile(t *testing.T)    { exercise(t, FileBucket(t)) }
+func TestGCS(t *testing.T)     { exercise(t, StartGCS(t)) }
 
 // openURL opens b the way the connector will: by URL, with b.Env applied.
 func openURL(t *testing.T, b *Bucket) *blob.Bucket {

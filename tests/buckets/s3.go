@@ -31,13 +31,16 @@ func StartS3(t testing.TB) *Bucket {
 		t.Fatalf("create bucket: %v", err)
 	}
 	srv := httptest.NewServer(gofakes3.New(backend).Server())
-	t.Cleanup(func() {
+	stop := func() {
 		// Drop connections first: Close would wait for a handler still
 		// streaming to a reader the test left open.
 		srv.CloseClientConnections()
 		srv.Close()
-	})
-	return newS3Bucket(srv.URL, s3Bucket)
+	}
+	t.Cleanup(stop)
+	b := newS3Bucket(srv.URL, s3Bucket)
+	b.Stop = stop
+	return b
 }
 
 // newS3Bucket describes bucket name on the S3 endpoint (http://host:port).

@@ -11,6 +11,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+	_ "github.com/currents-connect/currents-connect/plugin/bucket"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
@@ -21,6 +22,7 @@ var ourList = []struct{ dir, name string }{
 	{"inputs", "braze_currents"},
 	{"inputs", "braze_currents_http"},
 	{"metrics", "prometheus"},
+	{"outputs", "bucket"},
 	{"outputs", "segment"},
 	{"scanners", "braze_currents"},
 }

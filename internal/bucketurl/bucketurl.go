@@ -1,0 +1,64 @@
+// Package bucketurl checks the gocloud.dev/blob bucket URLs that the
+// components of this repository open, and names a bucket in messages
+// without the settings of its URL. It registers the schemes the binary
+// opens: s3://, gs://, azblob:// and file://, each with its cloud's usual
+// credential chain.
+package bucketurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
+
+	_ "gocloud.dev/blob/azureblob"
+	_ "gocloud.dev/blob/gcsblob"
+	_ "gocloud.dev/blob/s3blob"
+)
+
+// Check refuses a bucket URL, given in the config field field, that no
+// retry can open: one without a scheme (a bare path) or with a scheme this
+// binary has no driver for.
+func Check(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	schemes := strings.Join(blob.DefaultURLMux().BucketSchemes(), ", ")
+	switch {
+	case u.Scheme == "":
+		return fmt.Errorf("%s %q has no scheme: write s3://bucket?region=…, gs://bucket, azblob://container or file:///path/to/dir (this build opens %s)",
+			field, Name(raw), schemes)
+	case !blob.DefaultURLMux().ValidBucketScheme(u.Scheme):
+		return fmt.Errorf("%s %q: unknown scheme %q, this build opens %s", field, Name(raw), u.Scheme, schemes)
+	case u.Scheme == fileblob.Scheme && u.Host != "" && u.Host != ".":
+		// file://data/x would use /x: the host is dropped.
+		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
+			field, Name(raw))
+	}
+	return nil
+}
+
+// CheckLocalDir opens a file:// bucket: a directory that does not exist is
+// a wrong URL, and waiting will not make it appear, unlike a cloud bucket in
+// an outage, which Connect retries. Other schemes pass unopened.
+func CheckLocalDir(ctx context.Context, field, raw string) error {
+	if u, err := url.Parse(raw); err != nil || u.Scheme != fileblob.Scheme {
+		return nil
+	}
+	bucket, err := blob.OpenBucket(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", field, Name(raw), err)
+	}
+	return bucket.Close()
+}
+
+// Name is a bucket URL without its query, which may hold settings (an
+// endpoint, a key path) that have no place in a log line.
+func Name(raw string) string {
+	name, _, _ := strings.Cut(raw, "?")
+	return name
+}

@@ -1,0 +1,207 @@
+package bucket
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
+)
+
+// outputStream builds a stream whose messages come from the returned
+// function, which blocks until the message is acknowledged and returns the
+// error of its batch.
+func outputStream(t *testing.T, b *buckets.Bucket, outputYAML string) (func(string) error, func()) {
+	t.Helper()
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	sb := service.NewStreamBuilder()
+	send, err := sb.AddProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddOutputYAML(fmt.Sprintf("bucket:\n  url: %q\n%s", b.URL, outputYAML)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stop := func() {
+		if err := s.StopWithin(10 * time.Second); err != nil {
+			t.Error(err)
+		}
+		<-done
+		cancel()
+	}
+	return func(body string) error { return send(ctx, service.NewMessage([]byte(body))) }, stop
+}
+
+// sendAll sends the bodies at once and returns each one's outcome: a batch
+// of the output fills only as messages arrive together.
+func sendAll(send func(string) error, bodies []string) []error {
+	errs := make([]error, len(bodies))
+	var wg sync.WaitGroup
+	for i, body := range bodies {
+		wg.Go(func() { errs[i] = send(body) })
+	}
+	wg.Wait()
+	return errs
+}
+
+// objects reads every object of b: key → content.
+func objects(t *testing.T, b *buckets.Bucket) map[string]string {
+	t.Helper()
+	bkt := b.Open(t)
+	out := map[string]string{}
+	it := bkt.List(nil)
+	for {
+		obj, err := it.Next(t.Context())
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := bkt.ReadAll(t.Context(), obj.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[obj.Key] = string(data)
+	}
+}
+
+// Six messages in batches of three make two objects, each keyed by its
+// first message, one line per message, with the content type asked for.
+func TestOutputWritesBatchesAsObjectsOfLines(t *testing.T) {
+	for name, start := range map[string]func(testing.TB) *buckets.Bucket{
+		"file": buckets.FileBucket, "s3": buckets.StartS3, "gcs": buckets.StartGCS,
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := start(t)
+			send, stop := outputStream(t, b, `  path: 'dead/${! json("n") }-${! batch_size() }.jsonl'
+  content_type: application/jsonl
+  batching:
+    count: 3`)
+			var bodies []string
+			for n := range 6 {
+				bodies = append(bodies, fmt.Sprintf(`{"n":%d}`, n))
+			}
+			for i, err := range sendAll(send, bodies) {
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+			}
+			stop()
+
+			got := objects(t, b)
+			if len(got) != 2 {
+				t.Fatalf("objects %v, want 2", got)
+			}
+			var lines []string
+			for key, data := range got {
+				if !strings.HasSuffix(data, "\n") {
+					t.Fatalf("object %s does not end its last line: %q", key, data)
+				}
+				ls := strings.Split(strings.TrimSuffix(data, "\n"), "\n")
+				var first struct{ N int }
+				fmt.Sscanf(ls[0], `{"n":%d}`, &first.N)
+				if want := fmt.Sprintf("dead/%d-3.jsonl", first.N); key != want || len(ls) != 3 {
+					t.Fatalf("object %s holds %q, want 3 lines under %s", key, ls, want)
+				}
+				lines = append(lines, ls...)
+				attrs, err := b.Open(t).Attributes(t.Context(), key)
+				if err != nil || attrs.ContentType != "application/jsonl" {
+					t.Fatalf("attributes of %s: %+v, %v", key, attrs, err)
+				}
+			}
+			slices.Sort(lines)
+			if !slices.Equal(lines, bodies) {
+				t.Fatalf("lines %q, want %q", lines, bodies)
+			}
+		})
+	}
+}
+
+// A write that fails fails every message of the batch, naming the bucket
+// (not its settings) and the key; nothing of it is acknowledged.
+func TestOutputFailedWriteFailsTheBatch(t *testing.T) {
+	cases := map[string]func(*testing.T) (*buckets.Bucket, func()){
+		// Directories where the objects go: fails even for root.
+		"file": func(t *testing.T) (*buckets.Bucket, func()) {
+			b := buckets.FileBucket(t)
+			dir := strings.TrimPrefix(b.URL, "file://")
+			return b, func() {
+				for _, key := range []string{"dead/3.jsonl", "dead/4.jsonl"} {
+					if err := os.MkdirAll(filepath.Join(dir, key, "x"), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		},
+		"s3 stopped":  func(t *testing.T) (*buckets.Bucket, func()) { b := buckets.StartS3(t); return b, b.Stop },
+		"gcs stopped": func(t *testing.T) (*buckets.Bucket, func()) { b := buckets.StartGCS(t); return b, b.Stop },
+	}
+	for name, setUp := range cases {
+		t.Run(name, func(t *testing.T) {
+			b, breakIt := setUp(t)
+			send, stop := outputStream(t, b, `  path: 'dead/${! json("n") }.jsonl'
+  max_in_flight: 1
+  batching:
+    count: 2`)
+			defer stop()
+			for i, err := range sendAll(send, []string{`{"n":1}`, `{"n":2}`}) {
+				if err != nil {
+					t.Fatalf("message %d before the failure: %v", i, err)
+				}
+			}
+			breakIt()
+			errs := sendAll(send, []string{`{"n":3}`, `{"n":4}`})
+			for i, err := range errs {
+				if err == nil {
+					t.Fatalf("message %d acknowledged though its write failed", i)
+				}
+				msg := err.Error()
+				if !strings.Contains(msg, "bucket "+strings.SplitN(b.URL, "?", 2)[0]) || !strings.Contains(msg, `"dead/`) ||
+					strings.Contains(msg, "?endpoint=") || strings.Contains(msg, "secret") {
+					t.Fatalf("error %q should name the bucket without its query, and the key", msg)
+				}
+			}
+		})
+	}
+}
+
+// A URL that no retry can open stops the stream at build.
+func TestOutputRefusesBadURLs(t *testing.T) {
+	for url, want := range map[string]string{
+		"/var/dead":                    "has no scheme",
+		"ftp://host/dir":               `unknown scheme "ftp"`,
+		"file://" + t.TempDir() + "/x": "no such file or directory",
+	} {
+		conf, err := outputSpec().ParseYAML(fmt.Sprintf("url: %q\npath: x", url), nil)
+		if err == nil {
+			_, err = outputFromParsed(conf, service.MockResources())
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("url %s: error %v, want %q", url, err, want)
+		}
+	}
+}
