@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"gocloud.dev/blob"
 
@@ -73,33 +72,17 @@ func TestInputOnePassOverGCS(t *testing.T) {
 	expectExactly(t, got, map[string]bool{})
 }
 
-// Watching a Cloud Storage bucket, objects uploaded after the start are read,
-// and those read before are not read again.
+// Watching a Cloud Storage bucket, with the checkpoint in it, objects
+// uploaded after the start are read, and those read before are not read again.
 func TestInputWatchOverGCS(t *testing.T) {
 	b := buckets.StartGCS(t)
 	for k, v := range b.Env {
 		t.Setenv(k, v)
 	}
-	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 4, Seed: 35,
-		DateHour: time.Now().UTC().Truncate(time.Hour), Conn: "GCS"}
-	first := uploadFixture(t, b, spec)
-	s, got := streamOf(t, "url: \""+b.URL+"\"\nwatch: true\npoll_interval: 10ms\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true", "")
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	got.waitFor(t, first)
-
-	spec.Offset, spec.Seed = 4, 36
-	second := uploadFixture(t, b, spec)
-	got.waitFor(t, second)
-	if err := s.StopWithin(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	for id := range first {
-		if n := got.count(id); n != 1 {
-			t.Fatalf("event %s of the first object delivered %d times", id, n)
-		}
-	}
+	checkWatchPicksUpNewObjects(t, "url: \""+b.URL+"\"\ncheckpoint:\n  in_bucket: true", func(spec fixtures.FileSpec) map[string]bool {
+		spec.Conn = "GCS"
+		return uploadFixture(t, b, spec)
+	})
 }
 
 // uploadFixture writes one fixture file to b and returns its event ids.

@@ -322,16 +322,25 @@ func (c *collected) waitFor(t *testing.T, want map[string]bool) {
 
 func TestInputWatchPicksUpNewObjects(t *testing.T) {
 	dir := t.TempDir()
+	checkWatchPicksUpNewObjects(t, "url: file://"+dir, func(spec fixtures.FileSpec) map[string]bool {
+		return writeFixture(t, dir, spec)
+	})
+}
+
+// checkWatchPicksUpNewObjects watches with inputYAML while write puts one
+// object in the bucket, then another: each is read, the first only once.
+func checkWatchPicksUpNewObjects(t *testing.T, inputYAML string, write func(fixtures.FileSpec) map[string]bool) {
+	t.Helper()
 	hour := time.Now().UTC().Truncate(time.Hour)
 	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 4, Seed: 11, DateHour: hour}
-	first := writeFixture(t, dir, spec)
-	s, got := streamOf(t, "url: file://"+dir+"\nwatch: true\npoll_interval: 10ms\nprogress_interval: 0s", "")
+	first := write(spec)
+	s, got := streamOf(t, inputYAML+"\nwatch: true\npoll_interval: 10ms\nprogress_interval: 0s", "")
 	done := make(chan error, 1)
 	go func() { done <- s.Run(context.Background()) }()
 	got.waitFor(t, first)
 
 	spec.Offset, spec.Seed = 4, 12
-	second := writeFixture(t, dir, spec)
+	second := write(spec)
 	got.waitFor(t, second)
 	if err := s.StopWithin(10 * time.Second); err != nil {
 		t.Fatal(err)
