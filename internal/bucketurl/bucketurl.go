@@ -60,5 +60,11 @@ func CheckLocalDir(ctx context.Context, field, raw string) error {
 // endpoint, a key path) that have no place in a log line.
 func Name(raw string) string {
 	name, _, _ := strings.Cut(raw, "?")
+	// user:password@ before the host would be a credential: drop it too.
+	if scheme, rest, ok := strings.Cut(name, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
+			name = scheme + "://" + rest[at+1:]
+		}
+	}
 	return name
 }
