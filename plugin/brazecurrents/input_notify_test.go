@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +53,7 @@ func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notifi
 	})
 	ps, topic := sharedPubSub, t.Name()
 	ps.CreateTopic(t, topic, topic, 10*time.Second)
-	dir := filepath.Join(t.TempDir(), "acme-currents")
+	dir := t.TempDir() + "/acme-currents"
 	written, err := fixtures.WriteTree(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +103,24 @@ func (n *notified) read(want int) (ids map[string]int, acks []service.AckFunc) {
 		acks = append(acks, ack)
 	}
 	return ids, acks
+}
+
+// readAcked reads every event of w once, acks them, and expects w's
+// notification acknowledged.
+func (n *notified) readAcked(w fixtures.Written) {
+	n.t.Helper()
+	ids, acks := n.read(len(w.Records))
+	for _, r := range w.Records {
+		if ids[r["id"].(string)] != 1 {
+			n.t.Fatalf("event %v read %d times", r["id"], ids[r["id"].(string)])
+		}
+	}
+	for _, ack := range acks {
+		_ = ack(context.Background(), nil)
+	}
+	if s := n.nextSettled(); s.object != w.Key || !s.acked {
+		n.t.Fatalf("settled %+v, want %s acknowledged", s, w.Key)
+	}
 }
 
 func (n *notified) nextSettled() settledNotice {
@@ -158,18 +175,7 @@ func TestNotificationNackedIsRedelivered(t *testing.T) {
 	if s := n.nextSettled(); s.object != w.Key || s.acked {
 		t.Fatalf("settled %+v, want %s sent back", s, w.Key)
 	}
-	ids, acks := n.read(len(w.Records))
-	for _, r := range w.Records {
-		if ids[r["id"].(string)] != 1 {
-			t.Fatalf("event %v read %d times on redelivery", r["id"], ids[r["id"].(string)])
-		}
-	}
-	for _, ack := range acks {
-		_ = ack(context.Background(), nil)
-	}
-	if s := n.nextSettled(); s.object != w.Key || !s.acked {
-		t.Fatalf("settled %+v, want %s acknowledged", s, w.Key)
-	}
+	n.readAcked(w)
 }
 
 // Notifications that name nothing to read are acknowledged at once, in
@@ -199,18 +205,7 @@ func TestNotificationSkipsAndAcknowledges(t *testing.T) {
 		}
 	}
 	n.publishGCS("acme-currents", email.Key, "OBJECT_FINALIZE")
-	ids, acks := n.read(len(email.Records))
-	for _, r := range email.Records {
-		if ids[r["id"].(string)] != 1 {
-			t.Fatalf("event %v read %d times", r["id"], ids[r["id"].(string)])
-		}
-	}
-	for _, ack := range acks {
-		_ = ack(context.Background(), nil)
-	}
-	if s := n.nextSettled(); s.object != email.Key || !s.acked {
-		t.Fatalf("settled %+v, want %s acknowledged", s, email.Key)
-	}
+	n.readAcked(email)
 }
 
 func TestNotificationConfigErrors(t *testing.T) {

@@ -60,7 +60,7 @@ type rawNotice struct {
 	Event      string          `json:"Event"` // s3:TestEvent
 	DetailType string          `json:"detail-type"`
 	Source     string          `json:"source"`
-	Detail     *bridgeDetail   `json:"detail"`
+	Detail     *bucketObject   `json:"detail"`
 	EventType  string          `json:"eventType"` // Event Grid schema
 	CEType     string          `json:"type"`      // CloudEvents schema
 	Subject    string          `json:"subject"`
@@ -68,19 +68,13 @@ type rawNotice struct {
 }
 
 type s3Record struct {
-	EventSource string `json:"eventSource"`
-	EventName   string `json:"eventName"`
-	S3          struct {
-		Bucket struct {
-			Name string `json:"name"`
-		} `json:"bucket"`
-		Object struct {
-			Key string `json:"key"`
-		} `json:"object"`
-	} `json:"s3"`
+	EventSource string       `json:"eventSource"`
+	EventName   string       `json:"eventName"`
+	S3          bucketObject `json:"s3"`
 }
 
-type bridgeDetail struct {
+// bucketObject is how S3 and EventBridge both name an object.
+type bucketObject struct {
 	Bucket struct {
 		Name string `json:"name"`
 	} `json:"bucket"`

@@ -107,9 +107,7 @@ func TestNotificationReplicasSurviveKill(t *testing.T) {
 	r.waitDelivered(len(r.want), procs...)
 	elapsed := time.Since(began)
 	checkDelivered(t, r.srv, r.want)
-	for i, p := range procs {
-		t.Logf("replica %d: %d objects done", i, p.count("Object done"))
-	}
+	logShares(t, procs)
 	t.Logf("%d events of %d files delivered by 3 replicas (one killed and restarted) in %v: %.0f events/s; %d calls accepted, %d duplicates",
 		len(r.want), len(r.written), elapsed.Round(time.Millisecond), float64(len(r.want))/elapsed.Seconds(), r.srv.Stats().Accepted, r.srv.Duplicates())
 }
@@ -131,10 +129,15 @@ func TestNotificationScaleOut(t *testing.T) {
 	r.waitDelivered(len(r.want), procs...)
 	threeFor := time.Since(scaled)
 	checkDelivered(t, r.srv, r.want)
-	for i, p := range procs {
-		t.Logf("replica %d: %d objects done", i, p.count("Object done"))
-	}
+	logShares(t, procs)
 	t.Logf("1 replica: %d events in %v, %.0f events/s; then 3 replicas: %d events in %v, %.0f events/s; %d duplicates",
 		alone, aloneFor.Round(time.Millisecond), float64(alone)/aloneFor.Seconds(),
 		len(r.want)-alone, threeFor.Round(time.Millisecond), float64(len(r.want)-alone)/threeFor.Seconds(), r.srv.Duplicates())
+}
+
+// logShares logs how many objects each replica read.
+func logShares(t *testing.T, procs []*connectProc) {
+	for i, p := range procs {
+		t.Logf("replica %d: %d objects done", i, p.count("Object done"))
+	}
 }
