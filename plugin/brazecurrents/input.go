@@ -9,6 +9,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 
@@ -40,6 +41,7 @@ const (
 	inFieldParallel         = "max_parallel_objects"
 	inFieldReadAttempts     = "read_attempts"
 	inFieldProgress         = "progress_interval"
+	inFieldNotifications    = "notifications"
 )
 
 // Metadata the input adds to the scanner's.
@@ -76,6 +78,13 @@ marks other hours as done. The checkpoint holds a lease: a second process on it 
 stops or its lease expires. Replicas with `+"`shard: i/N`"+` split the objects between them by a hash of the key,
 with no overlap and no coordination.
 
+With `+"`notifications`"+` (a queue of object-created notifications: S3 event notifications through SQS,
+directly, through SNS or from EventBridge; GCS Pub/Sub notifications; Azure Event Grid through Service Bus)
+the input lists nothing and keeps no checkpoint: it reads each object a notification names, if it is in the
+bucket, under the prefix and selected, and acknowledges the notification once every event from the object
+was acknowledged; a failed object nacks it back to the queue. Any number of replicas consume one
+subscription, as competing consumers. History is still read by a one-pass run without notifications.
+
 An object that cannot be read is retried with backoff (`+"`read_attempts`"+`), resuming after the events it
 already delivered, then left for the next pass. A corrupt object is reported with its key, counted, and
 skipped (recorded as done) after delivering the events before the damage. A missing or forbidden bucket
@@ -107,6 +116,9 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringField(inFieldURL).
 				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir` (an existing directory; `file://./dir` is relative to the working directory). Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
 				Example("s3://my-currents-bucket?region=us-east-1").Example("gs://my-currents-bucket").Example("file:///data/currents"),
+			service.NewStringField(inFieldNotifications).
+				Description("A subscription of object-created notifications, as a gocloud.dev/pubsub URL: `awssqs://sqs.<region>.amazonaws.com/<account>/<queue>?region=<region>` (S3 → SQS, or through SNS or EventBridge), `gcppubsubv2://<project>/<subscription>` (GCS → Pub/Sub), `azuresb://<topic>?subscription=<name>` (Azure Event Grid → Service Bus). When set, the bucket is not listed and no checkpoint is kept: the queue holds what is pending, and replicas share it with no `shard`. A `file://` bucket matches notifications whose bucket is its directory's base name.").
+				Example("awssqs://sqs.us-east-1.amazonaws.com/123456789012/currents-created?region=us-east-1").Example("gcppubsubv2://my-project/currents-created").Default(""),
 			service.NewStringField(inFieldPrefix).
 				Description("The prefix Currents writes under (Braze's default is `currents`).").Default("currents"),
 			service.NewStringListField(inFieldInclude).
@@ -192,8 +204,12 @@ type currentsInput struct {
 	// afterPass, when set, is called after each listing pass, once the wait
 	// for the next one has started (tests drive polls with a fake clock).
 	afterPass func(ctx context.Context, pass int)
+	// noticeSettled, when set, is called once a notification is acknowledged
+	// (acked) or sent back to the queue.
+	noticeSettled func(m *pubsub.Message, acked bool)
 
 	bucket  *blob.Bucket
+	sub     *pubsub.Subscription // notification mode: the queue, no checkpoint
 	ckpt    *checkpoint
 	saver   *checkpointSaver
 	batches chan readBatch
@@ -234,14 +250,38 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	runCtx, stop := context.WithCancel(context.Background())
+	if in.conf.notifications != "" {
+		err = in.openNotifications(ctx)
+	} else {
+		err = in.openCheckpoint(ctx, bucket, stop)
+	}
+	if err != nil {
+		stop()
+		_ = bucket.Close()
+		return err
+	}
+	in.bucket, in.stop = bucket, stop
+	in.batches = make(chan readBatch)
+	in.stopped = make(chan struct{})
+	if in.saver != nil {
+		go in.saver.run(runCtx)
+	}
+	go in.run(runCtx)
+	if in.conf.progressPeriod > 0 {
+		go in.stats.logProgress(runCtx, in.log, in.conf.progressPeriod)
+	}
+	go in.stats.tickLag(runCtx, in.clock)
+	return nil
+}
+
+// openCheckpoint loads the checkpoint and takes its lease.
+func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket, stop context.CancelFunc) error {
 	// A fresh checkpoint each attempt: one that waited for a lease reloads.
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
-	runCtx, stop := context.WithCancel(context.Background())
 	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
 		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 	if err := saver.acquire(ctx); err != nil {
-		stop()
-		_ = bucket.Close()
 		return err
 	}
 	if saver.store != nil {
@@ -249,15 +289,7 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	} else if in.conf.watch {
 		in.log.Warnf("No checkpoint configured: a restart will read every object again")
 	}
-	in.bucket, in.ckpt, in.saver, in.stop = bucket, ckpt, saver, stop
-	in.batches = make(chan readBatch)
-	in.stopped = make(chan struct{})
-	go in.saver.run(runCtx)
-	go in.run(runCtx)
-	if in.conf.progressPeriod > 0 {
-		go in.stats.logProgress(runCtx, in.log, in.conf.progressPeriod)
-	}
-	go in.stats.tickLag(runCtx, in.clock)
+	in.ckpt, in.saver = ckpt, saver
 	return nil
 }
 
@@ -307,7 +339,14 @@ func (in *currentsInput) Close(ctx context.Context) error {
 	case <-in.stopped:
 	case <-ctx.Done():
 	}
-	err := in.saver.release(ctx)
+	var err error
+	if in.saver != nil {
+		err = in.saver.release(ctx)
+	}
+	if in.sub != nil {
+		// Sends the acks still pending; unsettled notifications come back.
+		_ = in.sub.Shutdown(ctx)
+	}
 	_ = in.bucket.Close()
 	return err
 }

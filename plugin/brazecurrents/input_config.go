@@ -3,12 +3,14 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/internal/bucketurl"
 )
@@ -16,6 +18,7 @@ import (
 // inputConfig is the parsed configuration of the braze_currents input.
 type inputConfig struct {
 	url, prefix    string
+	notifications  string // a subscription URL: notification mode
 	sel            selection
 	watch          bool
 	pollInterval   time.Duration
@@ -35,6 +38,9 @@ type inputConfig struct {
 
 func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error) {
 	if c.url, err = conf.FieldString(inFieldURL); err != nil {
+		return c, err
+	}
+	if c.notifications, err = conf.FieldString(inFieldNotifications); err != nil {
 		return c, err
 	}
 	if c.prefix, err = conf.FieldString(inFieldPrefix); err != nil {
@@ -151,8 +157,38 @@ func (c *inputConfig) validate() error {
 	if c.ckptLease < time.Second {
 		return fmt.Errorf("%s.%s must be at least 1s, got %v", inFieldCheckpoint, inFieldCheckpointLease, c.ckptLease)
 	}
+	if err := c.validateNotifications(); err != nil {
+		return err
+	}
 	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
 		return fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)
+	}
+	return nil
+}
+
+// validateNotifications refuses what notification mode cannot do: replicas
+// on one subscription share its messages, so a shard would drop the others'
+// objects; and the queue, not a checkpoint, holds what is pending.
+func (c *inputConfig) validateNotifications() error {
+	if c.notifications == "" {
+		return nil
+	}
+	u, err := url.Parse(c.notifications)
+	if err != nil {
+		return fmt.Errorf("%s: %w", inFieldNotifications, err)
+	}
+	mux := pubsub.DefaultURLMux()
+	if !mux.ValidSubscriptionScheme(u.Scheme) {
+		return fmt.Errorf("%s %q: unknown scheme %q, this build opens %s", inFieldNotifications, bucketName(c.notifications), u.Scheme,
+			strings.Join(mux.SubscriptionSchemes(), ", "))
+	}
+	if c.sel.shards != 1 {
+		return fmt.Errorf("%s cannot be used with %s: replicas on one subscription share its notifications, each read by one of them, so leave %s at 0/1",
+			inFieldShard, inFieldNotifications, inFieldShard)
+	}
+	if c.ckptCache != "" || c.ckptInBucket {
+		return fmt.Errorf("%s cannot be used with %s: the queue holds the objects still to read, a notification is acknowledged once its object is done",
+			inFieldCheckpoint, inFieldNotifications)
 	}
 	return nil
 }

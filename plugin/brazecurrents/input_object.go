@@ -86,6 +86,9 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 	if err != nil {
 		return err
 	}
+	if o.modTime.IsZero() { // named by a notification, not listed
+		o.size, o.modTime = r.Size(), r.ModTime()
+	}
 	s := in.scan.newEventScanner(r, o.key, *emitted, map[string]any{
 		MetaBucket:     bucketName(in.conf.url),
 		MetaKey:        o.key,
@@ -162,15 +165,23 @@ func (r *objectRun) complete() {
 	if r.nacked {
 		outcome = outcomeAbandoned
 	}
+	if o.notice != nil {
+		// Gone can never become readable: acknowledged like done.
+		defer o.notice.settled(outcome != outcomeAbandoned)
+	}
 	switch outcome {
 	case outcomeDone, outcomeCorrupt:
 		in.afterDone(o)
-		in.ckpt.finished(o)
-		in.saver.poke()
+		if in.ckpt != nil {
+			in.ckpt.finished(o)
+			in.saver.poke()
+		}
 		in.stats.objectDone(o.hour, r.events, outcome == outcomeCorrupt, in.clock.Now())
 		in.log.Infof("Object %s: %q, %d events in %v", outcome, o.key, r.events, time.Since(r.started).Round(time.Millisecond))
 	case outcomeGone:
-		in.ckpt.forget(o)
+		if in.ckpt != nil {
+			in.ckpt.forget(o)
+		}
 	case outcomeAbandoned:
 		in.stats.objectAbandoned()
 	}

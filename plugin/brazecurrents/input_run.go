@@ -21,16 +21,33 @@ func (in *currentsInput) run(ctx context.Context) {
 			for o := range objects {
 				// A reader whose object was handed out before a stop reads
 				// on and abandons it, which releases it.
-				in.saver.waitSaved(ctx, uint64(in.conf.parallel))
+				if in.saver != nil {
+					in.saver.waitSaved(ctx, uint64(in.conf.parallel))
+				}
 				in.readObject(ctx, o)
 			}
 		}()
 	}
+	if in.sub != nil {
+		in.receive(ctx, objects)
+	} else {
+		in.listPasses(ctx, objects)
+	}
+	close(objects)
+	readers.Wait()
+	close(in.batches)
+	if !in.conf.watch && ctx.Err() == nil {
+		in.passEnded()
+	}
+}
+
+// listPasses makes one listing pass, or polls for ever in watch mode.
+func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList}
 	for pass := 0; ; pass++ {
 		in.listPass(ctx, w, objects)
 		if !in.conf.watch || ctx.Err() != nil {
-			break
+			return
 		}
 		wait := in.clock.NewTimer(in.conf.pollInterval)
 		if in.afterPass != nil {
@@ -42,14 +59,8 @@ func (in *currentsInput) run(ctx context.Context) {
 			wait.Stop()
 		}
 		if ctx.Err() != nil {
-			break
+			return
 		}
-	}
-	close(objects)
-	readers.Wait()
-	close(in.batches)
-	if !in.conf.watch && ctx.Err() == nil {
-		in.passEnded()
 	}
 }
 

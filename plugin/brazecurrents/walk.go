@@ -18,9 +18,10 @@ type object struct {
 	key       string
 	size      int64
 	modTime   time.Time
-	partition string    // the key up to its date= segment: integration and event type
-	hour      time.Time // the date= queue hour; zero when the key has none
-	eventType string    // from the key's event_type= segment, for metrics
+	partition string     // the key up to its date= segment: integration and event type
+	hour      time.Time  // the date= queue hour; zero when the key has none
+	eventType string     // from the key's event_type= segment, for metrics
+	notice    *noticeRun // the notification that named it, in notification mode
 }
 
 // selection says which objects a walk yields.
@@ -155,24 +156,35 @@ func (w *walker) wantsDir(dir string) bool {
 }
 
 func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
-	if !strings.HasSuffix(obj.Key, ".avro") || !w.sel.ownsKey(obj.Key) {
+	o, ok := w.sel.objectAt(obj.Key)
+	if !ok {
 		return nil
 	}
-	k := ParseObjectKey(obj.Key)
-	o := object{key: obj.Key, size: obj.Size, modTime: obj.ModTime, partition: path.Dir(obj.Key), eventType: k.EventType}
-	if k.EventType != "" && !w.sel.wantsType(k.EventType) {
-		return nil
+	o.size, o.modTime = obj.Size, obj.ModTime
+	return fn(o)
+}
+
+// objectAt is the object key names, if the selection wants it: an .avro key
+// of this shard, of a wanted event type and hour.
+func (s selection) objectAt(key string) (object, bool) {
+	if !strings.HasSuffix(key, ".avro") || !s.ownsKey(key) {
+		return object{}, false
 	}
-	if before, _, ok := strings.Cut(obj.Key, "/date="); ok {
+	k := ParseObjectKey(key)
+	o := object{key: key, partition: path.Dir(key), eventType: k.EventType}
+	if k.EventType != "" && !s.wantsType(k.EventType) {
+		return object{}, false
+	}
+	if before, _, ok := strings.Cut(key, "/date="); ok {
 		o.partition = before
 	}
 	if h, ok := k.Hour(); ok {
-		if !w.sel.wantsHour(h) {
-			return nil
+		if !s.wantsHour(h) {
+			return object{}, false
 		}
 		o.hour = h
 	}
-	return fn(o)
+	return o, true
 }
 
 // maxHourListings bounds the date= directories a poll lists one by one for

@@ -213,7 +213,7 @@ func TestShippedConfigsLint(t *testing.T) {
 		rel, _ := filepath.Rel(repoRoot, c)
 		args = append(args, rel)
 	}
-	env := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t"}
+	env := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t", "CURRENTS_NOTIFICATIONS=mem://created"}
 	if out, err := runConnect(t, repoRoot, env, args...); err != nil {
 		t.Fatalf("lint: %v\n%s", err, out)
 	}

@@ -1,0 +1,189 @@
+package brazecurrents
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/pubsub"
+
+	// The queue schemes notifications come from, each with its cloud's
+	// usual credential chain; mempubsub (mem://) is for tests.
+	_ "gocloud.dev/pubsub/awssnssqs"
+	_ "gocloud.dev/pubsub/azuresb"
+	_ "gocloud.dev/pubsub/gcppubsubv2"
+	_ "gocloud.dev/pubsub/mempubsub"
+)
+
+// openNotifications opens the subscription. There is no checkpoint: the
+// queue holds what is pending, and a done-set shared by competing replicas
+// would need a lease held by one of them.
+func (in *currentsInput) openNotifications(ctx context.Context) error {
+	sub, err := pubsub.OpenSubscription(ctx, in.conf.notifications)
+	if err != nil {
+		return fmt.Errorf("opening %s %s: %w", inFieldNotifications, bucketName(in.conf.notifications), err)
+	}
+	in.sub = sub
+	in.log.Infof("Reading the objects of %s that notifications from %s name (bucket name %q); no checkpoint, the queue holds what is pending",
+		bucketName(in.conf.url), bucketName(in.conf.notifications), noticeBucket(in.conf.url))
+	return nil
+}
+
+// receive hands the objects notifications name to the readers until ctx
+// ends. A subscription that fails for good is opened again, with backoff.
+func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
+	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
+	bucket := noticeBucket(in.conf.url)
+	for {
+		m, err := in.sub.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			policy.Reset()
+			in.handleNotice(ctx, m, bucket, objects)
+			continue
+		}
+		wait := policy.NextBackOff()
+		in.log.Errorf("Receiving notifications from %s failed, opening it again in %v: %v", bucketName(in.conf.notifications), wait, err)
+		_ = in.sub.Shutdown(ctx)
+		if !sleepCtx(ctx, in.clock, wait) {
+			return
+		}
+		if sub, err := pubsub.OpenSubscription(ctx, in.conf.notifications); err == nil {
+			in.sub = sub
+		}
+	}
+}
+
+// handleNotice reads what m names and settles m: at once when it names
+// nothing to read, or once every object it names is done.
+func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bucket string, objects chan<- object) {
+	n, err := parseNotification(m.Body, m.Metadata)
+	if err != nil {
+		// Redelivering it would fail the same way, for ever.
+		in.log.Warnf("Acknowledging malformed notification %s without reading anything: %v", m.LoggableID, err)
+		in.ackUnread(m)
+		return
+	}
+	var wanted []object
+	for _, ref := range n.objects {
+		if o, why := in.noticeObject(ref, bucket); why != "" {
+			in.log.Debugf("Skipping notification %s: %s/%s %s", m.LoggableID, ref.bucket, ref.key, why)
+		} else {
+			wanted = append(wanted, o)
+		}
+	}
+	if len(wanted) == 0 {
+		if n.skip != "" {
+			in.log.Debugf("Skipping notification %s: %s", m.LoggableID, n.skip)
+		}
+		in.ackUnread(m)
+		return
+	}
+	run := &noticeRun{msg: m, pending: len(wanted), report: in.noticeSettled}
+	for i, o := range wanted {
+		o.notice = run
+		if !in.claimNotified(o) {
+			// Being read already: that read settles its own notification.
+			run.settled(true)
+			continue
+		}
+		in.stats.objectFound()
+		select {
+		case objects <- o:
+		case <-ctx.Done():
+			in.release(o)
+			for range wanted[i:] {
+				run.settled(false)
+			}
+			return
+		}
+	}
+}
+
+// ackUnread acknowledges a notification that names nothing to read.
+func (in *currentsInput) ackUnread(m *pubsub.Message) {
+	m.Ack()
+	if in.noticeSettled != nil {
+		in.noticeSettled(m, true)
+	}
+}
+
+// noticeObject is the object ref names, or why it is not read.
+func (in *currentsInput) noticeObject(ref objectRef, bucket string) (object, string) {
+	if ref.bucket != bucket {
+		return object{}, fmt.Sprintf("is not in bucket %q", bucket)
+	}
+	if !strings.HasPrefix(ref.key, in.conf.prefix) {
+		return object{}, fmt.Sprintf("is not under prefix %q", in.conf.prefix)
+	}
+	o, ok := in.conf.sel.objectAt(ref.key)
+	if !ok || o.eventType == "" {
+		return object{}, "is not a selected Currents object (an .avro key with an event_type= and date= the input reads)"
+	}
+	return o, ""
+}
+
+// claimNotified takes an object for reading unless it is being read.
+func (in *currentsInput) claimNotified(o object) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.inFlight[o.key] {
+		return false
+	}
+	in.inFlight[o.key] = true
+	return true
+}
+
+// noticeRun follows one notification until every object it named is done:
+// then it is acknowledged, or sent back to the queue if one was not.
+type noticeRun struct {
+	msg    *pubsub.Message
+	report func(m *pubsub.Message, acked bool) // tests watch settlements
+
+	mu      sync.Mutex
+	pending int
+	failed  bool
+}
+
+func (r *noticeRun) settled(done bool) {
+	r.mu.Lock()
+	r.pending--
+	r.failed = r.failed || !done
+	last, failed := r.pending == 0, r.failed
+	r.mu.Unlock()
+	if !last {
+		return
+	}
+	switch {
+	case !failed:
+		r.msg.Ack()
+	case r.msg.Nackable():
+		r.msg.Nack()
+	}
+	// Otherwise the queue redelivers it once its visibility timeout passes.
+	if r.report != nil {
+		r.report(r.msg, !failed)
+	}
+}
+
+// noticeBucket is the bucket name notifications carry for url: its host
+// (an S3 or GCS bucket, an Azure container), or for a file:// bucket the
+// directory's base name.
+func noticeBucket(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme == fileblob.Scheme {
+		return path.Base(path.Clean(u.Path))
+	}
+	return u.Host
+}

@@ -1,0 +1,241 @@
+package brazecurrents
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/pubsub"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/queues"
+)
+
+// notified is an input in notification mode on a Pub/Sub test server, over
+// a file:// bucket whose directory is named acme-currents.
+type notified struct {
+	t       *testing.T
+	in      *currentsInput
+	ps      *queues.PubSub
+	topic   string
+	written []fixtures.Written
+	settled chan settledNotice
+}
+
+type settledNotice struct {
+	object string // the objectId attribute, or the body
+	acked  bool
+}
+
+// The gcppubsubv2 driver dials PUBSUB_EMULATOR_HOST once per process, so
+// the package's tests share one server, each on a topic of its own.
+var (
+	pubsubOnce   sync.Once
+	sharedPubSub *queues.PubSub
+)
+
+// process outlives the test that starts the shared server.
+type process struct{ testing.TB }
+
+func (process) Cleanup(func()) {}
+
+func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notified {
+	t.Helper()
+	pubsubOnce.Do(func() {
+		sharedPubSub = queues.StartPubSub(process{t})
+		_ = os.Setenv("PUBSUB_EMULATOR_HOST", sharedPubSub.Addr)
+	})
+	ps, topic := sharedPubSub, t.Name()
+	ps.CreateTopic(t, topic, topic, 10*time.Second)
+	dir := t.TempDir() + "/acme-currents"
+	written, err := fixtures.WriteTree(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+ps.SubscriptionURL(topic)+"\n"+conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notified{t: t, in: in, ps: ps, topic: topic, written: written, settled: make(chan settledNotice, 100)}
+	in.noticeSettled = func(m *pubsub.Message, acked bool) {
+		what := m.Metadata["objectId"]
+		if what == "" {
+			what = string(m.Body)
+		}
+		n.settled <- settledNotice{what, acked}
+	}
+	if err := in.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close(context.Background()) })
+	return n
+}
+
+// publishGCS publishes a GCS notification of key in bucket.
+func (n *notified) publishGCS(bucket, key, event string) {
+	n.ps.Publish(n.t, n.topic, []byte(`{"kind":"storage#object"}`), map[string]string{"bucketId": bucket, "objectId": key, "eventType": event})
+}
+
+// read reads batches until it holds want events, returning their acks.
+func (n *notified) read(want int) (ids map[string]int, acks []service.AckFunc) {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids = map[string]int{}
+	for got := 0; got < want; {
+		b, ack, err := n.in.ReadBatch(ctx)
+		if err != nil {
+			n.t.Fatalf("after %d of %d events: %v", got, want, err)
+		}
+		for _, m := range b {
+			raw, _ := m.AsBytes()
+			var ev struct{ ID string }
+			_ = json.Unmarshal(raw, &ev)
+			ids[ev.ID]++
+		}
+		got += len(b)
+		acks = append(acks, ack)
+	}
+	return ids, acks
+}
+
+// readAcked reads every event of w once, acks them, and expects w's
+// notification acknowledged.
+func (n *notified) readAcked(w fixtures.Written) {
+	n.t.Helper()
+	ids, acks := n.read(len(w.Records))
+	for _, r := range w.Records {
+		if ids[r["id"].(string)] != 1 {
+			n.t.Fatalf("event %v read %d times", r["id"], ids[r["id"].(string)])
+		}
+	}
+	for _, ack := range acks {
+		_ = ack(context.Background(), nil)
+	}
+	if s := n.nextSettled(); s.object != w.Key || !s.acked {
+		n.t.Fatalf("settled %+v, want %s acknowledged", s, w.Key)
+	}
+}
+
+func (n *notified) nextSettled() settledNotice {
+	n.t.Helper()
+	select {
+	case s := <-n.settled:
+		return s
+	case <-time.After(30 * time.Second):
+		n.t.Fatal("no notification settled in 30s")
+		return settledNotice{}
+	}
+}
+
+func (n *notified) expectNoSettled() {
+	n.t.Helper()
+	select {
+	case s := <-n.settled:
+		n.t.Fatalf("notification %+v settled early", s)
+	default:
+	}
+}
+
+// A notification is acknowledged only once every event of its object was.
+func TestNotificationAckedAfterEveryEvent(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 10, Seed: 3}, "batch_size: 3")
+	w := n.written[0]
+	n.publishGCS("acme-currents", w.Key, "OBJECT_FINALIZE")
+	ids, acks := n.read(len(w.Records))
+	if len(ids) != len(w.Records) {
+		t.Fatalf("%d distinct events, want %d", len(ids), len(w.Records))
+	}
+	for _, ack := range acks[:len(acks)-1] {
+		_ = ack(context.Background(), nil)
+	}
+	n.expectNoSettled()
+	_ = acks[len(acks)-1](context.Background(), nil)
+	if s := n.nextSettled(); s.object != w.Key || !s.acked {
+		t.Fatalf("settled %+v, want %s acknowledged", s, w.Key)
+	}
+}
+
+// A nacked object sends its notification back: the queue redelivers it and
+// the object is read again.
+func TestNotificationNackedIsRedelivered(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 4, Seed: 4}, "auto_replay_nacks: false")
+	w := n.written[0]
+	n.publishGCS("acme-currents", w.Key, "OBJECT_FINALIZE")
+	_, acks := n.read(len(w.Records))
+	for _, ack := range acks {
+		_ = ack(context.Background(), errors.New("segment refused"))
+	}
+	if s := n.nextSettled(); s.object != w.Key || s.acked {
+		t.Fatalf("settled %+v, want %s sent back", s, w.Key)
+	}
+	n.readAcked(w)
+}
+
+// Notifications that name nothing to read are acknowledged at once, in
+// order, and read nothing: other buckets, other prefixes, other event
+// types, deletions, test events and malformed messages.
+func TestNotificationSkipsAndAcknowledges(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"},
+		RecordsPerFile: 5, Seed: 5}, `include_event_types: ["users.messages.email.*"]`)
+	var email, sms fixtures.Written
+	for _, w := range n.written {
+		if w.Spec.EventType == "users.messages.email.Send" {
+			email = w
+		} else {
+			sms = w
+		}
+	}
+	n.publishGCS("other-bucket", email.Key, "OBJECT_FINALIZE")
+	n.publishGCS("acme-currents", "elsewhere/"+email.Key, "OBJECT_FINALIZE")
+	n.publishGCS("acme-currents", sms.Key, "OBJECT_FINALIZE")
+	n.publishGCS("acme-currents", email.Key, "OBJECT_DELETE")
+	n.publishGCS("acme-currents", strings.TrimSuffix(email.Key, ".avro")+".json", "OBJECT_FINALIZE")
+	n.ps.Publish(t, n.topic, []byte(`{"Event":"s3:TestEvent"}`), nil)
+	n.ps.Publish(t, n.topic, []byte(`not a notification`), nil)
+	for range 7 {
+		if s := n.nextSettled(); !s.acked {
+			t.Fatalf("%+v sent back", s)
+		}
+	}
+	n.publishGCS("acme-currents", email.Key, "OBJECT_FINALIZE")
+	n.readAcked(email)
+}
+
+func TestNotificationConfigErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ conf, want string }{
+		"shard":         {"shard: 1/3", "shard cannot be used with notifications"},
+		"checkpoint":    {"checkpoint: {in_bucket: true}", "checkpoint cannot be used with notifications"},
+		"cache":         {"checkpoint: {cache: c}", "checkpoint cannot be used with notifications"},
+		"unknown queue": {"", `unknown scheme "kafka", this build opens awssqs, azuresb, gcppubsubv2, mem`},
+	} {
+		queue := "mem://topic"
+		if name == "unknown queue" {
+			queue = "kafka://group?topic=x"
+		}
+		_, err := inputOf(t, "url: file:///tmp\nnotifications: "+queue+"\n"+tc.conf, service.MockResources())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestNoticeBucketNames(t *testing.T) {
+	for url, want := range map[string]string{
+		"s3://acme?region=eu-west-1":  "acme",
+		"gs://acme":                   "acme",
+		"azblob://currents":           "currents",
+		"file:///data/acme-currents/": "acme-currents",
+		"file://./acme":               "acme",
+	} {
+		if got := noticeBucket(url); got != want {
+			t.Errorf("%s: %q, want %q", url, got, want)
+		}
+	}
+}
