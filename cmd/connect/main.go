@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
 

@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
 
@@ -20,7 +21,9 @@ import (
 var ourList = []struct{ dir, name string }{
 	{"inputs", "braze_currents"},
 	{"inputs", "braze_currents_http"},
+	{"inputs", "queue"},
 	{"metrics", "prometheus"},
+	{"outputs", "queue"},
 	{"outputs", "segment"},
 	{"scanners", "braze_currents"},
 }
