@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ type PubSub struct {
 	Addr    string // host:port, the value of PUBSUB_EMULATOR_HOST
 	Project string
 	srv     *pstest.Server
+
+	mu     sync.Mutex
+	offset time.Duration // how far Advance moved the server's clock
 }
 
 // StartPubSub starts a Pub/Sub test server, closed when the test ends.
@@ -92,4 +96,16 @@ func (p *PubSub) Deliveries(topic string, data []byte) int {
 		}
 	}
 	return n
+}
+
+// Advance moves the server's clock forward by d: the ack deadlines of the
+// messages delivered and not acknowledged pass as they would in d, so a
+// test sees the redelivery of what a killed process held without waiting
+// out the client's 60 s stream ack deadline.
+func (p *PubSub) Advance(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.offset += d
+	offset := p.offset
+	p.srv.SetTimeNowFunc(func() time.Time { return time.Now().Add(offset) })
 }
