@@ -101,4 +101,23 @@ func receive(t *testing.T, subURL string, n int) map[string]*pubsub.Message {
 	return got
 }
 
+// buildInput and buildOutput construct a component from its YAML, as a
+// stream would at start.
+func buildInput(yaml string) (*queueInput, error) {
+	conf, err := inputSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		return nil, err
+	}
+	return inputFromParsed(conf, service.MockResources())
+}
+
+func buildOutput(yaml string) (*queueOutput, error) {
+	conf, err := outputSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		return nil, err
+	}
+	out, _, _, err := outputFromParsed(conf, service.MockResources())
+	return out, err
+}
+
 func body(i int) string { return fmt.Sprintf("message-%03d", i) }

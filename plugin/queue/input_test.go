@@ -121,11 +121,7 @@ max_in_flight: 2
 // newInput is a connected input from its config, closed when the test ends.
 func newInput(t *testing.T, yaml string) *queueInput {
 	t.Helper()
-	conf, err := inputSpec().ParseYAML(yaml, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := inputFromParsed(conf, service.MockResources())
+	in, err := buildInput(yaml)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,15 +53,11 @@ logger:
 // take fails alone, named in a BatchError; the others are sent.
 func TestOutputPerMessageErrors(t *testing.T) {
 	ps := startPubSub(t)
-	conf, err := outputSpec().ParseYAML(`
-url: `+ps.TopicURL("out")+`
+	out, err := buildOutput(`
+url: ` + ps.TopicURL("out") + `
 metadata:
   include_prefixes: [ attr ]
-`, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, _, err := outputFromParsed(conf, service.MockResources())
+`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 // TestURLSchemes: a scheme not compiled in fails at start, naming the field
@@ -25,17 +23,9 @@ func TestURLSchemes(t *testing.T) {
 	} {
 		var err error
 		if c.kind == "input" {
-			conf, perr := inputSpec().ParseYAML("url: "+c.url, nil)
-			if perr != nil {
-				t.Fatal(perr)
-			}
-			_, err = inputFromParsed(conf, service.MockResources())
+			_, err = buildInput("url: " + c.url)
 		} else {
-			conf, perr := outputSpec().ParseYAML("url: "+c.url, nil)
-			if perr != nil {
-				t.Fatal(perr)
-			}
-			_, _, _, err = outputFromParsed(conf, service.MockResources())
+			_, err = buildOutput("url: " + c.url)
 		}
 		if c.ok != (err == nil) {
 			t.Errorf("%s %s: %v", c.kind, c.url, err)
@@ -55,11 +45,7 @@ func TestURLSecretsHidden(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 	// An unknown parameter: the driver's error quotes the query.
-	conf, err := outputSpec().ParseYAML(`url: "awssqs://sqs.us-east-2.amazonaws.com/1/q?region=us-east-2&bogus=1&secret_key=SEKRIT"`, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, _, err := outputFromParsed(conf, service.MockResources())
+	out, err := buildOutput(`url: "awssqs://sqs.us-east-2.amazonaws.com/1/q?region=us-east-2&bogus=1&secret_key=SEKRIT"`)
 	if err != nil {
 		t.Fatal(err)
 	}
