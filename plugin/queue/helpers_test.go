@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ type testPubSub struct {
 
 func startPubSub(t *testing.T) testPubSub {
 	t.Helper()
-	ps := testPubSub{pubsubServer, t.Name() + "-"}
+	ps := testPubSub{pubsubServer, strings.ReplaceAll(t.Name(), "/", "-") + "-"}
 	ps.CreateTopic(t, ps.prefix+"in", ps.prefix+"in-sub", 10*time.Second)
 	ps.CreateTopic(t, ps.prefix+"out", ps.prefix+"out-sub", 10*time.Second)
 	return ps

@@ -156,6 +156,12 @@ func (in *queueInput) next(ctx context.Context) (*pubsub.Message, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	in.mu.Lock()
+	closed := in.sub != sub
+	in.mu.Unlock()
+	if closed { // Close shut it down under this Receive
+		return nil, service.ErrNotConnected
+	}
 	// Receive retries what can be retried: this subscription is done, so
 	// drop it and let Connect open a new one.
 	in.log.Errorf("%v", in.url.scrub("receiving from", err))

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,22 +13,29 @@ import (
 
 // TestQueueToQueue: every message published to a Pub/Sub subscription
 // arrives once at another topic through the input and the output, with its
-// attributes (metadata both ways).
+// attributes (metadata both ways), with either Pub/Sub driver.
 func TestQueueToQueue(t *testing.T) {
+	for _, scheme := range []string{"gcppubsubv2", "gcppubsub"} {
+		t.Run(scheme, func(t *testing.T) { testQueueToQueue(t, scheme) })
+	}
+}
+
+func testQueueToQueue(t *testing.T, scheme string) {
 	ps := startPubSub(t)
 	const n = 50
 	for i := range n {
 		ps.Publish(t, "in", []byte(body(i)), map[string]string{"seq": body(i), "source": "braze"})
 	}
+	withScheme := func(u string) string { return scheme + strings.TrimPrefix(u, "gcppubsubv2") }
 	b := service.NewStreamBuilder()
 	if err := b.SetYAML(`
 input:
   queue:
-    url: ` + ps.SubscriptionURL("in-sub") + `
+    url: ` + withScheme(ps.SubscriptionURL("in-sub")) + `
     max_in_flight: 8
 output:
   queue:
-    url: ` + ps.TopicURL("out") + `
+    url: ` + withScheme(ps.TopicURL("out")) + `
     metadata:
       include_prefixes: [ seq, source ]
 logger:
