@@ -15,6 +15,7 @@ import (
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/bucket"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
 

@@ -13,6 +13,7 @@ import (
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/bucket"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
 )
 
@@ -21,8 +22,10 @@ import (
 var ourList = []struct{ dir, name string }{
 	{"inputs", "braze_currents"},
 	{"inputs", "braze_currents_http"},
+	{"inputs", "queue"},
 	{"metrics", "prometheus"},
 	{"outputs", "bucket"},
+	{"outputs", "queue"},
 	{"outputs", "segment"},
 	{"scanners", "braze_currents"},
 }

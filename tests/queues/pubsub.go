@@ -5,8 +5,10 @@
 package queues
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,15 +22,29 @@ type PubSub struct {
 	Addr    string // host:port, the value of PUBSUB_EMULATOR_HOST
 	Project string
 	srv     *pstest.Server
+
+	mu     sync.Mutex
+	offset time.Duration // how far Advance moved the server's clock
 }
 
 // StartPubSub starts a Pub/Sub test server, closed when the test ends.
 func StartPubSub(t testing.TB) *PubSub {
 	t.Helper()
+	p := NewPubSub()
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// NewPubSub starts a Pub/Sub test server for a whole test binary (from
+// TestMain): gocloud's gcppubsubv2 driver reads PUBSUB_EMULATOR_HOST once
+// per process, so the tests of one package share one server.
+func NewPubSub() *PubSub {
 	srv := pstest.NewServer()
-	t.Cleanup(func() { _ = srv.Close() })
 	return &PubSub{Addr: srv.Addr, Project: "currents-test", srv: srv}
 }
+
+// Close stops the server.
+func (p *PubSub) Close() error { return p.srv.Close() }
 
 // Env is the environment a process needs to use this server.
 func (p *PubSub) Env() []string { return []string{"PUBSUB_EMULATOR_HOST=" + p.Addr} }
@@ -67,4 +83,29 @@ func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.D
 func (p *PubSub) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
 	t.Helper()
 	_ = p.srv.Publish(fmt.Sprintf("projects/%s/topics/%s", p.Project, topic), data, attrs)
+}
+
+// Deliveries is how many times the server delivered the messages published
+// to topic with body data: more than one means a redelivery.
+func (p *PubSub) Deliveries(topic string, data []byte) int {
+	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	n := 0
+	for _, m := range p.srv.Messages() {
+		if m.Topic == name && bytes.Equal(m.Data, data) {
+			n += m.Deliveries
+		}
+	}
+	return n
+}
+
+// Advance moves the server's clock forward by d: the ack deadlines of the
+// messages delivered and not acknowledged pass as they would in d, so a
+// test sees the redelivery of what a killed process held without waiting
+// out the client's 60 s stream ack deadline.
+func (p *PubSub) Advance(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.offset += d
+	offset := p.offset
+	p.srv.SetTimeNowFunc(func() time.Time { return time.Now().Add(offset) })
 }

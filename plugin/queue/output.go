@@ -1,0 +1,180 @@
+package queue
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/pubsub"
+)
+
+const (
+	fieldMetadata = "metadata"
+	fieldBatching = "batching"
+)
+
+func outputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Services").
+		Summary("Sends messages to a queue or topic (SQS, SNS, Google Pub/Sub, Azure Service Bus, RabbitMQ) through gocloud.dev/pubsub, acknowledging each only once the queue accepted it.").
+		Description(`
+The topic is a ` + "`gocloud.dev/pubsub`" + ` URL. The schemes compiled in:
+
+` + schemesDoc(true) + `
+Any other scheme fails at start. Each driver's URL parameters and credentials are its own (see
+https://gocloud.dev/howto/pubsub/publish/): for instance ` + "`awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2`" + `,
+` + "`awssns:///arn:aws:sns:us-east-2:123456789012:mytopic?region=us-east-2`" + `, ` + "`gcppubsubv2://my-project/my-topic`" + `,
+` + "`azuresb://my-topic`" + `, ` + "`rabbit://my-exchange`" + `.
+
+Delivery is at least once: a batch is acknowledged only once every one of its messages was accepted by the
+queue; the messages that failed are reported one by one, so only they are retried (or routed by a
+` + "`fallback`" + `). The drivers batch sends to the queue themselves; ` + "`batching`" + ` and ` + "`max_in_flight`" + ` decide how
+many messages are being sent at once.
+
+Metadata is sent as message attributes only where ` + "`metadata`" + ` includes it (none by default). Queues limit
+attributes: SQS and SNS take at most 10 per message.`).
+		Field(service.NewStringField(fieldURL).
+			Description("The topic's or queue's URL, with one of the schemes above.").
+			Examples("gcppubsubv2://my-project/my-topic", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2")).
+		Field(service.NewMetadataFilterField(fieldMetadata).
+			Description("Which metadata to send as message attributes.").
+			Optional().
+			Advanced()).
+		Field(service.NewOutputMaxInFlightField()).
+		Field(service.NewBatchPolicyField(fieldBatching))
+}
+
+func init() {
+	service.MustRegisterBatchOutput("queue", outputSpec(), func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+		return outputFromParsed(conf, mgr)
+	})
+}
+
+type queueOutput struct {
+	url  *queueURL
+	meta *service.MetadataFilter // nil: no metadata sent
+	log  *service.Logger
+
+	mu    sync.RWMutex
+	topic *pubsub.Topic
+}
+
+func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (out *queueOutput, pol service.BatchPolicy, maxInFlight int, err error) {
+	raw, err := conf.FieldString(fieldURL)
+	if err != nil {
+		return
+	}
+	u, err := parseURL(fieldURL, raw, true)
+	if err != nil {
+		return
+	}
+	out = &queueOutput{url: u, log: mgr.Logger()}
+	if conf.Contains(fieldMetadata) {
+		if out.meta, err = conf.FieldMetadataFilter(fieldMetadata); err != nil {
+			return
+		}
+	}
+	if maxInFlight, err = conf.FieldMaxInFlight(); err != nil {
+		return
+	}
+	pol, err = conf.FieldBatchPolicy(fieldBatching)
+	return
+}
+
+func (o *queueOutput) Connect(ctx context.Context) error {
+	topic, err := pubsub.OpenTopic(ctx, o.url.raw)
+	if err != nil {
+		return o.url.scrub("opening topic", err)
+	}
+	o.mu.Lock()
+	o.topic = topic
+	o.mu.Unlock()
+	return nil
+}
+
+// WriteBatch sends every message at once (the driver batches them) and
+// returns once every send returned, naming the messages that failed.
+func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	o.mu.RLock()
+	topic := o.topic
+	o.mu.RUnlock()
+	if topic == nil {
+		return service.ErrNotConnected
+	}
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, msg := range batch {
+		m, err := o.toQueue(msg)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		wg.Go(func() {
+			if err := topic.Send(ctx, m); err != nil {
+				errs[i] = o.url.scrub("sending to", err)
+			}
+		})
+	}
+	wg.Wait()
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if failed == 0 {
+		return nil
+	}
+	if len(batch) == 1 {
+		return first
+	}
+	batchErr := service.NewBatchError(batch, fmt.Errorf("%d of %d messages failed, the first: %w", failed, len(batch), first))
+	for i, err := range errs {
+		if err != nil {
+			batchErr.Failed(i, err)
+		}
+	}
+	return batchErr
+}
+
+// toQueue is msg as a queue message: its body, and the metadata the filter
+// includes as attributes.
+func (o *queueOutput) toQueue(msg *service.Message) (*pubsub.Message, error) {
+	body, err := msg.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	m := &pubsub.Message{Body: body}
+	if o.meta == nil {
+		return m, nil
+	}
+	_ = o.meta.Walk(msg, func(k, v string) error {
+		if m.Metadata == nil {
+			m.Metadata = map[string]string{}
+		}
+		m.Metadata[k] = v
+		return nil
+	})
+	return m, nil
+}
+
+func (o *queueOutput) Close(ctx context.Context) error {
+	o.mu.Lock()
+	topic := o.topic
+	o.topic = nil
+	o.mu.Unlock()
+	if topic == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := topic.Shutdown(ctx); err != nil {
+		return o.url.scrub("closing topic", err)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// TestOutputBatching: messages grouped by the batching policy all reach the
+// topic.
+func TestOutputBatching(t *testing.T) {
+	ps := startPubSub(t)
+	const n = 10
+	b := service.NewStreamBuilder()
+	if err := b.SetYAML(`
+output:
+  queue:
+    url: ` + ps.TopicURL("out") + `
+    batching:
+      count: 4
+      period: 1h
+logger:
+  level: none
+`); err != nil {
+		t.Fatal(err)
+	}
+	send, err := b.AddProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runStream(t, b)
+	ctx := context.Background()
+	results := make(chan error, n)
+	for i := range n {
+		go func() { results <- send(ctx, service.NewMessage([]byte(body(i)))) }()
+	}
+	got := receive(t, ps.SubscriptionURL("out-sub"), 8)
+	// The last two wait for a third (count 4) or the period: a close of the
+	// stream flushes them, which the test does not wait for.
+	for range 8 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 8 {
+		t.Fatalf("%d messages", len(got))
+	}
+}
+
+// TestOutputPerMessageErrors: one message of a batch that the queue cannot
+// take fails alone, named in a BatchError; the others are sent.
+func TestOutputPerMessageErrors(t *testing.T) {
+	ps := startPubSub(t)
+	out, err := buildOutput(`
+url: ` + ps.TopicURL("out") + `
+metadata:
+  include_prefixes: [ attr ]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := out.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close(ctx)
+	bad := service.NewMessage([]byte(body(1)))
+	bad.MetaSetMut("attr", "\xff not UTF-8") // attributes must be UTF-8
+	batch := service.MessageBatch{service.NewMessage([]byte(body(0))), bad, service.NewMessage([]byte(body(2)))}
+	idx := batch.Index() // before the write, as a pipeline indexes its batches
+	err = out.WriteBatch(ctx, batch)
+	var batchErr *service.BatchError
+	if !errors.As(err, &batchErr) {
+		t.Fatalf("WriteBatch: %v, want a BatchError", err)
+	}
+	var failed []int
+	batchErr.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, err error) bool {
+		if err != nil {
+			failed = append(failed, i)
+		}
+		return true
+	})
+	if len(failed) != 1 || failed[0] != 1 {
+		t.Fatalf("failed messages %v, want [1]", failed)
+	}
+	got := receive(t, ps.SubscriptionURL("out-sub"), 2)
+	if got[body(0)] == nil || got[body(2)] == nil {
+		t.Fatalf("received %v", got)
+	}
+}

@@ -1,0 +1,57 @@
+package queue
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestURLSchemes: a scheme not compiled in fails at start, naming the field
+// and the schemes there are; awssns is for the output only.
+func TestURLSchemes(t *testing.T) {
+	for _, c := range []struct {
+		kind, url string
+		ok        bool
+	}{
+		{"input", "nats://subject", false},
+		{"input", "kafka://group?topic=t", false},
+		{"input", "awssns:///arn:aws:sns:us-east-2:123456789012:t?region=us-east-2", false},
+		{"output", "awssns:///arn:aws:sns:us-east-2:123456789012:t?region=us-east-2", true},
+		{"input", "gcppubsubv2://p/s", true},
+		{"output", "mem://t", true},
+		{"input", "rabbit://q", true},
+	} {
+		var err error
+		if c.kind == "input" {
+			_, err = buildInput("url: " + c.url)
+		} else {
+			_, err = buildOutput("url: " + c.url)
+		}
+		if c.ok != (err == nil) {
+			t.Errorf("%s %s: %v", c.kind, c.url, err)
+			continue
+		}
+		if err != nil && !(strings.Contains(err.Error(), "field url") && strings.Contains(err.Error(), "awssqs://, ")) {
+			t.Errorf("%s %s: %v, want the field and the schemes named", c.kind, c.url, err)
+		}
+	}
+}
+
+// TestURLSecretsHidden: neither a password nor a secret query value shows
+// in the errors, whether ours or a driver's.
+func TestURLSecretsHidden(t *testing.T) {
+	_, err := parseURL("url", "nats://user:hunter2@host/s?access_token=SEKRIT", false)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "SEKRIT") {
+		t.Fatalf("error %v", err)
+	}
+	// An unknown parameter: the driver's error quotes the query.
+	out, err := buildOutput(`url: "awssqs://sqs.us-east-2.amazonaws.com/1/q?region=us-east-2&bogus=1&secret_key=SEKRIT"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = out.Connect(context.Background())
+	if err == nil || strings.Contains(err.Error(), "SEKRIT") || !strings.Contains(err.Error(), "sqs.us-east-2.amazonaws.com/1/q") {
+		t.Fatalf("error %v", err)
+	}
+	t.Log(err)
+}

@@ -1,0 +1,142 @@
+package e2e
+
+// The queue components in the binary: Pub/Sub to Pub/Sub, the binary
+// killed mid-run and started again.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"gocloud.dev/pubsub"
+	_ "gocloud.dev/pubsub/gcppubsubv2"
+
+	"github.com/currents-connect/currents-connect/tests/queues"
+)
+
+// TestQueueKilledMidRun: n messages go from a Pub/Sub subscription through
+// the queue input and output to another topic; the binary is killed with
+// SIGKILL once a quarter arrived and started again. Every message arrives;
+// the duplicates (what the killed run had sent but not acknowledged) are
+// counted and logged. The killed run's unacknowledged messages come back
+// after the client's stream ack deadline (60 s), which the test passes by
+// moving the server's clock.
+func TestQueueKilledMidRun(t *testing.T) {
+	const n = 600
+	ps := queues.StartPubSub(t)
+	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr) // for the receiver here
+	ps.CreateTopic(t, "in", "in-sub", 10*time.Second)
+	ps.CreateTopic(t, "out", "out-sub", 10*time.Second)
+	for i := range n {
+		ps.Publish(t, "in", fmt.Appendf(nil, "event-%04d", i), map[string]string{"seq": fmt.Sprint(i)})
+	}
+	cfg := filepath.Join(t.TempDir(), "queue.yaml")
+	// The sleep paces the run so that the kill lands in its middle.
+	if err := os.WriteFile(cfg, []byte(`
+input:
+  queue:
+    url: `+ps.SubscriptionURL("in-sub")+`
+    max_in_flight: 32
+pipeline:
+  processors:
+    - sleep:
+        duration: 10ms
+output:
+  queue:
+    url: `+ps.TopicURL("out")+`
+    metadata:
+      include_prefixes: [ seq ]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	got := newArrivals(t, ps.SubscriptionURL("out-sub"))
+	first := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
+	waitFor(t, got.events, time.Minute, "a quarter of the messages", func() (bool, error) {
+		distinct, _ := got.counts()
+		return distinct >= n/4, nil
+	})
+	first.kill9()
+	atKill, _ := got.counts()
+	if atKill >= n {
+		t.Fatalf("all %d messages arrived before the kill: the test proves nothing", n)
+	}
+
+	// What the killed run held comes back once its ack deadline passed.
+	ps.Advance(time.Minute + time.Second)
+	second := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
+	waitFor(t, got.events, 2*time.Minute, fmt.Sprintf("all %d messages", n), func() (bool, error) {
+		distinct, _ := got.counts()
+		if second.exited() {
+			return false, fmt.Errorf("the pipeline exited (%v):\n%s", second.err, lastLines(second.logs(), 30))
+		}
+		return distinct == n, nil
+	})
+	distinct, total := got.counts()
+	t.Logf("%d messages, %d arrived before the kill, %d deliveries in all: %d duplicates", n, atKill, total, total-distinct)
+	if bad := got.badAttributes(); bad != "" {
+		t.Fatal(bad)
+	}
+}
+
+// arrivals receives what the pipeline sends to a subscription, counting
+// deliveries per body.
+type arrivals struct {
+	events *notifier
+	mu     sync.Mutex
+	seen   map[string]int
+	bad    string
+}
+
+func newArrivals(t *testing.T, subURL string) *arrivals {
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := pubsub.OpenSubscription(ctx, subURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &arrivals{events: newNotifier(), seen: map[string]int{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, err := sub.Receive(ctx)
+			if err != nil {
+				return
+			}
+			m.Ack()
+			a.mu.Lock()
+			a.seen[string(m.Body)]++
+			if want := "event-" + fmt.Sprintf("%04s", m.Metadata["seq"]); want != string(m.Body) && a.bad == "" {
+				a.bad = fmt.Sprintf("%q arrived with attributes %v", m.Body, m.Metadata)
+			}
+			a.mu.Unlock()
+			a.events.notify()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = sub.Shutdown(context.Background())
+	})
+	return a
+}
+
+// counts is how many distinct messages arrived, and how many deliveries.
+func (a *arrivals) counts() (distinct, total int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.seen {
+		total += c
+	}
+	return len(a.seen), total
+}
+
+func (a *arrivals) badAttributes() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.bad
+}
