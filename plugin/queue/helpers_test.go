@@ -31,16 +31,47 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// queueServer is a queue server with topics of the test's own, in and
+// out, each read through a subscription (in-sub, out-sub).
+type queueServer interface {
+	Publish(t testing.TB, topic string, data []byte, attrs map[string]string)
+	TopicURL(topic string) string
+	SubscriptionURL(sub string) string
+	// Deliveries is how many times the server delivered the messages
+	// published to topic with body data: more than one means a redelivery.
+	Deliveries(t testing.TB, topic string, data []byte) int
+	// badMessage is a message the server refuses, alone in its batch.
+	badMessage() *service.Message
+}
+
+// servers are the queue servers the tests run against, each speaking its
+// real protocol: Google's Pub/Sub test server and NATS JetStream.
+var servers = []struct {
+	name  string
+	start func(t *testing.T) queueServer
+}{
+	{"pubsub", func(t *testing.T) queueServer { return startPubSub(t) }},
+	{"nats", func(t *testing.T) queueServer { return startNATS(t) }},
+}
+
+// forEachServer runs test as a subtest against each server.
+func forEachServer(t *testing.T, test func(t *testing.T, s queueServer)) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) { test(t, srv.start(t)) })
+	}
+}
+
 // testPubSub is the shared server with names of the test's own: topics in
-// and out, each with a subscription (in-sub, out-sub).
+// and out, each with a subscription (in-sub, out-sub), through the driver
+// of scheme.
 type testPubSub struct {
 	*queues.PubSub
-	prefix string
+	prefix, scheme string
 }
 
 func startPubSub(t *testing.T) testPubSub {
 	t.Helper()
-	ps := testPubSub{pubsubServer, strings.ReplaceAll(t.Name(), "/", "-") + "-"}
+	ps := testPubSub{pubsubServer, strings.ReplaceAll(t.Name(), "/", "-") + "-", "gcppubsubv2"}
 	ps.CreateTopic(t, ps.prefix+"in", ps.prefix+"in-sub", 10*time.Second)
 	ps.CreateTopic(t, ps.prefix+"out", ps.prefix+"out-sub", 10*time.Second)
 	return ps
@@ -49,12 +80,60 @@ func startPubSub(t *testing.T) testPubSub {
 func (p testPubSub) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
 	p.PubSub.Publish(t, p.prefix+topic, data, attrs)
 }
-func (p testPubSub) TopicURL(topic string) string { return p.PubSub.TopicURL(p.prefix + topic) }
-func (p testPubSub) SubscriptionURL(sub string) string {
-	return p.PubSub.SubscriptionURL(p.prefix + sub)
+func (p testPubSub) TopicURL(topic string) string {
+	return p.scheme + strings.TrimPrefix(p.PubSub.TopicURL(p.prefix+topic), "gcppubsubv2")
 }
-func (p testPubSub) Deliveries(topic string, data []byte) int {
+func (p testPubSub) SubscriptionURL(sub string) string {
+	return p.scheme + strings.TrimPrefix(p.PubSub.SubscriptionURL(p.prefix+sub), "gcppubsubv2")
+}
+func (p testPubSub) Deliveries(_ testing.TB, topic string, data []byte) int {
 	return p.PubSub.Deliveries(p.prefix+topic, data)
+}
+
+// badMessage has an attribute that is not UTF-8: Pub/Sub refuses it.
+func (p testPubSub) badMessage() *service.Message {
+	m := service.NewMessage([]byte("bad"))
+	m.MetaSetMut("attr", "\xff not UTF-8")
+	return m
+}
+
+// testNATS is a NATS server of the test's own, the one NATS_SERVER_URL
+// names while the test runs, with streams in and out capturing the
+// subjects of the same names, each with a durable consumer (in-sub,
+// out-sub). The names start with the test's, so that a stream of an
+// earlier test still shutting down does not find them.
+type testNATS struct {
+	*queues.NATS
+	prefix string
+}
+
+func startNATS(t *testing.T) testNATS {
+	t.Helper()
+	n := testNATS{queues.StartNATS(t), strings.ReplaceAll(t.Name(), "/", "-") + "-"}
+	t.Setenv("NATS_SERVER_URL", n.URL())
+	for _, name := range []string{"in", "out"} {
+		n.CreateStream(t, n.prefix+name, n.prefix+name, n.prefix+name+"-sub", 10*time.Second)
+	}
+	return n
+}
+
+func (n testNATS) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
+	n.NATS.Publish(t, n.prefix+topic, data, attrs)
+}
+func (n testNATS) TopicURL(topic string) string { return n.NATS.TopicURL(n.prefix + topic) }
+func (n testNATS) SubscriptionURL(sub string) string {
+	return n.NATS.SubscriptionURL(n.prefix+strings.TrimSuffix(sub, "-sub"), n.prefix+sub)
+}
+
+// Deliveries counts the deliveries of the topic's consumer: the tests that
+// ask publish a single message.
+func (n testNATS) Deliveries(t testing.TB, topic string, _ []byte) int {
+	return n.NATS.Deliveries(t, n.prefix+topic, n.prefix+topic+"-sub")
+}
+
+// badMessage is bigger than the server's maximum payload (1 MiB).
+func (n testNATS) badMessage() *service.Message {
+	return service.NewMessage(make([]byte, 2<<20))
 }
 
 // runStream builds a stream from yaml and runs it until the test ends,

@@ -23,7 +23,7 @@ func inputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Services").
-		Summary("Reads messages from a queue subscription (SQS, Google Pub/Sub, Azure Service Bus, RabbitMQ) through gocloud.dev/pubsub, acknowledging each only once the pipeline delivered it.").
+		Summary("Reads messages from a queue subscription (SQS, Google Pub/Sub, Azure Service Bus, RabbitMQ, NATS JetStream) through gocloud.dev/pubsub, acknowledging each only once the pipeline delivered it.").
 		Description(`
 The subscription is a ` + "`gocloud.dev/pubsub`" + ` URL. The schemes compiled in:
 
@@ -32,7 +32,10 @@ Any other scheme fails at start. Each driver's URL parameters and credentials ar
 https://gocloud.dev/howto/pubsub/subscribe/): for instance ` + "`awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2`" + `
 with the AWS default credential chain, ` + "`gcppubsubv2://my-project/my-subscription`" + ` with application default
 credentials (or ` + "`PUBSUB_EMULATOR_HOST`" + `), ` + "`azuresb://my-topic?subscription=my-sub`" + ` with
-` + "`SERVICEBUS_CONNECTION_STRING`" + `, ` + "`rabbit://my-queue`" + ` with ` + "`RABBIT_SERVER_URL`" + `.
+` + "`SERVICEBUS_CONNECTION_STRING`" + `, ` + "`rabbit://my-queue`" + ` with ` + "`RABBIT_SERVER_URL`" + `. ` + "`nats://<stream>?consumer=<name>`" + ` (this
+module's own driver) pulls from the durable JetStream consumer of that name with explicit acks, created
+unless it exists and shared by every reader using the name; the server is ` + "`NATS_SERVER_URL`" + `'s
+(` + "`nats://127.0.0.1:4222`" + ` by default).
 
 Delivery is at least once. A message is acknowledged to the queue only once the pipeline acknowledged it
 (every output delivered it). When the pipeline rejects it (a nack, an output error), the message is nacked

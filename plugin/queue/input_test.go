@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,31 +10,33 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// TestQueueToQueue: every message published to a Pub/Sub subscription
-// arrives once at another topic through the input and the output, with its
-// attributes (metadata both ways), with either Pub/Sub driver.
+// TestQueueToQueue: every message published to a subscription arrives once
+// at another topic through the input and the output, with its attributes
+// (metadata both ways), with either Pub/Sub driver and with NATS.
 func TestQueueToQueue(t *testing.T) {
-	for _, scheme := range []string{"gcppubsubv2", "gcppubsub"} {
-		t.Run(scheme, func(t *testing.T) { testQueueToQueue(t, scheme) })
-	}
+	t.Run("gcppubsubv2", func(t *testing.T) { testQueueToQueue(t, startPubSub(t)) })
+	t.Run("gcppubsub", func(t *testing.T) {
+		ps := startPubSub(t)
+		ps.scheme = "gcppubsub"
+		testQueueToQueue(t, ps)
+	})
+	t.Run("nats", func(t *testing.T) { testQueueToQueue(t, startNATS(t)) })
 }
 
-func testQueueToQueue(t *testing.T, scheme string) {
-	ps := startPubSub(t)
+func testQueueToQueue(t *testing.T, ps queueServer) {
 	const n = 50
 	for i := range n {
 		ps.Publish(t, "in", []byte(body(i)), map[string]string{"seq": body(i), "source": "braze"})
 	}
-	withScheme := func(u string) string { return scheme + strings.TrimPrefix(u, "gcppubsubv2") }
 	b := service.NewStreamBuilder()
 	if err := b.SetYAML(`
 input:
   queue:
-    url: ` + withScheme(ps.SubscriptionURL("in-sub")) + `
+    url: ` + ps.SubscriptionURL("in-sub") + `
     max_in_flight: 8
 output:
   queue:
-    url: ` + withScheme(ps.TopicURL("out")) + `
+    url: ` + ps.TopicURL("out") + `
     metadata:
       include_prefixes: [ seq, source ]
 logger:
@@ -58,8 +59,9 @@ logger:
 
 // TestInputNackRedelivers: a message the pipeline rejects goes back to the
 // queue (the server delivers it again), and is acknowledged once delivered.
-func TestInputNackRedelivers(t *testing.T) {
-	ps := startPubSub(t)
+func TestInputNackRedelivers(t *testing.T) { forEachServer(t, testInputNackRedelivers) }
+
+func testInputNackRedelivers(t *testing.T, ps queueServer) {
 	ps.Publish(t, "in", []byte("flaky"), nil)
 	// Input and consumer only: with an output besides the consumer, the
 	// stream's broker would retry the consumer itself.
@@ -88,15 +90,16 @@ func TestInputNackRedelivers(t *testing.T) {
 		t.Fatal("the nacked message never came back")
 	}
 	// The second attempt came from the server, not a retry in the process.
-	if d := ps.Deliveries("in", []byte("flaky")); d != 2 {
+	if d := ps.Deliveries(t, "in", []byte("flaky")); d != 2 {
 		t.Fatalf("the server delivered the message %d times, want 2", d)
 	}
 }
 
 // TestInputMaxInFlight: with max_in_flight messages unacknowledged, Read
 // waits even though the queue has more; an acknowledgement frees a slot.
-func TestInputMaxInFlight(t *testing.T) {
-	ps := startPubSub(t)
+func TestInputMaxInFlight(t *testing.T) { forEachServer(t, testInputMaxInFlight) }
+
+func testInputMaxInFlight(t *testing.T, ps queueServer) {
 	for i := range 5 {
 		ps.Publish(t, "in", []byte(body(i)), nil)
 	}

@@ -19,7 +19,7 @@ func outputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Services").
-		Summary("Sends messages to a queue or topic (SQS, SNS, Google Pub/Sub, Azure Service Bus, RabbitMQ) through gocloud.dev/pubsub, acknowledging each only once the queue accepted it.").
+		Summary("Sends messages to a queue or topic (SQS, SNS, Google Pub/Sub, Azure Service Bus, RabbitMQ, NATS JetStream) through gocloud.dev/pubsub, acknowledging each only once the queue accepted it.").
 		Description(`
 The topic is a ` + "`gocloud.dev/pubsub`" + ` URL. The schemes compiled in:
 
@@ -27,7 +27,10 @@ The topic is a ` + "`gocloud.dev/pubsub`" + ` URL. The schemes compiled in:
 Any other scheme fails at start. Each driver's URL parameters and credentials are its own (see
 https://gocloud.dev/howto/pubsub/publish/): for instance ` + "`awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2`" + `,
 ` + "`awssns:///arn:aws:sns:us-east-2:123456789012:mytopic?region=us-east-2`" + `, ` + "`gcppubsubv2://my-project/my-topic`" + `,
-` + "`azuresb://my-topic`" + `, ` + "`rabbit://my-exchange`" + `.
+` + "`azuresb://my-topic`" + `, ` + "`rabbit://my-exchange`" + `, ` + "`nats://orders.created?stream=ORDERS`" + ` (this
+module's own driver: publishes to JetStream on the subject; with ` + "`stream`" + ` the stream is created for
+the subject unless it exists, without it some stream must capture the subject; the server is
+` + "`NATS_SERVER_URL`" + `'s).
 
 Delivery is at least once: a batch is acknowledged only once every one of its messages was accepted by the
 queue; the messages that failed are reported one by one, so only they are retried (or routed by a

@@ -10,8 +10,9 @@ import (
 
 // TestOutputBatching: messages grouped by the batching policy all reach the
 // topic.
-func TestOutputBatching(t *testing.T) {
-	ps := startPubSub(t)
+func TestOutputBatching(t *testing.T) { forEachServer(t, testOutputBatching) }
+
+func testOutputBatching(t *testing.T, ps queueServer) {
 	const n = 10
 	b := service.NewStreamBuilder()
 	if err := b.SetYAML(`
@@ -51,8 +52,9 @@ logger:
 
 // TestOutputPerMessageErrors: one message of a batch that the queue cannot
 // take fails alone, named in a BatchError; the others are sent.
-func TestOutputPerMessageErrors(t *testing.T) {
-	ps := startPubSub(t)
+func TestOutputPerMessageErrors(t *testing.T) { forEachServer(t, testOutputPerMessageErrors) }
+
+func testOutputPerMessageErrors(t *testing.T, ps queueServer) {
 	out, err := buildOutput(`
 url: ` + ps.TopicURL("out") + `
 metadata:
@@ -66,8 +68,7 @@ metadata:
 		t.Fatal(err)
 	}
 	defer out.Close(ctx)
-	bad := service.NewMessage([]byte(body(1)))
-	bad.MetaSetMut("attr", "\xff not UTF-8") // attributes must be UTF-8
+	bad := ps.badMessage()
 	batch := service.MessageBatch{service.NewMessage([]byte(body(0))), bad, service.NewMessage([]byte(body(2)))}
 	idx := batch.Index() // before the write, as a pipeline indexes its batches
 	err = out.WriteBatch(ctx, batch)

@@ -30,6 +30,7 @@ var schemes = []scheme{
 	{"gcppubsub", "Google Cloud Pub/Sub, through the older client library", false},
 	{"azuresb", "Azure Service Bus", false},
 	{"rabbit", "RabbitMQ (the server from `RABBIT_SERVER_URL`)", false},
+	{"nats", "NATS JetStream (the server from `NATS_SERVER_URL`)", false},
 	{"mem", "in-process topics and subscriptions, for tests", false},
 }
 

@@ -13,7 +13,7 @@ func TestURLSchemes(t *testing.T) {
 		kind, url string
 		ok        bool
 	}{
-		{"input", "nats://subject", false},
+		{"input", "pulsar://subject", false},
 		{"input", "kafka://group?topic=t", false},
 		{"input", "awssns:///arn:aws:sns:us-east-2:123456789012:t?region=us-east-2", false},
 		{"output", "awssns:///arn:aws:sns:us-east-2:123456789012:t?region=us-east-2", true},
@@ -40,7 +40,7 @@ func TestURLSchemes(t *testing.T) {
 // TestURLSecretsHidden: neither a password nor a secret query value shows
 // in the errors, whether ours or a driver's.
 func TestURLSecretsHidden(t *testing.T) {
-	_, err := parseURL("url", "nats://user:hunter2@host/s?access_token=SEKRIT", false)
+	_, err := parseURL("url", "pulsar://user:hunter2@host/s?access_token=SEKRIT", false)
 	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "SEKRIT") {
 		t.Fatalf("error %v", err)
 	}

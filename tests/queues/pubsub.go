@@ -1,7 +1,8 @@
 // Package queues runs real queue servers on loopback for tests: Google's
-// Pub/Sub test server (pstest, the gRPC API the gcppubsubv2 driver speaks).
-// Processes reach it through PUBSUB_EMULATOR_HOST, as they would the
-// official emulator.
+// Pub/Sub test server (pstest, the gRPC API the gcppubsubv2 driver speaks),
+// reached through PUBSUB_EMULATOR_HOST as the official emulator would be,
+// and a NATS server with JetStream (see nats.go), reached through
+// NATS_SERVER_URL.
 package queues
 
 import (

@@ -1,0 +1,306 @@
+package queue
+
+// A gocloud.dev/pubsub driver for NATS JetStream, registered for the scheme
+// nats. gocloud's own driver, gocloud.dev/pubsub/natspubsub, is a separate
+// module that the module proxy this build uses does not serve.
+//
+//	topic:        nats://<subject>[?stream=<name>]
+//	subscription: nats://<stream>?consumer=<durable name>
+//
+// The server is NATS_SERVER_URL's, nats://127.0.0.1:4222 by default. A topic
+// publishes to JetStream: some stream must capture the subject, and with
+// stream=NAME the topic creates that stream (capturing the subject) unless it
+// exists. A subscription pulls from a durable consumer with explicit acks,
+// created on the stream unless it exists; every subscription with the same
+// consumer name shares it, each message going to one of them. Ack acks, Nack
+// naks (the server redelivers at once), headers are metadata.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"gocloud.dev/gcerrors"
+	"gocloud.dev/pubsub"
+	"gocloud.dev/pubsub/batcher"
+	"gocloud.dev/pubsub/driver"
+)
+
+const (
+	natsScheme     = "nats"
+	natsServerEnv  = "NATS_SERVER_URL"
+	natsDefaultURL = "nats://127.0.0.1:4222"
+	// natsWait bounds one wait of ReceiveBatch for a message when none is
+	// waiting: gocloud calls it again at once after an empty batch.
+	natsWait = time.Second
+)
+
+func init() {
+	pubsub.DefaultURLMux().RegisterTopic(natsScheme, natsOpener{})
+	pubsub.DefaultURLMux().RegisterSubscription(natsScheme, natsOpener{})
+}
+
+type natsOpener struct{}
+
+// natsConnect connects to NATS_SERVER_URL's server. Its errors name the
+// server without its user and password.
+func natsConnect() (*nats.Conn, jetstream.JetStream, error) {
+	server := os.Getenv(natsServerEnv)
+	if server == "" {
+		server = natsDefaultURL
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is not a URL", natsServerEnv)
+	}
+	u.User = nil
+	nc, err := nats.Connect(server, nats.Name("currents-connect"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", u, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("JetStream at %s: %w", u, err)
+	}
+	return nc, js, nil
+}
+
+func (natsOpener) OpenTopicURL(ctx context.Context, u *url.URL) (*pubsub.Topic, error) {
+	subject := natsName(u)
+	stream, err := natsParam(u, "stream")
+	if err != nil {
+		return nil, fmt.Errorf("nats topic %s: %w", subject, err)
+	}
+	if subject == "" {
+		return nil, errors.New("nats topic: no subject (nats://<subject>)")
+	}
+	nc, js, err := natsConnect()
+	if err != nil {
+		return nil, fmt.Errorf("nats topic %s: %w", subject, err)
+	}
+	if stream != "" {
+		if _, err := js.Stream(ctx, stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject}})
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				nc.Close()
+				return nil, fmt.Errorf("nats topic %s: creating stream %s: %w", subject, stream, err)
+			}
+		} else if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("nats topic %s: stream %s: %w", subject, stream, err)
+		}
+	}
+	// One message a batch: a message that fails fails alone; up to 100
+	// are sent at once.
+	return pubsub.NewTopic(&natsTopic{nc: nc, js: js, subject: subject},
+		&batcher.Options{MaxBatchSize: 1, MaxHandlers: 100}), nil
+}
+
+func (natsOpener) OpenSubscriptionURL(ctx context.Context, u *url.URL) (*pubsub.Subscription, error) {
+	stream := natsName(u)
+	name, err := natsParam(u, "consumer")
+	if err != nil {
+		return nil, fmt.Errorf("nats subscription %s: %w", stream, err)
+	}
+	if stream == "" || name == "" {
+		return nil, fmt.Errorf("nats subscription %q: want nats://<stream>?consumer=<durable name>", stream)
+	}
+	nc, js, err := natsConnect()
+	if err != nil {
+		return nil, fmt.Errorf("nats subscription %s: %w", stream, err)
+	}
+	cons, err := js.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable: name, AckPolicy: jetstream.AckExplicitPolicy,
+		})
+		if errors.Is(err, jetstream.ErrConsumerExists) { // another subscription won the race
+			cons, err = js.Consumer(ctx, stream, name)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats subscription %s consumer %s: %w", stream, name, err)
+	}
+	return pubsub.NewSubscription(&natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name}, nil, nil), nil
+}
+
+// natsName is the subject or stream the URL names: its host and path.
+func natsName(u *url.URL) string {
+	if u.Path == "" {
+		return u.Host
+	}
+	return path.Join(u.Host, u.Path)
+}
+
+// natsParam is the value of the URL's one query parameter, name; any other
+// is an error.
+func natsParam(u *url.URL, name string) (string, error) {
+	q := u.Query()
+	v := q.Get(name)
+	q.Del(name)
+	for k := range q {
+		return "", fmt.Errorf("unknown query parameter %q (only %s)", k, name)
+	}
+	return v, nil
+}
+
+type natsTopic struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subject string
+}
+
+func (t *natsTopic) SendBatch(ctx context.Context, ms []*driver.Message) error {
+	for _, m := range ms {
+		msg := &nats.Msg{Subject: t.subject, Data: m.Body}
+		if len(m.Metadata) > 0 {
+			msg.Header = nats.Header{}
+			for k, v := range m.Metadata {
+				msg.Header.Set(k, v)
+			}
+		}
+		if m.BeforeSend != nil {
+			if err := m.BeforeSend(natsAs(msg)); err != nil {
+				return err
+			}
+		}
+		ack, err := t.js.PublishMsg(ctx, msg)
+		if err != nil {
+			return fmt.Errorf("publishing to nats subject %s: %w", t.subject, err)
+		}
+		if m.AfterSend != nil {
+			if err := m.AfterSend(natsAs(ack)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// natsAs is an As function that fills a pointer to v's type.
+func natsAs[T any](v T) func(any) bool {
+	return func(i any) bool {
+		p, ok := i.(*T)
+		if ok {
+			*p = v
+		}
+		return ok
+	}
+}
+
+// Publishing is not retried here: the pipeline retries what failed.
+func (t *natsTopic) IsRetryable(error) bool                 { return false }
+func (t *natsTopic) As(i any) bool                          { return natsAs(t.nc)(i) }
+func (t *natsTopic) ErrorAs(err error, i any) bool          { return errors.As(err, i) }
+func (t *natsTopic) ErrorCode(err error) gcerrors.ErrorCode { return natsErrorCode(err) }
+func (t *natsTopic) Close() error                           { t.nc.Close(); return nil }
+
+type natsSubscription struct {
+	nc               *nats.Conn
+	cons             jetstream.Consumer
+	stream, consumer string
+}
+
+// ReceiveBatch takes the messages waiting, up to maxMessages, or else waits
+// up to natsWait for one.
+func (s *natsSubscription) ReceiveBatch(ctx context.Context, maxMessages int) ([]*driver.Message, error) {
+	batch, err := s.cons.FetchNoWait(maxMessages)
+	if err != nil {
+		return nil, s.errorf(err)
+	}
+	ms, err := s.collect(batch)
+	if len(ms) > 0 || err != nil {
+		return ms, err
+	}
+	wait, cancel := context.WithTimeout(ctx, natsWait)
+	defer cancel()
+	batch, err = s.cons.Fetch(1, jetstream.FetchContext(wait))
+	if err != nil {
+		return nil, s.errorf(err)
+	}
+	return s.collect(batch)
+}
+
+func (s *natsSubscription) collect(batch jetstream.MessageBatch) ([]*driver.Message, error) {
+	var ms []*driver.Message
+	for msg := range batch.Messages() {
+		dm := &driver.Message{Body: msg.Data(), AckID: msg, AsFunc: natsAs(msg)}
+		if meta, err := msg.Metadata(); err == nil {
+			dm.LoggableID = fmt.Sprintf("%s/%d", s.stream, meta.Sequence.Stream)
+		}
+		for k, vs := range msg.Headers() {
+			if len(vs) > 0 {
+				if dm.Metadata == nil {
+					dm.Metadata = map[string]string{}
+				}
+				dm.Metadata[k] = vs[0]
+			}
+		}
+		ms = append(ms, dm)
+	}
+	if err := batch.Error(); err != nil && len(ms) == 0 &&
+		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, s.errorf(err)
+	}
+	return ms, nil
+}
+
+func (s *natsSubscription) errorf(err error) error {
+	return fmt.Errorf("nats stream %s consumer %s: %w", s.stream, s.consumer, err)
+}
+
+func (s *natsSubscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	return s.each(ids, jetstream.Msg.Ack)
+}
+
+func (s *natsSubscription) CanNack() bool { return true }
+
+// SendNacks naks: the server redelivers the messages, possibly to another
+// subscription of the consumer.
+func (s *natsSubscription) SendNacks(_ context.Context, ids []driver.AckID) error {
+	return s.each(ids, jetstream.Msg.Nak)
+}
+
+func (s *natsSubscription) each(ids []driver.AckID, f func(jetstream.Msg) error) error {
+	var errs []error
+	for _, id := range ids {
+		if err := f(id.(jetstream.Msg)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s.errorf(err)
+	}
+	return nil
+}
+
+func (s *natsSubscription) IsRetryable(error) bool        { return false }
+func (s *natsSubscription) As(i any) bool                 { return natsAs(s.cons)(i) }
+func (s *natsSubscription) ErrorAs(err error, i any) bool { return errors.As(err, i) }
+func (s *natsSubscription) ErrorCode(err error) gcerrors.ErrorCode {
+	return natsErrorCode(err)
+}
+func (s *natsSubscription) Close() error { s.nc.Close(); return nil }
+
+func natsErrorCode(err error) gcerrors.ErrorCode {
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return gcerrors.NotFound
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
+		return gcerrors.InvalidArgument
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return gcerrors.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return gcerrors.Canceled
+	}
+	return gcerrors.Unknown
+}

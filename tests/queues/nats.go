@@ -1,0 +1,109 @@
+package queues
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATS is a running NATS server with JetStream, in process on loopback.
+// Processes reach it through NATS_SERVER_URL (the nats scheme's driver).
+type NATS struct {
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// StartNATS starts a NATS server on a random loopback port with JetStream
+// stored in a temporary directory, stopped when the test ends.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &NATS{srv: srv, nc: nc, js: js}
+}
+
+// URL is the server's client URL, nats://127.0.0.1:<port>.
+func (n *NATS) URL() string { return n.srv.ClientURL() }
+
+// Env is the environment a process needs to use this server.
+func (n *NATS) Env() []string { return []string{"NATS_SERVER_URL=" + n.URL()} }
+
+// TopicURL and SubscriptionURL are gocloud.dev/pubsub URLs (nats): a
+// subject, and a stream's durable consumer.
+func (n *NATS) TopicURL(subject string) string { return "nats://" + subject }
+
+func (n *NATS) SubscriptionURL(stream, consumer string) string {
+	return "nats://" + stream + "?consumer=" + consumer
+}
+
+// CreateStream creates a stream capturing subject, and a durable pull
+// consumer on it with explicit acks and ackWait (how long an unacknowledged
+// message waits before redelivery) unless consumer is empty.
+func (n *NATS) CreateStream(t testing.TB, stream, subject, consumer string, ackWait time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := n.js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject}}); err != nil {
+		t.Fatal(err)
+	}
+	if consumer == "" {
+		return
+	}
+	if _, err := n.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: consumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Publish publishes one message with headers to a subject, through
+// JetStream: it returns once a stream stored it.
+func (n *NATS) Publish(t testing.TB, subject string, data []byte, headers map[string]string) {
+	t.Helper()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	for k, v := range headers {
+		msg.Header.Set(k, v)
+	}
+	if _, err := n.js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Deliveries is how many deliveries the stream's consumer made, the
+// redeliveries included: with one message published, more than one means
+// the server redelivered it.
+func (n *NATS) Deliveries(t testing.TB, stream, consumer string) int {
+	t.Helper()
+	c, err := n.js.Consumer(context.Background(), stream, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.Delivered.Consumer)
+}
