@@ -3,11 +3,12 @@
 package deadletter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"strings"
 	"testing"
 )
 
@@ -21,9 +22,9 @@ type Letter struct {
 	Source    string // the object key
 }
 
-// Read reads the file at path; none if it does not exist (yet). A line that
-// is not JSON fails the test, unless tolerant: a run killed mid-write can
-// leave a cut last line.
+// Read reads the file at path; none if it does not exist (yet). What is not
+// JSON fails the test, unless tolerant: a run killed mid-write can leave a
+// cut last value.
 func Read(t testing.TB, path string, tolerant bool) []Letter {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -34,10 +35,11 @@ func Read(t testing.TB, path string, tolerant bool) []Letter {
 		t.Fatal(err)
 	}
 	var out []Letter
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	// Values one after the other, not lines: the file output writes a line
+	// and its newline in two writes, and a SIGKILL between them glues the
+	// next run's first line to it.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
 		var d struct {
 			Error     any            `json:"error"`
 			EventType any            `json:"event_type"`
@@ -45,11 +47,13 @@ func Read(t testing.TB, path string, tolerant bool) []Letter {
 			MessageID string         `json:"messageId"`
 			Message   map[string]any `json:"message"`
 		}
-		if err := json.Unmarshal([]byte(line), &d); err != nil {
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
 			if tolerant {
-				continue
+				break // a run killed mid-write can leave a cut last value
 			}
-			t.Fatalf("dead letter %q is not JSON: %v", line, err)
+			t.Fatalf("dead letter file %s is not JSON values: %v", path, err)
 		}
 		// A call carries the event id as messageId; an event that could not
 		// be mapped is there as it came, with its id.

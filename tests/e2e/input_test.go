@@ -1,9 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,11 +70,16 @@ func TestKill9ThenResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	lines := bufio.NewScanner(f)
-	for lines.Scan() {
+	// The file output writes a message and its newline in two writes: a
+	// SIGKILL between them glues the next run's first line to it. So read
+	// JSON values one after the other rather than line by line.
+	dec := json.NewDecoder(f)
+	for {
 		var ev struct{ ID, Key string }
-		if json.Unmarshal(lines.Bytes(), &ev) != nil {
-			continue // a line cut by SIGKILL
+		if err := dec.Decode(&ev); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("reading %s: %v", outPath, err)
 		}
 		seen[ev.ID]++
 		keysSeen[ev.Key]++
