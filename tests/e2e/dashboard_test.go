@@ -153,7 +153,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 91,
-		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.CustomEvent"}})
+		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.liveactivity.UpdateTokenChange"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 71,
-		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.CustomEvent"}})
+		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.liveactivity.UpdateTokenChange"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		`braze_currents_events_read{event_type="users.messages.email.Send",label="",path="root.input"} 10`,
 		`braze_currents_objects_done{label="",path="root.input"} 3`,
 		`braze_currents_checkpoint_lag_seconds{`,
-		`currents_events_in{event_type="users.behaviors.CustomEvent",`,
+		`currents_events_in{event_type="users.behaviors.liveactivity.UpdateTokenChange",`,
 		`currents_events_mapped{event_type="users.messages.sms.Delivery",`,
 		`segment_calls_sent{label="",path="root.output.fallback.0.reject_errored"} 20`,
 		`segment_requests{label="",path="root.output.fallback.0.reject_errored",status="200"}`,
@@ -121,7 +121,7 @@ func startWatchingPipeline(t *testing.T, bucketURL string, srv *segmentapi.Serve
 	admin := freeAddr(t)
 	env := pipelineEnv(bucketURL, srv, filepath.Join(dir, "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true",
 		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=100ms", "CONNECT_HTTP_ADDRESS="+admin,
-		"BRAZE_EVENT_TYPES=users.messages.*,users.behaviors.CustomEvent")
+		"BRAZE_EVENT_TYPES=users.messages.*,users.behaviors.liveactivity.UpdateTokenChange")
 	p := startConnect(t, repoRoot, env, nil, append([]string{"-c", shippedConfig}, args...)...)
 	return admin, p
 }
