@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,11 +51,13 @@ func (w *batchWait) settle(i int, err error) {
 	}
 }
 
-// dispatcher owns the queue of calls and the requests in flight.
+// dispatcher owns the queue of calls of one write key and its requests in
+// flight.
 type dispatcher struct {
-	s           *sender
-	ctx         context.Context // cancelled when the output closes
-	maxRequests int
+	s             *sender
+	authorization string // the write key's Basic auth header
+	label         string // what the key serves, for messages: never the key
+	maxRequests   int
 
 	mu           sync.Mutex
 	queue        []*callRef
@@ -65,8 +66,8 @@ type dispatcher struct {
 	down         error     // set while Segment is unreachable or refuses the key
 }
 
-func newDispatcher(ctx context.Context, s *sender, maxRequests int) *dispatcher {
-	return &dispatcher{s: s, ctx: ctx, maxRequests: maxRequests}
+func newDispatcher(s *sender, authorization string, maxRequests int) *dispatcher {
+	return &dispatcher{s: s, authorization: authorization, maxRequests: maxRequests}
 }
 
 // submit queues calls and starts requests while there are free slots. Calls
@@ -122,7 +123,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 	}
 	policy := d.s.newBackOff()
 	for attempt := 0; ; attempt++ {
-		res := d.s.post(d.ctx, body)
+		res := d.s.post(d.s.closing, d.authorization, body)
 		ok, transient := statusClass(res.status)
 		switch {
 		case res.err == nil && ok:
@@ -130,13 +131,13 @@ func (d *dispatcher) deliver(calls []*callRef) {
 			settleAll(calls, nil)
 			return
 		case res.err == nil && refusesKey(res.status):
-			settleAll(calls, d.markDown(d.s.refusedKey(res)))
+			settleAll(calls, d.markDown(d.refusedKey(res)))
 			return
 		case res.err == nil && !transient:
 			d.rejected(calls, res)
 			return
 		}
-		if d.ctx.Err() != nil {
+		if d.s.closing.Err() != nil {
 			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"})
 			return
 		}
@@ -157,7 +158,7 @@ func (d *dispatcher) deliver(calls []*callRef) {
 		d.s.log.Debugf("Segment request failed (%v), retrying in %v", failure, wait)
 		select {
 		case <-time.After(wait):
-		case <-d.ctx.Done():
+		case <-d.s.closing.Done():
 			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed while waiting to retry: " + failure.Error()})
 			return
 		}
@@ -240,9 +241,9 @@ func (d *dispatcher) up() {
 }
 
 // refusedKey is the error of a request whose key or endpoint Segment refused.
-func (s *sender) refusedKey(res postResult) *CallError {
+func (d *dispatcher) refusedKey(res postResult) *CallError {
 	return &CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-		"Segment at %s refused the write key (HTTP %d): check the key and its region; calls are held until it works: %s", s.where, res.status, res.detail)}
+		"Segment at %s refused %s (HTTP %d): check the key and its region; calls are held until it works: %s", d.s.where, d.label, res.status, res.detail)}
 }
 
 // refusesKey statuses blame the write key or the endpoint, not the calls:

@@ -14,6 +14,9 @@ const (
 	CauseRejected  = "rejected"  // Segment answered with a permanent error status
 	CauseTransient = "transient" // still failing after the configured retries
 	CauseShutdown  = "shutdown"  // the output closed before Segment answered
+	// CauseNoWriteKey: write_keys has no key for the call's route and there
+	// is no default write_key; never sent.
+	CauseNoWriteKey = "no_write_key"
 	// CauseUnreachable: no request accepted for unreachable_after. The batch
 	// is handed back to Connect as not connected, which marks the output down
 	// (so /ready reports it) and retries once Segment answers.

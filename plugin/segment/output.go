@@ -2,11 +2,12 @@ package segment
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,8 @@ import (
 
 const (
 	fieldWriteKey       = "write_key"
+	fieldWriteKeys      = "write_keys"
+	fieldRoute          = "route"
 	fieldRegion         = "region"
 	fieldEndpoint       = "endpoint"
 	fieldMaxCalls       = "max_calls_per_request"
@@ -76,6 +79,12 @@ held, never dead-lettered. The output logs one error naming the endpoint (never 
 Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same
 way until a probe (an empty batch, which Segment accepts and ignores) gets an answer.
 
+One pipeline can feed several Segment sources: `+"`write_keys`"+` names a write key per route (say, per Braze
+app group), and each call goes under the key of its `+"`route`"+`, else under `+"`write_key`"+`. Each key has its
+own requests and in-flight slots. A call whose route has no key, with no `+"`write_key`"+` either, fails for good
+(cause `+"`no_write_key`"+`, naming the route) for the dead letter output. A refused key takes the output down as
+above, whichever route it serves: every call is held until it works, and the error names the route, never the key.
+
 When it closes, the output logs one summary line at level warn (so that it shows at any level): the calls sent
 (printed, in dry run), those that failed, by cause (what a `+"`fallback`"+` routes to its dead letter output), and
 those unconfirmed at shutdown (nacked, so delivered again). With the summary of a one-pass `+"`braze_currents`"+` input,
@@ -84,7 +93,7 @@ the events read and counted in neither are those the mapping filtered out.
 == Metrics
 
 - `+"`segment_calls_sent`"+`: calls Segment accepted.
-- `+"`segment_calls_failed`"+` (label `+"`cause`"+`: invalid, too_large, rejected, transient, shutdown).
+- `+"`segment_calls_failed`"+` (label `+"`cause`"+`: invalid, too_large, rejected, no_write_key, transient, shutdown).
   Calls held while Segment is down or refuses the key are not failures.
 - `+"`segment_batches`"+`: batches written.
 - `+"`segment_requests`"+` (label `+"`status`"+`: the HTTP status, or error) and `+"`segment_request_latency_ns`"+`.
@@ -92,8 +101,14 @@ the events read and counted in neither are those the mapping filtered out.
 `).
 		Fields(
 			service.NewStringField(fieldWriteKey).
-				Description("The write key of the Segment source. Keep it out of config files: `${SEGMENT_WRITE_KEY}`.").
+				Description("The write key of the Segment source; with `write_keys`, the default one, for calls whose route has no key of its own (empty: such calls fail, for the dead letter output). Keep it out of config files: `${SEGMENT_WRITE_KEY}`.").
 				Secret().Default(""),
+			service.NewStringField(fieldWriteKeys).
+				Description("Several Segment sources from one pipeline: write keys by route, `route=key,route=key` (in the shipped configs, `SEGMENT_WRITE_KEYS` with Braze app group ids as routes). Each call goes under the key of its `route`, else under `write_key`. Requests carry the calls of one key only. Empty: every call goes under `write_key`.").
+				Secret().Default("").Example("6f1e0c2b9a8d7e6f5a4b3c2d="+"<write key>,0a1b2c3d4e5f6a7b8c9d0e1f="+"<write key>"),
+			service.NewInterpolatedStringField(fieldRoute).
+				Description("The route of a call, to find its write key in `write_keys` (read only when `write_keys` is set). The default is the Braze app group of the event: the call's `properties.app_group_id` (Braze's set holds it for 48 of its 50 types) or, for the others, the Currents integration the event came from (`braze_integration_id` metadata, from the storage inputs).").
+				Default(`${! this.properties.app_group_id.or(@braze_integration_id).or("") }`).Advanced(),
 			// A string with a lint rule rather than an enum: the enum's lint
 			// error names neither the field nor the allowed values.
 			service.NewStringField(fieldRegion).
@@ -172,14 +187,25 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 			where = fmt.Sprintf("%s (endpoint set, region %s)", endpoint, region)
 		}
 	}
+	keyList, err := conf.FieldString(fieldWriteKeys)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := parseWriteKeys(keyList)
+	if err != nil {
+		return nil, err
+	}
+	route, err := conf.FieldInterpolatedString(fieldRoute)
+	if err != nil {
+		return nil, err
+	}
 	s := &sender{
-		endpoint:      strings.TrimSuffix(endpoint, "/"),
-		where:         where,
-		clock:         clockwork.NewRealClock(),
-		authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte(writeKey+":")),
-		scrub:         newScrubber(writeKey),
-		log:           mgr.Logger(),
-		metrics:       newMetrics(mgr.Metrics()),
+		endpoint: strings.TrimSuffix(endpoint, "/"),
+		where:    where,
+		clock:    clockwork.NewRealClock(),
+		scrub:    newScrubber(append(slices.Collect(maps.Values(routes)), writeKey)...),
+		log:      mgr.Logger(),
+		metrics:  newMetrics(mgr.Metrics()),
 	}
 	if s.maxCalls, err = conf.FieldInt(fieldMaxCalls); err != nil {
 		return nil, err
@@ -215,10 +241,11 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		if out.dryRunPath, err = conf.FieldString(fieldDryRunPath); err != nil {
 			return nil, err
 		}
-	} else if writeKey == "" {
-		return nil, fmt.Errorf("%s is required (or set %s: true to preview without sending)", fieldWriteKey, fieldDryRun)
+	} else if writeKey == "" && len(routes) == 0 {
+		return nil, fmt.Errorf("%s (or %s) is required (or set %s: true to preview without sending)", fieldWriteKey, fieldWriteKeys, fieldDryRun)
 	}
 	out.dryRun = dryRun
+	s.routes = newRouter(s, maxRequests, writeKey, routes, route)
 	// Connections are kept alive and shared by every batch in flight.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxRequests * 2
@@ -260,10 +287,10 @@ func (o *output) Connect(ctx context.Context) error {
 	}
 	if o.closing == nil {
 		o.closing, o.stop = context.WithCancel(context.Background())
-		o.s.d = newDispatcher(o.closing, o.s, o.maxRequests)
+		o.s.closing = o.closing
 		return nil
 	}
-	if !o.dryRun && o.s.d.downErr() != nil {
+	if !o.dryRun && o.s.routes.downErr() != nil {
 		return o.s.awaitUp(ctx)
 	}
 	return nil
@@ -312,7 +339,7 @@ func (o *output) runSummary() string {
 	fmt.Fprintf(&b, ", %d unconfirmed at shutdown. Failed calls go to the dead letter output where a fallback routes them"+
 		" (the shipped configs do), unconfirmed ones back to the input to deliver again", o.unconfirmed.Load())
 	var down *CallError
-	if o.closing != nil && errors.As(o.s.d.downErr(), &down) {
+	if o.closing != nil && errors.As(o.s.routes.downErr(), &down) {
 		// Batches held for Segment are not counted here: the pipeline nacks them.
 		fmt.Fprintf(&b, "; Segment was not taking calls (%s), so the calls held for it were not sent either", down.Cause)
 		return b.String()

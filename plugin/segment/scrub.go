@@ -5,16 +5,18 @@ import (
 	"strings"
 )
 
-// scrubber removes the write key, plain or in a Basic auth header, from text
-// that may reach logs or errors (say, a proxy echoing the request).
+// scrubber removes the write keys, plain or in a Basic auth header, from
+// text that may reach logs or errors (say, a proxy echoing the request).
 type scrubber struct{ secrets []string }
 
-func newScrubber(writeKey string) scrubber {
-	if writeKey == "" {
-		return scrubber{}
+func newScrubber(writeKeys ...string) scrubber {
+	var s scrubber
+	for _, key := range writeKeys {
+		if key != "" {
+			s.secrets = append(s.secrets, base64.StdEncoding.EncodeToString([]byte(key+":")), key)
+		}
 	}
-	basic := base64.StdEncoding.EncodeToString([]byte(writeKey + ":"))
-	return scrubber{secrets: []string{basic, writeKey}}
+	return s
 }
 
 func (s scrubber) clean(text string) string {

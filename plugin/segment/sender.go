@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,12 +19,11 @@ import (
 )
 
 // sender holds what every batch shares: the keep-alive HTTP client, the
-// retry policy, the dispatcher and the metrics.
+// retry policy, the dispatchers (one per write key) and the metrics.
 type sender struct {
 	client           *http.Client
 	endpoint         string
 	where            string // the endpoint and region, for messages
-	authorization    string
 	maxCalls         int
 	requestTimeout   time.Duration
 	maxRetries       int
@@ -34,7 +34,8 @@ type sender struct {
 	log              *service.Logger
 	metrics          metrics
 	clock            clockwork.Clock // decides how long Segment has been failing; fake in tests
-	d                *dispatcher
+	routes           *router
+	closing          context.Context // cancelled when the output closes: requests and retries stop
 }
 
 func (s *sender) newBackOff() backoff.BackOff {
@@ -52,21 +53,35 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	s.metrics.batches.Incr(1)
 	wait := newBatchWait(len(batch))
 	refs := make([]callRef, len(batch)) // one allocation for the batch's calls
-	calls := make([]*callRef, 0, len(batch))
+	// The calls of each write key, in the order of s.routes.all.
+	byKey := make([][]*callRef, len(s.routes.all))
+	pending := 0
 	for i, msg := range batch {
 		wire, err := messageCall(msg)
+		var d *dispatcher
+		if err == nil {
+			d, err = s.routes.pick(msg)
+		}
 		if err != nil {
 			wait.errs[i] = err
 			continue
 		}
 		refs[i] = callRef{wire: wire, wait: wait, index: i}
-		calls = append(calls, &refs[i])
+		k := slices.Index(s.routes.all, d)
+		if byKey[k] == nil {
+			byKey[k] = make([]*callRef, 0, len(batch)-i)
+		}
+		byKey[k] = append(byKey[k], &refs[i])
+		pending++
 	}
-	wait.pending = len(calls)
-	if len(calls) == 0 {
+	wait.pending = pending
+	if pending == 0 {
 		close(wait.done)
-	} else {
-		s.d.submit(calls)
+	}
+	for k, calls := range byKey {
+		if len(calls) > 0 {
+			s.routes.all[k].submit(calls)
+		}
 	}
 	select {
 	case <-wait.done:
@@ -178,20 +193,33 @@ func (s *sender) requestBody(body []byte, calls []*callRef) []byte {
 	return append(body, `"}`...)
 }
 
-// awaitUp probes Segment until it answers (and accepts the key), with the
-// output's backoff. Connect blocks here rather than failing, so that the
-// error that took the output down is logged once, not at every probe.
+// awaitUp probes Segment until it takes calls again under every write key
+// it was not taking (and accepts them), with the output's backoff. Connect
+// blocks here rather than failing, so that the error that took the output
+// down is logged once, not at every probe.
 func (s *sender) awaitUp(ctx context.Context) error {
-	policy := s.newBackOff()
+	for _, d := range s.routes.all {
+		if d.downErr() == nil {
+			continue
+		}
+		if err := d.awaitUp(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *dispatcher) awaitUp(ctx context.Context) error {
+	policy := d.s.newBackOff()
 	for {
-		err := s.probe(ctx)
+		err := d.probe(ctx)
 		if err == nil {
 			return nil
 		}
-		s.log.Debugf("Probing Segment: %v", err)
+		d.s.log.Debugf("Probing Segment: %v", err)
 		wait := policy.NextBackOff()
 		if wait == backoff.Stop {
-			wait = s.backoff.MaxInterval
+			wait = d.s.backoff.MaxInterval
 		}
 		select {
 		case <-time.After(wait):
@@ -204,27 +232,27 @@ func (s *sender) awaitUp(ctx context.Context) error {
 // probe asks Segment for an answer with an empty batch, which it accepts
 // and ignores. After an outage any answer from its API will do; after the
 // key was refused, only an acceptance.
-func (s *sender) probe(ctx context.Context) error {
-	down := s.d.downErr()
-	res := s.post(ctx, []byte(`{"batch":[]}`))
+func (d *dispatcher) probe(ctx context.Context) error {
+	down := d.downErr()
+	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
 	ok, _ := statusClass(res.status)
 	answered := res.err == nil && !gatewayDown(res.status) && res.status < 500
 	var ce *CallError
 	if ok || (answered && !refusesKey(res.status) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
-		s.d.up()
+		d.up()
 		if down != nil {
-			s.log.Infof("Segment at %s answers again: sending", s.where)
+			d.s.log.Infof("Segment at %s takes calls under %s again: sending", d.s.where, d.label)
 		}
 		return nil
 	}
 	if res.err != nil {
-		return fmt.Errorf("segment at %s is unreachable: %s", s.where, res.detail)
+		return fmt.Errorf("segment at %s is unreachable: %s", d.s.where, res.detail)
 	}
 	if refusesKey(res.status) {
 		// Found by a probe after an outage, the refusal is news: logged once.
-		ce := s.refusedKey(res)
-		s.d.markDown(ce)
+		ce := d.refusedKey(res)
+		d.markDown(ce)
 		return ce
 	}
-	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", s.where, res.status, res.detail)
+	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", d.s.where, res.status, res.detail)
 }

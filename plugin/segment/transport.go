@@ -23,7 +23,7 @@ type postResult struct {
 
 // post sends one request. It always drains and closes the response body, so
 // that keep-alive connections are reused instead of opened per request.
-func (s *sender) post(ctx context.Context, body []byte) postResult {
+func (s *sender) post(ctx context.Context, authorization string, body []byte) postResult {
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
 	reader := &closeWaiter{Reader: bytes.NewReader(body), closed: make(chan struct{})}
@@ -36,7 +36,7 @@ func (s *sender) post(ctx context.Context, body []byte) postResult {
 	// only once it closed the body, which it always does.
 	defer reader.wait()
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", s.authorization)
+	req.Header.Set("Authorization", authorization)
 	req.Header.Set("User-Agent", userAgent)
 	start := time.Now()
 	res, err := s.client.Do(req)

@@ -96,7 +96,7 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for yaml, want := range map[string]string{
-		`region: us`: "write_key is required",
+		`region: us`: "write_key (or write_keys) is required",
 		`{write_key: k, max_calls_per_request: 2501}`: "between 1 and 2500",
 		`{write_key: k, max_calls_per_request: 0}`:    "between 1 and 2500",
 	} {

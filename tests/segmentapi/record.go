@@ -37,6 +37,7 @@ type records struct {
 type keptCall struct {
 	raw         []byte
 	impliedType string // the single-call path's type, filled in if absent
+	writeKey    string // the key it came under
 }
 
 // arenaChunk is the size of the blocks kept calls are copied into, so that
@@ -50,11 +51,11 @@ func (r *records) clear() {
 // add records accepted calls (ids[i] is calls[i]'s messageId, "" when it has
 // none), keeping their JSON unless keep is false. Calls without a messageId
 // take no part in dedup counting (Segment would assign them one).
-func (r *records) add(calls []scannedCall, impliedType string, ids []string, keep bool) {
+func (r *records) add(calls []scannedCall, impliedType, writeKey string, ids []string, keep bool) {
 	for i := range calls {
 		r.stats.Accepted++
 		if keep {
-			r.kept = append(r.kept, keptCall{raw: r.copyRaw(calls[i].raw), impliedType: impliedType})
+			r.kept = append(r.kept, keptCall{raw: r.copyRaw(calls[i].raw), impliedType: impliedType, writeKey: writeKey})
 		}
 		if ids[i] != "" {
 			r.counts[ids[i]]++ // one map operation: duplicates are derived
@@ -100,6 +101,16 @@ func (sc *scratch) messageIDs(calls []scannedCall) []string {
 // It panics on a server started WithRecordIDsOnly, which keeps no calls:
 // an empty answer there would read as "nothing arrived".
 func (s *Server) Accepted() []Call {
+	return s.accepted(func(keptCall) bool { return true })
+}
+
+// AcceptedUnder returns the calls accepted under writeKey (see WithWriteKeys)
+// in arrival order, duplicates included.
+func (s *Server) AcceptedUnder(writeKey string) []Call {
+	return s.accepted(func(k keptCall) bool { return k.writeKey == writeKey })
+}
+
+func (s *Server) accepted(keep func(keptCall) bool) []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.cfg.keepCalls() {
@@ -108,7 +119,13 @@ func (s *Server) Accepted() []Call {
 	for _, k := range s.rec.kept[len(s.rec.decoded):] {
 		s.rec.decoded = append(s.rec.decoded, decodeCall(k.raw, k.impliedType))
 	}
-	return append([]Call(nil), s.rec.decoded...)
+	var calls []Call
+	for i, k := range s.rec.kept {
+		if keep(k) {
+			calls = append(calls, s.rec.decoded[i])
+		}
+	}
+	return calls
 }
 
 // UniqueMessageIDs is the number of distinct messageIds accepted.

@@ -208,14 +208,14 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch
 	if bad := checkCalls(calls, impliedType, s.cfg.maxCallBytes); bad != nil {
 		return s.reject(bad)
 	}
-	if user != s.writeKey {
+	if !s.writeKeys[user] {
 		// Segment answers 200 to unknown keys; the data goes nowhere.
 		s.count(func(st *Stats) { st.UnknownKeyCalls += n })
 		return reply{status: http.StatusOK, body: okBody}
 	}
 	ids := sc.messageIDs(calls)
 	s.mu.Lock()
-	s.rec.add(calls, impliedType, ids, s.cfg.keepCalls())
+	s.rec.add(calls, impliedType, user, ids, s.cfg.keepCalls())
 	s.mu.Unlock()
 	clear(sc.ids) // do not pin the ids from the pool
 	return reply{status: http.StatusOK, body: okBody, accepted: true, calls: calls, impliedType: impliedType}

@@ -137,6 +137,29 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// Several sources: each call is recorded under the key it came with; other
+// keys still get 200 and go nowhere.
+func TestSeveralWriteKeys(t *testing.T) {
+	s := segmentapi.StartT(t, writeKey, segmentapi.WithWriteKeys("wk_b"))
+	c := newClient(t)
+	url := s.URL() + "/v1/batch"
+	expect(t, mustPost(t, c, url, writeKey, tracks("k1", "k2")), http.StatusOK, "", -1)
+	expect(t, mustPost(t, c, url, "wk_b", tracks("k3")), http.StatusOK, "", -1)
+	expect(t, mustPost(t, c, url, "wk_other", tracks("k4")), http.StatusOK, "", -1)
+	ids := func(key string) (out []string) {
+		for _, call := range s.AcceptedUnder(key) {
+			out = append(out, call["messageId"].(string))
+		}
+		return out
+	}
+	if a, b, other := ids(writeKey), ids("wk_b"), ids("wk_other"); len(a) != 2 || len(b) != 1 || b[0] != "k3" || len(other) != 0 {
+		t.Fatalf("under the first key %v, the second %v, an unknown one %v", a, b, other)
+	}
+	if st := s.Stats(); st.Accepted != 3 || st.UnknownKeyCalls != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
 func TestContentTypeRequired(t *testing.T) {
 	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)

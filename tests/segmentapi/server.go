@@ -44,6 +44,7 @@ type config struct {
 	latency       time.Duration
 	control       bool
 	idsOnly       bool
+	otherKeys     []string
 }
 
 func (c config) keepCalls() bool { return !c.idsOnly }
@@ -61,6 +62,12 @@ func WithMaxCalls(n int) Option { return func(c *config) { c.maxCalls = n } }
 // realistic benchmarks.
 func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = d } }
 
+// WithWriteKeys also accepts these write keys, each the key of a source of
+// its own: AcceptedUnder tells which calls came under which key.
+func WithWriteKeys(keys ...string) Option {
+	return func(c *config) { c.otherKeys = append(c.otherKeys, keys...) }
+}
+
 // WithAddr sets the listen address (default 127.0.0.1:0).
 func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 
@@ -76,7 +83,7 @@ func WithRecordIDsOnly() Option { return func(c *config) { c.idsOnly = true } }
 
 // Server is a running stand-in. All methods are safe for concurrent use.
 type Server struct {
-	writeKey string
+	writeKeys map[string]bool // the sources' keys: others are answered 200 and dropped, as Segment does
 	cfg      config
 	addr     string // host:port fixed by the first listen, reused by Up
 	handler  http.Handler
@@ -106,7 +113,10 @@ func Start(writeKey string, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Server{writeKey: writeKey, cfg: cfg}
+	s := &Server{writeKeys: map[string]bool{writeKey: true}, cfg: cfg}
+	for _, k := range cfg.otherKeys {
+		s.writeKeys[k] = true
+	}
 	s.rec.clear()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/", s.serveSegment)
