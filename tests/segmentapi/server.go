@@ -84,9 +84,9 @@ func WithRecordIDsOnly() Option { return func(c *config) { c.idsOnly = true } }
 // Server is a running stand-in. All methods are safe for concurrent use.
 type Server struct {
 	writeKeys map[string]bool // the sources' keys: others are answered 200 and dropped, as Segment does
-	cfg      config
-	addr     string // host:port fixed by the first listen, reused by Up
-	handler  http.Handler
+	cfg       config
+	addr      string // host:port fixed by the first listen, reused by Up
+	handler   http.Handler
 
 	lifeMu sync.Mutex // serialises Down/Up/Close
 	hs     *http.Server
