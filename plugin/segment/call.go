@@ -59,56 +59,55 @@ func (r rawObject) values() map[string]any {
 // maxMessageIDLen is Segment's limit on messageId (under 100 characters).
 const maxMessageIDLen = 99
 
-// parseCall turns a message body into an analytics-go message, validated by
-// analytics-go's own rules (identity, event, groupId, previousId), and the
-// call's JSON as it goes on the wire.
-func parseCall(body []byte) (analytics.Message, []byte, error) {
+// parseCall reads a message body as a Segment call, checked by analytics-go's
+// own rules (identity, event, groupId, previousId), and returns it with its
+// JSON as it goes on the wire.
+func parseCall(body []byte) (wireCall, []byte, error) {
 	var r rawCall
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return nil, nil, fmt.Errorf("not a Segment call: %w", err)
+		return wireCall{}, nil, fmt.Errorf("not a Segment call: %w", err)
 	}
 	if dec.More() {
-		return nil, nil, errors.New("not a Segment call: more than one JSON value")
+		return wireCall{}, nil, errors.New("not a Segment call: more than one JSON value")
 	}
 	c := wireCall{Type: r.Type, MessageID: r.MessageID, UserID: r.UserID, AnonymousID: r.AnonymousID,
 		Timestamp: r.Timestamp, Event: r.Event, Name: r.Name, GroupID: r.GroupID, PreviousID: r.PreviousID,
 		Properties: r.Properties.values(), Traits: r.Traits.values(), Context: r.Context.values(),
 		Integrations: r.Integrations.values()}
-	msg, err := buildCall(c, func() ([]byte, error) { return body, nil })
-	if err != nil {
-		return nil, nil, err
+	if err := checkCall(&c, func() ([]byte, error) { return body, nil }); err != nil {
+		return wireCall{}, nil, err
 	}
 	if r.MessageID == "" {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(body, &obj); err != nil {
-			return nil, nil, err
+			return wireCall{}, nil, err
 		}
-		id, _ := json.Marshal(messageID(msg))
+		id, _ := json.Marshal(c.MessageID)
 		obj["messageId"] = id
 		wire, err := segjson.Marshal(obj)
-		return msg, wire, err
+		return c, wire, err
 	}
 	if bytes.ContainsAny(body, "\r\n") {
 		// One call per line in dry runs; otherwise the body goes as it is.
 		var wire bytes.Buffer
 		if err := json.Compact(&wire, body); err != nil {
-			return nil, nil, err
+			return wireCall{}, nil, err
 		}
-		return msg, wire.Bytes(), nil
+		return c, wire.Bytes(), nil
 	}
-	return msg, body, nil
+	return c, body, nil
 }
 
-// structuredCall turns a structured message (what a mapping leaves) into an
-// analytics-go message without encoding it to JSON and parsing it back, and
-// the call's JSON as it goes on the wire. body serialises the message, needed
-// only to derive a missing messageId.
-func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, []byte, error) {
+// structuredCall reads a structured message (what a mapping leaves) as a
+// Segment call without encoding it to JSON and parsing it back, checks it,
+// and appends the call's JSON as it goes on the wire to buf. body serialises
+// the message, needed only to derive a missing messageId.
+func structuredCall(v any, body func() ([]byte, error), buf []byte) (wireCall, []byte, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, nil, fmt.Errorf("not a Segment call: a %T, not an object", v)
+		return wireCall{}, buf, fmt.Errorf("not a Segment call: a %T, not an object", v)
 	}
 	var c wireCall
 	for key, value := range obj {
@@ -144,24 +143,25 @@ func structuredCall(v any, body func() ([]byte, error)) (analytics.Message, []by
 			err = fmt.Errorf("unknown field %q", key)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("not a Segment call: %w", err)
+			return wireCall{}, buf, fmt.Errorf("not a Segment call: %w", err)
 		}
 	}
-	msg, err := buildCall(c, body)
-	if err != nil {
-		return nil, nil, err
+	given := c.MessageID
+	if err := checkCall(&c, body); err != nil {
+		return wireCall{}, buf, err
 	}
-	if c.MessageID == "" {
+	if given == "" {
 		obj = maps.Clone(obj)
-		obj["messageId"] = messageID(msg)
+		obj["messageId"] = c.MessageID
 	}
 	// segmentio/encoding marshals maps of any about twice as fast as
-	// encoding/json, with the same output (keys sorted).
-	wire, err := segjson.Marshal(obj)
+	// encoding/json, with the same output (keys sorted, HTML escaped).
+	start := len(buf)
+	buf, err := segjson.Append(buf, obj, segjson.EscapeHTML|segjson.SortMapKeys)
 	if err != nil {
-		return nil, nil, fmt.Errorf("not a Segment call: %w", err)
+		return wireCall{}, buf[:start], fmt.Errorf("not a Segment call: %w", err)
 	}
-	return msg, wire, nil
+	return c, buf, nil
 }
 
 func stringField(key string, v any) (string, error) {
@@ -184,64 +184,49 @@ func objectField(key string, v any) (map[string]any, error) {
 	return nil, fmt.Errorf("%s is a %T, not an object", key, v)
 }
 
-// buildCall checks a call and makes the analytics-go message of its type.
-func buildCall(c wireCall, body func() ([]byte, error)) (analytics.Message, error) {
+// checkCall checks a call with analytics-go's typed calls and their
+// Validate, and gives it a messageId derived from body when it has none.
+// The typed calls are built for the check alone, on the stack: the wire form
+// is the message's own JSON.
+func checkCall(c *wireCall, body func() ([]byte, error)) error {
 	if c.MessageID == "" {
 		raw, err := body()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.MessageID = derivedMessageID(raw)
 	}
 	if len(c.MessageID) > maxMessageIDLen {
-		return nil, fmt.Errorf("messageId is %d characters, Segment allows at most %d", len(c.MessageID), maxMessageIDLen)
+		return fmt.Errorf("messageId is %d characters, Segment allows at most %d", len(c.MessageID), maxMessageIDLen)
 	}
-	var ts time.Time
 	if c.Timestamp != "" {
-		var err error
-		if ts, err = time.Parse(time.RFC3339Nano, c.Timestamp); err != nil {
-			return nil, fmt.Errorf("timestamp %q is not ISO-8601: %w", c.Timestamp, err)
+		if _, err := time.Parse(time.RFC3339Nano, c.Timestamp); err != nil {
+			return fmt.Errorf("timestamp %q is not ISO-8601: %w", c.Timestamp, err)
 		}
 	}
-	var ctx *analytics.Context
-	if c.Context != nil {
-		// analytics-go flattens Extra into the context object as it is.
-		ctx = &analytics.Context{Extra: c.Context}
-	}
-	integrations := analytics.Integrations(c.Integrations)
-
-	var msg analytics.Message
+	var err error
 	switch c.Type {
 	case "track":
-		msg = analytics.Track{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Event: c.Event, Properties: c.Properties, Context: ctx, Integrations: integrations}
+		err = analytics.Track{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Event: c.Event, Properties: c.Properties}.Validate()
 	case "identify":
-		msg = analytics.Identify{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Traits: c.Traits, Context: ctx, Integrations: integrations}
+		err = analytics.Identify{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Traits: c.Traits}.Validate()
 	case "page":
-		msg = analytics.Page{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
+		err = analytics.Page{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Name: c.Name, Properties: c.Properties}.Validate()
 	case "screen":
-		msg = analytics.Screen{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			Name: c.Name, Properties: c.Properties, Context: ctx, Integrations: integrations}
+		err = analytics.Screen{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Name: c.Name, Properties: c.Properties}.Validate()
 	case "group":
-		msg = analytics.Group{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, Timestamp: ts,
-			GroupId: c.GroupID, Traits: c.Traits, Context: ctx, Integrations: integrations}
+		err = analytics.Group{MessageId: c.MessageID, UserId: c.UserID, AnonymousId: c.AnonymousID, GroupId: c.GroupID, Traits: c.Traits}.Validate()
 	case "alias":
-		msg = analytics.Alias{MessageId: c.MessageID, UserId: c.UserID, PreviousId: c.PreviousID, Timestamp: ts,
-			Context: ctx, Integrations: integrations}
+		err = analytics.Alias{MessageId: c.MessageID, UserId: c.UserID, PreviousId: c.PreviousID}.Validate()
 	case "":
-		return nil, errors.New("call has no type (track, identify, page, screen, group or alias)")
+		return errors.New("call has no type (track, identify, page, screen, group or alias)")
 	default:
-		return nil, fmt.Errorf("call type %q is not one of track, identify, page, screen, group, alias", c.Type)
+		return fmt.Errorf("call type %q is not one of track, identify, page, screen, group, alias", c.Type)
 	}
-	if err := msg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid %s call: %w", c.Type, err)
+	if err != nil {
+		return fmt.Errorf("invalid %s call: %w", c.Type, err)
 	}
-	if err := checkFieldsFor(c); err != nil {
-		return nil, err
-	}
-	return msg, nil
+	return checkFieldsFor(*c)
 }
 
 // checkFieldsFor refuses fields the call's type does not carry, which
@@ -271,23 +256,4 @@ func checkFieldsFor(c wireCall) error {
 func derivedMessageID(body []byte) string {
 	sum := sha256.Sum256(body)
 	return "cc-" + hex.EncodeToString(sum[:16])
-}
-
-// messageID reads the id of a message built by parseCall.
-func messageID(m analytics.Message) string {
-	switch v := m.(type) {
-	case analytics.Track:
-		return v.MessageId
-	case analytics.Identify:
-		return v.MessageId
-	case analytics.Page:
-		return v.MessageId
-	case analytics.Screen:
-		return v.MessageId
-	case analytics.Group:
-		return v.MessageId
-	case analytics.Alias:
-		return v.MessageId
-	}
-	return ""
 }

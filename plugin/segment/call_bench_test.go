@@ -15,11 +15,16 @@ func BenchmarkMessageCallStructured(b *testing.B) {
 			"dispatch_id": "249759ea-e640-44ef-9de4-369bbcafbd46", "email_address": "someone@example.com", "send_id": "x", "n": int64(3)},
 		"context": map[string]any{"traits": map[string]any{"email": "someone@example.com"}}}
 	b.ReportAllocs()
+	arena := make([]byte, 0, 1<<20)
 	for b.Loop() {
 		msg := service.NewMessage(nil)
 		msg.SetStructuredMut(v)
-		if _, err := messageCall(msg); err != nil {
+		var err error
+		if _, arena, err = messageCall(msg, arena); err != nil {
 			b.Fatal(err)
+		}
+		if len(arena) > 1<<19 {
+			arena = make([]byte, 0, 1<<20) // as each batch has its own
 		}
 	}
 }

@@ -56,8 +56,13 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	// The calls of each write key, in the order of s.routes.all.
 	byKey := make([][]*callRef, len(s.routes.all))
 	pending := 0
+	// The calls' JSON, one after the other: one allocation for the batch
+	// rather than one per call (a guess of their size; appends grow it).
+	arena := make([]byte, 0, len(batch)*callSizeGuess)
 	for i, msg := range batch {
-		wire, err := messageCall(msg)
+		var wire []byte
+		var err error
+		wire, arena, err = messageCall(msg, arena)
 		var d *dispatcher
 		if err == nil {
 			d, err = s.routes.pick(msg)
@@ -131,43 +136,41 @@ var bloblangWrappers = regexp.MustCompile(`^(failed assignment \(line \d+\): |fa
 
 // messageCall reads and checks the call a message carries (as it is when a
 // mapping left it structured, else from its bytes) and returns its wire
-// JSON. A message a processor failed on (say, an unmappable event) is not a
-// call: it fails here, for the dead letter output.
-func messageCall(msg *service.Message) ([]byte, error) {
+// JSON: the message's own bytes, or encoded at the end of arena, which it
+// returns grown. A message a processor failed on (say, an unmappable event)
+// is not a call: it fails here, for the dead letter output.
+func messageCall(msg *service.Message, arena []byte) (wire, grown []byte, err error) {
 	if upstream := msg.GetError(); upstream != nil {
 		reason := bloblangWrappers.ReplaceAllString(upstream.Error(), "")
-		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + reason}
+		return nil, arena, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + reason}
 	}
-	wire, err := wireOf(msg)
+	start := len(arena)
+	if msg.HasStructured() {
+		var v any
+		if v, err = msg.AsStructured(); err == nil {
+			_, arena, err = structuredCall(v, msg.AsBytes, arena)
+			wire = arena[start:len(arena):len(arena)]
+		}
+	} else {
+		var body []byte
+		if body, err = msg.AsBytes(); err == nil {
+			_, wire, err = parseCall(body)
+		}
+	}
 	if err != nil {
-		return nil, &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()}
+		return nil, arena[:start], &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()}
 	}
 	if len(wire) > maxCallBytes {
-		return nil, &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf("the call is %d bytes, over Segment's 32 KB limit", len(wire))}
+		return nil, arena[:start], &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf("the call is %d bytes, over Segment's 32 KB limit", len(wire))}
 	}
-	return wire, nil
-}
-
-// wireOf checks a message's call and returns its wire JSON.
-func wireOf(msg *service.Message) ([]byte, error) {
-	if msg.HasStructured() {
-		v, err := msg.AsStructured()
-		if err != nil {
-			return nil, err
-		}
-		_, wire, err := structuredCall(v, msg.AsBytes)
-		return wire, err
-	}
-	body, err := msg.AsBytes()
-	if err != nil {
-		return nil, err
-	}
-	_, wire, err := parseCall(body)
-	return wire, err
+	return wire, arena, nil
 }
 
 // maxCallBytes is Segment's limit on one call.
 const maxCallBytes = 32 << 10
+
+// callSizeGuess is about the size of a mapped Currents event's call.
+const callSizeGuess = 768
 
 // bodies recycles request bodies: each is up to 500 KB, and allocating one
 // per request was a large share of the output's garbage.
