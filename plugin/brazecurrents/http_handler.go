@@ -92,6 +92,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		return answer{http.StatusOK, "no events"}
 	}
 	req := httpRequest{batch: make(service.MessageBatch, len(events)), done: make(chan error, 1)}
+	var types tally
 	for i, e := range events {
 		msg := service.NewMessage(nil)
 		msg.SetStructuredMut(e.record)
@@ -99,10 +100,11 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		msg.MetaSetMut(MetaSource, source)
 		msg.MetaSetMut(MetaRecordIndex, int64(i))
 		req.batch[i] = msg
+		types = types.add(e.eventType)
 	}
 	select {
 	case in.requests <- req:
-		in.received.Incr(int64(len(events)))
+		types.flush(in.received)
 	case <-ctx.Done():
 		in.buffered.Release(held)
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}

@@ -70,7 +70,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 == Metrics
 
 - `+"`braze_currents_http_requests`"+` (label `+"`status`"+`): requests answered, by HTTP status.
-- `+"`braze_currents_http_events_received`"+`: events of well-formed, authorised requests handed to the pipeline.
+- `+"`braze_currents_http_events_received`"+` (label `+"`event_type`"+`): events of well-formed, authorised requests handed to the pipeline.
 `).
 		Fields(
 			service.NewStringField(httpFieldAddress).
@@ -128,7 +128,7 @@ type httpInput struct {
 
 	log      *service.Logger
 	answered *service.MetricCounter
-	received *service.MetricCounter
+	received *service.MetricCounter // by event_type
 
 	server *http.Server
 	bound  chan string // the listener's address, once listening (tests bind :0)
@@ -137,7 +137,7 @@ type httpInput struct {
 func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
 	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
-		received: mgr.Metrics().NewCounter("braze_currents_http_events_received")}
+		received: mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel)}
 	var token, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {

@@ -45,7 +45,7 @@ func newInputStats(m *service.Metrics) *inputStats {
 		done:     m.NewCounter("braze_currents_objects_done"),
 		corrupt:  m.NewCounter("braze_currents_objects_corrupt"),
 		failed:   m.NewCounter("braze_currents_objects_failed"),
-		events:   m.NewCounter("braze_currents_events_read", "event_type"),
+		events:   m.NewCounter("braze_currents_events_read", eventTypeLabel),
 		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
 		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
 		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),

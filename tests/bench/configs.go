@@ -81,9 +81,9 @@ type stage struct {
 }
 
 var stages = []stage{
-	{"ours: input", "ours", []int{0, 1, 2}},
-	{"  + mapping", "ours", []int{0, 2}},
-	{"  + metrics", "ours", nil},
+	{"ours: input", "ours", []int{0, 1}},
+	{"  + mapping", "ours", []int{1}},
+	{"  + counters", "ours", nil},
 	{"stock: input", "stock", []int{0, 1}},
 	{"  + unwrap", "stock", []int{1}},
 	{"  + mapping", "stock", nil},

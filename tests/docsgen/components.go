@@ -27,6 +27,7 @@ var ourList = []struct{ dir, name string }{
 	{"outputs", "bucket"},
 	{"outputs", "queue"},
 	{"outputs", "segment"},
+	{"processors", "braze_currents_count"},
 	{"scanners", "braze_currents"},
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
@@ -145,34 +146,17 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.FailNow()
 	}
 
-	// The bucket: two forwarded types; a type outside Braze's 50, read
-	// because BRAZE_EVENT_TYPES names it, which the mapping filters out;
-	// events without any user, which cannot be mapped (dead letters); an
-	// object that is not Avro (corrupt) and one that cannot be opened (a
-	// symlink to itself: failed, read_attempts=1 to fail at once).
+	// The bucket: the counter tests' mix (countsMix), an object that is not
+	// Avro (corrupt) and one that cannot be opened (a symlink to itself:
+	// failed, read_attempts=1 to fail at once).
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
-	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 91,
-		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Delivery", "users.behaviors.liveactivity.UpdateTokenChange"}})
-	if err != nil {
-		t.Fatal(err)
+	written, want := countsMix(t, bucket, 91)
+	sendableIDs, unmappable := 0, 0
+	for _, c := range want {
+		sendableIDs += c.mapped
+		unmappable += c.unmappable
 	}
-	sendableIDs, filtered := 0, 0
-	for _, w := range written {
-		if _, ok := fixtures.SegmentEvents()[w.Spec.EventType]; ok {
-			sendableIDs += len(w.Records)
-		} else {
-			filtered += len(w.Records)
-		}
-	}
-	var noUser []fixtures.Field
-	for _, f := range fixtures.Fields("users.messages.email.Open") {
-		if f.Name != "user_id" && f.Name != "external_user_id" {
-			noUser = append(noUser, f)
-		}
-	}
-	unmappable := writeSpec(t, bucket, fixtures.FileSpec{EventType: "users.messages.email.Open", Fields: noUser, Records: 4,
-		Seed: 92, IntegrationID: written[0].Spec.IntegrationID})
 	badKey := func(et string, offset int) string {
 		p := filepath.Join(bucket, filepath.FromSlash(fixtures.Key(fixtures.FileSpec{EventType: et,
 			IntegrationID: written[0].Spec.IntegrationID, Offset: offset})))
@@ -212,7 +196,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 			}
 		}
 	}()
-	goodObjects := float64(len(written) + 1) // the tree and the file of unmappable events
+	goodObjects := float64(len(written))
 	settled := func() bool {
 		code, body := httpGet(t, "http://"+admin+"/metrics")
 		if code != http.StatusOK {
@@ -222,7 +206,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 			return true
 		}
 		return s.sum("braze_currents_objects_done", "") == goodObjects && s.sum("braze_currents_objects_corrupt", "") == 1 &&
-			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("currents_dead_letters", "") == 5 &&
+			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("currents_dead_letters", "") == float64(unmappable+1) &&
 			s.sum("braze_currents_checkpoint_saves", "") >= 1
 	}
 	waitUntil(t, "objects done, corrupt and failed, and dead letters in /metrics", settled)
@@ -230,16 +214,26 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.Fatalf("/metrics does not parse: %v", scrapeErr)
 	}
 
-	// What the events panel computes: in - mapped - unmappable is what the
-	// mapping filtered out.
-	in, mapped, unm := s.sum("currents_events_in", ""), s.sum("currents_events_mapped", ""), s.sum("currents_events_unmappable", "")
-	if want := float64(sendableIDs + filtered + len(unmappable.Records)); in != want {
-		t.Errorf("currents_events_in = %v, want %v", in, want)
+	// What the events panel computes, type by type. The dead letters are the
+	// unmappable events and the call Segment rejected, of whichever type
+	// Segment got first: the file says which.
+	letters := deadletter.Read(t, filepath.Join(dir, "dead.jsonl"), false)
+	if len(letters) != unmappable+1 {
+		t.Errorf("%d dead letters, want %d", len(letters), unmappable+1)
 	}
-	if mapped != float64(sendableIDs) || unm != float64(len(unmappable.Records)) || in-mapped-unm != float64(filtered) {
-		t.Errorf("mapped %v, unmappable %v, filtered out %v; want %d, %d, %d", mapped, unm, in-mapped-unm,
-			sendableIDs, len(unmappable.Records), filtered)
+	for et, c := range want {
+		c.deadLetters = 0
+		for _, l := range letters {
+			if l.EventType == et {
+				c.deadLetters++
+			}
+		}
+		if c.deadLetters != c.unmappable && c.deadLetters != c.unmappable+1 {
+			t.Errorf("%d dead letters of %s, want its %d unmappable events and maybe the rejected call", c.deadLetters, et, c.unmappable)
+		}
+		want[et] = c
 	}
+	checkTypeCounts(t, s, "braze_currents_events_read", want)
 	if s.sum("segment_retries", "") != 1 || s.sum("segment_calls_sent", "") != float64(sent) || s.sum("segment_calls_failed", `cause="rejected"`) != 1 {
 		t.Errorf("segment_retries %v, segment_calls_sent %v, segment_calls_failed{cause=\"rejected\"} %v; want 1, %d, 1",
 			s.sum("segment_retries", ""), s.sum("segment_calls_sent", ""), s.sum("segment_calls_failed", `cause="rejected"`), sent)

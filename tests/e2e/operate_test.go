@@ -67,7 +67,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		`braze_currents_events_read{event_type="users.messages.email.Send",label="",path="root.input"} 10`,
 		`braze_currents_objects_done{label="",path="root.input"} 3`,
 		`braze_currents_checkpoint_lag_seconds{`,
-		`currents_events_in{event_type="users.behaviors.liveactivity.UpdateTokenChange",`,
+		`braze_currents_events_read{event_type="users.behaviors.liveactivity.UpdateTokenChange",label="",path="root.input"} 10`,
 		`currents_events_mapped{event_type="users.messages.sms.Delivery",`,
 		`segment_calls_sent{label="",path="root.output.fallback.0.reject_errored"} 20`,
 		`segment_requests{label="",path="root.output.fallback.0.reject_errored",status="200"}`,

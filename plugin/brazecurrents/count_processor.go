@@ -1,0 +1,151 @@
+package brazecurrents
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+const (
+	countFieldName        = "name"
+	countFieldErroredName = "errored_name"
+)
+
+// The label of the counters by event type, and its value for a message
+// without MetaEventType.
+const (
+	eventTypeLabel   = "event_type"
+	unknownEventType = "unknown"
+)
+
+func countProcessorSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Beta().
+		Categories("Utility").
+		Summary("Counts messages by Currents event type into a counter labelled `event_type`, and passes them on unchanged.").
+		Description(`
+Each message counts once, under its `+"`braze_event_type`"+` metadata (set by the `+"`braze_currents`"+` and
+`+"`braze_currents_http`"+` inputs; `+"`unknown`"+` when a message has none or it is empty): in the counter `+"`errored_name`"+` when it
+carries an error (from a failed mapping, say) and that field is set, in the counter `+"`name`"+` otherwise.
+
+It counts what a `+"`metric`"+` processor with `+"`labels: {event_type: ${! @braze_event_type }}`"+` counts, for a
+fraction of the cost: the counts are added up per batch, and each counter is incremented once per event type
+of the batch instead of once per message with an interpolated label.`).
+		Fields(
+			service.NewStringField(countFieldName).
+				Description("The counter of the messages without an error; of every message when `"+countFieldErroredName+"` is empty.").
+				Examples("currents_events_mapped", "currents_dead_letters"),
+			service.NewStringField(countFieldErroredName).
+				Description("The counter of the messages with an error. Empty: they count under `"+countFieldName+"` too.").
+				Default("").
+				Examples("currents_events_unmappable"),
+		).
+		Example("Mapped and unmappable events",
+			"After a mapping, count the events it mapped and those it failed on; the events it deleted are no longer in the batch.",
+			`pipeline:
+  processors:
+    - mapping: |
+        import "./bloblang/currents_to_segment.blobl"
+        root = {"event": this, "event_type": @braze_event_type}.apply("currents_to_segment")
+    - braze_currents_count:
+        name: currents_events_mapped
+        errored_name: currents_events_unmappable
+`).
+		Example("Dead letters",
+			"In the processors of a dead letter output, count every message it gets, errored or not.",
+			`output:
+  fallback:
+    - reject_errored:
+        segment:
+          write_key: "${SEGMENT_WRITE_KEY}"
+    - file:
+        path: ./dead-letter.jsonl
+        codec: lines
+      processors:
+        - braze_currents_count:
+            name: currents_dead_letters
+`)
+}
+
+func init() {
+	service.MustRegisterBatchProcessor("braze_currents_count", countProcessorSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchProcessor, error) {
+			return countProcessorFromParsed(conf, mgr)
+		})
+}
+
+func countProcessorFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*countProcessor, error) {
+	name, err := conf.FieldString(countFieldName)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%s is empty: name the counter", countFieldName)
+	}
+	erroredName, err := conf.FieldString(countFieldErroredName)
+	if err != nil {
+		return nil, err
+	}
+	p := &countProcessor{ok: mgr.Metrics().NewCounter(name, eventTypeLabel)}
+	if erroredName != "" {
+		p.errored = mgr.Metrics().NewCounter(erroredName, eventTypeLabel)
+	}
+	return p, nil
+}
+
+// countProcessor counts messages by event type into ok, or into errored
+// (when set) those carrying an error.
+type countProcessor struct {
+	ok, errored *service.MetricCounter
+}
+
+func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	var okBuf, erroredBuf [4]typeCount
+	ok, errored := tally(okBuf[:0]), tally(erroredBuf[:0])
+	for _, m := range batch {
+		eventType, _ := m.MetaGet(MetaEventType)
+		if eventType == "" {
+			eventType = unknownEventType
+		}
+		if p.errored != nil && m.GetError() != nil {
+			errored = errored.add(eventType)
+		} else {
+			ok = ok.add(eventType)
+		}
+	}
+	ok.flush(p.ok)
+	errored.flush(p.errored)
+	return []service.MessageBatch{batch}, nil
+}
+
+func (p *countProcessor) Close(context.Context) error { return nil }
+
+// tally adds up events per type, so that a counter labelled event_type is
+// incremented once per type of a batch: each increment looks the labelled
+// series up in the exporter, which costs more than reading a message's
+// type. A batch rarely holds more than a few types (the braze_currents
+// input's hold one), so a slice searched from its end beats a map.
+type tally []typeCount
+
+type typeCount struct {
+	eventType string
+	n         int64
+}
+
+func (t tally) add(eventType string) tally {
+	for i := len(t) - 1; i >= 0; i-- {
+		if t[i].eventType == eventType {
+			t[i].n++
+			return t
+		}
+	}
+	return append(t, typeCount{eventType, 1})
+}
+
+// flush increments c by each type's count; a nil c counts nothing.
+func (t tally) flush(c *service.MetricCounter) {
+	for _, tc := range t {
+		c.Incr(tc.n, tc.eventType)
+	}
+}
