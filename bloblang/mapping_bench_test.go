@@ -3,6 +3,7 @@ package bloblang_test
 import (
 	"bytes"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
@@ -11,29 +12,48 @@ import (
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 )
 
-// BenchmarkMapping runs the shipped mapping over Currents events of the 50
-// forwarded types, as the shipped pipelines call it (BENCH_MAPPING names a
-// file holding another mapping to measure instead).
-// Run: go test ./bloblang -run '^$' -bench Mapping
+// benchRecords is the number of generated events of each type the benchmark maps.
+const benchRecords = 20
+
+// BenchmarkMapping runs the shipped mapping as the shipped pipelines call it
+// (BENCH_MAPPING names a file holding another mapping to measure instead), each
+// sub-benchmark reporting µs/event and allocs/event:
+//   - json: the 50 forwarded types from JSON text, the call serialised (what a
+//     pipeline reading JSON pays);
+//   - structured: the 50 types, structured events in and out (what ours pays);
+//   - email_send: users.messages.email.Send alone;
+//   - unmappable: events of the 50 types without any user, which the mapping
+//     fails so that they reach the dead letter output.
+//
+// Run: go test ./bloblang -run '^$' -bench Mapping -benchmem
 func BenchmarkMapping(b *testing.B) {
 	if err := os.Chdir(".."); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = os.Chdir("bloblang") }()
-	var batch service.MessageBatch
+	var mapped, emailSend, unmappable service.MessageBatch
 	i := 0
 	for et := range fixtures.SegmentEvents() {
 		var buf bytes.Buffer
-		records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: et, Records: 20, Seed: uint64(i)})
+		records, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: et, Records: benchRecords, Seed: uint64(i)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		i++
 		for _, r := range records {
-			msg := service.NewMessage(nil)
-			msg.SetStructured(r)
-			msg.MetaSet("braze_event_type", et)
-			batch = append(batch, msg)
+			if r["user_id"] == nil && r["external_user_id"] == nil {
+				continue // unmappable: measured on their own below
+			}
+			mapped = append(mapped, benchMessage(r, et))
+			if et == "users.messages.email.Send" {
+				emailSend = append(emailSend, benchMessage(r, et))
+			}
+			noUser := map[string]any{}
+			for k, v := range r {
+				noUser[k] = v
+			}
+			noUser["user_id"], noUser["external_user_id"] = nil, nil
+			unmappable = append(unmappable, benchMessage(noUser, et))
 		}
 	}
 	// The options the shipped configs read (read once, when the mapping is
@@ -57,40 +77,55 @@ root = {"event": this, "event_type": @braze_event_type}.apply("currents_to_segme
 	if err != nil {
 		b.Fatal(err)
 	}
-	// json: what a pipeline reading JSON text pays (parsing it, serialising
-	// the call); structured: what ours pays, with structured events in and
-	// the call read structured by the segment output.
+
 	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		n := 0
-		for b.Loop() {
-			for _, src := range batch {
-				raw, _ := src.AsBytes()
-				m := service.NewMessage(raw)
-				et, _ := src.MetaGet("braze_event_type")
-				m.MetaSet("braze_event_type", et)
-				out, err := m.BloblangQuery(exec)
-				if err != nil {
-					continue // events without any user: errors by design
-				}
-				if out != nil {
-					_, _ = out.AsBytes()
-				}
-				n++
+		benchEvents(b, mapped, func(src *service.Message) error {
+			raw, _ := src.AsBytes()
+			m := service.NewMessage(raw)
+			et, _ := src.MetaGet("braze_event_type")
+			m.MetaSet("braze_event_type", et)
+			out, err := m.BloblangQuery(exec)
+			if err == nil && out != nil {
+				_, _ = out.AsBytes()
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
+			return err
+		}, false)
 	})
-	b.Run("structured", func(b *testing.B) {
-		b.ReportAllocs()
-		n := 0
-		for b.Loop() {
-			for _, src := range batch {
-				if _, err := src.BloblangQuery(exec); err == nil {
-					n++
-				}
+	structured := func(src *service.Message) error {
+		_, err := src.BloblangQuery(exec)
+		return err
+	}
+	b.Run("structured", func(b *testing.B) { benchEvents(b, mapped, structured, false) })
+	b.Run("email_send", func(b *testing.B) { benchEvents(b, emailSend, structured, false) })
+	b.Run("unmappable", func(b *testing.B) { benchEvents(b, unmappable, structured, true) })
+}
+
+// benchMessage is a structured message of event r of type et, as the
+// braze_currents input emits it.
+func benchMessage(r map[string]any, et string) *service.Message {
+	msg := service.NewMessage(nil)
+	msg.SetStructured(r)
+	msg.MetaSet("braze_event_type", et)
+	return msg
+}
+
+// benchEvents runs fn over every message of batch per iteration, fails when
+// an event is mapped against wantErr, and reports µs and allocations per event.
+func benchEvents(b *testing.B, batch service.MessageBatch, fn func(*service.Message) error, wantErr bool) {
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n := 0
+	for b.Loop() {
+		for _, src := range batch {
+			if err := fn(src); (err != nil) != wantErr {
+				b.Fatalf("mapping error %v, want an error: %v", err, wantErr)
 			}
+			n++
 		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
-	})
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/event")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n), "allocs/event")
 }
