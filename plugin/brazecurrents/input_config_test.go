@@ -121,15 +121,27 @@ func TestKnownEventTypesAreTheFacts(t *testing.T) {
 }
 
 // The types the input reads by default are those the mapping sends (its
-// match arms) and those of Braze's table in the fixtures' facts.
+// match arms, each in the block of its namespace, where alone it can match)
+// and those of Braze's table in the fixtures' facts.
 func TestSegmentEventTypesAreTheMappings(t *testing.T) {
 	blobl, err := os.ReadFile("../../bloblang/currents_to_segment.blobl")
 	if err != nil {
 		t.Fatal(err)
 	}
+	arm := regexp.MustCompile(`^\s*"(users\.[^"]+)" => \{$`)
+	block := regexp.MustCompile(`\$type\.has_prefix\("([^"]+)"\) \{ match \$type \{$`)
 	var mapped []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*"(users\.[^"]+)" => \{$`).FindAllStringSubmatch(string(blobl), -1) {
-		mapped = append(mapped, m[1])
+	namespace := ""
+	for i, line := range strings.Split(string(blobl), "\n") {
+		if m := block.FindStringSubmatch(line); m != nil {
+			namespace = m[1]
+		}
+		if m := arm.FindStringSubmatch(line); m != nil {
+			mapped = append(mapped, m[1])
+			if !strings.HasPrefix(m[1], namespace) {
+				t.Errorf("currents_to_segment.blobl:%d: the arm of %s is in the block of %q, where it never matches", i+1, m[1], namespace)
+			}
+		}
 	}
 	slices.Sort(mapped)
 	facts := slices.Sorted(maps.Keys(fixtures.SegmentEvents()))
