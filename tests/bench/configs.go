@@ -4,11 +4,11 @@ import "fmt"
 
 // stockConfig is what a user would build from benthos core components
 // alone: the file input with the deprecated avro-ocf codec (one message per
-// event, goavro's union wrappers {"string": …} left in), a mapping that
-// unwraps them and takes the event type from the path, the same Bloblang
-// mapping as ours, and http_client batching calls to /v1/batch within Segment's 500 KB limit.
-// The processors are resources so that the stages below can run them one by one.
-func stockConfig(bucket, endpoint string) string {
+// event, goavro's union wrappers {"string": …} left in), the workload's
+// processors, and http_client batching calls to /v1/batch within Segment's
+// 500 KB limit. The processors are resources so that the stages can run
+// them one by one.
+func stockConfig(bucket, endpoint, processors string) string {
 	return fmt.Sprintf(`
 http:
   enabled: false
@@ -16,23 +16,7 @@ input:
   file:
     paths: [ "%s/**/*.avro" ]
     codec: avro-ocf:marshaler=json
-pipeline:
-  processors:
-    - resource: stock_unwrap
-    - resource: stock_mapping
-processor_resources:
-  - label: stock_unwrap
-    mapping: |
-      meta braze_event_type = @path.re_find_all_submatch("event_type=([^/]+)").index(0).index(1)
-      root = this.map_each(kv -> if kv.value.type() == "object" { kv.value.values().index(0) } else { kv.value })
-  - label: stock_mapping
-    processors:
-      - mapping: |
-          import "./bloblang/currents_to_segment.blobl"
-          root = {"event": this, "event_type": @braze_event_type, "options": {"include_anonymous": true}}.apply("currents_to_segment")
-      # Events the mapping refuses (no user at all) are dropped, not sent.
-      - catch:
-          - mapping: root = deleted()
+%s
 output:
   http_client:
     url: %s/v1/batch
@@ -51,8 +35,78 @@ output:
         - archive:
             format: json_array
         - mapping: 'root = {"batch": this}'
-`, bucket, endpoint, writeKey)
+`, bucket, processors, endpoint, writeKey)
 }
+
+// stockFiftyProcessors, for the 50 types: a mapping that unwraps goavro's
+// unions (fields, and the items of arrays of nullable strings) and takes the
+// event type from the path, then the same Bloblang mapping as ours.
+const stockFiftyProcessors = `
+pipeline:
+  processors:
+    - resource: stock_unwrap
+    - resource: stock_mapping
+processor_resources:
+  - label: stock_unwrap
+    mapping: |
+      meta braze_event_type = @path.re_find_all_submatch("event_type=([^/]+)").index(0).index(1)
+      root = this.map_each(kv -> kv.value.apply("unwrap_union"))
+      map unwrap_union {
+        root = if this.type() == "object" { this.values().index(0).apply("unwrap_union") } else if this.type() == "array" {
+          this.map_each(v -> v.apply("unwrap_union"))
+        } else { this }
+      }
+  - label: stock_mapping
+    processors:
+      - mapping: |
+          import "./bloblang/currents_to_segment.blobl"
+          root = {"event": this, "event_type": @braze_event_type, "options": {"include_anonymous": true}}.apply("currents_to_segment")
+      # Events the mapping refuses (no user at all) are dropped, not sent.
+      - catch:
+          - mapping: root = deleted()
+`
+
+// stockSingleProcessors, for users.messages.email.Send alone: the small
+// mapping a user with that one type would write by hand, reading each
+// nullable field through goavro's union ({"string": …}) and giving the same
+// track call as ours (Braze's properties for the type, the email as a
+// trait, anonymous users included). The bench checks that the calls are
+// the same.
+const stockSingleProcessors = `
+pipeline:
+  processors:
+    - resource: stock_mapping
+processor_resources:
+  - label: stock_mapping
+    mapping: |
+      root = {
+        "type": "track",
+        "event": "Email Sent",
+        "messageId": this.id,
+        "timestamp": this.time.ts_format("2006-01-02T15:04:05Z", "UTC"),
+        "userId": this.external_user_id.string.or(deleted()),
+        "anonymousId": this.user_id,
+        "context": {"traits": {"email": this.email_address}},
+        "properties": {
+          "dispatch_id": this.dispatch_id.string.or(deleted()),
+          "campaign_id": this.campaign_id.string.or(deleted()),
+          "campaign_name": this.campaign_name.string.or(deleted()),
+          "message_variation_id": this.message_variation_id.string.or(deleted()),
+          "message_variation_name": this.message_variation_name.string.or(deleted()),
+          "canvas_id": this.canvas_id.string.or(deleted()),
+          "canvas_name": this.canvas_name.string.or(deleted()),
+          "canvas_variation_id": this.canvas_variation_id.string.or(deleted()),
+          "canvas_variation_name": this.canvas_variation_name.string.or(deleted()),
+          "canvas_step_id": this.canvas_step_id.string.or(deleted()),
+          "canvas_step_name": this.canvas_step_name.string.or(deleted()),
+          "send_id": this.send_id.string.or(deleted()),
+          "ip_pool": this.ip_pool.string.or(deleted()),
+          "message_extras": this.message_extras.string.or(deleted()),
+          "app_group_id": this.app_group_id.string.or(deleted()),
+          "from_domain": this.from_domain.string.or(deleted())
+        }
+      }
+`
 
 // decoderConfig is our input alone, into drop: the cost of listing,
 // reading and decoding.
@@ -67,34 +121,4 @@ input:
 output:
   drop: {}
 `, bucket)
-}
-
-// stage is one pipeline cut short: its input and some of its processors
-// (the others replaced by noop), into drop, so that the CPU each part adds
-// can be read off the difference between successive stages. The cuts are
-// made with the CLI's --set on the same configs, so they run exactly what
-// the full lines run.
-type stage struct {
-	name     string
-	pipeline string // "ours" or "stock": which config
-	noop     []int  // indexes of pipeline.processors replaced by noop
-}
-
-var stages = []stage{
-	{"ours: input", "ours", []int{0, 1}},
-	{"  + mapping", "ours", []int{1}},
-	{"  + counters", "ours", nil},
-	{"stock: input", "stock", []int{0, 1}},
-	{"  + unwrap", "stock", []int{1}},
-	{"  + mapping", "stock", nil},
-}
-
-// args cuts the pipeline. Stages log nothing: events the mapping refuses
-// would log one error each, as in the full lines.
-func (s stage) args() []string {
-	args := []string{"--set", "output={drop: {}}", "--log.level", "none"}
-	for _, i := range s.noop {
-		args = append(args, "--set", fmt.Sprintf("pipeline.processors.%d={noop: {}}", i))
-	}
-	return args
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,37 +16,93 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestBenchSmall runs the README's bench command on a small backfill, with
-// the stages: the bench keeps working, both pipelines deliver the same
-// events (every event with a user) to the stand-in, and log each event they
-// refuse once.
+// TestBenchSmall runs the README's bench command on small backfills of both
+// workloads, with the stages: the bench keeps working, both pipelines
+// deliver the same calls (every event with a user) to the stand-in, and log
+// each event they refuse once.
 func TestBenchSmall(t *testing.T) {
-	const events, perFile = 2000, 40
-	results, err := run(events, perFile, t.TempDir(), "", "", true)
+	const events = 2000
+	dir := t.TempDir()
+	out, err := run(options{workload: workloadBoth, events: events, perFile: 40, runs: 1, dir: dir, stages: true, sameCalls: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]result{}
-	for _, r := range results {
-		got[r.name] = r
+	for _, name := range []string{workloadFifty, workloadSingle} {
+		got := map[string]result{}
+		for _, l := range out[name] {
+			if len(l.runs) != 1 {
+				t.Fatalf("workload %s: %s ran %d times, want once", name, l.name, len(l.runs))
+			}
+			got[l.name] = l.runs[0]
+		}
+		if len(got) != 3 {
+			t.Fatalf("workload %s: lines %v, want ours, stock and decoder", name, out[name])
+		}
+		if got["decoder"].events != events {
+			t.Errorf("workload %s: the decoder read %d events, want %d", name, got["decoder"].events, events)
+		}
+		ours, stock := got["ours"].delivered, got["stock"].delivered
+		if ours.unique < events*95/100 || len(ours.calls) != ours.unique {
+			t.Errorf("workload %s: ours delivered %+d calls (%d kept), want nearly all of %d", name, ours.unique, len(ours.calls), events)
+		}
+		if err := stock.sameAs(ours); err != nil {
+			t.Errorf("workload %s: stock delivered other calls than ours: %v", name, err)
+		}
+		// Each event the mapping refuses (no user at all) is one error line, in
+		// both pipelines; the decoder logs none. users.messages.email.Send
+		// always has a user: every event is sent.
+		refused := events - ours.unique
+		if got["ours"].errors != refused || got["stock"].errors != refused || got["decoder"].errors != 0 {
+			t.Errorf("workload %s: error lines: ours %d, stock %d, decoder %d; want %d, %d and 0",
+				name, got["ours"].errors, got["stock"].errors, got["decoder"].errors, refused, refused)
+		}
+		if name == workloadSingle && refused != 0 {
+			t.Errorf("workload single: %d events not sent, want all", refused)
+		}
+		for line, r := range got {
+			if r.cpu <= 0 || r.maxRSSMiB <= 0 {
+				t.Errorf("workload %s: %s: no CPU time or peak RSS measured: %+v", name, line, r)
+			}
+		}
 	}
-	if len(got) != 3 {
-		t.Fatalf("lines %v, want ours, stock and decoder", results)
+}
+
+// TestBenchRunsAndEnv runs our line twice with extra environment on the
+// single type: both runs are reported. Then the environment leaves out
+// anonymous users: it reaches our pipeline, which sends fewer calls than
+// stock, so the bench fails, naming the run.
+func TestBenchRunsAndEnv(t *testing.T) {
+	const events = 400
+	dir := t.TempDir()
+	o := options{workload: workloadSingle, events: events, runs: 2, dir: dir, only: "ours", env: []string{"GOGC=200"}}
+	out, err := run(o)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got["decoder"].events != events {
-		t.Errorf("the decoder read %d events, want %d", got["decoder"].events, events)
+	if l := out[workloadSingle]; len(l) != 1 || l[0].name != "ours" || len(l[0].runs) != 2 {
+		t.Fatalf("lines %+v, want ours run twice", l)
 	}
-	if ours, stock := got["ours"].events, got["stock"].events; ours != stock || ours < events*95/100 {
-		t.Errorf("ours delivered %d events and stock %d, want the same, nearly all of %d", ours, stock, events)
+	o.env = append(o.env, "BRAZE_INCLUDE_ANONYMOUS=false")
+	o.runs = 1
+	o.only = ""
+	o.binary = filepath.Join(dir, "connect") // the one built above
+	_, err = run(o)
+	if err == nil || !strings.Contains(err.Error(), "stock (run 1) delivered other calls than ours (run 1)") {
+		t.Fatalf("ours without anonymous users against stock with them: error %v, want stock's run named", err)
 	}
-	// Each event the mapping refuses (no user at all) is one error line, in
-	// both pipelines; the decoder logs none.
-	if refused := events - got["ours"].events; got["ours"].errors != refused || got["stock"].errors != refused || got["decoder"].errors != 0 {
-		t.Errorf("error lines: ours %d, stock %d, decoder %d; want %d, %d and 0", got["ours"].errors, got["stock"].errors, got["decoder"].errors, refused, refused)
-	}
-	for name, r := range got {
-		if r.cpu <= 0 || r.maxRSSMiB <= 0 {
-			t.Errorf("%s: no CPU time or peak RSS measured: %+v", name, r)
+}
+
+func TestSpread(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want spread
+	}{
+		{[]float64{3}, spread{3, 3, 3}},
+		{[]float64{5, 1, 3}, spread{3, 1, 5}},
+		{[]float64{4, 1, 2, 8}, spread{3, 1, 8}},
+	} {
+		if got := spreadOf(c.in); got != c.want {
+			t.Errorf("spreadOf(%v) = %+v, want %+v", c.in, got, c.want)
 		}
 	}
 }

@@ -85,9 +85,9 @@ func (p *profiler) wait() error { return <-p.done }
 
 // runProfiled runs one line, its logs into logPath, taking its CPU profile
 // into path unless path is empty.
-func runProfiled(binary, dir, config, logPath string, env []string, path string) (result, error) {
+func runProfiled(binary, dir, config, logPath string, env []string, path string, args ...string) (result, error) {
 	if path == "" {
-		return runLine(binary, dir, config, logPath, env)
+		return runLine(binary, dir, config, logPath, env, args...)
 	}
 	prof, err := newProfiler(path)
 	if err != nil {
@@ -96,7 +96,7 @@ func runProfiled(binary, dir, config, logPath string, env []string, path string)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	prof.start(ctx)
-	r, err := runLine(binary, dir, config, logPath, append(append([]string{}, env...), prof.env()...), prof.args()...)
+	r, err := runLine(binary, dir, config, logPath, append(append([]string{}, env...), prof.env()...), append(append([]string{}, args...), prof.args()...)...)
 	cancel() // a pipeline that ended early must not leave the profiler waiting
 	if perr := prof.wait(); perr != nil {
 		fmt.Fprintln(os.Stderr, "bench:", perr)
