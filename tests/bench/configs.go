@@ -50,12 +50,11 @@ processor_resources:
   - label: stock_unwrap
     mapping: |
       meta braze_event_type = @path.re_find_all_submatch("event_type=([^/]+)").index(0).index(1)
-      root = this.map_each(kv -> kv.value.apply("unwrap_union"))
-      map unwrap_union {
-        root = if this.type() == "object" { this.values().index(0).apply("unwrap_union") } else if this.type() == "array" {
-          this.map_each(v -> v.apply("unwrap_union"))
-        } else { this }
-      }
+      root = this.map_each(kv -> if kv.value.type() == "object" {
+        kv.value.values().index(0).(v -> if v.type() == "array" {
+          v.map_each(item -> if item.type() == "object" { item.values().index(0) } else { item })
+        } else { v })
+      } else { kv.value })
   - label: stock_mapping
     processors:
       - mapping: |
