@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	_ "time/tzdata" // time zones work in images without a zoneinfo database
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -27,6 +29,10 @@ var (
 )
 
 func main() {
+	if err := applyPipelineThreadsDefault(os.Getenv, os.Setenv); err != nil {
+		fmt.Fprintf(os.Stderr, "setting %s: %v\n", pipelineThreadsEnv, err)
+		os.Exit(1)
+	}
 	service.RunCLI(context.Background(),
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptSetBinaryName("connect"),

@@ -218,3 +218,23 @@ func TestShippedConfigsLint(t *testing.T) {
 		t.Fatalf("lint: %v\n%s", err, out)
 	}
 }
+
+// TestShippedConfigsPipelineThreads runs `connect echo` on every shipped
+// config: the pipeline's threads are GOMAXPROCS (what a container's CPU quota
+// gives) unless CURRENTS_PIPELINE_THREADS sets them.
+func TestShippedConfigsPipelineThreads(t *testing.T) {
+	configs, _ := filepath.Glob(filepath.Join(repoRoot, "config", "*.yaml"))
+	base := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t", "CURRENTS_NOTIFICATIONS=mem://created"}
+	for _, c := range configs {
+		rel, _ := filepath.Rel(repoRoot, c)
+		for env, want := range map[string]string{"GOMAXPROCS=1": "threads: 1", "CURRENTS_PIPELINE_THREADS=3": "threads: 3"} {
+			out, errOut, err := runSplit(t, repoRoot, append(append([]string{}, base...), env), "echo", rel)
+			if err != nil {
+				t.Fatalf("echo %s with %s: %v\n%s", rel, env, err, errOut)
+			}
+			if !strings.Contains(out, "\n  "+want+"\n") {
+				t.Errorf("echo %s with %s: no %q in the pipeline:\n%s", rel, env, want, out)
+			}
+		}
+	}
+}
