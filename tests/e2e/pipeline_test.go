@@ -201,6 +201,9 @@ func keys(m map[string]any) []string {
 	return out
 }
 
+// shippedConfigsEnv is the environment every shipped config requires.
+var shippedConfigsEnv = []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t", "CURRENTS_NOTIFICATIONS=mem://created"}
+
 // TestShippedConfigsLint lints every config in config/ as `connect lint`
 // does, with the required environment set.
 func TestShippedConfigsLint(t *testing.T) {
@@ -213,8 +216,7 @@ func TestShippedConfigsLint(t *testing.T) {
 		rel, _ := filepath.Rel(repoRoot, c)
 		args = append(args, rel)
 	}
-	env := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t", "CURRENTS_NOTIFICATIONS=mem://created"}
-	if out, err := runConnect(t, repoRoot, env, args...); err != nil {
+	if out, err := runConnect(t, repoRoot, shippedConfigsEnv, args...); err != nil {
 		t.Fatalf("lint: %v\n%s", err, out)
 	}
 }
@@ -224,11 +226,10 @@ func TestShippedConfigsLint(t *testing.T) {
 // gives) unless CURRENTS_PIPELINE_THREADS sets them.
 func TestShippedConfigsPipelineThreads(t *testing.T) {
 	configs, _ := filepath.Glob(filepath.Join(repoRoot, "config", "*.yaml"))
-	base := []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=k", "CURRENTS_HTTP_TOKEN=t", "CURRENTS_NOTIFICATIONS=mem://created"}
 	for _, c := range configs {
 		rel, _ := filepath.Rel(repoRoot, c)
 		for env, want := range map[string]string{"GOMAXPROCS=1": "threads: 1", "CURRENTS_PIPELINE_THREADS=3": "threads: 3"} {
-			out, errOut, err := runSplit(t, repoRoot, append(append([]string{}, base...), env), "echo", rel)
+			out, errOut, err := runSplit(t, repoRoot, append(append([]string{}, shippedConfigsEnv...), env), "echo", rel)
 			if err != nil {
 				t.Fatalf("echo %s with %s: %v\n%s", rel, env, err, errOut)
 			}
