@@ -102,9 +102,10 @@ func parseCall(body []byte) (wireCall, []byte, error) {
 
 // structuredCall reads a structured message (what a mapping leaves) as a
 // Segment call without encoding it to JSON and parsing it back, checks it,
-// and appends the call's JSON as it goes on the wire to buf. body serialises
-// the message, needed only to derive a missing messageId.
-func structuredCall(v any, body func() ([]byte, error), buf []byte) (wireCall, []byte, error) {
+// and appends the call's JSON as it goes on the wire to buf, encoded with
+// flags (keys sorted or not). body serialises the message, needed only to
+// derive a missing messageId.
+func structuredCall(v any, body func() ([]byte, error), buf []byte, flags segjson.AppendFlags) (wireCall, []byte, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return wireCall{}, buf, fmt.Errorf("not a Segment call: a %T, not an object", v)
@@ -155,9 +156,9 @@ func structuredCall(v any, body func() ([]byte, error), buf []byte) (wireCall, [
 		obj["messageId"] = c.MessageID
 	}
 	// segmentio/encoding marshals maps of any about twice as fast as
-	// encoding/json, with the same output (keys sorted, HTML escaped).
+	// encoding/json, with the same output when keys are sorted.
 	start := len(buf)
-	buf, err := segjson.Append(buf, obj, segjson.EscapeHTML|segjson.SortMapKeys)
+	buf, err := segjson.Append(buf, obj, flags)
 	if err != nil {
 		return wireCall{}, buf[:start], fmt.Errorf("not a Segment call: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // BenchmarkMessageCallStructured measures what the output does per call of a
@@ -20,7 +21,7 @@ func BenchmarkMessageCallStructured(b *testing.B) {
 		msg := service.NewMessage(nil)
 		msg.SetStructuredMut(v)
 		var err error
-		if _, arena, err = messageCall(msg, arena); err != nil {
+		if _, arena, err = messageCall(msg, arena, segjson.EscapeHTML); err != nil {
 			b.Fatal(err)
 		}
 		if len(arena) > 1<<19 {

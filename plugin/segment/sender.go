@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
+	segjson "github.com/segmentio/encoding/json"
 )
 
 // sender holds what every batch shares: the keep-alive HTTP client, the
@@ -30,6 +30,7 @@ type sender struct {
 	unreachableAfter time.Duration
 	backoff          *backoff.ExponentialBackOff
 	dryRun           *dryRunWriter
+	encoding         segjson.AppendFlags
 	scrub            scrubber
 	log              *service.Logger
 	metrics          metrics
@@ -56,13 +57,14 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	// The calls of each write key, in the order of s.routes.all.
 	byKey := make([][]*callRef, len(s.routes.all))
 	pending := 0
-	// The calls' JSON, one after the other: one allocation for the batch
-	// rather than one per call (a guess of their size; appends grow it).
-	arena := make([]byte, 0, len(batch)*callSizeGuess)
+	// The calls' JSON, one after the other, in a buffer recycled from batch
+	// to batch (appends grow it).
+	recycled := arenas.Get().(*[]byte)
+	arena := (*recycled)[:0]
 	for i, msg := range batch {
 		var wire []byte
 		var err error
-		wire, arena, err = messageCall(msg, arena)
+		wire, arena, err = messageCall(msg, arena, s.encoding)
 		var d *dispatcher
 		if err == nil {
 			d, err = s.routes.pick(msg)
@@ -90,8 +92,11 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	}
 	select {
 	case <-wait.done:
+		// Every call has its outcome: no request refers to the JSON now.
+		*recycled = arena[:0]
+		arenas.Put(recycled)
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err() // calls may still be queued: their JSON is not recycled
 	}
 	return s.outcome(batch, wait.errs)
 }
@@ -139,7 +144,7 @@ var bloblangWrappers = regexp.MustCompile(`^(failed assignment \(line \d+\): |fa
 // JSON: the message's own bytes, or encoded at the end of arena, which it
 // returns grown. A message a processor failed on (say, an unmappable event)
 // is not a call: it fails here, for the dead letter output.
-func messageCall(msg *service.Message, arena []byte) (wire, grown []byte, err error) {
+func messageCall(msg *service.Message, arena []byte, flags segjson.AppendFlags) (wire, grown []byte, err error) {
 	if upstream := msg.GetError(); upstream != nil {
 		reason := bloblangWrappers.ReplaceAllString(upstream.Error(), "")
 		return nil, arena, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + reason}
@@ -148,7 +153,7 @@ func messageCall(msg *service.Message, arena []byte) (wire, grown []byte, err er
 	if msg.HasStructured() {
 		var v any
 		if v, err = msg.AsStructured(); err == nil {
-			_, arena, err = structuredCall(v, msg.AsBytes, arena)
+			_, arena, err = structuredCall(v, msg.AsBytes, arena, flags)
 			wire = arena[start:len(arena):len(arena)]
 		}
 	} else {
@@ -169,8 +174,10 @@ func messageCall(msg *service.Message, arena []byte) (wire, grown []byte, err er
 // maxCallBytes is Segment's limit on one call.
 const maxCallBytes = 32 << 10
 
-// callSizeGuess is about the size of a mapped Currents event's call.
-const callSizeGuess = 768
+// arenas recycles the buffers that hold a batch's calls' JSON: a batch of
+// 100 calls needs about 70 KB, and allocating it per batch was a share of
+// the output's garbage.
+var arenas = sync.Pool{New: func() any { return new([]byte) }}
 
 // bodies recycles request bodies: each is up to 500 KB, and allocating one
 // per request was a large share of the output's garbage.
@@ -185,8 +192,9 @@ func (s *sender) requestBody(body []byte, calls []*callRef) []byte {
 		}
 		body = append(body, c.wire...)
 	}
-	body = append(body, `],"sentAt":`...)
-	body = strconv.AppendQuote(body, time.Now().UTC().Format(time.RFC3339Nano))
+	body = append(body, `],"sentAt":"`...)
+	body = time.Now().UTC().AppendFormat(body, time.RFC3339Nano) // nothing in it to escape
+	body = append(body, '"')
 	// A request id, as analytics-go sends: it names the request in Segment's
 	// debugger; retries of the same body keep it.
 	var id [16]byte

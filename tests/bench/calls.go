@@ -11,13 +11,15 @@ import (
 type delivery struct {
 	accepted int               // calls accepted, duplicates included
 	unique   int               // distinct messageIds
+	requests int               // requests received
 	calls    map[string]string // messageId -> the call's JSON with keys sorted; nil unless the stand-in keeps calls
 }
 
 // delivered reads what the stand-in received since its last Reset; keep
 // says whether it keeps calls (started without WithRecordIDsOnly).
 func delivered(srv *segmentapi.Server, keep bool) (delivery, error) {
-	d := delivery{accepted: srv.Stats().Accepted, unique: srv.UniqueMessageIDs()}
+	stats := srv.Stats()
+	d := delivery{accepted: stats.Accepted, unique: srv.UniqueMessageIDs(), requests: stats.Requests}
 	if !keep {
 		return d, nil
 	}

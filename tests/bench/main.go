@@ -52,6 +52,7 @@ type options struct {
 	profile   string
 	stages    bool
 	sameCalls bool
+	latency   time.Duration // how long the stand-in takes to answer each request
 }
 
 // listFlag is a repeatable flag.
@@ -76,7 +77,8 @@ func main() {
 	flag.Var(&env, "env", "NAME=VALUE added to our line's environment (repeatable), e.g. -env GOGC=200")
 	flag.Var(&set, "set", "path=value set in our line's config, as connect's --set (repeatable), e.g. -set pipeline.threads=4")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of our pipeline's first run here (20 s, via its debug endpoint; needs a run longer than that)")
-	flag.BoolVar(&o.stages, "stages", false, "also run each pipeline cut short after its input, then after each processor, into drop")
+	flag.BoolVar(&o.stages, "stages", false, "also run each pipeline cut short after its input, then after each processor, into drop (as many times as -runs, interleaved)")
+	flag.DurationVar(&o.latency, "latency", 0, "the stand-in answers each request after this long, as a distant Segment would (e.g. 50ms)")
 	flag.BoolVar(&o.sameCalls, "same-calls", false, "keep every call in the stand-in and check that ours and stock sent the same calls (memory: ~1 KB a call)")
 	flag.Parse()
 	o.env, o.set = env, set
@@ -141,6 +143,9 @@ func run(o options) (map[string][]lineRuns, error) {
 	if !o.sameCalls {
 		srvOpts = append(srvOpts, segmentapi.WithRecordIDsOnly())
 	}
+	if o.latency > 0 {
+		srvOpts = append(srvOpts, segmentapi.WithLatency(o.latency))
+	}
 	if b.srv, err = segmentapi.Start(writeKey, srvOpts...); err != nil {
 		return nil, err
 	}
@@ -159,9 +164,9 @@ func run(o options) (map[string][]lineRuns, error) {
 	return out, errors.Join(failed...)
 }
 
-// runWorkload runs each line opts.runs times, interleaved, prints the
-// table, checks that ours and stock delivered the same, then runs the
-// stages when asked.
+// runWorkload runs each line opts.runs times, interleaved (with the stages
+// when asked, so that a stage and its full line are measured side by side),
+// prints the table, and checks that ours and stock delivered the same.
 func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
 	bucket, err := w.writeBucket(b.dir)
 	if err != nil {
@@ -172,6 +177,11 @@ func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
 		return nil, err
 	}
 	results := make([]lineRuns, len(lines))
+	var stages []stage
+	if b.opts.stages {
+		stages = stagesOf(w, lines)
+	}
+	staged := make([][]result, len(stages))
 	for run := range max(1, b.opts.runs) {
 		for i, l := range lines {
 			profile := ""
@@ -183,15 +193,21 @@ func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
 				return nil, fmt.Errorf("%s: %w", l.name, err)
 			}
 			results[i] = lineRuns{name: l.name, runs: append(results[i].runs, r)}
-			fmt.Printf("  %-8s done in %v\n", l.name, r.wall.Round(time.Millisecond))
+			fmt.Printf("  %-8s done in %v", l.name, r.wall.Round(time.Millisecond))
+			if n := r.delivered.requests; n > 0 {
+				fmt.Printf(", %d requests, %.0f calls each", n, float64(r.delivered.accepted)/float64(n))
+			}
+			fmt.Println()
+		}
+		if err := b.runStages(w, lines, stages, run, staged); err != nil {
+			return nil, err
 		}
 	}
 	report(w, results, b.opts.env, b.opts.set)
-	err = sameDeliveries(results)
-	if err == nil && b.opts.stages {
-		err = b.runStages(w, lines, results)
+	if len(stages) > 0 {
+		reportStages(w, stages, staged, results)
 	}
-	return results, err
+	return results, sameDeliveries(results)
 }
 
 // lines writes the workload's stock and decoder configs and returns the

@@ -45,45 +45,78 @@ func (s stage) args() []string {
 	return args
 }
 
-// runStages runs the workload's stages and prints what each part costs per
-// event read; the full lines, when they ran, are the last stage of each
-// (their first run, per event read like the stages).
-func (b *bench) runStages(w workload, lines []line, full []lineRuns) error {
+// stagesOf lists the workload's stages of the lines being run (-only
+// leaves).
+func stagesOf(w workload, lines []line) []stage {
+	var out []stage
+	for _, s := range append(append([]stage{}, oursStages...), w.stockStages...) {
+		for _, l := range lines {
+			if l.name == s.pipeline {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// runStages runs each stage once, as the run-th run, and appends the
+// results to got (one slice per stage).
+func (b *bench) runStages(w workload, lines []line, stages []stage, run int, got [][]result) error {
 	configs := map[string]line{}
 	for _, l := range lines {
 		configs[l.name] = l
 	}
-	fmt.Printf("\n%-24s %16s %16s %12s\n", "stage", "CPU-s/M events", "added", "peak RSS")
-	previous := 0.0
-	print := func(name string, r result) {
-		cpu := r.cpuPerMillion()
-		fmt.Printf("%-24s %16.1f %16.1f %8.1f MiB\n", name, cpu, cpu-previous, r.maxRSSMiB)
-		previous = cpu
-	}
-	printFull := func(pipeline string) {
-		for _, l := range full {
-			if l.name == pipeline && len(l.runs) > 0 {
-				r := l.runs[0]
-				r.events = w.events()
-				print("  + output (full line)", r)
-			}
-		}
-		previous = 0
-	}
-	all := append(append([]stage{}, oursStages...), w.stockStages...)
-	for i, s := range all {
-		if i > 0 && s.pipeline != all[i-1].pipeline {
-			printFull(all[i-1].pipeline)
-		}
+	for i, s := range stages {
 		l := configs[s.pipeline]
-		r, err := runLine(b.binary, b.root, l.config, filepath.Join(b.dir, fmt.Sprintf("stage-%s-%d.log", w.name, i)),
+		r, err := runLine(b.binary, b.root, l.config, filepath.Join(b.dir, fmt.Sprintf("stage-%s-%d-%d.log", w.name, i, run)),
 			l.env, append(append([]string{}, l.args...), s.args()...)...)
 		if err != nil {
 			return fmt.Errorf("stage %q: %w", s.name, err)
 		}
 		r.events = w.events()
-		print(s.name, r)
+		got[i] = append(got[i], r)
 	}
-	printFull(all[len(all)-1].pipeline)
 	return nil
+}
+
+// reportStages prints what each part costs per event read: the medians,
+// and with several runs their ranges. "Added" is the median of each run's
+// difference from the stage before it, in the same run; the full lines'
+// runs (per event read like the stages) are the last stage of each
+// pipeline.
+func reportStages(w workload, stages []stage, got [][]result, full []lineRuns) {
+	fulls := map[string][]result{}
+	for _, l := range full {
+		for _, r := range l.runs {
+			r.events = w.events()
+			fulls[l.name] = append(fulls[l.name], r)
+		}
+	}
+	fmt.Printf("\n%-24s %22s %22s %22s\n", "stage", "CPU-s/M events", "added", "peak RSS MiB")
+	var previous []result
+	print := func(name string, rs []result) {
+		var cpu, added, rss []float64
+		for i, r := range rs {
+			cpu = append(cpu, r.cpuPerMillion())
+			rss = append(rss, r.maxRSSMiB)
+			if i < len(previous) {
+				added = append(added, r.cpuPerMillion()-previous[i].cpuPerMillion())
+			} else {
+				added = append(added, r.cpuPerMillion())
+			}
+		}
+		fmt.Printf("%-24s %22s %22s %22s\n", name, spreadOf(cpu).format("%.1f", len(rs)),
+			spreadOf(added).format("%.1f", len(rs)), spreadOf(rss).format("%.1f", len(rs)))
+		previous = rs
+	}
+	for i, s := range stages {
+		if i > 0 && s.pipeline != stages[i-1].pipeline {
+			print("  + output (full line)", fulls[stages[i-1].pipeline])
+			previous = nil
+		}
+		print(s.name, got[i])
+	}
+	if len(stages) > 0 {
+		print("  + output (full line)", fulls[stages[len(stages)-1].pipeline])
+	}
 }
