@@ -110,6 +110,7 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 		`{"type":"track","event":"E","userId":"u","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","properties":{"a":1,"b":[1,2]},"context":{"traits":{"email":"x@y.z"}}}`,
 		`{"type":"identify","anonymousId":"a","messageId":"m2","traits":{"plan":"pro"}}`,
 		`{"type":"alias","userId":"u","previousId":"p","messageId":"m6"}`,
+		`{"type":"track","event":"E","userId":"u","messageId":null,"properties":{"a":"<&>"}}`,
 		`{"type":"track","event":"E"}`,
 		`{"type":"track","event":"E","userId":"u","colour":"red"}`,
 		`{"type":"track","event":"E","userId":5}`,
@@ -117,27 +118,34 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 		`["not","an","object"]`,
 	}
 	for _, body := range bodies {
-		var v any
-		_ = json.Unmarshal([]byte(body), &v)
-		fromBytes, wireBytes, errBytes := parseCall([]byte(body))
-		fromValue, wireValue, errValue := structuredCall(v, func() ([]byte, error) { return []byte(body), nil }, nil, segjson.EscapeHTML|segjson.SortMapKeys)
-		if (errBytes == nil) != (errValue == nil) {
-			t.Fatalf("%s: bytes error %v, structured error %v", body, errBytes, errValue)
+		for _, flags := range []segjson.AppendFlags{segjson.EscapeHTML | segjson.SortMapKeys, segjson.EscapeHTML} {
+			checkStructuredMatchesParsed(t, body, flags)
 		}
-		if errBytes != nil {
-			continue
-		}
-		if fromBytes.Type != fromValue.Type || fromBytes.MessageID != fromValue.MessageID {
-			t.Fatalf("%s: read from bytes as %s %q, structured as %s %q", body, fromBytes.Type, fromBytes.MessageID, fromValue.Type, fromValue.MessageID)
-		}
-		// Both go on the wire as the same call, with its messageId.
-		var wa, wb map[string]any
-		if json.Unmarshal(wireBytes, &wa) != nil || json.Unmarshal(wireValue, &wb) != nil || !reflect.DeepEqual(wa, wb) {
-			t.Fatalf("%s: wire forms differ:\n bytes      %s\n structured %s", body, wireBytes, wireValue)
-		}
-		if wa["messageId"] != fromBytes.MessageID {
-			t.Fatalf("%s: wire messageId %v, want %s", body, wa["messageId"], fromBytes.MessageID)
-		}
+	}
+}
+
+func checkStructuredMatchesParsed(t *testing.T, body string, flags segjson.AppendFlags) {
+	t.Helper()
+	var v any
+	_ = json.Unmarshal([]byte(body), &v)
+	fromBytes, wireBytes, errBytes := parseCall([]byte(body))
+	fromValue, wireValue, errValue := structuredCall(v, func() ([]byte, error) { return []byte(body), nil }, nil, flags)
+	if (errBytes == nil) != (errValue == nil) {
+		t.Fatalf("%s: bytes error %v, structured error %v", body, errBytes, errValue)
+	}
+	if errBytes != nil {
+		return
+	}
+	if fromBytes.Type != fromValue.Type || fromBytes.MessageID != fromValue.MessageID {
+		t.Fatalf("%s: read from bytes as %s %q, structured as %s %q", body, fromBytes.Type, fromBytes.MessageID, fromValue.Type, fromValue.MessageID)
+	}
+	// Both go on the wire as the same call, with its messageId.
+	var wa, wb map[string]any
+	if json.Unmarshal(wireBytes, &wa) != nil || json.Unmarshal(wireValue, &wb) != nil || !reflect.DeepEqual(wa, wb) {
+		t.Fatalf("%s: wire forms differ:\n bytes      %s\n structured %s", body, wireBytes, wireValue)
+	}
+	if wa["messageId"] != fromBytes.MessageID || strings.Count(string(wireValue), `"messageId"`) != 1 {
+		t.Fatalf("%s: wire %s, want one messageId %s", body, wireValue, fromBytes.MessageID)
 	}
 }
 
@@ -161,7 +169,7 @@ func TestDryRunSortsKeysLiveSendsTheSameCalls(t *testing.T) {
 		var batch service.MessageBatch
 		for i := range 20 {
 			msg := service.NewMessage(nil)
-			msg.SetStructuredMut(map[string]any{"type": "track", "event": "Email Sent", "userId": fmt.Sprintf("u%d", i),
+			msg.SetStructuredMut(map[string]any{"type": "track", "event": "Email <Sent> & \u2028é", "userId": fmt.Sprintf("u%d", i),
 				"messageId": fmt.Sprintf("m-%d", i), "timestamp": "2026-11-01T10:07:21Z",
 				"properties": map[string]any{"z": "<b>", "y": int64(i), "x": []any{"a", nil}, "w": true, "v": "é", "u": nil,
 					"t": map[string]any{"s": "1", "r": "2", "q": "3"}},
