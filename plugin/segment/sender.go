@@ -93,8 +93,10 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	select {
 	case <-wait.done:
 		// Every call has its outcome: no request refers to the JSON now.
-		*recycled = arena[:0]
-		arenas.Put(recycled)
+		if cap(arena) <= maxRecycledArena {
+			*recycled = arena[:0]
+			arenas.Put(recycled)
+		}
 	case <-ctx.Done():
 		return ctx.Err() // calls may still be queued: their JSON is not recycled
 	}
@@ -178,6 +180,10 @@ const maxCallBytes = 32 << 10
 // 100 calls needs about 70 KB, and allocating it per batch was a share of
 // the output's garbage.
 var arenas = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxRecycledArena keeps the buffer of a batch of unusually large calls
+// out of the pool, so that the pool does not hold on to it.
+const maxRecycledArena = 4 << 20
 
 // bodies recycles request bodies: each is up to 500 KB, and allocating one
 // per request was a large share of the output's garbage.
