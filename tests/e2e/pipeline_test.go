@@ -239,3 +239,23 @@ func TestShippedConfigsPipelineThreads(t *testing.T) {
 		}
 	}
 }
+
+// The bucket configs send SEGMENT_MAX_IN_FLIGHT batches at once, 8 unless
+// set: what bounds a backfill's throughput against a distant Segment.
+func TestBucketConfigsMaxInFlight(t *testing.T) {
+	for _, rel := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml"} {
+		for env, want := range map[string]string{"": "max_in_flight: 8", "SEGMENT_MAX_IN_FLIGHT=32": "max_in_flight: 32"} {
+			args := append([]string{}, shippedConfigsEnv...)
+			if env != "" {
+				args = append(args, env)
+			}
+			out, errOut, err := runSplit(t, repoRoot, args, "echo", rel)
+			if err != nil {
+				t.Fatalf("echo %s with %q: %v\n%s", rel, env, err, errOut)
+			}
+			if got := strings.Count(out, "max_in_flight:"); got != 1 || !strings.Contains(out, " "+want+"\n") {
+				t.Errorf("echo %s with %q: want one %q in the segment output:\n%s", rel, env, want, out)
+			}
+		}
+	}
+}
