@@ -48,6 +48,7 @@ func TestInputLeaseExpiresAndATakenOverProcessStops(t *testing.T) {
 	r1 := startClockRun(t, conf, at14(10))
 	r1.pass(0)
 	r1.got.waitFor(t, first)
+	r1.waitCheckpointed(1)
 
 	// r1 stalls (its clock stands still): its lease runs out for r2.
 	if _, err := connectClockRun(t, conf, at14(10).Add(50*time.Second)); !errors.Is(err, errCheckpointHeld) {
@@ -57,7 +58,13 @@ func TestInputLeaseExpiresAndATakenOverProcessStops(t *testing.T) {
 	r2.pass(0)
 
 	// r1's next renewal reads the checkpoint back, finds r2's name in it and
-	// stops: its input ends, and its checkpoint is not written again.
+	// stops: its input ends, and its checkpoint is not written again. The
+	// clock moves only once both of r1's timers are set, the next poll's
+	// and the renewal's: on a loaded machine the renewal's may not be yet,
+	// and moving the clock before it is would never fire it.
+	if err := r1.clock.BlockUntilContext(r1.ctx, 2); err != nil {
+		t.Fatal(err)
+	}
 	r1.clock.Advance(20 * time.Second)
 	select {
 	case <-r1.done:
@@ -91,6 +98,27 @@ func TestInputLeaseOfAnExitedProcessOnThisHostIsTakenAtOnce(t *testing.T) {
 		tc.owner.Expires = at14(30)
 		if held := saver.heldBy(&tc.owner); held != tc.held {
 			t.Errorf("owner %s on %s: held %v, want %v", tc.owner.ID, tc.owner.Host, held, tc.held)
+		}
+	}
+}
+
+// waitCheckpointed waits until r's checkpoint in the bucket records n
+// objects done. The saver writes in the background: a test that brings in
+// another process on the same checkpoint must not race r's last write.
+func (r *clockRun) waitCheckpointed(n uint64) {
+	r.t.Helper()
+	s := r.in.saver
+	for {
+		s.savedMu.Lock()
+		saved, next := s.saved, s.onSave
+		s.savedMu.Unlock()
+		if saved >= n {
+			return
+		}
+		select {
+		case <-next:
+		case <-r.ctx.Done():
+			r.t.Fatalf("the checkpoint never recorded %d objects done", n)
 		}
 	}
 }
