@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 )
@@ -42,7 +41,7 @@ func newWorkload(name string, events, perFile int) (workload, error) {
 		if events == 0 {
 			events = 1_000_000
 		}
-		types := forwardedTypes()
+		types := fixtures.SegmentEventTypes()
 		return workload{name: name, types: types, filesPerType: max(1, events/(perFile*len(types))), recordsPerFile: perFile,
 			stock: stockFiftyProcessors, stockStages: stockFiftyStages}, nil
 	case workloadSingle:
@@ -98,13 +97,4 @@ func (w workload) writeBucket(dir string) (string, error) {
 		return "", err
 	}
 	return bucket, os.WriteFile(stamp, []byte(shape), 0o644)
-}
-
-func forwardedTypes() []string {
-	var types []string
-	for t := range fixtures.SegmentEvents() {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	return types
 }

@@ -23,7 +23,7 @@ import (
 func TestDeadLettersToTheBucket(t *testing.T) {
 	b := buckets.StartGCS(t)
 	tree := t.TempDir()
-	written, err := fixtures.WriteTree(tree, fixtures.TreeOptions{EventTypes: forwardedTypes()[:3],
+	written, err := fixtures.WriteTree(tree, fixtures.TreeOptions{EventTypes: fixtures.SegmentEventTypes()[:3],
 		FilesPerType: 2, RecordsPerFile: 10, Seed: 91, Conn: "GCS"})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 func checkpointTree(t *testing.T, seed uint64) (string, map[string]string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bucket")
-	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: forwardedTypes()[:6],
+	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: fixtures.SegmentEventTypes()[:6],
 		FilesPerType: 36, RecordsPerFile: 5, Seed: seed}) // 12 files an hour
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.wait(time.Minute)
-	more := writeSpec(t, dir, fixtures.FileSpec{EventType: forwardedTypes()[0], Records: 5, Seed: 83,
+	more := writeSpec(t, dir, fixtures.FileSpec{EventType: fixtures.SegmentEventTypes()[0], Records: 5, Seed: 83,
 		DateHour: fixtures.DefaultDateHour.Add(3 * time.Hour)})
 	for _, r := range more.Records {
 		if sendable(r) {

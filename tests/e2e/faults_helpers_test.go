@@ -24,22 +24,12 @@ import (
 // shippedConfig is the production pipeline the fault tests run.
 const shippedConfig = "config/currents_to_segment.yaml"
 
-// forwardedTypes are the 50 event types the shipped pipeline sends.
-func forwardedTypes() []string {
-	var types []string
-	for et := range fixtures.SegmentEvents() {
-		types = append(types, et)
-	}
-	slices.Sort(types)
-	return types
-}
-
 // faultTree writes a bucket tree of the 50 forwarded types under a fresh
 // directory and returns it with the files written.
 func faultTree(t *testing.T, filesPerType, recordsPerFile int, seed uint64) (string, []fixtures.Written) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tree")
-	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: forwardedTypes(),
+	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: fixtures.SegmentEventTypes(),
 		FilesPerType: filesPerType, RecordsPerFile: recordsPerFile, Seed: seed})
 	if err != nil {
 		t.Fatal(err)

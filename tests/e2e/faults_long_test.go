@@ -26,7 +26,7 @@ import (
 // that everything was delivered within a bounded peak memory.
 func TestFaultLongBackfill(t *testing.T) {
 	const filesPerType, recordsPerFile, seed = 20, 1000, 77
-	types := forwardedTypes()
+	types := fixtures.SegmentEventTypes()
 	total := len(types) * filesPerType * recordsPerFile
 	tree := filepath.Join(t.TempDir(), "tree")
 	start := time.Now()

@@ -35,7 +35,7 @@ type noticeRig struct {
 func newNoticeRig(t *testing.T) *noticeRig {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "acme-currents") // the bucketId the notifications carry
-	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: forwardedTypes(), FilesPerType: 1, RecordsPerFile: 2000, Seed: 16})
+	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: fixtures.SegmentEventTypes(), FilesPerType: 1, RecordsPerFile: 2000, Seed: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,10 +229,7 @@ func TestShippedConfigsPipelineThreads(t *testing.T) {
 	for _, c := range configs {
 		rel, _ := filepath.Rel(repoRoot, c)
 		for env, want := range map[string]string{"GOMAXPROCS=1": "threads: 1", "CURRENTS_PIPELINE_THREADS=3": "threads: 3"} {
-			out, errOut, err := runSplit(t, repoRoot, append(append([]string{}, shippedConfigsEnv...), env), "echo", rel)
-			if err != nil {
-				t.Fatalf("echo %s with %s: %v\n%s", rel, env, err, errOut)
-			}
+			out := echoShipped(t, rel, env)
 			if !strings.Contains(out, "\n  "+want+"\n") {
 				t.Errorf("echo %s with %s: no %q in the pipeline:\n%s", rel, env, want, out)
 			}
@@ -244,18 +241,25 @@ func TestShippedConfigsPipelineThreads(t *testing.T) {
 // set: what bounds a backfill's throughput against a distant Segment.
 func TestBucketConfigsMaxInFlight(t *testing.T) {
 	for _, rel := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml"} {
-		for env, want := range map[string]string{"": "max_in_flight: 8", "SEGMENT_MAX_IN_FLIGHT=32": "max_in_flight: 32"} {
-			args := append([]string{}, shippedConfigsEnv...)
-			if env != "" {
-				args = append(args, env)
-			}
-			out, errOut, err := runSplit(t, repoRoot, args, "echo", rel)
-			if err != nil {
-				t.Fatalf("echo %s with %q: %v\n%s", rel, env, err, errOut)
-			}
-			if got := strings.Count(out, "max_in_flight:"); got != 1 || !strings.Contains(out, " "+want+"\n") {
-				t.Errorf("echo %s with %q: want one %q in the segment output:\n%s", rel, env, want, out)
+		for _, c := range []struct {
+			env  []string
+			want string
+		}{{nil, "max_in_flight: 8"}, {[]string{"SEGMENT_MAX_IN_FLIGHT=32"}, "max_in_flight: 32"}} {
+			out := echoShipped(t, rel, c.env...)
+			if got := strings.Count(out, "max_in_flight:"); got != 1 || !strings.Contains(out, " "+c.want+"\n") {
+				t.Errorf("echo %s with %q: want one %q in the segment output:\n%s", rel, c.env, c.want, out)
 			}
 		}
 	}
+}
+
+// echoShipped runs `connect echo` on a shipped config with the environment
+// every shipped config requires, and env, and returns what it printed.
+func echoShipped(t *testing.T, rel string, env ...string) string {
+	t.Helper()
+	out, errOut, err := runSplit(t, repoRoot, append(append([]string{}, shippedConfigsEnv...), env...), "echo", rel)
+	if err != nil {
+		t.Fatalf("echo %s with %q: %v\n%s", rel, env, err, errOut)
+	}
+	return out
 }
