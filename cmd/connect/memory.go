@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"runtime"
 	"runtime/debug"
 )
@@ -30,5 +29,3 @@ func applyMemoryDefaults(getenv func(string) string) {
 		debug.SetMemoryLimit(memoryLimitBase + memoryLimitPerCore*int64(runtime.GOMAXPROCS(0)))
 	}
 }
-
-func init() { applyMemoryDefaults(os.Getenv) }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -179,19 +177,10 @@ func TestDryRunSortsKeysLiveSendsTheSameCalls(t *testing.T) {
 		return batch
 	}
 	dryRun := func() []string {
-		path := filepath.Join(t.TempDir(), "dry.jsonl")
-		out := newTestOutput(t, fmt.Sprintf(`{dry_run: true, dry_run_path: %s}`, path))
-		if err := out.WriteBatch(context.Background(), structured()); err != nil {
-			t.Fatal(err)
-		}
-		_ = out.Close(context.Background())
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		lines := dryRunLines(t, "", structured())
 		var body struct{ Batch []json.RawMessage }
-		if err := json.Unmarshal(data, &body); err != nil {
-			t.Fatal(err)
+		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &body) != nil {
+			t.Fatalf("dry run: want one batch body, got %q", lines)
 		}
 		var calls []string
 		for _, raw := range body.Batch {

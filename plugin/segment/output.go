@@ -16,7 +16,6 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
-	segjson "github.com/segmentio/encoding/json"
 )
 
 const (
@@ -246,13 +245,6 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		return nil, fmt.Errorf("%s (or %s) is required (or set %s: true to preview without sending)", fieldWriteKey, fieldWriteKeys, fieldDryRun)
 	}
 	out.dryRun = dryRun
-	// Keys go on the wire in map order (JSON objects have none): sorting
-	// them was a fifth of the output's CPU. Dry runs sort them, so that
-	// their bodies compare from run to run.
-	s.encoding = segjson.EscapeHTML
-	if dryRun {
-		s.encoding |= segjson.SortMapKeys
-	}
 	s.routes = newRouter(s, maxRequests, writeKey, routes, route)
 	// Connections are kept alive and shared by every batch in flight.
 	transport := http.DefaultTransport.(*http.Transport).Clone()

@@ -208,18 +208,7 @@ func TestRetriesStopAtMaxRetries(t *testing.T) {
 }
 
 func TestDryRunWritesTheExactBodies(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "dry.jsonl")
-	out := newTestOutput(t, fmt.Sprintf(`{dry_run: true, dry_run_path: %s, max_calls_per_request: 4}`, path))
-	batch := trackBatch(10, 0, "x")
-	if err := out.WriteBatch(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	_ = out.Close(context.Background())
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	lines := dryRunLines(t, "max_calls_per_request: 4", trackBatch(10, 0, "x"))
 	seen := 0
 	for _, line := range lines {
 		var body struct {
@@ -237,6 +226,23 @@ func TestDryRunWritesTheExactBodies(t *testing.T) {
 	if seen != 10 || len(lines) != 3 {
 		t.Fatalf("%d calls in %d bodies, want 10 in 3", seen, len(lines))
 	}
+}
+
+// dryRunLines writes batch through a dry-run output configured with extra
+// (YAML fields, or empty) and returns the lines it wrote.
+func dryRunLines(t *testing.T, extra string, batch service.MessageBatch) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "dry.jsonl")
+	out := newTestOutput(t, fmt.Sprintf(`{dry_run: true, dry_run_path: %s, %s}`, path, extra))
+	if err := out.WriteBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	_ = out.Close(context.Background())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
 }
 
 // When Segment accepts nothing for unreachable_after, the batch goes back as
