@@ -70,10 +70,11 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 	// to batch (appends grow it).
 	recycled := arenas.Get().(*[]byte)
 	arena := (*recycled)[:0]
+	flags := s.encoding()
 	for i, msg := range batch {
 		var wire []byte
 		var err error
-		wire, arena, err = messageCall(msg, arena, s.encoding())
+		wire, arena, err = messageCall(msg, arena, flags)
 		var d *dispatcher
 		if err == nil {
 			d, err = s.routes.pick(msg)
