@@ -54,8 +54,9 @@ type checkpointSaver struct {
 	onLost func(error) // another process took the checkpoint over
 	wake   chan struct{}
 
-	mu   sync.Mutex // one write at a time
-	lost bool
+	mu      sync.Mutex // one write at a time
+	lost    bool
+	expires time.Time // when the lease last written runs out
 
 	savedMu sync.Mutex
 	saved   uint64        // objects done that the stored checkpoint holds
@@ -146,6 +147,12 @@ func (s *checkpointSaver) loadDoc(ctx context.Context) (*checkpointDoc, error) {
 // verify reads the checkpoint back: another owner's stamp means that the
 // checkpoint was taken over, and this process must stop using it.
 func (s *checkpointSaver) verify(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.verifyLocked(ctx)
+}
+
+func (s *checkpointSaver) verifyLocked(ctx context.Context) error {
 	doc, err := s.loadDoc(ctx)
 	if err != nil {
 		return err
@@ -157,9 +164,7 @@ func (s *checkpointSaver) verify(ctx context.Context) error {
 	if doc != nil && doc.Owner != nil {
 		who = doc.Owner.String()
 	}
-	s.mu.Lock()
 	s.lost = true
-	s.mu.Unlock()
 	return fmt.Errorf("%w: %s now names %s, not this process", errCheckpointHeld, s.store.describe(), who)
 }
 
@@ -168,6 +173,9 @@ func (s *checkpointSaver) renew(ctx context.Context) error {
 	stamp := s.me
 	stamp.Expires = s.clock.Now().Add(s.lease).UTC()
 	s.ckpt.stamp(&stamp)
+	s.mu.Lock()
+	s.expires = stamp.Expires
+	s.mu.Unlock()
 	return s.write(ctx, true)
 }
 
@@ -180,7 +188,12 @@ func (s *checkpointSaver) run(ctx context.Context) {
 	for {
 		select {
 		case <-s.wake:
-			if err := s.write(ctx, false); err != nil && !s.isLost() {
+			err := s.write(ctx, false)
+			if errors.Is(err, errCheckpointHeld) {
+				s.onLost(err)
+				return
+			}
+			if err != nil {
 				// The next done object, or the final flush, tries again.
 				select {
 				case <-time.After(time.Second):
@@ -224,6 +237,14 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	defer s.mu.Unlock()
 	if s.lost {
 		return errCheckpointHeld
+	}
+	// A process that stalled past its lease (a long pause, a frozen VM) may
+	// have been taken over meanwhile: it reads the checkpoint back rather
+	// than write over the new holder's progress (and stop it instead).
+	if !s.expires.IsZero() && !s.clock.Now().Before(s.expires) {
+		if err := s.verifyLocked(ctx); err != nil {
+			return err
+		}
 	}
 	doc, finishes, err := s.ckpt.snapshot(force)
 	if doc == nil && err == nil {
