@@ -24,6 +24,7 @@ type checkpointStore interface {
 type checkpointDoc struct {
 	Version    int                       `json:"version"`
 	Window     string                    `json:"window,omitempty"` // the since..until the watermarks count within; "" for every hour
+	Shard      string                    `json:"shard,omitempty"`  // the i/N whose objects the watermarks count; "" if written before it was recorded
 	Owner      *ownerStamp               `json:"owner,omitempty"`  // the process holding the checkpoint (checkpoint_saver.go)
 	Partitions map[string]*partitionDone `json:"partitions"`
 }
@@ -43,17 +44,19 @@ type partitionDone struct {
 // the newest settled hour below every open object. Hours without objects
 // pass too, so that polls of a quiet event type stay cheap.
 type checkpoint struct {
-	mu          sync.Mutex
-	lateArrival time.Duration
-	until       time.Time                       // the watermark never passes the window's end
-	watermarks  map[string]time.Time            // partition -> newest hour fully done
-	settled     map[string]time.Time            // partition -> newest hour listed after it closed
-	done        map[string]map[string]time.Time // partition -> key -> hour
-	open        map[string]map[string]time.Time // partition -> key -> hour: listed, not done
-	window      string
-	owner       *ownerStamp // stamped on every snapshot
-	dirty       bool
-	finishes    uint64 // objects done so far, to tell how far the store lags
+	mu            sync.Mutex
+	lateArrival   time.Duration
+	until         time.Time                       // the watermark never passes the window's end
+	watermarks    map[string]time.Time            // partition -> newest hour fully done
+	settled       map[string]time.Time            // partition -> newest hour listed after it closed
+	done          map[string]map[string]time.Time // partition -> key -> hour
+	open          map[string]map[string]time.Time // partition -> key -> hour: listed, not done
+	window        string
+	shard         string      // i/N, as written in the document
+	keyNamesShard bool        // the checkpoint key names the shard (the default key)
+	owner         *ownerStamp // stamped on every snapshot
+	dirty         bool
+	finishes      uint64 // objects done so far, to tell how far the store lags
 }
 
 func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
@@ -65,13 +68,14 @@ func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
 		done:        map[string]map[string]time.Time{},
 		open:        map[string]map[string]time.Time{},
 		window:      sel.window(),
+		shard:       fmt.Sprintf("%d/%d", sel.shard, max(sel.shards, 1)),
 	}
 }
 
-// parseCheckpoint reads a stored document and checks it was written for the
-// same hours: a watermark counts the hours before it as done, which is true
-// only of the window that wrote it.
-func parseCheckpoint(raw []byte, window string) (*checkpointDoc, error) {
+// parse reads a stored document and checks it was written for the same
+// hours and the same shard: a watermark counts the hours before it as done,
+// which is true only of the window and the shard's objects that wrote it.
+func (c *checkpoint) parse(raw []byte) (*checkpointDoc, error) {
 	var doc checkpointDoc
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
@@ -79,9 +83,21 @@ func parseCheckpoint(raw []byte, window string) (*checkpointDoc, error) {
 	if doc.Version != 1 {
 		return nil, fmt.Errorf("checkpoint version %d is not supported", doc.Version)
 	}
-	if doc.Window != window {
+	if doc.Window != c.window {
 		return nil, fmt.Errorf("checkpoint was written by a run over %s, and this run reads %s: its watermarks would count hours this run skips as done",
-			windowName(doc.Window), windowName(window))
+			windowName(doc.Window), windowName(c.window))
+	}
+	// A document from before the shard was recorded is taken as this
+	// shard's only where that cannot skip objects unread: a single replica
+	// (as before), or a key that names the shard.
+	if doc.Shard == "" && c.shard != "0/1" && !c.keyNamesShard {
+		return nil, fmt.Errorf("checkpoint records no shard (written before shards were recorded), and this run is shard %s on a checkpoint key that does not name it: "+
+			"if another shard wrote it, its watermarks would count this shard's objects as done unread; if shard %s wrote it, add \"shard\":\"%s\" to both slots",
+			c.shard, c.shard, c.shard)
+	}
+	if doc.Shard != "" && doc.Shard != c.shard {
+		return nil, fmt.Errorf("checkpoint was written by shard %s, and this run is shard %s: its watermarks would count objects its writer did not read as done",
+			doc.Shard, c.shard)
 	}
 	return &doc, nil
 }
@@ -218,14 +234,15 @@ func (c *checkpoint) advanceLocked(partition string) {
 
 // snapshot renders the document if it changed since the last snapshot, or
 // always when force is set (a lease renewal), with the count of objects done
-// that it holds; nil when it did not change.
-func (c *checkpoint) snapshot(force bool) ([]byte, uint64, error) {
+// that it holds and the expiry of the lease it carries (zero for none); nil
+// when it did not change.
+func (c *checkpoint) snapshot(force bool) ([]byte, uint64, time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.dirty && !force {
-		return nil, 0, nil
+		return nil, 0, time.Time{}, nil
 	}
-	doc := checkpointDoc{Version: 1, Window: c.window, Owner: c.owner, Partitions: map[string]*partitionDone{}}
+	doc := checkpointDoc{Version: 1, Window: c.window, Shard: c.shard, Owner: c.owner, Partitions: map[string]*partitionDone{}}
 	part := func(p string) *partitionDone {
 		if doc.Partitions[p] == nil {
 			doc.Partitions[p] = &partitionDone{}
@@ -245,10 +262,14 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, error) {
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("rendering the checkpoint: %w", err)
+		return nil, 0, time.Time{}, fmt.Errorf("rendering the checkpoint: %w", err)
 	}
 	c.dirty = false
-	return raw, c.finishes, nil
+	var lease time.Time
+	if c.owner != nil {
+		lease = c.owner.Expires
+	}
+	return raw, c.finishes, lease, nil
 }
 
 // markDirty asks for another save after a failed one.

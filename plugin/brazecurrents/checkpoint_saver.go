@@ -56,7 +56,7 @@ type checkpointSaver struct {
 
 	mu      sync.Mutex // one write at a time
 	lost    bool
-	expires time.Time // when the lease last written runs out
+	expires time.Time // when the lease in the store runs out: set by writes that succeeded only
 
 	savedMu sync.Mutex
 	saved   uint64        // objects done that the stored checkpoint holds
@@ -137,7 +137,7 @@ func (s *checkpointSaver) loadDoc(ctx context.Context) (*checkpointDoc, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	doc, err := parseCheckpoint(raw, s.ckpt.window)
+	doc, err := s.ckpt.parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
 	}
@@ -168,14 +168,12 @@ func (s *checkpointSaver) verifyLocked(ctx context.Context) error {
 	return fmt.Errorf("%w: %s now names %s, not this process", errCheckpointHeld, s.store.describe(), who)
 }
 
-// renew writes the checkpoint with a fresh lease.
+// renew writes the checkpoint with a fresh lease. Until a write stores it,
+// the lease in the store is the old one, which may lapse (write).
 func (s *checkpointSaver) renew(ctx context.Context) error {
 	stamp := s.me
 	stamp.Expires = s.clock.Now().Add(s.lease).UTC()
 	s.ckpt.stamp(&stamp)
-	s.mu.Lock()
-	s.expires = stamp.Expires
-	s.mu.Unlock()
 	return s.write(ctx, true)
 }
 
@@ -238,15 +236,16 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	if s.lost {
 		return errCheckpointHeld
 	}
-	// A process that stalled past its lease (a long pause, a frozen VM) may
-	// have been taken over meanwhile: it reads the checkpoint back rather
-	// than write over the new holder's progress (and stop it instead).
+	// A process whose stored lease lapsed (a long pause, a frozen VM,
+	// renewals the store refused) may have been taken over meanwhile: it
+	// reads the checkpoint back rather than write over the new holder's
+	// progress (and stop it instead).
 	if !s.expires.IsZero() && !s.clock.Now().Before(s.expires) {
 		if err := s.verifyLocked(ctx); err != nil {
 			return err
 		}
 	}
-	doc, finishes, err := s.ckpt.snapshot(force)
+	doc, finishes, lease, err := s.ckpt.snapshot(force)
 	if doc == nil && err == nil {
 		return nil // unchanged
 	}
@@ -258,6 +257,9 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 		s.ckpt.markDirty()
 		s.log.Errorf("Saving the checkpoint to %s failed: %v", s.store.describe(), err)
 		return err
+	}
+	if !lease.IsZero() { // a release keeps the last lease's expiry
+		s.expires = lease
 	}
 	s.savedMu.Lock()
 	s.saved = finishes

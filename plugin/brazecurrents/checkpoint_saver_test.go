@@ -81,6 +81,68 @@ func TestCheckpointSaverStalledPastItsLeaseStopsBeforeWriting(t *testing.T) {
 	}
 }
 
+// failingStore is a memStore whose writes fail while down is set.
+type failingStore struct {
+	memStore
+	down *bool
+}
+
+func (f failingStore) put(ctx context.Context, key string, v []byte) error {
+	if *f.down {
+		return errors.New("503 slow down")
+	}
+	return f.memStore.put(ctx, key, v)
+}
+
+// A holder whose lease renewals fail (the store rejects its writes for a
+// while) has let its lease lapse in the store, though it goes on reading.
+// Another process takes the checkpoint over. When the store recovers, the
+// first holder's next write must read the checkpoint back, as after a
+// stall, and not write over the new holder's claim and progress (docs:
+// "it never writes over the new holder's progress").
+func TestCheckpointSaverFailedRenewalsDoNotExtendTheLease(t *testing.T) {
+	ctx := context.Background()
+	store := memStore{}
+	down := false
+	a := leaseSaver(t, store, at(14))
+	a.store = newSlotted(failingStore{store, &down}, "ck.json", nil)
+	acquireOn(t, a) // the stored lease runs to 14:01:00
+	a.ckpt.finished(hourObj("p", at(13), 0))
+	if err := a.write(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// 14:00:50: a's renewal fails; so does the next write of its progress.
+	down = true
+	a.clock.(*clockwork.FakeClock).Advance(49 * time.Second)
+	if err := a.renew(ctx); err == nil {
+		t.Fatal("the renewal should have failed")
+	}
+
+	// 14:01:30: the stored lease has lapsed; b takes the checkpoint over and
+	// records an object of its own.
+	b := leaseSaver(t, store, at(14).Add(90*time.Second))
+	acquireOn(t, b)
+	b.ckpt.finished(hourObj("p", at(13), 1))
+	if err := b.write(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// 14:01:34: the store takes a's writes again, and a finishes an object.
+	down = false
+	a.clock.(*clockwork.FakeClock).Advance(44 * time.Second)
+	a.ckpt.finished(hourObj("p", at(13), 2))
+	err := a.write(ctx, false)
+	doc := storedDoc(t, b)
+	if doc.Owner == nil || doc.Owner.ID != b.me.ID || !slices.Contains(doc.Partitions["p"].Done, hourObj("p", at(13), 1).key) {
+		t.Fatalf("the holder whose lease lapsed in the store wrote over the new holder (its write: %v): owner %v, done %v",
+			err, doc.Owner, doc.Partitions["p"].Done)
+	}
+	if !errors.Is(err, errCheckpointHeld) || !a.isLost() {
+		t.Fatalf("the holder whose lease lapsed in the store reported %v, want the checkpoint held by another", err)
+	}
+}
+
 // leaseSaver is a checkpoint saver with a one-minute lease, as one process,
 // on store and a clock of its own at now.
 func leaseSaver(t *testing.T, store memStore, now time.Time) *checkpointSaver {

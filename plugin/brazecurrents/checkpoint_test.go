@@ -59,17 +59,17 @@ func TestCheckpointWatermarkWaitsForAListingAfterTheHourClosed(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(11)) {
 		t.Fatalf("watermark %v, want 11", w)
 	}
-	doc, _, err := c.snapshot(false)
+	doc, _, _, err := c.snapshot(false)
 	if err != nil || doc == nil || !strings.Contains(string(doc), `"watermark":"`+at(11).Format(DateHourLayout)+`"`) || strings.Contains(string(doc), e.key) {
 		t.Fatalf("checkpoint document %s", doc)
 	}
 
 	// A restart restores the watermark, but settles nothing before it lists.
-	parsed, err := parseCheckpoint(doc, "")
+	r := newCheckpoint(2*time.Hour, selection{})
+	parsed, err := r.parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newCheckpoint(2*time.Hour, selection{})
 	if err := r.restore(parsed); err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +91,11 @@ func TestCheckpointWatermarkWaitsForAListingAfterTheHourClosed(t *testing.T) {
 func TestCheckpointRestoredDoneKeysAdvanceAfterAListing(t *testing.T) {
 	p := "currents/x/event_type=a"
 	doc := []byte(`{"version":1,"partitions":{"` + p + `":{"watermark":"2026-11-28-05","done":["` + hourObj(p, at(7), 0).key + `"]}}}`)
-	parsed, err := parseCheckpoint(doc, "")
+	c := newCheckpoint(time.Hour, selection{})
+	parsed, err := c.parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCheckpoint(time.Hour, selection{})
 	if err := c.restore(parsed); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestCheckpointRestoredDoneKeysAdvanceAfterAListing(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(8)) {
 		t.Fatalf("watermark %v, want 08", w)
 	}
-	if doc, _, _ := c.snapshot(false); strings.Contains(string(doc), `"done"`) {
+	if doc, _, _, _ := c.snapshot(false); strings.Contains(string(doc), `"done"`) {
 		t.Fatalf("done keys below the watermark kept: %s", doc)
 	}
 }
@@ -121,23 +121,55 @@ func TestCheckpointWindowBoundsWatermarks(t *testing.T) {
 	if w, _ := c.watermark(p); !w.Equal(at(5)) {
 		t.Fatalf("watermark %v, want the window's end", w)
 	}
-	doc, _, _ := c.snapshot(false)
+	doc, _, _, _ := c.snapshot(false)
 	if !strings.Contains(string(doc), `"window":"2026-11-28-03..2026-11-28-05"`) {
 		t.Fatalf("document lacks its window: %s", doc)
 	}
-	if _, err := parseCheckpoint(doc, ""); err == nil || !strings.Contains(err.Error(), "the hours 2026-11-28-03..2026-11-28-05, and this run reads every hour") {
+	if _, err := newCheckpoint(time.Hour, selection{}).parse(doc); err == nil || !strings.Contains(err.Error(), "the hours 2026-11-28-03..2026-11-28-05, and this run reads every hour") {
 		t.Fatalf("a full run accepted a window's checkpoint: %v", err)
 	}
-	if _, err := parseCheckpoint(doc, sel.window()); err != nil {
+	if _, err := c.parse(doc); err != nil {
 		t.Fatalf("the same window refused its checkpoint: %v", err)
+	}
+}
+
+// A shard's document records the shard, and other shards refuse it. One
+// written before shards were recorded is taken by a single replica (0/1)
+// and by a shard whose key names it, and refused by any other.
+func TestCheckpointShardBoundsItsDocument(t *testing.T) {
+	doc, _, _, _ := newCheckpoint(time.Hour, selection{shard: 0, shards: 2}).snapshot(true)
+	if !strings.Contains(string(doc), `"shard":"0/2"`) {
+		t.Fatalf("document lacks its shard: %s", doc)
+	}
+	unrecorded := []byte(`{"version":1,"partitions":{}}`)
+	for _, tc := range []struct {
+		sel           selection
+		keyNamesShard bool
+		doc           []byte
+		refusal       string
+	}{
+		{selection{shard: 0, shards: 2}, false, doc, ""},
+		{selection{}, false, doc, "written by shard 0/2, and this run is shard 0/1"},
+		{selection{shard: 1, shards: 2}, true, doc, "written by shard 0/2, and this run is shard 1/2"},
+		{selection{}, false, unrecorded, ""},
+		{selection{shard: 1, shards: 2}, true, unrecorded, ""},
+		{selection{shard: 1, shards: 2}, false, unrecorded, `records no shard`},
+	} {
+		c := newCheckpoint(time.Hour, tc.sel)
+		c.keyNamesShard = tc.keyNamesShard
+		_, err := c.parse(tc.doc)
+		if tc.refusal == "" && err != nil || tc.refusal != "" && (err == nil || !strings.Contains(err.Error(), tc.refusal)) {
+			t.Errorf("shard %s (key names it: %v) on %s: %v, want refusal %q", c.shard, tc.keyNamesShard, tc.doc, err, tc.refusal)
+		}
 	}
 }
 
 func TestCheckpointRejectsDamagedDocuments(t *testing.T) {
 	for _, doc := range []string{`{`, `{"version":2}`, `{"version":1,"partitions":{"p":{"watermark":"soon"}}}`} {
-		parsed, err := parseCheckpoint([]byte(doc), "")
+		c := newCheckpoint(time.Hour, selection{})
+		parsed, err := c.parse([]byte(doc))
 		if err == nil {
-			err = newCheckpoint(time.Hour, selection{}).restore(parsed)
+			err = c.restore(parsed)
 		}
 		if err == nil {
 			t.Errorf("%s accepted", doc)

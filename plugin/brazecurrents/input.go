@@ -76,7 +76,8 @@ watermark) only after a listing that started `+"`late_arrival`"+` after the hour
 done. With `+"`since`"+` or `+"`until`"+` the default checkpoint key names the window, so a backfill window never
 marks other hours as done. The checkpoint holds a lease: a second process on it waits until the first
 stops or its lease expires. Replicas with `+"`shard: i/N`"+` split the objects between them by a hash of the key,
-with no overlap and no coordination.
+with no overlap and no coordination; the checkpoint records its window and shard, and a run over other
+hours or of another shard refuses it.
 
 With `+"`notifications`"+` (a queue of object-created notifications: S3 event notifications through SQS,
 directly, through SNS or from EventBridge; GCS Pub/Sub notifications; Azure Event Grid through Service Bus)
@@ -151,7 +152,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringField(inFieldMoveTo).
 				Description("Move each object once done to this prefix (outside `prefix`), keeping the rest of its key.").Default("").Advanced(),
 			service.NewStringField(inFieldShard).
-				Description("This replica's share of the objects, `i/N`: N replicas with shards 0/N … N-1/N read every object exactly once between them.").Default("0/1"),
+				Description("This replica's share of the objects, `i/N`: N replicas with shards 0/N … N-1/N read every object exactly once between them. The checkpoint records it, and a run of another shard refuses that checkpoint (its watermarks count only its own shard's objects as done).").Default("0/1"),
 			service.NewIntField(inFieldParallel).
 				Description("How many objects are downloaded and decoded at once. Each holds one Avro block and at most one batch of decoded events in memory; the events in flight downstream add to that.").Default(4),
 			service.NewIntField(inFieldReadAttempts).
@@ -279,6 +280,7 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket, stop context.CancelFunc) error {
 	// A fresh checkpoint each attempt: one that waited for a lease reloads.
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
+	ckpt.keyNamesShard = in.conf.ckptKey == in.conf.defaultCheckpointKey()
 	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
 		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 	if err := saver.acquire(ctx); err != nil {

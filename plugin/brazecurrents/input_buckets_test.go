@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"gocloud.dev/blob"
 
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 	"github.com/currents-connect/currents-connect/tests/buckets"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 )
@@ -114,10 +116,9 @@ func TestInputMissingS3BucketFailsClearly(t *testing.T) {
 }
 
 // faultyProxy stands in front of a real S3 server and cuts the first
-// answers to GETs of one object in the middle of the body, like a network
-// failing mid-download.
+// answers to GETs of one object after cutAfter bytes of the body, like a
+// network failing mid-download.
 type faultyProxy struct {
-	target   string
 	key      string
 	failures int
 	cutAfter int
@@ -126,9 +127,12 @@ type faultyProxy struct {
 	seen int
 }
 
-func (p *faultyProxy) start(t *testing.T) string {
+// front starts the proxy before b and returns b's URL through it.
+func (p *faultyProxy) front(t *testing.T, b *buckets.Bucket) string {
 	t.Helper()
-	u, _ := url.Parse(p.target)
+	endpoint := b.URL[strings.Index(b.URL, "endpoint=")+len("endpoint="):]
+	endpoint = endpoint[:strings.Index(endpoint, "&")]
+	u, _ := url.Parse(endpoint)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p.key) {
@@ -146,7 +150,7 @@ func (p *faultyProxy) start(t *testing.T) string {
 	ln := listenLoopback(t)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String()
+	return strings.Replace(b.URL, endpoint, "http://"+ln.Addr().String(), 1)
 }
 
 // cuttingWriter lets left bytes of a body through, then drops the
@@ -170,26 +174,46 @@ func (c *cuttingWriter) Write(b []byte) (int, error) {
 // resuming after the events already delivered: each event comes out once.
 func TestInputResumesObjectAfterBrokenDownloads(t *testing.T) {
 	b := buckets.StartS3(t)
-	dir := t.TempDir()
-	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 3000, Seed: 33,
+	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 3000, Seed: 33,
 		EventTypes: []string{"users.messages.email.Send", "users.messages.email.Open"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buckets.UploadDir(t, b, dir)
-	for k, v := range b.Env {
-		t.Setenv(k, v)
-	}
-	endpoint := b.URL[strings.Index(b.URL, "endpoint=")+len("endpoint="):]
-	endpoint = endpoint[:strings.Index(endpoint, "&")]
-	proxy := &faultyProxy{target: endpoint, key: written[0].Key, failures: 2, cutAfter: 300_000}
-	proxied := strings.Replace(b.URL, endpoint, proxy.start(t), 1)
-
-	s, got := streamOf(t, "url: \""+proxied+"\"\nbatch_size: 100\nread_attempts: 5", "")
+	proxy := &faultyProxy{key: written[0].Key, failures: 2, cutAfter: 300_000}
+	s, got := streamOf(t, "url: \""+proxy.front(t, b)+"\"\nbatch_size: 100\nread_attempts: 5", "")
 	runToEnd(t, s)
 	expectExactly(t, got, ids(written, nil))
 	if proxy.seen < 3 {
 		t.Fatalf("the object was fetched %d times: the broken downloads were not retried", proxy.seen)
+	}
+}
+
+// A download that breaks exactly between two blocks (right after a block's
+// sync marker, where the file could validly end) is a read error too: the
+// object is read again from there, not recorded as a corrupt, done object
+// with the rest of its events never delivered.
+func TestInputResumesObjectBrokenBetweenBlocks(t *testing.T) {
+	b := buckets.StartS3(t)
+	written := uploadTree(t, b, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 3000, Seed: 34,
+		EventTypes: []string{emailSend}})
+	data, err := os.ReadFile(written[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := avro.NewReader(bytes.NewReader(data))
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.NextBlock(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := r.NextBlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &faultyProxy{key: written[0].Key, failures: 1, cutAfter: int(second.Offset)}
+	s, got := streamOf(t, "url: \""+proxy.front(t, b)+"\"\nbatch_size: 100\nread_attempts: 5", "")
+	runToEnd(t, s)
+	expectExactly(t, got, ids(written, nil))
+	if proxy.seen < 2 {
+		t.Fatalf("the object was fetched %d times: the broken download was not retried", proxy.seen)
 	}
 }
 

@@ -72,8 +72,29 @@ type Block struct {
 
 // NewReader reads an Object Container File from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
+	return &Reader{r: bufio.NewReaderSize(sourceReader{r}, 64<<10)}
 }
+
+// sourceReader tags every error of the reader a file comes from except a
+// clean io.EOF: a broken download may fail with io.ErrUnexpectedEOF at any
+// byte, block boundaries included, and must not pass for a file that ends
+// early, which only io.EOF says.
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &sourceError{err}
+	}
+	return n, err
+}
+
+// sourceError is a failure of the underlying reader: reading again may pass.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+
+func (e *sourceError) Unwrap() error { return e.err }
 
 // ErrCorrupt matches (with errors.Is) every error about bytes that are not a
 // valid Currents Avro file, as opposed to errors reading them: reading again
@@ -123,12 +144,12 @@ func (o *Reader) ReadHeader() ([]byte, error) {
 
 func (o *Reader) readHeader() error {
 	var magic [4]byte
-	n, err := io.ReadFull(o.r, magic[:])
+	n, err := readFull(o.r, magic[:])
 	o.offset += int64(n)
-	if err == io.EOF {
+	if err == io.EOF && n == 0 {
 		return io.EOF
 	}
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err != nil && err != io.EOF {
 		return o.readErr(0, "header", err)
 	}
 	if err != nil || !bytes.Equal(magic[:], ocfMagic) {
@@ -168,10 +189,11 @@ func (o *Reader) readHeader() error {
 			}
 		}
 	}
-	if _, err := io.ReadFull(o.r, o.header.sync[:]); err != nil {
+	n, err = readFull(o.r, o.header.sync[:])
+	o.offset += int64(n)
+	if err != nil {
 		return o.wrapEOF(err, "header sync marker")
 	}
-	o.offset += 16
 	o.header.schema = schema
 	if len(o.header.schema) == 0 {
 		return o.errAt(o.offset, "header has no avro.schema")
@@ -219,7 +241,7 @@ func (o *Reader) NextBlock() (Block, error) {
 		return Block{}, o.readErr(start+int64(n), "block", err)
 	}
 	var sync [16]byte
-	n2, err := io.ReadFull(o.r, sync[:])
+	n2, err := readFull(o.r, sync[:])
 	o.offset += int64(n2)
 	if err != nil {
 		return Block{}, o.wrapEOF(err, "block sync marker")
@@ -236,7 +258,8 @@ func (o *Reader) NextBlock() (Block, error) {
 	return block, nil
 }
 
-// readLong reads one zig-zag varint from the stream.
+// readLong reads one zig-zag varint from the stream: io.EOF at the end of
+// the file before it, io.ErrUnexpectedEOF inside it.
 func (o *Reader) readLong() (int64, error) {
 	var u uint64
 	for shift, i := uint(0), 0; ; shift, i = shift+7, i+1 {
@@ -278,12 +301,16 @@ func (o *Reader) readBytes(what string) ([]byte, error) {
 	return buf, nil
 }
 
+// wrapEOF reports err, met reading what. Only the file's own end (io.EOF,
+// or readLong's io.ErrUnexpectedEOF) where more bytes are due is damage; the
+// source's errors, io.ErrUnexpectedEOF included, come as *sourceError and
+// are read errors.
 func (o *Reader) wrapEOF(err error, what string) error {
 	var pe *positionError
 	if errors.As(err, &pe) {
 		return err
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return o.errAt(o.offset, "truncated file in %s", what)
 	}
 	return o.readErr(o.offset, what, err)

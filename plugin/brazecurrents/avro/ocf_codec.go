@@ -103,9 +103,9 @@ func (o *Reader) inflate(r io.Reader) ([]byte, error) {
 	}
 }
 
-// readFull is io.ReadFull without its conversion of an early io.EOF to
-// io.ErrUnexpectedEOF: only io.EOF means the object ends there, while a
-// broken download may fail with io.ErrUnexpectedEOF and can be retried.
+// readFull is io.ReadFull that returns an early end of file as io.EOF, the
+// sign of damage, never as io.ErrUnexpectedEOF, which a broken download
+// may return too (its errors come tagged: see sourceReader).
 func readFull(r io.Reader, buf []byte) (int, error) {
 	n := 0
 	for n < len(buf) {
