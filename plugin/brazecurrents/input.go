@@ -67,7 +67,8 @@ at level warn (so that it shows at any level): objects read, corrupt and left fo
 acknowledged and not; how many had no `+"`external_user_id`"+`, which the mapping skips unless `+"`include_anonymous`"+`; and
 events by event type. With `+"`watch`"+`
 it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
-cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour.
+cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour. An event
+type whose last listing found anything but `+"`date=<hour>/`"+` directories in it (another layout) is listed whole.
 
 An object counts as done only after every event from it was acknowledged. Done objects are recorded in a
 checkpoint (a cache resource, or an object in the bucket) that survives restarts: after a crash at any
@@ -92,7 +93,8 @@ skipped (recorded as done) after delivering the events before the damage. A miss
 fails at connection with a message saying so, and is retried: an outage passes.
 
 What only a change of the config can fix stops the pipeline at start: a `+"`url`"+` without a scheme or with
-one this build has no driver for, a `+"`file://`"+` directory that does not exist, a malformed pattern or hour.
+one this build has no driver for, a `+"`file://`"+` directory that does not exist, a malformed pattern or hour,
+a `+"`move_done_to`"+` in `+"`prefix`"+`, a negative `+"`late_arrival`"+`, a `+"`poll_interval`"+` of 0 or less with `+"`watch`"+`.
 Event type patterns that match no known Currents event type are logged as warnings at start, once each,
 and so is a listing that finds no Currents export under the prefix (once, until one does).
 
@@ -128,15 +130,15 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewStringListField(inFieldExclude).
 				Description("Event types to skip, as glob patterns; applied after `include_event_types`.").Default([]string{}),
 			service.NewStringField(inFieldSince).
-				Description("The first queue hour (`date=` partition) to read: `2026-01-31`, `2026-01-31-05` or RFC 3339. Empty: from the beginning.").Default(""),
+				Description("The first queue hour (`date=` partition) to read: `2026-01-31-05`, `2026-01-31T05` or RFC 3339; a day, `2026-01-31`, starts at its hour 00. Empty: from the beginning.").Default(""),
 			service.NewStringField(inFieldUntil).
-				Description("The last queue hour to read, inclusive, in the same forms. Empty: no end.").Default(""),
+				Description("The last queue hour to read, inclusive, in the same forms; a day, `2026-01-31`, ends after its hour 23 (the whole day is read), so `until: 2026-01-31` and then `since: 2026-02-01` leave no hour out. Empty: no end.").Default(""),
 			service.NewBoolField(inFieldWatch).
 				Description("Keep polling for new objects instead of ending after one pass.").Default(false),
 			service.NewDurationField(inFieldPollInterval).
-				Description("How often to poll in watch mode.").Default("1m"),
+				Description("How often to poll in watch mode; it must be positive.").Default("1m"),
 			service.NewDurationField(inFieldLateArrival).
-				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done.").Default("2h").Advanced(),
+				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done. It may be 0 (no file is ever written into an hour after it ends), not negative: that would count hours as done before they end.").Default("2h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
 				service.NewStringField(inFieldCheckpointCache).
 					Description("Keep the checkpoint in this cache resource.").Default(""),
@@ -150,7 +152,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 			service.NewBoolField(inFieldDelete).
 				Description("Delete each object once done.").Default(false).Advanced(),
 			service.NewStringField(inFieldMoveTo).
-				Description("Move each object once done to this prefix (outside `prefix`), keeping the rest of its key.").Default("").Advanced(),
+				Description("Move each object once done to this prefix, keeping the rest of its key. It must be outside `prefix`: the prefix itself (with or without its slash) or a directory under it is refused at start.").Default("").Advanced(),
 			service.NewStringField(inFieldShard).
 				Description("This replica's share of the objects, `i/N`: N replicas with shards 0/N … N-1/N read every object exactly once between them. The checkpoint records it, and a run of another shard refuses that checkpoint (its watermarks count only its own shard's objects as done).").Default("0/1"),
 			service.NewIntField(inFieldParallel).

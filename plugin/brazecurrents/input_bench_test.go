@@ -49,7 +49,7 @@ func BenchmarkInput10kObjects(b *testing.B) {
 				events := 0
 				builder := service.NewStreamBuilder()
 				_ = builder.SetLoggerYAML("level: warn")
-				if err := builder.AddInputYAML("braze_currents:\n  url: \"" + url + "\"\n  max_parallel_objects: 8\n  progress_interval: 0s"); err != nil {
+				if err := builder.AddInputYAML("braze_currents:\n  url: \"" + url + "\"\n  max_parallel_objects: 8\n  include_event_types: [\"*\"]\n  progress_interval: 0s"); err != nil {
 					b.Fatal(err)
 				}
 				_ = builder.AddBatchConsumerFunc(func(_ context.Context, batch service.MessageBatch) error {

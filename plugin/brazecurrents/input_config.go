@@ -66,13 +66,13 @@ func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error
 	if since, err = conf.FieldString(inFieldSince); err != nil {
 		return c, err
 	}
-	if c.sel.since, err = parseHour(since); err != nil {
+	if c.sel.since, _, err = parseHours(since); err != nil {
 		return c, fmt.Errorf("%s: %w", inFieldSince, err)
 	}
 	if until, err = conf.FieldString(inFieldUntil); err != nil {
 		return c, err
 	}
-	if c.sel.until, err = parseHour(until); err != nil {
+	if _, c.sel.until, err = parseHours(until); err != nil {
 		return c, fmt.Errorf("%s: %w", inFieldUntil, err)
 	}
 	if shard, err = conf.FieldString(inFieldShard); err != nil {
@@ -148,8 +148,15 @@ func (c *inputConfig) validate() error {
 			return err
 		}
 	}
-	if c.moveTo != "" && strings.HasPrefix(c.moveTo, c.prefix) {
-		return fmt.Errorf("%s %q is inside %s %q: moved objects would be read again", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
+	if err := c.checkMoveTo(); err != nil {
+		return err
+	}
+	if c.lateArrival < 0 {
+		return fmt.Errorf("%s must not be negative, got %v: hours would count as done before they end, and files written into them later would never be read",
+			inFieldLateArrival, c.lateArrival)
+	}
+	if c.watch && c.pollInterval <= 0 {
+		return fmt.Errorf("%s must be positive with %s, got %v", inFieldPollInterval, inFieldWatch, c.pollInterval)
 	}
 	if c.ckptCache != "" && c.ckptInBucket {
 		return fmt.Errorf("%s: set %s or %s, not both", inFieldCheckpoint, inFieldCheckpointCache, inFieldCheckpointBucket)
@@ -162,6 +169,26 @@ func (c *inputConfig) validate() error {
 	}
 	if c.parallel < 1 || c.readAttempts < 1 || c.batchSize < 1 {
 		return fmt.Errorf("%s, %s and %s must be at least 1", inFieldParallel, inFieldReadAttempts, scannerFieldBatchSize)
+	}
+	return nil
+}
+
+// checkMoveTo refuses a move_done_to that names the prefix or a directory
+// inside it, however spelt ("currents", "currents/", "./currents"): a done
+// object would be copied onto its own key and then deleted, or read again.
+func (c *inputConfig) checkMoveTo() error {
+	if c.moveTo == "" {
+		return nil
+	}
+	dir := func(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") + "/" }
+	to, prefix := dir(c.moveTo), dir(c.prefix)
+	switch {
+	case prefix == "/": // an empty prefix: the whole bucket
+		return fmt.Errorf("%s %q needs a %s: with none, every key of the bucket is read, moved objects too", inFieldMoveTo, c.moveTo, inFieldPrefix)
+	case to == prefix:
+		return fmt.Errorf("%s %q is %s %q itself: each done object would be copied onto its own key and then deleted", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
+	case strings.HasPrefix(to, prefix):
+		return fmt.Errorf("%s %q is inside %s %q: moved objects would be read again", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
 	}
 	return nil
 }
@@ -266,17 +293,24 @@ func splitPatterns(entries []string) []string {
 	return out
 }
 
-// parseHour reads a queue hour bound; "" is no bound.
-func parseHour(s string) (time.Time, error) {
+// parseHours reads a queue hour bound ("" is none) as the first and the last
+// hour it names: a day names its 24, so that since: <day> starts at its hour
+// 00 and until: <day> ends after its hour 23, and a window until a day
+// followed by one since the next reads every hour between them.
+func parseHours(s string) (first, last time.Time, err error) {
 	if s == "" {
-		return time.Time{}, nil
+		return time.Time{}, time.Time{}, nil
 	}
-	for _, layout := range []string{DateHourLayout, "2006-01-02", "2006-01-02T15", time.RFC3339} {
+	if day, err := time.Parse("2006-01-02", s); err == nil {
+		return day, day.Add(23 * time.Hour), nil
+	}
+	for _, layout := range []string{DateHourLayout, "2006-01-02T15", time.RFC3339} {
 		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC().Truncate(time.Hour), nil
+			hour := t.UTC().Truncate(time.Hour)
+			return hour, hour, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not an hour like 2026-01-31-05, 2026-01-31 or RFC 3339", s)
+	return time.Time{}, time.Time{}, fmt.Errorf("%q is not an hour like 2026-01-31-05, 2026-01-31 or RFC 3339", s)
 }
 
 // bucketName is a bucket URL without its query, which may hold settings.

@@ -35,7 +35,16 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"include pattern", "url: file:///tmp\ninclude_event_types: ['[']", []string{"include_event_types: event type pattern"}},
 		{"exclude pattern", "url: file:///tmp\nexclude_event_types: ['a,[']", []string{"exclude_event_types: event type pattern"}},
 		{"move inside prefix", "url: file:///tmp\nmove_done_to: currents/done", []string{"inside prefix"}},
+		{"move inside prefix, spelt with ./", "url: file:///tmp\nmove_done_to: ./currents/done/", []string{"inside prefix"}},
+		// The prefix itself would copy each done object onto itself, then delete it.
+		{"move to the prefix", "url: file:///tmp\nmove_done_to: currents", []string{`move_done_to "currents" is prefix "currents/" itself`, "copied onto its own key and then deleted"}},
+		{"move to the prefix, with its slash", "url: file:///tmp\nprefix: exports/currents\nmove_done_to: /exports/currents/", []string{"is prefix", "itself"}},
+		{"move with no prefix", "url: file:///tmp\nprefix: ''\nmove_done_to: archive", []string{`move_done_to "archive" needs a prefix`}},
 		{"two checkpoints", "url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}", []string{"set cache or in_bucket, not both"}},
+		// A negative late_arrival would settle hours before they end.
+		{"negative late arrival", "url: file:///tmp\nlate_arrival: -2h", []string{"late_arrival must not be negative, got -2h0m0s"}},
+		{"no poll interval", "url: file:///tmp\nwatch: true\npoll_interval: 0s", []string{"poll_interval must be positive with watch, got 0s"}},
+		{"negative poll interval", "url: file:///tmp\nwatch: true\npoll_interval: -1m", []string{"poll_interval must be positive with watch"}},
 		{"short lease", "url: file:///tmp\ncheckpoint: {lease: 10ms}", []string{"checkpoint.lease must be at least 1s"}},
 		{"no readers", "url: file:///tmp\nmax_parallel_objects: 0", []string{"must be at least 1"}},
 	} {
@@ -59,6 +68,16 @@ func TestInputAcceptsGoodURLs(t *testing.T) {
 	for _, url := range []string{"s3://my-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///tmp", "file://./", "FILE:///tmp"} {
 		if _, err := inputOf(t, "url: "+url, service.MockResources()); err != nil {
 			t.Errorf("%s: %v", url, err)
+		}
+	}
+}
+
+// Zero late_arrival (files never land after their hour) is a choice, and
+// poll_interval matters only with watch.
+func TestInputAcceptsBoundarySettings(t *testing.T) {
+	for _, conf := range []string{"late_arrival: 0s", "poll_interval: 0s", "watch: true\npoll_interval: 1ms"} {
+		if _, err := inputOf(t, "url: file:///tmp\n"+conf, service.MockResources()); err != nil {
+			t.Errorf("%q: %v", conf, err)
 		}
 	}
 }
@@ -251,5 +270,39 @@ func TestInputWarnsOfNoExportOncePerStretch(t *testing.T) {
 	logged := warnings(t, logs)
 	if len(logged) != 2 || !strings.Contains(logged[0], `Found nothing under prefix \"currents/\" of s3://my-bucket:`) || !strings.Contains(logged[1], "Found nothing") {
 		t.Fatalf("warnings %q, want two: the first empty listing and the first after an export was found", logged)
+	}
+}
+
+// A day as since starts at its hour 00, a day as until ends after its hour
+// 23: a backfill until a day and a run since the next one read every hour
+// between them, once. The default checkpoint key names the hours.
+func TestInputDayBoundsTakeWholeDays(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)
+	file := func(hour time.Time, seed uint64) map[string]bool {
+		return writeFixture(t, dir, fixtures.FileSpec{EventType: emailSend, Records: 3, Seed: seed, DateHour: hour})
+	}
+	before, first := file(day.Add(-time.Hour), 40), file(day, 41)
+	fifth, last := file(day.Add(5*time.Hour), 42), file(day.Add(23*time.Hour), 43)
+	next := file(day.Add(24*time.Hour), 44)
+	for _, tc := range []struct {
+		window, key string
+		want        map[string]bool
+	}{
+		{"since: 2026-01-31\nuntil: 2026-01-31", "-since-2026-01-31-00-until-2026-01-31-23", union(first, fifth, last)},
+		{"until: 2026-01-30", "-until-2026-01-30-23", before},
+		{"since: 2026-02-01", "-since-2026-02-01-00", next},
+	} {
+		conf := "url: file://" + dir + "\nprogress_interval: 0s\n" + tc.window
+		in, err := inputOf(t, conf, service.MockResources())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(in.conf.ckptKey, tc.key) {
+			t.Errorf("%q: checkpoint key %q, want it to end in %q", tc.window, in.conf.ckptKey, tc.key)
+		}
+		s, got := streamOf(t, conf, "")
+		runToEnd(t, s)
+		expectExactly(t, got, tc.want)
 	}
 }

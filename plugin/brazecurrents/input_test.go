@@ -355,7 +355,13 @@ func checkWatchPicksUpNewObjects(t *testing.T, inputYAML string, write func(fixt
 
 func writeFixture(t *testing.T, dir string, spec fixtures.FileSpec) map[string]bool {
 	t.Helper()
-	path := filepath.Join(dir, fixtures.Key(spec))
+	return writeFixtureAt(t, dir, fixtures.Key(spec), spec)
+}
+
+// writeFixtureAt writes spec's object at key, in a layout of the test's.
+func writeFixtureAt(t *testing.T, dir, key string, spec fixtures.FileSpec) map[string]bool {
+	t.Helper()
+	path := filepath.Join(dir, key)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -379,8 +385,10 @@ func writeFixture(t *testing.T, dir string, spec fixtures.FileSpec) map[string]b
 	return want
 }
 
+// A destination beside the prefix may share its first letters
+// ("currents-done" beside "currents/"): it is outside it.
 func TestInputDeletesOrMovesDoneObjects(t *testing.T) {
-	for _, mode := range []string{"delete_done: true", "move_done_to: archive"} {
+	for _, mode := range []string{"delete_done: true", "move_done_to: archive", "move_done_to: currents-done"} {
 		url, written := fileTree(t, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 2, Seed: 13,
 			EventTypes: []string{"users.messages.email.Send"}})
 		dir := strings.TrimPrefix(url, "file://")
@@ -391,7 +399,7 @@ func TestInputDeletesOrMovesDoneObjects(t *testing.T) {
 			if _, err := os.Stat(w.Path); !os.IsNotExist(err) {
 				t.Fatalf("%s: %s still there", mode, w.Key)
 			}
-			moved := filepath.Join(dir, "archive", strings.TrimPrefix(w.Key, "currents/"))
+			moved := filepath.Join(dir, strings.TrimPrefix(mode, "move_done_to: "), strings.TrimPrefix(w.Key, "currents/"))
 			if _, err := os.Stat(moved); (err == nil) != strings.HasPrefix(mode, "move") {
 				t.Fatalf("%s: moved copy %s: %v", mode, moved, err)
 			}

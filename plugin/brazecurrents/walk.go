@@ -75,6 +75,11 @@ type walker struct {
 	// hours, when it answers ok, names the only date= hours of a partition
 	// worth listing: those after its watermark, up to now.
 	hours func(partition string) (hours []time.Time, ok bool)
+	// byHour says of a partition whether its last complete listing held
+	// nothing but date=<hour>/ directories. Only then is it listed hour by
+	// hour: objects in a layout the walker does not parse (a date=<day>/
+	// directory, an object beside the hours) would never be listed again.
+	byHour map[string]bool
 	// What the walks since reset saw: the event_type= directories listed
 	// (pruned ones not), every key and directory listed, and whether an
 	// event_type= directory or an .avro object was among them.
@@ -89,16 +94,30 @@ func (w *walker) reset() {
 
 // walk calls fn for every wanted object under prefix, in key order.
 func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error) error {
+	// A listing of a partition's own directory learns its layout; until it
+	// completes, the partition is not listed hour by hour.
+	learns, hourly := "", true
+	if strings.HasPrefix(path.Base(prefix), "event_type=") {
+		learns = strings.TrimSuffix(prefix, "/")
+		delete(w.byHour, learns)
+	}
 	iter := w.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
 	for {
 		obj, err := iter.Next(ctx)
 		if errors.Is(err, io.EOF) {
+			if learns != "" {
+				w.setByHour(learns, hourly)
+			}
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("listing %q: %w", prefix, err)
 		}
 		w.entries++
+		if learns != "" && hourly && obj.Key != prefix { // not a console's folder marker
+			_, ok := hourOfDir(obj.Key)
+			hourly = ok && obj.IsDir
+		}
 		if strings.HasSuffix(obj.Key, ".avro") || strings.HasPrefix(path.Base(obj.Key), "event_type=") {
 			w.layout = true
 		}
@@ -133,10 +152,27 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 }
 
 func (w *walker) hoursOf(partition string) ([]time.Time, bool) {
-	if w.hours == nil {
+	if w.hours == nil || !w.byHour[partition] {
 		return nil, false
 	}
 	return w.hours(partition)
+}
+
+func (w *walker) setByHour(partition string, hourly bool) {
+	if w.byHour == nil {
+		w.byHour = map[string]bool{}
+	}
+	w.byHour[partition] = hourly
+}
+
+// hourOfDir is the hour a date=<YYYY-MM-DD-HH>/ directory stands for.
+func hourOfDir(dir string) (time.Time, bool) {
+	name, ok := strings.CutPrefix(path.Base(dir), "date=")
+	if !ok {
+		return time.Time{}, false
+	}
+	hour, err := time.Parse(DateHourLayout, name)
+	return hour, err == nil
 }
 
 func (w *walker) wantsDir(dir string) bool {
@@ -145,8 +181,8 @@ func (w *walker) wantsDir(dir string) bool {
 	case strings.HasPrefix(name, "event_type="):
 		return w.sel.wantsType(strings.TrimPrefix(name, "event_type="))
 	case strings.HasPrefix(name, "date="):
-		hour, err := time.Parse(DateHourLayout, strings.TrimPrefix(name, "date="))
-		if err != nil {
+		hour, ok := hourOfDir(name)
+		if !ok {
 			return true // not the layout we know: look inside rather than lose data
 		}
 		partition := strings.TrimSuffix(strings.TrimSuffix(dir, "/"), "/"+name)
