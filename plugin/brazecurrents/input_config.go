@@ -148,6 +148,10 @@ func (c *inputConfig) validate() error {
 			return err
 		}
 	}
+	if !c.sel.since.IsZero() && !c.sel.until.IsZero() && c.sel.until.Before(c.sel.since) {
+		return fmt.Errorf("%s %s is before %s %s: the window holds no hour", inFieldUntil,
+			c.sel.until.Format(DateHourLayout), inFieldSince, c.sel.since.Format(DateHourLayout))
+	}
 	if err := c.checkMoveTo(); err != nil {
 		return err
 	}

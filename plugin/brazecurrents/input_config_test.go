@@ -32,6 +32,8 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"shard", "url: file:///tmp\nshard: 3/3", []string{"0 <= i < N"}},
 		{"since", "url: file:///tmp\nsince: yesterday", []string{"since:", "not an hour"}},
 		{"until", "url: file:///tmp\nuntil: tomorrow", []string{"until:", "not an hour"}},
+		// An empty window would read nothing and end, as if the bucket were empty.
+		{"until before since", "url: file:///tmp\nsince: 2026-02-01\nuntil: 2026-01-31-05", []string{"until 2026-01-31-05 is before since 2026-02-01-00"}},
 		{"include pattern", "url: file:///tmp\ninclude_event_types: ['[']", []string{"include_event_types: event type pattern"}},
 		{"exclude pattern", "url: file:///tmp\nexclude_event_types: ['a,[']", []string{"exclude_event_types: event type pattern"}},
 		{"move inside prefix", "url: file:///tmp\nmove_done_to: currents/done", []string{"inside prefix"}},
