@@ -220,9 +220,10 @@ type currentsInput struct {
 	stopped chan struct{}
 
 	mu       sync.Mutex
-	inFlight map[string]bool // objects being read or awaiting acks
-	ended    bool            // a one-pass run read every object
-	summary  sync.Once       // the run summary, logged once the run is over
+	inFlight map[string]bool         // objects being read or awaiting acks
+	held     map[string]*heldNotices // notification mode: by object in flight
+	ended    bool                    // a one-pass run read every object
+	summary  sync.Once               // the run summary, logged once the run is over
 
 	warnedNoExport bool // run's own: the last listing found no export, and said so
 }
@@ -240,6 +241,7 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		stats:    newInputStats(mgr.Metrics()),
 		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: avro.NewSchemaCache()},
 		inFlight: map[string]bool{},
+		held:     map[string]*heldNotices{},
 		clock:    clockwork.NewRealClock(),
 		owner:    newOwner(),
 	}

@@ -90,17 +90,15 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 	run := &noticeRun{msg: m, pending: len(wanted), report: in.noticeSettled}
 	for i, o := range wanted {
 		o.notice = run
-		if !in.claimNotified(o) {
-			// Being read already: that read settles its own notification.
-			run.settled(true)
+		if !in.claimNotified(o, run) {
 			continue
 		}
 		in.stats.objectFound()
 		select {
 		case objects <- o:
 		case <-ctx.Done():
-			in.release(o)
-			for range wanted[i:] {
+			in.endRead(o, false)
+			for range wanted[i+1:] {
 				run.settled(false)
 			}
 			return
@@ -131,15 +129,77 @@ func (in *currentsInput) noticeObject(ref objectRef, bucket string) (object, str
 	return o, ""
 }
 
-// claimNotified takes an object for reading unless it is being read.
-func (in *currentsInput) claimNotified(o object) bool {
+// maxCopies bounds the copies of notifications held for one object. A
+// queue delivers a notification again only once its deadline passed, so an
+// object collects one copy per deadline (10 s to minutes) its read outlasts.
+const maxCopies = 8
+
+// heldNotices are the notifications naming an object being read that came
+// after the one its read settles, mostly the queue delivering that one again
+// (the read outlasted the ack deadline or visibility timeout). Settling a
+// copy settles the message: acking it before the read is done would lose
+// the object if the read then failed, so copies settle with the read.
+type heldNotices struct {
+	copies []*noticeRun
+	closed bool // the read completed: copies settle at once, as it did
+	done   bool
+}
+
+// claimNotified takes an object for reading unless it is being read; then
+// run, which names it too, settles when that read does.
+func (in *currentsInput) claimNotified(o object, run *noticeRun) bool {
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.inFlight[o.key] {
+	if !in.inFlight[o.key] {
+		in.inFlight[o.key] = true
+		in.held[o.key] = &heldNotices{}
+		in.mu.Unlock()
+		return true
+	}
+	h := in.held[o.key]
+	if h.closed {
+		in.mu.Unlock()
+		run.settled(h.done)
 		return false
 	}
-	in.inFlight[o.key] = true
-	return true
+	h.copies = append(h.copies, run)
+	var dropped *noticeRun
+	if len(h.copies) > maxCopies {
+		// The oldest copy's ack ID or receipt handle is stale (the queue
+		// delivered the message again since): sending it back cannot take
+		// the message out of the queue, acknowledging it might.
+		dropped, h.copies = h.copies[0], h.copies[1:]
+	}
+	in.mu.Unlock()
+	if dropped != nil {
+		in.log.Warnf("Object %q: more than %d copies of its notifications arrived while it was read; sending back notification %s", o.key, maxCopies, dropped.msg.LoggableID)
+		dropped.settled(false)
+	}
+	return false
+}
+
+// endRead settles o's notifications as its read ended (done, or not), then
+// releases o: a notification arriving from then on reads it again.
+func (in *currentsInput) endRead(o object, done bool) {
+	if o.notice == nil {
+		in.release(o)
+		return
+	}
+	in.mu.Lock()
+	h := in.held[o.key]
+	h.closed, h.done = true, done
+	copies := h.copies
+	h.copies = nil
+	in.mu.Unlock()
+	o.notice.settled(done)
+	for _, c := range copies {
+		c.settled(done)
+	}
+	in.release(o)
+	in.mu.Lock()
+	if in.held[o.key] == h {
+		delete(in.held, o.key)
+	}
+	in.mu.Unlock()
 }
 
 // noticeRun follows one notification until every object it named is done:

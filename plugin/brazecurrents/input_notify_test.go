@@ -47,6 +47,14 @@ func (process) Cleanup(func()) {}
 
 func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notified {
 	t.Helper()
+	return startNotifiedVia(t, "gcppubsubv2", opts, conf)
+}
+
+// startNotifiedVia reads the notifications through the Pub/Sub driver of
+// scheme: gcppubsubv2, or gcppubsub (which the binary links through the
+// queue plugin).
+func startNotifiedVia(t *testing.T, scheme string, opts fixtures.TreeOptions, conf string) *notified {
+	t.Helper()
 	pubsubOnce.Do(func() {
 		sharedPubSub = queues.StartPubSub(process{t})
 		_ = os.Setenv("PUBSUB_EMULATOR_HOST", sharedPubSub.Addr)
@@ -58,7 +66,7 @@ func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notifi
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+ps.SubscriptionURL(topic)+"\n"+conf, service.MockResources())
+	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+scheme+strings.TrimPrefix(ps.SubscriptionURL(topic), "gcppubsubv2")+"\n"+conf, service.MockResources())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +221,7 @@ func TestNotificationConfigErrors(t *testing.T) {
 		"shard":         {"shard: 1/3", "shard cannot be used with notifications"},
 		"checkpoint":    {"checkpoint: {in_bucket: true}", "checkpoint cannot be used with notifications"},
 		"cache":         {"checkpoint: {cache: c}", "checkpoint cannot be used with notifications"},
-		"unknown queue": {"", `unknown scheme "kafka", this build opens awssqs, azuresb, gcppubsubv2, mem`},
+		"unknown queue": {"", `unknown scheme "kafka", this build opens awssqs, azuresb, gcppubsub, gcppubsubv2, mem`}, // as the binary, which links gcppubsub through the queue plugin
 	} {
 		queue := "mem://topic"
 		if name == "unknown queue" {

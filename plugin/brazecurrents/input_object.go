@@ -160,15 +160,13 @@ func (r *objectRun) readFinished(outcome string) {
 // from it was acked (or nacked, at shutdown).
 func (r *objectRun) complete() {
 	in, o := r.in, r.obj
-	defer in.release(o)
 	outcome := r.outcome
 	if r.nacked {
 		outcome = outcomeAbandoned
 	}
-	if o.notice != nil {
-		// Gone can never become readable: acknowledged like done.
-		defer o.notice.settled(outcome != outcomeAbandoned)
-	}
+	// Gone can never become readable: its notifications are acknowledged
+	// like done.
+	defer in.endRead(o, outcome != outcomeAbandoned)
 	switch outcome {
 	case outcomeDone, outcomeCorrupt:
 		in.afterDone(o)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	rawpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 )
@@ -45,7 +46,12 @@ back once the queue's own visibility timeout or ack deadline has passed; a messa
 than that in the pipeline can be delivered twice. Deduplicate downstream where that matters.
 
 The queue message's attributes become the message's metadata. At most ` + "`max_in_flight`" + ` messages are
-in the pipeline at once, unacknowledged. On shutdown pending acknowledgements are flushed to the queue.`).
+in the pipeline at once, unacknowledged. The queue leases no more than that to ` + "`nats`" + ` and
+` + "`gcppubsubv2`" + ` (the client's outstanding messages are set to it); the other drivers fetch batches ahead,
+bounded by their own URL parameters (` + "`max_recv_batch_size`" + ` for ` + "`gcppubsub`" + `, ` + "`prefetch_count`" + ` for
+` + "`rabbit`" + `). On shutdown pending acknowledgements are flushed to the queue, except with
+` + "`gcppubsubv2`" + `, whose client sends them from a receive loop the driver does not wait for: a few may be
+unsent when the process exits, and those messages are delivered again after a restart (never lost).`).
 		Field(service.NewStringField(fieldURL).
 			Description("The subscription's URL, with one of the schemes above.").
 			Examples("gcppubsubv2://my-project/my-subscription", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2")).
@@ -104,10 +110,23 @@ func (in *queueInput) Connect(ctx context.Context) error {
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}
+	boundLeases(sub, cap(in.sem))
 	in.mu.Lock()
 	in.sub = sub
 	in.mu.Unlock()
 	return nil
+}
+
+// boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages
+// outstanding, before its first receive: by default it leases up to 1000
+// messages or 1 GB, extending their deadlines while they wait in memory,
+// held from the subscription's other consumers. The client sends the bound
+// to the server with its streaming pull.
+func boundLeases(sub *pubsub.Subscription, n int) {
+	var rs *rawpubsub.Subscriber
+	if sub.As(&rs) {
+		rs.ReceiveSettings.MaxOutstandingMessages = n
+	}
 }
 
 func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFunc, error) {

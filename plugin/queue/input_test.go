@@ -3,10 +3,12 @@ package queue
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	rawpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
@@ -141,4 +143,168 @@ func newInput(t *testing.T, yaml string) *queueInput {
 	}
 	t.Cleanup(func() { _ = in.Close(context.Background()) })
 	return in
+}
+
+// TestInputMaxInFlightBoundsTheLeases: with max_in_flight messages out and
+// reading waiting, the queue has delivered no more than those to this input.
+// Messages a driver leases beyond them sit in memory, whatever their size,
+// and are held from the other consumers of the subscription. NATS: the
+// server's count of deliveries. Pub/Sub: the test server ignores the flow
+// control a streaming pull asks for (the service honours it), so what shows
+// is the bound the client asks for, which its own flow control applies too.
+func TestInputMaxInFlightBoundsTheLeases(t *testing.T) {
+	forEachServer(t, testInputMaxInFlightBoundsTheLeases)
+}
+
+func testInputMaxInFlightBoundsTheLeases(t *testing.T, ps queueServer) {
+	const published, maxInFlight = 50, 2
+	for i := range published {
+		ps.Publish(t, "in", []byte(body(i)), nil)
+	}
+	in := newInput(t, `
+url: `+ps.SubscriptionURL("in-sub")+`
+max_in_flight: 2
+`)
+	ctx := context.Background()
+	for range maxInFlight {
+		if _, _, err := in.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, _, err := in.Read(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a third Read with two in flight: %v, want it to wait", err)
+	}
+	switch s := ps.(type) {
+	case testNATS:
+		// Nothing was acknowledged: every message delivered is leased.
+		if leased := s.Deliveries(t, "in", nil); leased > maxInFlight {
+			t.Fatalf("the queue delivered %d messages to the input, with max_in_flight %d", leased, maxInFlight)
+		}
+	default:
+		var rs *rawpubsub.Subscriber
+		if !in.sub.As(&rs) {
+			t.Fatal("not a Pub/Sub client subscription")
+		}
+		if got := rs.ReceiveSettings.MaxOutstandingMessages; got != maxInFlight {
+			t.Fatalf("the client asks for up to %d messages outstanding, with max_in_flight %d", got, maxInFlight)
+		}
+	}
+}
+
+// TestInputShutdownAcks: once a stream stopped, the process may exit; what
+// its pipeline delivered is then acknowledged on the server, or comes back
+// after the restart: never lost. gcppubsub: every acknowledgement reached
+// the server when the stop returns (gocloud's ack batcher sends them, and
+// Shutdown flushes it). gcppubsubv2: the client sends them from its own
+// receive loop, which the driver's Close cancels without waiting for it, so
+// some may still be unsent; their messages come back (duplicates).
+func TestInputShutdownAcks(t *testing.T) {
+	for scheme, flushed := range map[string]bool{"gcppubsub": true, "gcppubsubv2": false} {
+		t.Run(scheme, func(t *testing.T) {
+			ps := startPubSub(t)
+			ps.scheme = scheme
+			const n = 40
+			for i := range n {
+				ps.Publish(t, "in", []byte(body(i)), nil)
+			}
+			var mu sync.Mutex
+			seen := map[string]int{}
+			consume := func(_ context.Context, m *service.Message) error {
+				b, _ := m.AsBytes()
+				mu.Lock()
+				seen[string(b)]++
+				mu.Unlock()
+				return nil
+			}
+			// The last message is held until the stop begins: its
+			// acknowledgement is one the stop must flush.
+			var delivered atomic.Int32
+			last, release := make(chan struct{}), make(chan struct{})
+			stream := buildConsumer(t, ps.SubscriptionURL("in-sub"), func(ctx context.Context, m *service.Message) error {
+				_ = consume(ctx, m)
+				if delivered.Add(1) == n {
+					close(last)
+					<-release
+				}
+				return nil
+			})
+			done := make(chan error, 1)
+			go func() { done <- stream.Run(context.Background()) }()
+			select {
+			case <-last:
+			case <-time.After(waitLimit):
+				t.Fatalf("%d of %d messages delivered", delivered.Load(), n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			stopped := make(chan error, 1)
+			go func() { stopped <- stream.Stop(ctx) }()
+			close(release)
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			acked := ps.Acked(ps.prefix + "in")
+			if flushed {
+				if acked != n {
+					t.Fatalf("the stream stopped with %d of its %d delivered messages acknowledged to the server", acked, n)
+				}
+				return
+			}
+			t.Logf("the stream stopped with %d of its %d delivered messages acknowledged to the server", acked, n)
+
+			// The restart: the server's clock passes the ack deadlines, so
+			// what is still unacknowledged comes back to the new stream.
+			restarted := buildConsumer(t, ps.SubscriptionURL("in-sub"), consume)
+			runCtx, stop := context.WithCancel(ctx)
+			go func() { done <- restarted.Run(runCtx) }()
+			ps.Advance(2 * time.Minute)
+			poll := time.NewTicker(10 * time.Millisecond)
+			defer poll.Stop()
+			for ps.Acked(ps.prefix+"in") < n {
+				select {
+				case <-poll.C:
+				case <-ctx.Done():
+					t.Fatalf("%d of %d messages acknowledged after the restart", ps.Acked(ps.prefix+"in"), n)
+				}
+			}
+			stop()
+			<-done
+			mu.Lock()
+			defer mu.Unlock()
+			twice := 0
+			for i := range n {
+				switch seen[body(i)] {
+				case 0:
+					t.Errorf("%s acknowledged and never delivered", body(i))
+				case 1:
+				default:
+					twice++
+				}
+			}
+			t.Logf("%d of %d messages delivered again after the restart", twice, n)
+		})
+	}
+}
+
+// buildConsumer is a stream from the subscription to consume.
+func buildConsumer(t *testing.T, subURL string, consume func(context.Context, *service.Message) error) *service.Stream {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	if err := b.AddInputYAML("queue:\n  url: " + subURL); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddConsumerFunc(consume); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
 }

@@ -19,9 +19,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,28 +50,56 @@ func init() {
 
 type natsOpener struct{}
 
-// natsConnect connects to NATS_SERVER_URL's server. Its errors name the
-// server without its user and password.
+// natsConnect connects to NATS_SERVER_URL's server, or servers. Its errors
+// name them without their users and passwords.
 func natsConnect() (*nats.Conn, jetstream.JetStream, error) {
 	server := os.Getenv(natsServerEnv)
 	if server == "" {
 		server = natsDefaultURL
 	}
-	u, err := url.Parse(server)
+	shown, err := natsServers(server)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s is not a URL", natsServerEnv)
+		return nil, nil, err
 	}
-	u.User = nil
 	nc, err := nats.Connect(server, nats.Name("currents-connect"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", u, err)
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", shown, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("JetStream at %s: %w", u, err)
+		return nil, nil, fmt.Errorf("JetStream at %s: %w", shown, err)
 	}
 	return nc, js, nil
+}
+
+// natsServers is what errors show of a server list as nats.Connect reads
+// it (comma-separated, each with nats:// and port 4222 unless it says
+// otherwise): each server as scheme://host:port, never its user, password
+// or token. A server that is no URL is an error naming its place in the
+// list, not its text, which may hold them.
+func natsServers(list string) (string, error) {
+	var shown []string
+	servers := strings.Split(list, ",")
+	for i, s := range servers {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			s = natsScheme + "://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("%s: server %d of %d is not a URL (nats://[user:password@]host[:port])", natsServerEnv, i+1, len(servers))
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "4222")
+		}
+		shown = append(shown, u.Scheme+"://"+host)
+	}
+	return strings.Join(shown, ","), nil
 }
 
 func (natsOpener) OpenTopicURL(ctx context.Context, u *url.URL) (*pubsub.Topic, error) {
@@ -129,7 +159,10 @@ func (natsOpener) OpenSubscriptionURL(ctx context.Context, u *url.URL) (*pubsub.
 		nc.Close()
 		return nil, fmt.Errorf("nats subscription %s consumer %s: %w", stream, name, err)
 	}
-	return pubsub.NewSubscription(&natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name}, nil, nil), nil
+	// One message a fetch, one fetch at a time: gocloud would fetch batches
+	// of up to 1000 ahead of what was asked, leased to this subscription.
+	return pubsub.NewSubscription(&natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name},
+		&batcher.Options{MaxBatchSize: 1, MaxHandlers: 1}, nil), nil
 }
 
 // natsName is the subject or stream the URL names: its host and path.

@@ -2,12 +2,15 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/tests/queues"
@@ -136,5 +139,94 @@ func TestNATSErrors(t *testing.T) {
 	defer cancel()
 	if err := topic.Send(sendCtx, &pubsub.Message{Body: []byte("x")}); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Fatalf("send without a stream: %v", err)
+	}
+}
+
+// TestNATSServerListCredentialsHidden: NATS_SERVER_URL may take any form
+// nats.Connect takes: several servers, comma-separated (a cluster), or a
+// server without a scheme. The credentials stay out of the errors.
+func TestNATSServerListCredentialsHidden(t *testing.T) {
+	var addrs []string
+	for range 2 { // ports nothing serves once closed
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+	}
+	for server, want := range map[string]string{
+		"nats://user:hunter2@" + addrs[0] + ", nats://user:hunter2@" + addrs[1]: "nats://" + addrs[0] + ",nats://" + addrs[1],
+		"user:hunter2@" + addrs[0]:                                   "nats://" + addrs[0],
+		"tls://hunter2@127.0.0.1":                                    "tls://127.0.0.1:4222",
+		"nats://" + addrs[0] + ",nats://user:hunter2@127.0.0.1:port": "NATS_SERVER_URL: server 2 of 2 is not a URL",
+	} {
+		t.Setenv("NATS_SERVER_URL", server)
+		_, err := pubsub.OpenTopic(context.Background(), "nats://orders.created")
+		if err == nil {
+			t.Fatal("opened a topic on servers that are not there")
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows NATS_SERVER_URL's password: %v", err)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to name %s", want, err, want)
+		}
+	}
+}
+
+// TestNATSOutputReconnects: once the output's NATS connection is closed for
+// good (nats.go gives up reconnecting after its 60 attempts, two minutes of
+// outage, or after the same authorisation error twice), the output opens a
+// new one when the server is back: sends do not fail for ever. Here the
+// server comes back refusing the password first, which closes the
+// connection at once, then with it again.
+func TestNATSOutputReconnects(t *testing.T) {
+	right := queues.NATSOptions{User: "connect", Password: "right"}
+	n := queues.StartNATSWith(t, right)
+	t.Setenv("NATS_SERVER_URL", n.URL())
+
+	out, err := buildOutput("url: nats://events?stream=EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := out.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close(context.Background())
+	if err := out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("before"))}); err != nil {
+		t.Fatal(err)
+	}
+	var nc *nats.Conn
+	if !out.topic.As(&nc) {
+		t.Fatal("no NATS connection")
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+
+	n.Restart(t, queues.NATSOptions{User: "connect", Password: "wrong"})
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("the connection was not closed")
+	}
+	n.Restart(t, right)
+
+	// As the pipeline does: the output says it is not connected, and
+	// connects again; the message is sent on the new connection.
+	err = out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("after"))})
+	if !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("a send on the closed connection: %v, want ErrNotConnected", err)
+	}
+	if err := out.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("after"))}); err != nil {
+		t.Fatalf("the server is back, and sends still fail: %v", err)
+	}
+	if got := receive(t, "nats://EVENTS?consumer=check", 2); got["before"] == nil || got["after"] == nil {
+		t.Fatalf("received %v", got)
 	}
 }

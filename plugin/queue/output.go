@@ -3,9 +3,13 @@ package queue
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
+	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 )
@@ -35,7 +39,8 @@ the subject unless it exists, without it some stream must capture the subject; t
 Delivery is at least once: a batch is acknowledged only once every one of its messages was accepted by the
 queue; the messages that failed are reported one by one, so only they are retried (or routed by a
 ` + "`fallback`" + `). The drivers batch sends to the queue themselves; ` + "`batching`" + ` and ` + "`max_in_flight`" + ` decide how
-many messages are being sent at once.
+many messages are being sent at once. A connection closed for good (NATS after its reconnect attempts, or
+RabbitMQ's) makes the output connect again and resend the batch.
 
 Metadata is sent as message attributes only where ` + "`metadata`" + ` includes it (none by default). Queues limit
 attributes: SQS and SNS take at most 10 per message.`).
@@ -108,6 +113,7 @@ func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 		return service.ErrNotConnected
 	}
 	errs := make([]error, len(batch))
+	var gone atomic.Bool
 	var wg sync.WaitGroup
 	for i, msg := range batch {
 		m, err := o.toQueue(msg)
@@ -118,6 +124,9 @@ func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 		wg.Go(func() {
 			if err := topic.Send(ctx, m); err != nil {
 				errs[i] = o.url.scrub("sending to", err)
+				if connectionGone(err) {
+					gone.Store(true)
+				}
 			}
 		})
 	}
@@ -132,6 +141,13 @@ func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 	}
 	if failed == 0 {
 		return nil
+	}
+	if gone.Load() {
+		// The pipeline retries the whole batch once Connect opened a new
+		// topic, which dials anew: the messages sent already arrive twice.
+		o.log.Errorf("%v; the connection is closed for good, opening the topic again", first)
+		_ = o.closeTopic(ctx, topic)
+		return service.ErrNotConnected
 	}
 	if len(batch) == 1 {
 		return first
@@ -166,14 +182,30 @@ func (o *queueOutput) toQueue(msg *service.Message) (*pubsub.Message, error) {
 	return m, nil
 }
 
+// connectionGone is whether err says the topic's connection is closed for
+// good: nats.go gives up reconnecting after its attempts (two minutes) or
+// the same authorisation error twice, amqp091 (rabbit) never reconnects. A
+// new topic dials anew. The other drivers' clients reconnect themselves.
+func connectionGone(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, amqp.ErrClosed)
+}
+
 func (o *queueOutput) Close(ctx context.Context) error {
-	o.mu.Lock()
+	o.mu.RLock()
 	topic := o.topic
-	o.topic = nil
-	o.mu.Unlock()
-	if topic == nil {
+	o.mu.RUnlock()
+	return o.closeTopic(ctx, topic)
+}
+
+// closeTopic shuts topic down unless another call did already.
+func (o *queueOutput) closeTopic(ctx context.Context, topic *pubsub.Topic) error {
+	o.mu.Lock()
+	if topic == nil || o.topic != topic {
+		o.mu.Unlock()
 		return nil
 	}
+	o.topic = nil
+	o.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := topic.Shutdown(ctx); err != nil {

@@ -2,6 +2,9 @@ package queues
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -13,19 +16,60 @@ import (
 // NATS is a running NATS server with JetStream, in process on loopback.
 // Processes reach it through NATS_SERVER_URL (the nats scheme's driver).
 type NATS struct {
-	srv *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	srv   *server.Server
+	opts  NATSOptions
+	port  int
+	store string
+	nc    *nats.Conn
+	js    jetstream.JetStream
+}
+
+// NATSOptions are how a NATS server starts.
+type NATSOptions struct {
+	// User and Password, when User is set, are the one account clients log
+	// in with; URL carries them.
+	User, Password string
 }
 
 // StartNATS starts a NATS server on a random loopback port with JetStream
 // stored in a temporary directory, stopped when the test ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
+	return StartNATSWith(t, NATSOptions{})
+}
+
+// StartNATSWith starts a NATS server as StartNATS does, with opts.
+func StartNATSWith(t testing.TB, opts NATSOptions) *NATS {
+	t.Helper()
+	n := &NATS{store: t.TempDir()}
+	n.start(t, opts)
+	return n
+}
+
+// Restart stops the server and starts it again with opts, on the same port
+// with the same store: clients connected to it see an outage, then a server
+// that may want another password.
+func (n *NATS) Restart(t testing.TB, opts NATSOptions) {
+	t.Helper()
+	n.nc.Close()
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+	n.start(t, opts)
+}
+
+func (n *NATS) start(t testing.TB, opts NATSOptions) {
+	t.Helper()
+	o := &server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
-	})
+		JetStream: true, StoreDir: n.store,
+	}
+	if n.port != 0 {
+		o.Port = n.port
+	}
+	if opts.User != "" {
+		o.Users = []*server.User{{Username: opts.User, Password: opts.Password}}
+	}
+	srv, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +78,8 @@ func StartNATS(t testing.TB) *NATS {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("the NATS server did not start")
 	}
-	nc, err := nats.Connect(srv.ClientURL())
+	n.srv, n.opts, n.port = srv, opts, srv.Addr().(*net.TCPAddr).Port
+	nc, err := nats.Connect(n.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +88,18 @@ func StartNATS(t testing.TB) *NATS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &NATS{srv: srv, nc: nc, js: js}
+	n.nc, n.js = nc, js
 }
 
-// URL is the server's client URL, nats://127.0.0.1:<port>.
-func (n *NATS) URL() string { return n.srv.ClientURL() }
+// URL is the server's client URL, nats://127.0.0.1:<port>, with the user
+// and password when it has one.
+func (n *NATS) URL() string {
+	u := &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", n.port)}
+	if n.opts.User != "" {
+		u.User = url.UserPassword(n.opts.User, n.opts.Password)
+	}
+	return u.String()
+}
 
 // Env is the environment a process needs to use this server.
 func (n *NATS) Env() []string { return []string{"NATS_SERVER_URL=" + n.URL()} }

@@ -110,3 +110,16 @@ func (p *PubSub) Advance(d time.Duration) {
 	offset := p.offset
 	p.srv.SetTimeNowFunc(func() time.Time { return time.Now().Add(offset) })
 }
+
+// Acked is how many of the messages published to topic the server holds as
+// acknowledged.
+func (p *PubSub) Acked(topic string) int {
+	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	n := 0
+	for _, m := range p.srv.Messages() {
+		if m.Topic == name && m.Acks > 0 {
+			n++
+		}
+	}
+	return n
+}
