@@ -102,7 +102,7 @@ type countProcessor struct {
 
 func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var okBuf, erroredBuf [4]typeCount
-	ok, errored := tally(okBuf[:0]), tally(erroredBuf[:0])
+	ok, errored := tally{counts: okBuf[:0]}, tally{counts: erroredBuf[:0]}
 	for _, m := range batch {
 		eventType, _ := m.MetaGet(MetaEventType)
 		if eventType == "" {
@@ -125,8 +125,15 @@ func (p *countProcessor) Close(context.Context) error { return nil }
 // incremented once per type of a batch: each increment looks the labelled
 // series up in the exporter, which costs more than reading a message's
 // type. A batch rarely holds more than a few types (the braze_currents
-// input's hold one), so a slice searched from its end beats a map.
-type tally []typeCount
+// input's hold one), so a slice searched from its end beats a map; past
+// tallyScan types, a map indexes the slice, so that a batch of many types
+// costs time linear in its size, not quadratic.
+type tally struct {
+	counts []typeCount
+	index  map[string]int // of counts, once it holds more than tallyScan types
+}
+
+const tallyScan = 8
 
 type typeCount struct {
 	eventType string
@@ -134,18 +141,34 @@ type typeCount struct {
 }
 
 func (t tally) add(eventType string) tally {
-	for i := len(t) - 1; i >= 0; i-- {
-		if t[i].eventType == eventType {
-			t[i].n++
+	if t.index != nil {
+		if i, ok := t.index[eventType]; ok {
+			t.counts[i].n++
+			return t
+		}
+		t.index[eventType] = len(t.counts)
+		t.counts = append(t.counts, typeCount{eventType, 1})
+		return t
+	}
+	for i := len(t.counts) - 1; i >= 0; i-- {
+		if t.counts[i].eventType == eventType {
+			t.counts[i].n++
 			return t
 		}
 	}
-	return append(t, typeCount{eventType, 1})
+	t.counts = append(t.counts, typeCount{eventType, 1})
+	if len(t.counts) > tallyScan {
+		t.index = make(map[string]int, 2*len(t.counts))
+		for i, tc := range t.counts {
+			t.index[tc.eventType] = i
+		}
+	}
+	return t
 }
 
 // flush increments c by each type's count; a nil c counts nothing.
 func (t tally) flush(c *service.MetricCounter) {
-	for _, tc := range t {
+	for _, tc := range t.counts {
 		c.Incr(tc.n, tc.eventType)
 	}
 }

@@ -3,6 +3,8 @@ package brazecurrents
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -242,4 +244,26 @@ processors:
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/msg")
 	})
+}
+
+// TestTallyManyTypes: a tally counts right past the types it scans for,
+// where a map takes over (a batch of many types costs linear time).
+func TestTallyManyTypes(t *testing.T) {
+	var tl tally
+	want := map[string]int64{}
+	for i := range 3 * tallyScan * 10 {
+		et := fmt.Sprintf("t%d", i%(3*tallyScan))
+		tl = tl.add(et)
+		want[et]++
+	}
+	got := map[string]int64{}
+	for _, tc := range tl.counts {
+		if _, dup := got[tc.eventType]; dup {
+			t.Fatalf("%s counted twice", tc.eventType)
+		}
+		got[tc.eventType] = tc.n
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("tally %v, want %v", got, want)
+	}
 }

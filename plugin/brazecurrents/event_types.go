@@ -19,6 +19,28 @@ var eventTypesText string
 // warn about event type patterns that match none.
 var knownEventTypes = strings.Fields(eventTypesText)
 
+// otherEventType is the event_type label value, in the Custom HTTP input's
+// counter, of every type outside knownEventTypes: the types there come from
+// request bodies, and each distinct string would otherwise be a series of its
+// own, held for the life of the process.
+const otherEventType = "other"
+
+var knownEventTypeSet = func() map[string]bool {
+	set := make(map[string]bool, len(knownEventTypes))
+	for _, t := range knownEventTypes {
+		set[t] = true
+	}
+	return set
+}()
+
+// knownOrOther is eventType when it is a known type, otherEventType if not.
+func knownOrOther(eventType string) string {
+	if knownEventTypeSet[eventType] {
+		return eventType
+	}
+	return otherEventType
+}
+
 // segment_event_types.txt lists the 50 event types Braze's "Segment for
 // Currents" connector sends: the types bloblang/currents_to_segment.blobl
 // maps, which stays their one place of truth. A test fails when the list

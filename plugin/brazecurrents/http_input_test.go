@@ -2,20 +2,13 @@ package brazecurrents
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
-	"math/big"
-	"net"
+	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,14 +19,21 @@ import (
 const testEvent = `{"event_type": "users.messages.email.Open", "id": "e1", "time": 1764590400,
 	"properties": {"email_address": "a@example.com"}, "user": {"external_user_id": "u1", "user_id": "b1"}}`
 
-// startHTTPInput runs the input on a loopback port and returns its URL.
+// startHTTPInput runs the input, with the token tok, on a loopback port and
+// returns its URL.
 func startHTTPInput(t *testing.T, conf string) (*httpInput, string) {
 	t.Helper()
-	parsed, err := httpInputSpec().ParseYAML("address: 127.0.0.1:0\ntoken: tok\n"+conf, nil)
+	return startHTTPInputWith(t, service.MockResources(), "token: tok\n"+conf)
+}
+
+// startHTTPInputWith runs the input of conf (its address aside) with res.
+func startHTTPInputWith(t *testing.T, res *service.Resources, conf string) (*httpInput, string) {
+	t.Helper()
+	parsed, err := httpInputSpec().ParseYAML("address: 127.0.0.1:0\n"+conf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := httpInputFromParsed(parsed, service.MockResources())
+	in, err := httpInputFromParsed(parsed, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +152,40 @@ func TestHTTPInputBoundsBufferedBodies(t *testing.T) {
 	}
 }
 
+// TestHTTPInputHeldMemoryFollowsTheBudget: each request is charged its
+// body's bytes plus eventCharge per event, and what the events handed over
+// hold stays under 4 times that, however small they are. A body of the
+// budget's size in the smallest events could never be held: it is refused
+// 413, rather than held at about 90 times max_buffered_size as it was.
+func TestHTTPInputHeldMemoryFollowsTheBudget(t *testing.T) {
+	const budget = 4 << 20
+	in, url := startHTTPInput(t, "max_body_size: 4MiB\nmax_buffered_size: 4MiB")
+	const event = `{"event_type":"a"}`
+	tiny := func(n int) string { return `{"events":[` + strings.Repeat(event+",", n-1) + event + `]}` }
+	big := tiny((budget - 32) / (len(event) + 1))
+	if r := <-postAsync(http.DefaultClient, url, big); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "over the 4194304 of max_buffered_size") {
+		t.Fatalf("a %d-byte body of the smallest events: %d %q, want 413 naming max_buffered_size", len(big), r.status, r.body)
+	}
+	body := tiny((budget - 32) / (len(event) + 1 + eventCharge))
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	answer := postAsync(http.DefaultClient, url, body)
+	batch, ack := readRequest(t, in)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	runtime.KeepAlive(batch)
+	_ = ack(context.Background(), nil)
+	if r := <-answer; r.status != http.StatusOK {
+		t.Fatalf("%d %q", r.status, r.body)
+	}
+	if held > 4*budget {
+		t.Fatalf("a %d-byte body of %d events, within a %d-byte max_buffered_size, holds %d bytes: %.1f times the budget", len(body), len(batch), budget, held, float64(held)/budget)
+	}
+	t.Logf("%d events of %d bytes of JSON hold %d bytes: %.2f times the budget", len(batch), len(body), held, float64(held)/budget)
+}
+
 // TestHTTPInputPipelineNotReading: a pipeline that takes no events within
 // the timeout gets Braze a 503, and the events are not handed over later.
 func TestHTTPInputPipelineNotReading(t *testing.T) {
@@ -183,6 +217,36 @@ func TestHTTPInputClose(t *testing.T) {
 	}
 }
 
+// TestHTTPInputMetricSeriesStayBounded: events_received is labelled with the
+// event types the project knows, and counts every other type under "other":
+// the types come from request bodies, and each distinct string would
+// otherwise be a Prometheus series held for the life of the process.
+func TestHTTPInputMetricSeriesStayBounded(t *testing.T) {
+	res, metricsURL := countResources(t)
+	in, url := startHTTPInputWith(t, res, "token: tok")
+	const requests, typesEach = 3, 1000
+	for r := range requests {
+		events := []string{testEvent}
+		for i := range typesEach {
+			events = append(events, fmt.Sprintf(`{"event_type": "made.up.%d.%d", "id": "e%d"}`, r, i, i))
+		}
+		answer := postAsync(http.DefaultClient, url, `{"events": [`+strings.Join(events, ",")+`]}`)
+		batch, ack := readRequest(t, in)
+		if et, _ := batch[1].MetaGet(MetaEventType); et != "made.up."+strconv.Itoa(r)+".0" {
+			t.Fatalf("the event's metadata says %q: only the metric's label is bounded", et)
+		}
+		_ = ack(context.Background(), nil)
+		if a := <-answer; a.status != http.StatusOK {
+			t.Fatalf("%d %q", a.status, a.body)
+		}
+	}
+	got := countsByType(t, metricsURL)["braze_currents_http_events_received"]
+	want := map[string]float64{"users.messages.email.Open": requests, otherEventType: requests * typesEach}
+	if !maps.Equal(got, want) {
+		t.Fatalf("braze_currents_http_events_received by event_type: %v, want %v", got, want)
+	}
+}
+
 func TestHTTPInputRefusesMethodsAndEmptyBatches(t *testing.T) {
 	_, url := startHTTPInput(t, "")
 	res, err := http.Get(url)
@@ -195,6 +259,44 @@ func TestHTTPInputRefusesMethodsAndEmptyBatches(t *testing.T) {
 	}
 	if r := <-postAsync(http.DefaultClient, url, `{"events": []}`); r.status != http.StatusOK {
 		t.Fatalf("no events: %d %q", r.status, r.body)
+	}
+}
+
+// TestHTTPInputRefusesDuplicateKeys: a body naming "events" twice, or an
+// event naming properties twice, is answered 400 naming the key, and nothing
+// of it is handed over. encoding/json alone keeps the last value: the events
+// of the first array were answered 200 and delivered nowhere, and the first
+// properties dropped from an event sent on.
+func TestHTTPInputRefusesDuplicateKeys(t *testing.T) {
+	in, url := startHTTPInput(t, "")
+	for _, c := range []struct{ body, reason string }{
+		{`{"events": [` + testEvent + `], "events": []}`, `the key "events" appears twice`},
+		{`{"events": [{"event_type": "users.messages.email.Open", "id": "e1", "time": 1764590400,
+			"properties": {"email_address": "a@example.com"}, "properties": {}, "user": {"external_user_id": "u1"}}]}`,
+			`event 0: the key "properties" appears twice`},
+	} {
+		answer := postAsync(http.DefaultClient, url, c.body)
+		ctx, cancel := context.WithCancel(context.Background())
+		read, stopped := make(chan service.MessageBatch, 1), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			if batch, ack, err := in.ReadBatch(ctx); err == nil {
+				read <- batch
+				_ = ack(context.Background(), nil)
+			}
+		}()
+		select {
+		case batch := <-read:
+			v, _ := batch[0].AsStructured()
+			t.Errorf("a body with a duplicate key was handed over as %v", v)
+			<-answer
+		case r := <-answer:
+			if r.status != http.StatusBadRequest || !strings.Contains(r.body, c.reason) {
+				t.Errorf("a body with a duplicate key: %d %q, want 400 saying %q", r.status, strings.TrimSpace(r.body), c.reason)
+			}
+		}
+		cancel()
+		<-stopped
 	}
 }
 
@@ -218,48 +320,32 @@ func TestHTTPInputConfigErrors(t *testing.T) {
 	}
 }
 
-// TestHTTPInputTLS: with cert_file and key_file the input speaks HTTPS.
-func TestHTTPInputTLS(t *testing.T) {
-	certFile, keyFile, pool := selfSignedCert(t)
-	in, url := startHTTPInput(t, "cert_file: "+certFile+"\nkey_file: "+keyFile)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	answer := postAsync(client, url, `{"events": [`+testEvent+`]}`)
-	_, ack := readRequest(t, in)
-	_ = ack(context.Background(), nil)
-	if r := <-answer; r.status != http.StatusOK {
-		t.Fatalf("over TLS: %d %q", r.status, r.body)
+// TestHTTPInputRefusesAnUnsendableToken: a token with whitespace at either
+// end (a pasted secret) or a control character is refused at start, without
+// printing it. HTTP strips a header value's surrounding whitespace, so no
+// request could carry it: every Braze request would get 401, logged at debug
+// level only, until Braze gave up after 5 days.
+func TestHTTPInputRefusesAnUnsendableToken(t *testing.T) {
+	for _, token := range []string{"s3cret ", " s3cret", "s3cret\n", "\ts3cret", "s3\x00cret"} {
+		parsed, err := httpInputSpec().ParseYAML("address: 127.0.0.1:0\ntoken: "+strconv.Quote(token), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = httpInputFromParsed(parsed, service.MockResources())
+		if err == nil || !strings.Contains(err.Error(), "cannot carry") || strings.Contains(err.Error(), "s3") {
+			t.Errorf("token %q: error %v, want one saying HTTP cannot carry it, without the token", token, err)
+		}
 	}
-	if r := <-postAsync(http.DefaultClient, strings.Replace(url, "https", "http", 1), "{}"); r.status == http.StatusOK {
-		t.Fatal("plain HTTP accepted on the TLS port")
-	}
-}
-
-func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// Whitespace within the token is sent and compared as it is.
+	_, url := startHTTPInputWith(t, service.MockResources(), "token: two words")
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"events": []}`))
+	req.Header.Set("Authorization", "Bearer two words")
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("a token with a space within: %d", res.StatusCode)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }

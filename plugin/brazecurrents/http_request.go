@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // httpEvent is one event of a Custom HTTP request, flattened to the shape of
@@ -19,35 +23,108 @@ type httpEvent struct {
 // parseHTTPEvents reads a Custom HTTP request body, {"events": [event, …]},
 // where each event is {"event_type", "id", "time", "properties": {…},
 // "user": {…}}. It refuses the whole body, with a short reason, rather than
-// guess: not one JSON object, no events array, an event that is not an object
+// guess: not one JSON object, a key named twice in an object, no events array, an event that is not an object
 // or has no event_type, properties or user that are not objects, or a field
 // that properties, user and the event itself disagree on.
 //
 // Numbers become int64 when they are integers that fit, float64 otherwise,
 // as the bucket input's structured events have them.
 func parseHTTPEvents(body []byte) ([]httpEvent, error) {
+	n, err := scanHTTPBody(body)
+	if err != nil {
+		return nil, err
+	}
+	return decodeHTTPEvents(body, n)
+}
+
+// scanHTTPBody checks the body's syntax, that no object in it names a key
+// twice (encoding/json would keep the last value: a first "events" array
+// would be answered 200 and delivered nowhere), and that it is one object
+// with an "events" array, whose length it returns. It builds no value: the
+// events can be counted before the memory of decoding them is spent.
+func scanHTTPBody(body []byte) (int, error) {
+	// Invalid UTF-8 is let through, as encoding/json replaces it.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true))
+	if k := dec.PeekKind(); k != '{' && k != 0 {
+		return 0, fmt.Errorf("the body is a JSON %s, not an object with an events array", kindName(k))
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return 0, bodyError(err)
+	}
+	n := -1
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return 0, bodyError(err)
+		}
+		if name.String() != "events" {
+			if err := dec.SkipValue(); err != nil {
+				return 0, bodyError(err)
+			}
+			continue
+		}
+		if k := dec.PeekKind(); k != '[' && k != 0 {
+			return 0, fmt.Errorf(`"events" is a JSON %s, not an array`, kindName(k))
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return 0, bodyError(err)
+		}
+		for n = 0; dec.PeekKind() != ']' && dec.PeekKind() != 0; n++ {
+			if err := dec.SkipValue(); err != nil {
+				return 0, bodyError(err)
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return 0, bodyError(err)
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return 0, bodyError(err)
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		return 0, errors.New("the body holds more than one JSON value")
+	}
+	if n < 0 {
+		return 0, errors.New(`the body has no "events" array`)
+	}
+	return n, nil
+}
+
+// bodyError words a syntax error of the body; a key named twice, with the
+// event it is in.
+func bodyError(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	var serr *jsontext.SyntacticError
+	if !errors.As(err, &serr) || !errors.Is(err, jsontext.ErrDuplicateName) {
+		return fmt.Errorf("the body is not JSON: %w", err)
+	}
+	msg := fmt.Sprintf("the key %q appears twice", serr.JSONPointer.LastToken())
+	path := slices.Collect(serr.JSONPointer.Parent().Tokens())
+	if len(path) >= 2 && path[0] == "events" {
+		msg, path = "event "+path[1]+": "+msg, path[2:]
+	}
+	if len(path) > 0 {
+		msg += " in " + strings.Join(path, ".")
+	}
+	return errors.New(msg)
+}
+
+// decodeHTTPEvents decodes a body that scanHTTPBody found to hold n events:
+// its syntax and shape are known to be right.
+func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	var top any
+	var top map[string]any
 	if err := dec.Decode(&top); err != nil {
 		return nil, fmt.Errorf("the body is not JSON: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("the body holds more than one JSON value")
+	list, _ := top["events"].([]any)
+	if len(list) != n {
+		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(list), n)
 	}
-	obj, ok := top.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("the body is a JSON %s, not an object with an events array", jsonKind(top))
-	}
-	raw, ok := obj["events"]
-	if !ok {
-		return nil, errors.New(`the body has no "events" array`)
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		return nil, fmt.Errorf(`"events" is a JSON %s, not an array`, jsonKind(raw))
-	}
-	events := make([]httpEvent, 0, len(list))
+	events := make([]httpEvent, 0, n)
 	for i, v := range list {
 		e, err := flattenHTTPEvent(v)
 		if err != nil {
@@ -69,7 +146,9 @@ func flattenHTTPEvent(v any) (httpEvent, error) {
 	if !ok || eventType == "" {
 		return httpEvent{}, errors.New("no event_type")
 	}
-	record := make(map[string]any, len(obj)+16)
+	props, _ := obj["properties"].(map[string]any)
+	user, _ := obj["user"].(map[string]any)
+	record := make(map[string]any, len(obj)+len(props)+len(user))
 	for k, v := range obj {
 		switch k {
 		case "event_type", "properties", "user":
@@ -119,6 +198,23 @@ func numbers(v any) any {
 		}
 	}
 	return v
+}
+
+// kindName names a JSON kind as jsonKind does.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "boolean"
+	case '0':
+		return "number"
+	case '"':
+		return "string"
+	case '[':
+		return "array"
+	}
+	return "object"
 }
 
 func jsonKind(v any) string {

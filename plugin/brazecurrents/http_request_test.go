@@ -90,6 +90,11 @@ func TestParseHTTPEventsRefuses(t *testing.T) {
 		{`{"events": [{"event_type": "a", "properties": {"x": 1}, "user": {"x": 1}}]}`, "user.x collides"},
 		{`{"events": []} {}`, "more than one JSON value"},
 		{`{"events": []} x`, "more than one JSON value"},
+		{`{"events": [], "events": []}`, `the key "events" appears twice`},
+		{`{"x": {"y": 1, "y": 2}, "events": []}`, `the key "y" appears twice in x`},
+		{`{"events": [{"event_type": "a"}, {"event_type": "a", "id": "1", "id": "2"}]}`, `event 1: the key "id" appears twice`},
+		{`{"events": [{"event_type": "a", "properties": {"x": 1, "x": 1}}]}`, `event 0: the key "x" appears twice in properties`},
+		{`{"events": [{"event_type": "a", "user": {"l": [{}, {"k": 1, "k": 2}]}}]}`, `event 0: the key "k" appears twice in user.l.1`},
 	} {
 		_, err := parseHTTPEvents([]byte(c.body))
 		if err == nil || !strings.Contains(err.Error(), c.reason) {
@@ -148,4 +153,54 @@ func FuzzParseHTTPEvents(f *testing.F) {
 			}
 		}
 	})
+}
+
+// brazeSizedBody is a request as Braze sends them: 100 events (its batch
+// size), ten of each of ten mapped event types, made by the fixtures.
+func brazeSizedBody(b testing.TB) []byte {
+	b.Helper()
+	var events []json.RawMessage
+	for i, eventType := range segmentEventTypes[:10] {
+		var buf bytes.Buffer
+		if _, err := fixtures.WriteFile(&buf, fixtures.FileSpec{EventType: eventType, Records: 10, Seed: uint64(i + 1)}); err != nil {
+			b.Fatal(err)
+		}
+		stored, err := decodeValues(b, "structured: true", "currents/dataexport.prod-01.S3.integration.x/event_type="+eventType+"/date=2026-11-01-10/0/x.avro", buf.Bytes())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var top struct{ Events []json.RawMessage }
+		if err := json.Unmarshal(httpBody(b, eventType, stored), &top); err != nil {
+			b.Fatal(err)
+		}
+		events = append(events, top.Events...)
+	}
+	body, err := json.Marshal(map[string]any{"events": events})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+// BenchmarkParseHTTPEvents: the cost of reading a request body into events,
+// for a Braze-sized request and for a 1 MiB body of the smallest events.
+func BenchmarkParseHTTPEvents(b *testing.B) {
+	const tiny = `{"event_type":"a"}`
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"braze100", brazeSizedBody(b)},
+		{"tiny1MiB", []byte(`{"events":[` + strings.Repeat(tiny+",", (1<<20)/(len(tiny)+1)) + tiny + `]}`)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseHTTPEvents(c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

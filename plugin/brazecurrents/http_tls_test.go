@@ -1,0 +1,106 @@
+package brazecurrents
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// TestHTTPInputTLS: with cert_file and key_file the input speaks HTTPS.
+func TestHTTPInputTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSignedCert(t)
+	in, url := startHTTPInput(t, "cert_file: "+certFile+"\nkey_file: "+keyFile)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	answer := postAsync(client, url, `{"events": [`+testEvent+`]}`)
+	_, ack := readRequest(t, in)
+	_ = ack(context.Background(), nil)
+	if r := <-answer; r.status != http.StatusOK {
+		t.Fatalf("over TLS: %d %q", r.status, r.body)
+	}
+	if r := <-postAsync(http.DefaultClient, strings.Replace(url, "https", "http", 1), "{}"); r.status == http.StatusOK {
+		t.Fatal("plain HTTP accepted on the TLS port")
+	}
+}
+
+// TestHTTPInputRefusesAnUnloadableCertificate: a key pair that cannot be
+// loaded fails Connect, naming the files and none of their contents, before
+// anything listens; otherwise the input would report itself connected (and
+// /ready 200) while its port served nothing.
+func TestHTTPInputRefusesAnUnloadableCertificate(t *testing.T) {
+	certFile, keyFile, _ := selfSignedCert(t)
+	missing := filepath.Join(t.TempDir(), "missing-cert.pem")
+	for _, c := range []struct{ cert, key string }{
+		{missing, keyFile},
+		{keyFile, certFile}, // swapped: both readable PEM, neither what it should be
+	} {
+		parsed, err := httpInputSpec().ParseYAML("address: 127.0.0.1:0\ntoken: tok\ncert_file: "+c.cert+"\nkey_file: "+c.key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := httpInputFromParsed(parsed, service.MockResources())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = in.Connect(context.Background())
+		if err == nil {
+			_ = in.Close(context.Background())
+			t.Fatalf("cert_file %s, key_file %s: Connect succeeded", c.cert, c.key)
+		}
+		if !strings.Contains(err.Error(), c.cert) || !strings.Contains(err.Error(), c.key) || strings.Contains(err.Error(), "BEGIN") {
+			t.Errorf("Connect error %q: want one naming %s and %s, without their contents", err, c.cert, c.key)
+		}
+		select {
+		case addr := <-in.bound:
+			t.Errorf("listening on %s after a failed Connect", addr)
+		default:
+		}
+		if err := in.Close(context.Background()); err != nil {
+			t.Errorf("Close after a failed Connect: %v", err)
+		}
+	}
+}
+
+func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
