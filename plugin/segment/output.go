@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -101,10 +102,10 @@ the events read and counted in neither are those the mapping filtered out.
 `).
 		Fields(
 			service.NewStringField(fieldWriteKey).
-				Description("The write key of the Segment source; with `write_keys`, the default one, for calls whose route has no key of its own (empty: such calls fail, for the dead letter output). Keep it out of config files: `${SEGMENT_WRITE_KEY}`.").
+				Description("The write key of the Segment source; with `write_keys`, the default one, for calls whose route has no key of its own (empty: such calls fail, for the dead letter output). Keep it out of config files: `${SEGMENT_WRITE_KEY}`. Surrounding whitespace, such as the newline a secret file ends with, is dropped, as in `write_keys`: Segment would answer 200 to the key with it and drop the calls.").
 				Secret().Default(""),
 			service.NewStringField(fieldWriteKeys).
-				Description("Several Segment sources from one pipeline: write keys by route, `route=key,route=key` (in the shipped configs, `SEGMENT_WRITE_KEYS` with Braze app group ids as routes). Each call goes under the key of its `route`, else under `write_key`. Requests carry the calls of one key only. Empty: every call goes under `write_key`.").
+				Description("Several Segment sources from one pipeline: write keys by route, `route=key,route=key` (in the shipped configs, `SEGMENT_WRITE_KEYS` with Braze app group ids as routes). Each call goes under the key of its `route`, else under `write_key`. Requests carry the calls of one key only. Whitespace around routes and keys is dropped. Empty: every call goes under `write_key`.").
 				Secret().Default("").Example("6f1e0c2b9a8d7e6f5a4b3c2d="+"<write key>,0a1b2c3d4e5f6a7b8c9d0e1f="+"<write key>"),
 			service.NewInterpolatedStringField(fieldRoute).
 				Description("The route of a call, to find its write key in `write_keys` (read only when `write_keys` is set). The default is the Braze app group of the event: the call's `properties.app_group_id` (Braze's set holds it for 48 of its 50 types) or, for the others, the Currents integration the event came from (`braze_integration_id` metadata, from the storage inputs).").
@@ -163,11 +164,25 @@ func init() {
 		})
 }
 
+// redactedURL is raw with its password, if any, written xxxxx, for the
+// errors that name the endpoint: a proxy's URL may carry credentials, which
+// connect echo scrubs and Go's own errors leave out too.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an endpoint that is not a URL)"
+	}
+	return u.Redacted()
+}
+
 func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*output, error) {
 	writeKey, err := conf.FieldString(fieldWriteKey)
 	if err != nil {
 		return nil, err
 	}
+	// A secret file often ends in a newline; Segment answers 200 to the key
+	// with it and drops the calls, as for any key it does not know.
+	writeKey = strings.TrimSpace(writeKey)
 	region, err := conf.FieldString(fieldRegion)
 	if err != nil {
 		return nil, err
@@ -184,7 +199,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		}
 		if override != "" { // empty, as from an unset ${SEGMENT_ENDPOINT:}, keeps the region's
 			endpoint = override
-			where = fmt.Sprintf("%s (endpoint set, region %s)", endpoint, region)
+			where = fmt.Sprintf("%s (endpoint set, region %s)", redactedURL(endpoint), region)
 		}
 	}
 	keyList, err := conf.FieldString(fieldWriteKeys)

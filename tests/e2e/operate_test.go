@@ -53,7 +53,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		}
 	}
 	srv := segmentapi.StartT(t, e2eWriteKey)
-	admin, _ := startWatchingPipeline(t, "file://"+bucket, srv, dir)
+	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir)
 	waitUntil(t, "every event in Segment", func() bool { return srv.UniqueMessageIDs() == want })
 	// Objects are done once their last batch is acked, just after Segment took it.
 	var metrics string
@@ -96,6 +96,12 @@ func TestMetricsAndReadiness(t *testing.T) {
 		code, _ := httpGet(t, "http://"+admin+"/ready")
 		return code == http.StatusServiceUnavailable
 	})
+	// What the README's troubleshooting tells operators to look for in the logs.
+	quote := troubleshootingLog(t, "no route to Segment")
+	p.waitLines(1, time.Minute, quote)
+	if !strings.Contains(readRepoFile(t, "docs/dashboard.md"), "Look for `"+quote+"`") {
+		t.Errorf("docs/dashboard.md does not say to look for %q, as the README does", quote)
+	}
 	if err := srv.Up(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +117,24 @@ func TestMetricsAndReadiness(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// troubleshootingLog is the log text the README's troubleshooting row whose
+// cause holds cause quotes: the first `…` after "logs ".
+func troubleshootingLog(t *testing.T, cause string) string {
+	t.Helper()
+	for _, row := range strings.Split(readRepoFile(t, "README.md"), "\n") {
+		cells := strings.Split(row, " | ")
+		if len(cells) < 3 || !strings.Contains(cells[1], cause) {
+			continue
+		}
+		_, quoted, ok := strings.Cut(cells[0], "logs `")
+		if quoted, _, ok = strings.Cut(quoted, "`"); ok {
+			return quoted
+		}
+	}
+	t.Fatalf("the README has no troubleshooting row for %q that quotes a log", cause)
+	return ""
 }
 
 // startWatchingPipeline runs the shipped config in watch mode over bucketURL

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
@@ -60,4 +62,56 @@ logger:
 			t.Fatalf("write key printed:\n%s", out)
 		}
 	}
+}
+
+// TestEndpointCredentialsNeverPrinted runs the shipped pipeline with a
+// SEGMENT_ENDPOINT that carries a user and password, as a proxy's URL may,
+// against a Segment that refuses the key: the error naming the endpoint
+// leaves the password out, as `connect echo` and Go's own errors do.
+func TestEndpointCredentialsNeverPrinted(t *testing.T) {
+	const password = "proxy-pass-never-print-me-7"
+	bucket := t.TempDir()
+	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 5, Seed: 83,
+		EventTypes: []string{"users.messages.email.Send"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	srv.RevokeKey(true)
+	endpoint := strings.Replace(srv.URL(), "://", "://proxyuser:"+password+"@", 1)
+	env := []string{"CURRENTS_URL=file://" + bucket, "CURRENTS_WATCH=false", "CURRENTS_CHECKPOINT_IN_BUCKET=false",
+		"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=" + endpoint,
+		"DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead.jsonl"), "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+
+	echo, err := runConnect(t, repoRoot, env, "echo", shippedConfig)
+	if err != nil || strings.Contains(echo, password) {
+		t.Fatalf("echo (%v) printed the endpoint's password or failed:\n%s", err, echo)
+	}
+	p := startConnect(t, repoRoot, env, nil)
+	p.waitLines(1, time.Minute, "refused the write key (HTTP 401)", "proxyuser")
+	if strings.Contains(p.logs(), password) {
+		t.Fatalf("the endpoint's password was logged:\n%s", grepLines(p.logs(), password))
+	}
+}
+
+// TestWriteKeyWithNewlineDelivers runs the shipped pipeline with the write
+// key followed by a newline, as a Kubernetes secret made from a file written
+// by `echo` holds it. Segment answers 200 to a key it does not know and
+// drops the calls, so a key sent with its newline would lose every event
+// without an error: the output takes the key without it, as it takes the
+// keys of write_keys.
+func TestWriteKeyWithNewlineDelivers(t *testing.T) {
+	bucket := t.TempDir()
+	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 84,
+		EventTypes: []string{"users.messages.email.Send"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := expectedIDs(written)
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	runToEnd(t, pipelineEnv("file://"+bucket, srv, filepath.Join(t.TempDir(), "dead.jsonl"),
+		"SEGMENT_WRITE_KEY="+e2eWriteKey+"\n", "BRAZE_INCLUDE_ANONYMOUS=true", "CURRENTS_CHECKPOINT_IN_BUCKET=false"))
+	if n := srv.Stats().UnknownKeyCalls; n != 0 {
+		t.Fatalf("%d calls went to Segment under the key with its newline, which Segment drops", n)
+	}
+	checkDelivered(t, srv, want)
 }
