@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/analytics-go/v3"
 	segjson "github.com/segmentio/encoding/json"
@@ -63,14 +64,16 @@ const maxMessageIDLen = 99
 // own rules (identity, event, groupId, previousId), and returns it with its
 // JSON as it goes on the wire.
 func parseCall(body []byte) (wireCall, []byte, error) {
+	// The body goes on the wire as it is, so it is read as Segment reads it:
+	// field names matched exactly (Go's decoders ignore case by default) and
+	// nothing after the object (a "]" there would end the request's batch).
 	var r rawCall
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	rest, err := segjson.Parse(body, &r, segjson.DisallowUnknownFields|segjson.DontMatchCaseInsensitiveStructFields)
+	if err != nil {
 		return wireCall{}, nil, fmt.Errorf("not a Segment call: %w", err)
 	}
-	if dec.More() {
-		return wireCall{}, nil, errors.New("not a Segment call: more than one JSON value")
+	if len(rest) > 0 {
+		return wireCall{}, nil, errors.New("not a Segment call: data after the JSON object")
 	}
 	c := wireCall{Type: r.Type, MessageID: r.MessageID, UserID: r.UserID, AnonymousID: r.AnonymousID,
 		Timestamp: r.Timestamp, Event: r.Event, Name: r.Name, GroupID: r.GroupID, PreviousID: r.PreviousID,
@@ -197,8 +200,8 @@ func checkCall(c *wireCall, body func() ([]byte, error)) error {
 		}
 		c.MessageID = derivedMessageID(raw)
 	}
-	if len(c.MessageID) > maxMessageIDLen {
-		return fmt.Errorf("messageId is %d characters, Segment allows at most %d", len(c.MessageID), maxMessageIDLen)
+	if n := utf8.RuneCountInString(c.MessageID); n > maxMessageIDLen {
+		return fmt.Errorf("messageId is %d characters, Segment allows at most %d", n, maxMessageIDLen)
 	}
 	if c.Timestamp != "" {
 		if _, err := time.Parse(time.RFC3339Nano, c.Timestamp); err != nil {

@@ -75,13 +75,55 @@ func TestParseCallRejectsInvalidCalls(t *testing.T) {
 		`{"type":"group","userId":"u"}`:                               "invalid group call",
 		`{"type":"alias","userId":"u"}`:                               "invalid alias call",
 		`{"type":"track","event":"E","userId":"u","timestamp":"now"}`: "not ISO-8601",
-		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:  "more than one JSON value",
+		`{"type":"track","event":"E","userId":"u"} {"type":"track"}`:  "data after the JSON object",
 		`{"type":"track","event":"E","userId":"u","messageId":"` + strings.Repeat("x", 100) + `"}`: "at most 99",
 	} {
 		_, _, err := parseCall([]byte(body))
 		if err == nil || !strings.Contains(err.Error(), reason) {
 			t.Errorf("%s: error %v, want one containing %q", body, err, reason)
 		}
+	}
+}
+
+// A call sent as JSON text goes on the wire as it is, so it must be read as
+// Segment reads it. Nothing may follow the object: a "]" there closed the
+// request's batch array, and what came after it hid the next calls from
+// Segment while they were acknowledged. Field names must be spelt as the
+// spec spells them: Go matches them in any case, Segment does not, so a
+// "MessageId" went without a messageId (no dedup on redelivery) and a
+// "UserId" without its user.
+func TestTextCallIsReadAsSegmentReadsIt(t *testing.T) {
+	srv := segmentapi.StartT(t, testKey)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(5, 0, "x")
+	batch[1] = service.NewMessage([]byte(`{"type":"track","event":"E","userId":"u","messageId":"m-1"}],"hidden":[0`))
+	batch[3] = service.NewMessage([]byte(`{"type":"track","event":"E","anonymousId":"a","UserId":"u","MessageId":"m-3"}`))
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	for i, err := range errs {
+		if bad := i == 1 || i == 3; bad != (err != nil) || (bad && !strings.Contains(err.Error(), "(invalid)")) {
+			t.Errorf("call %d: error %v (bad call: %v)", i, err, bad)
+		}
+	}
+	for _, id := range []string{"m-0", "m-2", "m-4"} {
+		if got := srv.Count(id); got != 1 {
+			t.Errorf("call %s acknowledged, accepted %d times", id, got)
+		}
+	}
+	if got := srv.Stats().Accepted; got != 3 {
+		t.Errorf("%d calls accepted, want the 3 good ones", got)
+	}
+}
+
+// Segment's limit on messageId is under 100 characters, not bytes: a
+// messageId of 60 accented letters (120 bytes) is Segment's to accept, not
+// the dead letter's.
+func TestMessageIDLimitCountsCharacters(t *testing.T) {
+	srv := segmentapi.StartT(t, testKey)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	id := strings.Repeat("é", 60)
+	batch := service.MessageBatch{service.NewMessage(fmt.Appendf(nil, `{"type":"track","event":"E","userId":"u","messageId":%q}`, id))}
+	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.Count(id) != 1 {
+		t.Fatalf("a messageId of 60 characters: %v, accepted %d times", err, srv.Count(id))
 	}
 }
 

@@ -59,11 +59,16 @@ type dispatcher struct {
 	label         string // what the key serves, for messages: never the key
 	maxRequests   int
 
-	mu           sync.Mutex
-	queue        []*callRef
-	inFlight     int
-	failingSince time.Time // the first failure since Segment last accepted a request; zero while it accepts
-	down         error     // set while Segment is unreachable or refuses the key
+	mu       sync.Mutex
+	queue    []*callRef
+	inFlight int
+	// How long requests have failed since Segment last accepted one: the
+	// spells that ended (no request failing any more), and the one open
+	// since failingSince (zero when none is). Idle time is in neither.
+	failedFor    time.Duration
+	failingSince time.Time
+	failing      int   // requests that failed and have not ended yet
+	down         error // set while Segment is unreachable or refuses the key
 }
 
 func newDispatcher(s *sender, authorization string, maxRequests int) *dispatcher {
@@ -121,37 +126,52 @@ func (d *dispatcher) deliver(calls []*callRef) {
 		settleAll(calls, d.s.dryRun.write(body))
 		return
 	}
+	refused, err := d.try(body)
+	if refused != nil {
+		d.rejected(calls, *refused)
+		return
+	}
+	settleAll(calls, err)
+}
+
+// try sends a request body until Segment accepts it (nil, nil), refuses it
+// for its content (its answer), or its calls are handed back (the error to
+// settle them with). The spell of failures it was part of is closed before
+// it returns, so before its calls settle and their batch's outcome is read.
+func (d *dispatcher) try(body []byte) (*postResult, error) {
 	policy := d.s.newBackOff()
+	failed := false
+	defer func() {
+		if failed {
+			d.doneFailing()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		res := d.s.post(d.s.closing, d.authorization, body)
 		ok, transient := statusClass(res.status)
 		switch {
 		case res.err == nil && ok:
 			d.accepted()
-			settleAll(calls, nil)
-			return
+			return nil, nil
 		case res.err == nil && refusesKey(res.status):
-			settleAll(calls, d.markDown(d.refusedKey(res)))
-			return
+			return nil, d.markDown(d.refusedKey(res))
 		case res.err == nil && !transient:
-			d.rejected(calls, res)
-			return
+			return &res, nil
 		}
 		if d.s.closing.Err() != nil {
-			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"})
-			return
+			return nil, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"}
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
-		if silent := d.failingFor(); silent >= d.s.unreachableAfter {
-			settleAll(calls, d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
-				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())}))
-			return
+		silent := d.failingFor(!failed)
+		failed = true
+		if silent >= d.s.unreachableAfter {
+			return nil, d.markDown(&CallError{Cause: CauseUnreachable, Status: res.status,
+				Detail: fmt.Sprintf("Segment at %s accepted no request for %v, waiting for it; last: %s", d.s.where, silent.Round(time.Second), failure.Error())})
 		}
 		wait := policy.NextBackOff()
 		if wait == backoff.Stop || (d.s.maxRetries > 0 && attempt >= d.s.maxRetries) {
 			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)
-			settleAll(calls, failure)
-			return
+			return nil, failure
 		}
 		wait = max(wait, min(res.retryAfter, maxRetryAfter))
 		d.s.metrics.retries.Incr(1)
@@ -159,12 +179,10 @@ func (d *dispatcher) deliver(calls []*callRef) {
 		select {
 		case <-time.After(wait):
 		case <-d.s.closing.Done():
-			settleAll(calls, &CallError{Cause: CauseShutdown, Detail: "the output closed while waiting to retry: " + failure.Error()})
-			return
+			return nil, &CallError{Cause: CauseShutdown, Detail: "the output closed while waiting to retry: " + failure.Error()}
 		}
 		if err := d.downErr(); err != nil {
-			settleAll(calls, err) // another request found Segment down meanwhile
-			return
+			return nil, err // another request found Segment down meanwhile
 		}
 	}
 }
@@ -190,21 +208,36 @@ func settleAll(calls []*callRef, err error) {
 
 func (d *dispatcher) accepted() {
 	d.mu.Lock()
-	d.failingSince = time.Time{}
+	d.failedFor, d.failingSince = 0, time.Time{}
 	d.mu.Unlock()
 }
 
-// failingFor notes a failed request and says how long requests have been
-// failing with none accepted: an idle spell before the first failure does
-// not count.
-func (d *dispatcher) failingFor() time.Duration {
+// failingFor notes a failed attempt of a request (first: its first) and
+// says how long requests have been failing with none accepted: idle time,
+// before a failure or between a request's end and the next one's failure,
+// does not count.
+func (d *dispatcher) failingFor(first bool) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if first {
+		d.failing++
+	}
 	now := d.s.clock.Now()
 	if d.failingSince.IsZero() {
 		d.failingSince = now
 	}
-	return now.Sub(d.failingSince)
+	return d.failedFor + now.Sub(d.failingSince)
+}
+
+// doneFailing notes the end of a request that failed, however it ended
+// (given up, rejected, handed back): once none is failing, the spell closes.
+func (d *dispatcher) doneFailing() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failing--; d.failing == 0 && !d.failingSince.IsZero() {
+		d.failedFor += d.s.clock.Now().Sub(d.failingSince)
+		d.failingSince = time.Time{}
+	}
 }
 
 // markDown hands every waiting call back: the output reports itself down
@@ -236,7 +269,7 @@ func (d *dispatcher) downErr() error {
 // up clears the down state once a probe succeeded.
 func (d *dispatcher) up() {
 	d.mu.Lock()
-	d.down, d.failingSince = nil, time.Time{}
+	d.down, d.failedFor, d.failingSince = nil, 0, time.Time{}
 	d.mu.Unlock()
 }
 
@@ -247,7 +280,9 @@ func (d *dispatcher) refusedKey(res postResult) *CallError {
 }
 
 // refusesKey statuses blame the write key or the endpoint, not the calls:
-// every call would fail alike, so calls are held, never dead-lettered.
+// every call would fail alike, so calls are held, never dead-lettered. A
+// redirect (never followed) says the endpoint is not the API.
 func refusesKey(status int) bool {
-	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound
+	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound ||
+		(status >= 300 && status < 400)
 }

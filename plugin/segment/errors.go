@@ -22,8 +22,8 @@ const (
 	// (so /ready reports it) and retries once Segment answers.
 	CauseUnreachable = "unreachable"
 	// CauseUnauthorized: Segment refused the write key (401, 403) or the
-	// endpoint has no such API (404): every call would fail alike, so they are
-	// held as for an outage, never dead-lettered.
+	// endpoint has no such API (404, or a redirect): every call would fail
+	// alike, so they are held as for an outage, never dead-lettered.
 	CauseUnauthorized = "unauthorized"
 )
 

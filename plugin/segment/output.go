@@ -74,7 +74,7 @@ a request of many calls, the output splits it to find the calls at fault, so the
 message that a processor failed on (it carries an error, as an unmappable event does) fails here as well,
 with that error, so one `+"`fallback`"+` dead letter output catches both.
 
-A refused write key (401, 403) or an endpoint without the API (404) fails every call alike: the calls are
+A refused write key (401, 403) or an endpoint without the API (404, or a redirect, say a proxy's sign-in page) fails every call alike: the calls are
 held, never dead-lettered. The output logs one error naming the endpoint (never the key), goes down (so
 `+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When
 Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same
@@ -121,7 +121,7 @@ the events read and counted in neither are those the mapping filtered out.
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
 			service.NewDurationField(fieldRequestTimeout).
-				Description("How long one request may take before it counts as a transient failure.").
+				Description("How long one request may take before it counts as a transient failure (above 0).").
 				Default("10s").Advanced(),
 			service.NewIntField(fieldMaxRetries).
 				Description("How many times a request is retried after transient failures before its calls fail; 0 retries until the output closes, which keeps calls in the pipeline through an outage.").
@@ -130,15 +130,15 @@ the events read and counted in neither are those the mapping filtered out.
 				InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second,
 			}).Advanced(),
 			service.NewBoolField(fieldDryRun).
-				Description("Build the exact request bodies but write them, one JSON line each, to `dry_run_path` instead of sending them. Needs no write key. Their objects' keys are sorted, so that two runs print the same lines; live requests carry the same JSON with keys unsorted.").
+				Description("Build the exact request bodies but write them, one JSON line each, to `dry_run_path` instead of sending them. Needs no write key. The keys of calls a mapping left structured are sorted, so that two runs print the same calls (each body's `sentAt` and request `messageId` differ); live requests carry the same JSON with keys unsorted. A call given as JSON text prints as it came, as it is sent.").
 				Default(false),
 			service.NewStringField(fieldDryRunPath).
 				Description("Where dry-run bodies go; empty for stdout.").Default(""),
 			service.NewIntField(fieldMaxRequests).
-				Description("How many requests may be out at once, shared by every batch in flight. Calls that arrive while all are out wait and go together in the next request.").
+				Description("How many requests may be out at once under each write key, shared by every batch in flight. Calls that arrive while all are out wait and go together in the next request.").
 				Default(8).Advanced(),
 			service.NewDurationField(fieldUnreachable).
-				Description("How long Segment may accept no request, while requests fail, before the output counts it as down: `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
+				Description("How long Segment may accept no request, while requests fail (the time they spend failing, added up; idle time does not count), before the output counts it as down: `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
 				Default("30s").Advanced(),
 			service.NewOutputMaxInFlightField().
 				Description("How many batches may be written at once. Their calls share requests, so a high value lets a one-message input fill requests; with large upstream batches it is also how many batches the pipeline holds in memory.").
@@ -231,6 +231,9 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	if s.requestTimeout, err = conf.FieldDuration(fieldRequestTimeout); err != nil {
 		return nil, err
 	}
+	if s.requestTimeout <= 0 {
+		return nil, fmt.Errorf("%s must be above 0 (every request would time out at once), got %v", fieldRequestTimeout, s.requestTimeout)
+	}
 	if s.maxRetries, err = conf.FieldInt(fieldMaxRetries); err != nil {
 		return nil, err
 	}
@@ -265,7 +268,11 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxRequests * 2
 	transport.MaxIdleConns = maxRequests * 2
-	s.client = &http.Client{Transport: transport}
+	// A redirect is an answer about the endpoint, not the calls: followed, a
+	// POST becomes a GET without them, whose 200 would accept them unsent.
+	s.client = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 	return out, nil
 }
 

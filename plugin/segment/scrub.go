@@ -25,3 +25,20 @@ func (s scrubber) clean(text string) string {
 	}
 	return text
 }
+
+// clip is the first n bytes of text with the secrets removed. A secret the
+// cut splits leaves a prefix of itself at the end: that goes too.
+func (s scrubber) clip(text string, n int) string {
+	if len(text) > n {
+		text = text[:n]
+		for _, secret := range s.secrets {
+			for k := min(len(secret)-1, len(text)); k > 0; k-- {
+				if strings.HasSuffix(text, secret[:k]) {
+					text = text[:len(text)-k]
+					break
+				}
+			}
+		}
+	}
+	return s.clean(text)
+}

@@ -13,6 +13,9 @@ import (
 // maxRetryAfter caps how long a Retry-After answer may hold a request.
 const maxRetryAfter = 10 * time.Minute
 
+// maxDetail is how much of an answer's body errors quote.
+const maxDetail = 1024
+
 // postResult is one HTTP exchange with Segment.
 type postResult struct {
 	status     int
@@ -49,13 +52,13 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	s.metrics.requests.Incr(1, strconv.Itoa(res.StatusCode))
 	var detail []byte
 	if res.StatusCode >= 300 {
-		detail, _ = io.ReadAll(io.LimitReader(res.Body, 1024))
+		detail, _ = io.ReadAll(io.LimitReader(res.Body, maxDetail+1))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
 	return postResult{
 		status:     res.StatusCode,
 		retryAfter: parseRetryAfter(res.Header.Get("Retry-After"), time.Now()),
-		detail:     s.scrub.clean(string(bytes.TrimSpace(detail))),
+		detail:     s.scrub.clip(string(bytes.TrimSpace(detail)), maxDetail),
 	}
 }
 

@@ -99,6 +99,9 @@ func TestConfigValidation(t *testing.T) {
 		`region: us`: "write_key (or write_keys) is required",
 		`{write_key: k, max_calls_per_request: 2501}`: "between 1 and 2500",
 		`{write_key: k, max_calls_per_request: 0}`:    "between 1 and 2500",
+		// 0 is no timeout for Go's client; here every request failed at once,
+		// for ever, reported as Segment unreachable.
+		`{write_key: k, request_timeout: 0s}`: "request_timeout must be above 0",
 	} {
 		conf, err := outputSpec().ParseYAML(yaml, nil)
 		if err == nil {
@@ -326,5 +329,53 @@ func TestRetriesStopWhenTheBackoffGivesUp(t *testing.T) {
 		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after") {
 			t.Fatalf("error %v, want a transient failure that gave up", err)
 		}
+	}
+}
+
+// twoAttemptsOutput is an output that gives up after 2 attempts, with
+// unreachable_after 30s on a fake clock.
+func twoAttemptsOutput(t *testing.T) (*segmentapi.Server, *output, *clockwork.FakeClock) {
+	srv := segmentapi.StartT(t, testKey)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_retries: 1, unreachable_after: 30s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	clock := clockwork.NewFakeClock()
+	out.s.clock = clock
+	return srv, out, clock
+}
+
+// requireGaveUp writes a batch whose calls must fail after 2 attempts.
+func requireGaveUp(t *testing.T, out *output) {
+	t.Helper()
+	batch := trackBatch(3, 0, "x")
+	for _, err := range batchErrors(batch, out.WriteBatch(context.Background(), batch)) {
+		if err == nil || !strings.Contains(err.Error(), "gave up after 2 attempts") {
+			t.Fatalf("error %v, want a transient failure after 2 attempts", err)
+		}
+	}
+}
+
+// A failing spell ends with the requests that were failing, however they
+// end: an idle hour after a request gave up (max_retries), one 503 is one
+// 503, not an hour of Segment accepting nothing.
+func TestUnreachableForgetsAFailingSpellThatEnded(t *testing.T) {
+	srv, out, clock := twoAttemptsOutput(t)
+	srv.FailNext(2, http.StatusServiceUnavailable)
+	requireGaveUp(t, out)
+	clock.Advance(time.Hour) // idle
+	srv.FailNext(1, http.StatusServiceUnavailable)
+	if err := out.WriteBatch(context.Background(), trackBatch(3, 3, "x")); err != nil {
+		t.Fatalf("one 503 an idle hour after a request gave up: %v, want the calls retried and accepted", err)
+	}
+}
+
+// Requests that give up one after another, none accepted, add up: their
+// failing time counts, so that an outage takes the output down (and holds
+// the calls) even when no one request fails for unreachable_after.
+func TestUnreachableAddsUpFailingRequests(t *testing.T) {
+	srv, out, clock := twoAttemptsOutput(t)
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { clock.Advance(20 * time.Second) })
+	srv.Outage503(true)
+	requireGaveUp(t, out) // after 20 s of failing
+	if err := out.WriteBatch(context.Background(), trackBatch(3, 3, "x")); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("a second request failing after 20 s of failures: %v, want not connected", err)
 	}
 }

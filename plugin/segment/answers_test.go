@@ -1,0 +1,83 @@
+package segment
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// A proxy in front of Segment that sends requests to its sign-in page (a
+// 302, then 200 to the GET Go's client followed it with) accepted no call:
+// the calls are held, as for an endpoint without the API, and sent once the
+// endpoint takes them. Following the redirect acknowledged them unsent.
+func TestRedirectHoldsTheCalls(t *testing.T) {
+	api := segmentapi.StartT(t, testKey)
+	target, err := url.Parse(api.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var redirecting atomic.Bool
+	redirecting.Store(true)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/signin":
+			_, _ = io.WriteString(w, "<html>Sign in</html>")
+		case redirecting.Load():
+			http.Redirect(w, r, "/signin", http.StatusFound)
+		default:
+			forward.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, proxy.URL))
+	batch := trackBatch(5, 0, "x")
+	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write through a redirect to a sign-in page: %v, want not connected (held)", err)
+	}
+	redirecting.Store(false)
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatalf("connect once the endpoint takes calls: %v", err)
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil || api.UniqueMessageIDs() != 5 {
+		t.Fatalf("write once the endpoint takes calls: %v, %d accepted", err, api.UniqueMessageIDs())
+	}
+}
+
+// Errors keep the first 1 KB of an answer. A key echoed across that cut (by
+// a proxy echoing the request's headers) left its first part in the error,
+// and so in logs and dead letters.
+func TestKeyCutByTheAnswersLimitIsScrubbed(t *testing.T) {
+	for name, secret := range map[string]string{
+		"the key":          testKey,
+		"its Basic header": base64.StdEncoding.EncodeToString([]byte(testKey + ":")),
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, strings.Repeat("x", 1016)+secret+" echoed")
+		}))
+		out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL))
+		batch := trackBatch(1, 0, "x")
+		err := batchErrors(batch, out.WriteBatch(context.Background(), batch))[0]
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), "xxxxxxxx") {
+			t.Fatalf("%s: error %v, want the answer's text in it", name, err)
+		}
+		if strings.Contains(err.Error(), secret[:8]) {
+			t.Errorf("%s: the error holds its first 8 characters: ...%s", name, err.Error()[len(err.Error())-40:])
+		}
+	}
+}
