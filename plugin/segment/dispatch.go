@@ -3,7 +3,6 @@ package segment
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -153,7 +152,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 		case res.err == nil && ok:
 			d.accepted()
 			return nil, nil
-		case res.err == nil && refusesKey(res.status):
+		case res.err == nil && refusesEveryCall(res.status):
 			return nil, d.markDown(d.refusedKey(res))
 		case res.err == nil && !transient:
 			return &res, nil
@@ -276,13 +275,15 @@ func (d *dispatcher) up() {
 // refusedKey is the error of a request whose key or endpoint Segment refused.
 func (d *dispatcher) refusedKey(res postResult) *CallError {
 	return &CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-		"Segment at %s refused %s (HTTP %d): check the key and its region; calls are held until it works: %s", d.s.where, d.label, res.status, res.detail)}
+		"Segment at %s refused %s (HTTP %d): check the key, its region and the endpoint (or proxy); calls are held until it works: %s", d.s.where, d.label, res.status, res.detail)}
 }
 
-// refusesKey statuses blame the write key or the endpoint, not the calls:
-// every call would fail alike, so calls are held, never dead-lettered. A
-// redirect (never followed) says the endpoint is not the API.
-func refusesKey(status int) bool {
-	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound ||
-		(status >= 300 && status < 400)
+// refusesEveryCall statuses blame the write key, the endpoint or a proxy in
+// front of it, not the calls: 401, 403, 404, a redirect (never followed), a
+// proxy's 407, a 405 or 415 from something that is not the API, 501, 505.
+// Every call would fail alike, so calls are held, never dead-lettered: only
+// 400, 413 and 422 blame a request's content.
+func refusesEveryCall(status int) bool {
+	ok, transient := statusClass(status)
+	return !ok && !transient && !splittable(status)
 }

@@ -21,9 +21,10 @@ const (
 	// is handed back to Connect as not connected, which marks the output down
 	// (so /ready reports it) and retries once Segment answers.
 	CauseUnreachable = "unreachable"
-	// CauseUnauthorized: Segment refused the write key (401, 403) or the
-	// endpoint has no such API (404, or a redirect): every call would fail
-	// alike, so they are held as for an outage, never dead-lettered.
+	// CauseUnauthorized: Segment refused the write key (401, 403), or the
+	// endpoint or a proxy refused the request whatever its calls (404, 405,
+	// 407, 415, 501, 505, a redirect): every call would fail alike, so they
+	// are held as for an outage, never dead-lettered.
 	CauseUnauthorized = "unauthorized"
 )
 

@@ -68,13 +68,14 @@ message without `+"`messageId`"+` gets one derived from its content, so a redeli
 
 Transient failures (network errors, timeouts, 408, 429 and 5xx but 501 and 505) are retried with exponential
 backoff that honours `+"`Retry-After`"+`, up to `+"`max_retries`"+` (0: until the output closes). Permanent
-failures (400, 413, 422 and other statuses, invalid calls, calls over 32 KB) fail at once with an error naming
+failures (400, 413, 422, invalid calls, calls over 32 KB) fail at once with an error naming
 the cause: route them to a dead letter output with `+"`fallback`"+` or `+"`reject_errored`"+`. When Segment rejects
 a request of many calls, the output splits it to find the calls at fault, so the others are still delivered. A
 message that a processor failed on (it carries an error, as an unmappable event does) fails here as well,
 with that error, so one `+"`fallback`"+` dead letter output catches both.
 
-A refused write key (401, 403) or an endpoint without the API (404, or a redirect, say a proxy's sign-in page) fails every call alike: the calls are
+A refused write key (401, 403), an endpoint without the API (404, 405, 415, 501, 505, or a redirect, say a proxy's
+sign-in page) or a proxy refusing the request (407) fails every call alike: the calls are
 held, never dead-lettered. The output logs one error naming the endpoint (never the key), goes down (so
 `+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When
 Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same

@@ -7,7 +7,8 @@ import "net/http"
 // statusClass says how to treat an HTTP answer from Segment. Segment's docs:
 // 400/401/403/404/413/422 are permanent; 408, 429 and 5xx (but 501 and 505,
 // which no retry changes) are transient. Other statuses are permanent, so
-// nothing unexpected is retried for ever.
+// nothing unexpected is retried for ever; of the permanent ones, only
+// splittable statuses blame the calls (refusesEveryCall holds the others).
 func statusClass(status int) (ok, transient bool) {
 	switch {
 	case status >= 200 && status < 300:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,27 +120,35 @@ func TestConfigValidation(t *testing.T) {
 
 // A refused key (analytics-go would retry a 401 ten times, then drop the
 // calls) fails every call alike: the batch goes back as not connected, held,
-// with no retry and no split, until a probe finds the key accepted.
+// with no retry and no split, until a probe finds the key accepted. So does
+// any answer that blames the endpoint or a proxy in front of it rather than
+// the calls (a proxy's 407, a 405 or 415 from something that is not the API):
+// it once sent the whole stream to the dead letters.
 func TestRefusedKeyHoldsTheCalls(t *testing.T) {
-	srv := segmentapi.StartT(t, testKey)
-	srv.FailNext(2, http.StatusUnauthorized) // the request, then the first probe
-	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
-	batch := trackBatch(20, 0, "x")
-	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
-		t.Fatalf("write with a refused key: %v, want not connected", err)
-	}
-	if got := srv.Stats().Requests; got != 1 {
-		t.Fatalf("%d requests for a refused key, want 1", got)
-	}
-	// Connect probes until the key works: the first probe is refused too.
-	if err := out.Connect(context.Background()); err != nil {
-		t.Fatalf("connect once the key works: %v", err)
-	}
-	if got := srv.Stats().Requests; got != 3 {
-		t.Fatalf("%d requests, want the refused one and two probes", got)
-	}
-	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 20 {
-		t.Fatalf("write once the key works: %v, %d accepted", err, srv.UniqueMessageIDs())
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusProxyAuthRequired, http.StatusUnsupportedMediaType, http.StatusNotImplemented} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			srv := segmentapi.StartT(t, testKey)
+			srv.FailNext(2, status) // the request, then the first probe
+			out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+			batch := trackBatch(20, 0, "x")
+			if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+				t.Fatalf("write answered %d: %v, want not connected", status, err)
+			}
+			if got := srv.Stats().Requests; got != 1 {
+				t.Fatalf("%d requests for a refused key, want 1", got)
+			}
+			// Connect probes until the key works: the first probe is refused too.
+			if err := out.Connect(context.Background()); err != nil {
+				t.Fatalf("connect once the key works: %v", err)
+			}
+			if got := srv.Stats().Requests; got != 3 {
+				t.Fatalf("%d requests, want the refused one and two probes", got)
+			}
+			if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 20 {
+				t.Fatalf("write once the key works: %v, %d accepted", err, srv.UniqueMessageIDs())
+			}
+		})
 	}
 }
 
