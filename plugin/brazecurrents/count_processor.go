@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -28,6 +29,8 @@ func countProcessorSpec() *service.ConfigSpec {
 Each message counts once, under its `+"`braze_event_type`"+` metadata (set by the `+"`braze_currents`"+` and
 `+"`braze_currents_http`"+` inputs; `+"`unknown`"+` when a message has none or it is empty): in the counter `+"`errored_name`"+` when it
 carries an error (from a failed mapping, say) and that field is set, in the counter `+"`name`"+` otherwise.
+Types outside Braze's known ones get series of their own for the first 64 of them; later ones count under
+`+"`other`"+` (with one warning), as types from request bodies could otherwise make series without end.
 
 It counts what a `+"`metric`"+` processor with `+"`labels: {event_type: ${! @braze_event_type }}`"+` counts, for a
 fraction of the cost: the counts are added up per batch, and each counter is incremented once per event type
@@ -87,7 +90,7 @@ func countProcessorFromParsed(conf *service.ParsedConfig, mgr *service.Resources
 	if err != nil {
 		return nil, err
 	}
-	p := &countProcessor{ok: mgr.Metrics().NewCounter(name, eventTypeLabel)}
+	p := &countProcessor{ok: mgr.Metrics().NewCounter(name, eventTypeLabel), log: mgr.Logger()}
 	if erroredName != "" {
 		p.errored = mgr.Metrics().NewCounter(erroredName, eventTypeLabel)
 	}
@@ -98,6 +101,40 @@ func countProcessorFromParsed(conf *service.ParsedConfig, mgr *service.Resources
 // (when set) those carrying an error.
 type countProcessor struct {
 	ok, errored *service.MetricCounter
+	log         *service.Logger
+
+	mu      sync.Mutex
+	unknown map[string]bool // types outside knownEventTypes given a series of their own
+}
+
+// maxUnknownTypeLabels bounds the series of types outside knownEventTypes.
+// Braze adds a type now and then, and those deserve series of their own;
+// but types can come from request bodies (Custom HTTP with other_event_types
+// send), and each distinct string would be a series held for the life of
+// the process. Past the bound, such types count under otherEventType.
+const maxUnknownTypeLabels = 64
+
+// label is eventType's label value.
+func (p *countProcessor) label(eventType string) string {
+	if eventType == unknownEventType || knownEventTypeSet[eventType] {
+		return eventType
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.unknown[eventType] {
+		return eventType
+	}
+	if len(p.unknown) >= maxUnknownTypeLabels {
+		return otherEventType
+	}
+	if p.unknown == nil {
+		p.unknown = map[string]bool{}
+	}
+	p.unknown[eventType] = true
+	if len(p.unknown) == maxUnknownTypeLabels {
+		p.log.Warnf("%d event types outside Braze's known ones have been counted; more count under event_type %q", maxUnknownTypeLabels, otherEventType)
+	}
+	return eventType
 }
 
 func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
@@ -114,8 +151,8 @@ func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBa
 			ok = ok.add(eventType)
 		}
 	}
-	ok.flush(p.ok)
-	errored.flush(p.errored)
+	ok.flush(p.ok, p.label)
+	errored.flush(p.errored, p.label)
 	return []service.MessageBatch{batch}, nil
 }
 
@@ -166,9 +203,13 @@ func (t tally) add(eventType string) tally {
 	return t
 }
 
-// flush increments c by each type's count; a nil c counts nothing.
-func (t tally) flush(c *service.MetricCounter) {
+// flush increments c by each type's count, under the type's label; a nil c
+// counts nothing.
+func (t tally) flush(c *service.MetricCounter, label func(string) string) {
+	if c == nil {
+		return
+	}
 	for _, tc := range t.counts {
-		c.Incr(tc.n, tc.eventType)
+		c.Incr(tc.n, label(tc.eventType))
 	}
 }

@@ -267,3 +267,33 @@ func TestTallyManyTypes(t *testing.T) {
 		t.Fatalf("tally %v, want %v", got, want)
 	}
 }
+
+// Types outside Braze's known ones get series of their own up to a bound,
+// then count as "other": they can come from request bodies (Custom HTTP
+// with other_event_types send), and each distinct string was a series held
+// for the life of the process. Known types always keep theirs, and every
+// message is counted.
+func TestCountProcessorBoundsUnknownTypes(t *testing.T) {
+	res, url := countResources(t, "label: mapped\nbraze_currents_count: {name: events_mapped}")
+	const invented = 3 * maxUnknownTypeLabels
+	for i := range invented {
+		runCount(t, res, "mapped", service.MessageBatch{event(fmt.Sprintf("invented.%d", i), false), event("users.messages.email.Send", false)})
+	}
+	got := countsByType(t, url)["events_mapped"]
+	if n := len(got); n != maxUnknownTypeLabels+2 {
+		t.Errorf("%d series, want %d invented types, other and the known type", n, maxUnknownTypeLabels)
+	}
+	if got["users.messages.email.Send"] != invented {
+		t.Errorf("known type counted %v, want %d", got["users.messages.email.Send"], invented)
+	}
+	if got[otherEventType] != invented-maxUnknownTypeLabels {
+		t.Errorf("other counted %v, want %d", got[otherEventType], invented-maxUnknownTypeLabels)
+	}
+	total := 0.0
+	for _, n := range got {
+		total += n
+	}
+	if total != 2*invented {
+		t.Errorf("%v messages counted, want %d", total, 2*invented)
+	}
+}

@@ -127,11 +127,11 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		msg.MetaSetMut(MetaSource, source)
 		msg.MetaSetMut(MetaRecordIndex, int64(i))
 		req.batch[i] = msg
-		types = types.add(knownOrOther(e.eventType))
+		types = types.add(e.eventType)
 	}
 	select {
 	case in.requests <- req:
-		types.flush(in.received)
+		types.flush(in.received, knownOrOther)
 	case <-ctx.Done():
 		in.buffered.Release(held)
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}
