@@ -90,7 +90,8 @@ func countProcessorFromParsed(conf *service.ParsedConfig, mgr *service.Resources
 	if err != nil {
 		return nil, err
 	}
-	p := &countProcessor{ok: mgr.Metrics().NewCounter(name, eventTypeLabel), log: mgr.Logger()}
+	p := &countProcessor{ok: mgr.Metrics().NewCounter(name, eventTypeLabel),
+		labels: &typeLabels{maxOthers: maxOtherTypeLabels, log: mgr.Logger()}}
 	if erroredName != "" {
 		p.errored = mgr.Metrics().NewCounter(erroredName, eventTypeLabel)
 	}
@@ -101,58 +102,27 @@ func countProcessorFromParsed(conf *service.ParsedConfig, mgr *service.Resources
 // (when set) those carrying an error.
 type countProcessor struct {
 	ok, errored *service.MetricCounter
-	log         *service.Logger
-
-	mu      sync.Mutex
-	unknown map[string]bool // types outside knownEventTypes given a series of their own
+	labels      *typeLabels
 }
 
-// maxUnknownTypeLabels bounds the series of types outside knownEventTypes.
-// Braze adds a type now and then, and those deserve series of their own;
-// but types can come from request bodies (Custom HTTP with other_event_types
-// send), and each distinct string would be a series held for the life of
-// the process. Past the bound, such types count under otherEventType.
-const maxUnknownTypeLabels = 64
-
-// label is eventType's label value.
-func (p *countProcessor) label(eventType string) string {
-	if eventType == unknownEventType || knownEventTypeSet[eventType] {
-		return eventType
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.unknown[eventType] {
-		return eventType
-	}
-	if len(p.unknown) >= maxUnknownTypeLabels {
-		return otherEventType
-	}
-	if p.unknown == nil {
-		p.unknown = map[string]bool{}
-	}
-	p.unknown[eventType] = true
-	if len(p.unknown) == maxUnknownTypeLabels {
-		p.log.Warnf("%d event types outside Braze's known ones have been counted; more count under event_type %q", maxUnknownTypeLabels, otherEventType)
-	}
-	return eventType
-}
+// maxOtherTypeLabels is how many types outside knownEventTypes the
+// processor's counters give series of their own: Braze adds a type now and
+// then, and those deserve theirs.
+const maxOtherTypeLabels = 64
 
 func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var okBuf, erroredBuf [4]typeCount
 	ok, errored := tally{counts: okBuf[:0]}, tally{counts: erroredBuf[:0]}
 	for _, m := range batch {
-		eventType, _ := m.MetaGet(MetaEventType)
-		if eventType == "" {
-			eventType = unknownEventType
-		}
+		eventType, _ := m.MetaGet(MetaEventType) // "" when none: labelled unknownEventType
 		if p.errored != nil && m.GetError() != nil {
 			errored = errored.add(eventType)
 		} else {
 			ok = ok.add(eventType)
 		}
 	}
-	ok.flush(p.ok, p.label)
-	errored.flush(p.errored, p.label)
+	ok.flush(p.ok, p.labels)
+	errored.flush(p.errored, p.labels)
 	return []service.MessageBatch{batch}, nil
 }
 
@@ -205,11 +175,50 @@ func (t tally) add(eventType string) tally {
 
 // flush increments c by each type's count, under the type's label; a nil c
 // counts nothing.
-func (t tally) flush(c *service.MetricCounter, label func(string) string) {
+func (t tally) flush(c *service.MetricCounter, labels *typeLabels) {
 	if c == nil {
 		return
 	}
 	for _, tc := range t.counts {
-		c.Incr(tc.n, label(tc.eventType))
+		c.Incr(tc.n, labels.label(tc.eventType))
 	}
+}
+
+// typeLabels gives event types their event_type label values, so that a
+// counter's series stay bounded: types can come from request bodies (Custom
+// HTTP), and each distinct string would otherwise be a series held for the
+// life of the process. Known types keep their own label, no type ("") is
+// unknownEventType, the first maxOthers other types keep theirs, and later
+// ones count under otherEventType.
+type typeLabels struct {
+	maxOthers int
+	log       *service.Logger // warned once maxOthers types have their own series
+
+	mu     sync.Mutex
+	others map[string]bool
+}
+
+func (l *typeLabels) label(eventType string) string {
+	if eventType == "" {
+		return unknownEventType
+	}
+	if knownEventTypeSet[eventType] {
+		return eventType
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.others[eventType] {
+		return eventType
+	}
+	if len(l.others) >= l.maxOthers {
+		return otherEventType
+	}
+	if l.others == nil {
+		l.others = map[string]bool{}
+	}
+	l.others[eventType] = true
+	if len(l.others) == l.maxOthers {
+		l.log.Warnf("%d event types outside Braze's known ones have been counted; more count under event_type %q", l.maxOthers, otherEventType)
+	}
+	return eventType
 }

@@ -275,19 +275,19 @@ func TestTallyManyTypes(t *testing.T) {
 // message is counted.
 func TestCountProcessorBoundsUnknownTypes(t *testing.T) {
 	res, url := countResources(t, "label: mapped\nbraze_currents_count: {name: events_mapped}")
-	const invented = 3 * maxUnknownTypeLabels
+	const invented = 3 * maxOtherTypeLabels
 	for i := range invented {
 		runCount(t, res, "mapped", service.MessageBatch{event(fmt.Sprintf("invented.%d", i), false), event("users.messages.email.Send", false)})
 	}
 	got := countsByType(t, url)["events_mapped"]
-	if n := len(got); n != maxUnknownTypeLabels+2 {
-		t.Errorf("%d series, want %d invented types, other and the known type", n, maxUnknownTypeLabels)
+	if n := len(got); n != maxOtherTypeLabels+2 {
+		t.Errorf("%d series, want %d invented types, other and the known type", n, maxOtherTypeLabels)
 	}
 	if got["users.messages.email.Send"] != invented {
 		t.Errorf("known type counted %v, want %d", got["users.messages.email.Send"], invented)
 	}
-	if got[otherEventType] != invented-maxUnknownTypeLabels {
-		t.Errorf("other counted %v, want %d", got[otherEventType], invented-maxUnknownTypeLabels)
+	if got[otherEventType] != invented-maxOtherTypeLabels {
+		t.Errorf("other counted %v, want %d", got[otherEventType], invented-maxOtherTypeLabels)
 	}
 	total := 0.0
 	for _, n := range got {

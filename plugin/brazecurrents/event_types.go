@@ -19,10 +19,8 @@ var eventTypesText string
 // warn about event type patterns that match none.
 var knownEventTypes = strings.Fields(eventTypesText)
 
-// otherEventType is the event_type label value, in the Custom HTTP input's
-// counter, of every type outside knownEventTypes: the types there come from
-// request bodies, and each distinct string would otherwise be a series of its
-// own, held for the life of the process.
+// otherEventType is the event_type label value of the types outside
+// knownEventTypes that a counter gives no series of their own (typeLabels).
 const otherEventType = "other"
 
 var knownEventTypeSet = func() map[string]bool {
@@ -32,14 +30,6 @@ var knownEventTypeSet = func() map[string]bool {
 	}
 	return set
 }()
-
-// knownOrOther is eventType when it is a known type, otherEventType if not.
-func knownOrOther(eventType string) string {
-	if knownEventTypeSet[eventType] {
-		return eventType
-	}
-	return otherEventType
-}
 
 // segment_event_types.txt lists the 50 event types Braze's "Segment for
 // Currents" connector sends: the types bloblang/currents_to_segment.blobl

@@ -131,7 +131,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	}
 	select {
 	case in.requests <- req:
-		types.flush(in.received, knownOrOther)
+		types.flush(in.received, in.labels)
 	case <-ctx.Done():
 		in.buffered.Release(held)
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}

@@ -136,6 +136,7 @@ type httpInput struct {
 	log      *service.Logger
 	answered *service.MetricCounter
 	received *service.MetricCounter // by event_type
+	labels   *typeLabels            // of received: known types, the rest as other
 
 	server *http.Server
 	bound  chan string // the listener's address, once listening (tests bind :0)
@@ -144,7 +145,7 @@ type httpInput struct {
 func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
 	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
-		received: mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel)}
+		received: mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel), labels: &typeLabels{}}
 	var token, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {
