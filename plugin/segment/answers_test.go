@@ -81,3 +81,42 @@ func TestKeyCutByTheAnswersLimitIsScrubbed(t *testing.T) {
 		}
 	}
 }
+
+// A captive portal or a proxy's sign-in page that answers the POST itself,
+// 200 with a web page, accepted no call: the calls are held, with an error
+// that says so, and sent once the endpoint takes them.
+func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
+	api := segmentapi.StartT(t, testKey)
+	target, err := url.Parse(api.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var portal atomic.Bool
+	portal.Store(true)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if portal.Load() {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = io.WriteString(w, "<html>Sign in to the network</html>")
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, proxy.URL))
+	batch := trackBatch(5, 0, "x")
+	err = out.WriteBatch(context.Background(), batch)
+	if !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write to a portal's page: %v, want not connected (held)", err)
+	}
+	if down := out.s.routes.downErr(); down == nil || !strings.Contains(down.Error(), "HTTP 200 with a web page") {
+		t.Fatalf("held for %v, want an error naming the web page", down)
+	}
+	portal.Store(false)
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatalf("connect once the endpoint takes calls: %v", err)
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil || api.UniqueMessageIDs() != 5 {
+		t.Fatalf("write once the endpoint takes calls: %v, %d accepted", err, api.UniqueMessageIDs())
+	}
+}

@@ -147,12 +147,12 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 	}()
 	for attempt := 0; ; attempt++ {
 		res := d.s.post(d.s.closing, d.authorization, body)
-		ok, transient := statusClass(res.status)
+		ok, transient := res.class()
 		switch {
 		case res.err == nil && ok:
 			d.accepted()
 			return nil, nil
-		case res.err == nil && refusesEveryCall(res.status):
+		case res.err == nil && refusesEveryCall(res):
 			return nil, d.markDown(d.refusedKey(res))
 		case res.err == nil && !transient:
 			return &res, nil
@@ -274,16 +274,21 @@ func (d *dispatcher) up() {
 
 // refusedKey is the error of a request whose key or endpoint Segment refused.
 func (d *dispatcher) refusedKey(res postResult) *CallError {
+	answer := fmt.Sprintf("HTTP %d", res.status)
+	if res.page {
+		answer += " with a web page, not the API's answer"
+	}
 	return &CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-		"Segment at %s refused %s (HTTP %d): check the key, its region and the endpoint (or proxy); calls are held until it works: %s", d.s.where, d.label, res.status, res.detail)}
+		"Segment at %s refused %s (%s): check the key, its region and the endpoint (or proxy); calls are held until it works: %s", d.s.where, d.label, answer, res.detail)}
 }
 
 // refusesEveryCall statuses blame the write key, the endpoint or a proxy in
 // front of it, not the calls: 401, 403, 404, a redirect (never followed), a
-// proxy's 407, a 405 or 415 from something that is not the API, 501, 505.
+// proxy's 407, a 405 or 415 from something that is not the API, 501, 505,
+// a 2xx web page.
 // Every call would fail alike, so calls are held, never dead-lettered: only
 // 400, 413 and 422 blame a request's content.
-func refusesEveryCall(status int) bool {
-	ok, transient := statusClass(status)
-	return !ok && !transient && !splittable(status)
+func refusesEveryCall(res postResult) bool {
+	ok, transient := res.class()
+	return !ok && !transient && !splittable(res.status)
 }

@@ -74,7 +74,7 @@ a request of many calls, the output splits it to find the calls at fault, so the
 message that a processor failed on (it carries an error, as an unmappable event does) fails here as well,
 with that error, so one `+"`fallback`"+` dead letter output catches both.
 
-A refused write key (401, 403), an endpoint without the API (404, 405, 415, 501, 505, or a redirect, say a proxy's
+A refused write key (401, 403), an endpoint without the API (404, 405, 415, 501, 505, a redirect or a 2xx web page, say a proxy's
 sign-in page) or a proxy refusing the request (407) fails every call alike: the calls are
 held, never dead-lettered. The output logs one error naming the endpoint (never the key), goes down (so
 `+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When

@@ -262,10 +262,10 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
-	ok, _ := statusClass(res.status)
+	ok, _ := res.class()
 	answered := res.err == nil && !gatewayDown(res.status) && res.status < 500
 	var ce *CallError
-	if ok || (answered && !refusesEveryCall(res.status) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
+	if ok || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
 		d.up()
 		if down != nil {
 			d.s.log.Infof("Segment at %s takes calls under %s again: sending", d.s.where, d.label)
@@ -275,7 +275,7 @@ func (d *dispatcher) probe(ctx context.Context) error {
 	if res.err != nil {
 		return fmt.Errorf("segment at %s is unreachable: %s", d.s.where, res.detail)
 	}
-	if refusesEveryCall(res.status) {
+	if refusesEveryCall(res) {
 		// Found by a probe after an outage, the refusal is news: logged once.
 		ce := d.refusedKey(res)
 		d.markDown(ce)

@@ -34,3 +34,13 @@ func splittable(status int) bool {
 func gatewayDown(status int) bool {
 	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
+
+// class is statusClass for an answer: a 2xx web page is not the API's
+// acceptance, and like any permanent answer that does not blame the calls
+// it holds them (refusesEveryCall).
+func (r postResult) class() (ok, transient bool) {
+	if r.page {
+		return false, false
+	}
+	return statusClass(r.status)
+}

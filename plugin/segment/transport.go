@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ const maxDetail = 1024
 // postResult is one HTTP exchange with Segment.
 type postResult struct {
 	status     int
+	page       bool // a 2xx with a web page: a portal or sign-in page, not the API
 	retryAfter time.Duration
 	detail     string
 	err        error
@@ -50,16 +52,26 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	}
 	defer res.Body.Close()
 	s.metrics.requests.Incr(1, strconv.Itoa(res.StatusCode))
+	page := res.StatusCode < 300 && isPage(res.Header.Get("Content-Type"))
 	var detail []byte
-	if res.StatusCode >= 300 {
+	if res.StatusCode >= 300 || page {
 		detail, _ = io.ReadAll(io.LimitReader(res.Body, maxDetail+1))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
 	return postResult{
 		status:     res.StatusCode,
+		page:       page,
 		retryAfter: parseRetryAfter(res.Header.Get("Retry-After"), time.Now()),
 		detail:     s.scrub.clip(string(bytes.TrimSpace(detail)), maxDetail),
 	}
+}
+
+// isPage says whether an answer is a web page. Segment's API answers JSON;
+// a 2xx page comes from something in front of it (a captive portal, a
+// proxy's sign-in page) that took the request and sent it nowhere.
+func isPage(contentType string) bool {
+	media, _, _ := mime.ParseMediaType(contentType)
+	return media == "text/html" || media == "application/xhtml+xml"
 }
 
 // closeWaiter is a request body that tells when the transport is done with it.
