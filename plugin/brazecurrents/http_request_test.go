@@ -12,27 +12,14 @@ import (
 )
 
 // httpBody is what Currents' Custom HTTP connector POSTs for records in the
-// storage shape: user fields under user, the rest but id and time under
-// properties.
+// storage shape.
 func httpBody(t testing.TB, eventType string, records []any) []byte {
 	t.Helper()
-	var events []any
+	plain := make([]map[string]any, 0, len(records))
 	for _, v := range records {
-		r := v.(map[string]any)
-		e := map[string]any{"event_type": eventType, "properties": map[string]any{}, "user": map[string]any{}}
-		for k, v := range r {
-			switch k {
-			case "id", "time":
-				e[k] = v
-			case "user_id", "external_user_id", "device_id", "timezone":
-				e["user"].(map[string]any)[k] = v
-			default:
-				e["properties"].(map[string]any)[k] = v
-			}
-		}
-		events = append(events, e)
+		plain = append(plain, v.(map[string]any))
 	}
-	body, err := json.Marshal(map[string]any{"events": events})
+	body, err := fixtures.CustomHTTPBody(eventType, plain)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -20,21 +19,7 @@ import (
 // connector POSTs: {"events": [{event_type, id, time, properties, user}]}.
 func customHTTPBody(t *testing.T, eventType string, records []map[string]any) []byte {
 	t.Helper()
-	var events []map[string]any
-	for _, r := range records {
-		user, props := map[string]any{}, map[string]any{}
-		for k, v := range r {
-			switch k {
-			case "id", "time":
-			case "user_id", "external_user_id", "device_id", "timezone":
-				user[k] = v
-			default:
-				props[k] = v
-			}
-		}
-		events = append(events, map[string]any{"event_type": eventType, "id": r["id"], "time": r["time"], "properties": props, "user": user})
-	}
-	body, err := json.Marshal(map[string]any{"events": events})
+	body, err := fixtures.CustomHTTPBody(eventType, records)
 	if err != nil {
 		t.Fatal(err)
 	}
