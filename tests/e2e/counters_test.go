@@ -126,7 +126,7 @@ func TestNotificationCountsByType(t *testing.T) {
 // and one without an id (unmappable, dead-lettered). The 200 answer means
 // every event was delivered or dead-lettered, so counted.
 func TestCustomHTTPCountsByType(t *testing.T) {
-	p := startHTTPPipeline(t, "braze-token", "5s")
+	p := startHTTPPipeline(t, "braze-token", "60s")
 	named := namedEvents(t, "users.messages.email.Open", 6, 41)
 	anonymous := namedEvents(t, "users.messages.email.Open", 3, 42)
 	for _, r := range anonymous {

@@ -21,7 +21,7 @@ const httpConfig = "config/currents_http_to_segment.yaml"
 // TestCustomHTTPDelivers: Braze gets 200 only once Segment accepted every
 // event of the request.
 func TestCustomHTTPDelivers(t *testing.T) {
-	p := startHTTPPipeline(t, "braze-token", "5s")
+	p := startHTTPPipeline(t, "braze-token", "60s")
 	events := namedEvents(t, "users.messages.email.Open", 30, 61)
 	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.email.Open", events)); code != http.StatusOK {
 		t.Fatalf("status %d for a good request\n%s", code, lastLines(p.proc.logs(), 30))
@@ -55,7 +55,7 @@ func TestCustomHTTPDelivers(t *testing.T) {
 // turned authentication off in the Bloblang version.
 func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 	const token = `x" && false && "`
-	p := startHTTPPipeline(t, token, "5s")
+	p := startHTTPPipeline(t, token, "60s")
 	events := namedEvents(t, "users.messages.email.Send", 5, 7)
 	body := customHTTPBody(t, "users.messages.email.Send", events)
 	withQuery := func(r *http.Request) { r.URL.RawQuery = url.Values{"token": {token}, "access_token": {token}}.Encode() }
@@ -103,7 +103,7 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 // Currents request, 413 past the size limit, with and without a length;
 // nothing sent, nothing dead-lettered.
 func TestCustomHTTPRefusesBadBodies(t *testing.T) {
-	p := startHTTPPipeline(t, "braze-token", "5s", "CURRENTS_HTTP_MAX_BODY_SIZE=1MiB")
+	p := startHTTPPipeline(t, "braze-token", "60s", "CURRENTS_HTTP_MAX_BODY_SIZE=1MiB")
 	for _, c := range []struct{ name, body string }{
 		{"not JSON", "hello"},
 		{"truncated", `{"events": [{"event_type": "users.messages.email.Open"`},
