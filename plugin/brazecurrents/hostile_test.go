@@ -166,3 +166,54 @@ func TestScannerResumesPastOversizeRecords(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs)
 	}
 }
+
+// A schema may name a field with 200 KB: each record of two bytes then
+// writes 200 KB of JSON, and a batch of 1,000 must not reserve 200 MB for
+// them up front.
+func TestScannerSizesBatchesWithinTheBatchOutputLimit(t *testing.T) {
+	long := strings.Repeat("k", 200<<10)
+	var records []any
+	for range 1000 {
+		records = append(records, withIDTime(map[string]any{long: nil}))
+	}
+	data := ocfFile(t, currentsSchema(`{"name":"`+long+`","type":"null"}`), "null", records)
+	s := newTestScanner(t, "structured: false", emailSendKey, bytes.NewReader(data))
+	defer s.scan.Close(context.Background())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	batch, _, err := s.scan.NextBatch(context.Background())
+	runtime.ReadMemStats(&after)
+	if err != nil || len(batch) == 0 {
+		t.Fatalf("first batch: %d events, %.200v", len(batch), err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 3*avro.MaxBatchOutput {
+		t.Fatalf("a batch of %d events allocated %d MiB", len(batch), got>>20)
+	}
+}
+
+// Records of no bytes (id and time of type null) would let a block of a few
+// bytes claim thousands of events: such a schema is not a Currents one.
+func TestScannerRejectsSchemasOfZeroByteRecords(t *testing.T) {
+	schema := `{"type":"record","name":"dataexport.S3.inner.x.Y","fields":[{"name":"id","type":"null"},{"name":"time","type":"null"}]}`
+	data := ocfFile(t, schema, "null", []any{map[string]any{"id": nil, "time": nil}})
+	// The block's header: 1 record (zig-zag 0x02) of 0 bytes. Claim 16,000.
+	i := bytes.LastIndex(data, []byte{0x02, 0x00})
+	data = append(append(bytes.Clone(data[:i]), 0x80, 0xfa, 0x01), data[i+1:]...)
+	expectDamage(t, data, 0, `schema "dataexport.S3.inner.x.Y" is not a Currents event schema`, `"id" is not a string`, `"time" is not an int or long`)
+}
+
+// A fixed size is read as goavro reads it, a number or a string of
+// digits; a size no block can hold fails the record that uses it.
+func TestScannerReadsFixedSizesAsGoavroDoes(t *testing.T) {
+	data := ocfFile(t, currentsSchema(`{"name":"f","type":{"type":"fixed","name":"F","size":"2"}}`), "null",
+		[]any{withIDTime(map[string]any{"f": []byte("ab")})})
+	batches, err := newTestScanner(t, "structured: false", emailSendKey, bytes.NewReader(data)).drain()
+	if got := bodies(t, batches); err != nil || len(got) != 1 || got[0] != `{"f":"ab","id":"x","time":1}` {
+		t.Fatalf("fixed of size \"2\" decoded as %q, %v", got, err)
+	}
+	data = bytes.Clone(ocfFile(t, currentsSchema(`{"name":"f","type":["null",{"type":"fixed","name":"F","size":1e300}]}`), "null",
+		[]any{withIDTime(map[string]any{"f": nil})}))
+	i := bytes.Index(data, []byte{0, 2, 'x', 2}) // f null, id "x", time 1
+	data[i] = 2                                  // f of type F
+	expectDamage(t, data, 0, "record 0", "record runs past the end of its block")
+}

@@ -225,3 +225,40 @@ func listenLoopback(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
+// A download that breaks right after a block of records too large to send
+// resumes past them: each is reported (logged and counted) once.
+func TestInputReportsOversizeRecordsOnceAcrossBrokenDownloads(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	records := oversizeRecords() // record 3 is over the limit
+	data := ocfFile(t, mixedSchema, "null", records[:3], records[3:4], records[4:6])
+	r := avro.NewReader(bytes.NewReader(data))
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	var third avro.Block
+	for range 3 {
+		var err error
+		if third, err = r.NextBlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := fixtures.Key(fixtures.FileSpec{EventType: emailSend, Seed: 35})
+	buckets.Upload(t, b, key, data)
+	proxy := &faultyProxy{key: key, failures: 1, cutAfter: int(third.Offset)}
+	got := newCollected()
+	lines := runLogged(t, "url: \""+proxy.front(t, b)+"\"\nbatch_size: 100\nread_attempts: 5", got.consume)
+	expectExactly(t, got, map[string]bool{"id-0": true, "id-1": true, "id-2": true, "id-4": true, "id-5": true})
+	skipped := 0
+	for _, l := range lines {
+		if strings.Contains(l, "skipping record 3 ") {
+			skipped++
+		}
+	}
+	if skipped != 1 || !loggedFields(lines, "name=braze_currents_records_rejected", "value=1") || proxy.seen < 2 {
+		t.Fatalf("record 3 logged %d times, fetched %d times:\n%s", skipped, proxy.seen, strings.Join(lines, "\n"))
+	}
+}

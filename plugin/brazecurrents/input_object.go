@@ -103,6 +103,9 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 			return nil
 		}
 		if err != nil {
+			// Every record before s.next was handed over or rejected as too
+			// large: a retry starts after them, and reports none again.
+			*emitted = max(*emitted, s.next)
 			return err
 		}
 		// Counted before the pipeline has the batch, which may change it.

@@ -50,8 +50,8 @@ The source is acknowledged once every event from it was acknowledged. A nack of 
 or a shutdown before the end of the file nacks the whole source. An empty object is skipped with a
 warning. A file that is not Avro, is truncated or has a bad sync marker yields an error that names the
 source and the byte offset; the events before the damage are still delivered. So does a valid Avro file
-whose schema is not a Currents event schema (a record named `+"`….inner.<event type>`"+` with `+"`id`"+` and
-`+"`time`"+` fields): reading it again cannot help.
+whose schema is not a Currents event schema (a record named `+"`….inner.<event type>`"+` with a string `+"`id`"+`
+and an int or long `+"`time`"+`): reading it again cannot help.
 
 Memory is bounded whatever a file holds: a block may take at most 4 MiB, compressed or decompressed
 (decompression stops there), and the header 256 KiB; a file over either is reported as damaged at that

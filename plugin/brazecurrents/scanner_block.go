@@ -64,9 +64,12 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 		out = make([]byte, 0, c.d.JSONSize(size))
 		ends = make([]int, 0, size)
 	}
-	// A batch also ends after maxBatchBytes of Avro: a block of records near
-	// the limit must not go downstream, where batches pile up, all at once.
-	for from := c.d.Pos(); c.done < c.block.Count && len(indexes) < s.c.batchSize && c.d.Pos()-from < maxBatchBytes; {
+	// A batch also ends after maxBatchBytes of Avro, or once its events
+	// decode to half of avro.MaxBatchOutput: a block of records near the
+	// limit, or of sparse ones, must not go downstream, where batches pile
+	// up, all at once.
+	c.d.StartBatch()
+	for from := c.d.Pos(); c.done < c.block.Count && len(indexes) < s.c.batchSize && c.d.Pos()-from < maxBatchBytes && !c.d.BatchFull(); {
 		var v any
 		start, end := c.d.Pos(), len(out)
 		if s.c.structured {

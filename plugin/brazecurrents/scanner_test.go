@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 )
 
 const emailSendKey = "currents/dataexport.prod-01.S3.integration.5a1b2c3d4e5f60718293a4b5/event_type=users.messages.email.Send/date=2026-11-01-10/version=3/prod/dataexport.prod-01.S3.integration.5a1b2c3d4e5f60718293a4b5+0+0000000042.avro"
@@ -251,5 +253,35 @@ func TestScannerCloseBeforeEndNacksSource(t *testing.T) {
 	_ = s.scan.Close(context.Background())
 	if acks := s.ack.get(); len(acks) != 1 || acks[0] == nil {
 		t.Fatalf("source acks %v, want a nack: the file was not read to its end", acks)
+	}
+}
+
+// A block within the block limit is read whole, however much its events
+// expand: records of mostly null fields with long names decode to 35 times
+// their Avro, and a batch_size far above the default must not let a batch
+// of them grow past what a batch may hold.
+func TestScannerReadsFullBlocksOfSparseRecords(t *testing.T) {
+	var fields []string
+	for i := range 40 {
+		fields = append(fields, fmt.Sprintf(`{"name":"canvas_step_message_variation_api_identifier_of_the_step_%02d","type":["null","string"],"default":null}`, i))
+	}
+	schema := currentsSchema(strings.Join(fields, ","))
+	var records []any
+	for i := range 45_000 {
+		records = append(records, withIDTime(map[string]any{"id": fmt.Sprintf("%036d", i)}))
+	}
+	data := ocfFile(t, schema, "null", records)
+	if len(data) > avro.MaxBlockBytes {
+		t.Fatalf("the block is %d bytes, over the limit", len(data))
+	}
+	for _, conf := range []string{"structured: true", "structured: false", "structured: true\nbatch_size: 100000", "structured: false\nbatch_size: 100000"} {
+		batches, err := newTestScanner(t, conf, emailSendKey, bytes.NewReader(data)).drain()
+		n := 0
+		for _, b := range batches {
+			n += len(b.msgs)
+		}
+		if err != nil || n != len(records) {
+			t.Errorf("%s: %d of %d events, then %v", conf, n, len(records), err)
+		}
 	}
 }

@@ -20,15 +20,19 @@ const maxDepth = 256
 // so a corrupt count cannot make a tiny block produce unbounded output.
 const amplifyGuard = 1 << 14
 
-// maxBlockOutput bounds the JSON (or, over valueBytes, the structured
-// values) one block may produce, whatever its counts claim.
-const maxBlockOutput = 4 * MaxBlockBytes
+// MaxBatchOutput bounds the JSON (or, over valueBytes, the structured
+// values) decoded since StartBatch, whatever the counts claim: that is what
+// a reader holds at once. Batches end at half of it (BatchFull), so only
+// corrupt counts reach it; a block's output as a whole is bounded relative
+// to its size (outputLimit), as a block of 4 MiB of real events may decode
+// to several times the limit.
+const MaxBatchOutput = 4 * MaxBlockBytes
 
 var (
 	errShortRecord = errors.New("record runs past the end of its block")
 	errVarint      = errors.New("varint overflows 64 bits")
 	errDepth       = fmt.Errorf("nesting deeper than %d levels", maxDepth)
-	errOutputLimit = errors.New("decoded output would exceed the limit for its block size: corrupt item counts")
+	errOutputLimit = errors.New("decoded output would exceed the limit for its block size or its batch: corrupt item counts")
 )
 
 // Decoder decodes the records of one block, one at a time, as JSON text or
@@ -41,14 +45,18 @@ type Decoder struct {
 	depth  int
 	limit  int // the most JSON bytes the block may produce
 
+	// Output before the batch: JSON bytes or valueBytes per value.
+	batchStart int
+
 	// The record being decoded: once its bytes pass MaxRecordBytes it is
 	// oversize, and its strings are skipped, never copied (fits).
 	recStart int
 	oversize bool
 
 	// JSON text only.
-	out     []byte // where value appends
-	written int    // JSON bytes of the block's records so far
+	out      []byte // where value appends
+	outStart int    // len(out) when the record began
+	written  int    // JSON bytes of the block's records so far
 
 	// Go values only.
 	text     string // a chunk of the block's data, shared by the decoded strings (str)
@@ -70,7 +78,7 @@ func NewDecoder(s *Schema, b Block) (Decoder, error) {
 // events need (keys and nulls expand a few bytes each), far below what
 // corrupt counts of zero-byte items (nested arrays of nulls) could claim.
 func outputLimit(dataLen int, count int64, keyBytes int) int {
-	return int(min(64*int64(dataLen)+count*int64(keyBytes)+1<<20, maxBlockOutput))
+	return int(64*int64(dataLen) + count*int64(keyBytes) + 1<<20)
 }
 
 // AppendJSON decodes the next record and appends it to dst as JSON text,
@@ -80,7 +88,7 @@ func (d *Decoder) AppendJSON(dst []byte) ([]byte, error) {
 	if err := d.within(d.written); err != nil {
 		return dst, err
 	}
-	d.out = dst
+	d.out, d.outStart = dst, len(dst)
 	err := d.value(d.schema.root)
 	d.written += len(d.out) - len(dst)
 	dst, d.out = d.out, nil
@@ -100,9 +108,29 @@ func (d *Decoder) Oversize() bool { return !d.fits(0) }
 // Pos is how many bytes of the block were read.
 func (d *Decoder) Pos() int { return d.pos }
 
-// JSONSize estimates the JSON text of n records, to size output buffers.
+// JSONSize estimates the JSON text of n records, to size output buffers:
+// never more than a batch holds.
 func (d *Decoder) JSONSize(n int) int {
-	return n * (len(d.data)/int(max(d.count, 1)) + d.schema.keyBytes)
+	return min(n*(len(d.data)/int(max(d.count, 1))+d.schema.keyBytes), MaxBatchOutput/2)
+}
+
+// StartBatch starts counting output towards MaxBatchOutput anew: the
+// caller no longer holds what was decoded before.
+func (d *Decoder) StartBatch() {
+	d.batchStart = d.output()
+}
+
+// BatchFull reports whether the output since StartBatch reached half of
+// MaxBatchOutput: the batch should end, so that only corrupt counts can
+// reach the limit within a record.
+func (d *Decoder) BatchFull() bool {
+	return d.output()-d.batchStart >= MaxBatchOutput/2
+}
+
+// output is the output of the block's records so far, in the one form the
+// decoder is used for.
+func (d *Decoder) output() int {
+	return d.written + d.values*valueBytes
 }
 
 func (d *Decoder) startRecord() {
@@ -119,9 +147,10 @@ func (d *Decoder) fits(l int) bool {
 	return !d.oversize
 }
 
-// within fails once used bytes of output pass the block's limit.
+// within fails once used bytes of output of the block pass its limit, or
+// those of the batch pass MaxBatchOutput.
 func (d *Decoder) within(used int) error {
-	if used > d.limit {
+	if used > d.limit || used-d.batchStart > MaxBatchOutput {
 		return errOutputLimit
 	}
 	return nil

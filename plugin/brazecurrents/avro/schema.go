@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -97,15 +98,35 @@ func (p *Schema) checkCurrents() error {
 	if p.EventType() == "" {
 		why = append(why, `no ".inner." event type`)
 	}
-	for _, name := range []string{"id", "time"} {
-		if !slices.ContainsFunc(p.root.fields, func(f field) bool { return f.name == name }) {
-			why = append(why, fmt.Sprintf("no %q field", name))
+	// id is a string and time an int or long (either maybe nullable), so
+	// every record takes bytes: records of none would let a block of a few
+	// bytes claim thousands of events.
+	for _, want := range []struct {
+		name  string
+		kinds []kind
+		what  string
+	}{{"id", []kind{kindString}, "a string"}, {"time", []kind{kindInt, kindLong}, "an int or long"}} {
+		i := slices.IndexFunc(p.root.fields, func(f field) bool { return f.name == want.name })
+		switch {
+		case i < 0:
+			why = append(why, fmt.Sprintf("no %q field", want.name))
+		case !hasKind(p.root.fields[i].node, want.kinds):
+			why = append(why, fmt.Sprintf("%q is not %s", want.name, want.what))
 		}
 	}
 	if len(why) > 0 {
 		return fmt.Errorf("schema %q is not a Currents event schema: %s", p.fullName, strings.Join(why, "; "))
 	}
 	return nil
+}
+
+// hasKind reports whether n is of one of kinds, or a union with a branch
+// of one.
+func hasKind(n *node, kinds []kind) bool {
+	if n.kind == kindUnion {
+		return slices.ContainsFunc(n.branches, func(b *node) bool { return slices.Contains(kinds, b.kind) })
+	}
+	return slices.Contains(kinds, n.kind)
 }
 
 // SchemaCache keeps compiled schemas by their text: the files of one event
@@ -240,8 +261,7 @@ func (c *compiler) compileObject(o map[string]any, namespace string) (*node, err
 		}
 	case "fixed":
 		n.kind = kindFixed
-		size, _ := o["size"].(float64)
-		n.size = int(size)
+		n.size = fixedSize(o["size"])
 	default:
 		n.kind = kindRecord
 		fields, _ := o["fields"].([]any)
@@ -263,6 +283,17 @@ func (c *compiler) compileObject(o map[string]any, namespace string) (*node, err
 		}
 	}
 	return n, nil
+}
+
+// fixedSize reads a fixed's size as goavro does, a positive number or a
+// string of digits. A size no block can hold becomes one over the limit,
+// so that a value of it fails as running past its block.
+func fixedSize(v any) int {
+	size, _ := v.(float64)
+	if s, ok := v.(string); ok {
+		size, _ = strconv.ParseFloat(s, 64)
+	}
+	return int(min(size, MaxBlockBytes+1))
 }
 
 func fullName(name, namespace string) string {

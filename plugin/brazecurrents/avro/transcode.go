@@ -103,7 +103,7 @@ func (d *Decoder) collection(n *node) error {
 			break
 		}
 		for ; count > 0; count-- {
-			if err := d.within(len(d.out)); err != nil {
+			if err := d.within(d.written + len(d.out) - d.outStart); err != nil {
 				return err
 			}
 			if !first {
