@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"gocloud.dev/blob"
@@ -68,3 +69,33 @@ func Name(raw string) string {
 	}
 	return name
 }
+
+// signedParam is a query parameter, in a request URL that a driver's error
+// quotes, whose value signs the request: the sig of AZURE_STORAGE_SAS_TOKEN
+// (azblob appends the token to every request, and a network error quotes
+// the URL whole), or a presigned S3 or GCS URL's signature and credential.
+var signedParam = regexp.MustCompile(`(?i)([?&](?:sig|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|signature)=)[^&"\s]*`)
+
+// Redact is err with the request signatures its text may quote written
+// xxxxx; errors.Is, errors.As and gcerrors.Code still see err. It returns
+// nil for nil.
+func Redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := signedParam.ReplaceAllString(msg, "${1}xxxxx")
+	if clean == msg {
+		return err
+	}
+	return redacted{clean, err}
+}
+
+// redacted shows the redacted text and unwraps to the original error.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+func (r redacted) Unwrap() error { return r.err }

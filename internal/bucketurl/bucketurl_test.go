@@ -1,6 +1,11 @@
 package bucketurl
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestNameDropsQueryAndCredentials(t *testing.T) {
 	for raw, want := range map[string]string{
@@ -12,5 +17,20 @@ func TestNameDropsQueryAndCredentials(t *testing.T) {
 		if got := Name(raw); got != want {
 			t.Errorf("Name(%q) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+func TestRedactHidesRequestSignatures(t *testing.T) {
+	base := errors.New(`Get "http://127.0.0.1:1/acct/cont?comp=list&prefix=currents%2F&restype=container&sig=azSECRET%2Bx%3D&sv=2020": dial tcp 127.0.0.1:1: connect: connection refused`)
+	err := Redact(fmt.Errorf("blob: %w", base))
+	if strings.Contains(err.Error(), "azSECRET") || !strings.Contains(err.Error(), "&sig=xxxxx&sv=2020") {
+		t.Errorf("Redact kept the signature or the rest: %v", err)
+	}
+	if !errors.Is(err, base) {
+		t.Error("the redacted error no longer wraps the original")
+	}
+	plain := errors.New("no signature here")
+	if Redact(plain) != plain || Redact(nil) != nil {
+		t.Error("Redact changed an error without a signature, or nil")
 	}
 }

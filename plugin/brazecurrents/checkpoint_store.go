@@ -10,6 +10,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+
+	"github.com/currents-connect/currents-connect/internal/bucketurl"
 )
 
 func (in *currentsInput) checkpointStore(bucket *blob.Bucket) checkpointStore {
@@ -148,11 +150,11 @@ func (s *bucketStore) get(ctx context.Context, key string) ([]byte, error) {
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return nil, nil
 	}
-	return raw, err
+	return raw, bucketurl.Redact(err)
 }
 
 func (s *bucketStore) put(ctx context.Context, key string, doc []byte) error {
-	return s.bucket.WriteAll(ctx, key, doc, &blob.WriterOptions{ContentType: "application/json"})
+	return bucketurl.Redact(s.bucket.WriteAll(ctx, key, doc, &blob.WriterOptions{ContentType: "application/json"}))
 }
 
 func (s *bucketStore) describe() string { return "bucket " + s.name }

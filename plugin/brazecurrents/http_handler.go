@@ -139,6 +139,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		in.buffered.Release(held)
 		return answer{http.StatusServiceUnavailable, "shutting down"}
 	}
+	why := "" // why the events are not delivered yet, when it is not the timeout
 	select {
 	case err := <-req.done:
 		in.buffered.Release(held)
@@ -148,6 +149,12 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		return answer{http.StatusOK, fmt.Sprintf("%d events delivered", len(events))}
 	case <-ctx.Done():
 	case <-in.closed:
+		// Not the timeout: Connect stops, and what it has not sent by then
+		// only Braze's retry delivers.
+		why = "not yet delivered: shutting down; Braze's retry delivers them"
+	}
+	if why == "" {
+		why = fmt.Sprintf("not yet delivered within %s (Segment down or refusing the key?); they are kept", in.timeout)
 	}
 	// The events stay in the pipeline and are delivered (or dead-lettered)
 	// later; their memory is held until then.
@@ -155,7 +162,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		<-req.done
 		in.buffered.Release(held)
 	}()
-	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not yet delivered within %s (Segment down or refusing the key?); they are kept and Segment deduplicates the retry", len(events), in.timeout)}
+	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events %s and Segment deduplicates the retry", len(events), why)}
 }
 
 // authorised reports whether the request carries the token, in the

@@ -201,7 +201,8 @@ func TestHTTPInputPipelineNotReading(t *testing.T) {
 }
 
 // TestHTTPInputClose: a request waiting for its acknowledgement is answered
-// 503 when the input closes, and reading ends.
+// 503 when the input closes, saying so (not that the timeout passed and the
+// events are kept: the process is stopping), and reading ends.
 func TestHTTPInputClose(t *testing.T) {
 	in, url := startHTTPInput(t, "")
 	answer := postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`]}`)
@@ -209,7 +210,7 @@ func TestHTTPInputClose(t *testing.T) {
 	if err := in.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-answer; r.status != http.StatusServiceUnavailable {
+	if r := <-answer; r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "shutting down") || strings.Contains(r.body, "within") {
 		t.Fatalf("%d %q", r.status, r.body)
 	}
 	if _, _, err := in.ReadBatch(context.Background()); !errors.Is(err, service.ErrEndOfInput) {

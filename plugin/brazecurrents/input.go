@@ -11,6 +11,7 @@ import (
 	"gocloud.dev/gcerrors"
 	"gocloud.dev/pubsub"
 
+	"github.com/currents-connect/currents-connect/internal/bucketurl"
 	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 
 	// The bucket schemes the input opens, each with its cloud's usual credential chain.
@@ -305,12 +306,13 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 func openChecked(ctx context.Context, url, prefix string) (*blob.Bucket, error) {
 	bucket, err := blob.OpenBucket(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), err)
+		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), bucketurl.Redact(err))
 	}
 	_, _, err = bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
 	if err == nil {
 		return bucket, nil
 	}
+	err = bucketurl.Redact(err)
 	_ = bucket.Close()
 	switch gcerrors.Code(err) {
 	case gcerrors.NotFound:

@@ -13,6 +13,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/gcerrors"
+
+	"github.com/currents-connect/currents-connect/internal/bucketurl"
 )
 
 // objectRun follows one object from its first read to its last ack.
@@ -43,7 +45,7 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 	var emitted int64
 	outcome := outcomeDone
 	for attempt := 1; ; attempt++ {
-		err := in.readAttempt(ctx, run, &emitted)
+		err := bucketurl.Redact(in.readAttempt(ctx, run, &emitted))
 		if err == nil {
 			break
 		}
@@ -223,13 +225,13 @@ func (in *currentsInput) afterDone(o object) {
 	if in.conf.moveTo != "" {
 		dst := path.Join(in.conf.moveTo, strings.TrimPrefix(o.key, in.conf.prefix))
 		if err := in.bucket.Copy(ctx, dst, o.key, nil); err != nil {
-			in.log.Errorf("Could not move done object %q to %q: %v", o.key, dst, err)
+			in.log.Errorf("Could not move done object %q to %q: %v", o.key, dst, bucketurl.Redact(err))
 			return
 		}
 	}
 	if in.conf.moveTo != "" || in.conf.deleteDone {
 		if err := in.bucket.Delete(ctx, o.key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-			in.log.Errorf("Could not delete done object %q: %v", o.key, err)
+			in.log.Errorf("Could not delete done object %q: %v", o.key, bucketurl.Redact(err))
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
+
+	"github.com/currents-connect/currents-connect/internal/bucketurl"
 )
 
 // object is one Currents object found while walking a bucket.
@@ -111,7 +113,7 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("listing %q: %w", prefix, err)
+			return fmt.Errorf("listing %q: %w", prefix, bucketurl.Redact(err))
 		}
 		w.entries++
 		if learns != "" && hourly && obj.Key != prefix { // not a console's folder marker

@@ -126,7 +126,7 @@ func (o *bucketOutput) Connect(ctx context.Context) error {
 	// permission a writer does not need.
 	bucket, err := blob.OpenBucket(ctx, o.url)
 	if err != nil {
-		return fmt.Errorf("opening bucket %s: %w", bucketurl.Name(o.url), err)
+		return fmt.Errorf("opening bucket %s: %w", bucketurl.Name(o.url), bucketurl.Redact(err))
 	}
 	o.bucket = bucket
 	return nil
@@ -166,7 +166,7 @@ func (o *bucketOutput) WriteBatch(ctx context.Context, batch service.MessageBatc
 // writeError names the bucket (without its query) and the key, with a hint
 // for the causes only the operator can fix.
 func writeError(url, key string, err error) error {
-	name := bucketurl.Name(url)
+	name, err := bucketurl.Name(url), bucketurl.Redact(err)
 	switch gcerrors.Code(err) {
 	case gcerrors.NotFound:
 		return fmt.Errorf("writing %q to bucket %s: the bucket does not exist: %w", key, name, err)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -69,4 +70,27 @@ func readRepoFile(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestDefaultDeadLettersStayOutOfGitAndImage: run from the repository root as
+// the README says, a shipped config writes its dead letters (whole events:
+// emails, phone numbers) to its default DEAD_LETTER_PATH there. Git must not
+// offer that file for a commit, nor the Docker build send it as context.
+func TestDefaultDeadLettersStayOutOfGitAndImage(t *testing.T) {
+	def := regexp.MustCompile(`\$\{DEAD_LETTER_PATH:\./([^}]+)\}`)
+	dockerignore := strings.Fields(readRepoFile(t, ".dockerignore"))
+	for _, config := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml", "config/currents_http_to_segment.yaml"} {
+		m := def.FindStringSubmatch(readRepoFile(t, config))
+		if m == nil {
+			t.Fatalf("%s has no relative default DEAD_LETTER_PATH", config)
+		}
+		check := exec.Command("git", "check-ignore", "-q", m[1])
+		check.Dir = repoRoot
+		if err := check.Run(); err != nil {
+			t.Errorf("git does not ignore %s, %s's default dead letter file: %v", m[1], config, err)
+		}
+		if !slices.Contains(dockerignore, m[1]) {
+			t.Errorf(".dockerignore does not name %s, %s's default dead letter file", m[1], config)
+		}
+	}
 }

@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// TestSigtermWithCallsInFlight stops the shipped pipeline with SIGTERM while
+// Segment holds its requests unanswered: it exits by itself, cleanly, saying
+// how many calls it left unconfirmed, dead-letters none of them, and does not
+// record their objects as done, so the next run delivers every event.
+func TestSigtermWithCallsInFlight(t *testing.T) {
+	tree, written := faultTree(t, 3, 40, 91)
+	want, _ := expectedIDs(written)
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	dead := filepath.Join(t.TempDir(), "dead.jsonl")
+	env := pipelineEnv("file://"+tree, srv, dead, "BRAZE_INCLUDE_ANONYMOUS=true")
+	// A few requests answered, so some objects are done; then none is.
+	srv.SlowNext(5, 0)
+	srv.SlowNext(10000, time.Hour)
+	p := startConnect(t, repoRoot, env, events)
+	waitFor(t, events, time.Minute, "requests held by Segment", func() (bool, error) { return srv.Stats().Requests > 10, nil })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(2 * time.Minute) // shutdown_timeout (20s) bounds it
+	if m := regexp.MustCompile(`, ([1-9][0-9]*) unconfirmed at shutdown`).FindStringSubmatch(p.logs()); m == nil {
+		t.Fatalf("the closing summary does not count the calls left in flight:\n%s", lastLines(p.logs(), 20))
+	}
+	if data, err := os.ReadFile(dead); err == nil && len(data) > 0 {
+		t.Fatalf("calls in flight at shutdown were dead-lettered:\n%s", data)
+	}
+	srv.ClearFaults()
+	runToEnd(t, env)
+	checkDelivered(t, srv, want)
+	checkNothingNew(t, env, srv)
+}
+
+// TestCustomHTTPSigterm stops the Custom HTTP pipeline with SIGTERM while a
+// request waits for Segment: Braze gets 503, so it retries, and the log says
+// the request was cut short by the shutdown.
+func TestCustomHTTPSigterm(t *testing.T) {
+	p := startHTTPPipeline(t, "tok-sigterm", "5m")
+	p.srv.SlowNext(10000, time.Hour)
+	body := customHTTPBody(t, "users.messages.email.Send", namedEvents(t, "users.messages.email.Send", 5, 93))
+	codes := make(chan int, 1)
+	go func() { codes <- p.postBytes("Bearer tok-sigterm", body) }()
+	waitUntil(t, "the request at Segment", func() bool { return p.srv.Stats().Requests > 0 })
+	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-codes; code != http.StatusServiceUnavailable {
+		t.Fatalf("a request cut short by shutdown was answered %d", code)
+	}
+	p.proc.wait(2 * time.Minute)
+	if p.proc.count("http request 1 ", "503", "shutting down") != 1 {
+		t.Fatalf("the 503 is not logged as a shutdown:\n%s", grepLines(p.proc.logs(), "http request 1 "))
+	}
+}
