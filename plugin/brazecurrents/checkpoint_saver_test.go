@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,15 +160,41 @@ func leaseSaver(t *testing.T, store memStore, now time.Time) *checkpointSaver {
 // its claim is read back.
 func acquireOn(t *testing.T, s *checkpointSaver) {
 	t.Helper()
-	clock := s.clock.(*clockwork.FakeClock)
 	done := make(chan error, 1)
 	go func() { done <- s.acquire(context.Background()) }()
-	if err := clock.BlockUntilContext(context.Background(), 1); err != nil {
+	if err := settleClaim(s, done); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(s.settle())
-	if err := <-done; err != nil {
-		t.Fatal(err)
+}
+
+// settleClaim moves s's clock past the pause before its claim is read back,
+// once acquire (whose result comes on done) waits in it, and returns what
+// acquire returned.
+func settleClaim(s *checkpointSaver, done <-chan error) error {
+	if err := inClaimPause(s, done); err != nil {
+		return err
+	}
+	s.clock.(*clockwork.FakeClock).Advance(s.settle())
+	return <-done
+}
+
+// inClaimPause waits until acquire (whose result comes on done) waits in
+// the pause before its claim is read back. An acquire that returns before
+// its pause (the checkpoint is held, say) is an error at once: a test
+// fails, not hangs.
+func inClaimPause(s *checkpointSaver, done <-chan error) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	paused := make(chan error, 1)
+	go func() { paused <- s.clock.(*clockwork.FakeClock).BlockUntilContext(ctx, 1) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			err = errors.New("acquire returned before its claim's pause")
+		}
+		return err
+	case <-paused:
+		return nil
 	}
 }
 
@@ -178,4 +205,157 @@ func storedDoc(t *testing.T, s *checkpointSaver) *checkpointDoc {
 		t.Fatalf("the stored checkpoint: %v, %v", doc, err)
 	}
 	return doc
+}
+
+// Two processes starting together both find the checkpoint free and both
+// claim it: the claim read back after the pause names one of them, and the
+// other does not start.
+func TestCheckpointSaverTwoClaimsOneHolder(t *testing.T) {
+	store := memStore{}
+	var meet sync.WaitGroup
+	var mu sync.Mutex
+	meet.Add(2)
+	savers := []*checkpointSaver{leaseSaver(t, store, at(14)), leaseSaver(t, store, at(14).Add(time.Second))}
+	results := make([]chan error, len(savers))
+	for i, s := range savers {
+		s.store = &meetingStore{checkpointStore: s.store, meet: &meet, mu: &mu}
+		results[i] = make(chan error, 1)
+		go func() { results[i] <- s.acquire(context.Background()) }()
+	}
+	// Both claims are written before either is read back.
+	for i, s := range savers {
+		if err := inClaimPause(s, results[i]); err != nil {
+			t.Fatalf("saver %d: %v", i, err)
+		}
+	}
+	held := 0
+	for i, s := range savers {
+		s.clock.(*clockwork.FakeClock).Advance(s.settle())
+		err := <-results[i]
+		switch {
+		case err == nil:
+			held++
+		case !errors.Is(err, errCheckpointHeld):
+			t.Fatalf("saver %d: %v", i, err)
+		}
+	}
+	if held != 1 {
+		t.Fatalf("%d processes hold the checkpoint, want 1", held)
+	}
+}
+
+// meetingStore holds a saver after its first load until another saver's
+// first load is done too: both find the checkpoint as it was before either
+// claimed it. The savers' stores share mu, as the memStore is not safe for
+// concurrent use.
+type meetingStore struct {
+	checkpointStore
+	meet *sync.WaitGroup
+	mu   *sync.Mutex
+	met  bool
+}
+
+func (m *meetingStore) save(ctx context.Context, doc []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.checkpointStore.save(ctx, doc)
+}
+
+func (m *meetingStore) load(ctx context.Context) ([]byte, error) {
+	m.mu.Lock()
+	raw, err := m.checkpointStore.load(ctx)
+	m.mu.Unlock()
+	if !m.met {
+		m.met = true
+		m.meet.Done()
+		m.meet.Wait()
+	}
+	return raw, err
+}
+
+// The lease runs out at its expiry instant: another process may take it
+// then, not a moment later.
+func TestCheckpointLeaseExpiresAtItsInstant(t *testing.T) {
+	saver := &checkpointSaver{clock: clockwork.NewFakeClockAt(at(14)), lease: time.Minute, me: newOwner()}
+	other := ownerStamp{ID: "elsewhere", Host: "another-host", PID: 1}
+	for expires, held := range map[time.Time]bool{at(14): false, at(14).Add(time.Nanosecond): true} {
+		other.Expires = expires
+		if got := saver.heldBy(&other); got != held {
+			t.Errorf("a lease expiring at %v, at %v: held %v, want %v", expires, at(14), got, held)
+		}
+	}
+}
+
+// Progress a failed save did not store is stored by the next write, though
+// nothing was done in between: the readers waiting for the store to catch
+// up (waitSaved) have no other write coming.
+func TestCheckpointSaverWritesAgainAfterAFailedSave(t *testing.T) {
+	store := memStore{}
+	down := false
+	s := leaseSaver(t, store, at(14))
+	s.store = newSlotted(failingStore{store, &down}, "ck.json", nil)
+	acquireOn(t, s)
+	down = true
+	o := hourObj("p", at(13), 0)
+	s.ckpt.finished(o)
+	if err := s.write(context.Background(), false); err == nil {
+		t.Fatal("the write to a store that is down should have failed")
+	}
+	down = false
+	if err := s.write(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if doc := storedDoc(t, s); !slices.Contains(doc.Partitions["p"].Done, o.key) {
+		t.Fatalf("the write after a failed one did not store the progress: %v", doc.Partitions)
+	}
+}
+
+// Readers wait while more than the limit of done objects are not in the
+// stored checkpoint (what a crash would send again), and go on once a write
+// stored them.
+func TestCheckpointSaverHoldsReadersBackUntilSaved(t *testing.T) {
+	s := leaseSaver(t, memStore{}, at(14))
+	acquireOn(t, s)
+	for i := range 3 {
+		s.ckpt.finished(hourObj("p", at(13), i))
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s.waitSaved(gone, 1) {
+		t.Fatal("a reader went on with 3 done objects unsaved, over a limit of 1")
+	}
+	if err := s.write(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if !s.waitSaved(gone, 1) {
+		t.Fatal("a reader waits though every done object is saved")
+	}
+}
+
+// The lease is renewed every third of it, every time: a holder renewing
+// less often lets it lapse, and another process takes the checkpoint over.
+func TestCheckpointSaverRenewsEveryThirdOfTheLease(t *testing.T) {
+	s := leaseSaver(t, memStore{}, at(14))
+	acquireOn(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.run(ctx)
+	clock := s.clock.(*clockwork.FakeClock)
+	for range 3 {
+		if err := clock.BlockUntilContext(ctx, 1); err != nil { // the renewal timer
+			t.Fatal(err)
+		}
+		s.savedMu.Lock()
+		saved := s.onSave
+		s.savedMu.Unlock()
+		clock.Advance(s.lease / 3)
+		select {
+		case <-saved:
+		case <-time.After(time.Minute): // a guard against a hang, not a timing
+			t.Fatalf("no renewal %v after the last", s.lease/3)
+		}
+		if doc := storedDoc(t, s); doc.Owner == nil || !doc.Owner.Expires.Equal(clock.Now().Add(s.lease)) {
+			t.Fatalf("at %v the stored lease is %v, want it renewed to %v", clock.Now(), doc.Owner, clock.Now().Add(s.lease))
+		}
+	}
 }

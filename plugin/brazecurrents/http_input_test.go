@@ -130,7 +130,9 @@ func TestHTTPInputAnswersWithTheAcknowledgement(t *testing.T) {
 // requests in flight, another waits and then gets 503; once they are
 // acknowledged, requests go through again.
 func TestHTTPInputBoundsBufferedBodies(t *testing.T) {
-	in, url := startHTTPInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 300ms")
+	// The timeout is waited out twice, and bounds the third request's read
+	// and ack: a second leaves room for a loaded machine.
+	in, url := startHTTPInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 1s")
 	// Over half the budget: two cannot be held at once.
 	body := `{"events": [` + testEvent + `], "padding": "` + strings.Repeat("x", 600) + `"}`
 	first := postAsync(http.DefaultClient, url, body)

@@ -79,22 +79,28 @@ func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error
 	}
 	// Each run stands for a process of its own, on a host of its own.
 	in.owner.Host = fmt.Sprintf("host-%p", r)
+	if err := connectOnClock(ctx, in, r.clock); err != nil {
+		cancel()
+		return nil, err
+	}
+	go r.consume()
+	t.Cleanup(r.close)
+	return r, nil
+}
+
+// connectOnClock connects in, whose clock is clock, letting the clock run
+// through the pause of the checkpoint lease's claim.
+func connectOnClock(ctx context.Context, in *currentsInput, clock *clockwork.FakeClock) error {
 	connected := make(chan error, 1)
 	go func() { connected <- in.Connect(ctx) }()
 	settling := make(chan error, 1)
-	go func() { settling <- r.clock.BlockUntilContext(ctx, 1) }()
+	go func() { settling <- clock.BlockUntilContext(ctx, 1) }()
 	for {
 		select {
 		case err := <-connected:
-			if err != nil {
-				cancel()
-				return nil, err
-			}
-			go r.consume()
-			t.Cleanup(r.close)
-			return r, nil
+			return err
 		case <-settling:
-			r.clock.Advance(time.Second) // the claim's pause before it is read back
+			clock.Advance(time.Second) // the claim's pause before it is read back
 			settling = nil
 		}
 	}

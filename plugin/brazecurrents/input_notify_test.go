@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -40,11 +41,6 @@ var (
 	sharedPubSub *queues.PubSub
 )
 
-// process outlives the test that starts the shared server.
-type process struct{ testing.TB }
-
-func (process) Cleanup(func()) {}
-
 func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notified {
 	t.Helper()
 	return startNotifiedVia(t, "gcppubsubv2", opts, conf)
@@ -56,10 +52,10 @@ func startNotified(t *testing.T, opts fixtures.TreeOptions, conf string) *notifi
 func startNotifiedVia(t *testing.T, scheme string, opts fixtures.TreeOptions, conf string) *notified {
 	t.Helper()
 	pubsubOnce.Do(func() {
-		sharedPubSub = queues.StartPubSub(process{t})
+		sharedPubSub = queues.NewPubSub()
 		_ = os.Setenv("PUBSUB_EMULATOR_HOST", sharedPubSub.Addr)
 	})
-	ps, topic := sharedPubSub, t.Name()
+	ps, topic := sharedPubSub, sharedPubSub.Name(t)
 	ps.CreateTopic(t, topic, topic, 10*time.Second)
 	dir := t.TempDir() + "/acme-currents"
 	written, err := fixtures.WriteTree(dir, opts)
@@ -186,6 +182,39 @@ func TestNotificationNackedIsRedelivered(t *testing.T) {
 	n.readAcked(w)
 }
 
+// A notification naming two objects (an S3 event with two records) is
+// acknowledged only if both reads are: one nacked sends it back, whichever
+// settles last.
+func TestNotificationOfTwoObjectsSentBackWhenOneFails(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"},
+		RecordsPerFile: 2, Seed: 11}, "auto_replay_nacks: false")
+	record := func(key string) string {
+		return `{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"acme-currents"},"object":{"key":"` + url.QueryEscape(key) + `"}}}`
+	}
+	body := `{"Records":[` + record(n.written[0].Key) + `,` + record(n.written[1].Key) + `]}`
+	n.ps.Publish(t, n.topic, []byte(body), nil)
+	acks := map[string]service.AckFunc{} // by object
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(acks) < 2 {
+		b, ack, err := n.in.ReadBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := b[0].MetaGet(MetaKey)
+		if len(b) != 2 || acks[key] != nil {
+			t.Fatalf("a batch of %d events of %s, want each object's 2 events in one batch", len(b), key)
+		}
+		acks[key] = ack
+	}
+	_ = acks[n.written[0].Key](ctx, errors.New("segment refused"))
+	n.expectNoSettled()
+	_ = acks[n.written[1].Key](ctx, nil)
+	if s := n.nextSettled(); s.object != body || s.acked {
+		t.Fatalf("settled %+v, want the notification sent back", s)
+	}
+}
+
 // Notifications that name nothing to read are acknowledged at once, in
 // order, and read nothing: other buckets, other prefixes, other event
 // types, deletions, test events and malformed messages.
@@ -244,6 +273,38 @@ func TestNoticeBucketNames(t *testing.T) {
 	} {
 		if got := noticeBucket(url); got != want {
 			t.Errorf("%s: %q, want %q", url, got, want)
+		}
+	}
+}
+
+// An input stopped while a notification's object waits for a reader sends
+// the notification back: its object was not read.
+func TestNotificationWaitingForAReaderAtStopIsSentBack(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"},
+		RecordsPerFile: 2, Seed: 12}, "max_parallel_objects: 1\nauto_replay_nacks: false")
+	w, x := n.written[0], n.written[1]
+	// The one reader takes w and waits for the pipeline, which reads nothing;
+	// x's notification then waits for the reader.
+	n.publishGCS("acme-currents", w.Key, "OBJECT_FINALIZE")
+	n.publishGCS("acme-currents", x.Key, "OBJECT_FINALIZE")
+	for waited := 0; ; waited++ {
+		n.in.mu.Lock()
+		claimed := n.in.inFlight[w.Key] && n.in.inFlight[x.Key]
+		n.in.mu.Unlock()
+		if claimed {
+			break
+		}
+		if waited == 3000 {
+			t.Fatal("the notifications were never taken")
+		}
+		time.Sleep(10 * time.Millisecond) // polling an observable state, not timing a result
+	}
+	if err := n.in.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if s := n.nextSettled(); s.acked {
+			t.Fatalf("%+v acknowledged at a stop before its object was read", s)
 		}
 	}
 }

@@ -125,6 +125,22 @@ func (l *listingLog) since(n int) []string {
 // recording the prefix of every listing, and returns b's URL through it.
 func recordListings(t *testing.T, b *buckets.Bucket) (string, *listingLog) {
 	t.Helper()
+	log := &listingLog{}
+	return proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		if r.Method == http.MethodGet && r.URL.Query().Has("list-type") {
+			log.mu.Lock()
+			log.prefixes = append(log.prefixes, r.URL.Query().Get("prefix"))
+			log.mu.Unlock()
+		}
+		forward.ServeHTTP(w, r)
+	}), log
+}
+
+// proxyS3 stands a proxy on loopback in front of the S3 stand-in b, which
+// serves every request (forward passes it on to b), and returns b's URL
+// through it.
+func proxyS3(t *testing.T, b *buckets.Bucket, serve func(w http.ResponseWriter, r *http.Request, forward http.Handler)) string {
+	t.Helper()
 	u, err := url.Parse(b.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -134,17 +150,87 @@ func recordListings(t *testing.T, b *buckets.Bucket) (string, *listingLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, proxy := &listingLog{}, httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Query().Has("list-type") {
-			log.mu.Lock()
-			log.prefixes = append(log.prefixes, r.URL.Query().Get("prefix"))
-			log.mu.Unlock()
-		}
-		proxy.ServeHTTP(w, r)
-	}))
+	forward := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(w, r, forward) }))
 	t.Cleanup(srv.Close)
 	q.Set("endpoint", srv.URL)
 	u.RawQuery = q.Encode()
-	return u.String(), log
+	return u.String()
+}
+
+// A listing that fails part way settles no hour: the hours it did not list
+// may hold objects it never saw. Here the listing of hour 13 fails once; the
+// retry must still list hour 13 (not prune it as done) and read its object.
+func TestInputFailedListingSettlesNoHour(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	thirteen := at14(0).Add(-time.Hour)
+	spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 5, Seed: 17, DateHour: thirteen}
+	want := uploadFixture(t, b, spec)
+	hour := "/date=" + thirteen.Format(DateHourLayout) + "/"
+	proxied := refuseOnce(t, b, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Query().Get("prefix"), hour) })
+	r := startClockRun(t, "url: \""+proxied+"\"\nlate_arrival: 1m\nprogress_interval: 0s", at14(50))
+	// The failed listing is retried after a backoff on the input's clock.
+	if err := r.clock.BlockUntilContext(r.ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(time.Minute)
+	select {
+	case <-r.done: // a one-pass run: it ends once it read everything
+	case <-r.ctx.Done():
+		t.Fatal("the run never ended")
+	}
+	expectExactly(t, r.got, want)
+}
+
+// An object that could not be read (read_attempts ran out) is left for a
+// later run, never recorded as done: the restart reads it.
+func TestInputUnreadableObjectIsReadAfterARestart(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 5, Seed: 18, DateHour: at14(0).Add(-time.Hour)}
+	want := uploadFixture(t, b, spec)
+	proxied := refuseOnce(t, b, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, ".avro") })
+	conf := "url: \"" + proxied + "\"\nread_attempts: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true"
+	r := startClockRun(t, conf, at14(50))
+	select {
+	case <-r.done: // the one pass ended, the object refused
+	case <-r.ctx.Done():
+		t.Fatal("the run never ended")
+	}
+	expectExactly(t, r.got, map[string]bool{})
+	r.close()
+
+	r2 := startClockRun(t, conf, at14(55))
+	select {
+	case <-r2.done:
+	case <-r2.ctx.Done():
+		t.Fatal("the restarted run never ended")
+	}
+	expectExactly(t, r2.got, want)
+}
+
+// refuseOnce stands a proxy on loopback in front of the S3 stand-in b that
+// refuses (403) the first GET matching refuse, and returns b's URL through
+// it.
+func refuseOnce(t *testing.T, b *buckets.Bucket, refuse func(*http.Request) bool) string {
+	t.Helper()
+	var once sync.Once
+	return proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		refused := false
+		if r.Method == http.MethodGet && refuse(r) {
+			once.Do(func() { refused = true })
+		}
+		if !refused {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+	})
 }

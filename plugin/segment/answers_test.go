@@ -10,9 +10,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -118,5 +120,91 @@ func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
 	}
 	if err := out.WriteBatch(context.Background(), batch); err != nil || api.UniqueMessageIDs() != 5 {
 		t.Fatalf("write once the endpoint takes calls: %v, %d accepted", err, api.UniqueMessageIDs())
+	}
+}
+
+// 400, 413 and 422 blame the request's content: its calls are split until
+// the ones at fault are found. A request refused so once, with nothing
+// wrong in its halves (a proxy's lower size limit, say), is delivered in
+// halves: nothing held, nothing dead-lettered.
+func TestContentAnswersSplitTheRequest(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			api := segmentapi.StartT(t, testKey)
+			out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, api.URL()))
+			api.FailNext(1, status)
+			batch := trackBatch(6, 0, "x")
+			if err := out.WriteBatch(context.Background(), batch); err != nil {
+				t.Fatalf("a request answered %d once: %v, want its halves delivered", status, err)
+			}
+			if api.UniqueMessageIDs() != 6 || api.Stats().Requests != 3 {
+				t.Fatalf("%d calls accepted in %d requests, want 6 in 3 (the refused one and its halves)", api.UniqueMessageIDs(), api.Stats().Requests)
+			}
+		})
+	}
+}
+
+// Calls waiting for a request slot when a request finds the key refused are
+// held with it (not connected), never acknowledged unsent.
+func TestRefusedKeyHoldsTheCallsWaitingForASlot(t *testing.T) {
+	api := segmentapi.StartT(t, testKey)
+	api.RevokeKey(true)
+	release := make(chan struct{})
+	api.OnRequest(func(*http.Request, []segmentapi.Call) { <-release })
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_requests_in_flight: 1}`, testKey, api.URL()))
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- out.WriteBatch(context.Background(), trackBatch(2, 0, "x")) }()
+	go func() { second <- out.WriteBatch(context.Background(), trackBatch(2, 2, "x")) }()
+	// One request is in flight (held in the stand-in), the other batch's
+	// calls queue behind it.
+	d := out.s.routes.all[0]
+	for waited := 0; ; waited++ {
+		d.mu.Lock()
+		queued := len(d.queue)
+		d.mu.Unlock()
+		if queued == 2 {
+			break
+		}
+		if waited == 3000 {
+			t.Fatalf("%d calls queued, want the second batch's 2", queued)
+		}
+		time.Sleep(10 * time.Millisecond) // polling an observable state, not timing a result
+	}
+	close(release)
+	for _, res := range []chan error{first, second} {
+		if err := <-res; !errors.Is(err, service.ErrNotConnected) {
+			t.Errorf("a batch under a refused key: %v, want not connected (held)", err)
+		}
+	}
+}
+
+// A request still unanswered when the output closes hands its calls back
+// (shutdown), so that the input delivers them again: they were not accepted.
+// The dispatcher's decision is checked alone, as WriteBatch's own context
+// ends with the close too and may answer first.
+func TestCloseDuringARequestHandsItsCallsBack(t *testing.T) {
+	api := segmentapi.StartT(t, testKey)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	api.OnRequest(func(*http.Request, []segmentapi.Call) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, api.URL()))
+	result := make(chan error, 1)
+	go func() {
+		_, err := out.s.routes.all[0].try([]byte(`{"batch":[]}`))
+		result <- err
+	}()
+	<-entered
+	if err := out.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CallError
+	if err := <-result; !errors.As(err, &ce) || ce.Cause != CauseShutdown {
+		t.Fatalf("a request cut by the close: %v, want the calls handed back (shutdown)", err)
 	}
 }

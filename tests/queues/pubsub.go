@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type PubSub struct {
 
 	mu     sync.Mutex
 	offset time.Duration // how far Advance moved the server's clock
+	names  int           // names handed out by Name
 }
 
 // StartPubSub starts a Pub/Sub test server, closed when the test ends.
@@ -57,6 +59,16 @@ func (p *PubSub) TopicURL(topic string) string {
 
 func (p *PubSub) SubscriptionURL(sub string) string {
 	return fmt.Sprintf("gcppubsubv2://%s/%s", p.Project, sub)
+}
+
+// Name is a topic or subscription name of t's own on this server: t's name
+// and a count. The server outlives the test, and a test run again in the
+// same process (go test -count) would find the names of its earlier run.
+func (p *PubSub) Name(t testing.TB) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.names++
+	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), p.names)
 }
 
 // CreateTopic creates a topic and a subscription to it with ackDeadline

@@ -2,6 +2,7 @@ package queues
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,15 +10,22 @@ import (
 	_ "gocloud.dev/pubsub/gcppubsubv2"
 )
 
+// sharedPubSub is the package's server: the gcppubsubv2 driver dials the
+// PUBSUB_EMULATOR_HOST of its first use only, so a server of each test's
+// own would be unreachable to the driver from the second test (or the
+// second run of one, go test -count) on.
+var sharedPubSub = sync.OnceValue(NewPubSub)
+
 // TestPubSubRedelivers: the server speaks the real API through gocloud's
 // driver, and a message not acknowledged comes back: what the pipelines'
 // at-least-once tests rely on.
 func TestPubSubRedelivers(t *testing.T) {
-	ps := StartPubSub(t)
+	ps := sharedPubSub()
 	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
-	ps.CreateTopic(t, "t", "s", 10*time.Second)
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
 	ctx := context.Background()
-	topic, err := pubsub.OpenTopic(ctx, ps.TopicURL("t"))
+	topic, err := pubsub.OpenTopic(ctx, ps.TopicURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +33,7 @@ func TestPubSubRedelivers(t *testing.T) {
 	if err := topic.Send(ctx, &pubsub.Message{Body: []byte("hello"), Metadata: map[string]string{"k": "v"}}); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := pubsub.OpenSubscription(ctx, ps.SubscriptionURL("s"))
+	sub, err := pubsub.OpenSubscription(ctx, ps.SubscriptionURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
