@@ -263,7 +263,7 @@ func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
 	ok, _ := res.class()
-	answered := res.err == nil && !gatewayDown(res.status) && res.status < 500
+	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
 	var ce *CallError
 	if ok || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
 		d.up()

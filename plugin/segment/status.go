@@ -29,12 +29,6 @@ func splittable(status int) bool {
 	return status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity
 }
 
-// gatewayDown says whether a status comes from a proxy in front of Segment,
-// or Segment's edge, rather than Segment's API.
-func gatewayDown(status int) bool {
-	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
-}
-
 // class is statusClass for an answer: a 2xx web page is not the API's
 // acceptance, and like any permanent answer that does not blame the calls
 // it holds them (refusesEveryCall).
