@@ -26,31 +26,55 @@ import (
 // the calls are held, as for an endpoint without the API, and sent once the
 // endpoint takes them. Following the redirect acknowledged them unsent.
 func TestRedirectHoldsTheCalls(t *testing.T) {
+	checkFrontHoldsTheCalls(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/signin" {
+			_, _ = io.WriteString(w, "<html>Sign in</html>")
+			return
+		}
+		http.Redirect(w, r, "/signin", http.StatusFound)
+	}, "HTTP 302")
+}
+
+// A captive portal or a proxy's sign-in page that answers the POST itself,
+// 200 with a web page, accepted no call: the calls are held, with an error
+// that says so, and sent once the endpoint takes them.
+func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
+	checkFrontHoldsTheCalls(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, "<html>Sign in to the network</html>")
+	}, "HTTP 200 with a web page")
+}
+
+// checkFrontHoldsTheCalls puts front before the Segment stand-in: while it
+// answers, a write is held (not connected) with an error containing want;
+// once requests go through, Connect succeeds and the calls are delivered.
+func checkFrontHoldsTheCalls(t *testing.T, front http.HandlerFunc, want string) {
+	t.Helper()
 	api := segmentapi.StartT(t, testKey)
 	target, err := url.Parse(api.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	forward := httputil.NewSingleHostReverseProxy(target)
-	var redirecting atomic.Bool
-	redirecting.Store(true)
+	var fronting atomic.Bool
+	fronting.Store(true)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/signin":
-			_, _ = io.WriteString(w, "<html>Sign in</html>")
-		case redirecting.Load():
-			http.Redirect(w, r, "/signin", http.StatusFound)
-		default:
-			forward.ServeHTTP(w, r)
+		if fronting.Load() {
+			front(w, r)
+			return
 		}
+		forward.ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, proxy.URL))
 	batch := trackBatch(5, 0, "x")
 	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
-		t.Fatalf("write through a redirect to a sign-in page: %v, want not connected (held)", err)
+		t.Fatalf("write through the front: %v, want not connected (held)", err)
 	}
-	redirecting.Store(false)
+	if down := out.s.routes.downErr(); down == nil || !strings.Contains(down.Error(), want) {
+		t.Fatalf("held for %v, want an error naming %q", down, want)
+	}
+	fronting.Store(false)
 	if err := out.Connect(context.Background()); err != nil {
 		t.Fatalf("connect once the endpoint takes calls: %v", err)
 	}
@@ -81,45 +105,6 @@ func TestKeyCutByTheAnswersLimitIsScrubbed(t *testing.T) {
 		if strings.Contains(err.Error(), secret[:8]) {
 			t.Errorf("%s: the error holds its first 8 characters: ...%s", name, err.Error()[len(err.Error())-40:])
 		}
-	}
-}
-
-// A captive portal or a proxy's sign-in page that answers the POST itself,
-// 200 with a web page, accepted no call: the calls are held, with an error
-// that says so, and sent once the endpoint takes them.
-func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
-	api := segmentapi.StartT(t, testKey)
-	target, err := url.Parse(api.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	var portal atomic.Bool
-	portal.Store(true)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if portal.Load() {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, "<html>Sign in to the network</html>")
-			return
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(proxy.Close)
-	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, proxy.URL))
-	batch := trackBatch(5, 0, "x")
-	err = out.WriteBatch(context.Background(), batch)
-	if !errors.Is(err, service.ErrNotConnected) {
-		t.Fatalf("write to a portal's page: %v, want not connected (held)", err)
-	}
-	if down := out.s.routes.downErr(); down == nil || !strings.Contains(down.Error(), "HTTP 200 with a web page") {
-		t.Fatalf("held for %v, want an error naming the web page", down)
-	}
-	portal.Store(false)
-	if err := out.Connect(context.Background()); err != nil {
-		t.Fatalf("connect once the endpoint takes calls: %v", err)
-	}
-	if err := out.WriteBatch(context.Background(), batch); err != nil || api.UniqueMessageIDs() != 5 {
-		t.Fatalf("write once the endpoint takes calls: %v, %d accepted", err, api.UniqueMessageIDs())
 	}
 }
 
