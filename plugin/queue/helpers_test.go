@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,12 +28,44 @@ const waitLimit = 2 * time.Minute
 // PUBSUB_EMULATOR_HOST of its first use only.
 var pubsubServer *queues.PubSub
 
+// rabbitServer is the package's RabbitMQ broker, started by the first test
+// that needs it (about 6 s): the driver keeps one connection per process,
+// dialled from RABBIT_SERVER_URL.
+var rabbitServer struct {
+	once sync.Once
+	r    *queues.Rabbit
+	err  error
+}
+
 func TestMain(m *testing.M) {
 	pubsubServer = queues.NewPubSub()
 	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
 	code := m.Run()
 	_ = pubsubServer.Close()
+	if rabbitServer.r != nil {
+		rabbitServer.r.Close()
+	}
 	os.Exit(code)
+}
+
+// sharedRabbit is the package's broker, started on first use.
+func sharedRabbit(t *testing.T) *queues.Rabbit {
+	t.Helper()
+	rabbitServer.once.Do(func() {
+		rabbitServer.r, rabbitServer.err = queues.NewRabbit()
+		if rabbitServer.err == nil {
+			os.Setenv("RABBIT_SERVER_URL", rabbitServer.r.URL())
+		}
+	})
+	if rabbitServer.err != nil {
+		t.Fatal(rabbitServer.err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("RabbitMQ wrote:\n%s", rabbitServer.r.Logs())
+		}
+	})
+	return rabbitServer.r
 }
 
 // queueServer is a queue server with topics of the test's own, in and
@@ -40,21 +74,26 @@ type queueServer interface {
 	Publish(t testing.TB, topic string, data []byte, attrs map[string]string)
 	TopicURL(topic string) string
 	SubscriptionURL(sub string) string
-	// Deliveries is how many times the server delivered the messages
-	// published to topic with body data: more than one means a redelivery.
-	Deliveries(t testing.TB, topic string, data []byte) int
 	// badMessage is a message the server refuses, alone in its batch.
 	badMessage() *service.Message
 }
 
+// deliveryCounter is a server that counts deliveries: Deliveries is how
+// many times the server delivered the messages published to topic with
+// body data; more than one means a redelivery.
+type deliveryCounter interface {
+	Deliveries(t testing.TB, topic string, data []byte) int
+}
+
 // servers are the queue servers the tests run against, each speaking its
-// real protocol: Google's Pub/Sub test server and NATS JetStream.
+// real protocol: Google's Pub/Sub test server, NATS JetStream and RabbitMQ.
 var servers = []struct {
 	name  string
 	start func(t *testing.T) queueServer
 }{
 	{"pubsub", func(t *testing.T) queueServer { return startPubSub(t) }},
 	{"nats", func(t *testing.T) queueServer { return startNATS(t) }},
+	{"rabbit", func(t *testing.T) queueServer { return startRabbit(t) }},
 }
 
 // forEachServer runs test as a subtest against each server.
@@ -139,6 +178,38 @@ func (n testNATS) badMessage() *service.Message {
 	return service.NewMessage(make([]byte, 2<<20))
 }
 
+// testRabbit is the package's broker with exchanges in and out of the
+// test's own, each bound to a durable quorum queue (in-sub, out-sub).
+type testRabbit struct {
+	*queues.Rabbit
+	prefix string
+}
+
+var rabbitRuns atomic.Int32
+
+func startRabbit(t *testing.T) testRabbit {
+	t.Helper()
+	// Names of the run's own: the broker outlives a test run (-count).
+	r := testRabbit{sharedRabbit(t), fmt.Sprintf("%s-%d-", strings.ReplaceAll(t.Name(), "/", "-"), rabbitRuns.Add(1))}
+	for _, name := range []string{"in", "out"} {
+		r.Declare(t, r.prefix+name, r.prefix+name+"-sub", queues.Quorum)
+	}
+	return r
+}
+
+func (r testRabbit) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
+	r.Rabbit.Publish(t, r.prefix+topic, data, attrs)
+}
+func (r testRabbit) TopicURL(topic string) string { return r.Rabbit.TopicURL(r.prefix + topic) }
+func (r testRabbit) SubscriptionURL(sub string) string {
+	return r.Rabbit.SubscriptionURL(r.prefix + sub)
+}
+
+// badMessage is bigger than the broker's maximum message size (1 MiB).
+func (r testRabbit) badMessage() *service.Message {
+	return service.NewMessage(make([]byte, 2<<20))
+}
+
 // runStream builds a stream from yaml and runs it until the test ends,
 // failing the test if it stops with an error before that.
 func runStream(t *testing.T, b *service.StreamBuilder) {
@@ -162,6 +233,22 @@ func runStream(t *testing.T, b *service.StreamBuilder) {
 // returns them by body; a body received twice fails the test.
 func receive(t *testing.T, subURL string, n int) map[string]*pubsub.Message {
 	t.Helper()
+	got := map[string]*pubsub.Message{}
+	readSub(t, subURL, func(m *pubsub.Message) bool {
+		if _, dup := got[string(m.Body)]; dup {
+			t.Fatalf("%q received twice", m.Body)
+		}
+		got[string(m.Body)] = m
+		return len(got) < n
+	}, func(err error) string { return fmt.Sprintf("after %d of %d messages: %v", len(got), n, err) })
+	return got
+}
+
+// readSub reads the subscription, acknowledging each message, and hands
+// each to take until take returns false. A read failing first fails the
+// test, saying failed(err).
+func readSub(t *testing.T, subURL string, take func(*pubsub.Message) bool, failed func(error) string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	sub, err := pubsub.OpenSubscription(ctx, subURL)
@@ -169,19 +256,14 @@ func receive(t *testing.T, subURL string, n int) map[string]*pubsub.Message {
 		t.Fatal(err)
 	}
 	defer sub.Shutdown(context.Background())
-	got := map[string]*pubsub.Message{}
-	for len(got) < n {
+	for more := true; more; {
 		m, err := sub.Receive(ctx)
 		if err != nil {
-			t.Fatalf("after %d of %d messages: %v", len(got), n, err)
+			t.Fatal(failed(err))
 		}
 		m.Ack()
-		if _, dup := got[string(m.Body)]; dup {
-			t.Fatalf("%q received twice", m.Body)
-		}
-		got[string(m.Body)] = m
+		more = take(m)
 	}
-	return got
 }
 
 // buildInput and buildOutput construct a component from its YAML, as a

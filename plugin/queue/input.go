@@ -46,11 +46,11 @@ back once the queue's own visibility timeout or ack deadline has passed; a messa
 than that in the pipeline can be delivered twice. Deduplicate downstream where that matters.
 
 The queue message's attributes become the message's metadata. At most ` + "`max_in_flight`" + ` messages are
-in the pipeline at once, unacknowledged. The queue leases no more than that to ` + "`nats`" + ` and
-` + "`gcppubsubv2`" + ` (the client's outstanding messages are set to it); the other drivers fetch batches ahead,
-bounded by their own URL parameters (` + "`max_recv_batch_size`" + ` for ` + "`gcppubsub`" + `, ` + "`prefetch_count`" + ` for
-` + "`rabbit`" + `). On shutdown pending acknowledgements are flushed to the queue, except with
-` + "`gcppubsubv2`" + `, whose client sends them from a receive loop the driver does not wait for: a few may be
+in the pipeline at once, unacknowledged. The queue leases no more than that to ` + "`nats`" + `,
+` + "`gcppubsubv2`" + ` (the client's outstanding messages are set to it) and ` + "`rabbit`" + ` (the consumer prefetch is
+set to it unless the URL's ` + "`prefetch_count`" + ` sets another); the other drivers fetch batches ahead, bounded
+by their own URL parameters (` + "`max_recv_batch_size`" + ` for ` + "`gcppubsub`" + `). On shutdown pending
+acknowledgements are flushed to the queue, except with ` + "`gcppubsubv2`" + `, whose client sends them from a receive loop the driver does not wait for: a few may be
 unsent when the process exits, and those messages are delivered again after a restart (never lost).`).
 		Field(service.NewStringField(fieldURL).
 			Description("The subscription's URL, with one of the schemes above.").
@@ -77,16 +77,13 @@ type queueInput struct {
 	// nack: they are read again before new ones. At most max_in_flight.
 	retry chan *pubsub.Message
 
-	mu  sync.Mutex
-	sub *pubsub.Subscription
+	mu        sync.Mutex
+	sub       *pubsub.Subscription
+	closeConn func() error // closes sub's own connection (rabbit), or nil
 }
 
 func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queueInput, error) {
 	raw, err := conf.FieldString(fieldURL)
-	if err != nil {
-		return nil, err
-	}
-	u, err := parseURL(fieldURL, raw, false)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +94,10 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 	if maxInFlight < 1 {
 		return nil, errors.New("field max_in_flight: must be at least 1")
 	}
+	u, err := parseURL(fieldURL, boundPrefetch(raw, maxInFlight), false)
+	if err != nil {
+		return nil, err
+	}
 	return &queueInput{
 		url:   u,
 		log:   mgr.Logger(),
@@ -106,13 +107,13 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 }
 
 func (in *queueInput) Connect(ctx context.Context) error {
-	sub, err := pubsub.OpenSubscription(ctx, in.url.raw)
+	sub, closeConn, err := openSubscription(ctx, in.url.raw)
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}
 	boundLeases(sub, cap(in.sem))
 	in.mu.Lock()
-	in.sub = sub
+	in.sub, in.closeConn = sub, closeConn
 	in.mu.Unlock()
 	return nil
 }
@@ -193,8 +194,8 @@ func (in *queueInput) next(ctx context.Context) (*pubsub.Message, error) {
 
 func (in *queueInput) closeSub(ctx context.Context) {
 	in.mu.Lock()
-	sub := in.sub
-	in.sub = nil
+	sub, closeConn := in.sub, in.closeConn
+	in.sub, in.closeConn = nil, nil
 	in.mu.Unlock()
 	if sub == nil {
 		return
@@ -203,6 +204,11 @@ func (in *queueInput) closeSub(ctx context.Context) {
 	defer cancel()
 	if err := sub.Shutdown(ctx); err != nil {
 		in.log.Warnf("%v", in.url.scrub("closing subscription", err))
+	}
+	if closeConn != nil { // after the shutdown flushed the acks
+		if err := closeConn(); err != nil {
+			in.log.Warnf("%v", in.url.scrub("closing the connection of", err))
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 // TestQueueToQueue: every message published to a subscription arrives once
 // at another topic through the input and the output, with its attributes
-// (metadata both ways), with either Pub/Sub driver and with NATS.
+// (metadata both ways), with either Pub/Sub driver, NATS and RabbitMQ.
 func TestQueueToQueue(t *testing.T) {
 	t.Run("gcppubsubv2", func(t *testing.T) { testQueueToQueue(t, startPubSub(t)) })
 	t.Run("gcppubsub", func(t *testing.T) {
@@ -23,6 +23,7 @@ func TestQueueToQueue(t *testing.T) {
 		testQueueToQueue(t, ps)
 	})
 	t.Run("nats", func(t *testing.T) { testQueueToQueue(t, startNATS(t)) })
+	t.Run("rabbit", func(t *testing.T) { testQueueToQueue(t, startRabbit(t)) })
 }
 
 func testQueueToQueue(t *testing.T, ps queueServer) {
@@ -75,25 +76,33 @@ func testInputNackRedelivers(t *testing.T, ps queueServer) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int32
-	delivered := make(chan struct{})
+	delivered := make(chan *service.Message, 1)
 	if err := b.AddConsumerFunc(func(_ context.Context, m *service.Message) error {
 		if calls.Add(1) == 1 {
 			return errors.New("downstream refused")
 		}
-		close(delivered)
+		delivered <- m
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	runStream(t, b)
+	var again *service.Message
 	select {
-	case <-delivered:
+	case again = <-delivered:
 	case <-time.After(waitLimit):
 		t.Fatal("the nacked message never came back")
 	}
 	// The second attempt came from the server, not a retry in the process.
-	if d := ps.Deliveries(t, "in", []byte("flaky")); d != 2 {
-		t.Fatalf("the server delivered the message %d times, want 2", d)
+	if c, ok := ps.(deliveryCounter); ok {
+		if d := c.Deliveries(t, "in", []byte("flaky")); d != 2 {
+			t.Fatalf("the server delivered the message %d times, want 2", d)
+		}
+		return
+	}
+	// RabbitMQ counts no deliveries; its quorum queue says it redelivered.
+	if n, _ := again.MetaGet("x-delivery-count"); n != "1" {
+		t.Fatalf("the message came back with x-delivery-count %q, want the broker's redelivery 1", n)
 	}
 }
 
@@ -182,6 +191,11 @@ max_in_flight: 2
 		if leased := s.Deliveries(t, "in", nil); leased > maxInFlight {
 			t.Fatalf("the queue delivered %d messages to the input, with max_in_flight %d", leased, maxInFlight)
 		}
+	case testRabbit:
+		// Nothing was acknowledged: every message not ready is leased.
+		if leased := published - s.State(t, s.prefix+"in-sub").Ready; leased > maxInFlight {
+			t.Fatalf("the broker delivered %d messages to the input, with max_in_flight %d", leased, maxInFlight)
+		}
 	default:
 		var rs *rawpubsub.Subscriber
 		if !in.sub.As(&rs) {
@@ -209,43 +223,8 @@ func TestInputShutdownAcks(t *testing.T) {
 			for i := range n {
 				ps.Publish(t, "in", []byte(body(i)), nil)
 			}
-			var mu sync.Mutex
-			seen := map[string]int{}
-			consume := func(_ context.Context, m *service.Message) error {
-				b, _ := m.AsBytes()
-				mu.Lock()
-				seen[string(b)]++
-				mu.Unlock()
-				return nil
-			}
-			// The last message is held until the stop begins: its
-			// acknowledgement is one the stop must flush.
-			var delivered atomic.Int32
-			last, release := make(chan struct{}), make(chan struct{})
-			stream := buildConsumer(t, ps.SubscriptionURL("in-sub"), func(ctx context.Context, m *service.Message) error {
-				_ = consume(ctx, m)
-				if delivered.Add(1) == n {
-					close(last)
-					<-release
-				}
-				return nil
-			})
-			done := make(chan error, 1)
-			go func() { done <- stream.Run(context.Background()) }()
-			select {
-			case <-last:
-			case <-time.After(waitLimit):
-				t.Fatalf("%d of %d messages delivered", delivered.Load(), n)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-			defer cancel()
-			stopped := make(chan error, 1)
-			go func() { stopped <- stream.Stop(ctx) }()
-			close(release)
-			if err := <-stopped; err != nil {
-				t.Fatal(err)
-			}
-			<-done
+			seen := &tally{seen: map[string]int{}}
+			stopHolding(t, ps.SubscriptionURL("in-sub"), seen, n)
 			acked := ps.Acked(ps.prefix + "in")
 			if flushed {
 				if acked != n {
@@ -257,8 +236,11 @@ func TestInputShutdownAcks(t *testing.T) {
 
 			// The restart: the server's clock passes the ack deadlines, so
 			// what is still unacknowledged comes back to the new stream.
-			restarted := buildConsumer(t, ps.SubscriptionURL("in-sub"), consume)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			restarted := buildConsumer(t, ps.SubscriptionURL("in-sub"), seen.consume)
 			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
 			go func() { done <- restarted.Run(runCtx) }()
 			ps.Advance(2 * time.Minute)
 			poll := time.NewTicker(10 * time.Millisecond)
@@ -272,11 +254,11 @@ func TestInputShutdownAcks(t *testing.T) {
 			}
 			stop()
 			<-done
-			mu.Lock()
-			defer mu.Unlock()
+			seen.mu.Lock()
+			defer seen.mu.Unlock()
 			twice := 0
 			for i := range n {
-				switch seen[body(i)] {
+				switch seen.seen[body(i)] {
 				case 0:
 					t.Errorf("%s acknowledged and never delivered", body(i))
 				case 1:
@@ -287,6 +269,53 @@ func TestInputShutdownAcks(t *testing.T) {
 			t.Logf("%d of %d messages delivered again after the restart", twice, n)
 		})
 	}
+}
+
+// tally counts a stream's deliveries by body.
+type tally struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (c *tally) consume(_ context.Context, m *service.Message) error {
+	b, _ := m.AsBytes()
+	c.mu.Lock()
+	c.seen[string(b)]++
+	c.mu.Unlock()
+	return nil
+}
+
+// stopHolding runs a stream from the subscription into c, stops it while
+// it holds its delivery number held (whose acknowledgement is then one the
+// stop must flush), and returns once the stream stopped.
+func stopHolding(t *testing.T, subURL string, c *tally, held int) {
+	t.Helper()
+	var delivered atomic.Int32
+	holding, release := make(chan struct{}), make(chan struct{})
+	stream := buildConsumer(t, subURL, func(ctx context.Context, m *service.Message) error {
+		_ = c.consume(ctx, m)
+		if delivered.Add(1) == int32(held) {
+			close(holding)
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(context.Background()) }()
+	select {
+	case <-holding:
+	case <-time.After(waitLimit):
+		t.Fatalf("%d of %d messages delivered", delivered.Load(), held)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stream.Stop(ctx) }()
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	<-done
 }
 
 // buildConsumer is a stream from the subscription to consume.

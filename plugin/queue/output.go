@@ -168,7 +168,7 @@ func (o *queueOutput) toQueue(msg *service.Message) (*pubsub.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &pubsub.Message{Body: body}
+	m := &pubsub.Message{Body: body, BeforeSend: persistent}
 	if o.meta == nil {
 		return m, nil
 	}

@@ -1,7 +1,8 @@
 package e2e
 
 // The queue components in the binary: Pub/Sub to Pub/Sub, the binary
-// killed mid-run and started again.
+// killed mid-run and started again; RabbitMQ to RabbitMQ, the broker killed
+// mid-run and started again.
 
 import (
 	"context"
@@ -14,6 +15,7 @@ import (
 
 	"gocloud.dev/pubsub"
 	_ "gocloud.dev/pubsub/gcppubsubv2"
+	_ "gocloud.dev/pubsub/rabbitpubsub"
 
 	"github.com/currents-connect/currents-connect/tests/queues"
 )
@@ -34,25 +36,7 @@ func TestQueueKilledMidRun(t *testing.T) {
 	for i := range n {
 		ps.Publish(t, "in", fmt.Appendf(nil, "event-%04d", i), map[string]string{"seq": fmt.Sprint(i)})
 	}
-	cfg := filepath.Join(t.TempDir(), "queue.yaml")
-	// The sleep paces the run so that the kill lands in its middle.
-	if err := os.WriteFile(cfg, []byte(`
-input:
-  queue:
-    url: `+ps.SubscriptionURL("in-sub")+`
-    max_in_flight: 32
-pipeline:
-  processors:
-    - sleep:
-        duration: 10ms
-output:
-  queue:
-    url: `+ps.TopicURL("out")+`
-    metadata:
-      include_prefixes: [ seq ]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := queueConfig(t, ps.SubscriptionURL("in-sub"), ps.TopicURL("out"))
 
 	got := newArrivals(t, ps.SubscriptionURL("out-sub"))
 	first := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
@@ -69,18 +53,66 @@ output:
 	// What the killed run held comes back once its ack deadline passed.
 	ps.Advance(time.Minute + time.Second)
 	second := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
-	waitFor(t, got.events, 2*time.Minute, fmt.Sprintf("all %d messages", n), func() (bool, error) {
-		distinct, _ := got.counts()
-		if second.exited() {
-			return false, fmt.Errorf("the pipeline exited (%v):\n%s", second.err, lastLines(second.logs(), 30))
-		}
-		return distinct == n, nil
-	})
-	distinct, total := got.counts()
-	t.Logf("%d messages, %d arrived before the kill, %d deliveries in all: %d duplicates", n, atKill, total, total-distinct)
-	if bad := got.badAttributes(); bad != "" {
-		t.Fatal(bad)
+	got.waitAll(t, second, n, fmt.Sprintf("%d arrived before the kill", atKill))
+}
+
+// TestQueueRabbitKilledMidRun: n messages go from a RabbitMQ queue through
+// the queue input and output to an exchange; the broker is killed with
+// SIGKILL once a quarter arrived and started again. The binary's input and
+// output connect again, and every message arrives: the broker kept the
+// queued ones (persistent, in durable queues), and gave back those the
+// binary held unacknowledged when its connection died (duplicates).
+func TestQueueRabbitKilledMidRun(t *testing.T) {
+	const n = 300
+	r := queues.StartRabbit(t)
+	t.Setenv("RABBIT_SERVER_URL", r.URL()) // for the receiver here
+	r.Declare(t, "in", "in-sub", queues.Classic)
+	r.Declare(t, "out", "out-sub", queues.Classic)
+	for i := range n {
+		r.Publish(t, "in", fmt.Appendf(nil, "event-%04d", i), map[string]string{"seq": fmt.Sprint(i)})
 	}
+	cfg := queueConfig(t, r.SubscriptionURL("in-sub"), r.TopicURL("out"))
+
+	got := newArrivals(t, r.SubscriptionURL("out-sub"))
+	proc := startConnect(t, repoRoot, r.Env(), got.events, "-c", cfg)
+	waitFor(t, got.events, time.Minute, "a quarter of the messages", func() (bool, error) {
+		distinct, _ := got.counts()
+		return distinct >= n/4, nil
+	})
+	r.Restart(t)
+	atKill, _ := got.counts()
+	if atKill >= n {
+		t.Fatalf("all %d messages arrived before the broker was killed: the test proves nothing", n)
+	}
+	// The receiver's connection died with the broker: a new subscription.
+	got.subscribe(t, r.SubscriptionURL("out-sub"))
+	got.waitAll(t, proc, n, fmt.Sprintf("%d arrived before the broker was killed", atKill))
+}
+
+// queueConfig writes a pipeline from the subscription inURL to the topic
+// outURL, keeping the attribute seq. The sleep paces the run so that a kill
+// lands in its middle.
+func queueConfig(t *testing.T, inURL, outURL string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "queue.yaml")
+	if err := os.WriteFile(cfg, []byte(`
+input:
+  queue:
+    url: `+inURL+`
+    max_in_flight: 32
+pipeline:
+  processors:
+    - sleep:
+        duration: 10ms
+output:
+  queue:
+    url: `+outURL+`
+    metadata:
+      include_prefixes: [ seq ]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // arrivals receives what the pipeline sends to a subscription, counting
@@ -93,12 +125,19 @@ type arrivals struct {
 }
 
 func newArrivals(t *testing.T, subURL string) *arrivals {
+	a := &arrivals{events: newNotifier(), seen: map[string]int{}}
+	a.subscribe(t, subURL)
+	return a
+}
+
+// subscribe receives from subURL too, until the test ends or the
+// subscription fails.
+func (a *arrivals) subscribe(t *testing.T, subURL string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sub, err := pubsub.OpenSubscription(ctx, subURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &arrivals{events: newNotifier(), seen: map[string]int{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -122,7 +161,25 @@ func newArrivals(t *testing.T, subURL string) *arrivals {
 		<-done
 		_ = sub.Shutdown(context.Background())
 	})
-	return a
+}
+
+// waitAll waits until all n messages arrived while proc runs, then logs
+// the duplicates (before says what arrived before the fault) and checks
+// the attributes.
+func (a *arrivals) waitAll(t *testing.T, proc *connectProc, n int, before string) {
+	t.Helper()
+	waitFor(t, a.events, 2*time.Minute, fmt.Sprintf("all %d messages", n), func() (bool, error) {
+		distinct, _ := a.counts()
+		if proc.exited() {
+			return false, fmt.Errorf("the pipeline exited (%v):\n%s", proc.err, lastLines(proc.logs(), 30))
+		}
+		return distinct == n, nil
+	})
+	distinct, total := a.counts()
+	t.Logf("%d messages, %s, %d deliveries in all: %d duplicates", n, before, total, total-distinct)
+	if bad := a.badAttributes(); bad != "" {
+		t.Fatal(bad)
+	}
 }
 
 // counts is how many distinct messages arrived, and how many deliveries.

@@ -1,8 +1,9 @@
 // Package queues runs real queue servers on loopback for tests: Google's
 // Pub/Sub test server (pstest, the gRPC API the gcppubsubv2 driver speaks),
 // reached through PUBSUB_EMULATOR_HOST as the official emulator would be,
-// and a NATS server with JetStream (see nats.go), reached through
-// NATS_SERVER_URL.
+// a NATS server with JetStream (see nats.go), reached through
+// NATS_SERVER_URL, and a RabbitMQ broker in processes of its own (see
+// rabbit.go), reached through RABBIT_SERVER_URL.
 package queues
 
 import (

@@ -38,6 +38,13 @@ func TestPubSubRedelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Shutdown(ctx)
+	receiveNackReceive(t, ctx, sub).Ack()
+}
+
+// receiveNackReceive receives the message "hello" with the attribute k=v,
+// nacks it, and returns it delivered again.
+func receiveNackReceive(t *testing.T, ctx context.Context, sub *pubsub.Subscription) *pubsub.Message {
+	t.Helper()
 	m, err := sub.Receive(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -53,5 +60,5 @@ func TestPubSubRedelivers(t *testing.T) {
 	if string(again.Body) != "hello" {
 		t.Fatalf("redelivered %q", again.Body)
 	}
-	again.Ack()
+	return again
 }

@@ -1,0 +1,341 @@
+package queues
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// rabbitStartLimit bounds a broker's start: 6 to 14 s on a 2-core machine
+// shared with other work, a first start (a new database) included.
+const rabbitStartLimit = 2 * time.Minute
+
+// Rabbit is a RabbitMQ broker (Debian's rabbitmq-server) in processes of
+// its own on 127.0.0.1, with its database in a temporary directory and its
+// own epmd: it shares nothing with a broker installed on the machine.
+// Processes reach it through RABBIT_SERVER_URL (the rabbit scheme's
+// driver), as user guest, whom RabbitMQ lets in from loopback only. It
+// refuses messages over 1 MiB (max_message_size).
+type Rabbit struct {
+	Port       int // AMQP
+	dir        string
+	env        []string
+	epmd       *exec.Cmd
+	broker     *exec.Cmd
+	exited     chan struct{} // closed once broker exited
+	brokerLogs string
+
+	mu      sync.Mutex
+	pubConn *amqp.Connection // Publish's own
+	pub     *amqp.Channel    // on pubConn, in confirm mode
+}
+
+// StartRabbit starts a broker as NewRabbit does, stopped when the test ends.
+func StartRabbit(t testing.TB) *Rabbit {
+	t.Helper()
+	if err := installRabbit(t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRabbit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("RabbitMQ wrote:\n%s", r.Logs())
+		}
+		r.Close()
+	})
+	return r
+}
+
+// NewRabbit starts a broker for a whole test binary (from TestMain or a
+// sync.Once): gocloud's rabbit driver keeps one connection per process,
+// dialled from RABBIT_SERVER_URL, so the tests of one package share one
+// broker. It installs rabbitmq-server first if needed (installRabbit); the
+// caller stops the broker with Close.
+func NewRabbit() (*Rabbit, error) {
+	if err := installRabbit(func(string, ...any) {}); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "rabbitmq-test-")
+	if err != nil {
+		return nil, err
+	}
+	r := &Rabbit{Port: ports[0], dir: dir, brokerLogs: filepath.Join(dir, "broker.log")}
+	// Every path and port the broker uses is here: nothing of /etc/rabbitmq
+	// or /var/lib/rabbitmq, no plugins (the management plugin is the
+	// package's default), its own Erlang cookie (HOME).
+	r.env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(dir, "rabbitmq-env.conf"),
+		"RABBITMQ_CONFIG_FILE=" + filepath.Join(dir, "rabbitmq"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE=" + filepath.Join(dir, "advanced.config"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(dir, "enabled_plugins"),
+		"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"),
+		"RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
+		"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbitmq.pid"),
+		"RABBITMQ_LOGS=-", // to broker.log, through stdout
+		"RABBITMQ_NODENAME=connect-test-" + strconv.Itoa(r.Port) + "@localhost",
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT=" + strconv.Itoa(ports[0]),
+		"RABBITMQ_DIST_PORT=" + strconv.Itoa(ports[1]),
+		"ERL_EPMD_PORT=" + strconv.Itoa(ports[2]),
+		// The epmd started below, or none: never a daemon left behind.
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-start_epmd false",
+	}
+	for name, content := range map[string]string{
+		"enabled_plugins": "[].\n",
+		// As NATS's maximum payload: a message the broker refuses.
+		"rabbitmq.conf": "max_message_size = 1048576\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return nil, errors.Join(err, os.RemoveAll(dir))
+		}
+	}
+	r.epmd = exec.Command("epmd", "-port", strconv.Itoa(ports[2]))
+	if err := r.epmd.Start(); err != nil {
+		return nil, errors.Join(fmt.Errorf("start epmd: %w", err), os.RemoveAll(dir))
+	}
+	if err := r.start(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// start runs the broker and waits until it answers on its AMQP port.
+func (r *Rabbit) start() error {
+	logs, err := os.OpenFile(r.brokerLogs, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logs.Close() // the broker has its own copy
+	r.broker = exec.Command(rabbitServer)
+	r.broker.Env = r.env
+	r.broker.Dir = r.dir
+	r.broker.Stdout, r.broker.Stderr = logs, logs
+	// Its own process group: the script, the Erlang VM and its helpers are
+	// killed together.
+	r.broker.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.broker.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", rabbitServer, err)
+	}
+	exited := make(chan struct{})
+	r.exited = exited
+	go func(cmd *exec.Cmd) {
+		_ = cmd.Wait()
+		close(exited)
+	}(r.broker)
+
+	deadline := time.NewTimer(rabbitStartLimit)
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		conn, err := amqp.Dial(r.URL())
+		if err == nil {
+			return conn.Close()
+		}
+		select {
+		case <-poll.C:
+		case <-exited:
+			return fmt.Errorf("RabbitMQ exited while starting (%v); it wrote:\n%s", r.broker.ProcessState, r.Logs())
+		case <-deadline.C:
+			r.kill()
+			return fmt.Errorf("RabbitMQ did not answer on %s within %v (%v); it wrote:\n%s", r.URL(), rabbitStartLimit, err, r.Logs())
+		}
+	}
+}
+
+// Restart kills the broker with SIGKILL, as a crash would, and starts it
+// again on the same port with the same database: clients see their
+// connections closed, then a broker with the durable queues and the
+// persistent messages it had confirmed.
+func (r *Rabbit) Restart(t testing.TB) {
+	t.Helper()
+	r.kill()
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *Rabbit) kill() {
+	r.mu.Lock()
+	if r.pubConn != nil {
+		// Closed now: after a restart the client might not yet know that
+		// the broker it talked to is gone.
+		_ = r.pubConn.Close()
+		r.pubConn, r.pub = nil, nil
+	}
+	r.mu.Unlock()
+	if r.broker == nil || r.broker.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-r.broker.Process.Pid, syscall.SIGKILL)
+	<-r.exited
+}
+
+// Close kills the broker and its epmd and removes the database.
+func (r *Rabbit) Close() {
+	r.kill()
+	if r.epmd.Process != nil {
+		_ = r.epmd.Process.Kill()
+		_ = r.epmd.Wait()
+	}
+	_ = os.RemoveAll(r.dir)
+}
+
+// Logs is the end of what the broker wrote (its log goes to its standard
+// output): its last 60 lines.
+func (r *Rabbit) Logs() string {
+	b, err := os.ReadFile(r.brokerLogs)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	return strings.Join(lines[max(0, len(lines)-60):], "")
+}
+
+// URL is the broker's AMQP URL, with user guest.
+func (r *Rabbit) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", r.Port) }
+
+// Env is the environment a process needs to use this broker.
+func (r *Rabbit) Env() []string { return []string{"RABBIT_SERVER_URL=" + r.URL()} }
+
+// TopicURL and SubscriptionURL are gocloud.dev/pubsub URLs (rabbit): an
+// exchange, and a queue.
+func (r *Rabbit) TopicURL(exchange string) string { return "rabbit://" + exchange }
+
+func (r *Rabbit) SubscriptionURL(queue string) string { return "rabbit://" + queue }
+
+// freePorts are n ports free on 127.0.0.1 a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close() // held until all are chosen, so that they differ
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// channel is a channel on a connection of the test's own, closed when the
+// test ends.
+func (r *Rabbit) channel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// Queue types for Declare. A quorum queue adds the header x-delivery-count
+// to a message it delivers again: the server's own count of redeliveries.
+const (
+	Classic = "classic"
+	Quorum  = "quorum"
+)
+
+// Declare declares a durable fanout exchange and a durable queue of
+// queueType bound to it: what a rabbit:// topic sends to and a rabbit://
+// subscription reads.
+func (r *Rabbit) Declare(t testing.TB, exchange, queue, queueType string) {
+	t.Helper()
+	ch := r.channel(t)
+	defer ch.Close()
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: queueType}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Publish publishes one persistent message with headers to an exchange and
+// returns once the broker confirmed it.
+func (r *Rabbit) Publish(t testing.TB, exchange string, data []byte, headers map[string]string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pub == nil || r.pub.IsClosed() {
+		conn, err := amqp.Dial(r.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			_ = conn.Close()
+			t.Fatal(err)
+		}
+		r.pubConn, r.pub = conn, ch
+	}
+	ch := r.pub
+	h := amqp.Table{}
+	for k, v := range headers {
+		h[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, "", true, false, amqp.Publishing{
+		Headers: h, Body: data, DeliveryMode: amqp.Persistent,
+	})
+	if err == nil {
+		var ok bool
+		if ok, err = conf.WaitContext(ctx); err == nil && !ok {
+			err = errors.New("the broker refused it (basic.nack)")
+		}
+	}
+	if err != nil {
+		t.Fatalf("publish %q to exchange %s: %v", data, exchange, err)
+	}
+}
+
+// QueueState is what the broker says of a queue: the messages ready for
+// delivery (neither delivered nor held unacknowledged by a consumer) and
+// the consumers.
+type QueueState struct{ Ready, Consumers int }
+
+// State asks the broker for the queue's state.
+func (r *Rabbit) State(t testing.TB, queue string) QueueState {
+	t.Helper()
+	ch := r.channel(t)
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("queue %s: %v", queue, err)
+	}
+	return QueueState{Ready: q.Messages, Consumers: q.Consumers}
+}

@@ -1,0 +1,48 @@
+package queues
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"gocloud.dev/pubsub"
+	_ "gocloud.dev/pubsub/rabbitpubsub"
+)
+
+// TestRabbitRedeliversAndRestarts: the broker runs on its own port and
+// database, speaks AMQP to gocloud's driver, redelivers a nacked message
+// (a quorum queue counts it in x-delivery-count), and after a SIGKILL and a
+// restart still has the durable queue and the persistent message.
+func TestRabbitRedeliversAndRestarts(t *testing.T) {
+	r := StartRabbit(t)
+	if got := r.Env(); len(got) != 1 || got[0] != "RABBIT_SERVER_URL="+r.URL() {
+		t.Fatalf("Env %v", got)
+	}
+	t.Setenv("RABBIT_SERVER_URL", r.URL())
+	r.Declare(t, "ex", "q", Quorum)
+	r.Publish(t, "ex", []byte("hello"), map[string]string{"k": "v"})
+	if s := r.State(t, "q"); s != (QueueState{Ready: 1}) {
+		t.Fatalf("queue state %+v after one publish", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sub, err := pubsub.OpenSubscription(ctx, r.SubscriptionURL("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := receiveNackReceive(t, ctx, sub)
+	if again.Metadata["x-delivery-count"] != "1" {
+		t.Fatalf("redelivered with %v, want x-delivery-count 1", again.Metadata)
+	}
+	again.Ack()
+	if err := sub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r.Declare(t, "durable", "kept", Classic)
+	r.Publish(t, "durable", []byte("kept"), nil)
+	r.Restart(t)
+	if s := r.State(t, "kept"); s.Ready != 1 {
+		t.Fatalf("after the restart the queue has %d messages, want the 1 published", s.Ready)
+	}
+}
