@@ -58,7 +58,9 @@ func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) 
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	// Debug logs: the token must not appear even there.
-	p.proc = startConnect(t, repoRoot, env, events, "--log.level", "debug", "-c", httpConfig)
+	// A shorter grace than Connect's 20s default, for the tests that stop
+	// it with calls in flight: how long the grace is is not tested.
+	p.proc = startConnect(t, repoRoot, env, events, "--log.level", "debug", "-c", httpConfig, "--set", "shutdown_timeout=3s")
 	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
 	return p
 }
