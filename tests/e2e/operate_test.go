@@ -53,7 +53,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 		}
 	}
 	srv := segmentapi.StartT(t, e2eWriteKey)
-	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir)
+	// Segment is unreachable after 3s of failing requests, not the default 30s:
+	// what is tested is /ready's answer, not the default.
+	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "output.fallback.0.reject_errored.segment.unreachable_after=3s")
 	waitUntil(t, "every event in Segment", func() bool { return srv.UniqueMessageIDs() == want })
 	// Objects are done once their last batch is acked, just after Segment took it.
 	var metrics string
