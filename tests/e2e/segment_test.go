@@ -32,6 +32,7 @@ output:
     - segment:
         write_key: ${SEGMENT_WRITE_KEY}
         endpoint: ` + srv.URL() + `
+        backoff: {initial_interval: 20ms, max_interval: 50ms} # probes of the refused key
     - stdout: {}
       processors:
         - mapping: 'root = @fallback_error'
