@@ -214,6 +214,7 @@ type currentsInput struct {
 
 	bucket  *blob.Bucket
 	sub     *pubsub.Subscription // notification mode: the queue, no checkpoint
+	subConn func() error         // closes sub's own connection (rabbit), or nil
 	ckpt    *checkpoint
 	saver   *checkpointSaver
 	batches chan readBatch
@@ -352,8 +353,7 @@ func (in *currentsInput) Close(ctx context.Context) error {
 		err = in.saver.release(ctx)
 	}
 	if in.sub != nil {
-		// Sends the acks still pending; unsettled notifications come back.
-		_ = in.sub.Shutdown(ctx)
+		in.closeSub(ctx)
 	}
 	_ = in.bucket.Close()
 	return err

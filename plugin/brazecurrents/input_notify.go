@@ -13,6 +13,8 @@ import (
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/pubsub"
 
+	"github.com/currents-connect/currents-connect/internal/subscription"
+
 	// The queue schemes notifications come from, each with its cloud's
 	// usual credential chain; mempubsub (mem://) is for tests.
 	_ "gocloud.dev/pubsub/awssnssqs"
@@ -25,14 +27,33 @@ import (
 // queue holds what is pending, and a done-set shared by competing replicas
 // would need a lease held by one of them.
 func (in *currentsInput) openNotifications(ctx context.Context) error {
-	sub, err := pubsub.OpenSubscription(ctx, in.conf.notifications)
-	if err != nil {
+	if err := in.openSub(ctx); err != nil {
 		return fmt.Errorf("opening %s %s: %w", inFieldNotifications, bucketName(in.conf.notifications), err)
 	}
-	in.sub = sub
 	in.log.Infof("Reading the objects of %s that notifications from %s name (bucket name %q); no checkpoint, the queue holds what is pending",
 		bucketName(in.conf.url), bucketName(in.conf.notifications), noticeBucket(in.conf.url))
 	return nil
+}
+
+// openSub opens the subscription. A RabbitMQ consumer may hold two
+// notifications a reader (one read, one waiting): without a bound the
+// broker pushes the whole queue to one replica, away from the others.
+func (in *currentsInput) openSub(ctx context.Context) error {
+	sub, closeConn, err := subscription.Open(ctx, subscription.BoundPrefetch(in.conf.notifications, 2*in.conf.parallel))
+	if err != nil {
+		return err
+	}
+	in.sub, in.subConn = sub, closeConn
+	return nil
+}
+
+// closeSub shuts the subscription down, which sends the acks still pending
+// (unsettled notifications come back), then closes its own connection.
+func (in *currentsInput) closeSub(ctx context.Context) {
+	_ = in.sub.Shutdown(ctx)
+	if in.subConn != nil {
+		_ = in.subConn()
+	}
 }
 
 // receive hands the objects notifications name to the readers until ctx
@@ -52,12 +73,12 @@ func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 		}
 		wait := policy.NextBackOff()
 		in.log.Errorf("Receiving notifications from %s failed, opening it again in %v: %v", bucketName(in.conf.notifications), wait, err)
-		_ = in.sub.Shutdown(ctx)
+		in.closeSub(ctx)
 		if !sleepCtx(ctx, in.clock, wait) {
 			return
 		}
-		if sub, err := pubsub.OpenSubscription(ctx, in.conf.notifications); err == nil {
-			in.sub = sub
+		if err := in.openSub(ctx); err != nil {
+			in.log.Errorf("Opening %s again failed: %v", bucketName(in.conf.notifications), err)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	rawpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
+
+	"github.com/currents-connect/currents-connect/internal/subscription"
 )
 
 const (
@@ -94,7 +96,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 	if maxInFlight < 1 {
 		return nil, errors.New("field max_in_flight: must be at least 1")
 	}
-	u, err := parseURL(fieldURL, boundPrefetch(raw, maxInFlight), false)
+	u, err := parseURL(fieldURL, subscription.BoundPrefetch(raw, maxInFlight), false)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +109,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 }
 
 func (in *queueInput) Connect(ctx context.Context) error {
-	sub, closeConn, err := openSubscription(ctx, in.url.raw)
+	sub, closeConn, err := subscription.Open(ctx, in.url.raw)
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}
