@@ -4,9 +4,12 @@ package prometheus
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -30,11 +33,14 @@ Every metric of the pipeline is exported: Connect's own (`+"`input_received`"+`,
 `+"`output_error`"+`, latencies, …, labelled by component `+"`label`"+` and `+"`path`"+`) and those of this
 distribution's components (`+"`braze_currents_*`"+`, `+"`segment_*`"+`). Counters become Prometheus counters,
 gauges gauges, and timers histograms in seconds: a timer named `+"`x_ns`"+` is exported as `+"`x_seconds`"+`.
+Label values that are not UTF-8 are exported with U+FFFD in their place. A metric Prometheus cannot hold
+next to one already exported (the same name with other labels or of another kind, a name of a histogram's
+`+"`_bucket`"+`, `+"`_sum`"+` or `+"`_count`"+` samples, a timer labelled `+"`le`"+`) is not exported, with a warning.
 Built with `+"`github.com/prometheus/client_golang`"+`.
 `).
 		Fields(
 			service.NewStringField(fieldPrefix).
-				Description("A prefix for every metric name, such as `currents_connect_`.").Default(""),
+				Description("A prefix for the name of every metric of the pipeline, such as `currents_connect_` (not for `process_*` and `go_*`).").Default(""),
 			service.NewBoolField(fieldProcessMetrics).
 				Description("Also export the process's CPU, memory and file descriptor metrics (`process_*`).").Default(true),
 			service.NewBoolField(fieldGoMetrics).
@@ -61,6 +67,12 @@ func exporterFromParsed(conf *service.ParsedConfig, log *service.Logger) (*expor
 	if e.buckets, err = conf.FieldFloatList(fieldBuckets); err != nil {
 		return nil, err
 	}
+	// Prometheus would panic at the first timing instead.
+	for i := 1; i < len(e.buckets); i++ {
+		if e.buckets[i] <= e.buckets[i-1] {
+			return nil, fmt.Errorf("%s must increase: %v follows %v", fieldBuckets, e.buckets[i], e.buckets[i-1])
+		}
+	}
 	if withProcess, err := conf.FieldBool(fieldProcessMetrics); err != nil {
 		return nil, err
 	} else if withProcess {
@@ -86,70 +98,106 @@ type exporter struct {
 	vecs map[string]prometheus.Collector
 }
 
-// vector returns the collector registered under name, creating it with make
-// the first time. A later request with other label keys gets nil: Prometheus
-// cannot hold both, and the first one wins.
-func (e *exporter) vector(name string, labels []string, make func(string) prometheus.Collector) prometheus.Collector {
-	name = sanitize(e.prefix + name)
+// histogramSuffixes name the samples of a histogram x: x_bucket, x_sum and
+// x_count. No other metric may have those names, or the scrape fails.
+var histogramSuffixes = []string{"_bucket", "_sum", "_count"}
+
+// vector returns the vector registered under name, creating it with newVec
+// the first time. It returns nil, and warns, when Prometheus cannot hold it
+// next to the others: the same name with other label names or of another
+// kind, or a name of a histogram's samples. The first one wins.
+func vector[V prometheus.Collector](e *exporter, name string, labels []string, newVec func(string, []string) V) V {
+	var none V
+	name, labels = sanitize(e.prefix+name), sanitizeLabels(labels)
 	key := name + "{" + strings.Join(labels, ",") + "}"
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c, ok := e.vecs[key]; ok {
-		return c
+		v, ok := c.(V)
+		if !ok {
+			e.log.Warnf("Metric %s requested as another kind than it was first: not exported", name)
+		}
+		return v
 	}
 	if _, clash := e.vecs[name]; clash {
 		e.log.Warnf("Metric %s requested with labels %v after other labels: not exported", name, labels)
-		return nil
+		return none
 	}
-	c := make(name)
-	if err := e.registry.Register(c); err != nil {
+	_, isHistogram := any(none).(*prometheus.HistogramVec)
+	for _, suffix := range histogramSuffixes {
+		base, ok := strings.CutSuffix(name, suffix)
+		if _, clash := e.vecs[name+suffix]; isHistogram && clash || ok && isHistogramVec(e.vecs[base]) {
+			e.log.Warnf("Metric %s collides with the samples of a histogram: not exported", name)
+			return none
+		}
+	}
+	v := newVec(name, labels)
+	if err := e.registry.Register(v); err != nil {
 		e.log.Warnf("Metric %s not exported: %v", name, err)
-		return nil
+		return none
 	}
-	e.vecs[key], e.vecs[name] = c, c
-	return c
+	e.vecs[key], e.vecs[name] = v, v
+	return v
+}
+
+func isHistogramVec(c prometheus.Collector) bool {
+	_, ok := c.(*prometheus.HistogramVec)
+	return ok
 }
 
 func (e *exporter) NewCounterCtor(name string, labels ...string) service.MetricsExporterCounterCtor {
-	vec, _ := e.vector(name, labels, func(n string) prometheus.Collector {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: n, Help: "Connect counter " + n}, sanitizeAll(labels))
-	}).(*prometheus.CounterVec)
+	vec := vector(e, name, labels, func(n string, l []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: n, Help: "Connect counter " + n}, l)
+	})
 	return func(values ...string) service.MetricsExporterCounter {
 		if vec == nil {
 			return noop{}
 		}
-		return counter{vec.WithLabelValues(values...)}
+		return counter{vec.WithLabelValues(validUTF8(values)...)}
 	}
 }
 
 func (e *exporter) NewTimerCtor(name string, labels ...string) service.MetricsExporterTimerCtor {
-	vec, _ := e.vector(strings.TrimSuffix(name, "_ns")+"_seconds", labels, func(n string) prometheus.Collector {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: n, Help: "Connect timer " + n + ", in seconds", Buckets: e.buckets}, sanitizeAll(labels))
-	}).(*prometheus.HistogramVec)
+	name = strings.TrimSuffix(name, "_ns") + "_seconds"
+	if slices.Contains(sanitizeLabels(labels), "le") {
+		e.log.Warnf("Metric %s has a label le, the label of its buckets: not exported", name)
+		return func(...string) service.MetricsExporterTimer { return noop{} }
+	}
+	vec := vector(e, name, labels, func(n string, l []string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: n, Help: "Connect timer " + n + ", in seconds", Buckets: e.buckets}, l)
+	})
 	return func(values ...string) service.MetricsExporterTimer {
 		if vec == nil {
 			return noop{}
 		}
-		return timer{vec.WithLabelValues(values...)}
+		return timer{vec.WithLabelValues(validUTF8(values)...)}
 	}
 }
 
 func (e *exporter) NewGaugeCtor(name string, labels ...string) service.MetricsExporterGaugeCtor {
-	vec, _ := e.vector(name, labels, func(n string) prometheus.Collector {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Connect gauge " + n}, sanitizeAll(labels))
-	}).(*prometheus.GaugeVec)
+	vec := vector(e, name, labels, func(n string, l []string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Connect gauge " + n}, l)
+	})
 	return func(values ...string) service.MetricsExporterGauge {
 		if vec == nil {
 			return noop{}
 		}
-		return gauge{vec.WithLabelValues(values...)}
+		return gauge{vec.WithLabelValues(validUTF8(values)...)}
 	}
 }
 
 // HandlerFunc serves the metrics; Connect mounts it at /metrics and /stats.
+// A metric that cannot be gathered is left out with a warning, rather than
+// failing the whole scrape.
 func (e *exporter) HandlerFunc() http.HandlerFunc {
-	return promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}).ServeHTTP
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: warnLog{e.log}}
+	return promhttp.HandlerFor(e.registry, opts).ServeHTTP
 }
+
+// warnLog logs promhttp's errors as warnings.
+type warnLog struct{ log *service.Logger }
+
+func (w warnLog) Println(v ...any) { w.log.Warn(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
 
 func (e *exporter) Close(context.Context) error { return nil }
 
@@ -181,7 +229,8 @@ func (noop) SetFloat64(float64)  {}
 func (noop) Decr(int64)          {}
 func (noop) DecrFloat64(float64) {}
 
-// sanitize makes a name Prometheus accepts: letters, digits and underscores.
+// sanitize makes a metric name Prometheus accepts: letters, digits,
+// underscores and colons.
 func sanitize(name string) string {
 	return strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == ':' {
@@ -191,10 +240,27 @@ func sanitize(name string) string {
 	}, name)
 }
 
-func sanitizeAll(names []string) []string {
+// validUTF8 replaces what is not UTF-8 in label values, which can come from
+// the data, with U+FFFD: Prometheus refuses such values with a panic.
+func validUTF8(values []string) []string {
+	for i, v := range values {
+		if !utf8.ValidString(v) {
+			fixed := slices.Clone(values)
+			for j := i; j < len(fixed); j++ {
+				fixed[j] = strings.ToValidUTF8(fixed[j], "\uFFFD")
+			}
+			return fixed
+		}
+	}
+	return values
+}
+
+// sanitizeLabels makes label names Prometheus accepts: as sanitize, without
+// the colons only metric names may have.
+func sanitizeLabels(names []string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = sanitize(n)
+		out[i] = strings.ReplaceAll(sanitize(n), ":", "_")
 	}
 	return out
 }

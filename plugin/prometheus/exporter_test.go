@@ -1,6 +1,8 @@
 package prometheus
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -59,5 +61,51 @@ func TestExporterRefusesConflictingLabelsQuietly(t *testing.T) {
 	out := scrape(t, e)
 	if !strings.Contains(out, `x{a="1"} 1`) || strings.Contains(out, `b="2"`) || strings.Contains(out, "go_goroutines") {
 		t.Fatalf("scrape:\n%s", out)
+	}
+}
+
+func TestExporterRefusesBucketsOutOfOrder(t *testing.T) {
+	for _, buckets := range []string{`[1, 0.5]`, `[0.1, 0.1]`} {
+		conf, err := exporterSpec().ParseYAML(`histogram_buckets: `+buckets, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = exporterFromParsed(conf, service.MockResources().Logger())
+		if err == nil || !strings.Contains(err.Error(), fieldBuckets) {
+			t.Errorf("%s: error %v, want one naming %s", buckets, err, fieldBuckets)
+		}
+	}
+}
+
+func TestExporterScrapeOutlivesACollision(t *testing.T) {
+	// The Go collector's summary go_gc_duration_seconds has a sample of this
+	// name: the scrape loses one of the two, not everything.
+	e := newTestExporter(t, `{}`)
+	e.NewCounterCtor("go_gc_duration_seconds_count")().Incr(1)
+	e.NewCounterCtor("segment_retries")().Incr(1)
+	rec := httptest.NewRecorder()
+	e.HandlerFunc()(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "\nsegment_retries 1\n") {
+		t.Fatalf("/metrics answered %d:\n%s", rec.Code, rec.Body)
+	}
+}
+
+func TestExporterWarnsOfAMetricOfAnotherKind(t *testing.T) {
+	conf, err := exporterSpec().ParseYAML(`{add_process_metrics: false, add_go_metrics: false}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	e, err := exporterFromParsed(conf, service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.NewCounterCtor("twice")().Incr(1)
+	e.NewGaugeCtor("twice")().Set(7) // cannot coexist: dropped, and said so
+	if out := scrape(t, e); !strings.Contains(out, "\ntwice 1\n") {
+		t.Fatalf("scrape:\n%s", out)
+	}
+	if !strings.Contains(logs.String(), "twice") {
+		t.Fatalf("no warning names twice; logs:\n%s", logs.String())
 	}
 }

@@ -18,7 +18,7 @@ import (
 type scrape map[string]*dto.MetricFamily
 
 func parseScrape(text string) (scrape, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
+	p := expfmt.NewTextParser(model.LegacyValidation) // as classic Prometheus servers read it
 	return p.TextToMetricFamilies(strings.NewReader(text))
 }
 
