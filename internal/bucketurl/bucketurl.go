@@ -50,11 +50,39 @@ func CheckLocalDir(ctx context.Context, field, raw string) error {
 	if u, err := url.Parse(raw); err != nil || u.Scheme != fileblob.Scheme {
 		return nil
 	}
-	bucket, err := blob.OpenBucket(ctx, raw)
+	bucket, err := Open(ctx, raw)
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", field, Name(raw), err)
 	}
 	return bucket.Close()
+}
+
+// Open opens the bucket at raw. A file:// bucket keeps the temporary file of
+// an object being written beside it (fileblob's no_tmp_dir): in os.TempDir,
+// often another filesystem than a mounted volume, the rename that stores the
+// object would fail. The error quotes the bucket by Name, not the URL
+// whole with its user:password@ and query as the driver's message does;
+// callers say what they were opening.
+func Open(ctx context.Context, raw string) (*blob.Bucket, error) {
+	open := raw
+	if u, err := url.Parse(raw); err == nil && u.Scheme == fileblob.Scheme && !u.Query().Has("no_tmp_dir") {
+		sep := "?"
+		if strings.Contains(raw, "?") {
+			sep = "&"
+		}
+		open += sep + "no_tmp_dir=true"
+	}
+	bucket, err := blob.OpenBucket(ctx, open)
+	if err != nil {
+		// Drivers quote the URL as url.URL prints it, which may escape
+		// differently from what the config wrote.
+		msg := strings.ReplaceAll(err.Error(), open, Name(raw))
+		if u, perr := url.Parse(open); perr == nil {
+			msg = strings.ReplaceAll(msg, u.String(), Name(raw))
+		}
+		return nil, Redact(redacted{msg, err})
+	}
+	return bucket, nil
 }
 
 // Name is a bucket URL without its query, which may hold settings (an

@@ -305,9 +305,9 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 // missing or forbidden bucket fails at start with a message that says so.
 // Connect retries it: a bucket may be unreachable only for a while.
 func openChecked(ctx context.Context, url, prefix string) (*blob.Bucket, error) {
-	bucket, err := blob.OpenBucket(ctx, url)
+	bucket, err := bucketurl.Open(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), bucketurl.Redact(err))
+		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), err)
 	}
 	_, _, err = bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
 	if err == nil {

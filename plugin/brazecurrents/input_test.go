@@ -291,6 +291,24 @@ func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
 	}
 }
 
+// A checkpoint kept in a file:// bucket on a volume of its own (a
+// container's mounted directory) must not go through os.TempDir, whose
+// rename into the bucket fails with "invalid cross-device link". A TMPDIR
+// that does not exist stands for one on another filesystem.
+func TestInputFileBucketCheckpointNeedsNoTempDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "elsewhere"))
+	bucket, err := openChecked(context.Background(), "file://"+dir, "currents/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	store := &bucketStore{bucket: bucket, name: dir}
+	if err := store.put(context.Background(), "currents/checkpoint.json", []byte(`{}`)); err != nil {
+		t.Fatalf("checkpoint write used TMPDIR: %v", err)
+	}
+}
+
 func TestInputMissingBucketFailsClearly(t *testing.T) {
 	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/")
 	if err == nil || !strings.Contains(err.Error(), "/no/such/dir/anywhere") {

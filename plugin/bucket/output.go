@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
@@ -20,6 +21,7 @@ const (
 	outFieldURL         = "url"
 	outFieldPath        = "path"
 	outFieldContentType = "content_type"
+	outFieldTimeout     = "timeout"
 	outFieldBatching    = "batching"
 	outFieldMaxInFlight = "max_in_flight"
 )
@@ -45,7 +47,7 @@ chain; the credentials need to create objects only (no list or read). Errors nam
 without its query, and the object key.`).
 		Fields(
 			service.NewStringField(outFieldURL).
-				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`).").
+				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`). A directory receives an object as a temporary file beside it, `KEY.<hex>.tmp`, renamed once whole (a process killed mid-write may leave one behind), and its content type in `KEY.attrs`.").
 				Examples("s3://my-currents-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///var/lib/currents-connect/dead-letters"),
 			service.NewInterpolatedStringField(outFieldPath).
 				Description("The key of the object a batch is written to, interpolated against the batch (its first message for message functions): make it unique per batch, or a batch overwrites the object of an earlier one.").
@@ -56,6 +58,10 @@ without its query, and the object key.`).
 			service.NewStringField(outFieldContentType).
 				Description("The content type of the objects.").
 				Default("application/x-ndjson"),
+			service.NewDurationField(outFieldTimeout).
+				Description("The longest a write may take; then it fails and Connect retries the batch. Without it, a server that takes a request and never answers would hold the batch, and its place among `max_in_flight`, for as long as the process lives. Raise it when objects take longer to upload: a write that always outlasts it is retried for ever.").
+				Default("30s").
+				Advanced(),
 			service.NewBatchPolicyField(outFieldBatching),
 			service.NewOutputMaxInFlightField(),
 		)
@@ -101,7 +107,14 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*buck
 	if err != nil {
 		return nil, err
 	}
-	return &bucketOutput{url: url, path: path, contentType: contentType, log: mgr.Logger()}, nil
+	timeout, err := conf.FieldDuration(outFieldTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("%s must be positive, got %v", outFieldTimeout, timeout)
+	}
+	return &bucketOutput{url: url, path: path, contentType: contentType, timeout: timeout, log: mgr.Logger()}, nil
 }
 
 // bucketOutput writes one object per batch.
@@ -109,6 +122,7 @@ type bucketOutput struct {
 	url         string
 	path        *service.InterpolatedString
 	contentType string
+	timeout     time.Duration
 	log         *service.Logger
 
 	mu     sync.RWMutex
@@ -124,9 +138,9 @@ func (o *bucketOutput) Connect(ctx context.Context) error {
 	// Opening reaches no server: a wrong bucket or missing permission shows
 	// on the first write, which names it. Listing here would demand a
 	// permission a writer does not need.
-	bucket, err := blob.OpenBucket(ctx, o.url)
+	bucket, err := bucketurl.Open(ctx, o.url)
 	if err != nil {
-		return fmt.Errorf("opening bucket %s: %w", bucketurl.Name(o.url), bucketurl.Redact(err))
+		return fmt.Errorf("opening bucket %s: %w", bucketurl.Name(o.url), err)
 	}
 	o.bucket = bucket
 	return nil
@@ -140,7 +154,7 @@ func (o *bucketOutput) WriteBatch(ctx context.Context, batch service.MessageBatc
 	}
 	key, err := batch.TryInterpolatedString(0, o.path)
 	if err != nil {
-		return fmt.Errorf("%s interpolation: %w", outFieldPath, err)
+		return fmt.Errorf("%s interpolation, no object can be written to bucket %s: %w", outFieldPath, bucketurl.Name(o.url), err)
 	}
 	if key == "" {
 		return fmt.Errorf("%s interpolated to an empty key: no object can be written to bucket %s", outFieldPath, bucketurl.Name(o.url))
@@ -156,22 +170,26 @@ func (o *bucketOutput) WriteBatch(ctx context.Context, batch service.MessageBatc
 	}
 	// WriteAll returns only once the object was closed, that is stored
 	// whole: only then may the batch be acknowledged.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	err = o.bucket.WriteAll(ctx, key, body.Bytes(), &blob.WriterOptions{ContentType: o.contentType})
 	if err != nil {
-		return writeError(o.url, key, err)
+		return o.writeError(key, err)
 	}
 	return nil
 }
 
 // writeError names the bucket (without its query) and the key, with a hint
 // for the causes only the operator can fix.
-func writeError(url, key string, err error) error {
-	name, err := bucketurl.Name(url), bucketurl.Redact(err)
+func (o *bucketOutput) writeError(key string, err error) error {
+	name, err := bucketurl.Name(o.url), bucketurl.Redact(err)
 	switch gcerrors.Code(err) {
 	case gcerrors.NotFound:
 		return fmt.Errorf("writing %q to bucket %s: the bucket does not exist: %w", key, name, err)
 	case gcerrors.PermissionDenied:
 		return fmt.Errorf("writing %q to bucket %s is forbidden (the credentials need permission to create objects): %w", key, name, err)
+	case gcerrors.DeadlineExceeded:
+		return fmt.Errorf("writing %q to bucket %s took longer than its %s, %v: %w", key, name, outFieldTimeout, o.timeout, err)
 	}
 	return fmt.Errorf("writing %q to bucket %s: %w", key, name, err)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -203,5 +205,85 @@ func TestOutputRefusesBadURLs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("url %s: error %v, want %q", url, err, want)
 		}
+	}
+}
+
+// A file:// bucket on a volume of its own (a container's mounted
+// directory) must not depend on os.TempDir: an object written there and
+// renamed into the bucket fails with "invalid cross-device link". A TMPDIR
+// that does not exist stands for one on another filesystem.
+func TestOutputFileBucketNeedsNoTempDir(t *testing.T) {
+	b := buckets.FileBucket(t)
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "elsewhere"))
+	send, stop := outputStream(t, b, `  path: 'dead/${! json("n") }.jsonl'`)
+	if err := send(`{"n":1}`); err != nil {
+		t.Fatalf("write through a file:// bucket used TMPDIR: %v", err)
+	}
+	stop()
+	if got := objects(t, b); len(got) != 1 || got["dead/1.jsonl"] != "{\"n\":1}\n" {
+		t.Fatalf("objects %q, want dead/1.jsonl alone", got)
+	}
+}
+
+// Opening fails only at Connect, which Connect retries and logs: the error
+// names the bucket, never the credentials or settings of its URL that the
+// driver's message quotes.
+func TestOutputOpenErrorHidesTheURL(t *testing.T) {
+	conf, err := outputSpec().ParseYAML(`url: "s3://user:secret@bucket?region=us-east-1&bogus=SECRET"
+path: x`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := outputFromParsed(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = out.Connect(t.Context())
+	if err == nil || strings.Contains(strings.ToLower(err.Error()), "secret") ||
+		strings.Count(err.Error(), "bucket s3://bucket") != 1 || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Fatalf("error %v: want the bucket named once and the bad parameter, no credential", err)
+	}
+}
+
+// A server that takes the request and never answers fails the write after
+// timeout, naming the bucket and the key, instead of holding the batch and
+// its place among max_in_flight for as long as the process lives.
+func TestOutputWriteTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer conn.Close(); _, _ = io.Copy(io.Discard, conn) }()
+		}
+	}()
+	// gofakes3's bucket, its credentials, with the silent server as endpoint.
+	b := buckets.StartS3(t)
+	b.URL = regexp.MustCompile(`endpoint=[^&]+`).ReplaceAllString(b.URL, "endpoint=http://"+ln.Addr().String())
+	send, stop := outputStream(t, b, `  path: 'dead/${! json("n") }.jsonl'
+  timeout: 100ms`)
+	defer stop()
+	err = send(`{"n":1}`)
+	if err == nil || !strings.Contains(err.Error(), `writing "dead/1.jsonl" to bucket s3://connect-test`) ||
+		!strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("error %v: want the write to fail on its timeout, naming bucket and key", err)
+	}
+}
+
+// A key that cannot be interpolated fails the batch with an error naming
+// the bucket, as every other failed write does.
+func TestOutputBadKeyNamesTheBucket(t *testing.T) {
+	b := buckets.FileBucket(t)
+	send, stop := outputStream(t, b, `  path: 'dead/${! json("n").number() }.jsonl'`)
+	defer stop()
+	err := send(`{"n":"x"}`)
+	if err == nil || !strings.Contains(err.Error(), "bucket "+b.URL) || !strings.Contains(err.Error(), "path") {
+		t.Fatalf("error %v: want it to name the bucket and the path field", err)
 	}
 }
