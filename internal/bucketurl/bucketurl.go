@@ -80,6 +80,8 @@ func Open(ctx context.Context, raw string) (*blob.Bucket, error) {
 		if u, perr := url.Parse(open); perr == nil {
 			msg = strings.ReplaceAll(msg, u.String(), Name(raw))
 		}
+		// The callers' messages name the bucket already.
+		msg = strings.TrimPrefix(msg, "open bucket "+Name(raw)+": ")
 		return nil, Redact(redacted{msg, err})
 	}
 	return bucket, nil
