@@ -5,7 +5,8 @@
 // connection between every topic and subscription, and a subscription's
 // Shutdown leaves its channel and consumer open: the consumer kept taking
 // messages and held them unacknowledged until the process exited. Without a
-// prefetch_count the broker pushes the whole queue to a subscription.
+// prefetch_count the broker pushes the whole queue to a subscription. Open
+// also bounds what gcppubsubv2's client leases ahead.
 package subscription
 
 import (
@@ -16,6 +17,7 @@ import (
 	"os"
 	"strconv"
 
+	rawpubsub "cloud.google.com/go/pubsub/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/rabbitpubsub"
@@ -24,15 +26,27 @@ import (
 // RabbitServerEnv names the variable that holds the RabbitMQ server's URL.
 const RabbitServerEnv = "RABBIT_SERVER_URL"
 
-// Open opens the subscription at raw. A rabbit one gets a connection of its
-// own, which closeConn closes once the subscription was shut down: closing
-// the connection is what removes the consumer and puts back what it held.
-// closeConn is nil for the other schemes.
-func Open(ctx context.Context, raw string) (sub *pubsub.Subscription, closeConn func() error, err error) {
+// Open opens the subscription at raw, with at most maxOutstanding messages
+// received and not yet acknowledged where the driver can be told: a rabbit
+// consumer's prefetch (unless the URL sets prefetch_count) and the
+// gcppubsubv2 client's outstanding messages. Unbounded, they take messages
+// ahead (the whole queue for rabbit, up to 1000 for Pub/Sub), held in
+// memory and from the subscription's other consumers. A rabbit subscription
+// gets a connection of its own, which closeConn closes once the
+// subscription was shut down: closing the connection is what removes the
+// consumer and puts back what it held. closeConn is nil for the other
+// schemes.
+func Open(ctx context.Context, raw string, maxOutstanding int) (sub *pubsub.Subscription, closeConn func() error, err error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
-		sub, err = pubsub.OpenSubscription(ctx, raw)
+		if sub, err = pubsub.OpenSubscription(ctx, raw); err == nil {
+			boundLeases(sub, maxOutstanding)
+		}
 		return sub, nil, err
+	}
+	if q := u.Query(); !q.Has("prefetch_count") {
+		q.Set("prefetch_count", strconv.Itoa(maxOutstanding))
+		u.RawQuery = q.Encode()
 	}
 	conn, err := rabbitDial()
 	if err != nil {
@@ -51,19 +65,15 @@ func Open(ctx context.Context, raw string) (sub *pubsub.Subscription, closeConn 
 	}, nil
 }
 
-// BoundPrefetch is a rabbit URL with the consumer prefetch set to n unless
-// it sets one: without it the broker pushes the whole queue to the
-// subscription, held in memory and from the queue's other consumers until
-// acknowledged. Other URLs are returned as they are.
-func BoundPrefetch(raw string, n int) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != rabbitpubsub.Scheme || u.Query().Has("prefetch_count") {
-		return raw
+// boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages
+// outstanding, before its first receive: by default it leases up to 1000
+// messages or 1 GB, extending their deadlines while they wait in memory.
+// The client sends the bound to the server with its streaming pull.
+func boundLeases(sub *pubsub.Subscription, n int) {
+	var rs *rawpubsub.Subscriber
+	if sub.As(&rs) {
+		rs.ReceiveSettings.MaxOutstandingMessages = n
 	}
-	q := u.Query()
-	q.Set("prefetch_count", strconv.Itoa(n))
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // rabbitDial connects to RABBIT_SERVER_URL's broker. Its errors name the

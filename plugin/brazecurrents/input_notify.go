@@ -35,11 +35,11 @@ func (in *currentsInput) openNotifications(ctx context.Context) error {
 	return nil
 }
 
-// openSub opens the subscription. A RabbitMQ consumer may hold two
-// notifications a reader (one read, one waiting): without a bound the
-// broker pushes the whole queue to one replica, away from the others.
+// openSub opens the subscription. Its client may hold two notifications a
+// reader (one read, one waiting): unbounded, RabbitMQ's took the whole queue
+// and Pub/Sub's up to 1000, away from the other replicas.
 func (in *currentsInput) openSub(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(ctx, subscription.BoundPrefetch(in.conf.notifications, 2*in.conf.parallel))
+	sub, closeConn, err := subscription.Open(ctx, in.conf.notifications, 2*in.conf.parallel)
 	if err != nil {
 		return err
 	}

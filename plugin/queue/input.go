@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	rawpubsub "cloud.google.com/go/pubsub/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 
@@ -96,7 +95,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 	if maxInFlight < 1 {
 		return nil, errors.New("field max_in_flight: must be at least 1")
 	}
-	u, err := parseURL(fieldURL, subscription.BoundPrefetch(raw, maxInFlight), false)
+	u, err := parseURL(fieldURL, raw, false)
 	if err != nil {
 		return nil, err
 	}
@@ -109,27 +108,14 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 }
 
 func (in *queueInput) Connect(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(ctx, in.url.raw)
+	sub, closeConn, err := subscription.Open(ctx, in.url.raw, cap(in.sem))
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}
-	boundLeases(sub, cap(in.sem))
 	in.mu.Lock()
 	in.sub, in.closeConn = sub, closeConn
 	in.mu.Unlock()
 	return nil
-}
-
-// boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages
-// outstanding, before its first receive: by default it leases up to 1000
-// messages or 1 GB, extending their deadlines while they wait in memory,
-// held from the subscription's other consumers. The client sends the bound
-// to the server with its streaming pull.
-func boundLeases(sub *pubsub.Subscription, n int) {
-	var rs *rawpubsub.Subscriber
-	if sub.As(&rs) {
-		rs.ReceiveSettings.MaxOutstandingMessages = n
-	}
 }
 
 func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFunc, error) {
