@@ -36,7 +36,7 @@ func BenchmarkInput10kObjects(b *testing.B) {
 				}
 				start := time.Now()
 				listed := 0
-				w := &walker{bucket: bucket}
+				w := &walker{bucket: bucket, now: time.Now}
 				if err := w.walk(context.Background(), "currents/", func(object) error { listed++; return nil }); err != nil {
 					b.Fatal(err)
 				}

@@ -56,6 +56,38 @@ func dayHourFile(t *testing.T, dir, eventType string, hour time.Time, n int) (ma
 	return writeFixtureAt(t, dir, key, spec), key
 }
 
+// Braze may change a partition's layout at any hour. A partition listed hour
+// by hour has its directory listed again after relearnLayout, so an object
+// written in a layout the walker does not parse (here Hive-style, after the
+// partition was learned as hours alone) is read within the hour, not only
+// after a restart.
+func TestInputPollFindsALayoutChangeWithinTheHour(t *testing.T) {
+	dir := t.TempDir()
+	conf := fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1m\nlate_arrival: 1m\nmax_parallel_objects: 1\nprogress_interval: 0s", dir)
+	want := hourFile(t, dir, emailSend, at14(0).Add(-time.Hour), 0)
+	r := startClockRun(t, conf, at14(50))
+	r.pass(0)
+	r.got.waitFor(t, want)
+
+	later, key := dayHourFile(t, dir, emailSend, at14(0), 1)
+	seen := func() bool {
+		o, _ := r.in.conf.sel.objectAt(key)
+		r.in.mu.Lock()
+		defer r.in.mu.Unlock()
+		return r.in.inFlight[key] || r.in.ckpt.isDone(o)
+	}
+	r.poll(1, time.Minute)
+	if seen() {
+		t.Fatalf("a poll a minute after the partition was learned listed %s: not hour by hour", key)
+	}
+	r.poll(2, relearnLayout)
+	if !seen() {
+		t.Fatalf("a poll %v after the partition was learned never listed %s", relearnLayout, key)
+	}
+	r.got.waitFor(t, union(want, later))
+	expectExactly(t, r.got, union(want, later))
+}
+
 // A poll lists a partition of the usual layout hour by hour, never its
 // whole directory, folder marker or not; a partition whose last listing
 // found anything else beside its date=<hour>/ directories (here a stray

@@ -43,7 +43,7 @@ func (in *currentsInput) run(ctx context.Context) {
 
 // listPasses makes one listing pass, or polls for ever in watch mode.
 func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
-	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList}
+	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now}
 	for pass := 0; ; pass++ {
 		in.listPass(ctx, w, objects)
 		if !in.conf.watch || ctx.Err() != nil {

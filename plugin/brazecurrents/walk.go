@@ -77,11 +77,13 @@ type walker struct {
 	// hours, when it answers ok, names the only date= hours of a partition
 	// worth listing: those after its watermark, up to now.
 	hours func(partition string) (hours []time.Time, ok bool)
-	// byHour says of a partition whether its last complete listing held
-	// nothing but date=<hour>/ directories. Only then is it listed hour by
-	// hour: objects in a layout the walker does not parse (a date=<day>/
+	// byHour holds, for a partition whose last complete listing held
+	// nothing but date=<hour>/ directories, when that listing ended. Only
+	// such a partition is listed hour by hour, and only for relearnLayout:
+	// objects in a layout the walker does not parse (a date=<day>/
 	// directory, an object beside the hours) would never be listed again.
-	byHour map[string]bool
+	byHour map[string]time.Time
+	now    func() time.Time
 	// What the walks since reset saw: the event_type= directories listed
 	// (pruned ones not), every key and directory listed, and whether an
 	// event_type= directory or an .avro object was among them.
@@ -153,18 +155,29 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 	}
 }
 
+// relearnLayout is how long a partition is listed hour by hour before its
+// directory is listed again: Braze may change the layout of a partition at
+// any hour, and what it writes in a new one would otherwise wait for a
+// restart, or for the partition to fall maxHourListings behind.
+const relearnLayout = time.Hour
+
 func (w *walker) hoursOf(partition string) ([]time.Time, bool) {
-	if w.hours == nil || !w.byHour[partition] {
+	learned, ok := w.byHour[partition]
+	if w.hours == nil || !ok || w.now().Sub(learned) >= relearnLayout {
 		return nil, false
 	}
 	return w.hours(partition)
 }
 
 func (w *walker) setByHour(partition string, hourly bool) {
-	if w.byHour == nil {
-		w.byHour = map[string]bool{}
+	if !hourly {
+		delete(w.byHour, partition)
+		return
 	}
-	w.byHour[partition] = hourly
+	if w.byHour == nil {
+		w.byHour = map[string]time.Time{}
+	}
+	w.byHour[partition] = w.now()
 }
 
 // hourOfDir is the hour a date=<YYYY-MM-DD-HH>/ directory stands for.
