@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -85,6 +86,24 @@ func Open(ctx context.Context, raw string) (*blob.Bucket, error) {
 		return nil, Redact(redacted{msg, err})
 	}
 	return bucket, nil
+}
+
+// LocalDir is the absolute directory of a file:// bucket, as fileblob
+// resolves it, and "" for any other bucket.
+func LocalDir(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != fileblob.Scheme {
+		return ""
+	}
+	dir := u.Path
+	if u.Host == "." {
+		dir = strings.TrimPrefix(dir, "/")
+	}
+	abs, err := filepath.Abs(filepath.FromSlash(dir))
+	if err != nil {
+		return ""
+	}
+	return abs
 }
 
 // Name is a bucket URL without its query, which may hold settings (an

@@ -3,6 +3,8 @@ package bucketurl
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -32,5 +34,24 @@ func TestRedactHidesRequestSignatures(t *testing.T) {
 	plain := errors.New("no signature here")
 	if Redact(plain) != plain || Redact(nil) != nil {
 		t.Error("Redact changed an error without a signature, or nil")
+	}
+}
+
+// LocalDir resolves a file:// bucket's directory as fileblob does: absolute,
+// or relative to the working directory when the host is ".".
+func TestLocalDir(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for raw, want := range map[string]string{
+		"file:///data/currents?create_dir=true": "/data/currents",
+		"file://./out/dead":                     filepath.Join(wd, "out/dead"),
+		"s3://bucket?region=us-east-1":          "",
+		"gs://bucket":                           "",
+	} {
+		if got := LocalDir(raw); got != want {
+			t.Errorf("LocalDir(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }

@@ -47,7 +47,7 @@ chain; the credentials need to create objects only (no list or read). Errors nam
 without its query, and the object key.`).
 		Fields(
 			service.NewStringField(outFieldURL).
-				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`). A directory receives an object as a temporary file beside it, `KEY.<hex>.tmp`, renamed once whole (a process killed mid-write may leave one behind), and its content type in `KEY.attrs`.").
+				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`). A directory receives an object as a temporary file beside it, `KEY.<hex>.tmp`, renamed once whole (a process killed mid-write may leave one behind), and its content type in `KEY.attrs`; the object is synced to disk, and so is its rename, before its batch is acknowledged, so that a crash of the machine cannot lose it.").
 				Examples("s3://my-currents-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///var/lib/currents-connect/dead-letters"),
 			service.NewInterpolatedStringField(outFieldPath).
 				Description("The key of the object a batch is written to, interpolated against the batch (its first message for message functions): make it unique per batch, or a batch overwrites the object of an earlier one.").
@@ -114,7 +114,8 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*buck
 	if timeout <= 0 {
 		return nil, fmt.Errorf("%s must be positive, got %v", outFieldTimeout, timeout)
 	}
-	return &bucketOutput{url: url, path: path, contentType: contentType, timeout: timeout, log: mgr.Logger()}, nil
+	return &bucketOutput{url: url, path: path, contentType: contentType, timeout: timeout, log: mgr.Logger(),
+		durable: newDurable(bucketurl.LocalDir(url))}, nil
 }
 
 // bucketOutput writes one object per batch.
@@ -124,6 +125,7 @@ type bucketOutput struct {
 	contentType string
 	timeout     time.Duration
 	log         *service.Logger
+	durable     *durable
 
 	mu     sync.RWMutex
 	bucket *blob.Bucket
@@ -168,12 +170,11 @@ func (o *bucketOutput) WriteBatch(ctx context.Context, batch service.MessageBatc
 		body.Write(b)
 		body.WriteByte('\n')
 	}
-	// WriteAll returns only once the object was closed, that is stored
-	// whole: only then may the batch be acknowledged.
+	// write returns only once the object was stored whole (and, in a
+	// directory, synced to disk): only then may the batch be acknowledged.
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	err = o.bucket.WriteAll(ctx, key, body.Bytes(), &blob.WriterOptions{ContentType: o.contentType})
-	if err != nil {
+	if err := o.durable.write(ctx, o.bucket, key, body.Bytes(), o.contentType); err != nil {
 		return o.writeError(key, err)
 	}
 	return nil

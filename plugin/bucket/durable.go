@@ -1,0 +1,107 @@
+package bucket
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"gocloud.dev/blob"
+)
+
+// durable writes objects so that, in a directory, an acknowledged batch
+// survives a crash of the machine, not only of the process: fileblob
+// neither syncs a file nor the rename that stores it, so the page cache
+// could lose an object after its batch was acked. Cloud stores have stored
+// an object once its write returns.
+type durable struct {
+	root string // the bucket's directory; "" for a cloud bucket
+	sync func(*os.File) error
+
+	mu     sync.Mutex
+	synced map[string]bool // directories whose entry in their parent is on disk
+}
+
+func newDurable(root string) *durable {
+	return &durable{root: root, sync: (*os.File).Sync, synced: map[string]bool{}}
+}
+
+// write stores body under key: for a directory, the data is synced before
+// the temporary file is renamed into place, and the rename after.
+func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, body []byte, contentType string) error {
+	if d.root == "" {
+		return bucket.WriteAll(ctx, key, body, &blob.WriterOptions{ContentType: contentType})
+	}
+	var file *os.File
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := bucket.NewWriter(ctx, key, &blob.WriterOptions{
+		ContentType: contentType,
+		// Detection would open the file only at Close, after the rename.
+		DisableContentTypeDetection: true,
+		BeforeWrite:                 func(as func(any) bool) error { as(&file); return nil },
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		cancel() // the temporary file is removed, nothing is stored
+		_ = w.Close()
+		return err
+	}
+	if file == nil {
+		cancel()
+		_ = w.Close()
+		return fmt.Errorf("the directory's writer gave no file to sync")
+	}
+	if err := d.sync(file); err != nil {
+		cancel()
+		_ = w.Close()
+		return fmt.Errorf("syncing to disk: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	// The temporary file was beside the object, so its directory is the
+	// object's (bucketurl.Open asks fileblob for that).
+	return d.syncDirs(filepath.Dir(file.Name()))
+}
+
+// syncDirs syncs dir, which holds the rename, and, once a process, the
+// entry of each directory from dir up to the bucket's own, which fileblob
+// may have created (create_dir=true, a key's new prefix).
+func (d *durable) syncDirs(dir string) error {
+	if err := d.syncDir(dir); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for !d.synced[dir] {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		if err := d.syncDir(parent); err != nil {
+			return err
+		}
+		d.synced[dir] = true
+		if dir == d.root {
+			break
+		}
+		dir = parent
+	}
+	return nil
+}
+
+func (d *durable) syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory to disk: %w", err)
+	}
+	defer f.Close()
+	if err := d.sync(f); err != nil {
+		return fmt.Errorf("syncing directory %s to disk: %w", dir, err)
+	}
+	return nil
+}

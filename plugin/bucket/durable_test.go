@@ -1,0 +1,95 @@
+package bucket
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// A machine that crashes after a batch was acknowledged must still hold its
+// object: in a directory, the object's data is synced before the rename that
+// stores it, then its directory (the rename), and, once, each directory up
+// to the bucket's own, whose entries a key's new prefix created. The power
+// cut itself cannot be staged here: the test records what is synced, and in
+// which order, through the output's sync.
+func TestOutputDirectorySyncsBeforeTheAck(t *testing.T) {
+	root := t.TempDir()
+	o := directoryOutput(t, root)
+	var synced []string
+	tmp := regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
+	o.durable.sync = func(f *os.File) error {
+		name, err := filepath.Rel(root, f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if object, ok := strings.CutSuffix(tmp.ReplaceAllString(name, ".tmp"), ".tmp"); ok {
+			if _, err := os.Stat(filepath.Join(root, object)); err == nil {
+				t.Errorf("%s was stored before its data was synced", object)
+			}
+			name = object + " (data)"
+		}
+		synced = append(synced, name)
+		return f.Sync()
+	}
+	for _, c := range []struct {
+		key  string
+		want []string
+	}{
+		{"a/b/one.jsonl", []string{"a/b/one.jsonl (data)", "a/b", "a", ".", ".."}},
+		{"a/b/two.jsonl", []string{"a/b/two.jsonl (data)", "a/b"}},
+		{"a/c/three.jsonl", []string{"a/c/three.jsonl (data)", "a/c", "a"}},
+	} {
+		synced = nil
+		if err := o.WriteBatch(t.Context(), service.MessageBatch{service.NewMessage([]byte(c.key))}); err != nil {
+			t.Fatalf("writing %s: %v", c.key, err)
+		}
+		if !slices.Equal(synced, c.want) {
+			t.Errorf("writing %s synced %q, want %q", c.key, synced, c.want)
+		}
+		if got, err := os.ReadFile(filepath.Join(root, c.key)); err != nil || string(got) != c.key+"\n" {
+			t.Errorf("%s holds %q (%v)", c.key, got, err)
+		}
+	}
+}
+
+// A sync that fails fails the batch, which Connect retries, and stores
+// nothing: no object, no temporary file.
+func TestOutputFailedSyncFailsTheBatch(t *testing.T) {
+	root := t.TempDir()
+	o := directoryOutput(t, root)
+	o.durable.sync = func(*os.File) error { return errors.New("input/output error") }
+	err := o.WriteBatch(t.Context(), service.MessageBatch{service.NewMessage([]byte("x/one.jsonl"))})
+	if err == nil || !strings.Contains(err.Error(), "syncing to disk: input/output error") || !strings.Contains(err.Error(), `"x/one.jsonl"`) {
+		t.Fatalf("a failed sync gave %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(root, "x", "*"))
+	if len(left) > 0 {
+		t.Fatalf("a failed write left %q", left)
+	}
+}
+
+// directoryOutput is a connected bucket output into root, keyed by the
+// content of a batch's first message.
+func directoryOutput(t *testing.T, root string) *bucketOutput {
+	t.Helper()
+	conf, err := outputSpec().ParseYAML(fmt.Sprintf("url: file://%s\npath: ${! content() }", root), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := outputFromParsed(conf, service.MockResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.Close(t.Context()) })
+	return o
+}
