@@ -39,7 +39,8 @@ func httpInputSpec() *service.ConfigSpec {
 		Description(`
 Listens for the POSTs of Currents' Custom HTTP connector, `+"`{\"events\": [event, …]}`"+`, and emits one message
 per event in the shape of a storage record (`+"`properties`"+` and `+"`user`"+` moved to the top level), with the
-same metadata as the `+"`braze_currents`"+` input, so the same mapping reads both.
+event type, source and record index in the metadata the `+"`braze_currents`"+` input gives them (below), so the
+same mapping reads both; the input's bucket, key and integration metadata have no counterpart here.
 
 Braze counts only a 2xx answer as received and retries anything else for up to 5 days, so the answer says
 what became of the events:
@@ -85,7 +86,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 			service.NewStringField(httpFieldPath).
 				Description("The path Braze POSTs to.").Default("/currents"),
 			service.NewStringField(httpFieldToken).
-				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`. A token that starts or ends with whitespace, or holds a control character, is refused at start: HTTP cannot carry it.").
+				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`. A token that starts or ends with whitespace, or holds a control character, is refused at start: HTTP cannot carry it. So is one that starts or ends with the characters `\\n`, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline).").
 				Secret(),
 			service.NewStringField(httpFieldMaxBody).
 				Description("The largest request body accepted, in bytes or with a unit (`8MiB`). Braze sends up to 100 events per request; the default leaves room for large custom events.").
@@ -176,6 +177,11 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	// carries a control character: such a token could never match.
 	if strings.TrimSpace(token) != token {
 		return nil, fmt.Errorf("%s starts or ends with whitespace (a pasted newline or space?), which the Authorization header cannot carry: remove it here and in Braze", httpFieldToken)
+	}
+	// Connect writes an environment variable's newline into the config as the
+	// two characters \n, which a block scalar (the shipped config's) keeps.
+	if strings.HasPrefix(token, `\n`) || strings.HasSuffix(token, `\n`) {
+		return nil, fmt.Errorf(`%s starts or ends with the characters \n, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline?): Braze's requests would not carry it; remove the newline`, httpFieldToken)
 	}
 	if strings.ContainsFunc(token, unicode.IsControl) {
 		return nil, fmt.Errorf("%s holds a control character, which the Authorization header cannot carry", httpFieldToken)

@@ -95,7 +95,8 @@ fails at connection with a message saying so, and is retried: an outage passes.
 
 What only a change of the config can fix stops the pipeline at start: a `+"`url`"+` without a scheme or with
 one this build has no driver for, a `+"`file://`"+` directory that does not exist, a malformed pattern or hour,
-a `+"`move_done_to`"+` in `+"`prefix`"+`, a negative `+"`late_arrival`"+`, a `+"`poll_interval`"+` of 0 or less with `+"`watch`"+`.
+an `+"`until`"+` before `+"`since`"+`, a `+"`move_done_to`"+` in `+"`prefix`"+`, a negative `+"`late_arrival`"+`, a `+"`poll_interval`"+`
+of 0 or less with `+"`watch`"+`, a `+"`checkpoint`"+` or a `+"`shard`"+` other than 0/1 with `+"`notifications`"+`.
 Event type patterns that match no known Currents event type are logged as warnings at start, once each,
 and so is a listing that finds no Currents export under the prefix (once, until one does).
 
@@ -113,8 +114,10 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
 `+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` (label
-`+"`event_type`"+`), `+"`braze_currents_checkpoint_saves`"+` (label `+"`result`"+`) and
-`+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done object is behind now).
+`+"`event_type`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
+256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
+`+"`result`"+`) and `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
+object is behind now).
 `).
 		Fields(
 			service.NewStringField(inFieldURL).
@@ -144,9 +147,9 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 				service.NewStringField(inFieldCheckpointCache).
 					Description("Keep the checkpoint in this cache resource.").Default(""),
 				service.NewBoolField(inFieldCheckpointBucket).
-					Description("Keep the checkpoint as an object in the bucket itself (needs write access to that one key).").Default(false),
+					Description("Keep the checkpoint in the bucket itself, as two objects written in turn, the key with `.a` and `.b` before its extension (needs read and write access to both: `currents-connect/checkpoints/` with the default key).").Default(false),
 				service.NewStringField(inFieldCheckpointKey).
-					Description("The cache key or object key. Empty: `currents-connect-checkpoint-<prefix>-shard-<i>-of-<n>`, plus `-since-<hour>-until-<hour>` when `since` or `until` is set, so that a backfill window keeps a checkpoint of its own (in a bucket, under `currents-connect/checkpoints/`, with `.json`). Use a new key to replay from scratch.").Default(""),
+					Description("The cache key or object key. Empty: `currents-connect-checkpoint-<prefix>-shard-<i>-of-<n>`, plus `-since-<hour>` when `since` is set and `-until-<hour>` when `until` is, so that a backfill window keeps a checkpoint of its own (in a bucket, under `currents-connect/checkpoints/`, with `.json`). Use a new key to replay from scratch.").Default(""),
 				service.NewDurationField(inFieldCheckpointLease).
 					Description("How long the checkpoint stays held by this process if it stops renewing it (a crash). Another process started on the same checkpoint waits, logging who holds it, until this one stops or the lease expires; a process that finds its checkpoint taken over stops. Renewed every third of it.").Default("1m").Advanced(),
 			).Description("Where progress is kept. With neither `cache` nor `in_bucket`, nothing is kept and a restart reads every object again."),

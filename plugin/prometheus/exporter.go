@@ -31,7 +31,8 @@ func exporterSpec() *service.ConfigSpec {
 		Description(`
 Every metric of the pipeline is exported: Connect's own (`+"`input_received`"+`, `+"`output_sent`"+`,
 `+"`output_error`"+`, latencies, …, labelled by component `+"`label`"+` and `+"`path`"+`) and those of this
-distribution's components (`+"`braze_currents_*`"+`, `+"`segment_*`"+`). Counters become Prometheus counters,
+distribution's components (`+"`braze_currents_*`"+`, `+"`segment_*`"+`, and the counters `+"`braze_currents_count`"+` keeps,
+`+"`currents_*`"+` in the shipped configs). Counters become Prometheus counters,
 gauges gauges, and timers histograms in seconds: a timer named `+"`x_ns`"+` is exported as `+"`x_seconds`"+`.
 Label values that are not UTF-8 are exported with U+FFFD in their place. A metric Prometheus cannot hold
 next to one already exported (the same name with other labels or of another kind, a name of a histogram's

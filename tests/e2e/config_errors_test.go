@@ -30,3 +30,20 @@ func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestCustomHTTPConfigRefusesATokenInNewlines: a CURRENTS_HTTP_TOKEN with
+// a newline at either end (a Kubernetes secret made from a file keeps the
+// file's last newline) stops the shipped Custom HTTP pipeline at start, as
+// the README says. Connect writes a variable's newline into the config as
+// the two characters \n, which the config's block scalar keeps: the token
+// was then the key and a backslash and an n, and every Braze request got 401.
+func TestCustomHTTPConfigRefusesATokenInNewlines(t *testing.T) {
+	for _, token := range []string{"s3cret\n", "\ns3cret"} {
+		env := []string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=127.0.0.1:0",
+			"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+		out, err := runConnect(t, repoRoot, env, "-c", httpConfig)
+		if err == nil || !strings.Contains(out, "token") || !strings.Contains(out, "newline") || strings.Contains(out, "s3cret") {
+			t.Errorf("token %q: exit %v, want a failure at start naming the newline, without the token:\n%s", token, err, lastLines(out, 10))
+		}
+	}
+}
