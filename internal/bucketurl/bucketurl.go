@@ -13,17 +13,22 @@ import (
 	"regexp"
 	"strings"
 
+	"cloud.google.com/go/storage"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/fileblob"
-
-	_ "gocloud.dev/blob/azureblob"
-	_ "gocloud.dev/blob/gcsblob"
-	_ "gocloud.dev/blob/s3blob"
+	"gocloud.dev/blob/gcsblob"
+	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcp"
+	"golang.org/x/oauth2"
+	"google.golang.org/api/option"
 )
 
 // Check refuses a bucket URL, given in the config field field, that no
-// retry can open: one without a scheme (a bare path) or with a scheme this
-// binary has no driver for.
+// retry can open: one without a scheme (a bare path), with a scheme this
+// binary has no driver for, or with settings its driver refuses (a query
+// parameter it does not know, a bad value).
 func Check(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -41,7 +46,49 @@ func Check(field, raw string) error {
 		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
 			field, Name(raw))
 	}
+	if err := checkSettings(u); err != nil {
+		return fmt.Errorf("%s %q: %w", field, Name(raw), cleanOpenError(raw, raw, err))
+	}
 	return nil
+}
+
+// checkSettings opens the bucket at u with its driver's own URL opener,
+// given clients that hold no credentials and send no request, so that the
+// driver, not a list of ours, judges the URL's settings at startup: opened
+// only when Connect first connects, a typo (s3://b?regin=…) failed every
+// attempt, retried for ever. Credentials and the network are left to
+// Connect, which retries an outage. file:// is opened by CheckLocalDir.
+func checkSettings(u *url.URL) error {
+	var opener blob.BucketURLOpener
+	switch u.Scheme {
+	case s3blob.Scheme:
+		// Reads the AWS config (environment, shared files); the
+		// credentials are fetched at the first request.
+		opener = &s3blob.URLOpener{}
+	case gcsblob.Scheme:
+		// The token is never sent. grpc=true builds a gRPC client, whose
+		// metrics would ask the metadata server for the project and which
+		// may start connecting: no metrics, and an endpoint off the network.
+		opener = &gcsblob.URLOpener{Client: &gcp.HTTPClient{}, TokenSource: oauth2.StaticTokenSource(&oauth2.Token{}),
+			Options: gcsblob.Options{ClientOptions: []option.ClientOption{storage.WithDisabledClientMetrics(),
+				option.WithEndpoint("unix:///nonexistent/checking-a-bucket-url")}}}
+	case azureblob.Scheme:
+		opener = &azureblob.URLOpener{ServiceURLOptions: *azureblob.NewDefaultServiceURLOptions(),
+			MakeClient: func(svc azureblob.ServiceURL, name azureblob.ContainerName) (*container.Client, error) {
+				containerURL, err := url.JoinPath(string(svc), string(name))
+				if err != nil {
+					return nil, err
+				}
+				return container.NewClientWithNoCredential(containerURL, nil)
+			}}
+	default:
+		return nil
+	}
+	bucket, err := opener.OpenBucketURL(context.Background(), u)
+	if err != nil {
+		return err
+	}
+	return bucket.Close()
 }
 
 // CheckLocalDir opens a file:// bucket: a directory that does not exist is
@@ -75,15 +122,7 @@ func Open(ctx context.Context, raw string) (*blob.Bucket, error) {
 	}
 	bucket, err := blob.OpenBucket(ctx, open)
 	if err != nil {
-		// Drivers quote the URL as url.URL prints it, which may escape
-		// differently from what the config wrote.
-		msg := strings.ReplaceAll(err.Error(), open, Name(raw))
-		if u, perr := url.Parse(open); perr == nil {
-			msg = strings.ReplaceAll(msg, u.String(), Name(raw))
-		}
-		// The callers' messages name the bucket already.
-		msg = strings.TrimPrefix(msg, "open bucket "+Name(raw)+": ")
-		return nil, Redact(redacted{msg, err})
+		return nil, cleanOpenError(raw, open, err)
 	}
 	return bucket, nil
 }
@@ -104,6 +143,22 @@ func LocalDir(raw string) string {
 		return ""
 	}
 	return abs
+}
+
+// cleanOpenError is err, from opening the bucket at open (raw, as the
+// config wrote it, with settings of ours), quoting the bucket by Name: a
+// driver's message quotes the URL whole, user:password@ and query. The
+// callers' messages name the bucket already, so its "open bucket" prefix
+// goes too.
+func cleanOpenError(raw, open string, err error) error {
+	// Drivers quote the URL as url.URL prints it, which may escape
+	// differently from what the config wrote.
+	msg := strings.ReplaceAll(err.Error(), open, Name(raw))
+	if u, perr := url.Parse(open); perr == nil {
+		msg = strings.ReplaceAll(msg, u.String(), Name(raw))
+	}
+	msg = strings.TrimPrefix(msg, "open bucket "+Name(raw)+": ")
+	return Redact(redacted{msg, err})
 }
 
 // Name is a bucket URL without its query, which may hold settings (an

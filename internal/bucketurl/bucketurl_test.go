@@ -3,9 +3,11 @@ package bucketurl
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -54,4 +56,88 @@ func TestLocalDir(t *testing.T) {
 			t.Errorf("LocalDir(%q) = %q, want %q", raw, got, want)
 		}
 	}
+}
+
+// What a bucket's driver refuses in its URL fails Check, at startup, named
+// by its field, with the bucket and without the URL's credentials: opened
+// only at Connect, it failed every attempt, retried for ever.
+func TestCheckRefusesWhatTheDriverRefuses(t *testing.T) {
+	noCredentials(t)
+	for raw, want := range map[string]string{
+		"s3://acme?regin=us-east-1":                      `url "s3://acme": unknown query parameter "regin"`,
+		"s3://key:secret@acme?region=x&token=secret":     `url "s3://acme": unknown query parameter "token"`,
+		"s3://acme?region=x&use_path_style=maybe":        `url "s3://acme": invalid value for "use_path_style"`,
+		"gs://acme?anonymus=true":                        `url "gs://acme": invalid query parameter "anonymus"`,
+		"azblob://currents?storage_acount=acct":          `url "azblob://currents": unknown query parameter "storage_acount"`,
+		"azblob://currents":                              `url "azblob://currents": azureblob: Options.AccountName is required`,
+		"file:///tmp?create_dirs=true":                   "", // CheckLocalDir opens file:// buckets
+		"s3://acme?region=us-east-1&sig=secret&x=secret": `unknown query parameter`,
+	} {
+		err := Check("url", raw)
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", raw, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error %v, want %q and no credential", raw, err, want)
+		}
+	}
+}
+
+// The URLs the drivers take pass Check with no credentials and without a
+// connection anywhere: an outage, or credentials not there yet, are
+// Connect's to retry.
+func TestCheckNeedsNoCredentialsNorNetwork(t *testing.T) {
+	dialed := noCredentials(t)
+	for _, raw := range []string{
+		"s3://acme?region=us-east-1",
+		"s3://acme?region=us-east-1&endpoint=http://127.0.0.1:1&use_path_style=true&disable_https=true",
+		"gs://acme",
+		"gs://acme?anonymous=true",
+		"gs://acme?grpc=true",
+		"azblob://currents?storage_account=acct",
+		"azblob://currents?storage_account=acct&protocol=http&domain=127.0.0.1:1&localemu=true",
+	} {
+		if err := Check("url", raw); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	if n := dialed(); n > 0 {
+		t.Errorf("checking the URLs opened %d connections", n)
+	}
+}
+
+// noCredentials leaves the test no cloud credentials, and sends every
+// connection the drivers may open (through a proxy, to a metadata server)
+// to a listener: dialed says how many it took.
+func noCredentials(t *testing.T) (dialed func() int) {
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY",
+		"AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING", "NO_PROXY", "no_proxy"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("HOME", t.TempDir()) // no shared config files
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			_ = c.Close()
+		}
+	}()
+	for _, v := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "AWS_EC2_METADATA_SERVICE_ENDPOINT"} {
+		t.Setenv(v, "http://"+l.Addr().String())
+	}
+	t.Setenv("GCE_METADATA_HOST", l.Addr().String())
+	return func() int { return int(n.Load()) }
 }

@@ -122,10 +122,12 @@ object is behind now).
 		Fields(
 			service.NewStringField(inFieldURL).
 				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir` (an existing directory; `file://./dir` is relative to the working directory). Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
-				Example("s3://my-currents-bucket?region=us-east-1").Example("gs://my-currents-bucket").Example("file:///data/currents"),
+				Example("s3://my-currents-bucket?region=us-east-1").Example("gs://my-currents-bucket").Example("file:///data/currents").
+				Secret(), // a URL may carry a password or a token (a SAS signature): echo scrubs it
 			service.NewStringField(inFieldNotifications).
 				Description("A subscription of object-created notifications, as a gocloud.dev/pubsub URL: `awssqs://sqs.<region>.amazonaws.com/<account>/<queue>?region=<region>` (S3 → SQS, or through SNS or EventBridge), `gcppubsubv2://<project>/<subscription>` (GCS → Pub/Sub), `azuresb://<topic>?subscription=<name>` (Azure Event Grid → Service Bus). When set, the bucket is not listed and no checkpoint is kept: the queue holds what is pending, and replicas share it with no `shard`. A `file://` bucket matches notifications whose bucket is its directory's base name.").
-				Example("awssqs://sqs.us-east-1.amazonaws.com/123456789012/currents-created?region=us-east-1").Example("gcppubsubv2://my-project/currents-created").Default(""),
+				Example("awssqs://sqs.us-east-1.amazonaws.com/123456789012/currents-created?region=us-east-1").Example("gcppubsubv2://my-project/currents-created").Default("").
+				Secret(),
 			service.NewStringField(inFieldPrefix).
 				Description("The prefix Currents writes under (Braze's default is `currents`).").Default("currents"),
 			service.NewStringListField(inFieldInclude).

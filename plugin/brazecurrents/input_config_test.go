@@ -27,6 +27,8 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"bare path", "url: /tmp/x", []string{`url "/tmp/x" has no scheme`, "this build opens azblob, file, gs, s3"}},
 		{"unknown scheme", "url: mem://bucket", []string{`url "mem://bucket": unknown scheme "mem", this build opens azblob, file, gs, s3`}},
 		{"file URL with a host", "url: file://data/currents", []string{`url "file://data/currents": a file URL takes an absolute path`}},
+		{"unknown bucket parameter", "url: s3://acme?regin=us-east-1", []string{`url "s3://acme": unknown query parameter "regin"`}},
+		{"unknown bucket parameter, gs", "url: gs://acme?anonymus=true", []string{`url "gs://acme": invalid query parameter "anonymus"`}},
 		{"missing directory", "url: file:///no/such/dir/anywhere", []string{`url "file:///no/such/dir/anywhere"`, "no such file or directory"}},
 		{"file, not a directory", "url: file://" + writeTempFile(t), []string{"is not a directory"}},
 		{"shard", "url: file:///tmp\nshard: 3/3", []string{"0 <= i < N"}},
@@ -64,9 +66,11 @@ func TestInputRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// A cloud bucket is not opened at construction: one that is unreachable
-// (an outage) fails Connect, which Connect's caller retries.
+// A cloud bucket is not reached at construction (its driver checks only the
+// URL's settings): one that is unreachable (an outage) fails Connect, which
+// Connect's caller retries.
 func TestInputAcceptsGoodURLs(t *testing.T) {
+	t.Setenv("AZURE_STORAGE_ACCOUNT", "acct") // or azblob has no account to name
 	for _, url := range []string{"s3://my-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///tmp", "file://./", "FILE:///tmp"} {
 		if _, err := inputOf(t, "url: "+url, service.MockResources()); err != nil {
 			t.Errorf("%s: %v", url, err)

@@ -225,23 +225,23 @@ func TestOutputFileBucketNeedsNoTempDir(t *testing.T) {
 	}
 }
 
-// Opening fails only at Connect, which Connect retries and logs: the error
-// names the bucket, never the credentials or settings of its URL that the
-// driver's message quotes.
-func TestOutputOpenErrorHidesTheURL(t *testing.T) {
-	conf, err := outputSpec().ParseYAML(`url: "s3://user:secret@bucket?region=us-east-1&bogus=SECRET"
+// A URL its driver refuses (a query parameter it does not know, say a
+// typo) stops the stream at build, with no credentials and no network:
+// opened only at Connect, it failed every attempt, retried for ever. The
+// error names the field, the bucket once and the parameter, never the
+// credentials or settings of the URL that the driver's message quotes.
+func TestOutputRefusesWhatTheDriverRefuses(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	conf, err := outputSpec().ParseYAML(`url: "s3://user:secret@bucket?region=us-east-1&regin=SECRET"
 path: x`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := outputFromParsed(conf, service.MockResources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = out.Connect(t.Context())
-	if err == nil || strings.Contains(strings.ToLower(err.Error()), "secret") ||
-		strings.Count(err.Error(), "bucket s3://bucket") != 1 || !strings.Contains(err.Error(), `"bogus"`) {
-		t.Fatalf("error %v: want the bucket named once and the bad parameter, no credential", err)
+	_, err = outputFromParsed(conf, service.MockResources())
+	if err == nil || strings.Contains(strings.ToLower(err.Error()), "secret") || strings.Count(err.Error(), "s3://bucket") != 1 ||
+		!strings.Contains(err.Error(), `url "s3://bucket": unknown query parameter "regin"`) {
+		t.Fatalf("error %v: want the field, the bucket named once and the bad parameter, no credential", err)
 	}
 }
 

@@ -55,7 +55,8 @@ acknowledgements are flushed to the queue, except with ` + "`gcppubsubv2`" + `, 
 unsent when the process exits, and those messages are delivered again after a restart (never lost).`).
 		Field(service.NewStringField(fieldURL).
 			Description("The subscription's URL, with one of the schemes above.").
-			Examples("gcppubsubv2://my-project/my-subscription", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2")).
+			Examples("gcppubsubv2://my-project/my-subscription", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2").
+			Secret()). // a URL may carry a password or a token: echo scrubs it
 		Field(service.NewIntField(fieldMaxInFlight).
 			Description("How many messages may be unacknowledged in the pipeline at once; reading waits while that many are.").
 			Default(64).

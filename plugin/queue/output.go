@@ -46,7 +46,8 @@ Metadata is sent as message attributes only where ` + "`metadata`" + ` includes 
 attributes: SQS and SNS take at most 10 per message.`).
 		Field(service.NewStringField(fieldURL).
 			Description("The topic's or queue's URL, with one of the schemes above.").
-			Examples("gcppubsubv2://my-project/my-topic", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2")).
+			Examples("gcppubsubv2://my-project/my-topic", "awssqs://sqs.us-east-2.amazonaws.com/123456789012/myqueue?region=us-east-2").
+			Secret()). // a URL may carry a password or a token: echo scrubs it
 		Field(service.NewMetadataFilterField(fieldMetadata).
 			Description("Which metadata to send as message attributes.").
 			Optional().

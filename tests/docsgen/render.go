@@ -91,9 +91,9 @@ func renderPage(c component) (string, error) {
 		}
 	}
 	b.WriteString("## Common config\n\nThe fields that are not advanced, with their defaults.\n\n")
-	yamlBlock(&b, td.CommonConfigYAML)
+	yamlBlock(&b, unscrub(td.CommonConfigYAML, td.Fields))
 	b.WriteString("## Full config\n\nEvery field, with its default.\n\n")
-	yamlBlock(&b, td.AdvancedConfigYAML)
+	yamlBlock(&b, unscrub(td.AdvancedConfigYAML, td.Fields))
 	if len(td.Fields) > 0 {
 		b.WriteString("## Fields\n\n")
 	}
@@ -225,4 +225,20 @@ func renderIndex(ours []component) (string, error) {
 		fmt.Fprintf(&b, "| [%s](%s) | %s | %s |\n", code(c.name), c.page(), td.Status, summary)
 	}
 	return b.String(), nil
+}
+
+// scrubbed is how benthos writes a secret field's value in a config.
+const scrubbed = "'!!!SECRET_SCRUBBED!!!'"
+
+// unscrub shows a secret field's first example in a config skeleton, where
+// benthos scrubs it like a value: an example holds no secret, and a
+// scrubbed URL tells a reader nothing of its form.
+func unscrub(y string, fields []service.TemplateDataPluginField) string {
+	for _, f := range fields {
+		if f.IsSecret && len(f.ExamplesMarshalled) > 0 && !strings.Contains(f.FullName, ".") {
+			example := strings.TrimPrefix(strings.TrimSpace(f.ExamplesMarshalled[0]), f.FullName+": ")
+			y = strings.Replace(y, " "+f.FullName+": "+scrubbed, " "+f.FullName+": "+example, 1)
+		}
+	}
+	return y
 }

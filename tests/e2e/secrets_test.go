@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,5 +33,54 @@ func TestSASTokenNeverPrinted(t *testing.T) {
 	}
 	if logs := p.logs(); strings.Contains(logs, "never-print-me") {
 		t.Fatalf("the SAS token's signature was logged:\n%s", grepLines(logs, "never-print-me"))
+	}
+}
+
+// TestURLSecretsNeverEchoed runs `connect echo` on a config whose bucket
+// and queue URLs carry credentials, as a user:password, a token for a user
+// or a signature in the query, literally or from the environment: echo
+// prints none of them.
+func TestURLSecretsNeverEchoed(t *testing.T) {
+	secrets := map[string]string{ // field: URL, each with a secret of its own
+		"braze_currents url":           "azblob://currents?sv=2022-11-02&sig=input-sig-never-echo",
+		"braze_currents notifications": "gcppubsubv2://acme/created?token=notify-token-never-echo",
+		"queue input url":              "nats://queue-user-token-never-echo@nats.example:4222/subject",
+		"queue output url":             "amqp://guest:queue-out-pass-never-echo@rabbit.example:5672/q",
+		"bucket output url":            "s3://AKIAEXAMPLE:bucket-out-secret-never-echo@dead-letters?region=eu-west-1",
+	}
+	config := `
+input:
+  broker:
+    inputs:
+      - braze_currents:
+          url: "${CURRENTS_URL}"
+          notifications: "` + secrets["braze_currents notifications"] + `"
+      - queue:
+          url: "` + secrets["queue input url"] + `"
+output:
+  broker:
+    outputs:
+      - queue:
+          url: "${QUEUE_OUT_URL}"
+      - bucket:
+          url: "` + secrets["bucket output url"] + `"
+          path: 'dead/${! uuid_v4() }.jsonl'
+`
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CURRENTS_URL=" + secrets["braze_currents url"], "QUEUE_OUT_URL=" + secrets["queue output url"]}
+	echo, errOut, err := runSplit(t, dir, env, "echo", "c.yaml")
+	if err != nil {
+		t.Fatalf("echo: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(echo, "braze_currents:") || !strings.Contains(echo, "bucket:") {
+		t.Fatalf("echo printed no pipeline:\n%s", echo)
+	}
+	for field, u := range secrets {
+		if secret := regexp.MustCompile(`[a-z-]+never-echo`).FindString(u); strings.Contains(echo, secret) {
+			t.Errorf("echo printed the secret of %s, %s:\n%s", field, secret, grepLines(echo, secret))
+		}
 	}
 }

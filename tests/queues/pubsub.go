@@ -136,3 +136,33 @@ func (p *PubSub) Acked(topic string) int {
 	}
 	return n
 }
+
+// Leased is how many of the messages published to topic a client holds:
+// it modified their deadline (the receipt of a message and the extensions
+// that follow; a nack sets it to zero) and did not acknowledge them. The
+// server delivers more than that to a stream: it ignores the flow control
+// a streaming pull asks for, which the service honours.
+func (p *PubSub) Leased(topic string) int {
+	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	n := 0
+	for _, m := range p.srv.Messages() {
+		if m.Topic == name && m.Acks == 0 && len(m.Modacks) > 0 && m.Modacks[len(m.Modacks)-1].AckDeadline > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// ExtendedSince tells whether a client extended the deadline of a message
+// published to topic (a modack after the receipt's) since t. The client
+// extends every message it holds at once, every few seconds: what it
+// leased before t, Leased counts in full after such an extension.
+func (p *PubSub) ExtendedSince(topic string, t time.Time) bool {
+	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	for _, m := range p.srv.Messages() {
+		if m.Topic == name && len(m.Modacks) > 1 && m.Modacks[len(m.Modacks)-1].ReceivedAt.After(t) {
+			return true
+		}
+	}
+	return false
+}
