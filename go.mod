@@ -28,6 +28,7 @@ require (
 	github.com/segmentio/encoding v0.5.4
 	github.com/tidwall/gjson v1.20.2
 	go.etcd.io/bbolt v1.4.3
+	go.uber.org/goleak v1.3.0
 	gocloud.dev v0.47.0
 	gocloud.dev/pubsub/rabbitpubsub v0.47.0
 	golang.org/x/oauth2 v0.37.0

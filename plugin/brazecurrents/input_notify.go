@@ -13,6 +13,7 @@ import (
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/pubsub"
 
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 	"github.com/currents-connect/currents-connect/internal/subscription"
 
 	// The queue schemes notifications come from, each with its cloud's
@@ -39,7 +40,7 @@ func (in *currentsInput) openNotifications(ctx context.Context) error {
 // reader (one read, one waiting): unbounded, RabbitMQ's took the whole queue
 // and Pub/Sub's up to 1000, away from the other replicas.
 func (in *currentsInput) openSub(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(ctx, in.conf.notifications, 2*in.conf.parallel)
+	sub, closeConn, err := subscription.Open(driverlog.With(ctx, in.log), in.conf.notifications, 2*in.conf.parallel)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ var rabbitServer struct {
 }
 
 func TestMain(m *testing.M) {
+	queues.ServeNATSChild() // the NATS server process of TestNATSOutputSurvivesServerCrash
 	pubsubServer = queues.NewPubSub()
 	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
 	code := m.Run()
@@ -222,10 +224,13 @@ func runStream(t *testing.T, b *service.StreamBuilder) {
 	done := make(chan error, 1)
 	go func() { done <- stream.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && ctx.Err() == nil {
-			t.Errorf("stream: %v", err)
+		// Run returns when ctx ends without stopping the stream, whose
+		// input would go on receiving: stop it first.
+		if err := stream.StopWithin(10 * time.Second); err != nil {
+			t.Errorf("stopping the stream: %v", err)
 		}
+		<-done
+		cancel()
 	})
 }
 
@@ -285,4 +290,65 @@ func buildOutput(yaml string) (*queueOutput, error) {
 	return out, err
 }
 
+// newOutput is a connected output from its config, closed when the test
+// ends.
+func newOutput(t *testing.T, yaml string) *queueOutput {
+	t.Helper()
+	out, err := buildOutput(yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	return out
+}
+
 func body(i int) string { return fmt.Sprintf("message-%03d", i) }
+
+// eventually polls cond until it holds, failing the test once ctx ends.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for !cond() {
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		}
+	}
+}
+
+// records is a slog handler that keeps the records' messages.
+type records struct {
+	mu   sync.Mutex
+	msgs []slog.Record
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *records) WithGroup(string) slog.Handler            { return r }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec)
+	return nil
+}
+
+// has is whether a record of level says every one of parts.
+func (r *records) has(level slog.Level, parts ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.msgs {
+		found := rec.Level == level
+		for _, p := range parts {
+			found = found && strings.Contains(rec.Message, p)
+		}
+		if found {
+			return true
+		}
+	}
+	return false
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 	"github.com/currents-connect/currents-connect/internal/subscription"
 )
 
@@ -109,7 +110,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 }
 
 func (in *queueInput) Connect(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(ctx, in.url.raw, cap(in.sem))
+	sub, closeConn, err := subscription.Open(driverlog.With(ctx, in.log), in.url.raw, cap(in.sem))
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}

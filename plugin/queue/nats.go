@@ -13,7 +13,9 @@ package queue
 // exists. A subscription pulls from a durable consumer with explicit acks,
 // created on the stream unless it exists; every subscription with the same
 // consumer name shares it, each message going to one of them. Ack acks, Nack
-// naks (the server redelivers at once), headers are metadata.
+// naks (the server redelivers after a delay growing with the deliveries),
+// Close naks what is still held (redelivered at once),
+// headers are metadata.
 
 import (
 	"context"
@@ -24,7 +26,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,15 +33,14 @@ import (
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/batcher"
 	"gocloud.dev/pubsub/driver"
+
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
 const (
 	natsScheme     = "nats"
 	natsServerEnv  = "NATS_SERVER_URL"
 	natsDefaultURL = "nats://127.0.0.1:4222"
-	// natsWait bounds one wait of ReceiveBatch for a message when none is
-	// waiting: gocloud calls it again at once after an empty batch.
-	natsWait = time.Second
 )
 
 func init() {
@@ -50,9 +50,13 @@ func init() {
 
 type natsOpener struct{}
 
-// natsConnect connects to NATS_SERVER_URL's server, or servers. Its errors
-// name them without their users and passwords.
-func natsConnect() (*nats.Conn, jetstream.JetStream, error) {
+// natsConnect connects to NATS_SERVER_URL's server, or servers, for what
+// (the subject or the stream and consumer). Its errors name them without
+// their users and passwords. The errors the client hears apart from any
+// call (a permissions violation: the publish itself only times out) go to
+// the logger ctx carries, naming what; without one, nats.go writes them
+// to stderr.
+func natsConnect(ctx context.Context, what string) (*nats.Conn, jetstream.JetStream, error) {
 	server := os.Getenv(natsServerEnv)
 	if server == "" {
 		server = natsDefaultURL
@@ -61,7 +65,20 @@ func natsConnect() (*nats.Conn, jetstream.JetStream, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(server, nats.Name("currents-connect"))
+	opts := []nats.Option{nats.Name("currents-connect")}
+	if log := driverlog.From(ctx); log != nil {
+		opts = append(opts,
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				log.Errorf("NATS %s: %v", what, err)
+			}),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warnf("NATS %s: disconnected from %s, reconnecting: %v", what, shown, err)
+				}
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) { log.Infof("NATS %s: reconnected", what) }))
+	}
+	nc, err := nats.Connect(server, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", shown, err)
 	}
@@ -111,7 +128,7 @@ func (natsOpener) OpenTopicURL(ctx context.Context, u *url.URL) (*pubsub.Topic, 
 	if subject == "" {
 		return nil, errors.New("nats topic: no subject (nats://<subject>)")
 	}
-	nc, js, err := natsConnect()
+	nc, js, err := natsConnect(ctx, "subject "+subject)
 	if err != nil {
 		return nil, fmt.Errorf("nats topic %s: %w", subject, err)
 	}
@@ -142,7 +159,7 @@ func (natsOpener) OpenSubscriptionURL(ctx context.Context, u *url.URL) (*pubsub.
 	if stream == "" || name == "" {
 		return nil, fmt.Errorf("nats subscription %q: want nats://<stream>?consumer=<durable name>", stream)
 	}
-	nc, js, err := natsConnect()
+	nc, js, err := natsConnect(ctx, "stream "+stream+" consumer "+name)
 	if err != nil {
 		return nil, fmt.Errorf("nats subscription %s: %w", stream, err)
 	}
@@ -161,7 +178,9 @@ func (natsOpener) OpenSubscriptionURL(ctx context.Context, u *url.URL) (*pubsub.
 	}
 	// One message a fetch, one fetch at a time: gocloud would fetch batches
 	// of up to 1000 ahead of what was asked, leased to this subscription.
-	return pubsub.NewSubscription(&natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name},
+	sub := &natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name, log: driverlog.From(ctx),
+		maxDeliver: cons.CachedInfo().Config.MaxDeliver}
+	return pubsub.NewSubscription(sub,
 		&batcher.Options{MaxBatchSize: 1, MaxHandlers: 1}, nil), nil
 }
 
@@ -235,93 +254,6 @@ func (t *natsTopic) As(i any) bool                          { return natsAs(t.nc
 func (t *natsTopic) ErrorAs(err error, i any) bool          { return errors.As(err, i) }
 func (t *natsTopic) ErrorCode(err error) gcerrors.ErrorCode { return natsErrorCode(err) }
 func (t *natsTopic) Close() error                           { t.nc.Close(); return nil }
-
-type natsSubscription struct {
-	nc               *nats.Conn
-	cons             jetstream.Consumer
-	stream, consumer string
-}
-
-// ReceiveBatch takes the messages waiting, up to maxMessages, or else waits
-// up to natsWait for one.
-func (s *natsSubscription) ReceiveBatch(ctx context.Context, maxMessages int) ([]*driver.Message, error) {
-	batch, err := s.cons.FetchNoWait(maxMessages)
-	if err != nil {
-		return nil, s.errorf(err)
-	}
-	ms, err := s.collect(batch)
-	if len(ms) > 0 || err != nil {
-		return ms, err
-	}
-	wait, cancel := context.WithTimeout(ctx, natsWait)
-	defer cancel()
-	batch, err = s.cons.Fetch(1, jetstream.FetchContext(wait))
-	if err != nil {
-		return nil, s.errorf(err)
-	}
-	return s.collect(batch)
-}
-
-func (s *natsSubscription) collect(batch jetstream.MessageBatch) ([]*driver.Message, error) {
-	var ms []*driver.Message
-	for msg := range batch.Messages() {
-		dm := &driver.Message{Body: msg.Data(), AckID: msg, AsFunc: natsAs(msg)}
-		if meta, err := msg.Metadata(); err == nil {
-			dm.LoggableID = fmt.Sprintf("%s/%d", s.stream, meta.Sequence.Stream)
-		}
-		for k, vs := range msg.Headers() {
-			if len(vs) > 0 {
-				if dm.Metadata == nil {
-					dm.Metadata = map[string]string{}
-				}
-				dm.Metadata[k] = vs[0]
-			}
-		}
-		ms = append(ms, dm)
-	}
-	if err := batch.Error(); err != nil && len(ms) == 0 &&
-		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return nil, s.errorf(err)
-	}
-	return ms, nil
-}
-
-func (s *natsSubscription) errorf(err error) error {
-	return fmt.Errorf("nats stream %s consumer %s: %w", s.stream, s.consumer, err)
-}
-
-func (s *natsSubscription) SendAcks(_ context.Context, ids []driver.AckID) error {
-	return s.each(ids, jetstream.Msg.Ack)
-}
-
-func (s *natsSubscription) CanNack() bool { return true }
-
-// SendNacks naks: the server redelivers the messages, possibly to another
-// subscription of the consumer.
-func (s *natsSubscription) SendNacks(_ context.Context, ids []driver.AckID) error {
-	return s.each(ids, jetstream.Msg.Nak)
-}
-
-func (s *natsSubscription) each(ids []driver.AckID, f func(jetstream.Msg) error) error {
-	var errs []error
-	for _, id := range ids {
-		if err := f(id.(jetstream.Msg)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return s.errorf(err)
-	}
-	return nil
-}
-
-func (s *natsSubscription) IsRetryable(error) bool        { return false }
-func (s *natsSubscription) As(i any) bool                 { return natsAs(s.cons)(i) }
-func (s *natsSubscription) ErrorAs(err error, i any) bool { return errors.As(err, i) }
-func (s *natsSubscription) ErrorCode(err error) gcerrors.ErrorCode {
-	return natsErrorCode(err)
-}
-func (s *natsSubscription) Close() error { s.nc.Close(); return nil }
 
 func natsErrorCode(err error) gcerrors.ErrorCode {
 	switch {

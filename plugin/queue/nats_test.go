@@ -3,9 +3,11 @@ package queue
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,16 +188,9 @@ func TestNATSOutputReconnects(t *testing.T) {
 	n := queues.StartNATSWith(t, right)
 	t.Setenv("NATS_SERVER_URL", n.URL())
 
-	out, err := buildOutput("url: nats://events?stream=EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := newOutput(t, "url: nats://events?stream=EVENTS")
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := out.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close(context.Background())
 	if err := out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("before"))}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +211,7 @@ func TestNATSOutputReconnects(t *testing.T) {
 
 	// As the pipeline does: the output says it is not connected, and
 	// connects again; the message is sent on the new connection.
-	err = out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("after"))})
+	err := out.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte("after"))})
 	if !errors.Is(err, service.ErrNotConnected) {
 		t.Fatalf("a send on the closed connection: %v, want ErrNotConnected", err)
 	}
@@ -229,4 +224,91 @@ func TestNATSOutputReconnects(t *testing.T) {
 	if got := receive(t, "nats://EVENTS?consumer=check", 2); got["before"] == nil || got["after"] == nil {
 		t.Fatalf("received %v", got)
 	}
+}
+
+// TestNATSOutputDeduplicates: a message with the metadata Nats-Msg-Id (sent
+// as a header where the metadata filter includes it) is stored once by the
+// stream, however often it is sent within the stream's duplicate window (2
+// minutes by default): a batch sent again after a lost PubAck adds nothing.
+func TestNATSOutputDeduplicates(t *testing.T) {
+	n := startNATS(t)
+	out := newOutput(t, "url: "+n.TopicURL("out")+"\nmetadata:\n  include_patterns: [ '^Nats-Msg-Id$' ]")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	msg := func(id string) *service.Message {
+		m := service.NewMessage([]byte(id))
+		m.MetaSetMut("Nats-Msg-Id", id)
+		return m
+	}
+	for _, batch := range []service.MessageBatch{{msg("event-1"), msg("event-2")}, {msg("event-1")}} {
+		if err := out.WriteBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.ConsumerInfo(t, n.prefix+"out", n.prefix+"out-sub").NumPending; got != 2 {
+		t.Fatalf("the stream has %d messages, want 2", got)
+	}
+}
+
+// TestNATSAsyncErrorsLogged: what the NATS client hears apart from any
+// call goes to the component's logger, naming the subject. Publishing where
+// the user may not, the send only times out; the server's reason, a
+// permissions violation, went to stderr, past the logger's level and format.
+func TestNATSAsyncErrorsLogged(t *testing.T) {
+	n := queues.StartNATSWith(t, queues.NATSOptions{User: "connect", Password: "pw", DenyPublish: []string{"denied"}})
+	t.Setenv("NATS_SERVER_URL", n.URL())
+	n.CreateStream(t, "DENIED", "denied", "", 0)
+	logged := &records{}
+	b := service.NewStreamBuilder()
+	b.SetLogger(slog.New(logged))
+	send, err := b.AddProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddOutputYAML("queue:\n  url: nats://denied"); err != nil {
+		t.Fatal(err)
+	}
+	runStream(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	go func() { _ = send(ctx, service.NewMessage([]byte("x"))) }() // fails once the PubAck times out
+	eventually(t, ctx, "the permissions violation logged", func() bool {
+		return logged.has(slog.LevelError, "NATS subject denied", "Permissions Violation for Publish")
+	})
+}
+
+// TestNATSOutputSurvivesServerCrash: the NATS server is killed (SIGKILL)
+// while senders keep a stream's output busy, and started again on the same
+// store. Every send the output acknowledged is in the stream afterwards:
+// the output acknowledges a message once the stream's PubAck came, and the
+// stream the topic creates (stream=) stores on file. A send that failed
+// (no PubAck) is sent again, as an input would redeliver it.
+func TestNATSOutputSurvivesServerCrash(t *testing.T) {
+	p := queues.StartNATSProcess(t)
+	t.Setenv("NATS_SERVER_URL", p.URL())
+	send := runProducer(t, "url: nats://out?stream=OUT\nmax_in_flight: 16")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	const senders, each = 16, 50
+	var acked atomic.Int32
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := s * each; i < (s+1)*each && ctx.Err() == nil; {
+				if send(ctx, service.NewMessage([]byte(body(i)))) == nil {
+					acked.Add(1)
+					i++
+				}
+			}
+		})
+	}
+	eventually(t, ctx, "a third of the sends acknowledged", func() bool { return acked.Load() >= senders*each/3 })
+	p.Crash(t)
+	wg.Wait()
+	var bodies []string
+	for i := range senders * each {
+		bodies = append(bodies, body(i))
+	}
+	got := receiveAll(t, "nats://OUT?consumer=check", bodies...)
+	t.Logf("%d messages sent, %d in the stream (a send whose PubAck the crash lost is stored twice)", senders*each, got)
 }

@@ -12,6 +12,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
+
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
 const (
@@ -94,7 +96,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (out *
 }
 
 func (o *queueOutput) Connect(ctx context.Context) error {
-	topic, err := pubsub.OpenTopic(ctx, o.url.raw)
+	topic, err := pubsub.OpenTopic(driverlog.With(ctx, o.log), o.url.raw)
 	if err != nil {
 		return o.url.scrub("opening topic", err)
 	}

@@ -29,6 +29,10 @@ type NATSOptions struct {
 	// User and Password, when User is set, are the one account clients log
 	// in with; URL carries them.
 	User, Password string
+	// DenyPublish are subjects the user may not publish to: the server
+	// answers a publish there with a permissions violation, an asynchronous
+	// error the client hears apart from the publish.
+	DenyPublish []string
 }
 
 // StartNATS starts a NATS server on a random loopback port with JetStream
@@ -67,7 +71,11 @@ func (n *NATS) start(t testing.TB, opts NATSOptions) {
 		o.Port = n.port
 	}
 	if opts.User != "" {
-		o.Users = []*server.User{{Username: opts.User, Password: opts.Password}}
+		u := &server.User{Username: opts.User, Password: opts.Password}
+		if len(opts.DenyPublish) > 0 {
+			u.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Deny: opts.DenyPublish}}
+		}
+		o.Users = []*server.User{u}
 	}
 	srv, err := server.NewServer(o)
 	if err != nil {
@@ -79,7 +87,13 @@ func (n *NATS) start(t testing.TB, opts NATSOptions) {
 		t.Fatal("the NATS server did not start")
 	}
 	n.srv, n.opts, n.port = srv, opts, srv.Addr().(*net.TCPAddr).Port
-	nc, err := nats.Connect(n.URL())
+	n.nc, n.js = jetStreamClient(t, n.URL())
+}
+
+// jetStreamClient connects to the server at url, until the test ends.
+func jetStreamClient(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +102,7 @@ func (n *NATS) start(t testing.TB, opts NATSOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.nc, n.js = nc, js
+	return nc, js
 }
 
 // URL is the server's client URL, nats://127.0.0.1:<port>, with the user
@@ -131,6 +145,15 @@ func (n *NATS) CreateStream(t testing.TB, stream, subject, consumer string, ackW
 	}
 }
 
+// CreateConsumer creates a consumer on the stream as cfg says, for the
+// settings CreateStream leaves at their defaults (MaxDeliver).
+func (n *NATS) CreateConsumer(t testing.TB, stream string, cfg jetstream.ConsumerConfig) {
+	t.Helper()
+	if _, err := n.js.CreateConsumer(context.Background(), stream, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Publish publishes one message with headers to a subject, through
 // JetStream: it returns once a stream stored it.
 func (n *NATS) Publish(t testing.TB, subject string, data []byte, headers map[string]string) {
@@ -149,6 +172,14 @@ func (n *NATS) Publish(t testing.TB, subject string, data []byte, headers map[st
 // the server redelivered it.
 func (n *NATS) Deliveries(t testing.TB, stream, consumer string) int {
 	t.Helper()
+	return int(n.ConsumerInfo(t, stream, consumer).Delivered.Consumer)
+}
+
+// ConsumerInfo is what the server says of the stream's consumer now: its
+// deliveries, the pull requests waiting (NumWaiting), the messages not yet
+// delivered (NumPending).
+func (n *NATS) ConsumerInfo(t testing.TB, stream, consumer string) *jetstream.ConsumerInfo {
+	t.Helper()
 	c, err := n.js.Consumer(context.Background(), stream, consumer)
 	if err != nil {
 		t.Fatal(err)
@@ -157,5 +188,5 @@ func (n *NATS) Deliveries(t testing.TB, stream, consumer string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int(info.Delivered.Consumer)
+	return info
 }
