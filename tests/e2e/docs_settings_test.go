@@ -136,7 +136,8 @@ func inSource(source, piece string) bool {
 var fieldSetting = regexp.MustCompile("`([a-z_][a-z0-9_]*(?:\\.[a-z_][a-z0-9_]*)*): [^`]+`")
 
 // otherSystems are keys the docs quote from other systems' formats.
-var otherSystems = map[string]string{"strategy": "a Kubernetes Deployment's", "source": "an EventBridge event's"}
+var otherSystems = map[string]string{"strategy": "a Kubernetes Deployment's", "source": "an EventBridge event's",
+	"replicas": "a NATS stream's", "discard": "a NATS stream's", "persist_mode": "a NATS stream's", "sync_interval": "a NATS server's"}
 
 // TestDocsSettingsAreFields checks that each `name: value` setting the docs
 // quote names fields that exist: every part of name is a field of some
