@@ -1,5 +1,5 @@
 // Package deadletter reads the dead letter files that the tests' pipelines
-// write, for the tests of plugin/segment and tests/e2e alike.
+// write, for the tests of plugin/segment and e2e alike.
 package deadletter
 
 import (

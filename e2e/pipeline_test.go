@@ -17,7 +17,7 @@ import (
 
 // repoRoot is where the shipped configs run from: Bloblang imports resolve
 // from the working directory.
-const repoRoot = "../.."
+const repoRoot = ".."
 
 // pipelineEnv is the environment of config/currents_to_segment.yaml for a
 // one-pass run over bucketURL into the stand-in.

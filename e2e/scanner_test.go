@@ -137,7 +137,7 @@ logger:
 // 50 types whose user has an external_user_id (Braze skips anonymous users);
 // and on stderr only the two lines that account for every event read.
 func TestDemoCommand(t *testing.T) {
-	out, stderr, err := runSplit(t, "../..", nil, "-c", "config/demo.yaml")
+	out, stderr, err := runSplit(t, "..", nil, "-c", "config/demo.yaml")
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, stderr)
 	}

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "connect")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/connect")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/connect")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building connect:", err)
@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 
 // productDirs hold what the tests run: the binary's sources, the mappings
 // the configs and the sample data.
-var productDirs = []string{"../../cmd", "../../plugin", "../../bloblang", "../../config", "../../tests/fixtures/sample", "../../go.mod", "../../go.sum"}
+var productDirs = []string{"../cmd", "../plugin", "../bloblang", "../config", "../tests/fixtures/sample", "../go.mod", "../go.sum"}
 
 // readProductFiles reads every file the binary and its configs are made of.
 // go test caches a package's result unless a file the test process read has

@@ -17,7 +17,7 @@ import (
 // snappy blocks and giant records sit beside good objects, and checks that
 // every good event reached Segment, every hostile object was reported by
 // key, and the process's peak resident memory stayed under 200 MB:
-// go test -tags long ./tests/e2e -run HostileBucketLongMemory
+// go test -tags long ./e2e -run HostileBucketLongMemory
 func TestHostileBucketLongMemory(t *testing.T) {
 	tree := filepath.Join(t.TempDir(), "tree")
 	written, err := fixtures.WriteTree(tree, fixtures.TreeOptions{FilesPerType: 6, RecordsPerFile: 500, Seed: 88,

@@ -1,7 +1,7 @@
 //go:build long
 
 // The long fault test takes minutes, so it is built only with the long tag
-// (go test -tags long ./tests/e2e -run FaultLongBackfill) instead of being
+// (go test -tags long ./e2e -run FaultLongBackfill) instead of being
 // skipped in every other run.
 package e2e
 
