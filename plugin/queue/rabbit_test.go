@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
@@ -37,8 +38,22 @@ func TestRabbitOutputSurvivesBrokerCrash(t *testing.T) {
 	}
 	r.Restart(t)
 	for i := before; i < before+after; i++ {
-		if err := send(ctx, service.NewMessage([]byte(body(i)))); err != nil {
-			t.Fatalf("%s after the restart: %v", body(i), err)
+		// A broker that has just started may not route to a queue it is
+		// still recovering (NO_ROUTE, seen under load): the send fails, as
+		// a pipeline's would, and goes again, as its input would send it.
+		for {
+			err := send(ctx, service.NewMessage([]byte(body(i))))
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s after the restart: %v", body(i), err)
+			}
+			t.Logf("%s after the restart, sent again: %v", body(i), err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 	var bodies []string
