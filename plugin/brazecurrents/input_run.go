@@ -35,10 +35,13 @@ func (in *currentsInput) run(ctx context.Context) {
 	}
 	close(objects)
 	readers.Wait()
-	close(in.batches)
+	// Before the end of input, which lets the stream stop (and the process
+	// exit) as soon as no ack is pending: a summary logged after it could
+	// be lost.
 	if !in.conf.watch && ctx.Err() == nil {
 		in.passEnded()
 	}
+	close(in.batches)
 }
 
 // listPasses makes one listing pass, or polls for ever in watch mode.
