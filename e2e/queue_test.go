@@ -168,6 +168,13 @@ func (a *arrivals) subscribe(t *testing.T, subURL string) {
 // the attributes.
 func (a *arrivals) waitAll(t *testing.T, proc *connectProc, n int, before string) {
 	t.Helper()
+	defer func() {
+		if t.Failed() {
+			distinct, total := a.counts()
+			t.Logf("%d of %d messages arrived (%s), %d deliveries; the pipeline's last lines:\n%s",
+				distinct, n, before, total, lastLines(proc.logs(), 30))
+		}
+	}()
 	waitFor(t, a.events, 2*time.Minute, fmt.Sprintf("all %d messages", n), func() (bool, error) {
 		distinct, _ := a.counts()
 		if proc.exited() {
