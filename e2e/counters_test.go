@@ -114,8 +114,9 @@ func TestNotificationCountsByType(t *testing.T) {
 	}
 	var s scrape
 	waitUntil(t, "every object done in /metrics", func() bool {
-		s = scrapeMetrics(t, admin)
-		return s.sum("braze_currents_objects_done", "") == float64(len(written))
+		var err error
+		s, err = tryScrape(admin)
+		return err == nil && s.sum("braze_currents_objects_done", "") == float64(len(written))
 	})
 	checkTypeCounts(t, s, "braze_currents_events_read", want)
 }

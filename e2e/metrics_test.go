@@ -25,20 +25,30 @@ func parseScrape(text string) (scrape, error) {
 // scrapeMetrics reads the /metrics of Connect's HTTP server at addr.
 func scrapeMetrics(t *testing.T, addr string) scrape {
 	t.Helper()
-	res, err := http.Get("http://" + addr + "/metrics")
+	s, err := tryScrape(addr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// tryScrape is scrapeMetrics for a caller that polls: Connect may log that
+// its input is up a moment before its HTTP server listens.
+func tryScrape(addr string) (scrape, error) {
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return scrape{}, err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatal(err)
+		return scrape{}, err
 	}
 	s, err := parseScrape(string(data))
 	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
+		return scrape{}, fmt.Errorf("/metrics does not parse: %w", err)
 	}
-	return s
+	return s, nil
 }
 
 // sum adds up the values of a counter's or gauge's samples whose labels
