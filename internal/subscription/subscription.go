@@ -26,23 +26,41 @@ import (
 // RabbitServerEnv names the variable that holds the RabbitMQ server's URL.
 const RabbitServerEnv = "RABBIT_SERVER_URL"
 
+// Subscription is an open subscription with the connection it owns, if
+// any: rabbit subscriptions get their own.
+type Subscription struct {
+	*pubsub.Subscription
+	closeConn func() error // nil when it owns none
+}
+
+// Shutdown shuts the subscription down, which sends the acks still pending
+// (unsettled messages come back), then closes the connection it owns:
+// closing the connection is what removes a rabbit consumer and puts back
+// what it held.
+func (s *Subscription) Shutdown(ctx context.Context) error {
+	err := s.Subscription.Shutdown(ctx)
+	if s.closeConn != nil {
+		err = errors.Join(err, s.closeConn())
+	}
+	return err
+}
+
 // Open opens the subscription at raw, with at most maxOutstanding messages
 // received and not yet acknowledged where the driver can be told: a rabbit
 // consumer's prefetch (unless the URL sets prefetch_count) and the
 // gcppubsubv2 client's outstanding messages. Unbounded, they take messages
 // ahead (the whole queue for rabbit, up to 1000 for Pub/Sub), held in
 // memory and from the subscription's other consumers. A rabbit subscription
-// gets a connection of its own, which closeConn closes once the
-// subscription was shut down: closing the connection is what removes the
-// consumer and puts back what it held. closeConn is nil for the other
-// schemes.
-func Open(ctx context.Context, raw string, maxOutstanding int) (sub *pubsub.Subscription, closeConn func() error, err error) {
+// gets a connection of its own, which its Shutdown closes.
+func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
-		if sub, err = pubsub.OpenSubscription(ctx, raw); err == nil {
-			boundLeases(sub, maxOutstanding)
+		sub, err := pubsub.OpenSubscription(ctx, raw)
+		if err != nil {
+			return nil, err
 		}
-		return sub, nil, err
+		boundLeases(sub, maxOutstanding)
+		return &Subscription{Subscription: sub}, nil
 	}
 	if q := u.Query(); !q.Has("prefetch_count") {
 		q.Set("prefetch_count", strconv.Itoa(maxOutstanding))
@@ -50,19 +68,20 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (sub *pubsub.Subs
 	}
 	conn, err := rabbitDial()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	opener := &rabbitpubsub.URLOpener{Connection: conn}
-	if sub, err = opener.OpenSubscriptionURL(ctx, u); err != nil {
+	sub, err := opener.OpenSubscriptionURL(ctx, u)
+	if err != nil {
 		_ = conn.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return sub, func() error {
+	return &Subscription{Subscription: sub, closeConn: func() error {
 		if err := conn.Close(); !errors.Is(err, amqp.ErrClosed) { // gone with the broker
 			return err
 		}
 		return nil
-	}, nil
+	}}, nil
 }
 
 // boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages

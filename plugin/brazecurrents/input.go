@@ -12,6 +12,7 @@ import (
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/internal/bucketurl"
+	"github.com/currents-connect/currents-connect/internal/subscription"
 	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 
 	// The bucket schemes the input opens, each with its cloud's usual credential chain.
@@ -218,8 +219,7 @@ type currentsInput struct {
 	noticeSettled func(m *pubsub.Message, acked bool)
 
 	bucket  *blob.Bucket
-	sub     *pubsub.Subscription // notification mode: the queue, no checkpoint
-	subConn func() error         // closes sub's own connection (rabbit), or nil
+	sub     *subscription.Subscription // notification mode: the queue, no checkpoint
 	ckpt    *checkpoint
 	saver   *checkpointSaver
 	batches chan readBatch
@@ -358,7 +358,8 @@ func (in *currentsInput) Close(ctx context.Context) error {
 		err = in.saver.release(ctx)
 	}
 	if in.sub != nil {
-		in.closeSub(ctx)
+		// Sends the acks still pending; unsettled notifications come back.
+		_ = in.sub.Shutdown(ctx)
 	}
 	_ = in.bucket.Close()
 	return err

@@ -40,21 +40,12 @@ func (in *currentsInput) openNotifications(ctx context.Context) error {
 // reader (one read, one waiting): unbounded, RabbitMQ's took the whole queue
 // and Pub/Sub's up to 1000, away from the other replicas.
 func (in *currentsInput) openSub(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(driverlog.With(ctx, in.log), in.conf.notifications, 2*in.conf.parallel)
+	sub, err := subscription.Open(driverlog.With(ctx, in.log), in.conf.notifications, 2*in.conf.parallel)
 	if err != nil {
 		return err
 	}
-	in.sub, in.subConn = sub, closeConn
+	in.sub = sub
 	return nil
-}
-
-// closeSub shuts the subscription down, which sends the acks still pending
-// (unsettled notifications come back), then closes its own connection.
-func (in *currentsInput) closeSub(ctx context.Context) {
-	_ = in.sub.Shutdown(ctx)
-	if in.subConn != nil {
-		_ = in.subConn()
-	}
 }
 
 // receive hands the objects notifications name to the readers until ctx
@@ -74,7 +65,7 @@ func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 		}
 		wait := policy.NextBackOff()
 		in.log.Errorf("Receiving notifications from %s failed, opening it again in %v: %v", bucketName(in.conf.notifications), wait, err)
-		in.closeSub(ctx)
+		_ = in.sub.Shutdown(ctx)
 		if !sleepCtx(ctx, in.clock, wait) {
 			return
 		}

@@ -80,9 +80,8 @@ type queueInput struct {
 	// nack: they are read again before new ones. At most max_in_flight.
 	retry chan *pubsub.Message
 
-	mu        sync.Mutex
-	sub       *pubsub.Subscription
-	closeConn func() error // closes sub's own connection (rabbit), or nil
+	mu  sync.Mutex
+	sub *subscription.Subscription
 }
 
 func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queueInput, error) {
@@ -110,12 +109,12 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 }
 
 func (in *queueInput) Connect(ctx context.Context) error {
-	sub, closeConn, err := subscription.Open(driverlog.With(ctx, in.log), in.url.raw, cap(in.sem))
+	sub, err := subscription.Open(driverlog.With(ctx, in.log), in.url.raw, cap(in.sem))
 	if err != nil {
 		return in.url.scrub("opening subscription", err)
 	}
 	in.mu.Lock()
-	in.sub, in.closeConn = sub, closeConn
+	in.sub = sub
 	in.mu.Unlock()
 	return nil
 }
@@ -184,8 +183,8 @@ func (in *queueInput) next(ctx context.Context) (*pubsub.Message, error) {
 
 func (in *queueInput) closeSub(ctx context.Context) {
 	in.mu.Lock()
-	sub, closeConn := in.sub, in.closeConn
-	in.sub, in.closeConn = nil, nil
+	sub := in.sub
+	in.sub = nil
 	in.mu.Unlock()
 	if sub == nil {
 		return
@@ -194,11 +193,6 @@ func (in *queueInput) closeSub(ctx context.Context) {
 	defer cancel()
 	if err := sub.Shutdown(ctx); err != nil {
 		in.log.Warnf("%v", in.url.scrub("closing subscription", err))
-	}
-	if closeConn != nil { // after the shutdown flushed the acks
-		if err := closeConn(); err != nil {
-			in.log.Warnf("%v", in.url.scrub("closing the connection of", err))
-		}
 	}
 }
 

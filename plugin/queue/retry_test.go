@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/currents-connect/currents-connect/internal/subscription"
 	"gocloud.dev/gcerrors"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/driver"
@@ -22,7 +23,7 @@ func TestInputRetriesWhatTheDriverCannotNack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.sub = pubsub.NewSubscription(d, nil, nil)
+	in.sub = &subscription.Subscription{Subscription: pubsub.NewSubscription(d, nil, nil)}
 	t.Cleanup(func() { _ = in.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
