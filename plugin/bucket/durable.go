@@ -45,20 +45,20 @@ func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, bo
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(body); err != nil {
-		cancel() // the temporary file is removed, nothing is stored
+	// A cancelled writer removes its temporary file: nothing is stored.
+	abort := func(err error) error {
+		cancel()
 		_ = w.Close()
 		return err
 	}
+	if _, err := w.Write(body); err != nil {
+		return abort(err)
+	}
 	if file == nil {
-		cancel()
-		_ = w.Close()
-		return fmt.Errorf("the directory's writer gave no file to sync")
+		return abort(fmt.Errorf("the directory's writer gave no file to sync"))
 	}
 	if err := d.sync(file); err != nil {
-		cancel()
-		_ = w.Close()
-		return fmt.Errorf("syncing to disk: %w", err)
+		return abort(fmt.Errorf("syncing to disk: %w", err))
 	}
 	if err := w.Close(); err != nil {
 		return err
