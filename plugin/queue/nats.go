@@ -179,7 +179,9 @@ func (natsOpener) OpenSubscriptionURL(ctx context.Context, u *url.URL) (*pubsub.
 	// One message a fetch, one fetch at a time: gocloud would fetch batches
 	// of up to 1000 ahead of what was asked, leased to this subscription.
 	sub := &natsSubscription{nc: nc, cons: cons, stream: stream, consumer: name, log: driverlog.From(ctx),
-		maxDeliver: cons.CachedInfo().Config.MaxDeliver}
+		maxDeliver:    cons.CachedInfo().Config.MaxDeliver,
+		stopKeepAlive: make(chan struct{}), keptAlive: make(chan struct{})}
+	go sub.keepAlive(natsKeepAlivePeriod(cons.CachedInfo().Config.AckWait))
 	return pubsub.NewSubscription(sub,
 		&batcher.Options{MaxBatchSize: 1, MaxHandlers: 1}, nil), nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +40,44 @@ type natsSubscription struct {
 	held     map[jetstream.Msg]struct{}
 	closed   bool
 	fetching sync.WaitGroup
+	// stopKeepAlive ends keepAlive; keptAlive is closed when it has.
+	stopKeepAlive, keptAlive chan struct{}
+}
+
+// natsKeepAlivePeriod is how often the messages held are reported in
+// progress: a third of the consumer's ack wait, so that a late tick on a
+// loaded machine still comes in time.
+func natsKeepAlivePeriod(ackWait time.Duration) time.Duration {
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second // the server's default
+	}
+	return max(ackWait/3, 100*time.Millisecond)
+}
+
+// keepAlive tells the server every period that the messages held are still
+// being worked on (+WPI). Without it, a message held past the consumer's
+// ack wait (30 s by default), for instance while Segment is unreachable or
+// refuses the write key, was delivered again while still in the pipeline:
+// a duplicate, and a delivery counted towards the consumer's max_deliver.
+func (s *natsSubscription) keepAlive(period time.Duration) {
+	defer close(s.keptAlive)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopKeepAlive:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		held := slices.Collect(maps.Keys(s.held))
+		s.mu.Unlock()
+		for _, m := range held {
+			// An ack that overtook this is final: the server ignores the
+			// +WPI of a message no longer pending.
+			_ = m.InProgress()
+		}
+	}
 }
 
 // errNATSClosed is ReceiveBatch's error once Close began.
@@ -196,6 +236,8 @@ func (s *natsSubscription) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	close(s.stopKeepAlive)
+	<-s.keptAlive
 	s.fetching.Wait()
 	s.mu.Lock()
 	held := s.held

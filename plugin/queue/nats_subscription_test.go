@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"go.uber.org/goleak"
@@ -265,4 +266,62 @@ func TestNATSNoGoroutineLeft(t *testing.T) {
 		}
 	}
 	goleak.VerifyNone(t, before...)
+}
+
+// TestNATSInputKeepsHeldMessagesInProgress: a message the pipeline holds
+// longer than the consumer's ack wait (Segment unreachable, a write key
+// refused) is reported in progress, so the server does not deliver it again
+// while it is held. Before, the next read got it a second time.
+func TestNATSInputKeepsHeldMessagesInProgress(t *testing.T) {
+	n := queues.StartNATS(t)
+	t.Setenv("NATS_SERVER_URL", n.URL())
+	const ackWait = 1500 * time.Millisecond
+	n.CreateStream(t, "SLOW", "slow", "readers", ackWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var inProgress atomic.Int32
+	sub, err := nc.Subscribe("$JS.ACK.>", func(m *nats.Msg) {
+		if string(m.Data) == "+WPI" {
+			inProgress.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	n.Publish(t, "slow", []byte("held"), nil)
+	in := newInput(t, "url: nats://SLOW?consumer=readers")
+	msg, _, err := in.Read(ctx) // held, never acknowledged
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := msg.AsBytes(); string(b) != "held" {
+		t.Fatalf("read %q", b)
+	}
+	// Reports come every third of the ack wait: six of them span more than
+	// one ack wait after the delivery.
+	eventually(t, ctx, "six in-progress reports", func() bool { return inProgress.Load() >= 6 })
+	n.Publish(t, "slow", []byte("next"), nil)
+	msg, ack, err := in.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := msg.AsBytes(); string(b) != "next" {
+		t.Fatalf("the next read got %q, want the next message: the held one was delivered again", b)
+	}
+	if err := ack(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := n.Deliveries(t, "SLOW", "readers"); d != 2 {
+		t.Fatalf("%d deliveries, want 2", d)
+	}
+	if err := in.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
