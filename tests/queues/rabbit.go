@@ -29,7 +29,8 @@ const rabbitStartLimit = 2 * time.Minute
 // driver), as user guest, whom RabbitMQ lets in from loopback only. It
 // refuses messages over 1 MiB (max_message_size).
 type Rabbit struct {
-	Port       int // AMQP
+	Port       int    // AMQP
+	node       string // Erlang's name for it
 	dir        string
 	env        []string
 	epmd       *exec.Cmd
@@ -40,6 +41,7 @@ type Rabbit struct {
 	mu      sync.Mutex
 	pubConn *amqp.Connection // Publish's own
 	pub     *amqp.Channel    // on pubConn, in confirm mode
+	pubGone chan *amqp.Error // why pub closed
 }
 
 // StartRabbit starts a broker as NewRabbit does, stopped when the test ends.
@@ -78,7 +80,8 @@ func NewRabbit() (*Rabbit, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Rabbit{Port: ports[0], dir: dir, brokerLogs: filepath.Join(dir, "broker.log")}
+	r := &Rabbit{Port: ports[0], node: "connect-test-" + strconv.Itoa(ports[0]) + "@localhost",
+		dir: dir, brokerLogs: filepath.Join(dir, "broker.log")}
 	// Every path and port the broker uses is here: nothing of /etc/rabbitmq
 	// or /var/lib/rabbitmq, no plugins (the management plugin is the
 	// package's default), its own Erlang cookie (HOME).
@@ -93,7 +96,7 @@ func NewRabbit() (*Rabbit, error) {
 		"RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
 		"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbitmq.pid"),
 		"RABBITMQ_LOGS=-", // to broker.log, through stdout
-		"RABBITMQ_NODENAME=connect-test-" + strconv.Itoa(r.Port) + "@localhost",
+		"RABBITMQ_NODENAME=" + r.node,
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_NODE_PORT=" + strconv.Itoa(ports[0]),
 		"RABBITMQ_DIST_PORT=" + strconv.Itoa(ports[1]),
@@ -168,13 +171,50 @@ func (r *Rabbit) start() error {
 // Restart kills the broker with SIGKILL, as a crash would, and starts it
 // again on the same port with the same database: clients see their
 // connections closed, then a broker with the durable queues and the
-// persistent messages it had confirmed.
+// persistent messages it had confirmed. The definitions are written to
+// disk first (syncDefinitions), so that those declared just before last
+// the crash too: the tests crash the broker to test messages.
 func (r *Rabbit) Restart(t testing.TB) {
 	t.Helper()
+	if err := r.syncDefinitions(); err != nil {
+		t.Fatal(err)
+	}
 	r.kill()
 	if err := r.start(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// syncDefinitions has the broker write every declaration it acknowledged
+// to its tables on disk (mnesia:dump_log/0). RabbitMQ 3.x acknowledges a
+// declaration or binding before it would last a crash: Mnesia commits it in
+// a transaction over a disc table and a RAM table, which it runs as an
+// asymmetric one, and the record that the transaction committed is logged
+// by another process after the client got its declare-ok, reaching the
+// file at the next sync or up to 2 s later (disk_log's write cache). A
+// broker killed meanwhile presumes at start that the transaction aborted:
+// under load a binding declared just before the kill was gone, its
+// exchange and queue there, and every mandatory publish came back NO_ROUTE.
+// dump_log waits for those decisions and writes the committed transactions
+// to the tables' files.
+func (r *Rabbit) syncDefinitions() error {
+	return r.call("dumped", "mnesia", "dump_log")
+}
+
+// call calls a function (module, function and arguments, each an Erlang
+// term) on the broker's node through erl_call, Erlang's own client (Erlang
+// ships it; rabbitmqctl took 2 s to start, erl_call 0.1 s), and checks what
+// it returned.
+func (r *Rabbit) call(want string, mfa ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), rabbitStartLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "erl_call", "-sname", r.node, "-a", strings.Join(mfa, " "))
+	cmd.Env = r.env // HOME holds the cookie, ERL_EPMD_PORT names its epmd
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		return fmt.Errorf("erl_call %s on %s: %v, returned %q, want %q", strings.Join(mfa, " "), r.node, err, out, want)
+	}
+	return nil
 }
 
 func (r *Rabbit) kill() {
@@ -193,12 +233,21 @@ func (r *Rabbit) kill() {
 	<-r.exited
 }
 
-// Close kills the broker and its epmd and removes the database.
+// keepEnv, set to anything, keeps a broker's directory (its database and
+// its whole log) when it closes, to read after a failure.
+const keepEnv = "RABBIT_TEST_KEEP"
+
+// Close kills the broker and its epmd and removes the database, unless
+// keepEnv is set.
 func (r *Rabbit) Close() {
 	r.kill()
 	if r.epmd.Process != nil {
 		_ = r.epmd.Process.Kill()
 		_ = r.epmd.Wait()
+	}
+	if os.Getenv(keepEnv) != "" {
+		fmt.Fprintf(os.Stderr, "RabbitMQ's directory kept (%s): %s\n", keepEnv, r.dir)
+		return
 	}
 	_ = os.RemoveAll(r.dir)
 }
@@ -301,6 +350,7 @@ func (r *Rabbit) Publish(t testing.TB, exchange string, data []byte, headers map
 			t.Fatal(err)
 		}
 		r.pubConn, r.pub = conn, ch
+		r.pubGone = ch.NotifyClose(make(chan *amqp.Error, 1))
 	}
 	ch := r.pub
 	h := amqp.Table{}
@@ -316,6 +366,11 @@ func (r *Rabbit) Publish(t testing.TB, exchange string, data []byte, headers map
 		var ok bool
 		if ok, err = conf.WaitContext(ctx); err == nil && !ok {
 			err = errors.New("the broker refused it (basic.nack)")
+			select {
+			case e := <-r.pubGone: // a closed channel answers nack too
+				err = fmt.Errorf("the channel closed: %w", e)
+			default:
+			}
 		}
 	}
 	if err != nil {
