@@ -18,12 +18,13 @@ import (
 // works again delivers everything. Braze's own connector loses events this
 // way after 48 hours.
 func TestFaultRevokedKeyLosesNothing(t *testing.T) {
-	revokedKeyRun(t, 5, 0)
+	t.Parallel()
+	revokedKeyRun(t, 5, 0, quickRetries...)
 }
 
 // revokedKeyRun holds the key revoked for at least refusals refused requests
-// and at least hold, then restores it.
-func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
+// and at least hold, then restores it; args are added to the pipeline's.
+func revokedKeyRun(t *testing.T, refusals int, hold time.Duration, args ...string) {
 	tree, written := faultTree(t, 2, 20, 76)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -35,7 +36,7 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration) {
 	admin := freeAddr(t)
 	env := append(faultEnv(b, srv.URL(), deadPath), "CONNECT_HTTP_ADDRESS="+admin)
 
-	p := startConnect(t, repoRoot, env, events)
+	p := startConnect(t, repoRoot, env, events, append([]string{"-c", shippedConfig}, args...)...)
 	began := time.Now()
 	// The first refused request, then refused probes of the key.
 	waitFor(t, events, time.Minute+hold, fmt.Sprintf("%d refused requests over %v", refusals, hold), func() (bool, error) {

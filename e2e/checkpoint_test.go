@@ -30,6 +30,7 @@ func checkpointTree(t *testing.T, seed uint64) (string, map[string]string) {
 // default checkpoint key), then a full run: every event reaches Segment,
 // those before and after the window included.
 func TestBackfillRecipeThenFullRun(t *testing.T) {
+	t.Parallel()
 	dir, want := checkpointTree(t, 81)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	dead := filepath.Join(t.TempDir(), "dead.jsonl")
@@ -52,6 +53,7 @@ func TestBackfillRecipeThenFullRun(t *testing.T) {
 // sends nothing until the first stops; then it takes over where the first
 // stopped. Nothing is sent twice.
 func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
+	t.Parallel()
 	dir, want := checkpointTree(t, 82)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()

@@ -63,6 +63,7 @@ func checkSelectorConventions(sel promSelector) []string {
 // TestDashboardMetricNames checks the PromQL and scrape reading on their
 // own, so that a scrape check passing means something.
 func TestDashboardMetricNames(t *testing.T) {
+	t.Parallel()
 	sels := metricSelectors(`clamp_min(sum by (le) (rate(a_bucket{job=~"$job",x="by (b)"}[$__rate_interval])) - ` +
 		`(sum(rate(b{instance=~"$instance"}[1h])) or vector(0)), 0) / max(c{})`)
 	want := []promSelector{{"a_bucket", `job=~"$job",x="by (b)"`, "$__rate_interval"}, {"b", `instance=~"$instance"`, "1h"}, {"c", "", ""}}
@@ -118,6 +119,7 @@ sent{path="root.output.fallback.0",note="a \"quoted\", value"} 4
 // checkpoint saves) and checks
 // every metric of every panel against its /metrics.
 func TestDashboardMatchesScrape(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
 	if err != nil {
 		t.Fatal(err)

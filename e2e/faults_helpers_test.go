@@ -63,10 +63,17 @@ func expectedIDs(written []fixtures.Written) (want, noUser map[string]string) {
 // s3WithTree starts the S3 server process and uploads tree to it.
 func s3WithTree(t *testing.T, tree string) (b *buckets.Bucket, stop, restart func()) {
 	t.Helper()
-	b, stop, restart = buckets.StartS3Process(t, "")
+	b, stop, restart = buckets.StartS3Process(t, s3Server, "")
 	buckets.UploadDir(t, b, tree)
 	return b, stop, restart
 }
+
+// quickRetries are the arguments that make the shipped pipeline's Segment
+// output retry (and probe a refused key) within 50 to 500 ms instead of 0.5
+// to 30 s, for the tests whose subject is that it retries, not how long it
+// waits.
+var quickRetries = []string{"--set", "output.fallback.0.reject_errored.segment.backoff.initial_interval=50ms",
+	"--set", "output.fallback.0.reject_errored.segment.backoff.max_interval=500ms"}
 
 // faultEnv is the environment of the shipped pipeline reading b (with its
 // credentials) into endpoint, every event with a user included.

@@ -30,6 +30,7 @@ import (
 // backfill (calls sent but no object done yet, then after a varying number of
 // finished objects), then lets a clean run finish.
 func TestFaultKill9(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 6, 10, 71)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -112,6 +113,7 @@ func TestFaultKill9(t *testing.T) {
 // then answers 503 to everything, then recovers; each phase lasts until the
 // pipeline has logged retries of its kind.
 func TestFaultSegmentOutage(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 3, 20, 72)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -123,7 +125,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Retries are logged at debug level.
-	p := startConnect(t, repoRoot, env, events, "run", "--log.level", "debug", shippedConfig)
+	p := startConnect(t, repoRoot, env, events, append(append([]string{"run", "--log.level", "debug"}, quickRetries...), shippedConfig)...)
 	const retried = "Segment request failed"
 	p.waitLines(3, 30*time.Second, retried, "connection refused")
 	if err := srv.Up(); err != nil {
@@ -150,6 +152,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 // requests: everything must be delivered, and no request answered 429 may be
 // retried before its Retry-After has passed.
 func TestFaultRateLimitStorm(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 3, 20, 73)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -206,6 +209,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 // the size of the largest calls: Segment rejects those with 400, they land
 // in the dead letter file with the reason, and the rest flow.
 func TestFaultPermanentRejections(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 3, 20, 74)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -243,6 +247,7 @@ func TestFaultPermanentRejections(t *testing.T) {
 // delivered, with the cut file's events before the damage, the bad objects
 // are reported by key, and the run ends cleanly.
 func TestFaultBadObjects(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 2, 20, 75)
 	want, noUser := expectedIDs(written)
 	b, _, _ := s3WithTree(t, tree)
@@ -324,6 +329,7 @@ func intactRecords(t *testing.T, data []byte) int {
 // starts it again on the same address, twice: when the first objects are
 // done, and again a little later.
 func TestFaultBucketRestart(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 6, 10, 76)
 	want, noUser := expectedIDs(written)
 	b, stop, restart := s3WithTree(t, tree)

@@ -21,6 +21,7 @@ const httpConfig = "config/currents_http_to_segment.yaml"
 // TestCustomHTTPDelivers: Braze gets 200 only once Segment accepted every
 // event of the request.
 func TestCustomHTTPDelivers(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	events := namedEvents(t, "users.messages.email.Open", 30, 61)
 	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.email.Open", events)); code != http.StatusOK {
@@ -54,6 +55,7 @@ func TestCustomHTTPDelivers(t *testing.T) {
 // is sent or dead-lettered. The configured token is the injection that
 // turned authentication off in the Bloblang version.
 func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
+	t.Parallel()
 	const token = `x" && false && "`
 	p := startHTTPPipeline(t, token, "60s")
 	events := namedEvents(t, "users.messages.email.Send", 5, 7)
@@ -103,6 +105,7 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 // Currents request, 413 past the size limit, with and without a length;
 // nothing sent, nothing dead-lettered.
 func TestCustomHTTPRefusesBadBodies(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "braze-token", "60s", "CURRENTS_HTTP_MAX_BODY_SIZE=1MiB")
 	for _, c := range []struct{ name, body string }{
 		{"not JSON", "hello"},
@@ -146,6 +149,7 @@ func TestCustomHTTPRefusesBadBodies(t *testing.T) {
 // with Retry-After, the events in flight are kept, and Braze's retry after
 // the outage gets 200.
 func TestCustomHTTPSegmentDown(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "braze-token", "2s")
 	events := namedEvents(t, "users.messages.sms.Send", 10, 5)
 	body := customHTTPBody(t, "users.messages.sms.Send", events)
@@ -172,6 +176,7 @@ func TestCustomHTTPSegmentDown(t *testing.T) {
 // Braze, nothing dead-lettered); once the key works they are delivered
 // without Braze sending them again.
 func TestCustomHTTPKeyRefused(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "braze-token", "2s")
 	events := namedEvents(t, "users.messages.pushnotification.Send", 10, 9)
 	p.srv.RevokeKey(true)
@@ -199,6 +204,7 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 // TestCustomHTTPTimeout: a Segment slower than the timeout gets Braze a 503,
 // and the events in flight are still delivered.
 func TestCustomHTTPTimeout(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "braze-token", "1s")
 	events := namedEvents(t, "users.messages.email.Click", 5, 3)
 	p.srv.SlowNext(1, 3*time.Second)
@@ -219,6 +225,9 @@ func TestCustomHTTPTimeout(t *testing.T) {
 // TestCustomHTTPMemoryUnderOversizeRequests: concurrent oversize requests,
 // without a token and with one, leave the process's peak memory low: no
 // body is held past the limit, none is read without the token.
+//
+// Not parallel: a peak RSS is measured, and other tests' load would delay
+// the binary's garbage collection.
 func TestCustomHTTPMemoryUnderOversizeRequests(t *testing.T) {
 	checkOversizeMemory(t, 40<<20, "5s")
 }

@@ -42,6 +42,7 @@ logger:
 // a backfill, then lets a last run finish: every event must come out, and
 // the re-sent objects must be no more than those in flight at each kill.
 func TestKill9ThenResume(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 3, RecordsPerFile: 40, Seed: 21})
@@ -126,9 +127,12 @@ func readKilledLines(t *testing.T, path string) (ids, keys map[string]int, torn 
 
 // TestProgressIsLogged checks the per-object line and the periodic summary.
 func TestProgressIsLogged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
-	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 500, Seed: 22}); err != nil {
+	// A dozen objects: the lines are tested, not a long run.
+	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: fixtures.EventTypes()[:6], FilesPerType: 2,
+		RecordsPerFile: 500, Seed: 22}); err != nil {
 		t.Fatal(err)
 	}
 	config := strings.Replace(inputConfig("file://"+bucket, filepath.Join(dir, "out.jsonl")), "batch_size: 50", "batch_size: 50\n    progress_interval: 1ms", 1)

@@ -2,17 +2,42 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
 )
 
-// binary is the connect binary built once for the package's tests.
-var binary string
+// binary is the connect binary built once for the package's tests, and
+// s3Server the S3 server they run in a process of its own. Both are built
+// from readmeRepo, a copy of the repository's files that only
+// TestReadmeCommands runs commands in: Go's build cache keys a package by its
+// directory, so the README's first `go run` there finds every package of the
+// module compiled instead of compiling them all again.
+var binary, s3Server, readmeRepo string
+
+// parallelTests is how many tests run at once unless -parallel says: each
+// mostly waits for the binary, servers and builds in processes of their own,
+// so this process's GOMAXPROCS (go test's default) says nothing of how many
+// the machine can run. Tests that cannot share the process run first, alone:
+// the queue tests set its environment (t.Setenv) for their receivers, and
+// TestCustomHTTPMemoryUnderOversizeRequests measures a peak RSS.
+const parallelTests = 4
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		if err := flag.Set("test.parallel", fmt.Sprint(parallelTests)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	if err := readProductFiles(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -22,11 +47,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "connect")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/connect")
+	binary, s3Server, readmeRepo = filepath.Join(dir, "connect"), filepath.Join(dir, "s3server"), filepath.Join(dir, "repo")
+	if err := copyRepo(readmeRepo); err != nil {
+		fmt.Fprintln(os.Stderr, "copying the repository:", err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/connect", buckets.S3ServerPackage)
+	build.Dir = readmeRepo
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building connect:", err)
+		fmt.Fprintln(os.Stderr, "building connect and s3server:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -34,9 +64,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// productDirs hold what the tests run: the binary's sources, the mappings
+// productDirs hold what the tests run: the binaries' sources, the mappings
 // the configs and the sample data.
-var productDirs = []string{"../cmd", "../plugin", "../bloblang", "../config", "../tests/fixtures/sample", "../go.mod", "../go.sum"}
+var productDirs = []string{"../cmd", "../plugin", "../bloblang", "../config", "../tests/fixtures/sample",
+	"../tests/buckets/cmd", "../go.mod", "../go.sum"}
 
 // readProductFiles reads every file the binary and its configs are made of.
 // go test caches a package's result unless a file the test process read has

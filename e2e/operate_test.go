@@ -39,6 +39,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // what operators rely on: the Prometheus scrape carries Connect's metrics and
 // ours, and /ready turns 503 while Segment is unreachable and 200 once back.
 func TestMetricsAndReadiness(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 71,
@@ -79,7 +80,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		`process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(metrics, series) {
-			t.Errorf("/metrics lacks %s", series)
+			t.Errorf("/metrics lacks %s\n%s", series, grepLines(metrics, "segment_calls", "segment_retries", "segment_requests", "objects_done", "input_received", "output_sent"))
 		}
 	}
 	if code, body := httpGet(t, "http://"+admin+"/ready"); code != http.StatusOK {

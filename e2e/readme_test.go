@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,16 +35,17 @@ func readmeCommands(t *testing.T) []string {
 }
 
 // TestReadmeCommands runs every command of the README's shell blocks, from
-// the root of a copy of the repository (some regenerate tracked files, which
-// other tests read), with the environment a user sets pointed at a local
+// the root of a copy of the repository (readmeRepo: some regenerate tracked
+// files, which other tests read), with the environment a user sets pointed at a local
 // bucket and the Segment stand-in; then it checks that the regenerated files
 // are the checked-in ones. `go test ./...` is the suite itself: CI runs it.
 func TestReadmeCommands(t *testing.T) {
+	t.Parallel()
 	cmds := readmeCommands(t)
 	if len(cmds) < 8 {
 		t.Fatalf("only %d README commands found: %v", len(cmds), cmds)
 	}
-	repo := copyRepo(t)
+	repo := readmeRepo
 	bucket := t.TempDir()
 	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 5, Seed: 81,
 		EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"}}); err != nil {
@@ -86,20 +88,20 @@ func TestReadmeCommands(t *testing.T) {
 	}
 }
 
-// copyRepo copies the repository's tracked files to a temp dir.
-func copyRepo(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z").Output()
+// copyRepo copies the repository's files to dst: those tracked, and those
+// not yet added that git does not ignore (a new source file the binary
+// needs), as a clone with the work tree's changes would have them.
+func copyRepo(dst string) error {
+	out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
-		t.Fatalf("git ls-files (the test copies the tracked files): %v", err)
+		return fmt.Errorf("git ls-files (the tests copy the repository's files): %w", err)
 	}
-	dst := t.TempDir()
 	for _, rel := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
 		if err := copyFile(filepath.Join(repoRoot, rel), filepath.Join(dst, rel)); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	return dst
+	return nil
 }
 
 func copyFile(src, dst string) error {

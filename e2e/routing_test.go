@@ -48,6 +48,7 @@ func routingTree(t *testing.T, bucket string) map[string][]string {
 // no key is printed. Without a default key, the third app group's events go
 // to the dead letters, saying why.
 func TestSeveralSegmentSources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	byGroup := routingTree(t, bucket)

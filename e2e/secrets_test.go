@@ -17,6 +17,7 @@ import (
 // connections. azblob appends the token to every request, and a network
 // error quotes the request URL: its signature must not reach the log.
 func TestSASTokenNeverPrinted(t *testing.T) {
+	t.Parallel()
 	const sig = "sas-sig-never-print-me%2B0043%3D"
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	admin := freeAddr(t)
@@ -41,6 +42,7 @@ func TestSASTokenNeverPrinted(t *testing.T) {
 // or a signature in the query, literally or from the environment: echo
 // prints none of them.
 func TestURLSecretsNeverEchoed(t *testing.T) {
+	t.Parallel()
 	secrets := map[string]string{ // field: URL, each with a secret of its own
 		"braze_currents url":           "azblob://currents?sv=2022-11-02&sig=input-sig-never-echo",
 		"braze_currents notifications": "gcppubsubv2://acme/created?token=notify-token-never-echo",

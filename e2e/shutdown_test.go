@@ -17,6 +17,7 @@ import (
 // how many calls it left unconfirmed, dead-letters none of them, and does not
 // record their objects as done, so the next run delivers every event.
 func TestSigtermWithCallsInFlight(t *testing.T) {
+	t.Parallel()
 	tree, written := faultTree(t, 3, 40, 91)
 	want, _ := expectedIDs(written)
 	srv := segmentapi.StartT(t, e2eWriteKey)
@@ -53,6 +54,7 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 // request waits for Segment: Braze gets 503, so it retries, and the log says
 // the request was cut short by the shutdown.
 func TestCustomHTTPSigterm(t *testing.T) {
+	t.Parallel()
 	p := startHTTPPipeline(t, "tok-sigterm", "5m")
 	p.srv.SlowNext(10000, time.Hour)
 	body := customHTTPBody(t, "users.messages.email.Send", namedEvents(t, "users.messages.email.Send", 5, 93))

@@ -106,7 +106,7 @@ func exercise(t *testing.T, b *Bucket) {
 }
 
 func TestS3ProcessKeepsDataAcrossRestart(t *testing.T) {
-	b, stop, restart := StartS3Process(t, t.TempDir())
+	b, stop, restart := StartS3Process(t, "", t.TempDir())
 	Upload(t, b, "kept.txt", []byte("survives"))
 
 	stop()

@@ -11,23 +11,27 @@ import (
 
 var s3Listening = regexp.MustCompile(`^listening (http://\S+)$`)
 
-// StartS3Process builds and runs cmd/s3server as a separate process keeping
-// its data in dir (a t.TempDir() when dir is ""), so end-to-end tests can
-// kill it and start it again. stop kills it (SIGKILL, like a crash) and is a
-// no-op when it is not running; restart stops it and starts it again on the
-// same address, so b.URL stays valid. Both must be called from the test's
-// goroutine. The process is killed when the test ends.
-func StartS3Process(t testing.TB, dir string) (b *Bucket, stop func(), restart func()) {
+// S3ServerPackage is cmd/s3server's import path: `go build` finds it from
+// any package directory in the module.
+const S3ServerPackage = "github.com/currents-connect/currents-connect/tests/buckets/cmd/s3server"
+
+// StartS3Process runs the s3server binary bin (built from S3ServerPackage
+// once per test binary; "" builds one for this test) as a separate process
+// keeping its data in dir (a t.TempDir() when dir is ""), so end-to-end
+// tests can kill it and start it again. stop kills it (SIGKILL, like a
+// crash) and is a no-op when it is not running; restart stops it and starts
+// it again on the same address, so b.URL stays valid. Both must be called
+// from the test's goroutine. The process is killed when the test ends.
+func StartS3Process(t testing.TB, bin, dir string) (b *Bucket, stop func(), restart func()) {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	bin := filepath.Join(t.TempDir(), "s3server")
-	// Build by import path: works from any package directory in the module.
-	build := exec.Command("go", "build", "-o", bin,
-		"github.com/currents-connect/currents-connect/tests/buckets/cmd/s3server")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build s3server: %v\n%s", err, out)
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "s3server")
+		if out, err := exec.Command("go", "build", "-o", bin, S3ServerPackage).CombinedOutput(); err != nil {
+			t.Fatalf("build s3server: %v\n%s", err, out)
+		}
 	}
 
 	var cmd *exec.Cmd
