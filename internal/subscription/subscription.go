@@ -15,12 +15,15 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"strconv"
 
 	rawpubsub "cloud.google.com/go/pubsub/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/rabbitpubsub"
+
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
 // RabbitServerEnv names the variable that holds the RabbitMQ server's URL.
@@ -31,6 +34,16 @@ const RabbitServerEnv = "RABBIT_SERVER_URL"
 type Subscription struct {
 	*pubsub.Subscription
 	closeConn func() error // nil when it owns none
+	watch     *channelWatch
+}
+
+// Receive receives the next message. Settle it with Ack or Nack.
+func (s *Subscription) Receive(ctx context.Context) (*pubsub.Message, error) {
+	m, err := s.Subscription.Receive(ctx)
+	if err == nil && s.watch != nil {
+		s.watch.saw(m)
+	}
+	return m, err
 }
 
 // Shutdown shuts the subscription down, which sends the acks still pending
@@ -76,7 +89,8 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 		_ = conn.Close()
 		return nil, err
 	}
-	return &Subscription{Subscription: sub, closeConn: func() error {
+	watch := &channelWatch{queue: "rabbit://" + path.Join(u.Host, u.Path), log: driverlog.From(ctx)}
+	return &Subscription{Subscription: sub, watch: watch, closeConn: func() error {
 		if err := conn.Close(); !errors.Is(err, amqp.ErrClosed) { // gone with the broker
 			return err
 		}

@@ -100,7 +100,7 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 		in.ackUnread(m)
 		return
 	}
-	run := &noticeRun{msg: m, pending: len(wanted), report: in.noticeSettled}
+	run := &noticeRun{msg: m, sub: in.sub, pending: len(wanted), report: in.noticeSettled}
 	for i, o := range wanted {
 		o.notice = run
 		if !in.claimNotified(o, run) {
@@ -121,7 +121,7 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 
 // ackUnread acknowledges a notification that names nothing to read.
 func (in *currentsInput) ackUnread(m *pubsub.Message) {
-	m.Ack()
+	in.sub.Ack(m)
 	if in.noticeSettled != nil {
 		in.noticeSettled(m, true)
 	}
@@ -219,6 +219,7 @@ func (in *currentsInput) endRead(o object, done bool) {
 // then it is acknowledged, or sent back to the queue if one was not.
 type noticeRun struct {
 	msg    *pubsub.Message
+	sub    *subscription.Subscription          // received msg
 	report func(m *pubsub.Message, acked bool) // tests watch settlements
 
 	mu      sync.Mutex
@@ -237,9 +238,9 @@ func (r *noticeRun) settled(done bool) {
 	}
 	switch {
 	case !failed:
-		r.msg.Ack()
+		r.sub.Ack(r.msg)
 	case r.msg.Nackable():
-		r.msg.Nack()
+		r.sub.Nack(r.msg)
 	}
 	// Otherwise the queue redelivers it once its visibility timeout passes.
 	if r.report != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,16 +340,27 @@ func (r *records) Handle(_ context.Context, rec slog.Record) error {
 
 // has is whether a record of level says every one of parts.
 func (r *records) has(level slog.Level, parts ...string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rec := range r.msgs {
-		found := rec.Level == level
-		for _, p := range parts {
-			found = found && strings.Contains(rec.Message, p)
-		}
-		if found {
+	for _, rec := range r.all() {
+		if rec.Level == level && contains(rec.Message, parts...) {
 			return true
 		}
 	}
 	return false
+}
+
+// all is the records so far.
+func (r *records) all() []slog.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+// contains is whether s contains every one of parts.
+func contains(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

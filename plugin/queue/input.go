@@ -125,7 +125,7 @@ func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFu
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	m, err := in.next(ctx)
+	m, sub, err := in.next(ctx)
 	if err != nil {
 		<-in.sem
 		return nil, nil, err
@@ -138,9 +138,9 @@ func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFu
 		defer func() { <-in.sem }()
 		switch {
 		case err == nil:
-			m.Ack()
+			sub.Ack(m)
 		case m.Nackable():
-			m.Nack()
+			sub.Nack(m)
 		default:
 			in.retry <- m // never blocks: at most max_in_flight messages are out
 		}
@@ -148,37 +148,39 @@ func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFu
 	}, nil
 }
 
-// next is a message to retry, or else the subscription's next one.
-func (in *queueInput) next(ctx context.Context) (*pubsub.Message, error) {
+// next is a message to retry, or else the subscription's next one, with
+// the subscription that settles it (nil for a retry: its driver cannot
+// nack, and gocloud settles it).
+func (in *queueInput) next(ctx context.Context) (*pubsub.Message, *subscription.Subscription, error) {
 	select {
 	case m := <-in.retry:
-		return m, nil
+		return m, nil, nil
 	default:
 	}
 	in.mu.Lock()
 	sub := in.sub
 	in.mu.Unlock()
 	if sub == nil {
-		return nil, service.ErrNotConnected
+		return nil, nil, service.ErrNotConnected
 	}
 	m, err := sub.Receive(ctx)
 	if err == nil {
-		return m, nil
+		return m, sub, nil
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	in.mu.Lock()
 	closed := in.sub != sub
 	in.mu.Unlock()
 	if closed { // Close shut it down under this Receive
-		return nil, service.ErrNotConnected
+		return nil, nil, service.ErrNotConnected
 	}
 	// Receive retries what can be retried: this subscription is done, so
 	// drop it and let Connect open a new one.
 	in.log.Errorf("%v", in.url.scrub("receiving from", err))
 	in.closeSub(ctx)
-	return nil, service.ErrNotConnected
+	return nil, nil, service.ErrNotConnected
 }
 
 func (in *queueInput) closeSub(ctx context.Context) {

@@ -1,6 +1,7 @@
 package queues
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,13 +45,38 @@ type Rabbit struct {
 	pubGone chan *amqp.Error // why pub closed
 }
 
+// RabbitConfig is configuration a test's broker adds to the harness's own.
+type RabbitConfig struct {
+	// Conf is lines added to rabbitmq.conf, such as "consumer_timeout = 2000".
+	Conf string
+	// Advanced is advanced.config's content, for what rabbitmq.conf cannot
+	// set, such as "[{rabbit, [{channel_tick_interval, 500}]}]."
+	Advanced string
+}
+
+// ShortConsumerTimeout is a broker whose consumer_timeout is 2 s (30
+// minutes by default), checked every 0.5 s: RabbitMQ checks it on each
+// channel's tick, channel_tick_interval, 60 s by default. A delivery
+// unacknowledged for longer closes its channel, and the broker puts back
+// every message the channel held.
+var ShortConsumerTimeout = RabbitConfig{
+	Conf:     "consumer_timeout = 2000\n",
+	Advanced: "[{rabbit, [{channel_tick_interval, 500}]}].\n",
+}
+
 // StartRabbit starts a broker as NewRabbit does, stopped when the test ends.
 func StartRabbit(t testing.TB) *Rabbit {
+	t.Helper()
+	return StartRabbitWith(t, RabbitConfig{})
+}
+
+// StartRabbitWith starts a broker as StartRabbit does, with conf added.
+func StartRabbitWith(t testing.TB, conf RabbitConfig) *Rabbit {
 	t.Helper()
 	if err := installRabbit(t.Logf); err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRabbit()
+	r, err := NewRabbitWith(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +94,10 @@ func StartRabbit(t testing.TB) *Rabbit {
 // dialled from RABBIT_SERVER_URL, so the tests of one package share one
 // broker. It installs rabbitmq-server first if needed (installRabbit); the
 // caller stops the broker with Close.
-func NewRabbit() (*Rabbit, error) {
+func NewRabbit() (*Rabbit, error) { return NewRabbitWith(RabbitConfig{}) }
+
+// NewRabbitWith starts a broker as NewRabbit does, with conf added.
+func NewRabbitWith(conf RabbitConfig) (*Rabbit, error) {
 	if err := installRabbit(func(string, ...any) {}); err != nil {
 		return nil, err
 	}
@@ -107,7 +136,8 @@ func NewRabbit() (*Rabbit, error) {
 	for name, content := range map[string]string{
 		"enabled_plugins": "[].\n",
 		// As NATS's maximum payload: a message the broker refuses.
-		"rabbitmq.conf": "max_message_size = 1048576\n",
+		"rabbitmq.conf":   "max_message_size = 1048576\n" + conf.Conf,
+		"advanced.config": cmp.Or(conf.Advanced, "[].\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return nil, errors.Join(err, os.RemoveAll(dir))
