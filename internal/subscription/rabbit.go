@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"runtime"
 	"strings"
 	"sync"
 
@@ -42,10 +43,18 @@ func (s *Subscription) settle(m *pubsub.Message, ack bool) {
 		}
 	case ack:
 		_ = d.Ack(false) // fails once the channel closed: see channelWatch
+		settledAside(m)
 	default:
 		_ = d.Nack(false, true)
+		settledAside(m)
 	}
 }
+
+// settledAside drops the finalizer gocloud puts on every message it hands
+// out, which logs "A pubsub.Message was never Acked or Nacked" through the
+// standard logger for a message gocloud did not settle itself: a line for
+// every rabbit message read.
+func settledAside(m *pubsub.Message) { runtime.SetFinalizer(m, nil) }
 
 // channelWatch logs, once a channel, why the broker closed a channel that
 // delivered messages: those it held unacknowledged come again.

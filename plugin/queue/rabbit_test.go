@@ -1,12 +1,17 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log"
 	"maps"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -132,4 +137,79 @@ func TestRabbitCredentialsHidden(t *testing.T) {
 		}
 		t.Log(err)
 	}
+}
+
+// TestRabbitInputLeavesNoUnsettledWarning: a message the input settles on
+// the channel that delivered it is settled for gocloud too. gocloud's
+// finalizer logged "A pubsub.Message was never Acked or Nacked" through the
+// standard logger for every rabbit message read once they were settled
+// beside it.
+func TestRabbitInputLeavesNoUnsettledWarning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	// Earlier tests leave messages unsettled on purpose (a stop while they
+	// are held): their finalizers run first.
+	runFinalizers(t, ctx)
+	logged := &lockedBuffer{}
+	log.SetOutput(logged)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	r := startRabbit(t)
+	const n = 20
+	for i := range n {
+		r.Publish(t, "in", []byte(body(i)), nil)
+	}
+	in := newInput(t, "url: "+r.SubscriptionURL("in-sub"))
+	for range n {
+		_, ack, err := in.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ack(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runFinalizers(t, ctx)
+	if strings.Contains(logged.String(), "never Acked") {
+		t.Fatalf("gocloud logged messages as never settled:\n%s", logged.String())
+	}
+}
+
+// runFinalizers collects garbage until the finalizers of what was
+// unreachable have run: those a collection queues run before those a later
+// one queues.
+func runFinalizers(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for range 2 {
+		done := make(chan struct{})
+		sentinel := &struct{ p *int }{new(int)}
+		runtime.SetFinalizer(sentinel, func(*struct{ p *int }) { close(done) })
+		sentinel = nil
+		runtime.GC()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("finalizers did not run")
+		}
+	}
+}
+
+// lockedBuffer is a buffer the standard logger writes to from any goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
