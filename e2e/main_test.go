@@ -20,13 +20,16 @@ import (
 // module compiled instead of compiling them all again.
 var binary, s3Server, readmeRepo string
 
-// parallelTests is how many tests run at once unless -parallel says: each
-// mostly waits for the binary, servers and builds in processes of their own,
-// so this process's GOMAXPROCS (go test's default) says nothing of how many
-// the machine can run. Tests that cannot share the process run first, alone:
-// the queue tests set its environment (t.Setenv) for their receivers, and
+// parallelTests is how many tests run at once unless -parallel says. The
+// tests are marked parallel (each has its own ports, directories and
+// servers), but on the project's 2-core machine `go test ./...` was fastest
+// with one at a time: the unit packages run beside this one, and the machine
+// is CPU-bound (.ci/run on a fresh clone, 2026-12-02: 6m06s at 1, 6m24s at
+// 2, 6m42s at 4; CPU 7m07s, 8m37s, 9m01s). A bigger machine can give more
+// with -parallel. Tests that cannot share the process run first, alone: the
+// queue tests set its environment (t.Setenv) for their receivers, and
 // TestCustomHTTPMemoryUnderOversizeRequests measures a peak RSS.
-const parallelTests = 4
+const parallelTests = 1
 
 func TestMain(m *testing.M) {
 	flag.Parse()
