@@ -1,17 +1,16 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log"
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -150,9 +149,14 @@ func TestRabbitInputLeavesNoUnsettledWarning(t *testing.T) {
 	// Earlier tests leave messages unsettled on purpose (a stop while they
 	// are held): their finalizers run first.
 	runFinalizers(t, ctx)
-	logged := &lockedBuffer{}
-	log.SetOutput(logged)
-	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	// A file: the standard logger writes from the finalizers' goroutine.
+	logPath := filepath.Join(t.TempDir(), "log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.SetOutput(logFile)
+	t.Cleanup(func() { log.SetOutput(os.Stderr); _ = logFile.Close() })
 	r := startRabbit(t)
 	const n = 20
 	for i := range n {
@@ -172,8 +176,12 @@ func TestRabbitInputLeavesNoUnsettledWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	runFinalizers(t, ctx)
-	if strings.Contains(logged.String(), "never Acked") {
-		t.Fatalf("gocloud logged messages as never settled:\n%s", logged.String())
+	logged, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logged), "never Acked") {
+		t.Fatalf("gocloud logged messages as never settled:\n%s", logged)
 	}
 }
 
@@ -194,22 +202,4 @@ func runFinalizers(t *testing.T, ctx context.Context) {
 			t.Fatal("finalizers did not run")
 		}
 	}
-}
-
-// lockedBuffer is a buffer the standard logger writes to from any goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
