@@ -32,29 +32,27 @@ func (s *Subscription) Nack(m *pubsub.Message) { s.settle(m, false) }
 
 func (s *Subscription) settle(m *pubsub.Message, ack bool) {
 	var d amqp.Delivery
-	switch {
 	// Only a rabbit subscription's messages: As panics on a message whose
 	// driver has no As.
-	case s == nil || s.watch == nil || !m.As(&d) || d.Acknowledger == nil:
+	if s == nil || s.watch == nil || !m.As(&d) || d.Acknowledger == nil {
 		if ack {
 			m.Ack()
 		} else {
 			m.Nack()
 		}
-	case ack:
-		_ = d.Ack(false) // fails once the channel closed: see channelWatch
-		settledAside(m)
-	default:
-		_ = d.Nack(false, true)
-		settledAside(m)
+		return
 	}
+	if ack {
+		_ = d.Ack(false) // fails once the channel closed: see channelWatch
+	} else {
+		_ = d.Nack(false, true)
+	}
+	// gocloud puts a finalizer on every message it hands out, which logs "A
+	// pubsub.Message was never Acked or Nacked" through the standard logger
+	// for a message it did not settle itself: a line for every rabbit
+	// message read.
+	runtime.SetFinalizer(m, nil)
 }
-
-// settledAside drops the finalizer gocloud puts on every message it hands
-// out, which logs "A pubsub.Message was never Acked or Nacked" through the
-// standard logger for a message gocloud did not settle itself: a line for
-// every rabbit message read.
-func settledAside(m *pubsub.Message) { runtime.SetFinalizer(m, nil) }
 
 // channelWatch logs, once a channel, why the broker closed a channel that
 // delivered messages: those it held unacknowledged come again.
