@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -51,6 +52,10 @@ func TestCurrentsToSegmentUnitTests(t *testing.T) {
 	if _, err := os.Stat("go.mod"); err != nil {
 		t.Fatalf("not at the repository root: %v", err)
 	}
+	// connect test builds the mapping again for each case, about 130 times: the parser's garbage is
+	// short-lived and the heap small, so at GOGC=100 the collector took half of the test's CPU (53
+	// CPU-s; 27 at 400, peak RSS 86 -> 116 MB). The benchmarks of this package keep the default.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 
 	suites, total := countCases(t)
 	if total < brazeEventTypes+edgeCases {

@@ -30,14 +30,24 @@ const waitLimit = 2 * time.Minute
 // PUBSUB_EMULATOR_HOST of its first use only.
 var pubsubServer *queues.PubSub
 
-// rabbitServer is the package's RabbitMQ broker, started by the first test
-// that needs it (about 6 s): the driver keeps one connection per process,
-// dialled from RABBIT_SERVER_URL.
-var rabbitServer struct {
+// packageRabbit is a RabbitMQ broker of the package's, started by the
+// first test that needs it (about 6 s, more under load) and stopped by
+// TestMain.
+type packageRabbit struct {
+	conf queues.RabbitConfig
 	once sync.Once
 	r    *queues.Rabbit
 	err  error
 }
+
+var (
+	// rabbitServer is the broker of RABBIT_SERVER_URL: gocloud's driver
+	// keeps one connection per process, dialled from it.
+	rabbitServer = &packageRabbit{}
+	// shortTimeoutRabbit is the broker of the consumer_timeout tests, each
+	// on queues of its own.
+	shortTimeoutRabbit = &packageRabbit{conf: queues.ShortConsumerTimeout}
+)
 
 func TestMain(m *testing.M) {
 	queues.ServeNATSChild() // the NATS server process of TestNATSOutputSurvivesServerCrash
@@ -45,30 +55,36 @@ func TestMain(m *testing.M) {
 	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
 	code := m.Run()
 	_ = pubsubServer.Close()
-	if rabbitServer.r != nil {
-		rabbitServer.r.Close()
+	for _, p := range []*packageRabbit{rabbitServer, shortTimeoutRabbit} {
+		if p.r != nil {
+			p.r.Close()
+		}
 	}
 	os.Exit(code)
 }
 
-// sharedRabbit is the package's broker, started on first use.
-func sharedRabbit(t *testing.T) *queues.Rabbit {
+// get starts the broker on first use, and has the test log what the broker
+// wrote if it fails.
+func (p *packageRabbit) get(t *testing.T) *queues.Rabbit {
 	t.Helper()
-	rabbitServer.once.Do(func() {
-		rabbitServer.r, rabbitServer.err = queues.NewRabbit()
-		if rabbitServer.err == nil {
-			os.Setenv("RABBIT_SERVER_URL", rabbitServer.r.URL())
-		}
-	})
-	if rabbitServer.err != nil {
-		t.Fatal(rabbitServer.err)
+	p.once.Do(func() { p.r, p.err = queues.NewRabbitWith(p.conf) })
+	if p.err != nil {
+		t.Fatal(p.err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("RabbitMQ wrote:\n%s", rabbitServer.r.Logs())
+			t.Logf("RabbitMQ wrote:\n%s", p.r.Logs())
 		}
 	})
-	return rabbitServer.r
+	return p.r
+}
+
+// sharedRabbit is the package's broker of RABBIT_SERVER_URL.
+func sharedRabbit(t *testing.T) *queues.Rabbit {
+	t.Helper()
+	r := rabbitServer.get(t)
+	os.Setenv("RABBIT_SERVER_URL", r.URL())
+	return r
 }
 
 // queueServer is a queue server with topics of the test's own, in and

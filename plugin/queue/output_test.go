@@ -10,8 +10,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// TestOutputBatching: messages grouped by the batching policy all reach the
-// topic.
+// TestOutputBatching: a send returns once its batch of the batching policy
+// is complete and sent, and every message reaches the topic.
 func TestOutputBatching(t *testing.T) { forEachServer(t, testOutputBatching) }
 
 func testOutputBatching(t *testing.T, ps queueServer) {
@@ -22,20 +22,34 @@ batching:
   count: 4
   period: 1h
 `)
-	ctx := context.Background()
-	results := make(chan error, n)
-	for i := range n {
-		go func() { results <- send(ctx, service.NewMessage([]byte(body(i)))) }()
-	}
-	got := receive(t, ps.SubscriptionURL("out-sub"), 8)
-	// The last two wait for a third (count 4) or the period: a close of the
-	// stream flushes them, which the test does not wait for.
-	for range 8 {
-		if err := <-results; err != nil {
-			t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	results := make(chan error, n+2)
+	sendAsync := func(i int) { go func() { results <- send(ctx, service.NewMessage([]byte(body(i)))) }() }
+	sent := func(count int) {
+		t.Helper()
+		for range count {
+			if err := <-results; err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if len(got) != 8 {
+	for i := range n {
+		sendAsync(i)
+	}
+	sent(8)
+	// The last two wait for a third batch of 4 (the period is an hour).
+	select {
+	case err := <-results:
+		t.Fatalf("a send returned (%v) before its batch of 4 was complete", err)
+	default:
+	}
+	// Two more complete it: every message reaches the topic, and nothing
+	// is left for the stream's stop to wait for.
+	sendAsync(n)
+	sendAsync(n + 1)
+	sent(4)
+	if got := receive(t, ps.SubscriptionURL("out-sub"), n+2); len(got) != n+2 {
 		t.Fatalf("%d messages", len(got))
 	}
 }

@@ -133,8 +133,8 @@ func run(o options) (map[string][]lineRuns, error) {
 	if b.binary == "" {
 		b.binary = filepath.Join(b.dir, "connect")
 		fmt.Println("building", b.binary)
-		if out, err := exec.Command(filepath.Join(b.root, ".ci/build"), b.binary).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build: %v\n%s", err, out)
+		if err := build(b.root, b.binary); err != nil {
+			return nil, err
 		}
 	}
 	// Unless calls are compared, only the messageIds are kept: a million
@@ -303,6 +303,14 @@ func sameDeliveries(lines []lineRuns) error {
 			kept = ", the same calls"
 		}
 		fmt.Printf("stand-in: every run delivered %d calls (%d messageIds)%s\n", want.delivered.accepted, want.delivered.unique, kept)
+	}
+	return nil
+}
+
+// build builds the release binary, as CI does, at path.
+func build(root, path string) error {
+	if out, err := exec.Command(filepath.Join(root, ".ci/build"), path).CombinedOutput(); err != nil {
+		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	return nil
 }

@@ -4,16 +4,49 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // TestMain lets the test binary act as the bench's rusage wrapper, as the
-// bench binary does.
+// bench binary does, and removes the connect binary the tests built.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == wrapArg {
 		os.Exit(wrap(os.Args[2:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is the connect binary the tests share: linking one takes seconds.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// connectBinary builds the release binary once, as the bench does without
+// -binary, and returns its path.
+func connectBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "currents-bench-test"); built.err != nil {
+			return
+		}
+		root, err := repoRoot()
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.err = build(root, filepath.Join(built.dir, "connect"))
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return filepath.Join(built.dir, "connect")
 }
 
 // TestBenchSmall runs the README's bench command on small backfills of both
@@ -23,7 +56,8 @@ func TestMain(m *testing.M) {
 func TestBenchSmall(t *testing.T) {
 	const events = 2000
 	dir := t.TempDir()
-	out, err := run(options{workload: workloadBoth, events: events, perFile: 40, runs: 1, dir: dir, stages: true, sameCalls: true})
+	out, err := run(options{workload: workloadBoth, events: events, perFile: 40, runs: 1, dir: dir, stages: true, sameCalls: true,
+		binary: connectBinary(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +108,8 @@ func TestBenchSmall(t *testing.T) {
 func TestBenchRunsAndEnv(t *testing.T) {
 	const events = 400
 	dir := t.TempDir()
-	o := options{workload: workloadSingle, events: events, runs: 2, dir: dir, only: "ours", env: []string{"GOGC=200"}}
+	o := options{workload: workloadSingle, events: events, runs: 2, dir: dir, only: "ours", env: []string{"GOGC=200"},
+		binary: connectBinary(t)}
 	out, err := run(o)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +120,6 @@ func TestBenchRunsAndEnv(t *testing.T) {
 	o.env = append(o.env, "BRAZE_INCLUDE_ANONYMOUS=false")
 	o.runs = 1
 	o.only = ""
-	o.binary = filepath.Join(dir, "connect") // the one built above
 	_, err = run(o)
 	if err == nil || !strings.Contains(err.Error(), "stock (run 1) delivered other calls than ours (run 1)") {
 		t.Fatalf("ours without anonymous users against stock with them: error %v, want stock's run named", err)
