@@ -12,10 +12,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
+
+func TestMain(m *testing.M) {
+	// The tests' processes start one after the other, or on fake clocks.
+	claimSettle = 10 * time.Millisecond
+	os.Exit(m.Run())
+}
 
 // ocfFile writes an Avro OCF with goavro, one block per element of blocks.
 func ocfFile(t testing.TB, schema, codec string, blocks ...[]any) []byte {

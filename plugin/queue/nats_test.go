@@ -271,10 +271,15 @@ func TestNATSAsyncErrorsLogged(t *testing.T) {
 	runStream(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	go func() { _ = send(ctx, service.NewMessage([]byte("x"))) }() // fails once the PubAck times out
+	sent := make(chan error, 1)
+	go func() { sent <- send(ctx, service.NewMessage([]byte("x"))) }()
 	eventually(t, ctx, "the permissions violation logged", func() bool {
 		return logged.has(slog.LevelError, "NATS subject denied", "Permissions Violation for Publish")
 	})
+	// Waited for here, not by the stream's stop (which would wait out its own timeout).
+	if err := <-sent; err == nil {
+		t.Fatal("a publish the server denied was acknowledged")
+	}
 }
 
 // TestNATSOutputSurvivesServerCrash: the NATS server is killed (SIGKILL)
