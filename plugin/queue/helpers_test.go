@@ -30,23 +30,12 @@ const waitLimit = 2 * time.Minute
 // PUBSUB_EMULATOR_HOST of its first use only.
 var pubsubServer *queues.PubSub
 
-// packageRabbit is a RabbitMQ broker of the package's, started by the
-// first test that needs it (about 6 s, more under load) and stopped by
-// TestMain.
-type packageRabbit struct {
-	conf queues.RabbitConfig
-	once sync.Once
-	r    *queues.Rabbit
-	err  error
-}
-
 var (
 	// rabbitServer is the broker of RABBIT_SERVER_URL: gocloud's driver
 	// keeps one connection per process, dialled from it.
-	rabbitServer = &packageRabbit{}
-	// shortTimeoutRabbit is the broker of the consumer_timeout tests, each
-	// on queues of its own.
-	shortTimeoutRabbit = &packageRabbit{conf: queues.ShortConsumerTimeout}
+	rabbitServer = &queues.SharedRabbit{}
+	// shortTimeoutRabbit is the broker of the consumer_timeout tests.
+	shortTimeoutRabbit = &queues.SharedRabbit{Config: queues.ShortConsumerTimeout}
 )
 
 func TestMain(m *testing.M) {
@@ -55,34 +44,15 @@ func TestMain(m *testing.M) {
 	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
 	code := m.Run()
 	_ = pubsubServer.Close()
-	for _, p := range []*packageRabbit{rabbitServer, shortTimeoutRabbit} {
-		if p.r != nil {
-			p.r.Close()
-		}
-	}
+	rabbitServer.Close()
+	shortTimeoutRabbit.Close()
 	os.Exit(code)
-}
-
-// get starts the broker on first use, and has the test log what the broker
-// wrote if it fails.
-func (p *packageRabbit) get(t *testing.T) *queues.Rabbit {
-	t.Helper()
-	p.once.Do(func() { p.r, p.err = queues.NewRabbitWith(p.conf) })
-	if p.err != nil {
-		t.Fatal(p.err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("RabbitMQ wrote:\n%s", p.r.Logs())
-		}
-	})
-	return p.r
 }
 
 // sharedRabbit is the package's broker of RABBIT_SERVER_URL.
 func sharedRabbit(t *testing.T) *queues.Rabbit {
 	t.Helper()
-	r := rabbitServer.get(t)
+	r := rabbitServer.Get(t)
 	os.Setenv("RABBIT_SERVER_URL", r.URL())
 	return r
 }

@@ -2,6 +2,7 @@ package queues
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -9,12 +10,22 @@ import (
 	_ "gocloud.dev/pubsub/rabbitpubsub"
 )
 
+// rabbit is the broker of the tests below, each on queues of its own: each
+// restarts it.
+var rabbit = &SharedRabbit{}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	rabbit.Close()
+	os.Exit(code)
+}
+
 // TestRabbitRedeliversAndRestarts: the broker runs on its own port and
 // database, speaks AMQP to gocloud's driver, redelivers a nacked message
 // (a quorum queue counts it in x-delivery-count), and after a SIGKILL and a
 // restart still has the durable queue and the persistent message.
 func TestRabbitRedeliversAndRestarts(t *testing.T) {
-	r := StartRabbit(t)
+	r := rabbit.Get(t)
 	if got := r.Env(); len(got) != 1 || got[0] != "RABBIT_SERVER_URL="+r.URL() {
 		t.Fatalf("Env %v", got)
 	}
@@ -56,7 +67,7 @@ func TestRabbitRedeliversAndRestarts(t *testing.T) {
 // every send after it). The test holds mnesia_recover (sys:suspend) while
 // it declares, which makes that lateness certain.
 func TestRabbitRestartKeepsFreshDefinitions(t *testing.T) {
-	r := StartRabbit(t)
+	r := rabbit.Get(t)
 	if err := r.call("ok", "sys", "suspend", "[mnesia_recover]"); err != nil {
 		t.Fatal(err)
 	}
