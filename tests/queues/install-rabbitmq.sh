@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's rabbitmq-server (and the Erlang it needs) for
-# queues.StartRabbit and queues.NewRabbit, which run this themselves when the
+# queues.StartRabbit and queues.NewRabbitWith, which run this themselves when the
 # broker is missing. Needs root; reaches only Debian's package archive. The
 # package's own service is not used: the tests run brokers of their own on
 # free ports (and Docker-like machines refuse to start services anyway).

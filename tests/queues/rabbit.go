@@ -64,7 +64,7 @@ var ShortConsumerTimeout = RabbitConfig{
 	Advanced: "[{rabbit, [{channel_tick_interval, 500}]}].\n",
 }
 
-// StartRabbit starts a broker as NewRabbit does, stopped when the test ends.
+// StartRabbit starts a broker for one test, stopped when the test ends.
 func StartRabbit(t testing.TB) *Rabbit {
 	t.Helper()
 	return StartRabbitWith(t, RabbitConfig{})
@@ -89,14 +89,11 @@ func StartRabbitWith(t testing.TB, conf RabbitConfig) *Rabbit {
 	return r
 }
 
-// NewRabbit starts a broker for a whole test binary (from TestMain or a
-// sync.Once): gocloud's rabbit driver keeps one connection per process,
-// dialled from RABBIT_SERVER_URL, so the tests of one package share one
-// broker. It installs rabbitmq-server first if needed (installRabbit); the
-// caller stops the broker with Close.
-func NewRabbit() (*Rabbit, error) { return NewRabbitWith(RabbitConfig{}) }
-
-// NewRabbitWith starts a broker as NewRabbit does, with conf added.
+// NewRabbitWith starts a broker with conf added to the harness's
+// configuration, for a whole test binary (SharedRabbit): gocloud's rabbit
+// driver keeps one connection per process, dialled from RABBIT_SERVER_URL.
+// It installs rabbitmq-server first if needed (installRabbit); the caller
+// stops the broker with Close.
 func NewRabbitWith(conf RabbitConfig) (*Rabbit, error) {
 	if err := installRabbit(func(string, ...any) {}); err != nil {
 		return nil, err
