@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,16 +24,12 @@ func TestFaultRevokedKeyLosesNothing(t *testing.T) {
 // revokedKeyRun holds the key revoked for at least refusals refused requests
 // and at least hold, then restores it; args are added to the pipeline's.
 func revokedKeyRun(t *testing.T, refusals int, hold time.Duration, args ...string) {
-	tree, written := faultTree(t, 2, 20, 76)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
-	srv := segmentapi.StartT(t, e2eWriteKey)
+	r := newFaultRig(t, 2, 20, 76)
+	srv, events := r.srv, r.events
 	srv.RevokeKey(true)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
 	admin := freeAddr(t)
-	env := append(faultEnv(b, srv.URL(), deadPath), "CONNECT_HTTP_ADDRESS="+admin)
+	env := append(r.env(), "CONNECT_HTTP_ADDRESS="+admin)
+	deadPath := envValue(env, "DEAD_LETTER_PATH")
 
 	p := startConnect(t, repoRoot, env, events, append([]string{"-c", shippedConfig}, args...)...)
 	began := time.Now()
@@ -49,8 +44,8 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration, args ...strin
 	if n := p.count("Object done"); n != 0 {
 		t.Fatalf("%d objects recorded as done while Segment refused the key", n)
 	}
-	if n := len(deadletter.Read(t, deadPath, true)); n != len(noUser) && n != 0 {
-		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(noUser))
+	if n := len(deadletter.Read(t, deadPath, true)); n != len(r.noUser) && n != 0 {
+		t.Fatalf("%d dead letters while Segment refused the key (only the %d events without a user may go there)", n, len(r.noUser))
 	}
 	p.waitLines(1, time.Minute, "refused the write key (HTTP 401)", srv.URL())
 	waitUntil(t, "/ready to report the refused key", func() bool {
@@ -63,7 +58,5 @@ func revokedKeyRun(t *testing.T, refusals int, hold time.Duration, args ...strin
 	if n := p.count("refused the write key"); n != 1 {
 		t.Fatalf("%d errors about the refused key, want one (probes log nothing more):\n%s", n, lastLines(p.logs(), 30))
 	}
-	checkDeadLetters(t, srv, deadletter.Read(t, deadPath, false), want, noUser, false)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, deadletter.Read(t, deadPath, false), false)
 }

@@ -58,8 +58,11 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	// The default lease, not shortLease: on a busy machine a lease of
+	// seconds may lapse between renewals, and the second process would
+	// then rightly take the checkpoint over.
 	env := append(pipelineEnv("file://"+dir, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
-		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s")
+		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s", "CURRENTS_CHECKPOINT_LEASE=1m")
 
 	first := startConnect(t, repoRoot, env, events)
 	waitFor(t, events, time.Minute, "the first process to send every event", func() (bool, error) {

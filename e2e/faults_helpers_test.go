@@ -60,12 +60,49 @@ func expectedIDs(written []fixtures.Written) (want, noUser map[string]string) {
 	return want, noUser
 }
 
-// s3WithTree starts the S3 server process and uploads tree to it.
-func s3WithTree(t *testing.T, tree string) (b *buckets.Bucket, stop, restart func()) {
+// faultRig is what a fault scenario starts from: a tree of the 50 forwarded
+// types in the S3 server process, the ids of its events that the pipeline
+// must send (want) and those it must dead-letter for want of a user
+// (noUser), each with its object's key, and the Segment stand-in, whose
+// requests notify events.
+type faultRig struct {
+	t                 *testing.T
+	written           []fixtures.Written
+	want, noUser      map[string]string
+	bucket            *buckets.Bucket
+	stopS3, restartS3 func() // kill the S3 server; start it again on its address
+	srv               *segmentapi.Server
+	events            *notifier
+}
+
+// newFaultRig writes the tree (faultTree's arguments), uploads it to a new
+// S3 server process and starts the stand-in with opts.
+func newFaultRig(t *testing.T, filesPerType, recordsPerFile int, seed uint64, opts ...segmentapi.Option) *faultRig {
 	t.Helper()
-	b, stop, restart = buckets.StartS3Process(t, s3Server, "")
-	buckets.UploadDir(t, b, tree)
-	return b, stop, restart
+	tree, written := faultTree(t, filesPerType, recordsPerFile, seed)
+	r := &faultRig{t: t, written: written, srv: segmentapi.StartT(t, e2eWriteKey, opts...), events: newNotifier()}
+	r.want, r.noUser = expectedIDs(written)
+	r.bucket, r.stopS3, r.restartS3 = buckets.StartS3Process(t, s3Server, "")
+	buckets.UploadDir(t, r.bucket, tree)
+	r.srv.OnRequest(func(*http.Request, []segmentapi.Call) { r.events.notify() })
+	return r
+}
+
+// env is faultEnv for the rig's bucket and stand-in, with the dead letters
+// in a new file (envValue(env, "DEAD_LETTER_PATH")).
+func (r *faultRig) env() []string {
+	return faultEnv(r.bucket, r.srv.URL(), filepath.Join(r.t.TempDir(), "dead.jsonl"))
+}
+
+// checkEnd ends a scenario as each does: dead are the dead letters expected
+// (checkDeadLetters: once, no event Segment rejected), every wanted event
+// reached Segment (checkDelivered), and one more run with env finds nothing
+// new (checkNothingNew).
+func (r *faultRig) checkEnd(env []string, dead []deadletter.Letter, once bool) {
+	r.t.Helper()
+	checkDeadLetters(r.t, r.srv, dead, r.want, r.noUser, once)
+	checkDelivered(r.t, r.srv, r.want)
+	checkNothingNew(r.t, env, r.srv)
 }
 
 // quickRetries are the arguments that make the shipped pipeline's Segment
@@ -86,6 +123,7 @@ func faultEnv(b *buckets.Bucket, endpoint, deadLetter string) []string {
 		"DEAD_LETTER_PATH=" + deadLetter,
 		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
 		"BRAZE_INCLUDE_ANONYMOUS=true",
+		shortLease,
 	}
 	return append(env, b.EnvList()...)
 }
@@ -195,22 +233,31 @@ type proxyExchange struct {
 
 // recordingProxy forwards requests to the stand-in and records each exchange,
 // so a retry can be matched with the answer that caused it (the stand-in's
-// OnRequest hook sees neither the body nor the status).
+// OnRequest hook sees neither the body nor the status), and counts the
+// requests as they arrive (the hook runs only when a request is answered).
 type recordingProxy struct {
-	target string
-	srv    *http.Server
-	url    string
+	target  string
+	srv     *http.Server
+	url     string
+	arrived *notifier // notified at each request's arrival; may be nil
 
 	mu        sync.Mutex
 	exchanges []proxyExchange
+	arrivals  int
 }
 
-func startRecordingProxy(t *testing.T, target string) *recordingProxy {
+func startRecordingProxy(t *testing.T, target string, arrived *notifier) *recordingProxy {
 	t.Helper()
-	p := &recordingProxy{target: target}
+	p := &recordingProxy{target: target, arrived: arrived}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ex := proxyExchange{arrived: time.Now()}
+		p.mu.Lock()
+		p.arrivals++
+		p.mu.Unlock()
+		if p.arrived != nil {
+			p.arrived.notify()
+		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadGateway)
@@ -252,6 +299,13 @@ func (p *recordingProxy) log() []proxyExchange {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.exchanges)
+}
+
+// requests is how many requests have arrived, answered or not.
+func (p *recordingProxy) requests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.arrivals
 }
 
 // doneKeys are the keys of the "Object done" log lines in logs.

@@ -31,19 +31,15 @@ import (
 // finished objects), then lets a clean run finish.
 func TestFaultKill9(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 6, 10, 71)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	r := newFaultRig(t, 6, 10, 71)
+	srv, events := r.srv, r.events
 	// A dead letter file per run: a killed run may leave a cut last line.
 	deadDir := t.TempDir()
 	var dead []deadletter.Letter
 	run := 0
 	runEnv := func() []string {
 		run++
-		return faultEnv(b, srv.URL(), filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
+		return faultEnv(r.bucket, srv.URL(), filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
 	}
 	killed := func() {
 		dead = append(dead, deadletter.Read(t, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)), true)...)
@@ -54,7 +50,7 @@ func TestFaultKill9(t *testing.T) {
 		seed = s // to replay a run's kill points
 	}
 	rng := rand.New(rand.NewPCG(seed, 71))
-	t.Logf("%d objects, %d events to send; kill points from seed %d (E2E_FAULT_SEED)", len(written), len(want), seed)
+	t.Logf("%d objects, %d events to send; kill points from seed %d (E2E_FAULT_SEED)", len(r.written), len(r.want), seed)
 
 	// In flight: Segment took calls, no object is recorded as done yet.
 	p := startConnect(t, repoRoot, runEnv(), events)
@@ -104,9 +100,7 @@ func TestFaultKill9(t *testing.T) {
 	t.Logf("the clean run finished %d objects; %d calls accepted in all, %d duplicates", final.count("Object done"),
 		srv.Stats().Accepted, srv.Duplicates())
 	dead = append(dead, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false)...)
-	checkDeadLetters(t, srv, dead, want, noUser, false)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, dead, false)
 }
 
 // TestFaultSegmentOutage runs the pipeline while Segment refuses connections,
@@ -114,18 +108,13 @@ func TestFaultKill9(t *testing.T) {
 // pipeline has logged retries of its kind.
 func TestFaultSegmentOutage(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 3, 20, 72)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	r := newFaultRig(t, 3, 20, 72)
+	srv, env := r.srv, r.env()
 	if err := srv.Down(); err != nil {
 		t.Fatal(err)
 	}
 	// Retries are logged at debug level.
-	p := startConnect(t, repoRoot, env, events, append(append([]string{"run", "--log.level", "debug"}, quickRetries...), shippedConfig)...)
+	p := startConnect(t, repoRoot, env, r.events, append(append([]string{"run", "--log.level", "debug"}, quickRetries...), shippedConfig)...)
 	const retried = "Segment request failed"
 	p.waitLines(3, 30*time.Second, retried, "connection refused")
 	if err := srv.Up(); err != nil {
@@ -140,12 +129,10 @@ func TestFaultSegmentOutage(t *testing.T) {
 		p.count(retried, "connection refused"), p.count(retried, "503 Service Unavailable"), srv.Stats().Faulted[segmentapi.FaultOutage503])
 	srv.Outage503(false)
 	p.wait(time.Minute)
-	if n := p.count("Object done"); n != len(written) {
-		t.Fatalf("%d objects done, want %d", n, len(written))
+	if n := p.count("Object done"); n != len(r.written) {
+		t.Fatalf("%d objects done, want %d", n, len(r.written))
 	}
-	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
 
 // TestFaultRateLimitStorm answers 429 with Retry-After to the first 20
@@ -153,14 +140,12 @@ func TestFaultSegmentOutage(t *testing.T) {
 // retried before its Retry-After has passed.
 func TestFaultRateLimitStorm(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 3, 20, 73)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
-	srv := segmentapi.StartT(t, e2eWriteKey)
+	r := newFaultRig(t, 3, 20, 73)
+	srv := r.srv
 	const storm, retryAfter = 20, time.Second
 	srv.RateLimitNext(storm, retryAfter)
-	proxy := startRecordingProxy(t, srv.URL())
-	env := faultEnv(b, proxy.url, filepath.Join(t.TempDir(), "dead.jsonl"))
+	proxy := startRecordingProxy(t, srv.URL(), nil)
+	env := append(r.env(), "SEGMENT_ENDPOINT="+proxy.url)
 	runToEnd(t, env)
 	if n := srv.Stats().Faulted[segmentapi.FaultRateLimit]; n != storm {
 		t.Fatalf("%d requests answered 429, want %d", n, storm)
@@ -200,9 +185,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 	}
 	t.Logf("%d requests for %d batches; %d answered 429, retried at the earliest %v after the answer",
 		len(exchanges), len(byBody), limited, minGap.Round(time.Millisecond))
-	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
 
 // TestFaultPermanentRejections lowers the stand-in's per-call limit below
@@ -210,24 +193,20 @@ func TestFaultRateLimitStorm(t *testing.T) {
 // in the dead letter file with the reason, and the rest flow.
 func TestFaultPermanentRejections(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 3, 20, 74)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
 	// Calls of these fixtures weigh 250 to 1,300 bytes; about one in ten is over 1,000.
 	const limit = 1000
-	srv := segmentapi.StartT(t, e2eWriteKey, segmentapi.WithMaxCallBytes(limit))
-	deadPath := filepath.Join(t.TempDir(), "dead.jsonl")
-	env := faultEnv(b, srv.URL(), deadPath)
+	r := newFaultRig(t, 3, 20, 74, segmentapi.WithMaxCallBytes(limit))
+	srv, env := r.srv, r.env()
 	p := runToEnd(t, env)
-	if n := p.count("Object done"); n != len(written) {
-		t.Fatalf("%d objects done, want %d", n, len(written))
+	if n := p.count("Object done"); n != len(r.written) {
+		t.Fatalf("%d objects done, want %d", n, len(r.written))
 	}
 
 	// The dead letter file and the accepted calls split the events between them.
-	rejected := checkDeadLetters(t, srv, deadletter.Read(t, deadPath, false), want, noUser, true,
+	rejected := checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), r.want, r.noUser, true,
 		"permanent", "400", fmt.Sprintf("over the %d byte limit", limit))
 	sent := map[string]string{}
-	for id, key := range want {
+	for id, key := range r.want {
 		if rejected[id] == "" {
 			sent[id] = key
 		}
@@ -248,13 +227,11 @@ func TestFaultPermanentRejections(t *testing.T) {
 // are reported by key, and the run ends cleanly.
 func TestFaultBadObjects(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 2, 20, 75)
-	want, noUser := expectedIDs(written)
-	b, _, _ := s3WithTree(t, tree)
+	r := newFaultRig(t, 2, 20, 75)
 
 	badSpec := func(et string, offset int) fixtures.FileSpec {
 		return fixtures.FileSpec{EventType: et, Records: 40, BlockRecords: 5, Seed: uint64(7500 + offset),
-			IntegrationID: written[0].Spec.IntegrationID, Offset: offset}
+			IntegrationID: r.written[0].Spec.IntegrationID, Offset: offset}
 	}
 	// The cut file: its events in the Avro blocks wholly before the cut must come out.
 	cutSpec := badSpec("users.messages.email.Open", 900000)
@@ -275,18 +252,17 @@ func TestFaultBadObjects(t *testing.T) {
 		fixtures.Key(badSpec("users.messages.webhook.Send", 900300)): whole.Bytes()[:3], // "Obj", no version byte
 	}
 	for key, data := range bad {
-		buckets.Upload(t, b, key, data)
+		buckets.Upload(t, r.bucket, key, data)
 	}
-	for _, r := range records[:intact] {
-		if sendable(r) {
-			want[r["id"].(string)] = fixtures.Key(cutSpec)
+	for _, rec := range records[:intact] {
+		if sendable(rec) {
+			r.want[rec["id"].(string)] = fixtures.Key(cutSpec)
 		} else {
-			noUser[r["id"].(string)] = fixtures.Key(cutSpec)
+			r.noUser[rec["id"].(string)] = fixtures.Key(cutSpec)
 		}
 	}
 
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	env := r.env()
 	p := runToEnd(t, env)
 	for key, data := range bad {
 		report := []string{"Skipping corrupt object", key}
@@ -297,14 +273,12 @@ func TestFaultBadObjects(t *testing.T) {
 			t.Fatalf("no error naming %s:\n%s", key, lastLines(p.logs(), 30))
 		}
 	}
-	if n := p.count("Object done") + p.count("Object corrupt"); n != len(written)+len(bad) {
-		t.Fatalf("%d objects finished, want %d", n, len(written)+len(bad))
+	if n := p.count("Object done") + p.count("Object corrupt"); n != len(r.written)+len(bad) {
+		t.Fatalf("%d objects finished, want %d", n, len(r.written)+len(bad))
 	}
-	t.Logf("%d good objects and %d bad ones; the cut file gave its first %d of %d events", len(written), len(bad),
+	t.Logf("%d good objects and %d bad ones; the cut file gave its first %d of %d events", len(r.written), len(bad),
 		intact, len(records))
-	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
 
 // intactRecords is how many records of an Avro file cut short are in its
@@ -330,15 +304,13 @@ func intactRecords(t *testing.T, data []byte) int {
 // done, and again a little later.
 func TestFaultBucketRestart(t *testing.T) {
 	t.Parallel()
-	tree, written := faultTree(t, 6, 10, 76)
-	want, noUser := expectedIDs(written)
-	b, stop, restart := s3WithTree(t, tree)
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	env := faultEnv(b, srv.URL(), filepath.Join(t.TempDir(), "dead.jsonl"))
+	r := newFaultRig(t, 6, 10, 76)
+	// One attempt per S3 request: the SDK's own retries of a refused
+	// connection (3 attempts, seconds apart) only delay the failures the
+	// pipeline must handle, which the test waits for.
+	env := append(r.env(), "AWS_MAX_ATTEMPTS=1")
 
-	p := startConnect(t, repoRoot, env, events)
+	p := startConnect(t, repoRoot, env, r.events)
 	// What the input logs when the bucket is unreachable.
 	bucketErrors := [][]string{{"Reading object", "failed"}, {"Saving the checkpoint", "failed"}, {"Listing", "failed"},
 		{"Could not read object"}}
@@ -351,26 +323,24 @@ func TestFaultBucketRestart(t *testing.T) {
 	}
 	for round, after := range []int{1, 60} {
 		p.waitLines(after, 30*time.Second, "Object done")
-		stop()
+		r.stopS3()
 		seen := failures()
 		// Restart once the pipeline has run into the dead server, or once it
 		// has finished every object (then only the final checkpoint write is
 		// left, and it must succeed after the restart).
-		waitFor(t, events, 30*time.Second, "the pipeline to hit the stopped bucket", func() (bool, error) {
+		waitFor(t, r.events, 30*time.Second, "the pipeline to hit the stopped bucket", func() (bool, error) {
 			if p.exited() {
 				return false, fmt.Errorf("the pipeline ended while the bucket was down: %v\n%s", p.err, lastLines(p.logs(), 30))
 			}
-			return failures() > seen || p.count("Object done") == len(written), nil
+			return failures() > seen || p.count("Object done") == len(r.written), nil
 		})
-		restart()
+		r.restartS3()
 		t.Logf("round %d: bucket stopped after %d objects done, restarted after %d failures logged", round+1, after, failures()-seen)
 	}
 	p.wait(time.Minute)
 	t.Logf("bucket failures logged:\n%s", grepLines(p.logs(), "Reading object", "Saving the checkpoint", "Listing", "Could not read object"))
-	if n := p.count("Object done"); n != len(written) {
-		t.Fatalf("%d objects done, want %d", n, len(written))
+	if n := p.count("Object done"); n != len(r.written) {
+		t.Fatalf("%d objects done, want %d", n, len(r.written))
 	}
-	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
-	checkDelivered(t, srv, want)
-	checkNothingNew(t, env, srv)
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }

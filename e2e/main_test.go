@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
@@ -17,7 +18,10 @@ import (
 // from readmeRepo, a copy of the repository's files that only
 // TestReadmeCommands runs commands in: Go's build cache keys a package by its
 // directory, so the README's first `go run` there finds every package of the
-// module compiled instead of compiling them all again.
+// module compiled instead of compiling them all again. They are built with
+// `go run -exec cp`, which links as `go run` does and caches the executable
+// where the README's `go run ./cmd/connect` finds it (`go build` caches no
+// executable, and links with debug information, which `go run` omits).
 var binary, s3Server, readmeRepo string
 
 // parallelTests is how many tests run at once unless -parallel says. The
@@ -50,21 +54,60 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary, s3Server, readmeRepo = filepath.Join(dir, "connect"), filepath.Join(dir, "s3server"), filepath.Join(dir, "repo")
+	binary, s3Server = filepath.Join(dir, "connect"), filepath.Join(dir, "s3server")
+	var release func()
+	if readmeRepo, release, err = repoCopyDir(); err != nil {
+		fmt.Fprintln(os.Stderr, "making a directory for the repository's copy:", err)
+		os.Exit(1)
+	}
 	if err := copyRepo(readmeRepo); err != nil {
 		fmt.Fprintln(os.Stderr, "copying the repository:", err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/connect", buckets.S3ServerPackage)
-	build.Dir = readmeRepo
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building connect and s3server:", err)
-		os.Exit(1)
+	for pkg, out := range map[string]string{"./cmd/connect": binary, buckets.S3ServerPackage: s3Server} {
+		build := exec.Command("go", "run", "-exec", "cp", pkg, out)
+		build.Dir = readmeRepo
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	release()
 	os.Exit(code)
+}
+
+// repoCopyDir returns an empty directory for the repository's copy, and
+// the function that removes it once the tests are done. It is the same path
+// at every run, so that the build cache (which keys a package by its
+// directory, and go run's executables by their packages') holds what
+// earlier runs built there: at a new path every package of the module was
+// compiled again, and each of the README's `go run`s linked again. A run
+// that finds the path in use by another, whose lock is held, takes a new
+// directory.
+func repoCopyDir() (string, func(), error) {
+	shared := filepath.Join(os.TempDir(), "currents-connect-e2e-repo")
+	lock, err := os.OpenFile(shared+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err == nil {
+		if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil { // in use, or no lock to be had: a directory of our own
+		dir, err := os.MkdirTemp("", "currents-connect-e2e-repo")
+		return dir, func() { _ = os.RemoveAll(dir) }, err
+	}
+	release := func() {
+		_ = os.RemoveAll(shared)
+		lock.Close() // releases the lock
+	}
+	if err := os.RemoveAll(shared); err != nil { // left by a run that was killed
+		release()
+		return "", nil, err
+	}
+	return shared, release, nil
 }
 
 // productDirs hold what the tests run: the binaries' sources, the mappings

@@ -54,9 +54,11 @@ func TestMetricsAndReadiness(t *testing.T) {
 		}
 	}
 	srv := segmentapi.StartT(t, e2eWriteKey)
-	// Segment is unreachable after 3s of failing requests, not the default 30s:
-	// what is tested is /ready's answer, not the default.
-	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir, "--set", "output.fallback.0.reject_errored.segment.unreachable_after=3s")
+	// Segment is unreachable after 1s of failing requests, not the default 30s,
+	// retried every 50 to 500 ms (quickRetries), not 0.5 to 30 s: what is
+	// tested is /ready's answer, not the defaults.
+	admin, p := startWatchingPipeline(t, "file://"+bucket, srv, dir,
+		append([]string{"--set", "output.fallback.0.reject_errored.segment.unreachable_after=1s"}, quickRetries...)...)
 	waitUntil(t, "every event in Segment", func() bool { return srv.UniqueMessageIDs() == want })
 	// Objects are done once their last batch is acked, just after Segment took it.
 	var metrics string

@@ -19,6 +19,14 @@ import (
 // from the working directory.
 const repoRoot = ".."
 
+// shortLease is the checkpoint lease of the pipelines the tests run. A
+// process that claims a checkpoint reads its claim back a tenth of the lease
+// later (at most 1 s), in case another process claimed it at the same moment:
+// with the default lease of 1m that is a second of waiting at every start.
+// Only TestSecondProcessOnOneCheckpointWaits runs two processes on one
+// checkpoint at once, and it sets the default back.
+const shortLease = "CURRENTS_CHECKPOINT_LEASE=2s"
+
 // pipelineEnv is the environment of config/currents_to_segment.yaml for a
 // one-pass run over bucketURL into the stand-in.
 func pipelineEnv(bucketURL string, srv *segmentapi.Server, deadLetter string, extra ...string) []string {
@@ -29,6 +37,7 @@ func pipelineEnv(bucketURL string, srv *segmentapi.Server, deadLetter string, ex
 		"SEGMENT_ENDPOINT=" + srv.URL(),
 		"DEAD_LETTER_PATH=" + deadLetter,
 		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
+		shortLease,
 	}, extra...)
 }
 

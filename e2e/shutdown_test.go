@@ -21,10 +21,12 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 	tree, written := faultTree(t, 3, 40, 91)
 	want, _ := expectedIDs(written)
 	srv := segmentapi.StartT(t, e2eWriteKey)
+	// Through a proxy that says when a request arrives: the stand-in's
+	// OnRequest hook would say so only when it answers, an hour later.
 	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	proxy := startRecordingProxy(t, srv.URL(), events)
 	dead := filepath.Join(t.TempDir(), "dead.jsonl")
-	env := pipelineEnv("file://"+tree, srv, dead, "BRAZE_INCLUDE_ANONYMOUS=true")
+	env := pipelineEnv("file://"+tree, srv, dead, "BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_ENDPOINT="+proxy.url)
 	// A few requests answered, so some objects are done; then none is.
 	srv.SlowNext(5, 0)
 	srv.SlowNext(10000, time.Hour)
@@ -33,7 +35,7 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 	p := startConnect(t, repoRoot, env, events, "-c", shippedConfig, "--set", "shutdown_timeout=3s")
 	// The sixth request is held: how many more arrive depends on how many
 	// the output sends at once (and on request_timeout's retries).
-	waitFor(t, events, time.Minute, "a request held by Segment", func() (bool, error) { return srv.Stats().Requests > 5, nil })
+	waitFor(t, events, time.Minute, "a request held by Segment", func() (bool, error) { return proxy.requests() > 5, nil })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
