@@ -34,7 +34,7 @@ func TestDeadLettersToTheBucket(t *testing.T) {
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	srv.FailNext(1_000_000, 400)
 	unused := filepath.Join(t.TempDir(), "dead.jsonl")
-	env := append(pipelineEnv(b.URL, srv, unused, "BRAZE_INCLUDE_ANONYMOUS=true"), b.EnvList()...)
+	env := bucketEnv(b, srv, unused)
 	runToEnd(t, env, "-c", bucketDeadLetterConfig(t))
 
 	if _, err := os.Stat(unused); !os.IsNotExist(err) {

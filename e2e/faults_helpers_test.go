@@ -88,10 +88,10 @@ func newFaultRig(t *testing.T, filesPerType, recordsPerFile int, seed uint64, op
 	return r
 }
 
-// env is faultEnv for the rig's bucket and stand-in, with the dead letters
+// env is bucketEnv for the rig's bucket and stand-in, with the dead letters
 // in a new file (envValue(env, "DEAD_LETTER_PATH")).
 func (r *faultRig) env() []string {
-	return faultEnv(r.bucket, r.srv.URL(), filepath.Join(r.t.TempDir(), "dead.jsonl"))
+	return bucketEnv(r.bucket, r.srv, filepath.Join(r.t.TempDir(), "dead.jsonl"))
 }
 
 // checkEnd ends a scenario as each does: dead are the dead letters expected
@@ -112,20 +112,10 @@ func (r *faultRig) checkEnd(env []string, dead []deadletter.Letter, once bool) {
 var quickRetries = []string{"--set", "output.fallback.0.reject_errored.segment.backoff.initial_interval=50ms",
 	"--set", "output.fallback.0.reject_errored.segment.backoff.max_interval=500ms"}
 
-// faultEnv is the environment of the shipped pipeline reading b (with its
-// credentials) into endpoint, every event with a user included.
-func faultEnv(b *buckets.Bucket, endpoint, deadLetter string) []string {
-	env := []string{
-		"CURRENTS_URL=" + b.URL,
-		"CURRENTS_WATCH=false",
-		"SEGMENT_WRITE_KEY=" + e2eWriteKey,
-		"SEGMENT_ENDPOINT=" + endpoint,
-		"DEAD_LETTER_PATH=" + deadLetter,
-		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
-		"BRAZE_INCLUDE_ANONYMOUS=true",
-		shortLease,
-	}
-	return append(env, b.EnvList()...)
+// bucketEnv is pipelineEnv reading b, with its credentials, every event
+// with a user included.
+func bucketEnv(b *buckets.Bucket, srv *segmentapi.Server, deadLetter string) []string {
+	return append(pipelineEnv(b.URL, srv, deadLetter, "BRAZE_INCLUDE_ANONYMOUS=true"), b.EnvList()...)
 }
 
 // checkDelivered checks that every wanted id was accepted by the stand-in

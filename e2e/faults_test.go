@@ -39,7 +39,7 @@ func TestFaultKill9(t *testing.T) {
 	run := 0
 	runEnv := func() []string {
 		run++
-		return faultEnv(r.bucket, srv.URL(), filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
+		return bucketEnv(r.bucket, srv, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)))
 	}
 	killed := func() {
 		dead = append(dead, deadletter.Read(t, filepath.Join(deadDir, fmt.Sprintf("dead-%d.jsonl", run)), true)...)
