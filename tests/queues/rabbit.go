@@ -80,13 +80,18 @@ func StartRabbitWith(t testing.TB, conf RabbitConfig) *Rabbit {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(r.Close)
+	r.logIfFailed(t) // before the close: cleanups run last first
+	return r
+}
+
+// logIfFailed has t log what the broker wrote if t fails.
+func (r *Rabbit) logIfFailed(t testing.TB) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("RabbitMQ wrote:\n%s", r.Logs())
 		}
-		r.Close()
 	})
-	return r
 }
 
 // NewRabbitWith starts a broker with conf added to the harness's

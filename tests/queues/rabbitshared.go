@@ -25,11 +25,7 @@ func (s *SharedRabbit) Get(t testing.TB) *Rabbit {
 	if s.err != nil {
 		t.Fatal(s.err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("RabbitMQ wrote:\n%s", s.r.Logs())
-		}
-	})
+	s.r.logIfFailed(t)
 	return s.r
 }
 
