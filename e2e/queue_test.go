@@ -20,6 +20,12 @@ import (
 	"github.com/currents-connect/currents-connect/tests/queues"
 )
 
+// receiverPubSub is the server of the tests that receive in this process:
+// the gcppubsubv2 driver dials the PUBSUB_EMULATOR_HOST of its first use
+// only, so a second run of such a test (go test -count) needs the same
+// server.
+var receiverPubSub = sync.OnceValue(queues.NewPubSub)
+
 // TestQueueKilledMidRun: n messages go from a Pub/Sub subscription through
 // the queue input and output to another topic; the binary is killed with
 // SIGKILL once a quarter arrived and started again. Every message arrives;
@@ -29,16 +35,17 @@ import (
 // moving the server's clock.
 func TestQueueKilledMidRun(t *testing.T) {
 	const n = 600
-	ps := queues.StartPubSub(t)
+	ps := receiverPubSub()
 	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr) // for the receiver here
-	ps.CreateTopic(t, "in", "in-sub", 10*time.Second)
-	ps.CreateTopic(t, "out", "out-sub", 10*time.Second)
+	in, out := ps.Name(t), ps.Name(t)
+	ps.CreateTopic(t, in, in, 10*time.Second)
+	ps.CreateTopic(t, out, out, 10*time.Second)
 	for i := range n {
-		ps.Publish(t, "in", fmt.Appendf(nil, "event-%04d", i), map[string]string{"seq": fmt.Sprint(i)})
+		ps.Publish(t, in, fmt.Appendf(nil, "event-%04d", i), map[string]string{"seq": fmt.Sprint(i)})
 	}
-	cfg := queueConfig(t, ps.SubscriptionURL("in-sub"), ps.TopicURL("out"))
+	cfg := queueConfig(t, ps.SubscriptionURL(in), ps.TopicURL(out))
 
-	got := newArrivals(t, ps.SubscriptionURL("out-sub"))
+	got := newArrivals(t, ps.SubscriptionURL(out))
 	first := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
 	waitFor(t, got.events, time.Minute, "a quarter of the messages", func() (bool, error) {
 		distinct, _ := got.counts()
@@ -50,7 +57,10 @@ func TestQueueKilledMidRun(t *testing.T) {
 		t.Fatalf("all %d messages arrived before the kill: the test proves nothing", n)
 	}
 
-	// What the killed run held comes back once its ack deadline passed.
+	// What the killed run held comes back once its ack deadline passed. The
+	// server must have seen the killed run's stream close first, or it hands
+	// those messages to that stream again, for another 60 s.
+	ps.WaitPullsClosed(t, in)
 	ps.Advance(time.Minute + time.Second)
 	second := startConnect(t, repoRoot, ps.Env(), got.events, "-c", cfg)
 	got.waitAll(t, second, n, fmt.Sprintf("%d arrived before the kill", atKill))

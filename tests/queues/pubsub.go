@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -25,6 +27,8 @@ type PubSub struct {
 	Addr    string // host:port, the value of PUBSUB_EMULATOR_HOST
 	Project string
 	srv     *pstest.Server
+	grpc    *grpc.Server // serves srv's API at Addr, counting streaming pulls
+	pulls   pulls
 
 	mu     sync.Mutex
 	offset time.Duration // how far Advance moved the server's clock
@@ -43,12 +47,29 @@ func StartPubSub(t testing.TB) *PubSub {
 // TestMain): gocloud's gcppubsubv2 driver reads PUBSUB_EMULATOR_HOST once
 // per process, so the tests of one package share one server.
 func NewPubSub() *PubSub {
-	srv := pstest.NewServer()
-	return &PubSub{Addr: srv.Addr, Project: "currents-test", srv: srv}
+	p := &PubSub{Project: "currents-test", srv: pstest.NewServer()}
+	p.pulls.open = map[string]int{}
+	p.pulls.changed = make(chan struct{})
+	// pstest takes no gRPC options, so its API is served again here,
+	// behind an interceptor that counts each subscription's open streams
+	// (see WaitPullsClosed). pstest's own listener goes unused.
+	p.grpc = grpc.NewServer(grpc.StreamInterceptor(p.pulls.intercept))
+	pubsubpb.RegisterPublisherServer(p.grpc, &p.srv.GServer)
+	pubsubpb.RegisterSubscriberServer(p.grpc, &p.srv.GServer)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("queues: Pub/Sub test server: %v", err))
+	}
+	p.Addr = l.Addr().String()
+	go func() { _ = p.grpc.Serve(l) }()
+	return p
 }
 
 // Close stops the server.
-func (p *PubSub) Close() error { return p.srv.Close() }
+func (p *PubSub) Close() error {
+	p.grpc.Stop()
+	return p.srv.Close()
+}
 
 // Env is the environment a process needs to use this server.
 func (p *PubSub) Env() []string { return []string{"PUBSUB_EMULATOR_HOST=" + p.Addr} }

@@ -62,3 +62,34 @@ func receiveNackReceive(t *testing.T, ctx context.Context, sub *pubsub.Subscript
 	}
 	return again
 }
+
+// TestPubSubCountsPulls: a receiving client's streaming pull is counted on
+// its subscription until the client stopped, and WaitPullsClosed returns
+// once it has.
+func TestPubSubCountsPulls(t *testing.T) {
+	ps := sharedPubSub()
+	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	ps.Publish(t, name, []byte("hello"), nil)
+	ctx := context.Background()
+	sub, err := pubsub.OpenSubscription(ctx, ps.SubscriptionURL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Ack()
+	if n := ps.openPulls(name); n < 1 {
+		t.Fatalf("%d streaming pulls counted on %s while a client receives from it", n, name)
+	}
+	if err := sub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps.WaitPullsClosed(t, name)
+	if n := ps.openPulls(name); n != 0 {
+		t.Fatalf("%d streaming pulls counted after WaitPullsClosed", n)
+	}
+}
