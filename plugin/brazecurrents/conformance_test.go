@@ -120,7 +120,7 @@ func TestScannerDecodesEveryEventType(t *testing.T) {
 		t.Fatalf("only %d event types in the facts", len(types))
 	}
 	for i, et := range types {
-		codec := []string{"null", "deflate", "snappy"}[i%3]
+		codec := []string{"null", "deflate", "snappy", "zstandard", "bzip2"}[i%5]
 		t.Run(et, func(t *testing.T) {
 			scanFixture(t, fixtures.FileSpec{EventType: et, Codec: codec, Records: 40, BlockRecords: 15, Seed: uint64(i)})
 		})

@@ -39,7 +39,7 @@ func scannerSpec() *service.ConfigSpec {
 Reads a Currents export file (an Avro Object Container File, as Currents writes to S3, GCS and Azure Blob)
 as a stream, one block at a time, so memory stays flat however many events a file holds. Every file is
 decoded with its own writer schema, so schema changes need no configuration. Codecs: null, deflate,
-snappy and zstandard.
+snappy, zstandard and bzip2 (not xz, whose blocks may claim gigabytes of memory).
 
 Each event becomes an object of the schema's fields, structured (ready for a mapping) or as JSON text in
 the schema's field order (`+"`structured: false`"+`): nullable unions are unwrapped to their value or

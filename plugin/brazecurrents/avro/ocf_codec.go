@@ -2,6 +2,7 @@ package avro
 
 import (
 	"bytes"
+	"compress/bzip2"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,6 +64,11 @@ func (o *Reader) decompress(raw []byte) ([]byte, error) {
 			return nil, err
 		}
 		return o.inflate(o.zstd)
+	case "bzip2":
+		// A reader per block: compress/bzip2 cannot be reset. It holds one
+		// bzip2 block of at most 900 kB (3.6 MB of tables), whatever the
+		// stream claims.
+		return o.inflate(bzip2.NewReader(bytes.NewReader(raw)))
 	}
 	return raw, nil
 }
