@@ -31,6 +31,10 @@ func (s *Subscription) Ack(m *pubsub.Message) { s.settle(m, true) }
 func (s *Subscription) Nack(m *pubsub.Message) { s.settle(m, false) }
 
 func (s *Subscription) settle(m *pubsub.Message, ack bool) {
+	if s != nil && s.leases != nil {
+		s.leases.settle(m, ack)
+		return
+	}
 	var d amqp.Delivery
 	// Only a rabbit subscription's messages: As panics on a message whose
 	// driver has no As.

@@ -35,6 +35,7 @@ type Subscription struct {
 	*pubsub.Subscription
 	closeConn func() error // nil when it owns none
 	watch     *channelWatch
+	leases    *leases // gcppubsub only
 }
 
 // Receive receives the next message. Settle it with Ack or Nack.
@@ -42,6 +43,9 @@ func (s *Subscription) Receive(ctx context.Context) (*pubsub.Message, error) {
 	m, err := s.Subscription.Receive(ctx)
 	if err == nil && s.watch != nil {
 		s.watch.saw(m)
+	}
+	if err == nil && s.leases != nil {
+		s.leases.received(m)
 	}
 	return m, err
 }
@@ -51,6 +55,9 @@ func (s *Subscription) Receive(ctx context.Context) (*pubsub.Message, error) {
 // closing the connection is what removes a rabbit consumer and puts back
 // what it held.
 func (s *Subscription) Shutdown(ctx context.Context) error {
+	if s.leases != nil {
+		s.leases.close()
+	}
 	err := s.Subscription.Shutdown(ctx)
 	if s.closeConn != nil {
 		err = errors.Join(err, s.closeConn())
@@ -64,7 +71,9 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // gcppubsubv2 client's outstanding messages. Unbounded, they take messages
 // ahead (the whole queue for rabbit, up to 1000 for Pub/Sub), held in
 // memory and from the subscription's other consumers. A rabbit subscription
-// gets a connection of its own, which its Shutdown closes.
+// gets a connection of its own, which its Shutdown closes. A gcppubsub
+// subscription extends the deadline of the messages received until they
+// are settled.
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
@@ -73,7 +82,7 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 			return nil, err
 		}
 		boundLeases(sub, maxOutstanding)
-		return &Subscription{Subscription: sub}, nil
+		return &Subscription{Subscription: sub, leases: extendLeases(sub, u, driverlog.From(ctx))}, nil
 	}
 	if q := u.Query(); !q.Has("prefetch_count") {
 		q.Set("prefetch_count", strconv.Itoa(maxOutstanding))

@@ -294,20 +294,6 @@ func newOutput(t *testing.T, yaml string) *queueOutput {
 
 func body(i int) string { return fmt.Sprintf("message-%03d", i) }
 
-// eventually polls cond until it holds, failing the test once ctx ends.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	poll := time.NewTicker(10 * time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		select {
-		case <-poll.C:
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		}
-	}
-}
-
 // records is a slog handler that keeps the records' messages.
 type records struct {
 	mu   sync.Mutex

@@ -45,7 +45,8 @@ Delivery is at least once. A message is acknowledged to the queue only once the 
 back to the queue, which redelivers it, possibly to another consumer; a driver that cannot nack gets the
 message read again by this input. A message neither acknowledged nor nacked (the process died) comes
 back once the queue's own visibility timeout or ack deadline has passed; a message that takes longer
-than that in the pipeline can be delivered twice. Deduplicate downstream where that matters.
+than that in the pipeline can be delivered twice, except from ` + "`nats`" + `, ` + "`gcppubsub`" + ` and ` + "`gcppubsubv2`" + `, whose
+deadlines the input or the client extends while the message is held. Deduplicate downstream where that matters.
 
 The queue message's attributes become the message's metadata. At most ` + "`max_in_flight`" + ` messages are
 in the pipeline at once, unacknowledged. The queue leases no more than that to ` + "`nats`" + `,

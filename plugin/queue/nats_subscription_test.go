@@ -44,7 +44,7 @@ func TestNATSInputCloseNaksWhatItHolds(t *testing.T) {
 		_, _, err := in.Read(readCtx)
 		read <- err
 	}()
-	eventually(t, ctx, "the input's pull request waiting", func() bool {
+	queues.Eventually(t, ctx, "the input's pull request waiting", func() bool {
 		return n.ConsumerInfo(t, "HELD", "readers").NumWaiting > 0
 	})
 	stopRead()
@@ -52,7 +52,7 @@ func TestNATSInputCloseNaksWhatItHolds(t *testing.T) {
 		t.Fatalf("the cancelled Read: %v", err)
 	}
 	n.Publish(t, "held", []byte("fetched-ahead"), nil)
-	eventually(t, ctx, "the second message delivered to the input", func() bool {
+	queues.Eventually(t, ctx, "the second message delivered to the input", func() bool {
 		return n.Deliveries(t, "HELD", "readers") == 2
 	})
 	if err := in.Close(ctx); err != nil {
@@ -81,14 +81,14 @@ func TestNATSInputReconnects(t *testing.T) {
 	for i := range half {
 		n.Publish(t, "in", []byte(body(i)), nil)
 	}
-	eventually(t, ctx, "the messages from before the restart, acknowledged", func() bool {
+	queues.Eventually(t, ctx, "the messages from before the restart, acknowledged", func() bool {
 		return count() == half && n.ConsumerInfo(t, n.prefix+"in", n.prefix+"in-sub").NumAckPending == 0
 	})
 	n.Restart(t, queues.NATSOptions{})
 	for i := half; i < 2*half; i++ {
 		n.Publish(t, "in", []byte(body(i)), nil)
 	}
-	eventually(t, ctx, "the messages from after the restart", func() bool { return count() == 2*half })
+	queues.Eventually(t, ctx, "the messages from after the restart", func() bool { return count() == 2*half })
 	if err := stream.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestNATSMaxDeliverLogged(t *testing.T) {
 	runStream(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	eventually(t, ctx, "the last nak logged", func() bool {
+	queues.Eventually(t, ctx, "the last nak logged", func() bool {
 		return logged.has(slog.LevelError, "NATS stream ORDERS consumer twice: message 1 was delivered 2 times, the consumer's max_deliver")
 	})
 	if d := n.Deliveries(t, "ORDERS", "twice"); d != 2 {
@@ -159,9 +159,9 @@ func TestNATSInputSurvivesServerCrash(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- stream.Run(ctx) }()
 	count := func() int { seen.mu.Lock(); defer seen.mu.Unlock(); return len(seen.seen) }
-	eventually(t, ctx, "a third of the messages read", func() bool { return count() >= n/3 })
+	queues.Eventually(t, ctx, "a third of the messages read", func() bool { return count() >= n/3 })
 	p.Crash(t)
-	eventually(t, ctx, "every message read", func() bool { return count() == n })
+	queues.Eventually(t, ctx, "every message read", func() bool { return count() == n })
 	if err := stream.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestNATSInputKeepsHeldMessagesInProgress(t *testing.T) {
 	}
 	// Reports come every third of the ack wait: six of them span more than
 	// one ack wait after the delivery.
-	eventually(t, ctx, "six in-progress reports", func() bool { return inProgress.Load() >= 6 })
+	queues.Eventually(t, ctx, "six in-progress reports", func() bool { return inProgress.Load() >= 6 })
 	n.Publish(t, "slow", []byte("next"), nil)
 	msg, ack, err := in.Read(ctx)
 	if err != nil {

@@ -273,7 +273,7 @@ func TestNATSAsyncErrorsLogged(t *testing.T) {
 	defer cancel()
 	sent := make(chan error, 1)
 	go func() { sent <- send(ctx, service.NewMessage([]byte("x"))) }()
-	eventually(t, ctx, "the permissions violation logged", func() bool {
+	queues.Eventually(t, ctx, "the permissions violation logged", func() bool {
 		return logged.has(slog.LevelError, "NATS subject denied", "Permissions Violation for Publish")
 	})
 	// Waited for here, not by the stream's stop (which would wait out its own timeout).
@@ -307,7 +307,7 @@ func TestNATSOutputSurvivesServerCrash(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, ctx, "a third of the sends acknowledged", func() bool { return acked.Load() >= senders*each/3 })
+	queues.Eventually(t, ctx, "a third of the sends acknowledged", func() bool { return acked.Load() >= senders*each/3 })
 	p.Crash(t)
 	wg.Wait()
 	var bodies []string

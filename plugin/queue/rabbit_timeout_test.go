@@ -161,13 +161,13 @@ func TestRabbitStreamOutlivesConsumerTimeout(t *testing.T) {
 	runStream(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	eventually(t, ctx, "the broker's consumer_timeout", func() bool {
+	queues.Eventually(t, ctx, "the broker's consumer_timeout", func() bool {
 		return strings.Contains(r.LogsSince(mark), "delivery acknowledgement on channel")
 	})
 	close(release)
 	count := func() int { seen.mu.Lock(); defer seen.mu.Unlock(); return len(seen.seen) }
-	eventually(t, ctx, "every message delivered", func() bool { return count() == n })
-	eventually(t, ctx, "the queue empty", func() bool { return r.State(t, "held") == queues.QueueState{Consumers: 1} })
+	queues.Eventually(t, ctx, "every message delivered", func() bool { return count() == n })
+	queues.Eventually(t, ctx, "the queue empty", func() bool { return r.State(t, "held") == queues.QueueState{Consumers: 1} })
 	seen.mu.Lock()
 	t.Logf("%d messages, delivered %v times", n, seen.seen)
 	seen.mu.Unlock()

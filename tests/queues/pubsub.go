@@ -19,6 +19,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -31,8 +33,14 @@ type PubSub struct {
 	pulls   pulls
 
 	mu     sync.Mutex
-	offset time.Duration // how far Advance moved the server's clock
-	names  int           // names handed out by Name
+	offset time.Duration  // how far Advance moved the server's clock
+	names  int            // names handed out by Name
+	calls  map[string]int // unary calls by method, failed ones too
+	// refused are the subscriptions whose extensions fail
+	// (RefuseExtensions), held those whose extensions wait for the
+	// channel's close (HoldExtensions).
+	refused map[string]bool
+	held    map[string]chan struct{}
 }
 
 // StartPubSub starts a Pub/Sub test server, closed when the test ends.
@@ -47,13 +55,14 @@ func StartPubSub(t testing.TB) *PubSub {
 // TestMain): gocloud's gcppubsubv2 driver reads PUBSUB_EMULATOR_HOST once
 // per process, so the tests of one package share one server.
 func NewPubSub() *PubSub {
-	p := &PubSub{Project: "currents-test", srv: pstest.NewServer()}
+	p := &PubSub{Project: "currents-test", srv: pstest.NewServer(), calls: map[string]int{}, refused: map[string]bool{},
+		held: map[string]chan struct{}{}}
 	p.pulls.open = map[string]int{}
 	p.pulls.changed = make(chan struct{})
 	// pstest takes no gRPC options, so its API is served again here,
 	// behind an interceptor that counts each subscription's open streams
 	// (see WaitPullsClosed). pstest's own listener goes unused.
-	p.grpc = grpc.NewServer(grpc.StreamInterceptor(p.pulls.intercept))
+	p.grpc = grpc.NewServer(grpc.StreamInterceptor(p.pulls.intercept), grpc.UnaryInterceptor(p.countCall))
 	pubsubpb.RegisterPublisherServer(p.grpc, &p.srv.GServer)
 	pubsubpb.RegisterSubscriberServer(p.grpc, &p.srv.GServer)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -112,6 +121,72 @@ func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.D
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// DeleteSubscription deletes the subscription sub: the calls of its
+// clients fail from then on.
+func (p *PubSub) DeleteSubscription(t testing.TB, sub string) {
+	t.Helper()
+	if _, err := p.srv.GServer.DeleteSubscription(context.Background(), &pubsubpb.DeleteSubscriptionRequest{
+		Subscription: fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Calls is how many unary calls of method (such as "ModifyAckDeadline")
+// the server answered so far, failed ones included, for every
+// subscription: a test compares counts.
+func (p *PubSub) Calls(method string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[method]
+}
+
+// RefuseExtensions makes the server refuse (Unavailable) every extension
+// of the deadline of the subscription sub's messages from now on, as when
+// the service is out of reach: the deadlines pass, and a test moving the
+// clock sees their messages delivered again. Nacks still go through.
+func (p *PubSub) RefuseExtensions(sub string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused[fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)] = true
+}
+
+// HoldExtensions holds every extension of the deadline of the subscription
+// sub's messages that reaches the server from now on (counted by Calls as
+// it arrives) until release is called, as a slow network would. Nacks go
+// through.
+func (p *PubSub) HoldExtensions(sub string) (release func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held[fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)] = gate
+	return sync.OnceFunc(func() { close(gate) })
+}
+
+// countCall counts the unary calls, and refuses or holds the extensions
+// RefuseExtensions or HoldExtensions names.
+func (p *PubSub) countCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	p.mu.Lock()
+	p.calls[info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]]++
+	var refused bool
+	var gate chan struct{}
+	if mod, ok := req.(*pubsubpb.ModifyAckDeadlineRequest); ok && mod.AckDeadlineSeconds > 0 {
+		refused, gate = p.refused[mod.Subscription], p.held[mod.Subscription]
+	}
+	p.mu.Unlock()
+	if refused {
+		return nil, status.Error(codes.Unavailable, "extensions refused by the test")
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return handler(ctx, req)
 }
 
 // Publish publishes one message with attributes to a topic.
@@ -186,4 +261,36 @@ func (p *PubSub) ExtendedSince(topic string, t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// Modacks are the deadline modifications a client sent for the messages
+// published to topic with body data (a nack sets the deadline to zero), in
+// the order the server received them.
+func (p *PubSub) Modacks(topic string, data []byte) []pstest.Modack {
+	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	var mods []pstest.Modack
+	for _, m := range p.srv.Messages() {
+		if m.Topic == name && bytes.Equal(m.Data, data) {
+			mods = append(mods, m.Modacks...)
+		}
+	}
+	return mods
+}
+
+// Pull is what the server delivers now, without waiting, to another
+// consumer of the subscription sub: the messages never delivered and those
+// whose ack deadline passed. They are that consumer's until their deadline.
+func (p *PubSub) Pull(t testing.TB, sub string) [][]byte {
+	t.Helper()
+	resp, err := p.srv.GServer.Pull(context.Background(), &pubsubpb.PullRequest{
+		Subscription: fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub), ReturnImmediately: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	for _, m := range resp.ReceivedMessages {
+		bodies = append(bodies, m.Message.Data)
+	}
+	return bodies
 }

@@ -1,0 +1,228 @@
+package subscription
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/pubsub"
+	_ "gocloud.dev/pubsub/gcppubsub"
+
+	"github.com/currents-connect/currents-connect/internal/driverlog"
+	"github.com/currents-connect/currents-connect/tests/queues"
+)
+
+// waitLimit bounds every wait, so that a bug fails a test, not hangs it.
+const waitLimit = 2 * time.Minute
+
+// pubsubServer is the package's Pub/Sub server: gocloud's gcppubsub driver
+// dials the PUBSUB_EMULATOR_HOST of its first use only.
+var pubsubServer *queues.PubSub
+
+func TestMain(m *testing.M) {
+	pubsubServer = queues.NewPubSub()
+	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
+	leasePeriod = 20 * time.Millisecond
+	code := m.Run()
+	_ = pubsubServer.Close()
+	os.Exit(code)
+}
+
+// TestGCPPubSubExtendsHeldMessages: messages received from a gcppubsub
+// subscription and held past its ack deadline, again and again, are not
+// delivered again; a nacked one is no longer extended and comes back; an
+// acked one is acknowledged. Without the extensions the server delivered
+// both again once the clock passed their 10 s deadline.
+func TestGCPPubSubExtendsHeldMessages(t *testing.T) {
+	ps := pubsubServer
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	acked, nacked := []byte("acked"), []byte("nacked")
+	ps.Publish(t, name, acked, nil)
+	ps.Publish(t, name, nacked, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]*pubsub.Message{}
+	for len(held) < 2 {
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[string(m.Body)] = m
+	}
+	for range 3 {
+		since := time.Now()
+		queues.Eventually(t, ctx, "an extension of both messages", func() bool {
+			return extendedSince(ps, name, acked, since) && extendedSince(ps, name, nacked, since)
+		})
+		ps.Advance(15 * time.Second) // past the subscription's deadline
+		if got := ps.Pull(t, name); len(got) > 0 {
+			t.Fatalf("delivered again while held: %q", got)
+		}
+	}
+
+	sub.Nack(held[string(nacked)])
+	var nackedAt time.Time
+	queues.Eventually(t, ctx, "the nack", func() bool {
+		for _, mod := range ps.Modacks(name, nacked) {
+			if mod.AckDeadline == 0 {
+				nackedAt = mod.ReceivedAt
+				return true
+			}
+		}
+		return false
+	})
+	// An extension of the message still held went out after the nack: it
+	// would have carried the nacked one too.
+	queues.Eventually(t, ctx, "an extension after the nack", func() bool { return extendedSince(ps, name, acked, nackedAt) })
+	if extendedSince(ps, name, nacked, nackedAt) {
+		t.Fatal("the nacked message was extended after its nack")
+	}
+	queues.Eventually(t, ctx, "the nacked message delivered again", func() bool {
+		ps.Pull(t, name)
+		return ps.Deliveries(name, nacked) == 2
+	})
+
+	sub.Ack(held[string(acked)])
+	if err := sub.Shutdown(ctx); err != nil { // flushes the ack
+		t.Fatal(err)
+	}
+	if n := ps.Acked(name); n != 1 {
+		t.Fatalf("%d messages acknowledged on the server, want 1", n)
+	}
+	if d := ps.Deliveries(name, acked); d != 1 {
+		t.Fatalf("the server delivered the acked message %d times, want once", d)
+	}
+}
+
+// TestGCPPubSubNackAfterSlowExtension: a message nacked while an
+// extension carrying it is on its way is nacked again once the extension
+// returned. The extension could reach the server after the nack and hold
+// the message back for a minute instead of having it delivered again at
+// once.
+func TestGCPPubSubNackAfterSlowExtension(t *testing.T) {
+	ps := pubsubServer
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	body := []byte("nacked")
+	ps.Publish(t, name, body, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := ps.HoldExtensions(name)
+	defer release()
+	calls := ps.Calls("ModifyAckDeadline")
+	queues.Eventually(t, ctx, "an extension held on its way", func() bool { return ps.Calls("ModifyAckDeadline") > calls })
+	sub.Nack(m)
+	var nacked int // the modacks up to the nack's
+	queues.Eventually(t, ctx, "the nack", func() bool {
+		mods := ps.Modacks(name, body)
+		nacked = len(mods)
+		return nacked > 0 && mods[nacked-1].AckDeadline == 0
+	})
+	release()
+	queues.Eventually(t, ctx, "the held extension, then a nack again", func() bool {
+		mods := ps.Modacks(name, body)
+		return len(mods) > nacked+1 && mods[nacked].AckDeadline > 0 && mods[len(mods)-1].AckDeadline == 0
+	})
+}
+
+// TestGCPPubSubExtensionFailureLogged: extensions that fail (the
+// subscription was deleted) are logged once, naming the subscription.
+func TestGCPPubSubExtensionFailureLogged(t *testing.T) {
+	ps := pubsubServer
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	ps.Publish(t, name, []byte("held"), nil)
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	logged := driverlog.With(ctx, service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil))))
+	sub, err := Open(logged, "gcppubsub://"+ps.Project+"/"+name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps.DeleteSubscription(t, name)
+	queues.Eventually(t, ctx, "the failure logged", func() bool { return strings.Contains(logs.String(), "extending the ack deadline") })
+	// Several more extensions fail the same way, unlogged.
+	calls := ps.Calls("ModifyAckDeadline")
+	queues.Eventually(t, ctx, "more extensions", func() bool { return ps.Calls("ModifyAckDeadline") >= calls+3 })
+	if n := strings.Count(logs.String(), "extending the ack deadline"); n != 1 {
+		t.Fatalf("the failure logged %d times, want once:\n%s", n, logs)
+	}
+	if want := "projects/" + ps.Project + "/subscriptions/" + name; !strings.Contains(logs.String(), want) {
+		t.Fatalf("the log does not name %s:\n%s", want, logs)
+	}
+}
+
+// extendedSince is whether the message of body data was given a new
+// deadline since t.
+func extendedSince(ps *queues.PubSub, topic string, data []byte, t time.Time) bool {
+	for _, mod := range ps.Modacks(topic, data) {
+		if mod.AckDeadline > 0 && mod.ReceivedAt.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a log sink written by the extension loop and read by the
+// test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSubscriptionPath: the extensions name the subscription gocloud's
+// URL opener opened, in either of its forms.
+func TestSubscriptionPath(t *testing.T) {
+	for raw, want := range map[string]string{
+		"gcppubsub://my-project/my-sub":                        "projects/my-project/subscriptions/my-sub",
+		"gcppubsub://projects/my-project/subscriptions/my-sub": "projects/my-project/subscriptions/my-sub",
+		"gcppubsub://my-project/my-sub?max_recv_batch_size=10": "projects/my-project/subscriptions/my-sub",
+		"gcppubsub://projects/p/subscriptions/s?nacklazy=true": "projects/p/subscriptions/s",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := subscriptionPath(u); got != want {
+			t.Errorf("%s: %s, want %s", raw, got, want)
+		}
+	}
+}
