@@ -102,12 +102,22 @@ func (p *PubSub) Name(t testing.TB) string {
 	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), p.names)
 }
 
+// topicName is the server's full name of the topic.
+func (p *PubSub) topicName(topic string) string {
+	return fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+}
+
+// subscriptionName is the server's full name of the subscription sub.
+func (p *PubSub) subscriptionName(sub string) string {
+	return fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)
+}
+
 // CreateTopic creates a topic and a subscription to it with ackDeadline
 // (how long an unacknowledged message waits before redelivery).
 func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	if _, err := p.srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: name}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +125,7 @@ func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.D
 		return
 	}
 	if _, err := p.srv.GServer.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name:  fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub),
+		Name:  p.subscriptionName(sub),
 		Topic: name, AckDeadlineSeconds: int32(ackDeadline / time.Second),
 		RetryPolicy: &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second)},
 	}); err != nil {
@@ -128,7 +138,7 @@ func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.D
 func (p *PubSub) DeleteSubscription(t testing.TB, sub string) {
 	t.Helper()
 	if _, err := p.srv.GServer.DeleteSubscription(context.Background(), &pubsubpb.DeleteSubscriptionRequest{
-		Subscription: fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub),
+		Subscription: p.subscriptionName(sub),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +160,7 @@ func (p *PubSub) Calls(method string) int {
 func (p *PubSub) RefuseExtensions(sub string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.refused[fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)] = true
+	p.refused[p.subscriptionName(sub)] = true
 }
 
 // HoldExtensions holds every extension of the deadline of the subscription
@@ -161,7 +171,7 @@ func (p *PubSub) HoldExtensions(sub string) (release func()) {
 	gate := make(chan struct{})
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.held[fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)] = gate
+	p.held[p.subscriptionName(sub)] = gate
 	return sync.OnceFunc(func() { close(gate) })
 }
 
@@ -192,13 +202,13 @@ func (p *PubSub) countCall(ctx context.Context, req any, info *grpc.UnaryServerI
 // Publish publishes one message with attributes to a topic.
 func (p *PubSub) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
 	t.Helper()
-	_ = p.srv.Publish(fmt.Sprintf("projects/%s/topics/%s", p.Project, topic), data, attrs)
+	_ = p.srv.Publish(p.topicName(topic), data, attrs)
 }
 
 // Deliveries is how many times the server delivered the messages published
 // to topic with body data: more than one means a redelivery.
 func (p *PubSub) Deliveries(topic string, data []byte) int {
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	n := 0
 	for _, m := range p.srv.Messages() {
 		if m.Topic == name && bytes.Equal(m.Data, data) {
@@ -223,7 +233,7 @@ func (p *PubSub) Advance(d time.Duration) {
 // Acked is how many of the messages published to topic the server holds as
 // acknowledged.
 func (p *PubSub) Acked(topic string) int {
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	n := 0
 	for _, m := range p.srv.Messages() {
 		if m.Topic == name && m.Acks > 0 {
@@ -239,7 +249,7 @@ func (p *PubSub) Acked(topic string) int {
 // server delivers more than that to a stream: it ignores the flow control
 // a streaming pull asks for, which the service honours.
 func (p *PubSub) Leased(topic string) int {
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	n := 0
 	for _, m := range p.srv.Messages() {
 		if m.Topic == name && m.Acks == 0 && len(m.Modacks) > 0 && m.Modacks[len(m.Modacks)-1].AckDeadline > 0 {
@@ -254,7 +264,7 @@ func (p *PubSub) Leased(topic string) int {
 // extends every message it holds at once, every few seconds: what it
 // leased before t, Leased counts in full after such an extension.
 func (p *PubSub) ExtendedSince(topic string, t time.Time) bool {
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	for _, m := range p.srv.Messages() {
 		if m.Topic == name && len(m.Modacks) > 1 && m.Modacks[len(m.Modacks)-1].ReceivedAt.After(t) {
 			return true
@@ -267,7 +277,7 @@ func (p *PubSub) ExtendedSince(topic string, t time.Time) bool {
 // published to topic with body data (a nack sets the deadline to zero), in
 // the order the server received them.
 func (p *PubSub) Modacks(topic string, data []byte) []pstest.Modack {
-	name := fmt.Sprintf("projects/%s/topics/%s", p.Project, topic)
+	name := p.topicName(topic)
 	var mods []pstest.Modack
 	for _, m := range p.srv.Messages() {
 		if m.Topic == name && bytes.Equal(m.Data, data) {
@@ -283,7 +293,7 @@ func (p *PubSub) Modacks(topic string, data []byte) []pstest.Modack {
 func (p *PubSub) Pull(t testing.TB, sub string) [][]byte {
 	t.Helper()
 	resp, err := p.srv.GServer.Pull(context.Background(), &pubsubpb.PullRequest{
-		Subscription: fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub), ReturnImmediately: true,
+		Subscription: p.subscriptionName(sub), ReturnImmediately: true,
 	})
 	if err != nil {
 		t.Fatal(err)

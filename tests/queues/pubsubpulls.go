@@ -1,7 +1,6 @@
 package queues
 
 import (
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +88,5 @@ func (p *PubSub) WaitPullsClosed(t testing.TB, sub string) {
 func (p *PubSub) openPulls(sub string) int {
 	p.pulls.mu.Lock()
 	defer p.pulls.mu.Unlock()
-	return p.pulls.open[fmt.Sprintf("projects/%s/subscriptions/%s", p.Project, sub)]
+	return p.pulls.open[p.subscriptionName(sub)]
 }
