@@ -98,8 +98,8 @@ func (l *leases) received(m *pubsub.Message) {
 	l.mu.Unlock()
 }
 
-// settle stops extending m, then acks or nacks it.
-func (l *leases) settle(m *pubsub.Message, ack bool) {
+// settled stops extending m, before it is acked or nacked.
+func (l *leases) settled(m *pubsub.Message, ack bool) {
 	var rm *pubsubpb.ReceivedMessage
 	if m.As(&rm) {
 		l.mu.Lock()
@@ -108,11 +108,6 @@ func (l *leases) settle(m *pubsub.Message, ack bool) {
 			l.renack = append(l.renack, rm.AckId)
 		}
 		l.mu.Unlock()
-	}
-	if ack {
-		m.Ack()
-	} else {
-		m.Nack()
 	}
 }
 

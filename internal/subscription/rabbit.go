@@ -22,29 +22,12 @@ import (
 // message on its own channel instead: once that closed, the message is
 // back in the queue already and its settlement is moot.
 
-// Ack acknowledges m, which s received; a rabbit message whose channel
-// closed comes again. A nil s settles m through gocloud, as m.Ack does.
-func (s *Subscription) Ack(m *pubsub.Message) { s.settle(m, true) }
-
-// Nack sends m, which s received, back to the queue; the caller checks
-// m.Nackable first.
-func (s *Subscription) Nack(m *pubsub.Message) { s.settle(m, false) }
-
-func (s *Subscription) settle(m *pubsub.Message, ack bool) {
-	if s != nil && s.leases != nil {
-		s.leases.settle(m, ack)
-		return
-	}
+// settleRabbit settles m, a rabbit subscription's message, on the channel
+// that delivered it, and tells whether it could.
+func settleRabbit(m *pubsub.Message, ack bool) bool {
 	var d amqp.Delivery
-	// Only a rabbit subscription's messages: As panics on a message whose
-	// driver has no As.
-	if s == nil || s.watch == nil || !m.As(&d) || d.Acknowledger == nil {
-		if ack {
-			m.Ack()
-		} else {
-			m.Nack()
-		}
-		return
+	if !m.As(&d) || d.Acknowledger == nil {
+		return false
 	}
 	if ack {
 		_ = d.Ack(false) // fails once the channel closed: see channelWatch
@@ -56,6 +39,7 @@ func (s *Subscription) settle(m *pubsub.Message, ack bool) {
 	// for a message it did not settle itself: a line for every rabbit
 	// message read.
 	runtime.SetFinalizer(m, nil)
+	return true
 }
 
 // channelWatch logs, once a channel, why the broker closed a channel that

@@ -50,6 +50,31 @@ func (s *Subscription) Receive(ctx context.Context) (*pubsub.Message, error) {
 	return m, err
 }
 
+// Ack acknowledges m, which s received; a rabbit message whose channel
+// closed comes again. A nil s settles m through gocloud, as m.Ack does.
+func (s *Subscription) Ack(m *pubsub.Message) { s.settle(m, true) }
+
+// Nack sends m, which s received, back to the queue; the caller checks
+// m.Nackable first.
+func (s *Subscription) Nack(m *pubsub.Message) { s.settle(m, false) }
+
+// settle settles m where gocloud's own settlement falls short: a gcppubsub
+// message is extended no more first, and a rabbit message is settled on
+// the channel that delivered it (only a rabbit subscription's messages are
+// asked: As panics on a message whose driver has no As).
+func (s *Subscription) settle(m *pubsub.Message, ack bool) {
+	if s != nil && s.leases != nil {
+		s.leases.settled(m, ack)
+	}
+	switch {
+	case s != nil && s.watch != nil && settleRabbit(m, ack):
+	case ack:
+		m.Ack()
+	default:
+		m.Nack()
+	}
+}
+
 // Shutdown shuts the subscription down, which sends the acks still pending
 // (unsettled messages come back), then closes the connection it owns:
 // closing the connection is what removes a rabbit consumer and puts back
