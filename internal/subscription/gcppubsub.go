@@ -2,9 +2,11 @@ package subscription
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -189,9 +191,23 @@ func (l *leases) failed(n int, err error) {
 		"Logged once for each kind of error", l.path, n, err)
 }
 
-// close stops the extensions and waits for the one under way: what is held
-// then comes back after at most leaseExtension.
+// close stops the extensions, waits for the one under way, and sends back
+// what is still held: Connect closes an input once the messages in flight
+// were settled or its shutdown ran out of time, so nothing will settle
+// those. They are delivered again at once, not up to leaseExtension later.
 func (l *leases) close() {
 	l.stopOnce.Do(l.stop)
 	<-l.stopped
+	l.mu.Lock()
+	ids := slices.Collect(maps.Keys(l.held))
+	clear(l.held)
+	l.mu.Unlock()
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), maxAckIDs)]
+		ids = ids[len(batch):]
+		if err := l.modify(context.Background(), batch, 0); err != nil && l.log != nil {
+			l.log.Warnf("Pub/Sub subscription %s: sending back %d messages still held at shutdown failed (%v): "+
+				"they are delivered again within %v", l.path, len(batch), err, leaseExtension)
+		}
+	}
 }

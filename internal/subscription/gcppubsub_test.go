@@ -146,6 +146,44 @@ func TestGCPPubSubNackAfterSlowExtension(t *testing.T) {
 	})
 }
 
+// TestGCPPubSubShutdownSendsBackHeld: a message still held when the
+// subscription shuts down (its pipeline's shutdown ran out of time) is
+// delivered again at once, not a minute after its last extension; one
+// acked before stays acknowledged.
+func TestGCPPubSubShutdownSendsBackHeld(t *testing.T) {
+	ps := pubsubServer
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	ps.Publish(t, name, []byte("acked"), nil)
+	ps.Publish(t, name, []byte("held"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Body) == "acked" {
+			sub.Ack(m)
+		}
+	}
+	start := time.Now()
+	queues.Eventually(t, ctx, "an extension of the held message", func() bool { return extendedSince(ps, name, []byte("held"), start) })
+	if err := sub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ps.Pull(t, name); len(got) != 1 || string(got[0]) != "held" {
+		t.Fatalf("pulled %q right after the shutdown, want the held message again", got)
+	}
+	if n := ps.Acked(name); n != 1 {
+		t.Fatalf("%d messages acknowledged on the server, want 1", n)
+	}
+}
+
 // TestGCPPubSubExtensionFailureLogged: extensions that fail (the
 // subscription was deleted) are logged once, naming the subscription.
 func TestGCPPubSubExtensionFailureLogged(t *testing.T) {
