@@ -131,14 +131,9 @@ func (l *leases) run(ctx context.Context) {
 // now, maxAckIDs a call.
 func (l *leases) extend(ctx context.Context) {
 	l.mu.Lock()
-	ids := make([]string, 0, len(l.held))
-	for id := range l.held {
-		ids = append(ids, id)
-	}
+	ids := slices.Collect(maps.Keys(l.held))
 	l.mu.Unlock()
-	for len(ids) > 0 {
-		batch := ids[:min(len(ids), maxAckIDs)]
-		ids = ids[len(batch):]
+	for batch := range slices.Chunk(ids, maxAckIDs) {
 		l.mu.Lock()
 		l.sending = make(map[string]bool, len(batch))
 		live := batch[:0] // without those settled since the snapshot
@@ -202,9 +197,7 @@ func (l *leases) close() {
 	ids := slices.Collect(maps.Keys(l.held))
 	clear(l.held)
 	l.mu.Unlock()
-	for len(ids) > 0 {
-		batch := ids[:min(len(ids), maxAckIDs)]
-		ids = ids[len(batch):]
+	for batch := range slices.Chunk(ids, maxAckIDs) {
 		if err := l.modify(context.Background(), batch, 0); err != nil && l.log != nil {
 			l.log.Warnf("Pub/Sub subscription %s: sending back %d messages still held at shutdown failed (%v): "+
 				"they are delivered again within %v", l.path, len(batch), err, leaseExtension)
