@@ -42,17 +42,10 @@ func TestMain(m *testing.M) {
 // both again once the clock passed their 10 s deadline.
 func TestGCPPubSubExtendsHeldMessages(t *testing.T) {
 	ps := pubsubServer
-	name := ps.Name(t)
-	ps.CreateTopic(t, name, name, 10*time.Second)
 	acked, nacked := []byte("acked"), []byte("nacked")
-	ps.Publish(t, name, acked, nil)
-	ps.Publish(t, name, nacked, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, sub := openGCP(t, ctx, string(acked), string(nacked))
 	held := map[string]*pubsub.Message{}
 	for len(held) < 2 {
 		m, err := sub.Receive(ctx)
@@ -113,16 +106,10 @@ func TestGCPPubSubExtendsHeldMessages(t *testing.T) {
 // once.
 func TestGCPPubSubNackAfterSlowExtension(t *testing.T) {
 	ps := pubsubServer
-	name := ps.Name(t)
-	ps.CreateTopic(t, name, name, 10*time.Second)
 	body := []byte("nacked")
-	ps.Publish(t, name, body, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, sub := openGCP(t, ctx, string(body))
 	defer sub.Shutdown(ctx)
 	m, err := sub.Receive(ctx)
 	if err != nil {
@@ -152,16 +139,9 @@ func TestGCPPubSubNackAfterSlowExtension(t *testing.T) {
 // acked before stays acknowledged.
 func TestGCPPubSubShutdownSendsBackHeld(t *testing.T) {
 	ps := pubsubServer
-	name := ps.Name(t)
-	ps.CreateTopic(t, name, name, 10*time.Second)
-	ps.Publish(t, name, []byte("acked"), nil)
-	ps.Publish(t, name, []byte("held"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, sub := openGCP(t, ctx, "acked", "held")
 	for range 2 {
 		m, err := sub.Receive(ctx)
 		if err != nil {
@@ -188,17 +168,11 @@ func TestGCPPubSubShutdownSendsBackHeld(t *testing.T) {
 // subscription was deleted) are logged once, naming the subscription.
 func TestGCPPubSubExtensionFailureLogged(t *testing.T) {
 	ps := pubsubServer
-	name := ps.Name(t)
-	ps.CreateTopic(t, name, name, 10*time.Second)
-	ps.Publish(t, name, []byte("held"), nil)
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	logged := driverlog.With(ctx, service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil))))
-	sub, err := Open(logged, "gcppubsub://"+ps.Project+"/"+name, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	name, sub := openGCP(t, logged, "held")
 	defer sub.Shutdown(ctx)
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -214,6 +188,24 @@ func TestGCPPubSubExtensionFailureLogged(t *testing.T) {
 	if want := "projects/" + ps.Project + "/subscriptions/" + name; !strings.Contains(logs.String(), want) {
 		t.Fatalf("the log does not name %s:\n%s", want, logs)
 	}
+}
+
+// openGCP publishes bodies to a new topic of the package's server, whose
+// subscription has a 10 s ack deadline, and opens that subscription through
+// gcppubsub with room for all of them; ctx carries the logger, if any.
+func openGCP(t *testing.T, ctx context.Context, bodies ...string) (string, *Subscription) {
+	t.Helper()
+	ps := pubsubServer
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	for _, b := range bodies {
+		ps.Publish(t, name, []byte(b), nil)
+	}
+	sub, err := Open(ctx, "gcppubsub://"+ps.Project+"/"+name, len(bodies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, sub
 }
 
 // extendedSince is whether the message of body data was given a new
