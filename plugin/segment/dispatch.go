@@ -146,6 +146,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 		}
 	}()
 	for attempt := 0; ; attempt++ {
+		stampSentAt(body, d.s.clock.Now())
 		res := d.s.post(d.s.closing, d.authorization, body)
 		ok, transient := res.class()
 		switch {

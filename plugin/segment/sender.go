@@ -208,16 +208,37 @@ func (s *sender) requestBody(body []byte, calls []*callRef) []byte {
 		}
 		body = append(body, c.wire...)
 	}
-	body = append(body, `],"sentAt":"`...)
-	body = time.Now().UTC().AppendFormat(body, time.RFC3339Nano) // nothing in it to escape
-	body = append(body, '"')
 	// A request id, as analytics-go sends: it names the request in Segment's
 	// debugger; retries of the same body keep it.
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	body = append(body, `,"messageId":"`...)
+	body = append(body, `],"messageId":"`...)
 	body = hex.AppendEncode(body, id[:])
-	return append(body, `"}`...)
+	body = append(body, `","sentAt":"`...)
+	body = append(body, sentAtLayout[:sentAtWidth]...) // room for stampSentAt
+	body = append(body, `"}`...)
+	stampSentAt(body, s.clock.Now())
+	return body
+}
+
+// sentAtLayout writes sentAt in a fixed width (sentAtWidth bytes, in UTC),
+// so that each attempt can restamp a body in place, at its end.
+const (
+	sentAtLayout = "2006-01-02T15:04:05.000Z07:00"
+	sentAtWidth  = len("2006-01-02T15:04:05.000Z")
+)
+
+// stampSentAt sets the sentAt of a body built by requestBody to now. Segment
+// takes sentAt as the moment of sending and moves every call's timestamp by
+// the gap between it and its own clock (receivedAt − sentAt), so a retry
+// must carry its own time: the first attempt's would shift the events by
+// however long the retries took.
+func stampSentAt(body []byte, now time.Time) {
+	var at [len(sentAtLayout)]byte
+	stamp := now.UTC().AppendFormat(at[:0], sentAtLayout)
+	if len(stamp) == sentAtWidth { // always, for years 1000–9999
+		copy(body[len(body)-len(`"}`)-sentAtWidth:], stamp)
+	}
 }
 
 // awaitUp probes Segment until it takes calls again under every write key
