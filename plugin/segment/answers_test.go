@@ -181,7 +181,7 @@ func TestCloseDuringARequestHandsItsCallsBack(t *testing.T) {
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, api.URL()))
 	result := make(chan error, 1)
 	go func() {
-		_, err := out.s.routes.all[0].try([]byte(`{"batch":[]}`))
+		_, err := out.s.routes.all[0].try(out.s.requestBody(nil, nil))
 		result <- err
 	}()
 	<-entered
