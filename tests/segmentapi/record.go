@@ -1,6 +1,9 @@
 package segmentapi
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Stats counts what the server saw since Start or the last Reset. Only
 // /v1/* requests count; /_control/ requests never do.
@@ -22,11 +25,12 @@ type Stats struct {
 
 // records is the mutable state behind Stats and Accepted; guarded by Server.mu.
 type records struct {
-	kept     []keptCall     // accepted calls as sent; none under WithRecordIDsOnly
-	decoded  []Call         // Accepted's decodes of kept[:len(decoded)]
-	arena    []byte         // chunk the kept calls are copied into
-	counts   map[string]int // messageId -> times accepted
-	withID   int            // accepted calls that had a messageId
+	kept     []keptCall           // accepted calls as sent; none under WithRecordIDsOnly
+	decoded  []Call               // Accepted's decodes of kept[:len(decoded)]
+	arena    []byte               // chunk the kept calls are copied into
+	counts   map[string]int       // messageId -> times accepted
+	stamps   map[string]time.Time // messageId -> corrected timestamp when first accepted; none under WithRecordIDsOnly
+	withID   int                  // accepted calls that had a messageId
 	stats    Stats
 	gen      uint64 // bumped by Reset so pre-Reset connections are not miscounted
 	inflight int
@@ -45,17 +49,21 @@ type keptCall struct {
 const arenaChunk = 1 << 20
 
 func (r *records) clear() {
-	*r = records{counts: map[string]int{}, stats: Stats{Faulted: map[string]int{}}, gen: r.gen + 1, inflight: r.inflight}
+	*r = records{counts: map[string]int{}, stamps: map[string]time.Time{}, stats: Stats{Faulted: map[string]int{}}, gen: r.gen + 1, inflight: r.inflight}
 }
 
 // add records accepted calls (ids[i] is calls[i]'s messageId, "" when it has
-// none), keeping their JSON unless keep is false. Calls without a messageId
-// take no part in dedup counting (Segment would assign them one).
-func (r *records) add(calls []scannedCall, impliedType, writeKey string, ids []string, keep bool) {
+// none) received at receivedAt, keeping their JSON and corrected timestamps
+// unless keep is false. Calls without a messageId take no part in dedup
+// counting (Segment would assign them one).
+func (r *records) add(calls []scannedCall, impliedType, writeKey string, ids []string, receivedAt time.Time, keep bool) {
 	for i := range calls {
 		r.stats.Accepted++
 		if keep {
 			r.kept = append(r.kept, keptCall{raw: r.copyRaw(calls[i].raw), impliedType: impliedType, writeKey: writeKey})
+			if _, seen := r.stamps[ids[i]]; !seen && ids[i] != "" {
+				r.stamps[strings.Clone(ids[i])] = correctedTimestamp(&calls[i], receivedAt)
+			}
 		}
 		if ids[i] != "" {
 			r.counts[ids[i]]++ // one map operation: duplicates are derived

@@ -27,6 +27,8 @@ const (
 	fName
 	fGroupID
 	fPreviousID
+	fTimestamp
+	fSentAt
 	numFields
 )
 
@@ -48,6 +50,10 @@ func fieldOf(key string) int {
 		return fGroupID
 	case "previousId":
 		return fPreviousID
+	case "timestamp":
+		return fTimestamp
+	case "sentAt":
+		return fSentAt
 	}
 	return -1
 }
@@ -63,7 +69,7 @@ type scannedCall struct {
 
 // batchBody holds the raw top-level members of a /v1/batch body.
 type batchBody struct {
-	batch, context, integrations, messageID []byte
+	batch, context, integrations, messageID, sentAt []byte
 }
 
 // parse views a valid JSON body for gjson without copying it; the results
@@ -112,6 +118,8 @@ func scanBatch(body []byte, calls []scannedCall) (batchBody, []scannedCall, bool
 			top.integrations = rawOf(body, v)
 		case "messageId":
 			top.messageID = rawOf(body, v)
+		case "sentAt":
+			top.sentAt = rawOf(body, v)
 		}
 		return true
 	})

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-var fieldNames = [numFields]string{"type", "userId", "anonymousId", "messageId", "event", "name", "groupId", "previousId"}
+var fieldNames = [numFields]string{"type", "userId", "anonymousId", "messageId", "event", "name", "groupId", "previousId", "timestamp", "sentAt"}
 
 var scanSeeds = []string{
 	`{}`, `[]`, `""`, `0`, `-0`, `-0.5e-3`, `1E+9`, `true`, `false`, `null`, ` {"a" : [1, {"b":null}] } `,
@@ -40,7 +40,7 @@ func FuzzScan(f *testing.F) {
 		}
 		if ok {
 			for name, got := range map[string][]byte{"batch": top2.batch, "context": top2.context,
-				"integrations": top2.integrations, "messageId": top2.messageID} {
+				"integrations": top2.integrations, "messageId": top2.messageID, "sentAt": top2.sentAt} {
 				if want, has := top[name]; has != (got != nil) || !bytes.Equal(got, want) {
 					t.Fatalf("%s = %q, want %q", name, got, want)
 				}

@@ -148,6 +148,7 @@ func (s *Server) decide(r *http.Request, raw []byte, readErr error, sc *scratch)
 
 // process applies the Tracking API contract to a request.
 func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch) reply {
+	receivedAt := s.cfg.clock.Now()
 	impliedType, ok := "", true
 	if p := strings.TrimPrefix(r.URL.Path, "/v1/"); p != "batch" {
 		impliedType, ok = p, callTypes[p]
@@ -215,7 +216,7 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch
 	}
 	ids := sc.messageIDs(calls)
 	s.mu.Lock()
-	s.rec.add(calls, impliedType, user, ids, s.cfg.keepCalls())
+	s.rec.add(calls, impliedType, user, ids, receivedAt, s.cfg.keepCalls())
 	s.mu.Unlock()
 	clear(sc.ids) // do not pin the ids from the pool
 	return reply{status: http.StatusOK, body: okBody, accepted: true, calls: calls, impliedType: impliedType}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Segment's documented limits, used unless overridden by options.
@@ -45,6 +47,7 @@ type config struct {
 	control       bool
 	idsOnly       bool
 	otherKeys     []string
+	clock         clockwork.Clock // stamps receivedAt
 }
 
 func (c config) keepCalls() bool { return !c.idsOnly }
@@ -109,6 +112,7 @@ func Start(writeKey string, opts ...Option) (*Server, error) {
 		maxCallBytes:  DefaultMaxCallBytes,
 		maxBatchBytes: DefaultMaxBatchBytes,
 		maxCalls:      DefaultMaxCalls,
+		clock:         clockwork.NewRealClock(),
 	}
 	for _, o := range opts {
 		o(&cfg)

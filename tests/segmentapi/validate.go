@@ -80,6 +80,11 @@ func splitBatch(body []byte, calls []scannedCall) ([]scannedCall, *badRequest) {
 	if msg := checkMessageID(top.messageID); msg != "" {
 		return calls, requestErr("batch %s", msg)
 	}
+	for i := range calls {
+		if calls[i].f[fSentAt] == nil { // the batch's sentAt is its calls'
+			calls[i].f[fSentAt] = top.sentAt
+		}
+	}
 	return calls, nil
 }
 
