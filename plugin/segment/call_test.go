@@ -201,6 +201,23 @@ func TestMessageCallGivesAnUpstreamErrorsPlainReason(t *testing.T) {
 	}
 }
 
+// A call over Segment's 32 KB fails alone, named by its messageId (the
+// Currents event's id), so that the dead letter's reason says which event
+// it was, whether the call came as JSON text or as a mapping's structure.
+func TestTooLargeCallIsNamed(t *testing.T) {
+	pad := strings.Repeat("x", 33<<10)
+	text := service.NewMessage([]byte(`{"type":"track","event":"E","userId":"u","messageId":"evt-1","properties":{"p":"` + pad + `"}}`))
+	structured := service.NewMessage(nil)
+	structured.SetStructured(map[string]any{"type": "identify", "userId": "u", "messageId": "evt-2", "traits": map[string]any{"p": pad}})
+	for id, msg := range map[string]*service.Message{"track call with messageId \"evt-1\"": text, "identify call with messageId \"evt-2\"": structured} {
+		_, _, err := messageCall(msg, nil, segjson.EscapeHTML)
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.Cause != CauseTooLarge || !ce.Permanent || !strings.Contains(ce.Detail, id) || !strings.Contains(ce.Detail, "32 KB") {
+			t.Errorf("got %v, want a permanent too_large failure naming the %s", err, id)
+		}
+	}
+}
+
 // Dry runs print each call with its keys sorted, the same from run to run;
 // live requests carry the same calls, keys in map order (which JSON ignores,
 // and sorting them cost about a fifth of the output's CPU).

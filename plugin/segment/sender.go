@@ -162,23 +162,26 @@ func messageCall(msg *service.Message, arena []byte, flags segjson.AppendFlags) 
 		return nil, arena, &CallError{Cause: CauseInvalid, Permanent: true, Detail: "the message failed before the output: " + reason}
 	}
 	start := len(arena)
+	var c wireCall
 	if msg.HasStructured() {
 		var v any
 		if v, err = msg.AsStructured(); err == nil {
-			_, arena, err = structuredCall(v, msg.AsBytes, arena, flags)
+			c, arena, err = structuredCall(v, msg.AsBytes, arena, flags)
 			wire = arena[start:len(arena):len(arena)]
 		}
 	} else {
 		var body []byte
 		if body, err = msg.AsBytes(); err == nil {
-			_, wire, err = parseCall(body)
+			c, wire, err = parseCall(body)
 		}
 	}
 	if err != nil {
 		return nil, arena[:start], &CallError{Cause: CauseInvalid, Permanent: true, Detail: err.Error()}
 	}
 	if len(wire) > maxCallBytes {
-		return nil, arena[:start], &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf("the call is %d bytes, over Segment's 32 KB limit", len(wire))}
+		// Named by its messageId, which a mapping derives from the event.
+		return nil, arena[:start], &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf(
+			"the %s call with messageId %q is %d bytes, over Segment's 32 KB limit (%d bytes)", c.Type, c.MessageID, len(wire), maxCallBytes)}
 	}
 	return wire, arena, nil
 }
