@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // reply is the decided answer to one /v1/* request.
@@ -163,8 +165,12 @@ func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch
 	}
 	user, _, hasAuth := r.BasicAuth()
 	if !hasAuth || user == "" {
+		// The documented alternative to Basic auth: the key in the body.
+		user = bodyWriteKey(raw, r.Header.Get("Content-Encoding"), s.rawCap())
+	}
+	if user == "" {
 		s.count(func(st *Stats) { st.Unauthorized++ })
-		rep := errReply(http.StatusUnauthorized, "missing or malformed Authorization: use basic auth with the write key as user")
+		rep := errReply(http.StatusUnauthorized, "missing or malformed Authorization: use basic auth with the write key as user, or writeKey in the body")
 		rep.header = http.Header{"Www-Authenticate": {`Basic realm="Segment"`}}
 		return rep
 	}
@@ -237,6 +243,27 @@ func (s *Server) reject(b *badRequest) reply {
 		eb.Index = &b.index
 	}
 	return reply{status: http.StatusBadRequest, body: eb}
+}
+
+// bodyWriteKey is the top-level writeKey string of a JSON object body, or ""
+// (Segment's writeKey authentication, for clients that send no Basic auth).
+func bodyWriteKey(raw []byte, encoding string, limit int64) string {
+	body, bad := decodeBody(raw, encoding, limit)
+	if bad != nil || !json.Valid(body) {
+		return ""
+	}
+	root := parse(body)
+	if !root.IsObject() {
+		return ""
+	}
+	key := ""
+	root.ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "writeKey" && v.Type == gjson.String {
+			key = strings.Clone(v.Str) // later duplicates overwrite, as in a decode
+		}
+		return true
+	})
+	return key
 }
 
 // decodeBody undoes Content-Encoding (identity or gzip), reading at most

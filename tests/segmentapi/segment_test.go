@@ -137,6 +137,21 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// Segment's writeKey authentication: with no Basic auth, the key is the
+// body's writeKey, in a batch or a single call (HTTP API docs, Headers).
+func TestWriteKeyInBody(t *testing.T) {
+	s := segmentapi.StartT(t, writeKey, segmentapi.WithWriteKeys("wk_b"))
+	c := newClient(t)
+	expect(t, mustPost(t, c, s.URL()+"/v1/batch", "", []byte(`{"batch":[{"type":"track","event":"E","userId":"u","messageId":"w1"}],"writeKey":"`+writeKey+`"}`)), http.StatusOK, "", -1)
+	expect(t, mustPost(t, c, s.URL()+"/v1/track", "", []byte(`{"event":"E","userId":"u","messageId":"w2","writeKey":"wk_b"}`)), http.StatusOK, "", -1)
+	// Basic auth wins over the body's key; a body key of the wrong type is none.
+	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, []byte(`{"batch":[{"type":"track","event":"E","userId":"u","messageId":"w3"}],"writeKey":"wk_b"}`)), http.StatusOK, "", -1)
+	expect(t, mustPost(t, c, s.URL()+"/v1/batch", "", []byte(`{"batch":[],"writeKey":7}`)), http.StatusUnauthorized, "writeKey", -1)
+	if n := len(s.AcceptedUnder(writeKey)); n != 2 || len(s.AcceptedUnder("wk_b")) != 1 || s.Count("w2") != 1 {
+		t.Fatalf("accepted %d under the first key, %d under wk_b", n, len(s.AcceptedUnder("wk_b")))
+	}
+}
+
 // Several sources: each call is recorded under the key it came with; other
 // keys still get 200 and go nowhere.
 func TestSeveralWriteKeys(t *testing.T) {

@@ -1,12 +1,14 @@
 // Package segmentapi is a loopback stand-in for Segment's HTTP Tracking API.
 //
-// It implements the documented contract (paths, basic auth, size and count
-// limits, per-call validation, 200/400/401 answers), records every call it
-// accepts (or, WithRecordIDsOnly, only its messageId) with messageId dedup
-// counters, and injects faults on demand (scripted status codes, 429s, slow
-// answers, dropped connections, a standing 503 outage, a seeded random
-// storm of 503s, 429s and drops, a revoked write key answering 401, and a
-// real listener outage via Down/Up). Tests talk to it with real HTTP on 127.0.0.1.
+// It implements the documented contract (paths, basic auth or writeKey in
+// the body, size and count limits, per-call validation, 200/400/401
+// answers), records every call it accepts (or, WithRecordIDsOnly, only its
+// messageId) with messageId dedup counters and the timestamp Segment would
+// keep after its clock-skew correction, and injects faults on demand
+// (scripted status codes, 429s, slow answers, dropped connections, a
+// standing 503 outage, a seeded random storm of 503s, 429s and drops, a
+// revoked write key answering 401, and a real listener outage via Down/Up).
+// Tests talk to it with real HTTP on 127.0.0.1.
 package segmentapi
 
 import (
