@@ -71,6 +71,10 @@ func TestRateLimitNext(t *testing.T) {
 		if got := a.header.Get("Retry-After"); got != "2" {
 			t.Fatalf("Retry-After = %q, want 2 (ceil of 1.5s)", got)
 		}
+		// Segment documents both headers on a 429, in seconds.
+		if got := a.header.Get("X-RateLimit-Reset"); got != "2" {
+			t.Fatalf("X-RateLimit-Reset = %q, want 2", got)
+		}
 	}
 	expect(t, mustPost(t, c, s.URL()+"/v1/batch", writeKey, tracks("r1")), http.StatusOK, "", -1)
 	if st := s.Stats(); st.Faulted[segmentapi.FaultRateLimit] != 2 || st.Accepted != 1 {

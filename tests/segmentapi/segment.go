@@ -76,12 +76,12 @@ func errReply(status int, msg string) reply {
 	return reply{status: status, body: errorBody{Error: msg}}
 }
 
-// retryAfterReply is a 429 whose Retry-After is wait in whole seconds,
-// rounded up.
+// retryAfterReply is a 429 whose Retry-After and X-RateLimit-Reset (both
+// documented by Segment for its 429s) are wait in whole seconds, rounded up.
 func retryAfterReply(status int, wait time.Duration) reply {
-	secs := max(0, int(math.Ceil(wait.Seconds())))
+	secs := strconv.Itoa(max(0, int(math.Ceil(wait.Seconds()))))
 	rep := errReply(status, "rate limited (injected)")
-	rep.header = http.Header{"Retry-After": {strconv.Itoa(secs)}}
+	rep.header = http.Header{"Retry-After": {secs}, "X-Ratelimit-Reset": {secs}}
 	return rep
 }
 
