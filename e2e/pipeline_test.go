@@ -105,7 +105,7 @@ func TestShippedPipelineMapsEveryEventType(t *testing.T) {
 		t.Fatalf("stand-in holds %d calls (%d duplicates), %d expected", srv.UniqueMessageIDs(), srv.Duplicates(), sent)
 	}
 	stats := srv.Stats()
-	if stats.Rejected400 != 0 || stats.SilentlyDropped != 0 || stats.MaxCallsInRequest > 2500 || stats.MaxRequestBytes > 512_000 {
+	if stats.Rejected400 != 0 || stats.SilentlyDropped != 0 || stats.MaxCallsInRequest > 2500 || stats.MaxRequestBytes > segmentapi.DefaultMaxBatchBytes {
 		t.Fatalf("Segment's limits broken: %+v", stats)
 	}
 	dead := deadletter.Read(t, deadLetter, false)

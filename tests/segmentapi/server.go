@@ -26,10 +26,14 @@ import (
 	"github.com/jonboulle/clockwork"
 )
 
-// Segment's documented limits, used unless overridden by options.
+// Segment's documented limits, used unless overridden by options. Segment
+// documents "500 KB" per request without saying which KB: analytics-go, its
+// Go library, packs requests to 500,000 bytes, its Ruby and Java libraries to
+// 512,000. The stand-in refuses above the stricter reading, so that a client
+// passing its tests stays within either.
 const (
 	DefaultMaxCallBytes  = 32 << 10 // 32 KB of one call's JSON
-	DefaultMaxBatchBytes = 512_000  // 500 KB of request body
+	DefaultMaxBatchBytes = 500_000  // 500 KB of request body, read strictly (see below)
 	DefaultMaxCalls      = 2500     // calls per batch; above this Segment drops silently
 )
 
