@@ -152,7 +152,8 @@ func (s *Server) decide(r *http.Request, raw []byte, readErr error, sc *scratch)
 func (s *Server) process(r *http.Request, raw []byte, readErr error, sc *scratch) reply {
 	receivedAt := s.cfg.clock.Now()
 	impliedType, ok := "", true
-	if p := strings.TrimPrefix(r.URL.Path, "/v1/"); p != "batch" {
+	// /v1/import is /v1/batch under the name Segment's older libraries use.
+	if p := strings.TrimPrefix(r.URL.Path, "/v1/"); p != "batch" && p != "import" {
 		impliedType, ok = p, callTypes[p]
 	}
 	switch {

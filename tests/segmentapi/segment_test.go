@@ -86,6 +86,16 @@ func TestSingleCallPaths(t *testing.T) {
 	}
 }
 
+// /v1/import is an alias of /v1/batch (Segment's maintainers, in
+// segmentio/analytics-php#96; analytics-ruby and analytics-php post to it).
+func TestImportIsBatch(t *testing.T) {
+	s := segmentapi.StartT(t, writeKey)
+	expect(t, mustPost(t, newClient(t), s.URL()+"/v1/import", writeKey, tracks("i1", "i2")), http.StatusOK, "", -1)
+	if s.Count("i1") != 1 || s.Count("i2") != 1 {
+		t.Fatalf("accepted %v", s.Accepted())
+	}
+}
+
 func TestGzipBody(t *testing.T) {
 	s := segmentapi.StartT(t, writeKey)
 	c := newClient(t)
