@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -341,45 +338,5 @@ func TestRetriesStopWhenTheBackoffGivesUp(t *testing.T) {
 		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after") {
 			t.Fatalf("error %v, want a transient failure that gave up", err)
 		}
-	}
-}
-
-// Segment reads sentAt as the moment a request was sent and moves each
-// call's timestamp by the gap to its own clock, so a retry must carry the
-// time of the retry: the first attempt's would shift every event in it by
-// however long the retries took.
-func TestEveryAttemptCarriesItsOwnSentAt(t *testing.T) {
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 3, 29, 0, 59, 50, 0, time.UTC))
-	var mu sync.Mutex
-	var sentAts []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			SentAt string `json:"sentAt"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			t.Errorf("request body: %v", err)
-		}
-		mu.Lock()
-		sentAts = append(sentAts, body.SentAt)
-		first := len(sentAts) == 1
-		mu.Unlock()
-		if first {
-			clock.Advance(20 * time.Second) // the first attempt takes 20 s, then fails
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte(`{"success":true}`))
-	}))
-	t.Cleanup(srv.Close)
-	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL))
-	out.s.clock = clock
-	if err := out.WriteBatch(context.Background(), trackBatch(3, 0, "x")); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	want := []string{"2026-03-29T00:59:50.000Z", "2026-03-29T01:00:10.000Z"}
-	if !slices.Equal(sentAts, want) {
-		t.Fatalf("sentAt of each attempt %q, want %q", sentAts, want)
 	}
 }
