@@ -282,14 +282,18 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 
 // probe asks Segment for an answer with an empty batch, which it accepts
 // and ignores. After an outage any answer from its API will do; after the
-// key was refused, only an acceptance.
+// key was refused, only an answer past the key: an acceptance, or a refusal
+// of the batch's content (400, 413, 422), which the API reads only under a
+// key it takes. Segment documents no answer to an empty batch, and waiting
+// for a 2xx alone would hold the stream until a restart if it refused one.
 func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
 	ok, _ := res.class()
+	keyTaken := ok || (res.err == nil && splittable(res.status))
 	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
 	var ce *CallError
-	if ok || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
+	if keyTaken || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
 		d.up()
 		if down != nil {
 			d.s.log.Infof("Segment at %s takes calls under %s again: sending", d.s.where, d.label)

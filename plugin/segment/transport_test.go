@@ -152,6 +152,33 @@ func TestRefusedKeyHoldsTheCalls(t *testing.T) {
 	}
 }
 
+// Segment documents no answer to an empty batch, the probe's body: should
+// it refuse one (400), that still shows the key was taken, as the API reads
+// a batch only under a key it takes. Waiting for a 2xx alone would hold the
+// stream until a restart.
+func TestProbeTakesARefusedEmptyBatchAsTheKeyWorking(t *testing.T) {
+	srv := segmentapi.StartT(t, testKey)
+	srv.FailNext(1, http.StatusUnauthorized)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, srv.URL()))
+	batch := trackBatch(5, 0, "x")
+	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write answered 401: %v, want not connected", err)
+	}
+	srv.FailNext(100, http.StatusBadRequest) // every empty batch refused
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // bounds the failure only
+	defer cancel()
+	if err := out.Connect(ctx); err != nil {
+		t.Fatalf("connect once the key works, the probe answered 400: %v", err)
+	}
+	if got := srv.Stats().Requests; got != 2 {
+		t.Fatalf("%d requests, want the refused one and one probe", got)
+	}
+	srv.ClearFaults()
+	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 5 {
+		t.Fatalf("write once the key works: %v, %d accepted", err, srv.UniqueMessageIDs())
+	}
+}
+
 // A permanent answer about the calls is not retried.
 func TestPermanentStatusIsNotRetried(t *testing.T) {
 	srv := segmentapi.StartT(t, testKey)
