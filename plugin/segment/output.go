@@ -103,10 +103,10 @@ the events read and counted in neither are those the mapping filtered out.
 `).
 		Fields(
 			service.NewStringField(fieldWriteKey).
-				Description("The write key of the Segment source; with `write_keys`, the default one, for calls whose route has no key of its own (empty: such calls fail, for the dead letter output). Keep it out of config files: `${SEGMENT_WRITE_KEY}`. Surrounding whitespace, such as the newline a secret file ends with, is dropped, as in `write_keys`: Segment would answer 200 to the key with it and drop the calls.").
+				Description("The write key of the Segment source; with `write_keys`, the default one, for calls whose route has no key of its own (empty: such calls fail, for the dead letter output). Keep it out of config files: `${SEGMENT_WRITE_KEY}`. Surrounding whitespace, such as the newline a secret file ends with, is dropped, as in `write_keys`: Segment would answer 200 to the key with it and drop the calls; a key with a quote, a space or a colon inside (quotes a docker `--env-file` kept) is refused at start, for the same reason.").
 				Secret().Default(""),
 			service.NewStringField(fieldWriteKeys).
-				Description("Several Segment sources from one pipeline: write keys by route, `route=key,route=key` (in the shipped configs, `SEGMENT_WRITE_KEYS` with Braze app group ids as routes). Each call goes under the key of its `route`, else under `write_key`. Requests carry the calls of one key only. Whitespace around routes and keys is dropped. Empty: every call goes under `write_key`.").
+				Description("Several Segment sources from one pipeline: write keys by route, `route=key,route=key` (in the shipped configs, `SEGMENT_WRITE_KEYS` with Braze app group ids as routes). Each call goes under the key of its `route`, else under `write_key`. Requests carry the calls of one key only. Whitespace around routes and keys is dropped; a key with a quote, a space or a colon inside is refused at start. Empty: every call goes under `write_key`.").
 				Secret().Default("").Example("6f1e0c2b9a8d7e6f5a4b3c2d="+"<write key>,0a1b2c3d4e5f6a7b8c9d0e1f="+"<write key>"),
 			service.NewInterpolatedStringField(fieldRoute).
 				Description("The route of a call, to find its write key in `write_keys` (read only when `write_keys` is set). The default is the Braze app group of the event: the call's `properties.app_group_id` (Braze's set holds it for 48 of its 50 types) or, for the others, the Currents integration the event came from (`braze_integration_id` metadata, from the storage inputs).").
@@ -184,6 +184,9 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	// A secret file often ends in a newline; Segment answers 200 to the key
 	// with it and drops the calls, as for any key it does not know.
 	writeKey = strings.TrimSpace(writeKey)
+	if err := checkWriteKey(fieldWriteKey, writeKey); err != nil {
+		return nil, err
+	}
 	region, err := conf.FieldString(fieldRegion)
 	if err != nil {
 		return nil, err

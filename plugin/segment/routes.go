@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -31,9 +32,28 @@ func parseWriteKeys(list string) (map[string]string, error) {
 		case keys[route] != "":
 			return nil, fmt.Errorf("%s: route %q has two write keys", fieldWriteKeys, route)
 		}
+		if err := checkWriteKey(fmt.Sprintf("%s: the key of route %q", fieldWriteKeys, route), key); err != nil {
+			return nil, err
+		}
 		keys[route] = key
 	}
 	return keys, nil
+}
+
+// checkWriteKey refuses a key holding a quote, a space or a colon. None is in
+// a Segment write key, and Segment answers 200 to a key it does not know and
+// drops its calls: a key quoted in a docker --env-file or a Kubernetes
+// manifest (both keep quotes literally) would send everything nowhere while
+// the pipeline looked healthy. A colon cannot be in Basic auth's user part.
+// Its error names what, never the key.
+func checkWriteKey(what, key string) error {
+	for i, r := range key {
+		if strings.ContainsRune("\"'`:", r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("%s holds %q at byte %d: Segment write keys have no quotes, spaces or colons, and Segment answers 200 to a key it does not know and drops its calls (docker --env-file and Kubernetes keep quotes literally: set the key without them)",
+				what, r, i+1)
+		}
+	}
+	return nil
 }
 
 // router picks the dispatcher, and so the write key, of each call.

@@ -131,3 +131,39 @@ func TestWriteKeysErrorsNeverPrintAKey(t *testing.T) {
 		}
 	}
 }
+
+// A write key in quotes, as a docker --env-file or a Kubernetes manifest
+// passes `'key'` on literally, fails at start without printing the key:
+// Segment answers 200 to the quoted key it does not know and drops every
+// call, so the pipeline would look healthy and send nothing. So does a key
+// with a space or a colon inside (Basic auth's user part has none).
+func TestQuotedWriteKeyIsRefusedAtStart(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{fmt.Sprintf(`{write_key: "'%s'"}`, keyDefault), `write_key holds '\''`},
+		{fmt.Sprintf(`{write_key: '"%s"'}`, keyDefault), `write_key holds '"'`},
+		{fmt.Sprintf(`{write_key: "%s:"}`, keyDefault), `write_key holds ':'`},
+		{fmt.Sprintf(`{write_key: "Basic %s"}`, keyDefault), `write_key holds ' '`},
+		{fmt.Sprintf(`{write_keys: "ag-a=%s,ag-b='%s'"}`, keyA, keyB), `write_keys: the key of route "ag-b" holds '\''`},
+	} {
+		conf, err := outputSpec().ParseYAML(c.yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = outputFromParsed(conf, service.MockResources())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %s", c.want, err, c.want)
+			continue
+		}
+		for _, k := range []string{keyA, keyB, keyDefault} {
+			if strings.Contains(err.Error(), k) {
+				t.Errorf("the error prints a key: %v", err)
+			}
+		}
+	}
+	// Surrounding whitespace (a secret file's last newline) is still dropped, not refused.
+	api := segmentapi.StartT(t, keyDefault)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: " %s\n", endpoint: %s}`, keyDefault, api.URL()))
+	if err := out.WriteBatch(context.Background(), routedBatch("w", "")); err != nil || api.Stats().Accepted != 1 || api.Stats().UnknownKeyCalls != 0 {
+		t.Fatalf("key in whitespace: %v, stand-in %+v, want the call accepted under the key", err, api.Stats())
+	}
+}
