@@ -232,7 +232,8 @@ type currentsInput struct {
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
 
-	warnedNoExport bool // run's own: the last listing found no export, and said so
+	warnedNoExport     bool // run's own: the last listing found no export, and said so
+	warnedNoneSelected bool // run's own: the last listing's export was all left out, and said so
 }
 
 type readBatch struct {

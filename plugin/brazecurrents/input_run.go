@@ -2,6 +2,8 @@ package brazecurrents
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,6 +115,7 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			in.saver.poke()
 			in.stats.listingCompleted()
 			in.warnNoExport(w)
+			in.warnNoneSelected(w)
 		}
 		if err == nil || ctx.Err() != nil {
 			return
@@ -144,6 +147,31 @@ func (in *currentsInput) warnNoExport(w *walker) {
 	}
 	in.log.Warnf("Found no Currents export under prefix %q of %s: no event_type= directory and no .avro object; check prefix (Braze writes under <prefix>/dataexport.…/event_type=<type>/date=<hour>/)",
 		in.conf.prefix, bucketName(in.conf.url))
+}
+
+// warnNoneSelected says when a complete listing found a Currents export but
+// the selection left out every one of its event types, or every one of its
+// hours: the input then reads nothing, for ever in watch mode, and would say
+// nothing. It says it once, until a listing finds an object to read.
+func (in *currentsInput) warnNoneSelected(w *walker) {
+	if w.wanted > 0 || !w.layout {
+		in.warnedNoneSelected = false
+		return
+	}
+	if in.warnedNoneSelected {
+		return
+	}
+	where := fmt.Sprintf("under prefix %q of %s", in.conf.prefix, bucketName(in.conf.url))
+	switch {
+	case w.typeDirs > 0 && len(w.partitions) == 0:
+		in.warnedNoneSelected = true
+		in.log.Warnf("Found %d event types %s (%s…), none of them selected by %s and %s (BRAZE_EVENT_TYPES, BRAZE_EXCLUDE_EVENT_TYPES): nothing is read; check them, and the event types the Currents export was set up with",
+			w.typeDirs, where, strings.Join(w.someTypes, ", "), inFieldInclude, inFieldExclude)
+	case w.hourDirs > 0 && w.inRange == 0:
+		in.warnedNoneSelected = true
+		in.log.Warnf("Found %d date= directories %s, of the hours %s to %s, none of them within %s and %s (%s; CURRENTS_SINCE, CURRENTS_UNTIL): nothing is read until Currents writes an hour within them; check them",
+			w.hourDirs, where, w.firstHour.Format(DateHourLayout), w.lastHr.Format(DateHourLayout), inFieldSince, inFieldUntil, windowName(in.conf.sel.window()))
+	}
 }
 
 // hoursToList are the hours of a partition a pass lists: every hour after

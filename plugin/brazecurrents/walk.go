@@ -90,10 +90,21 @@ type walker struct {
 	partitions []string
 	entries    int
 	layout     bool
+	// What the selection did to them: event_type= directories met (a few of
+	// their types, for messages), date= hours met and within since/until, and
+	// the .avro objects wanted, so that a listing can tell an export whose
+	// every type or hour was left out from one with nothing new.
+	typeDirs          int
+	someTypes         []string
+	hourDirs, inRange int
+	firstHour, lastHr time.Time
+	wanted            int
 }
 
 func (w *walker) reset() {
 	w.partitions, w.entries, w.layout = w.partitions[:0], 0, false
+	w.typeDirs, w.someTypes, w.hourDirs, w.inRange, w.wanted = 0, w.someTypes[:0], 0, 0, 0
+	w.firstHour, w.lastHr = time.Time{}, time.Time{}
 }
 
 // walk calls fn for every wanted object under prefix, in key order.
@@ -194,16 +205,35 @@ func (w *walker) wantsDir(dir string) bool {
 	name := path.Base(strings.TrimSuffix(dir, "/"))
 	switch {
 	case strings.HasPrefix(name, "event_type="):
-		return w.sel.wantsType(strings.TrimPrefix(name, "event_type="))
+		eventType := strings.TrimPrefix(name, "event_type=")
+		if w.typeDirs++; len(w.someTypes) < 3 {
+			w.someTypes = append(w.someTypes, eventType)
+		}
+		return w.sel.wantsType(eventType)
 	case strings.HasPrefix(name, "date="):
 		hour, ok := hourOfDir(name)
 		if !ok {
 			return true // not the layout we know: look inside rather than lose data
 		}
+		w.metHour(hour)
+		if !w.sel.wantsHour(hour) {
+			return false
+		}
+		w.inRange++
 		partition := strings.TrimSuffix(strings.TrimSuffix(dir, "/"), "/"+name)
-		return w.sel.wantsHour(hour) && (w.skipHour == nil || !w.skipHour(partition, hour))
+		return w.skipHour == nil || !w.skipHour(partition, hour)
 	}
 	return true
+}
+
+func (w *walker) metHour(hour time.Time) {
+	w.hourDirs++
+	if w.firstHour.IsZero() || hour.Before(w.firstHour) {
+		w.firstHour = hour
+	}
+	if hour.After(w.lastHr) {
+		w.lastHr = hour
+	}
 }
 
 func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
@@ -211,6 +241,7 @@ func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
 	if !ok {
 		return nil
 	}
+	w.wanted++
 	o.size, o.modTime = obj.Size, obj.ModTime
 	return fn(o)
 }

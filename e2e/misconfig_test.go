@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// Misconfigurations that used to leave the shipped pipeline looking healthy
+// (/ready 200, no error) while it moved nothing: each now fails at start or
+// says what it found, once.
+
+// TestShippedConfigRefusesAQuotedWriteKey: SEGMENT_WRITE_KEY='key' (a docker
+// --env-file keeps the quotes) stops the pipeline at start without printing
+// the key: Segment answers 200 to the quoted key and drops every call.
+func TestShippedConfigRefusesAQuotedWriteKey(t *testing.T) {
+	t.Parallel()
+	env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY='" + e2eWriteKey + "'",
+		"SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0", "CURRENTS_WATCH=false"}
+	out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
+	if err == nil || !strings.Contains(out, `write_key holds '\''`) || strings.Contains(out, e2eWriteKey) {
+		t.Fatalf("exit %v, want a failure at start naming the quote, without the key:\n%s", err, lastLines(out, 10))
+	}
+}
+
+// TestWatchOverASelectionOfNothingSaysSo: in watch mode, a window around none
+// of the export's hours, or event types the export does not hold, read
+// nothing for ever; the pipeline now logs what it found and why it reads none.
+func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
+	t.Parallel()
+	bucket := t.TempDir()
+	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ setting, want string }{
+		{"CURRENTS_SINCE=2099-01-01", "none of them within since and until (the hours 2099-01-01-00..; CURRENTS_SINCE, CURRENTS_UNTIL)"},
+		{"BRAZE_EVENT_TYPES=users.messages.sms.Send", "Found 1 event types under prefix"},
+	} {
+		srv := segmentapi.StartT(t, e2eWriteKey)
+		dir := t.TempDir()
+		env := pipelineEnv("file://"+bucket, srv, filepath.Join(dir, "dead.jsonl"), c.setting,
+			"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=100ms", "CURRENTS_CHECKPOINT_KEY="+filepath.Base(dir))
+		p := startConnect(t, repoRoot, env, nil, "-c", shippedConfig)
+		p.waitLines(1, time.Minute, "level=warning", c.want)
+		if got := srv.Stats().Requests; got != 0 {
+			t.Errorf("%s: %d requests to Segment, want none", c.setting, got)
+		}
+		p.kill9()
+	}
+}
