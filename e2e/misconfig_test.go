@@ -52,3 +52,18 @@ func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
 		p.kill9()
 	}
 }
+
+// TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow: BRAZE_INCLUDE_ANONYMOUS=1
+// is not "true", so the mapping left anonymous users out without a word; the
+// binary now says so at start, and the run is otherwise the same.
+func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
+	t.Parallel()
+	_, stderr, err := runSplit(t, repoRoot, []string{"BRAZE_INCLUDE_ANONYMOUS=1"}, "-c", "config/demo.yaml")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, lastLines(stderr, 10))
+	}
+	want := `BRAZE_INCLUDE_ANONYMOUS="1" is neither false nor true: the mapping takes it as false`
+	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "209 had no external_user_id") {
+		t.Fatalf("stderr lacks %q (or the run's summary):\n%s", want, lastLines(stderr, 10))
+	}
+}

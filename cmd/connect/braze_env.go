@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// brazeOptionValues are the values the mapping (bloblang/currents_to_segment.blobl)
+// tells apart for each option it reads from the environment itself, the first
+// being what any other value counts as. It compares exactly: "True", "1" or
+// "yes" is false, "Send" is drop.
+var brazeOptionValues = []struct {
+	name   string
+	values []string
+}{
+	{"BRAZE_INCLUDE_ANONYMOUS", []string{"false", "true"}},
+	{"BRAZE_ALL_FIELDS", []string{"false", "true"}},
+	{"BRAZE_OTHER_EVENT_TYPES", []string{"drop", "send"}},
+}
+
+// warnBrazeOptions writes a warning for each mapping option whose variable
+// holds a value the mapping does not know. Nothing else reads them, and the
+// mapping takes such a value as the default without a word: anonymous users
+// quietly left out, say, while the operator believed them sent. A warning,
+// not a refusal, since the value works, only not as meant.
+func warnBrazeOptions(getenv func(string) string, w io.Writer) {
+	for _, opt := range brazeOptionValues {
+		v := getenv(opt.name)
+		if v == "" || v == opt.values[0] || v == opt.values[1] {
+			continue
+		}
+		fmt.Fprintf(w, "warning: %s=%q is neither %s nor %s: the mapping takes it as %s (the default); set %s=%s to turn it on\n",
+			opt.name, v, opt.values[0], opt.values[1], opt.values[0], opt.name, opt.values[1])
+	}
+}
