@@ -117,7 +117,7 @@ the events read and counted in neither are those the mapping filtered out.
 				Description("The Segment region of the workspace: `us` or `eu`.").Default("us").
 				LintRule(`root = if !["us", "eu"].contains(this) { ["region %q is not a Segment region: use us or eu (SEGMENT_REGION in the shipped configs)".format(this)] }`),
 			service.NewURLField(fieldEndpoint).
-				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's.").Optional().Advanced(),
+				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`.").Optional().Advanced(),
 			service.NewIntField(fieldMaxCalls).
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
@@ -176,6 +176,26 @@ func redactedURL(raw string) string {
 	return u.Redacted()
 }
 
+// warnEndpointPath warns, once at start, of an endpoint that ends in a
+// path of the API itself (…/v1, …/v1/batch, as copied from Segment's docs):
+// the output adds /v1/batch, so every request would go to …/v1/v1/batch
+// and be refused with a 404 that the output can only report as a refusal.
+// Only a warning: a proxy may mount anything at any path.
+func warnEndpointPath(log *service.Logger, endpoint string) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	for _, api := range []string{"/v1/batch", "/v1/track", "/v1"} {
+		if strings.HasSuffix(p, api) {
+			log.Warnf("%s %s ends in %s, and the output adds /v1/batch to it: requests go to %s/v1/batch; give the API's root (like https://api.segment.io) unless a proxy mounts Segment's API there",
+				fieldEndpoint, redactedURL(endpoint), api, strings.TrimSuffix(redactedURL(endpoint), "/"))
+			return
+		}
+	}
+}
+
 func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*output, error) {
 	writeKey, err := conf.FieldString(fieldWriteKey)
 	if err != nil {
@@ -204,6 +224,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		if override != "" { // empty, as from an unset ${SEGMENT_ENDPOINT:}, keeps the region's
 			endpoint = override
 			where = fmt.Sprintf("%s (endpoint set, region %s)", redactedURL(endpoint), region)
+			warnEndpointPath(mgr.Logger(), endpoint)
 		}
 	}
 	keyList, err := conf.FieldString(fieldWriteKeys)

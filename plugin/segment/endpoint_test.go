@@ -1,0 +1,42 @@
+package segment
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// An endpoint copied with the API's path (…/v1, …/v1/batch) is warned of at
+// start, naming where requests go, without its password: each request would
+// get a 404 the output can only report as a refused key. The API's root, a
+// proxy's path and the region's default are not.
+func TestEndpointWithTheAPIsPathIsWarnedOf(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"https://api.segment.io/v1":                   "endpoint https://api.segment.io/v1 ends in /v1, and the output adds /v1/batch to it: requests go to https://api.segment.io/v1/v1/batch",
+		"https://events.eu1.segmentapis.com/v1/batch": "ends in /v1/batch",
+		"https://u:hunter2@proxy.example/seg/v1/":     "endpoint https://u:xxxxx@proxy.example/seg/v1/ ends in /v1",
+		"https://api.segment.io":                      "",
+		"https://proxy.example/segment/":              "",
+		"":                                            "",
+	} {
+		var logs strings.Builder
+		mgr := service.MockResources(service.MockResourcesOptUseLogger(service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&logs, nil)))))
+		conf, err := outputSpec().ParseYAML(fmt.Sprintf(`{write_key: %s, endpoint: %q}`, testKey, endpoint), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := outputFromParsed(conf, mgr); err != nil {
+			t.Fatal(err)
+		}
+		lines := logs.String()
+		switch {
+		case want == "" && lines != "":
+			t.Errorf("%q: logged %q, want nothing", endpoint, lines)
+		case want != "" && (strings.Count(lines, want) != 1 || strings.Contains(lines, "hunter2")):
+			t.Errorf("%q: logged %q, want one line with %q and no password", endpoint, lines, want)
+		}
+	}
+}
