@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,5 +66,23 @@ func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
 	want := `BRAZE_INCLUDE_ANONYMOUS="1" is neither false nor true: the mapping takes it as false`
 	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "209 had no external_user_id") {
 		t.Fatalf("stderr lacks %q (or the run's summary):\n%s", want, lastLines(stderr, 10))
+	}
+}
+
+// TestUnwritableDeadLetterPathIsWarnedOfAtStart: a DEAD_LETTER_PATH under a
+// regular file showed only at the first dead letter, which then blocked its
+// object for ever with /ready at 200; the binary now says so at start.
+func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notADir := filepath.Join(dir, "volume")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9",
+		"CONNECT_HTTP_ADDRESS=127.0.0.1:0", "CURRENTS_WATCH=false", "DEAD_LETTER_PATH=" + filepath.Join(notADir, "dead.jsonl")}
+	_, stderr, err := runSplit(t, repoRoot, env, "-c", shippedConfig)
+	if want := "DEAD_LETTER_PATH=\"" + filepath.Join(notADir, "dead.jsonl") + "\" cannot be written"; err != nil || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %v; stderr lacks %q:\n%s", err, want, lastLines(stderr, 10))
 	}
 }

@@ -31,6 +31,7 @@ var (
 func main() {
 	applyMemoryDefaults(os.Getenv)
 	warnBrazeOptions(os.Getenv, os.Stderr)
+	warnDeadLetterPath(os.Getenv, os.Stderr)
 	if err := applyPipelineThreadsDefault(os.Getenv, os.Setenv); err != nil {
 		fmt.Fprintf(os.Stderr, "setting %s: %v\n", pipelineThreadsEnv, err)
 		os.Exit(1)

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// deadLetterPathEnv is the variable the shipped configs write dead letters to.
+const deadLetterPathEnv = "DEAD_LETTER_PATH"
+
+// warnDeadLetterPath warns when DEAD_LETTER_PATH, if set, cannot be written:
+// its directory is a file, or it (or the nearest directory above it that
+// exists, which the file output would create it in) is not writable. The
+// file output learns it only at the first dead letter, maybe days later, and
+// then retries that event for ever, holding its object (the checkpoint lags)
+// with /ready at 200. A warning, not a refusal: the volume may be fixed
+// before a dead letter comes.
+func warnDeadLetterPath(getenv func(string) string, w io.Writer) {
+	path := getenv(deadLetterPathEnv)
+	if path == "" {
+		return
+	}
+	if err := writableFile(path); err != nil {
+		fmt.Fprintf(w, "warning: %s=%q cannot be written (%v): each dead letter would be retried until it can, holding the object it came from\n",
+			deadLetterPathEnv, path, err)
+	}
+}
+
+// writableFile says why path could not be appended to, or nil.
+func writableFile(path string) error {
+	if info, err := os.Stat(path); err == nil {
+		if info.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		info, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && dir != filepath.Dir(dir):
+			continue
+		case err != nil:
+			return err
+		case !info.IsDir():
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		// A file made and removed at once: the one test that holds on
+		// every system, read-only mounts and ACLs included.
+		f, err := os.CreateTemp(dir, ".currents-connect-write-check-*")
+		if err != nil {
+			return err
+		}
+		_ = f.Close()
+		return os.Remove(f.Name())
+	}
+}
