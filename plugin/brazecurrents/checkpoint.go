@@ -19,8 +19,9 @@ type checkpointStore interface {
 
 // checkpointDoc is the persisted form. Per partition (integration and event
 // type), every object in an hour up to the watermark is done, and so are the
-// listed keys above it. Watermarks keep the document small over years of
-// history: only hours that may still change carry keys.
+// listed keys above it, except the failed keys: objects that could not be
+// read, tried again at every pass. Watermarks keep the document small over
+// years of history: only hours that may still change carry keys.
 type checkpointDoc struct {
 	Version    int                       `json:"version"`
 	Window     string                    `json:"window,omitempty"` // the since..until the watermarks count within; "" for every hour
@@ -32,7 +33,16 @@ type checkpointDoc struct {
 type partitionDone struct {
 	Watermark string   `json:"watermark,omitempty"` // YYYY-MM-DD-HH
 	Done      []string `json:"done,omitempty"`
+	Failed    []string `json:"failed,omitempty"` // not done, whatever the watermark says
 }
+
+// Document versions: a document with failed keys is version 2, so that a
+// version before them, which would count them as done behind the watermark,
+// refuses it instead of skipping them.
+const (
+	checkpointVersion       = 1
+	checkpointVersionFailed = 2
+)
 
 // checkpoint tracks which objects are done and which were listed but not yet
 // done, and advances each partition's watermark.
@@ -42,7 +52,10 @@ type partitionDone struct {
 // (its end plus late_arrival) has seen it, and every object that listing
 // found in it is done. Such hours are "settled" (walked); the watermark is
 // the newest settled hour below every open object. Hours without objects
-// pass too, so that polls of a quiet event type stay cheap.
+// pass too, so that polls of a quiet event type stay cheap. An object that
+// could not be read is failed, not open: it is tried again at every pass by
+// its key, and does not hold the watermark back, which would keep every
+// object done since in the document and every hour since in each poll.
 type checkpoint struct {
 	mu            sync.Mutex
 	lateArrival   time.Duration
@@ -51,6 +64,7 @@ type checkpoint struct {
 	settled       map[string]time.Time            // partition -> newest hour listed after it closed
 	done          map[string]map[string]time.Time // partition -> key -> hour
 	open          map[string]map[string]time.Time // partition -> key -> hour: listed, not done
+	failed        map[string]map[string]time.Time // partition -> key -> hour: not readable so far
 	window        string
 	shard         string      // i/N, as written in the document
 	keyNamesShard bool        // the checkpoint key names the shard (the default key)
@@ -67,6 +81,7 @@ func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
 		settled:     map[string]time.Time{},
 		done:        map[string]map[string]time.Time{},
 		open:        map[string]map[string]time.Time{},
+		failed:      map[string]map[string]time.Time{},
 		window:      sel.window(),
 		shard:       fmt.Sprintf("%d/%d", sel.shard, max(sel.shards, 1)),
 	}
@@ -80,7 +95,7 @@ func (c *checkpoint) parse(raw []byte) (*checkpointDoc, error) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
 	}
-	if doc.Version != 1 {
+	if doc.Version != checkpointVersion && doc.Version != checkpointVersionFailed {
 		return nil, fmt.Errorf("checkpoint version %d is not supported", doc.Version)
 	}
 	if doc.Window != c.window {
@@ -117,6 +132,10 @@ func (c *checkpoint) restore(doc *checkpointDoc) error {
 			h, _ := ParseObjectKey(key).Hour()
 			c.markLocked(c.done, p, key, h)
 		}
+		for _, key := range pd.Failed {
+			h, _ := ParseObjectKey(key).Hour()
+			c.markLocked(c.failed, p, key, h)
+		}
 	}
 	return nil
 }
@@ -149,6 +168,9 @@ func (c *checkpoint) hourDone(partition string, hour time.Time) bool {
 func (c *checkpoint) isDone(o object) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, failed := c.failed[o.partition][o.key]; failed {
+		return false
+	}
 	if w, ok := c.watermarks[o.partition]; ok && !o.hour.IsZero() && !o.hour.After(w) {
 		return true
 	}
@@ -169,10 +191,50 @@ func (c *checkpoint) finished(o object) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.open[o.partition], o.key)
+	c.dropFailedLocked(o)
 	c.markLocked(c.done, o.partition, o.key, o.hour)
 	c.advanceLocked(o.partition)
 	c.dirty = true
 	c.finishes++
+}
+
+// failedRead records a listed object that could not be read: it no longer
+// holds the watermark back, and retries names it until it is done or gone.
+func (c *checkpoint) failedRead(o object) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.open[o.partition], o.key)
+	if _, ok := c.failed[o.partition][o.key]; !ok {
+		c.markLocked(c.failed, o.partition, o.key, o.hour)
+		c.dirty = true
+	}
+	c.advanceLocked(o.partition)
+}
+
+// retries are the objects that could not be read so far, to try again.
+func (c *checkpoint) retries() []object {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []object
+	for p, keys := range c.failed {
+		for key, h := range keys {
+			out = append(out, object{key: key, partition: p, hour: h, eventType: ParseObjectKey(key).EventType})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out
+}
+
+func (c *checkpoint) dropFailedLocked(o object) {
+	keys := c.failed[o.partition]
+	if _, ok := keys[o.key]; !ok {
+		return
+	}
+	delete(keys, o.key)
+	if len(keys) == 0 {
+		delete(c.failed, o.partition)
+	}
+	c.dirty = true
 }
 
 // finishedCount counts the objects done so far.
@@ -201,6 +263,7 @@ func (c *checkpoint) forget(o object) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.open[o.partition], o.key)
+	c.dropFailedLocked(o)
 	c.advanceLocked(o.partition)
 }
 
@@ -242,7 +305,7 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, time.Time, error) {
 	if !c.dirty && !force {
 		return nil, 0, time.Time{}, nil
 	}
-	doc := checkpointDoc{Version: 1, Window: c.window, Shard: c.shard, Owner: c.owner, Partitions: map[string]*partitionDone{}}
+	doc := checkpointDoc{Version: checkpointVersion, Window: c.window, Shard: c.shard, Owner: c.owner, Partitions: map[string]*partitionDone{}}
 	part := func(p string) *partitionDone {
 		if doc.Partitions[p] == nil {
 			doc.Partitions[p] = &partitionDone{}
@@ -259,6 +322,13 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, time.Time, error) {
 		if pd := doc.Partitions[p]; pd != nil {
 			sort.Strings(pd.Done)
 		}
+	}
+	for p, keys := range c.failed {
+		for key := range keys {
+			part(p).Failed = append(part(p).Failed, key)
+		}
+		sort.Strings(part(p).Failed)
+		doc.Version = checkpointVersionFailed
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {

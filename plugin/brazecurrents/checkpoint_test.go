@@ -164,8 +164,51 @@ func TestCheckpointShardBoundsItsDocument(t *testing.T) {
 	}
 }
 
+// An object that could not be read lets the watermark pass its hour, and
+// stays not done, across a restart, until it is read or gone. Its document
+// is version 2, which a version that would count it as done refuses.
+func TestCheckpointFailedObjectDoesNotHoldTheWatermark(t *testing.T) {
+	c := newCheckpoint(time.Hour, selection{})
+	p := "currents/x/event_type=a"
+	bad, good := hourObj(p, at(6), 0), hourObj(p, at(7), 0)
+	c.opened(bad)
+	c.opened(good)
+	c.failedRead(bad)
+	c.finished(good)
+	c.walked([]string{p}, at(12))
+	if w, _ := c.watermark(p); !w.Equal(at(9)) { // hours up to 09 had closed
+		t.Fatalf("watermark %v, want 09: the failed object must not hold it back", w)
+	}
+	raw, _, _, err := c.snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := newCheckpoint(time.Hour, selection{})
+	doc, err := restored.parse(raw)
+	if err == nil {
+		err = restored.restore(doc)
+	}
+	if err != nil || doc.Version != checkpointVersionFailed {
+		t.Fatalf("restoring %s: version %d, %v", raw, doc.Version, err)
+	}
+	if !restored.isDone(good) || restored.isDone(bad) {
+		t.Fatalf("after a restart: good done %v, failed done %v", restored.isDone(good), restored.isDone(bad))
+	}
+	if r := restored.retries(); len(r) != 1 || r[0].key != bad.key || r[0].partition != p || !r[0].hour.Equal(at(6)) {
+		t.Fatalf("retries %v, want %s", r, bad.key)
+	}
+	restored.opened(bad)
+	restored.finished(bad)
+	if !restored.isDone(bad) || len(restored.retries()) != 0 {
+		t.Fatal("the failed object, read at last, is still to retry")
+	}
+	if raw, _, _, _ := restored.snapshot(true); strings.Contains(string(raw), "failed") || !strings.Contains(string(raw), `"version":1`) {
+		t.Fatalf("with nothing failed the document is %s, want version 1", raw)
+	}
+}
+
 func TestCheckpointRejectsDamagedDocuments(t *testing.T) {
-	for _, doc := range []string{`{`, `{"version":2}`, `{"version":1,"partitions":{"p":{"watermark":"soon"}}}`} {
+	for _, doc := range []string{`{`, `{"version":3}`, `{"version":1,"partitions":{"p":{"watermark":"soon"}}}`} {
 		c := newCheckpoint(time.Hour, selection{})
 		parsed, err := c.parse([]byte(doc))
 		if err == nil {

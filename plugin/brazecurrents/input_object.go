@@ -186,6 +186,10 @@ func (r *objectRun) complete() {
 			in.ckpt.forget(o)
 		}
 	case outcomeAbandoned:
+		if in.ckpt != nil {
+			in.ckpt.failedRead(o)
+			in.saver.poke()
+		}
 		in.stats.objectAbandoned()
 	}
 }

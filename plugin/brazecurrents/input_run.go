@@ -91,6 +91,9 @@ func (in *currentsInput) summarise() {
 // listPass walks the bucket once, retrying a failed listing with backoff,
 // and hands every new object to the readers.
 func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) {
+	if !in.retryFailed(ctx, objects) {
+		return
+	}
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	for {
 		started := in.clock.Now()
@@ -126,6 +129,25 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			return
 		}
 	}
+}
+
+// retryFailed hands the objects that could not be read so far to the
+// readers again, by key: the watermark may have passed their hours, which
+// no listing lists again. It is false when the input is stopping.
+func (in *currentsInput) retryFailed(ctx context.Context, objects chan<- object) bool {
+	for _, o := range in.ckpt.retries() {
+		if !in.claim(o) {
+			continue
+		}
+		in.stats.objectFound()
+		select {
+		case objects <- o:
+		case <-ctx.Done():
+			in.release(o)
+			return false
+		}
+	}
+	return true
 }
 
 // warnNoExport says when a complete listing found no Currents export under

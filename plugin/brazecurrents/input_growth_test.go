@@ -1,0 +1,99 @@
+package brazecurrents
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+)
+
+// One object of a partition can never be read (its GET is refused for
+// good: a key the credentials may not decrypt, say). It is tried again at
+// every pass, but it must not hold the partition's watermark back for ever:
+// over months, the done keys above a stuck watermark would fill the
+// checkpoint with every object since, and every poll would list every hour
+// since again. Here 100 hours pass, one object an hour, polled hourly.
+func TestInputUnreadableObjectKeepsCheckpointAndPollsBounded(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	start := time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC)
+	spec := func(hour time.Time, n int) fixtures.FileSpec {
+		return fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 2, Seed: uint64(hour.Unix()) + uint64(n), DateHour: hour, Offset: n}
+	}
+	bad := fixtures.Key(spec(start.Truncate(time.Hour), 9))
+	uploadFixture(t, b, spec(start.Truncate(time.Hour), 9))
+	listings := &listingLog{}
+	tried := make(chan struct{}, 1)
+	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		if r.Method == http.MethodGet && r.URL.Query().Has("list-type") {
+			listings.mu.Lock()
+			listings.prefixes = append(listings.prefixes, r.URL.Query().Get("prefix"))
+			listings.mu.Unlock()
+		}
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/"+bad) {
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
+	conf := "url: \"" + proxied + "\"\nwatch: true\npoll_interval: 1h\nread_attempts: 1\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1000h"
+	r := startClockRun(t, conf, start)
+	r.pass(0)
+	const hours = 100
+	var lastPoll []string
+	for i := 1; i <= hours; i++ {
+		want := uploadFixture(t, b, spec(r.clock.Now().Truncate(time.Hour), 0))
+		from := listings.count()
+		r.poll(i, time.Hour)
+		lastPoll = listings.since(from)
+		r.got.waitFor(t, want)
+	}
+	r.waitCheckpointed(hours)
+	raw, _, _, err := r.in.ckpt.snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := r.in.ckpt.parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := doc.Partitions[r.partition(t, emailSend)]
+	if pd == nil {
+		t.Fatal("no partition in the checkpoint")
+	}
+	if len(pd.Done) > 8 {
+		t.Errorf("after %d hours with one unreadable object the checkpoint (%d bytes) holds %d done keys: it grows with every object since", hours, len(raw), len(pd.Done))
+	}
+	// The steady state: the levels above the partition, and the hours within
+	// late_arrival (2h) of now, three levels each: 12 prefixes.
+	if len(lastPoll) > 20 {
+		t.Fatalf("after %d hours with one unreadable object a poll lists %d prefixes: every hour since it", hours, len(lastPoll))
+	}
+	// The object is still tried at every pass, and never counts as done.
+	select {
+	case <-tried:
+	default:
+	}
+	r.poll(hours+1, time.Hour)
+	select {
+	case <-tried:
+	case <-r.ctx.Done():
+		t.Fatalf("the pass after %d hours did not try the unreadable object again", hours)
+	}
+	o, _ := r.in.conf.sel.objectAt(bad)
+	if r.in.ckpt.isDone(o) {
+		t.Fatalf("the unreadable object %s counts as done", bad)
+	}
+	t.Logf("after %d hours: checkpoint %d bytes, %d done keys, last poll listed %d prefixes", hours, len(raw), len(pd.Done), len(lastPoll))
+}
