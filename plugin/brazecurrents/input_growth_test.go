@@ -97,3 +97,41 @@ func TestInputUnreadableObjectKeepsCheckpointAndPollsBounded(t *testing.T) {
 	}
 	t.Logf("after %d hours: checkpoint %d bytes, %d done keys, last poll listed %d prefixes", hours, len(raw), len(pd.Done), len(lastPoll))
 }
+
+// A week of hourly partitions in watch mode, two objects an hour, polled
+// hourly: the checkpoint and the input's state stay the size of the hours
+// within late_arrival, whatever the history.
+func TestInputWeekOfHoursKeepsStateBounded(t *testing.T) {
+	dir := t.TempDir()
+	conf := "url: file://" + dir + "\nwatch: true\npoll_interval: 1h\nmax_parallel_objects: 2\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1000h"
+	r := startClockRun(t, conf, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	r.pass(0)
+	const hours = 7 * 24
+	for i := 1; i <= hours; i++ {
+		h := r.clock.Now().Truncate(time.Hour)
+		want := union(hourFile(t, dir, emailSend, h, 0), hourFile(t, dir, emailSend, h, 1))
+		r.poll(i, time.Hour)
+		r.got.waitFor(t, want)
+		r.got.mu.Lock() // the test's own record of events would grow instead
+		clear(r.got.events)
+		clear(r.got.meta)
+		r.got.mu.Unlock()
+	}
+	r.waitCheckpointed(2 * hours)
+	raw, _, _, err := r.in.ckpt.snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.in.ckpt
+	c.mu.Lock()
+	done, open := len(c.done[r.partition(t, emailSend)]), len(c.open[r.partition(t, emailSend)])
+	c.mu.Unlock()
+	r.in.mu.Lock()
+	inFlight := len(r.in.inFlight)
+	r.in.mu.Unlock()
+	// late_arrival (2h) keeps about three hours of keys: six objects.
+	if len(raw) > 2048 || done > 8 || open > 2 || inFlight > 2 {
+		t.Fatalf("after %d hours: checkpoint %d bytes, %d done keys, %d open, %d in flight", hours, len(raw), done, open, inFlight)
+	}
+	t.Logf("after %d hours: checkpoint %d bytes, %d done keys, %d open, %d in flight", hours, len(raw), done, open, inFlight)
+}

@@ -136,7 +136,9 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 // no listing lists again. It is false when the input is stopping.
 func (in *currentsInput) retryFailed(ctx context.Context, objects chan<- object) bool {
 	for _, o := range in.ckpt.retries() {
-		if !in.claim(o) {
+		// The selection may have changed since it failed (a restart with
+		// other event types).
+		if _, ok := in.conf.sel.objectAt(o.key); !ok || !in.claim(o) {
 			continue
 		}
 		in.stats.objectFound()
