@@ -151,7 +151,7 @@ func leaseSaver(t *testing.T, store memStore, now time.Time) *checkpointSaver {
 	// running would hold its lease past its expiry (heldBy).
 	me := ownerStamp{ID: "saver-" + now.Format("150405"), Host: "host-" + now.Format("150405"), PID: 1}
 	return &checkpointSaver{ckpt: newCheckpoint(time.Hour, selection{}), store: newSlotted(store, "ck.json", nil),
-		log: service.MockResources().Logger(), stats: newInputStats(service.MockResources().Metrics()), clock: clockwork.NewFakeClockAt(now),
+		log: service.MockResources().Logger(), stats: newInputStats(service.MockResources().Metrics(), service.MockResources().Logger()), clock: clockwork.NewFakeClockAt(now),
 		lease: time.Minute, me: me, onLost: func(err error) { t.Errorf("lost: %v", err) },
 		wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 }

@@ -115,7 +115,7 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
 `+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` (label
-`+"`event_type`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
+`+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
 256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
 `+"`result`"+`) and `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
 object is behind now).
@@ -246,7 +246,7 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		conf:     c,
 		mgr:      mgr,
 		log:      mgr.Logger(),
-		stats:    newInputStats(mgr.Metrics()),
+		stats:    newInputStats(mgr.Metrics(), mgr.Logger()),
 		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: avro.NewSchemaCache()},
 		inFlight: map[string]bool{},
 		held:     map[string]*heldNotices{},

@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -134,4 +135,30 @@ func TestInputWeekOfHoursKeepsStateBounded(t *testing.T) {
 		t.Fatalf("after %d hours: checkpoint %d bytes, %d done keys, %d open, %d in flight", hours, len(raw), done, open, inFlight)
 	}
 	t.Logf("after %d hours: checkpoint %d bytes, %d done keys, %d open, %d in flight", hours, len(raw), done, open, inFlight)
+}
+
+// The bucket input labels events_read with the event type of each object's
+// key. A prefix holding types past Braze's known ones (include_event_types
+// "*" on a prefix shared with other exports, or types Braze adds) must not
+// make a series of each for the life of the process: past a bound they
+// count as "other", as the count processor's do, and every event counts.
+func TestInputEventsReadSeriesStayBounded(t *testing.T) {
+	res, url := countResources(t)
+	stats := newInputStats(res.Metrics(), res.Logger())
+	const invented = 3 * maxOtherTypeLabels
+	for i := range invented {
+		stats.eventsRead(2, 0, fmt.Sprintf("made.up.%d", i))
+		stats.eventsRead(1, 0, emailSend)
+	}
+	got := countsByType(t, url)["braze_currents_events_read"]
+	if len(got) != maxOtherTypeLabels+2 || got[emailSend] != invented || got[otherEventType] != 2*(invented-maxOtherTypeLabels) {
+		t.Fatalf("%d series of braze_currents_events_read (%s %v, other %v): want %d invented types, other and the known type",
+			len(got), emailSend, got[emailSend], got[otherEventType], maxOtherTypeLabels)
+	}
+	stats.mu.Lock()
+	byType := len(stats.eventsByType)
+	stats.mu.Unlock()
+	if byType > maxOtherTypeLabels+2 {
+		t.Fatalf("the run summary keeps %d event types", byType)
+	}
 }

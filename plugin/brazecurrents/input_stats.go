@@ -22,6 +22,7 @@ type inputStats struct {
 	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge
+	labels                       *typeLabels // bounds the event types counted apart
 
 	mu               sync.Mutex
 	start            time.Time // when the first object was found
@@ -39,8 +40,9 @@ type inputStats struct {
 	eventsNacked     int64
 }
 
-func newInputStats(m *service.Metrics) *inputStats {
+func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 	return &inputStats{
+		labels:   &typeLabels{maxOthers: maxOtherTypeLabels, log: log},
 		found:    m.NewCounter("braze_currents_objects_found"),
 		done:     m.NewCounter("braze_currents_objects_done"),
 		corrupt:  m.NewCounter("braze_currents_objects_corrupt"),
@@ -72,12 +74,15 @@ func (s *inputStats) listingCompleted() {
 
 // eventsRead counts a batch handed to the pipeline: n events of eventType,
 // anonymous of them without external_user_id.
+// Types past Braze's known ones count apart up to a bound, then as other:
+// each would be a series, and an entry of the summary, for ever.
 func (s *inputStats) eventsRead(n, anonymous int, eventType string) {
-	s.events.Incr(int64(n), eventType)
+	label := s.labels.label(eventType)
+	s.events.Incr(int64(n), label)
 	s.mu.Lock()
 	s.eventsHanded += int64(n)
 	s.eventsAnonymous += int64(anonymous)
-	s.eventsByType[eventType] += int64(n)
+	s.eventsByType[label] += int64(n)
 	s.mu.Unlock()
 }
 
