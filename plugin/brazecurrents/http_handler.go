@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -200,6 +201,13 @@ func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request) ([]byte, i
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over the limit of %d bytes", in.maxBody)
+	}
+	// A body not all sent within the timeout is a slow link, not a bad
+	// request: Braze drops for good an event answered 400 twice, and
+	// retries a 5xx.
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("the body was not all received within %s", in.timeout)
 	}
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)

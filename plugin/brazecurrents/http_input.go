@@ -56,10 +56,13 @@ what became of the events:
 - **400** with a short reason when the body is not one JSON object with an `+"`events`"+` array of objects
   that each have an `+"`event_type`"+`, when an object in it names a key twice (the reason names the key and
   the event), or when `+"`properties`"+`, `+"`user`"+` and the event disagree on a field.
-  Nothing of such a request is sent or dead-lettered: Braze keeps it, and its logs show why.
+  Nothing of such a request is sent or dead-lettered. Braze's connector re-sends the events of a request
+  answered 400 one per request and drops for good each one answered 400 again: the good events of the
+  request arrive that way, and the bad one is lost, with the warning logged here naming why.
 - **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
   unreachable, its write key refused: the `+"`segment`"+` output holds calls then, it never drops them), when
-  they were refused downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. Events
+  the body itself was not all received within `+"`timeout`"+` (a slow link), when they were refused
+  downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. Events
   already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
   each call's `+"`messageId`"+`.
 
