@@ -46,6 +46,8 @@ func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("WWW-Authenticate", `Bearer realm="currents"`)
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", http.MethodPost)
+	case http.StatusUnsupportedMediaType:
+		h.Set("Accept-Encoding", "gzip")
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", strconv.Itoa(int(in.retryAfter.Round(time.Second)/time.Second)))
 	}
@@ -73,17 +75,21 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if r.ContentLength > in.maxBody {
 		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is %d bytes, over the limit of %d", r.ContentLength, in.maxBody)}
 	}
+	gzipped, refused := bodyCoding(r)
+	if refused != nil {
+		return *refused
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
 	defer cancel()
 	// Until the body's size is known, it may take the whole limit.
 	held := in.maxBody
-	if r.ContentLength >= 0 {
+	if r.ContentLength >= 0 && !gzipped {
 		held = r.ContentLength
 	}
 	if err := in.buffered.Acquire(ctx, held); err != nil {
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
 	}
-	body, status, err := in.readBody(w, r)
+	body, status, err := in.readBody(w, r, gzipped)
 	if err != nil {
 		in.buffered.Release(held)
 		return answer{status, err.Error()}
@@ -187,32 +193,41 @@ func (in *httpInput) authorised(r *http.Request) bool {
 // of known length is read into one buffer of that size; a chunked one into
 // pooled chunks, copied out once complete, so that neither growing a buffer
 // nor refusing a body past the limit leaves garbage of its size behind.
-func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request, gzipped bool) ([]byte, int, error) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.timeout))
 	body := http.MaxBytesReader(w, r.Body, in.maxBody)
 	var data []byte
 	var err error
-	if r.ContentLength >= 0 {
+	switch {
+	case gzipped:
+		return in.readGzip(body)
+	case r.ContentLength >= 0:
 		data = make([]byte, r.ContentLength)
 		_, err = io.ReadFull(body, data)
-	} else {
+	default:
 		data, err = readChunked(body)
 	}
+	if err != nil {
+		status, err := in.readError(err)
+		return nil, status, err
+	}
+	return data, 0, nil
+}
+
+// readError words an error reading the body, with its status.
+func (in *httpInput) readError(err error) (int, error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over the limit of %d bytes", in.maxBody)
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("the body is over the limit of %d bytes", in.maxBody)
 	}
 	// A body not all sent within the timeout is a slow link, not a bad
 	// request: Braze drops for good an event answered 400 twice, and
 	// retries a 5xx.
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("the body was not all received within %s", in.timeout)
+		return http.StatusServiceUnavailable, fmt.Errorf("the body was not all received within %s", in.timeout)
 	}
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
-	}
-	return data, 0, nil
+	return http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 }
 
 const chunkSize = 64 << 10

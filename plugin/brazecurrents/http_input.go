@@ -51,8 +51,11 @@ what became of the events:
   The token is compared in constant time, read from that header only (never the query or a cookie), and
   the scheme is case-insensitive.
 - **413** when the body is over `+"`max_body_size`"+`: refused from its `+"`Content-Length`"+` or, without one,
-  once that much was read. A larger body is never held. Also when its events alone would be charged more than
+  once that much was read. A larger body is never held. A gzip body (`+"`Content-Encoding: gzip`"+`) is
+  decompressed, and refused once more than `+"`max_body_size`"+` came out of it (a gzip bomb). Also when its events alone would be charged more than
   `+"`max_buffered_size`"+` (below): a body of that many small events could never be held.
+- **415** for a `+"`Content-Encoding`"+` other than gzip or identity, naming it. The `+"`Content-Type`"+` is not
+  looked at: the body is read as JSON whatever it says.
 - **400** with a short reason when the body is not one JSON object with an `+"`events`"+` array of objects
   that each have an `+"`event_type`"+`, when an object in it names a key twice (the reason names the key and
   the event), or when `+"`properties`"+`, `+"`user`"+` and the event disagree on a field.
@@ -92,7 +95,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`. A token that starts or ends with whitespace, or holds a control character, is refused at start: HTTP cannot carry it. So is one that starts or ends with the characters `\\n`, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline).").
 				Secret(),
 			service.NewStringField(httpFieldMaxBody).
-				Description("The largest request body accepted, in bytes or with a unit (`8MiB`). Braze sends up to 100 events per request; the default leaves room for large custom events.").
+				Description("The largest request body accepted, in bytes or with a unit (`8MiB`), as sent and, for a gzip body, decompressed. Braze sends up to 100 events per request; the default leaves room for large custom events.").
 				Default("8MiB"),
 			service.NewStringField(httpFieldMaxBuffered).
 				Description("The budget of the requests held at once, from reading a body until its events are delivered: each is charged its body's bytes plus 128 bytes per event. A request that would exceed it waits, up to `timeout`, then gets a 503. Decoded events hold under 4 times their charge (measured: 3.5 to 3.9 times, from Braze's events to the smallest), so the input holds under 4 times this (128 MiB by default); a Braze request of 100 events is charged about 74 KB.").
