@@ -81,13 +81,22 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
 	defer cancel()
+	// Closing ends every wait, for budget as well: a request must not hold
+	// Connect's shutdown until its timeout.
+	go func() {
+		select {
+		case <-in.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	// Until the body's size is known, it may take the whole limit.
 	held := in.maxBody
 	if r.ContentLength >= 0 && !gzipped {
 		held = r.ContentLength
 	}
 	if err := in.buffered.Acquire(ctx, held); err != nil {
-		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
+		return in.busy()
 	}
 	body, status, err := in.readBody(w, r, gzipped)
 	if err != nil {
@@ -113,7 +122,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// waiting so for each other's share are both answered at the timeout.
 	if err := in.buffered.Acquire(ctx, charge-held); err != nil {
 		in.buffered.Release(held)
-		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
+		return in.busy()
 	}
 	held = charge
 	events, err := decodeHTTPEvents(body, n)
@@ -141,10 +150,10 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		types.flush(in.received, in.labels)
 	case <-ctx.Done():
 		in.buffered.Release(held)
+		if in.isClosed() {
+			return answer{http.StatusServiceUnavailable, "shutting down"}
+		}
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}
-	case <-in.closed:
-		in.buffered.Release(held)
-		return answer{http.StatusServiceUnavailable, "shutting down"}
 	}
 	why := "" // why the events are not delivered yet, when it is not the timeout
 	select {
@@ -155,7 +164,8 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		}
 		return answer{http.StatusOK, fmt.Sprintf("%d events delivered", len(events))}
 	case <-ctx.Done():
-	case <-in.closed:
+	}
+	if in.isClosed() {
 		// Not the timeout: Connect stops, and what it has not sent by then
 		// only Braze's retry delivers.
 		why = "not yet delivered: shutting down; Braze's retry delivers them"
@@ -170,6 +180,23 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		in.buffered.Release(held)
 	}()
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events %s and Segment deduplicates the retry", len(events), why)}
+}
+
+func (in *httpInput) isClosed() bool {
+	select {
+	case <-in.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// busy is the answer to a request that got no share of max_buffered_size.
+func (in *httpInput) busy() answer {
+	if in.isClosed() {
+		return answer{http.StatusServiceUnavailable, "shutting down"}
+	}
+	return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
 }
 
 // authorised reports whether the request carries the token, in the

@@ -2,8 +2,10 @@ package brazecurrents
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,5 +37,32 @@ func TestHTTPInputSlowBodyIsRetried(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("a body cut short by the timeout: %d (Retry-After %q), want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+}
+
+// TestHTTPInputCloseEndsWaitsForBudget: a request waiting for its share of
+// max_buffered_size (Segment down, the budget held by events in flight) is
+// answered 503 "shutting down" as soon as the input closes. It waited out
+// its timeout, holding Close (and Connect's shutdown, past its own
+// shutdown_timeout with the default 30s) and then blamed the budget.
+func TestHTTPInputCloseEndsWaitsForBudget(t *testing.T) {
+	in, url := startHTTPInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 10s")
+	// Over half the budget: the second cannot be held beside the first.
+	body := `{"events": [` + testEvent + `], "padding": "` + strings.Repeat("x", 600) + `"}`
+	first := postAsync(http.DefaultClient, url, body)
+	readRequest(t, in) // handed over, never acknowledged
+	second := postAsync(http.DefaultClient, url, body)
+	for in.counter.Load() < 2 { // the second is being served
+		runtime.Gosched()
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- in.Close(context.Background()) }()
+	for _, answer := range []<-chan reply{first, second} {
+		if r := <-answer; r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "shutting down") {
+			t.Fatalf("a request in flight when the input closed: %d %q, want 503 saying it is shutting down", r.status, r.body)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
