@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -312,4 +313,28 @@ func (r repeatReader) Read(p []byte) (int, error) {
 		p[i] = byte(r)
 	}
 	return len(p), nil
+}
+
+// TestCustomHTTPGzip: a gzip body reaches Segment as a plain one does, and
+// Braze's retry of it is deduplicated there through the same messageIds.
+func TestCustomHTTPGzip(t *testing.T) {
+	t.Parallel()
+	p := startHTTPPipeline(t, "braze-token", "60s")
+	events := namedEvents(t, "users.messages.email.Delivery", 20, 13)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(customHTTPBody(t, "users.messages.email.Delivery", events))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gz := func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }
+	for range 2 { // Braze's delivery and its retry
+		if code, _ := p.post("Bearer braze-token", bytes.NewReader(buf.Bytes()), int64(buf.Len()), gz); code != http.StatusOK {
+			t.Fatalf("status %d for a gzip body\n%s", code, lastLines(p.proc.logs(), 30))
+		}
+	}
+	p.checkDelivered(events)
+	if p.srv.UniqueMessageIDs() != 20 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
+		t.Fatalf("%d calls in Segment, %d dead letters; want 20 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
+	}
 }
