@@ -128,6 +128,16 @@ func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
 	for i, v := range list {
 		e, err := flattenHTTPEvent(v)
 		if err != nil {
+			// Braze re-sends a 400ed request's events one by one and drops
+			// each answered 400 again: the id is what is left to find it by.
+			if obj, ok := v.(map[string]any); ok {
+				if id, ok := obj["id"].(string); ok {
+					if len(id) > 100 { // a Braze id is a UUID; keep the log line short
+						id = id[:100] + "…"
+					}
+					return nil, fmt.Errorf("event %d (id %q): %w", i, id, err)
+				}
+			}
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 		events = append(events, e)
