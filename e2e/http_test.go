@@ -338,3 +338,31 @@ func TestCustomHTTPGzip(t *testing.T) {
 		t.Fatalf("%d calls in Segment, %d dead letters; want 20 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
 }
+
+// TestCustomHTTPBufferedSizeSetting: CURRENTS_HTTP_MAX_BUFFERED_SIZE sets the
+// budget of the requests in flight. While Segment is down the pipeline holds
+// many times that budget (the input's events, the mapped calls, the output's
+// requests): with the default 32 MiB about 400 MB, too much for a small
+// container, and the shipped config had no way to lower it.
+func TestCustomHTTPBufferedSizeSetting(t *testing.T) {
+	t.Parallel()
+	p := startHTTPPipeline(t, "braze-token", "1s", "CURRENTS_HTTP_MAX_BODY_SIZE=64KiB", "CURRENTS_HTTP_MAX_BUFFERED_SIZE=64KiB")
+	if err := p.srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	// Each request over half the budget: the first's events are held in the
+	// pipeline, so the second cannot be taken.
+	for i, seed := range []uint64{21, 22} {
+		events := namedEvents(t, "users.messages.email.Send", 45, seed)
+		body := customHTTPBody(t, "users.messages.email.Send", events)
+		if len(body) < 32<<10 || len(body) > 64<<10 {
+			t.Fatalf("a body of %d bytes, want between half the budget and all of it", len(body))
+		}
+		if code := p.postBytes("Bearer braze-token", body); code != http.StatusServiceUnavailable {
+			t.Fatalf("request %d while Segment is down: status %d, want 503", i, code)
+		}
+	}
+	if logs := p.proc.logs(); !strings.Contains(logs, "busy: 65536 bytes of earlier requests are still in flight") {
+		t.Fatalf("the second request was not refused for the 64 KiB budget:\n%s", lastLines(logs, 20))
+	}
+}

@@ -98,7 +98,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 				Description("The largest request body accepted, in bytes or with a unit (`8MiB`), as sent and, for a gzip body, decompressed. Braze sends up to 100 events per request; the default leaves room for large custom events.").
 				Default("8MiB"),
 			service.NewStringField(httpFieldMaxBuffered).
-				Description("The budget of the requests held at once, from reading a body until its events are delivered: each is charged its body's bytes plus 128 bytes per event. A request that would exceed it waits, up to `timeout`, then gets a 503. Decoded events hold under 4 times their charge (measured: 3.5 to 3.9 times, from Braze's events to the smallest), so the input holds under 4 times this (128 MiB by default); a Braze request of 100 events is charged about 74 KB.").
+				Description("The budget of the requests held at once, from reading a body until its events are delivered: each is charged its body's bytes plus 128 bytes per event. A request that would exceed it waits, up to `timeout`, then gets a 503. Decoded events hold under 4 times their charge (measured: 3.5 to 3.9 times, from Braze's events to the smallest), so the input holds under 4 times this (128 MiB by default); a Braze request of 100 events is charged about 74 KB. While Segment is down the pipeline holds its own copies (mapped calls, the output's requests) as well: the process then holds about 12 times this (measured: a peak RSS of about 400 MB at 32 MiB with Braze-sized events).").
 				Default("32MiB").Advanced(),
 			service.NewDurationField(httpFieldTimeout).
 				Description("How long a request may wait for its events to be delivered before Braze is told to retry (503).").
