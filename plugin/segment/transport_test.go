@@ -164,7 +164,7 @@ func TestProbeTakesARefusedEmptyBatchAsTheKeyWorking(t *testing.T) {
 	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
 		t.Fatalf("write answered 401: %v, want not connected", err)
 	}
-	srv.FailNext(100, http.StatusBadRequest) // every empty batch refused
+	srv.FailNext(100, http.StatusBadRequest)                                 // every empty batch refused
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // bounds the failure only
 	defer cancel()
 	if err := out.Connect(ctx); err != nil {
