@@ -43,6 +43,7 @@ const (
 	inFieldParallel         = "max_parallel_objects"
 	inFieldReadAttempts     = "read_attempts"
 	inFieldProgress         = "progress_interval"
+	inFieldSummary          = "summary_interval"
 	inFieldNotifications    = "notifications"
 )
 
@@ -71,6 +72,9 @@ events by event type. With `+"`watch`"+`
 it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
 cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour. An event
 type whose last listing found anything but `+"`date=<hour>/`"+` directories in it (another layout) is listed whole.
+A run that watches (or reads notifications) never ends with the run summary: instead, every `+"`summary_interval`"+` (1h) it
+logs one line saying what it did in that interval, even when that was nothing, at level info, or warn when
+events awaiting acknowledgement got none through a whole interval (a stall: Segment down or refusing the key).
 
 An object counts as done only after every event from it was acknowledged. Done objects are recorded in a
 checkpoint (a cache resource, or an object in the bucket) that survives restarts: after a crash at any
@@ -168,6 +172,8 @@ object is behind now).
 				Description("How many times an unreadable object is tried in a pass before it is left for the next one.").Default(5).Advanced(),
 			service.NewDurationField(inFieldProgress).
 				Description("How often a progress summary is logged while objects are being read; 0 turns it off.").Default("30s").Advanced(),
+			service.NewDurationField(inFieldSummary).
+				Description("With `watch` or `notifications`, how often to log what the input did since the last such line: objects read, corrupt, left for a later pass and in flight; events read, acknowledged and not; how many had no `external_user_id`. Logged even when nothing happened, at level warn when events awaiting acknowledgement got none for a whole interval (a stall). 0 turns it off.").Default("1h").Advanced(),
 			service.NewIntField(scannerFieldBatchSize).
 				Description("The most events in one batch. Larger batches cost less per event and hold more memory: a structured Currents event takes about 4 KB.").Default(1000).Advanced(),
 			structuredField(),
@@ -279,6 +285,9 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	in.stopped = make(chan struct{})
 	if in.saver != nil {
 		go in.saver.run(runCtx)
+	}
+	if in.conf.summaryPeriod > 0 && (in.conf.watch || in.sub != nil) {
+		go in.logSummaries(runCtx, in.clock.NewTicker(in.conf.summaryPeriod), in.conf.summaryPeriod)
 	}
 	go in.run(runCtx)
 	if in.conf.progressPeriod > 0 {

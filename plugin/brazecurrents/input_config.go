@@ -32,6 +32,7 @@ type inputConfig struct {
 	parallel       int
 	readAttempts   int
 	progressPeriod time.Duration
+	summaryPeriod  time.Duration
 	structured     bool
 	batchSize      int
 }
@@ -117,6 +118,9 @@ func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error
 	if c.progressPeriod, err = conf.FieldDuration(inFieldProgress); err != nil {
 		return c, err
 	}
+	if c.summaryPeriod, err = conf.FieldDuration(inFieldSummary); err != nil {
+		return c, err
+	}
 	if c.batchSize, err = conf.FieldInt(scannerFieldBatchSize); err != nil {
 		return c, err
 	}
@@ -158,6 +162,9 @@ func (c *inputConfig) validate() error {
 	if c.lateArrival < 0 {
 		return fmt.Errorf("%s must not be negative, got %v: hours would count as done before they end, and files written into them later would never be read",
 			inFieldLateArrival, c.lateArrival)
+	}
+	if c.summaryPeriod < 0 {
+		return fmt.Errorf("%s must not be negative (0 turns the summaries off), got %v", inFieldSummary, c.summaryPeriod)
 	}
 	if c.watch && c.pollInterval <= 0 {
 		return fmt.Errorf("%s must be positive with %s, got %v", inFieldPollInterval, inFieldWatch, c.pollInterval)

@@ -29,6 +29,7 @@ type clockRun struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	got     *collected
+	logs    *lineSink // every line the input logs
 	gate    chan bool // false stalls the consumer, true resumes it
 	done    chan struct{}
 	closing sync.Once
@@ -52,13 +53,14 @@ func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := inputFromParsed(parsed, service.MockResources())
+	logs := newLineSink()
+	in, err := inputFromParsed(parsed, logs.resources())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	r := &clockRun{t: t, in: in, clock: clockwork.NewFakeClockAt(now), passes: make(chan int), next: make(chan struct{}), ctx: ctx, cancel: cancel,
-		got:  newCollected(),
+		got: newCollected(), logs: logs,
 		gate: make(chan bool), done: make(chan struct{})}
 	in.clock = r.clock
 	// After each pass the input waits for the test, which makes every pass

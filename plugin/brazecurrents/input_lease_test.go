@@ -43,7 +43,7 @@ func TestInputLeaseKeepsASecondProcessWaiting(t *testing.T) {
 // finds its checkpoint taken over stops instead of sending every event twice.
 func TestInputLeaseExpiresAndATakenOverProcessStops(t *testing.T) {
 	dir := t.TempDir()
-	conf := fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1h\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1m", dir)
+	conf := fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1h\nprogress_interval: 0s\nsummary_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1m", dir)
 	first := hourFile(t, dir, emailSend, at14(0), 0)
 	r1 := startClockRun(t, conf, at14(10))
 	r1.pass(0)
