@@ -64,15 +64,31 @@ func (t *tally) total() int64 {
 	return n
 }
 
-// String lists the non-zero counts by label value, "invalid 2, rejected 1".
-func (t *tally) String() string {
+// counts are the totals by label value.
+func (t *tally) counts() map[string]int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return maps.Clone(t.by)
+}
+
+// String lists the non-zero counts by label value, "invalid 2, rejected 1".
+func (t *tally) String() string { return formatCounts(t.counts()) }
+
+func formatCounts(by map[string]int64) string {
 	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(t.by)) {
-		if t.by[k] != 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", k, t.by[k]))
+	for _, k := range slices.Sorted(maps.Keys(by)) {
+		if by[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, by[k]))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// subtract is cur less last, by key.
+func subtract(cur, last map[string]int64) map[string]int64 {
+	d := make(map[string]int64, len(cur))
+	for k, v := range cur {
+		d[k] = v - last[k]
+	}
+	return d
 }

@@ -34,6 +34,7 @@ const (
 	fieldBatching       = "batching"
 	fieldMaxRequests    = "max_requests_in_flight"
 	fieldUnreachable    = "unreachable_after"
+	fieldSummary        = "summary_interval"
 )
 
 // Segment's regional endpoints: a write key works only in its own region.
@@ -90,7 +91,10 @@ above, whichever route it serves: every call is held until it works, and the err
 When it closes, the output logs one summary line at level warn (so that it shows at any level): the calls sent
 (printed, in dry run), those that failed, by cause (what a `+"`fallback`"+` routes to its dead letter output), and
 those unconfirmed at shutdown (nacked, so delivered again). With the summary of a one-pass `+"`braze_currents`"+` input,
-the events read and counted in neither are those the mapping filtered out.
+the events read and counted in neither are those the mapping filtered out. Every `+"`summary_interval`"+` (1h) it also
+logs the calls sent and failed in that interval, at level warn when none was sent: then either no call came
+(the mapping filtered out every event, or the input read none: its own line says which), every call failed,
+or Segment was not taking calls.
 
 == Metrics
 
@@ -141,6 +145,9 @@ the events read and counted in neither are those the mapping filtered out.
 			service.NewDurationField(fieldUnreachable).
 				Description("How long Segment may accept no request, while requests fail (the time they spend failing, added up; idle time does not count), before the output counts it as down: `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
 				Default("30s").Advanced(),
+			service.NewDurationField(fieldSummary).
+				Description("How often to log the calls sent and failed since the last such line, at level warn when none was sent. Logged even when no call came, so that a mapping that filters out every event shows in the log. 0 turns it off.").
+				Default("1h").Advanced(),
 			service.NewOutputMaxInFlightField().
 				Description("How many batches may be written at once. Their calls share requests, so a high value lets a one-message input fill requests; with large upstream batches it is also how many batches the pipeline holds in memory.").
 				Default(1024),
@@ -280,6 +287,12 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		return nil, err
 	}
 	out := &output{s: s, maxRequests: maxRequests}
+	if out.summaryPeriod, err = conf.FieldDuration(fieldSummary); err != nil {
+		return nil, err
+	}
+	if out.summaryPeriod < 0 {
+		return nil, fmt.Errorf("%s must not be negative (0 turns the summaries off), got %v", fieldSummary, out.summaryPeriod)
+	}
 	if dryRun {
 		if out.dryRunPath, err = conf.FieldString(fieldDryRunPath); err != nil {
 			return nil, err
@@ -316,8 +329,9 @@ type output struct {
 
 	// unconfirmed counts the calls of batches that ended without an outcome
 	// because the pipeline or the output stopped: they are nacked.
-	unconfirmed atomic.Int64
-	summary     sync.Once
+	unconfirmed   atomic.Int64
+	summary       sync.Once
+	summaryPeriod time.Duration // of the interval summaries; 0: none
 }
 
 func (o *output) Connect(ctx context.Context) error {
@@ -335,6 +349,9 @@ func (o *output) Connect(ctx context.Context) error {
 	if o.closing == nil {
 		o.closing, o.stop = context.WithCancel(context.Background())
 		o.s.closing = o.closing
+		if o.summaryPeriod > 0 {
+			go o.logSummaries(o.s.clock.NewTicker(o.summaryPeriod))
+		}
 		return nil
 	}
 	if !o.dryRun && o.s.routes.downErr() != nil {
@@ -368,29 +385,4 @@ func (o *output) Close(ctx context.Context) error {
 		return o.dryRunFile.Close()
 	}
 	return nil
-}
-
-// runSummary is the line the output closes with. With the input's, it
-// accounts for every event: read = sent + failed + unconfirmed + what the
-// mapping filtered out (deleted() leaves no other trace).
-func (o *output) runSummary() string {
-	var b strings.Builder
-	verb := "sent"
-	if o.dryRun {
-		verb = "printed (dry run, nothing sent)"
-	}
-	fmt.Fprintf(&b, "Segment output closed: %d calls %s, %d failed", o.s.metrics.sent.total(), verb, o.s.metrics.failed.total())
-	if by := o.s.metrics.failed.String(); by != "" {
-		fmt.Fprintf(&b, " (%s)", by)
-	}
-	fmt.Fprintf(&b, ", %d unconfirmed at shutdown. Failed calls go to the dead letter output where a fallback routes them"+
-		" (the shipped configs do), unconfirmed ones back to the input to deliver again", o.unconfirmed.Load())
-	var down *CallError
-	if o.closing != nil && errors.As(o.s.routes.downErr(), &down) {
-		// Batches held for Segment are not counted here: the pipeline nacks them.
-		fmt.Fprintf(&b, "; Segment was not taking calls (%s), so the calls held for it were not sent either", down.Cause)
-		return b.String()
-	}
-	b.WriteString("; events the input read that are not counted here were filtered out by the mapping")
-	return b.String()
 }
