@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -72,6 +73,10 @@ events by event type. With `+"`watch`"+`
 it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
 cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour. An event
 type whose last listing found anything but `+"`date=<hour>/`"+` directories in it (another layout) is listed whole.
+A directory under the prefix that cannot be listed (a policy denying one event type, say) is logged and
+left out: the rest of the pass is read, the next passes list it again, sooner than `+"`poll_interval`"+` with
+backoff, and none of its hours counts as done until one can; a run without `+"`watch`"+` ends only once every
+directory was listed.
 A run that watches (or reads notifications) never ends with the run summary: instead, every `+"`summary_interval`"+` (1h) it
 logs one line saying what it did in that interval, even when that was nothing, at level info, or warn when
 events awaiting acknowledgement got none through a whole interval (a stall: Segment down or refusing the key).
@@ -147,7 +152,7 @@ object is behind now).
 			service.NewBoolField(inFieldWatch).
 				Description("Keep polling for new objects instead of ending after one pass.").Default(false),
 			service.NewDurationField(inFieldPollInterval).
-				Description("How often to poll in watch mode; it must be positive.").Default("1m"),
+				Description("How often to poll in watch mode; it must be positive. While a directory under the prefix cannot be listed, the next poll comes sooner, with backoff up to this interval.").Default("1m"),
 			service.NewDurationField(inFieldLateArrival).
 				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done. It may be 0 (no file is ever written into an hour after it ends), not negative: that would count hours as done before they end.").Default("2h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
@@ -238,8 +243,9 @@ type currentsInput struct {
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
 
-	warnedNoExport     bool // run's own: the last listing found no export, and said so
-	warnedNoneSelected bool // run's own: the last listing's export was all left out, and said so
+	warnedNoExport     bool                 // run's own: the last listing found no export, and said so
+	warnedNoneSelected bool                 // run's own: the last listing's export was all left out, and said so
+	unlisted           map[string]time.Time // run's own: directories whose listing fails, since when
 }
 
 type readBatch struct {

@@ -53,6 +53,29 @@ func (s *lineSink) matching(substr string) []string {
 	return out
 }
 
+// count counts the lines holding every one of parts.
+func (s *lineSink) count(parts ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *lineSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
 // waitFor blocks until n lines contain substr and returns the nth.
 func (s *lineSink) waitFor(t *testing.T, substr string, n int) string {
 	t.Helper()

@@ -46,16 +46,30 @@ func (in *currentsInput) run(ctx context.Context) {
 	close(in.batches)
 }
 
-// listPasses makes one listing pass, or polls for ever in watch mode.
+// listPasses makes one listing pass, or polls for ever in watch mode. While
+// a directory fails to list, the next pass comes after a backoff instead:
+// sooner than poll_interval, so that a passing failure is soon over, and in
+// a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now}
+	retryCap := time.Minute
+	if in.conf.watch {
+		retryCap = max(retryCap, in.conf.pollInterval)
+	}
+	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(retryCap), backoff.WithMaxElapsedTime(0))
 	for pass := 0; ; pass++ {
-		in.listPass(ctx, w, objects)
-		if !in.conf.watch || ctx.Err() != nil {
+		complete := in.listPass(ctx, w, objects)
+		if ctx.Err() != nil || (complete && !in.conf.watch) {
 			return
 		}
-		wait := in.clock.NewTimer(in.conf.pollInterval)
-		if in.afterPass != nil {
+		interval := in.conf.pollInterval
+		if complete {
+			policy.Reset()
+		} else if next := policy.NextBackOff(); !in.conf.watch || next < interval {
+			interval = next
+		}
+		wait := in.clock.NewTimer(interval)
+		if in.conf.watch && in.afterPass != nil {
 			in.afterPass(ctx, pass)
 		}
 		select {
@@ -88,11 +102,12 @@ func (in *currentsInput) summarise() {
 	in.summary.Do(func() { in.log.Warnf("%s", in.stats.runSummary()) })
 }
 
-// listPass walks the bucket once, retrying a failed listing with backoff,
-// and hands every new object to the readers.
-func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) {
+// listPass walks the bucket once and hands every new object to the readers.
+// A failed listing of the prefix itself is retried with backoff; a directory
+// below it that fails is left out, and the pass is not complete.
+func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) (complete bool) {
 	if !in.retryFailed(ctx, objects) {
-		return
+		return false
 	}
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	for {
@@ -112,22 +127,53 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			}
 		})
 		if err == nil {
-			// Only a complete listing settles hours: a failed one may have
-			// missed objects in them.
-			in.ckpt.walked(w.partitions, started)
+			// Only a complete listing of a partition settles its hours: a
+			// failed one may have missed objects in them.
+			in.ckpt.walked(w.complete(), started)
 			in.saver.poke()
+			in.logUnlisted(w)
+			if len(w.failed) > 0 {
+				return false
+			}
 			in.stats.listingCompleted()
 			in.warnNoExport(w)
 			in.warnNoneSelected(w)
+			return true
 		}
-		if err == nil || ctx.Err() != nil {
-			return
+		if ctx.Err() != nil {
+			return false
 		}
 		wait := policy.NextBackOff()
 		in.log.Errorf("Listing %s failed, retrying in %v: %v", bucketName(in.conf.url), wait, err)
 		if !sleepCtx(ctx, in.clock, wait) {
 			return
 		}
+	}
+}
+
+// logUnlisted logs the directories a pass could not list: as an error when
+// one starts failing, at debug level at each pass while it goes on, and once
+// it is listed again.
+func (in *currentsInput) logUnlisted(w *walker) {
+	if in.unlisted == nil {
+		in.unlisted = map[string]time.Time{}
+	}
+	now := in.clock.Now()
+	for _, f := range w.failed {
+		if _, ok := in.unlisted[f.dir]; ok {
+			in.log.Debugf("Listing %q of %s still fails: %v", f.dir, bucketName(in.conf.url), f.err)
+			continue
+		}
+		in.unlisted[f.dir] = now
+		in.log.Errorf("Cannot list %q of %s, reading the rest without it: %v; every pass lists it again, and until one can, nothing under it is read or counted as done",
+			f.dir, bucketName(in.conf.url), f.err)
+	}
+	for dir, since := range in.unlisted {
+		if !w.relisted(dir) {
+			continue
+		}
+		delete(in.unlisted, dir)
+		in.log.Infof("Listing %q of %s works again, after failing for %v", dir, bucketName(in.conf.url), now.Sub(since).Round(time.Second))
 	}
 }
 

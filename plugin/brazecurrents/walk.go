@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,15 +100,28 @@ type walker struct {
 	hourDirs, inRange int
 	firstHour, lastHr time.Time
 	wanted            int
+	// The directories below the prefix that the walks since reset could not
+	// list: each walk went on without them.
+	failed []listFailure
+}
+
+// listFailure is a directory a walk could not list, why, and the partition
+// it is or lies in ("" above the partitions).
+type listFailure struct {
+	dir, partition string
+	err            error
 }
 
 func (w *walker) reset() {
-	w.partitions, w.entries, w.layout = w.partitions[:0], 0, false
+	w.partitions, w.entries, w.layout, w.failed = w.partitions[:0], 0, false, w.failed[:0]
 	w.typeDirs, w.someTypes, w.hourDirs, w.inRange, w.wanted = 0, w.someTypes[:0], 0, 0, 0
 	w.firstHour, w.lastHr = time.Time{}, time.Time{}
 }
 
-// walk calls fn for every wanted object under prefix, in key order.
+// walk calls fn for every wanted object under prefix, in key order. It
+// fails if prefix itself cannot be listed; a directory below it that cannot
+// be listed is left out and noted in failed, so that one event type a policy
+// denies, or a path that always times out, does not stop the others.
 func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error) error {
 	// A listing of a partition's own directory learns its layout; until it
 	// completes, the partition is not listed hour by hour.
@@ -160,10 +174,49 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		}
 		for _, dir := range dirs {
 			if err := w.walk(ctx, dir, fn); err != nil {
-				return err
+				if ctx.Err() != nil {
+					return err
+				}
+				w.failed = append(w.failed, listFailure{dir: dir, partition: partitionOf(dir), err: errors.Unwrap(err)}) // err names dir
 			}
 		}
 	}
+}
+
+// complete are the partitions the walks since reset listed in full: a
+// partition with a directory that failed may hold objects they never saw.
+func (w *walker) complete() []string {
+	if len(w.failed) == 0 {
+		return w.partitions
+	}
+	var out []string
+	for _, p := range w.partitions {
+		if !slices.ContainsFunc(w.failed, func(f listFailure) bool { return f.partition == p }) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// relisted says whether the walks since reset listed dir: its partition was listed in full (dir may be pruned by now, its hours
+// done), or, above the partitions, no directory above it failed.
+func (w *walker) relisted(dir string) bool {
+	if p := partitionOf(dir); p != "" {
+		return slices.Contains(w.complete(), p)
+	}
+	return !slices.ContainsFunc(w.failed, func(f listFailure) bool { return strings.HasPrefix(dir, f.dir) })
+}
+
+// partitionOf is the partition dir is or lies in: its key up to its
+// event_type= directory; "" for a directory above the partitions.
+func partitionOf(dir string) string {
+	parts := strings.Split(dir, "/")
+	for i, part := range parts {
+		if strings.HasPrefix(part, "event_type=") {
+			return strings.Join(parts[:i+1], "/")
+		}
+	}
+	return ""
 }
 
 // relearnLayout is how long a partition is listed hour by hour before its
