@@ -44,15 +44,16 @@ func newOwner() ownerStamp {
 // whenever it changed, one write at a time: done objects that arrive during
 // a write go into the next one.
 type checkpointSaver struct {
-	ckpt   *checkpoint
-	store  checkpointStore // nil: progress is not kept
-	log    *service.Logger
-	stats  *inputStats
-	clock  clockwork.Clock
-	lease  time.Duration
-	me     ownerStamp
-	onLost func(error) // another process took the checkpoint over
-	wake   chan struct{}
+	ckpt    *checkpoint
+	store   checkpointStore // nil: progress is not kept
+	log     *service.Logger
+	stats   *inputStats
+	clock   clockwork.Clock
+	lease   time.Duration
+	me      ownerStamp
+	onLost  func(error) // another process took the checkpoint over
+	renewed func()      // after each lease renewal that succeeded
+	wake    chan struct{}
 
 	mu      sync.Mutex // one write at a time
 	lost    bool
@@ -216,6 +217,8 @@ func (s *checkpointSaver) run(ctx context.Context) {
 			}
 			if err != nil {
 				s.log.Errorf("Renewing the checkpoint lease failed, trying again: %v", err)
+			} else if s.renewed != nil {
+				s.renewed()
 			}
 			renewal.Reset(s.lease / 3)
 		case <-ctx.Done():

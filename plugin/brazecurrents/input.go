@@ -89,7 +89,10 @@ done. With `+"`since`"+` or `+"`until`"+` the default checkpoint key names the w
 marks other hours as done. The checkpoint holds a lease: a second process on it waits until the first
 stops or its lease expires. Replicas with `+"`shard: i/N`"+` split the objects between them by a hash of the key,
 with no overlap and no coordination; the checkpoint records its window and shard, and a run over other
-hours or of another shard refuses it.
+hours or of another shard refuses it. With the checkpoint in the bucket on its default key, a replica looks
+at the other shards' checkpoints at start and at each lease renewal, and warns when for over 10 minutes
+(twice the lease, if longer) a shard of its N has had no live lease, or a replica of another N has held one:
+either leaves objects unread. Released and expired checkpoints, which a re-shard leaves behind, do not count.
 
 With `+"`notifications`"+` (a queue of object-created notifications: S3 event notifications through SQS,
 directly, through SNS or from EventBridge; GCS Pub/Sub notifications; Azure Event Grid through Service Bus)
@@ -126,8 +129,10 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 `+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` (label
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
 256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
-`+"`result`"+`) and `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
-object is behind now).
+`+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
+object is behind now), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
+replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
+in the bucket on its default key).
 `).
 		Fields(
 			service.NewStringField(inFieldURL).
@@ -228,11 +233,15 @@ type currentsInput struct {
 	// noticeSettled, when set, is called once a notification is acknowledged
 	// (acked) or sent back to the queue.
 	noticeSettled func(m *pubsub.Message, acked bool)
+	// afterShardCheck, when set, is called after each look at the other
+	// shards' checkpoints, with the time it was made.
+	afterShardCheck func(at time.Time)
 
 	bucket  *blob.Bucket
 	sub     *subscription.Subscription // notification mode: the queue, no checkpoint
 	ckpt    *checkpoint
 	saver   *checkpointSaver
+	shards  *shardCheck // nil unless the checkpoint is in the bucket, on its default key
 	batches chan readBatch
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -295,6 +304,9 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	if in.conf.summaryPeriod > 0 && (in.conf.watch || in.sub != nil) {
 		go in.logSummaries(runCtx, in.clock.NewTicker(in.conf.summaryPeriod), in.conf.summaryPeriod)
 	}
+	if in.shards != nil {
+		go in.shards.run(runCtx)
+	}
 	go in.run(runCtx)
 	if in.conf.progressPeriod > 0 {
 		go in.stats.logProgress(runCtx, in.log, in.conf.progressPeriod)
@@ -308,8 +320,14 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 	// A fresh checkpoint each attempt: one that waited for a lease reloads.
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
 	ckpt.keyNamesShard = in.conf.ckptKey == in.conf.defaultCheckpointKey()
+	var shards *shardCheck
+	if in.conf.ckptInBucket && ckpt.keyNamesShard {
+		// The other shards' checkpoints are found by their default keys.
+		shards = newShardCheck(in, bucket)
+	}
 	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
-		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), wake: make(chan struct{}, 1), onSave: make(chan struct{})}
+		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), renewed: shards.poke,
+		wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 	if err := saver.acquire(ctx); err != nil {
 		return err
 	}
@@ -318,7 +336,7 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 	} else if in.conf.watch {
 		in.log.Warnf("No checkpoint configured: a restart will read every object again")
 	}
-	in.ckpt, in.saver = ckpt, saver
+	in.ckpt, in.saver, in.shards = ckpt, saver, shards
 	return nil
 }
 

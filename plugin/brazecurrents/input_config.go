@@ -234,19 +234,26 @@ func (c *inputConfig) validateNotifications() error {
 // defaultCheckpointKey names the checkpoint after the prefix, the shard and
 // the window, so that a backfill window keeps a checkpoint of its own.
 func (c *inputConfig) defaultCheckpointKey() string {
+	head, tail := c.checkpointKeyAround()
+	return fmt.Sprintf("%s-shard-%d-of-%d%s", head, c.sel.shard, c.sel.shards, tail)
+}
+
+// checkpointKeyAround is the default checkpoint key before and after its
+// "-shard-i-of-N": the other shards' checkpoints differ only there.
+func (c *inputConfig) checkpointKeyAround() (head, tail string) {
 	// Flat for caches (a file cache wants no slashes), under a folder in buckets.
 	name := strings.ReplaceAll(strings.Trim(c.prefix, "/"), "/", "-")
-	key := fmt.Sprintf("currents-connect-checkpoint-%s-shard-%d-of-%d", name, c.sel.shard, c.sel.shards)
+	head = "currents-connect-checkpoint-" + name
 	if !c.sel.since.IsZero() {
-		key += "-since-" + c.sel.since.Format(DateHourLayout)
+		tail += "-since-" + c.sel.since.Format(DateHourLayout)
 	}
 	if !c.sel.until.IsZero() {
-		key += "-until-" + c.sel.until.Format(DateHourLayout)
+		tail += "-until-" + c.sel.until.Format(DateHourLayout)
 	}
 	if c.ckptInBucket {
-		key = "currents-connect/checkpoints/" + key + ".json"
+		head, tail = "currents-connect/checkpoints/"+head, tail+".json"
 	}
-	return key
+	return head, tail
 }
 
 // checkBucketURL refuses a url that no retry can open (see bucketurl.Check).

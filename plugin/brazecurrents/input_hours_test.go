@@ -49,6 +49,13 @@ func startClockRun(t *testing.T, conf string, now time.Time) *clockRun {
 // run through the pause of the checkpoint lease's claim, and consumes it.
 func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error) {
 	t.Helper()
+	return connectClockRunWith(t, conf, now, nil)
+}
+
+// connectClockRunWith is connectClockRun with setup, when set, called on the
+// input before it connects.
+func connectClockRunWith(t *testing.T, conf string, now time.Time, setup func(*currentsInput)) (*clockRun, error) {
+	t.Helper()
 	parsed, err := inputSpec().ParseYAML(conf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +88,9 @@ func connectClockRun(t *testing.T, conf string, now time.Time) (*clockRun, error
 	}
 	// Each run stands for a process of its own, on a host of its own.
 	in.owner.Host = fmt.Sprintf("host-%p", r)
+	if setup != nil {
+		setup(in)
+	}
 	if err := connectOnClock(ctx, in, r.clock); err != nil {
 		cancel()
 		return nil, err

@@ -22,7 +22,9 @@ type inputStats struct {
 	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge
-	labels                       *typeLabels // bounds the event types counted apart
+	shardsMissing                *service.MetricGauge // shards of this count with no running replica past the grace
+	shardsMismatched             *service.MetricGauge // replicas of another shard count running past the grace
+	labels                       *typeLabels          // bounds the event types counted apart
 
 	mu               sync.Mutex
 	start            time.Time // when the first object was found
@@ -51,6 +53,9 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
 		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
 		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
+
+		shardsMissing:    m.NewGauge("braze_currents_shards_missing"),
+		shardsMismatched: m.NewGauge("braze_currents_shards_mismatched"),
 
 		eventsByType: map[string]int64{},
 	}
@@ -132,6 +137,13 @@ func (s *inputStats) checkpointSaved(err error) {
 		return
 	}
 	s.saves.Incr(1, "ok")
+}
+
+// shardsChecked sets what the last look at the other shards' checkpoints
+// found (shard_check.go).
+func (s *inputStats) shardsChecked(missing, mismatched int) {
+	s.shardsMissing.Set(int64(missing))
+	s.shardsMismatched.Set(int64(mismatched))
 }
 
 // reportLag sets how far behind now the end of the newest done hour is.
