@@ -248,19 +248,26 @@ func TestInputWarnsWhenThePrefixHoldsNoExport(t *testing.T) {
 		{foreign, `Found no Currents export under prefix \"currents/\" of file://` + foreign + ": no event_type= directory and no .avro object"},
 		{export, ""},
 	} {
-		mgr, logs := loggingResources(t)
-		in, err := inputOf(t, "url: file://"+tc.dir+"\nprogress_interval: 0s", mgr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readOnePass(t, in)
-		logged := warnings(t, logs)
-		switch {
-		case tc.want == "" && len(logged) > 0:
-			t.Errorf("%s: warnings %q, want none", tc.dir, logged)
-		case tc.want != "" && (len(logged) != 1 || !strings.Contains(logged[0], tc.want)):
-			t.Errorf("%s: warnings %q, want one containing %q", tc.dir, logged, tc.want)
-		}
+		wantOnePassWarning(t, "url: file://"+tc.dir+"\nprogress_interval: 0s", tc.want)
+	}
+}
+
+// wantOnePassWarning reads one pass of the input of conf and checks its
+// warnings: none when want is empty, else one, containing want.
+func wantOnePassWarning(t *testing.T, conf, want string) {
+	t.Helper()
+	mgr, logs := loggingResources(t)
+	in, err := inputOf(t, conf, mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnePass(t, in)
+	logged := warnings(t, logs)
+	switch {
+	case want == "" && len(logged) > 0:
+		t.Errorf("%q: warnings %q, want none", conf, logged)
+	case want != "" && (len(logged) != 1 || !strings.Contains(logged[0], want)):
+		t.Errorf("%q: warnings %q, want one containing %q", conf, logged, want)
 	}
 }
 

@@ -42,9 +42,7 @@ func TestInputUnreadableObjectKeepsCheckpointAndPollsBounded(t *testing.T) {
 			case tried <- struct{}{}:
 			default:
 			}
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+			denyS3(w)
 			return
 		}
 		forward.ServeHTTP(w, r)

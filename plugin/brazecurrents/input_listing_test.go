@@ -48,9 +48,7 @@ func TestInputUnlistablePartitionLeavesTheOthersGoing(t *testing.T) {
 			listings.prefixes = append(listings.prefixes, prefix)
 			listings.mu.Unlock()
 			if refusing.Load() && strings.HasPrefix(prefix, deniedDir) {
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(http.StatusForbidden)
-				_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+				denyS3(w)
 				return
 			}
 		}
@@ -146,9 +144,7 @@ func TestInputUnlistableHourHoldsItsPartitionBack(t *testing.T) {
 	hour14 := "/date=" + fourteen.Format(DateHourLayout) + "/"
 	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		if refusing.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("prefix"), hour14) {
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+			denyS3(w)
 			return
 		}
 		forward.ServeHTTP(w, r)
@@ -198,9 +194,7 @@ func TestInputUnlistableIntegrationLeavesTheOthersGoing(t *testing.T) {
 	deniedDir, _, _ := strings.Cut(fixtures.Key(refused), "event_type=")
 	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 		if r.Method == http.MethodGet && r.URL.Query().Has("list-type") && strings.HasPrefix(r.URL.Query().Get("prefix"), deniedDir) {
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+			denyS3(w)
 			return
 		}
 		forward.ServeHTTP(w, r)

@@ -171,6 +171,13 @@ func recordListings(t *testing.T, b *buckets.Bucket) (string, *listingLog) {
 // proxyS3 stands a proxy on loopback in front of the S3 stand-in b, which
 // serves every request (forward passes it on to b), and returns b's URL
 // through it.
+// denyS3 answers as S3 does a request its policy denies.
+func denyS3(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+}
+
 func proxyS3(t *testing.T, b *buckets.Bucket, serve func(w http.ResponseWriter, r *http.Request, forward http.Handler)) string {
 	t.Helper()
 	u, err := url.Parse(b.URL)
@@ -261,8 +268,6 @@ func refuseOnce(t *testing.T, b *buckets.Bucket, refuse func(*http.Request) bool
 			forward.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusForbidden)
-		_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
+		denyS3(w)
 	})
 }

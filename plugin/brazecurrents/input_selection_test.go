@@ -29,19 +29,7 @@ func TestInputWarnsWhenTheSelectionLeavesOutTheExport(t *testing.T) {
 		{"since: " + hour, ""},
 		{"", ""},
 	} {
-		mgr, logs := loggingResources(t)
-		in, err := inputOf(t, "url: file://"+export+"\nprogress_interval: 0s\n"+tc.conf, mgr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readOnePass(t, in)
-		logged := warnings(t, logs)
-		switch {
-		case tc.want == "" && len(logged) > 0:
-			t.Errorf("%q: warnings %q, want none", tc.conf, logged)
-		case tc.want != "" && (len(logged) != 1 || !strings.Contains(logged[0], tc.want)):
-			t.Errorf("%q: warnings %q, want one containing %q", tc.conf, logged, tc.want)
-		}
+		wantOnePassWarning(t, "url: file://"+export+"\nprogress_interval: 0s\n"+tc.conf, tc.want)
 	}
 }
 
