@@ -151,7 +151,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 		t.Fatalf("%d requests answered 429, want %d", n, storm)
 	}
 
-	// Each request body is one attempt of one batch; a retry sends the same body.
+	// Each request body is one attempt of one batch; a retry sends the same calls.
 	exchanges := proxy.log()
 	byBody := map[[32]byte][]proxyExchange{}
 	for _, ex := range exchanges {
