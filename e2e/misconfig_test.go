@@ -56,14 +56,15 @@ func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
 
 // TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow: BRAZE_INCLUDE_ANONYMOUS=1
 // is not "true", so the mapping left anonymous users out without a word; the
-// binary now says so at start, and the run is otherwise the same.
+// binary now logs so at start (the demo's logger: logfmt on stderr), and the
+// run is otherwise the same.
 func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
 	t.Parallel()
 	_, stderr, err := runSplit(t, repoRoot, []string{"BRAZE_INCLUDE_ANONYMOUS=1"}, "-c", "config/demo.yaml")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, lastLines(stderr, 10))
 	}
-	want := `BRAZE_INCLUDE_ANONYMOUS="1" is neither false nor true: the mapping takes it as false`
+	want := `level=warning msg="BRAZE_INCLUDE_ANONYMOUS=\"1\" is neither false nor true: the mapping takes it as false`
 	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "209 had no external_user_id") {
 		t.Fatalf("stderr lacks %q (or the run's summary):\n%s", want, lastLines(stderr, 10))
 	}
@@ -71,7 +72,8 @@ func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
 
 // TestUnwritableDeadLetterPathIsWarnedOfAtStart: a DEAD_LETTER_PATH under a
 // regular file showed only at the first dead letter, which then blocked its
-// object for ever with /ready at 200; the binary now says so at start.
+// object for ever with /ready at 200; the binary now logs so at start (the
+// shipped config's logger: logfmt on stdout).
 func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -81,8 +83,8 @@ func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
 	}
 	env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9",
 		"CONNECT_HTTP_ADDRESS=127.0.0.1:0", "CURRENTS_WATCH=false", "DEAD_LETTER_PATH=" + filepath.Join(notADir, "dead.jsonl")}
-	_, stderr, err := runSplit(t, repoRoot, env, "-c", shippedConfig)
-	if want := "DEAD_LETTER_PATH=\"" + filepath.Join(notADir, "dead.jsonl") + "\" cannot be written"; err != nil || !strings.Contains(stderr, want) {
-		t.Fatalf("exit %v; stderr lacks %q:\n%s", err, want, lastLines(stderr, 10))
+	out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
+	if want := `level=warning msg="DEAD_LETTER_PATH=\"` + filepath.Join(notADir, "dead.jsonl") + `\" cannot be written`; err != nil || !strings.Contains(out, want) {
+		t.Fatalf("exit %v; the logs lack %q:\n%s", err, want, lastLines(out, 10))
 	}
 }

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"fmt"
-	"io"
-)
+import "fmt"
 
 // brazeOptionValues are the values the mapping (bloblang/currents_to_segment.blobl)
 // tells apart for each option it reads from the environment itself, the first
@@ -18,18 +15,20 @@ var brazeOptionValues = []struct {
 	{"BRAZE_OTHER_EVENT_TYPES", []string{"drop", "send"}},
 }
 
-// warnBrazeOptions writes a warning for each mapping option whose variable
-// holds a value the mapping does not know. Nothing else reads them, and the
-// mapping takes such a value as the default without a word: anonymous users
-// quietly left out, say, while the operator believed them sent. A warning,
-// not a refusal, since the value works, only not as meant.
-func warnBrazeOptions(getenv func(string) string, w io.Writer) {
+// brazeOptionWarnings returns a warning for each mapping option whose
+// variable holds a value the mapping does not know. Nothing else reads them,
+// and the mapping takes such a value as the default without a word:
+// anonymous users quietly left out, say, while the operator believed them
+// sent. A warning, not a refusal, since the value works, only not as meant.
+func brazeOptionWarnings(getenv func(string) string) []string {
+	var warnings []string
 	for _, opt := range brazeOptionValues {
 		v := getenv(opt.name)
 		if v == "" || v == opt.values[0] || v == opt.values[1] {
 			continue
 		}
-		fmt.Fprintf(w, "warning: %s=%q is neither %s nor %s: the mapping takes it as %s (the default); set %s=%s to turn it on\n",
-			opt.name, v, opt.values[0], opt.values[1], opt.values[0], opt.name, opt.values[1])
+		warnings = append(warnings, fmt.Sprintf("%s=%q is neither %s nor %s: the mapping takes it as %s (the default); set %s=%s to turn it on",
+			opt.name, v, opt.values[0], opt.values[1], opt.values[0], opt.name, opt.values[1]))
 	}
+	return warnings
 }

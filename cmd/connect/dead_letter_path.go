@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,22 +11,23 @@ import (
 // deadLetterPathEnv is the variable the shipped configs write dead letters to.
 const deadLetterPathEnv = "DEAD_LETTER_PATH"
 
-// warnDeadLetterPath warns when DEAD_LETTER_PATH, if set, cannot be written:
-// its directory is a file, or it (or the nearest directory above it that
-// exists, which the file output would create it in) is not writable. The
-// file output learns it only at the first dead letter, maybe days later, and
-// then retries that event for ever, holding its object (the checkpoint lags)
-// with /ready at 200. A warning, not a refusal: the volume may be fixed
-// before a dead letter comes.
-func warnDeadLetterPath(getenv func(string) string, w io.Writer) {
+// deadLetterPathWarning is a warning when DEAD_LETTER_PATH, if set, cannot
+// be written, else "": its directory is a file, or it (or the nearest
+// directory above it that exists, which the file output would create it in)
+// is not writable. The file output learns it only at the first dead letter,
+// maybe days later, and then retries that event for ever, holding its object
+// (the checkpoint lags) with /ready at 200. A warning, not a refusal: the
+// volume may be fixed before a dead letter comes.
+func deadLetterPathWarning(getenv func(string) string) string {
 	path := getenv(deadLetterPathEnv)
 	if path == "" {
-		return
+		return ""
 	}
 	if err := writableFile(path); err != nil {
-		fmt.Fprintf(w, "warning: %s=%q cannot be written (%v): each dead letter would be retried until it can, holding the object it came from\n",
+		return fmt.Sprintf("%s=%q cannot be written (%v): each dead letter would be retried until it can, holding the object it came from",
 			deadLetterPathEnv, path, err)
 	}
+	return ""
 }
 
 // writableFile says why path could not be appended to, or nil.

@@ -30,8 +30,7 @@ var (
 
 func main() {
 	applyMemoryDefaults(os.Getenv)
-	warnBrazeOptions(os.Getenv, os.Stderr)
-	warnDeadLetterPath(os.Getenv, os.Stderr)
+	// Fatal before any config is read, so there is no logger yet: stderr.
 	if err := applyPipelineThreadsDefault(os.Getenv, os.Setenv); err != nil {
 		fmt.Fprintf(os.Stderr, "setting %s: %v\n", pipelineThreadsEnv, err)
 		os.Exit(1)
@@ -40,5 +39,6 @@ func main() {
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptSetBinaryName("connect"),
 		service.CLIOptSetProductName("Currents Connect"),
+		service.CLIOptOnLoggerInit(logStartWarnings(os.Getenv)),
 	)
 }
