@@ -233,6 +233,9 @@ type currentsInput struct {
 	// noticeSettled, when set, is called once a notification is acknowledged
 	// (acked) or sent back to the queue.
 	noticeSettled func(m *pubsub.Message, acked bool)
+	// objectSettled, when set, is called once a read object is settled,
+	// with its outcome.
+	objectSettled func(key, outcome string)
 	// afterShardCheck, when set, is called after each look at the other
 	// shards' checkpoints, with the time it was made.
 	afterShardCheck func(at time.Time)
@@ -252,9 +255,10 @@ type currentsInput struct {
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
 
-	warnedNoExport     bool                 // run's own: the last listing found no export, and said so
-	warnedNoneSelected bool                 // run's own: the last listing's export was all left out, and said so
-	unlisted           map[string]time.Time // run's own: directories whose listing fails, since when
+	warnedNoExport     bool   // run's own: the last listing found no export, and said so
+	warnedNoneSelected bool   // run's own: the last listing's export was all left out, and said so
+	unlisted           spells // run's own: directories whose listing fails
+	unreadable         spells // objects whose last read failed
 }
 
 type readBatch struct {

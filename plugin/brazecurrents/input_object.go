@@ -65,18 +65,35 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 			break
 		}
 		if attempt >= in.conf.readAttempts {
-			in.log.Errorf("Could not read object %q after %d attempts, leaving it for the next pass: %v", o.key, attempt, err)
+			in.logUnread(o.key, attempt, err)
 			outcome = outcomeAbandoned
 			break
 		}
 		wait := policy.NextBackOff()
-		in.log.Warnf("Reading object %q failed (attempt %d of %d), retrying in %v from event %d: %v", o.key, attempt, in.conf.readAttempts, wait, emitted, err)
+		logf := in.log.Warnf
+		if in.unreadable.failing(o.key) { // said at error when it started failing
+			logf = in.log.Debugf
+		}
+		logf("Reading object %q failed (attempt %d of %d), retrying in %v from event %d: %v", o.key, attempt, in.conf.readAttempts, wait, emitted, err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 	}
 	run.readFinished(outcome)
+}
+
+// logUnread logs an object left for the next pass after its last attempt:
+// as an error when it starts failing, at debug level at each pass while it
+// goes on (every pass tries it again: with watch that is a line a
+// poll_interval, for as long as it fails), and at info once it is read.
+func (in *currentsInput) logUnread(key string, attempts int, err error) {
+	if !in.unreadable.failed(key, in.clock.Now()) {
+		in.log.Debugf("Object %q still cannot be read (%d attempts), leaving it for the next pass: %v", key, attempts, err)
+		return
+	}
+	in.log.Errorf("Could not read object %q after %d attempts, leaving it for the next pass: %v; every pass tries it again, logging at debug level until it is read",
+		key, attempts, err)
 }
 
 // readAttempt reads the object from the start, emitting only the events
@@ -169,9 +186,17 @@ func (r *objectRun) complete() {
 	if r.nacked {
 		outcome = outcomeAbandoned
 	}
+	if in.objectSettled != nil {
+		defer in.objectSettled(o.key, outcome)
+	}
 	// Gone can never become readable: its notifications are acknowledged
 	// like done.
 	defer in.endRead(o, outcome != outcomeAbandoned)
+	if outcome != outcomeAbandoned {
+		if lasted, ok := in.unreadable.ended(o.key, in.clock.Now()); ok && outcome != outcomeGone {
+			in.log.Infof("Object %q was read at last, after failing for %v", o.key, lasted)
+		}
+	}
 	switch outcome {
 	case outcomeDone, outcomeCorrupt:
 		in.afterDone(o)

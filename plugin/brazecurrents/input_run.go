@@ -155,26 +155,18 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 // one starts failing, at debug level at each pass while it goes on, and once
 // it is listed again.
 func (in *currentsInput) logUnlisted(w *walker) {
-	if in.unlisted == nil {
-		in.unlisted = map[string]time.Time{}
-	}
 	now := in.clock.Now()
 	for _, f := range w.failed {
-		if _, ok := in.unlisted[f.dir]; ok {
+		if !in.unlisted.failed(f.dir, now) {
 			in.log.Debugf("Listing %q of %s still fails: %v", f.dir, bucketName(in.conf.url), f.err)
 			continue
 		}
-		in.unlisted[f.dir] = now
 		in.log.Errorf("Cannot list %q of %s, reading the rest without it: %v; every pass lists it again, and until one can, nothing under it is read or counted as done",
 			f.dir, bucketName(in.conf.url), f.err)
 	}
-	for dir, since := range in.unlisted {
-		if !w.relisted(dir) {
-			continue
-		}
-		delete(in.unlisted, dir)
-		in.log.Infof("Listing %q of %s works again, after failing for %v", dir, bucketName(in.conf.url), now.Sub(since).Round(time.Second))
-	}
+	in.unlisted.endWhere(now, w.relisted, func(dir string, lasted time.Duration) {
+		in.log.Infof("Listing %q of %s works again, after failing for %v", dir, bucketName(in.conf.url), lasted)
+	})
 }
 
 // retryFailed hands the objects that could not be read so far to the
