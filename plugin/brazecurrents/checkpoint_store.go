@@ -44,9 +44,14 @@ type slotted struct {
 }
 
 func newSlotted(store keyStore, key string, log *service.Logger) *slotted {
+	return &slotted{store: store, keys: slotKeys(key), log: log}
+}
+
+// slotKeys are the keys of the two slots of the checkpoint key names.
+func slotKeys(key string) [2]string {
 	base := strings.TrimSuffix(key, ".json")
 	ext := strings.TrimPrefix(key, base)
-	return &slotted{store: store, keys: [2]string{base + ".a" + ext, base + ".b" + ext}, log: log}
+	return [2]string{base + ".a" + ext, base + ".b" + ext}
 }
 
 func (s *slotted) load(ctx context.Context) ([]byte, error) {

@@ -66,6 +66,12 @@ func runCount(t testing.TB, res *service.Resources, label string, batch service.
 // countsByType scrapes url and returns each counter's values by event_type.
 func countsByType(t *testing.T, url string) map[string]map[string]float64 {
 	t.Helper()
+	return countsByLabel(t, url, eventTypeLabel)
+}
+
+// countsByLabel scrapes url and returns each counter's values by label.
+func countsByLabel(t *testing.T, url, label string) map[string]map[string]float64 {
+	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +89,7 @@ func countsByType(t *testing.T, url string) map[string]map[string]float64 {
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == eventTypeLabel {
+				if l.GetName() == label {
 					if out[name] == nil {
 						out[name] = map[string]float64{}
 					}

@@ -112,6 +112,12 @@ an `+"`until`"+` before `+"`since`"+`, a `+"`move_done_to`"+` in `+"`prefix`"+`,
 of 0 or less with `+"`watch`"+`, a `+"`checkpoint`"+` or a `+"`shard`"+` other than 0/1 with `+"`notifications`"+`.
 Event type patterns that match no known Currents event type are logged as warnings at start, once each,
 and so is a listing that finds no Currents export under the prefix (once, until one does).
+The input reads only `+"`.avro`"+` objects. Others under an `+"`event_type=`"+` directory (a copy a lifecycle rule
+recompressed, `+"`.avro.gz`"+`; an unfinished upload, `+"`.avro.tmp`"+`; another tool's file) are counted and logged at
+warn, how many and one key, once until a pass finds none; the input's own checkpoint, folder markers and
+whatever lies outside the `+"`event_type=`"+` directories (other data may share the bucket) are passed over silently.
+An object that cannot be read is logged at error when it starts failing, at debug at the passes that try
+it again, and at info once it is read.
 
 == Metadata
 
@@ -126,7 +132,9 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 == Metrics
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
-`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_events_read`"+` (label
+`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_objects_skipped`"+` (label
+`+"`reason`"+`: `+"`compressed`"+`, `+"`partial`"+` or `+"`other`"+`; objects under an `+"`event_type=`"+` directory, of a selected type and
+hour, not read for not being `+"`.avro`"+`, each counted once while listings keep finding it), `+"`braze_currents_events_read`"+` (label
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
 256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
 `+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
@@ -255,10 +263,11 @@ type currentsInput struct {
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
 
-	warnedNoExport     bool   // run's own: the last listing found no export, and said so
-	warnedNoneSelected bool   // run's own: the last listing's export was all left out, and said so
-	unlisted           spells // run's own: directories whose listing fails
-	unreadable         spells // objects whose last read failed
+	warnedNoExport     bool           // run's own: the last listing found no export, and said so
+	warnedNoneSelected bool           // run's own: the last listing's export was all left out, and said so
+	unlisted           spells         // run's own: directories whose listing fails
+	unreadable         spells         // objects whose last read failed
+	skipped            skippedObjects // run's own: objects listings found and do not read
 }
 
 type readBatch struct {

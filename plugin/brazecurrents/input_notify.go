@@ -89,8 +89,12 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 	for _, ref := range n.objects {
 		if o, why := in.noticeObject(ref, bucket); why != "" {
 			in.log.Debugf("Skipping notification %s: %s/%s %s", m.LoggableID, ref.bucket, ref.key, why)
+			if ref.bucket == bucket && strings.HasPrefix(ref.key, in.conf.prefix) {
+				in.noteSkippedNotice(ref.key)
+			}
 		} else {
 			wanted = append(wanted, o)
+			in.skipped.warned = false
 		}
 	}
 	if len(wanted) == 0 {

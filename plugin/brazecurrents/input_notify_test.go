@@ -27,6 +27,7 @@ type notified struct {
 	topic   string
 	written []fixtures.Written
 	settled chan settledNotice
+	logs    *lineSink
 }
 
 type settledNotice struct {
@@ -62,11 +63,12 @@ func startNotifiedVia(t *testing.T, scheme string, opts fixtures.TreeOptions, co
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+scheme+strings.TrimPrefix(ps.SubscriptionURL(topic), "gcppubsubv2")+"\n"+conf, service.MockResources())
+	logs := newLineSink()
+	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+scheme+strings.TrimPrefix(ps.SubscriptionURL(topic), "gcppubsubv2")+"\n"+conf, logs.resources())
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &notified{t: t, in: in, ps: ps, topic: topic, written: written, settled: make(chan settledNotice, 100)}
+	n := &notified{t: t, in: in, ps: ps, topic: topic, written: written, settled: make(chan settledNotice, 100), logs: logs}
 	in.noticeSettled = func(m *pubsub.Message, acked bool) {
 		what := m.Metadata["objectId"]
 		if what == "" {

@@ -52,6 +52,7 @@ func (in *currentsInput) run(ctx context.Context) {
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now}
+	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
 	if in.conf.watch {
 		retryCap = max(retryCap, in.conf.pollInterval)
@@ -132,6 +133,7 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			in.ckpt.walked(w.complete(), started)
 			in.saver.poke()
 			in.logUnlisted(w)
+			in.noteSkipped(w)
 			if len(w.failed) > 0 {
 				return false
 			}

@@ -20,6 +20,7 @@ type inputStats struct {
 	found, done, corrupt, failed *service.MetricCounter
 	events                       *service.MetricCounter // by event_type
 	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
+	skipped                      *service.MetricCounter // objects listed and not read for not being .avro, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge
 	shardsMissing                *service.MetricGauge // shards of this count with no running replica past the grace
@@ -51,6 +52,7 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		failed:   m.NewCounter("braze_currents_objects_failed"),
 		events:   m.NewCounter("braze_currents_events_read", eventTypeLabel),
 		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
+		skipped:  m.NewCounter("braze_currents_objects_skipped", "reason"),
 		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
 		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
 

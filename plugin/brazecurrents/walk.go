@@ -103,6 +103,8 @@ type walker struct {
 	// The directories below the prefix that the walks since reset could not
 	// list: each walk went on without them.
 	failed []listFailure
+	// The objects the walks since reset did not read for not being .avro.
+	skipped skippedPass
 }
 
 // listFailure is a directory a walk could not list, why, and the partition
@@ -116,6 +118,7 @@ func (w *walker) reset() {
 	w.partitions, w.entries, w.layout, w.failed = w.partitions[:0], 0, false, w.failed[:0]
 	w.typeDirs, w.someTypes, w.hourDirs, w.inRange, w.wanted = 0, w.someTypes[:0], 0, 0, 0
 	w.firstHour, w.lastHr = time.Time{}, time.Time{}
+	w.skipped.reset()
 }
 
 // walk calls fn for every wanted object under prefix, in key order. It
@@ -292,6 +295,7 @@ func (w *walker) metHour(hour time.Time) {
 func (w *walker) visit(obj *blob.ListObject, fn func(object) error) error {
 	o, ok := w.sel.objectAt(obj.Key)
 	if !ok {
+		w.skipped.note(w.sel, obj.Key)
 		return nil
 	}
 	w.wanted++
