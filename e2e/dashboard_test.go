@@ -148,6 +148,23 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.FailNow()
 	}
 
+	s := dashboardScenarioScrape(t)
+	checked := map[string]bool{}
+	for _, u := range uses {
+		if why := s.missing(u.sel); why != "" {
+			t.Errorf("%s: %s", u.where, why)
+		}
+		checked[u.sel.metric] = true
+	}
+	t.Logf("%d queries, %d metric names checked against the scrape", len(queries), len(checked))
+}
+
+// dashboardScenarioScrape runs the shipped pipeline through every path a
+// panel or an alert shows and returns its /metrics once every count is in:
+// the alerting rules' test (alerts_test.go) checks its selectors against
+// the same scrape.
+func dashboardScenarioScrape(t *testing.T) scrape {
+	t.Helper()
 	// The bucket: the counter tests' mix (countsMix), an object that is not
 	// Avro (corrupt) and one that cannot be opened (a symlink to itself:
 	// failed, read_attempts=1 to fail at once).
@@ -187,7 +204,8 @@ func TestDashboardMatchesScrape(t *testing.T) {
 	waitUntil(t, "every sendable event but the rejected one in Segment", func() bool { return srv.UniqueMessageIDs() == sent })
 	var s scrape
 	var scrapeErr error
-	defer func() {
+	// At the test's end, so that a failed check of the caller's shows them too.
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("connect logs:\n%s", lastLines(p.logs(), 30))
 			if s != nil {
@@ -197,7 +215,7 @@ func TestDashboardMatchesScrape(t *testing.T) {
 				}
 			}
 		}
-	}()
+	})
 	goodObjects := float64(len(written))
 	settled := func() bool {
 		code, body := httpGet(t, "http://"+admin+"/metrics")
@@ -240,13 +258,5 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		t.Errorf("segment_retries %v, segment_calls_sent %v, segment_calls_failed{cause=\"rejected\"} %v; want 1, %d, 1",
 			s.sum("segment_retries", ""), s.sum("segment_calls_sent", ""), s.sum("segment_calls_failed", `cause="rejected"`), sent)
 	}
-
-	checked := map[string]bool{}
-	for _, u := range uses {
-		if why := s.missing(u.sel); why != "" {
-			t.Errorf("%s: %s", u.where, why)
-		}
-		checked[u.sel.metric] = true
-	}
-	t.Logf("%d queries, %d metric names checked against the scrape", len(queries), len(checked))
+	return s
 }

@@ -1,0 +1,316 @@
+package e2e
+
+// The Prometheus alerting rules (docs/prometheus/alerts.yaml) are checked as
+// the dashboard is: every metric and label value a rule selects must be in a
+// /metrics scrape of the shipped pipelines, and each rule must carry what an
+// on-call needs (severity, summary, description, a runbook that exists).
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	alertsPath = "docs/prometheus/alerts.yaml"
+	// runbookBase is where the rules' runbook_url point: a file of this
+	// repository, at a heading's anchor.
+	runbookBase = "https://github.com/currents-connect/currents-connect/blob/main/"
+)
+
+// alertSeverities are the severities the rules use: page wakes someone up,
+// ticket waits for working hours.
+var alertSeverities = []string{"page", "ticket"}
+
+// ruleFile is a Prometheus rule file, with only the fields Prometheus knows.
+type ruleFile struct {
+	Groups []struct {
+		Name        string            `yaml:"name"`
+		Interval    string            `yaml:"interval"`
+		Limit       int               `yaml:"limit"`
+		QueryOffset string            `yaml:"query_offset"`
+		Labels      map[string]string `yaml:"labels"`
+		Rules       []promRule        `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+type promRule struct {
+	Record        string            `yaml:"record"`
+	Alert         string            `yaml:"alert"`
+	Expr          string            `yaml:"expr"`
+	For           string            `yaml:"for"`
+	KeepFiringFor string            `yaml:"keep_firing_for"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
+}
+
+// alertRule is a rule that passed the checks, with its expression's selectors.
+type alertRule struct {
+	name      string
+	selectors []promSelector
+}
+
+// promTemplateFuncs are the functions Prometheus gives annotation templates.
+var promTemplateFuncs = template.FuncMap{}
+
+func init() {
+	for _, f := range strings.Fields(`query first label value strvalue args reReplaceAll safeHtml match title toUpper toLower
+		graphLink tableLink sortByLabel humanize humanize1024 humanizeDuration humanizePercentage humanizeTimestamp
+		toTime toDuration pathPrefix externalURL parseDuration now urlQueryEscape stripPort stripDomain`) {
+		promTemplateFuncs[f] = func(...any) any { return nil }
+	}
+}
+
+// checkAlertRules checks a rule file as Prometheus and an on-call read it, and
+// returns its alerts. docs maps a repository path to its text, for the
+// runbooks' anchors.
+func checkAlertRules(t *testing.T, data []byte, docs map[string]string) []alertRule {
+	t.Helper()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // a misspelt field (annotation:) is an error, as Prometheus makes it
+	var f ruleFile
+	if err := dec.Decode(&f); err != nil {
+		t.Fatalf("%s: %v", alertsPath, err)
+	}
+	var rules []alertRule
+	groups, names := map[string]bool{}, map[string]bool{}
+	for _, g := range f.Groups {
+		if g.Name == "" || groups[g.Name] {
+			t.Errorf("group %q: a group needs a name of its own", g.Name)
+		}
+		groups[g.Name] = true
+		for i, r := range g.Rules {
+			where := fmt.Sprintf("alert %s", r.Alert)
+			if r.Alert == "" {
+				where = fmt.Sprintf("rule %d of group %s", i, g.Name)
+				t.Errorf("%s has no alert name (this file holds alerts, not recording rules)", where)
+				continue
+			}
+			if names[r.Alert] {
+				t.Errorf("%s: the name is used twice", where)
+			}
+			names[r.Alert] = true
+			for _, p := range checkAlertRule(r, docs) {
+				t.Errorf("%s: %s", where, p)
+			}
+			sels, problems := readPromQL(r.Expr)
+			for _, p := range problems {
+				t.Errorf("%s: expr: %s", where, p)
+			}
+			if len(sels) == 0 {
+				t.Errorf("%s selects no metric: %s", where, r.Expr)
+			}
+			rules = append(rules, alertRule{r.Alert, sels})
+		}
+	}
+	if len(rules) == 0 {
+		t.Fatalf("%s has no alerts", alertsPath)
+	}
+	return rules
+}
+
+// checkAlertRule lists what an alerting rule lacks, apart from its
+// expression's syntax.
+func checkAlertRule(r promRule, docs map[string]string) []string {
+	var problems []string
+	if r.Record != "" {
+		problems = append(problems, "has both alert and record")
+	}
+	if strings.TrimSpace(r.Expr) == "" {
+		problems = append(problems, "has no expr")
+	}
+	if r.For == "" {
+		problems = append(problems, "has no for (write for: 0m to fire at once)")
+	} else if _, err := model.ParseDuration(r.For); err != nil {
+		problems = append(problems, fmt.Sprintf("for: %q is not a duration (%v)", r.For, err))
+	}
+	if !slices.Contains(alertSeverities, r.Labels["severity"]) {
+		problems = append(problems, fmt.Sprintf("severity %q, want one of %q", r.Labels["severity"], alertSeverities))
+	}
+	for _, a := range []string{"summary", "description", "runbook_url"} {
+		text := strings.TrimSpace(r.Annotations[a])
+		if text == "" {
+			problems = append(problems, "has no "+a+" annotation")
+			continue
+		}
+		// As Prometheus expands it, with its variables and functions.
+		defs := "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+		if _, err := template.New(a).Funcs(promTemplateFuncs).Parse(defs + text); err != nil {
+			problems = append(problems, fmt.Sprintf("%s is not a valid template: %v", a, err))
+		}
+	}
+	if u := r.Annotations["runbook_url"]; u != "" {
+		if why := runbookProblem(u, docs); why != "" {
+			problems = append(problems, "runbook_url "+why)
+		}
+	}
+	return problems
+}
+
+// runbookProblem says why a runbook_url (or a link) does not lead to a heading of the
+// repository's docs, or "".
+func runbookProblem(url string, docs map[string]string) string {
+	rest, ok := strings.CutPrefix(url, runbookBase)
+	if !ok {
+		return fmt.Sprintf("%s is not under %s", url, runbookBase)
+	}
+	path, anchor, _ := strings.Cut(rest, "#")
+	text, ok := docs[path]
+	if !ok {
+		return fmt.Sprintf("%s: no document %s", url, path)
+	}
+	if anchor == "" {
+		return fmt.Sprintf("%s names no section (#anchor) of %s", url, path)
+	}
+	if !slices.Contains(markdownAnchors(text), anchor) {
+		return fmt.Sprintf("%s: %s has no heading with the anchor #%s", url, path, anchor)
+	}
+	return ""
+}
+
+// markdownAnchors lists the anchors GitHub gives a document's headings:
+// lower case, spaces as hyphens, punctuation but - and _ dropped, and -1, -2
+// after a repeated one. Lines in code fences are not headings.
+func markdownAnchors(text string) []string {
+	var anchors []string
+	seen := map[string]int{}
+	fenced := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+		}
+		heading, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
+		if fenced || !ok || !strings.HasPrefix(line, "#") || len(line)-len(strings.TrimLeft(line, "#")) > 6 {
+			continue
+		}
+		var slug strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_':
+				slug.WriteRune(r)
+			case r == ' ':
+				slug.WriteRune('-')
+			}
+		}
+		a := slug.String()
+		if n := seen[a]; n > 0 {
+			a = fmt.Sprintf("%s-%d", a, n)
+		}
+		seen[slug.String()]++
+		anchors = append(anchors, a)
+	}
+	return anchors
+}
+
+// loadAlertRules reads the shipped rule file and checks it (checkAlertRules).
+func loadAlertRules(t *testing.T) []alertRule {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, alertsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checkAlertRules(t, data, userDocs(t))
+}
+
+// TestAlertRules checks the rule file on its own: its shape, each rule's
+// severity, annotations and runbook, its PromQL's syntax; and that every
+// alert the runbook page describes is a rule.
+func TestAlertRules(t *testing.T) {
+	t.Parallel()
+	rules := loadAlertRules(t)
+	var names []string
+	for _, r := range rules {
+		names = append(names, r.name)
+	}
+	docs := userDocs(t)
+	page := docs["docs/alerts.md"]
+	for _, a := range markdownAnchors(page) {
+		if strings.HasPrefix(a, "currentsconnect") && !slices.ContainsFunc(names, func(n string) bool { return strings.ToLower(n) == a }) {
+			t.Errorf("docs/alerts.md describes the alert #%s, which %s does not have", a, alertsPath)
+		}
+	}
+	// The page's own links, as a runbook's reader follows them.
+	for _, m := range mdLink.FindAllStringSubmatch(page, -1) {
+		target := m[1]
+		if strings.HasPrefix(target, "https://") || strings.HasPrefix(target, "http://") {
+			continue
+		}
+		path, anchor, _ := strings.Cut(target, "#")
+		path = filepath.ToSlash(filepath.Clean(filepath.Join("docs", path)))
+		if strings.HasSuffix(path, ".md") {
+			if why := runbookProblem(runbookBase+path+"#"+anchor, docs); why != "" && anchor != "" {
+				t.Errorf("docs/alerts.md links to %s: %s", target, why)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(repoRoot, path)); err != nil {
+			t.Errorf("docs/alerts.md links to %s: %v", target, err)
+		}
+	}
+	t.Logf("%d alerts", len(rules))
+}
+
+// mdLink is the target of a Markdown link.
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestAlertRulesMatchScrape checks every selector of every alert against
+// real scrapes: the bucket pipeline through the dashboard's paths
+// (dashboardScenarioScrape), and the Custom HTTP pipeline answering Braze 200
+// and 503 (its write key refused, then taken again).
+func TestAlertRulesMatchScrape(t *testing.T) {
+	t.Parallel()
+	rules := loadAlertRules(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	s := mergeScrapes(dashboardScenarioScrape(t), customHTTPScenarioScrape(t))
+	checked := map[string]bool{}
+	for _, r := range rules {
+		for _, sel := range r.selectors {
+			if why := alertSelectorProblem(s, sel); why != "" {
+				t.Errorf("alert %s: %s", r.name, why)
+			}
+			checked[sel.metric] = true
+		}
+	}
+	t.Logf("%d alerts, %d metric names checked against the scrapes", len(rules), len(checked))
+}
+
+// customHTTPScenarioScrape runs the Custom HTTP pipeline through a request
+// delivered and one refused with 503 while Segment refuses the write key,
+// and returns its /metrics once the held events are delivered.
+func customHTTPScenarioScrape(t *testing.T) scrape {
+	t.Helper()
+	p := startHTTPPipeline(t, "braze-token", "2s")
+	first := namedEvents(t, "users.messages.email.Send", 3, 11)
+	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.email.Send", first)); code != http.StatusOK {
+		t.Fatalf("a request with Segment up: status %d, want 200", code)
+	}
+	held := namedEvents(t, "users.messages.pushnotification.Send", 3, 12)
+	p.srv.RevokeKey(true)
+	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.pushnotification.Send", held)); code != http.StatusServiceUnavailable {
+		t.Fatalf("a request with the key refused: status %d, want 503", code)
+	}
+	p.srv.RevokeKey(false)
+	waitFor(t, p.proc.events, time.Minute, "the held events delivered", func() (bool, error) {
+		return !slices.ContainsFunc(held, func(r map[string]any) bool { return p.srv.Count(r["id"].(string)) == 0 }), nil
+	})
+	p.checkDelivered(first)
+	s := scrapeMetrics(t, p.metrics)
+	if s.sum("braze_currents_http_requests", `status="503"`) != 1 || s.sum("segment_requests", `status="401"`) < 1 {
+		t.Fatalf("braze_currents_http_requests{status=\"503\"} %v, segment_requests{status=\"401\"} %v; want 1 and at least 1",
+			s.sum("braze_currents_http_requests", `status="503"`), s.sum("segment_requests", `status="401"`))
+	}
+	return s
+}
