@@ -6,6 +6,8 @@ package e2e
 // cannot drift from the code.
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"net/http"
 	"os"
@@ -115,8 +117,8 @@ sent{path="root.output.fallback.0",note="a \"quoted\", value"} 4
 
 // TestDashboardMatchesScrape runs the shipped pipeline through every path a
 // panel shows (events sent, filtered out and unmappable, a Segment 500 and
-// its retry, a call Segment rejects, a corrupt and an unreadable object,
-// checkpoint saves) and checks
+// its retry, a call Segment rejects, a corrupt and an unreadable object, an
+// .avro.gz it skips, checkpoint saves) and checks
 // every metric of every panel against its /metrics.
 func TestDashboardMatchesScrape(t *testing.T) {
 	t.Parallel()
@@ -166,8 +168,9 @@ func TestDashboardMatchesScrape(t *testing.T) {
 func dashboardScenarioScrape(t *testing.T) scrape {
 	t.Helper()
 	// The bucket: the counter tests' mix (countsMix), an object that is not
-	// Avro (corrupt) and one that cannot be opened (a symlink to itself:
-	// failed, read_attempts=1 to fail at once).
+	// Avro (corrupt), one that cannot be opened (a symlink to itself:
+	// failed, read_attempts=1 to fail at once) and a gzipped copy of a good
+	// one, .avro.gz, never read (skipped, compressed).
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, want := countsMix(t, bucket, 91)
@@ -191,6 +194,7 @@ func dashboardScenarioScrape(t *testing.T) scrape {
 	if err := os.Symlink(filepath.Base(loop), loop); err != nil {
 		t.Fatal(err)
 	}
+	gzipCopy(t, written[0].Path, written[0].Path+".gz")
 
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	// One retry (500), then one call Segment rejects for good (400 to a
@@ -210,7 +214,7 @@ func dashboardScenarioScrape(t *testing.T) scrape {
 			t.Logf("connect logs:\n%s", lastLines(p.logs(), 30))
 			if s != nil {
 				for _, m := range []string{"braze_currents_objects_done", "braze_currents_objects_corrupt", "braze_currents_objects_failed",
-					"currents_dead_letters", "braze_currents_checkpoint_saves"} {
+					"braze_currents_objects_skipped", "currents_dead_letters", "braze_currents_checkpoint_saves"} {
 					t.Logf("last scrape: %s %v", m, s.sum(m, ""))
 				}
 			}
@@ -226,10 +230,10 @@ func dashboardScenarioScrape(t *testing.T) scrape {
 			return true
 		}
 		return s.sum("braze_currents_objects_done", "") == goodObjects && s.sum("braze_currents_objects_corrupt", "") == 1 &&
-			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("currents_dead_letters", "") == float64(unmappable+1) &&
-			s.sum("braze_currents_checkpoint_saves", "") >= 1
+			s.sum("braze_currents_objects_failed", "") >= 1 && s.sum("braze_currents_objects_skipped", `reason="compressed"`) >= 1 &&
+			s.sum("currents_dead_letters", "") == float64(unmappable+1) && s.sum("braze_currents_checkpoint_saves", "") >= 1
 	}
-	waitUntil(t, "objects done, corrupt and failed, and dead letters in /metrics", settled)
+	waitUntil(t, "objects done, corrupt, failed and skipped, and dead letters in /metrics", settled)
 	if scrapeErr != nil {
 		t.Fatalf("/metrics does not parse: %v", scrapeErr)
 	}
@@ -254,9 +258,34 @@ func dashboardScenarioScrape(t *testing.T) scrape {
 		want[et] = c
 	}
 	checkTypeCounts(t, s, "braze_currents_events_read", want)
+	// Counted once, however many polls list it again.
+	if got := s.sum("braze_currents_objects_skipped", ""); got != 1 {
+		t.Errorf("braze_currents_objects_skipped %v, want 1 (the .avro.gz)", got)
+	}
 	if s.sum("segment_retries", "") != 1 || s.sum("segment_calls_sent", "") != float64(sent) || s.sum("segment_calls_failed", `cause="rejected"`) != 1 {
 		t.Errorf("segment_retries %v, segment_calls_sent %v, segment_calls_failed{cause=\"rejected\"} %v; want 1, %d, 1",
 			s.sum("segment_retries", ""), s.sum("segment_calls_sent", ""), s.sum("segment_calls_failed", `cause="rejected"`), sent)
 	}
 	return s
+}
+
+// gzipCopy writes src gzipped to dst, as a lifecycle rule or a copy tool
+// recompressing Braze's objects would.
+func gzipCopy(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
