@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
-	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
+	"github.com/currents-connect/currents-connect/tests/promscrape"
 )
 
 // countResources builds processor resources (YAML documents, each with a
@@ -26,25 +22,7 @@ import (
 // /metrics.
 func countResources(t testing.TB, processors ...string) (*service.Resources, string) {
 	t.Helper()
-	b := service.NewResourceBuilder()
-	mux := http.NewServeMux()
-	b.SetHTTPMux(mux)
-	if err := b.SetMetricsYAML("prometheus: {add_process_metrics: false, add_go_metrics: false}"); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range processors {
-		if err := b.AddProcessorYAML(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, stop, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stop(context.Background()) })
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return res, srv.URL + "/metrics"
+	return promscrape.Resources(t, processors...)
 }
 
 // runCount runs batch through the processor resource label.
@@ -72,18 +50,8 @@ func countsByType(t *testing.T, url string) map[string]map[string]float64 {
 // countsByLabel scrapes url and returns each counter's values by label.
 func countsByLabel(t *testing.T, url, label string) map[string]map[string]float64 {
 	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(res.Body)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", url, err)
-	}
 	out := map[string]map[string]float64{}
-	for name, f := range families {
+	for name, f := range promscrape.Get(t, url) {
 		if f.GetType() != dto.MetricType_COUNTER {
 			continue
 		}

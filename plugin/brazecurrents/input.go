@@ -141,6 +141,9 @@ hour, not read for not being `+"`.avro`"+`, each counted once while listings kee
 object is behind now), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
 replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
 in the bucket on its default key).
+
+The counters are exported at 0 from start, with each of their label values but `+"`event_type`"+`'s (which appear
+with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their first counts.
 `).
 		Fields(
 			service.NewStringField(inFieldURL).

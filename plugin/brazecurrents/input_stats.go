@@ -44,7 +44,7 @@ type inputStats struct {
 }
 
 func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
-	return &inputStats{
+	s := &inputStats{
 		labels:   &typeLabels{maxOthers: maxOtherTypeLabels, log: log},
 		found:    m.NewCounter("braze_currents_objects_found"),
 		done:     m.NewCounter("braze_currents_objects_done"),
@@ -61,6 +61,32 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 
 		eventsByType: map[string]int64{},
 	}
+	s.startAtZero()
+	return s
+}
+
+// Results of a checkpoint save: the values of braze_currents_checkpoint_saves'
+// result label.
+const (
+	saveOK    = "ok"
+	saveError = "error"
+)
+
+// startAtZero creates each counter's series at 0, for every label value
+// known in advance: rate() and increase() miss the first count of a series
+// that appears already at 1, so a first burst would show as nothing and
+// alert on nothing. The event types are left to appear on first use: 50 and
+// more series of each, most never counted on a given deployment.
+func (s *inputStats) startAtZero() {
+	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed} {
+		c.Incr(0)
+	}
+	s.rejected.Incr(0, rejectTooLarge)
+	for _, r := range skipReasons {
+		s.skipped.Incr(0, r)
+	}
+	s.saves.Incr(0, saveOK)
+	s.saves.Incr(0, saveError)
 }
 
 func (s *inputStats) objectFound() {
@@ -135,10 +161,10 @@ func (s *inputStats) objectAbandoned() {
 
 func (s *inputStats) checkpointSaved(err error) {
 	if err != nil {
-		s.saves.Incr(1, "error")
+		s.saves.Incr(1, saveError)
 		return
 	}
-	s.saves.Incr(1, "ok")
+	s.saves.Incr(1, saveOK)
 }
 
 // shardsChecked sets what the last look at the other shards' checkpoints

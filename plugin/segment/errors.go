@@ -28,6 +28,11 @@ const (
 	CauseUnauthorized = "unauthorized"
 )
 
+// failedCauses are the causes segment_calls_failed counts: those of calls
+// that fail. Calls of CauseUnreachable and CauseUnauthorized are held for
+// Segment, not failed.
+var failedCauses = []string{CauseInvalid, CauseTooLarge, CauseRejected, CauseNoWriteKey, CauseTransient, CauseShutdown}
+
 // CallError is the error of one call that Segment did not accept. Permanent
 // errors will never succeed as they are: route them to a dead letter output
 // (fallback, reject_errored). The others may succeed on redelivery.

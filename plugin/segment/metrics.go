@@ -20,7 +20,7 @@ type metrics struct {
 }
 
 func newMetrics(m *service.Metrics) metrics {
-	return metrics{
+	ms := metrics{
 		sent:     newTally(m.NewCounter("segment_calls_sent")),
 		failed:   newTally(m.NewCounter("segment_calls_failed", "cause")),
 		batches:  m.NewCounter("segment_batches"),
@@ -28,6 +28,22 @@ func newMetrics(m *service.Metrics) metrics {
 		retries:  m.NewCounter("segment_retries"),
 		latency:  m.NewTimer("segment_request_latency_ns"),
 	}
+	ms.startAtZero()
+	return ms
+}
+
+// startAtZero creates each counter's series at 0, for every label value
+// known in advance: rate() and increase() miss the first count of a series
+// that appears already at 1, so a first burst would show as nothing and
+// alert on nothing. The statuses of segment_requests are whatever Segment
+// answers, so they appear on first use.
+func (m metrics) startAtZero() {
+	m.sent.c.Incr(0)
+	for _, cause := range failedCauses {
+		m.failed.c.Incr(0, cause)
+	}
+	m.batches.Incr(0)
+	m.retries.Incr(0)
 }
 
 // tally is a metric counter that also keeps its totals, by label value, for

@@ -99,11 +99,14 @@ or Segment was not taking calls.
 == Metrics
 
 - `+"`segment_calls_sent`"+`: calls Segment accepted.
-- `+"`segment_calls_failed`"+` (label `+"`cause`"+`: invalid, too_large, rejected, no_write_key, transient, shutdown).
+- `+"`segment_calls_failed`"+` (label `+"`cause`"+`: `+strings.Join(failedCauses, ", ")+`).
   Calls held while Segment is down or refuses the key are not failures.
 - `+"`segment_batches`"+`: batches written.
 - `+"`segment_requests`"+` (label `+"`status`"+`: the HTTP status, or error) and `+"`segment_request_latency_ns`"+`.
 - `+"`segment_retries`"+`: requests retried after a transient failure.
+
+The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with each cause, so that `+"`rate()`"+` and
+`+"`increase()`"+` see their first counts; `+"`segment_requests`"+`' statuses appear with their first request.
 `).
 		Fields(
 			service.NewStringField(fieldWriteKey).
