@@ -236,6 +236,12 @@ func TestInputShutdownAcks(t *testing.T) {
 
 			// The restart: the server's clock passes the ack deadlines, so
 			// what is still unacknowledged comes back to the new stream.
+			// The stopped client's stream must be closed on the server
+			// first (the driver's Close does not wait for it): the server
+			// hands expired messages to any stream still open, and one it
+			// gave the dead stream came back only after the client's 60 s
+			// stream ack deadline, in real time (1 run in 40).
+			ps.WaitPullsClosed(t, ps.prefix+"in-sub")
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			restarted := buildConsumer(t, ps.SubscriptionURL("in-sub"), seen.consume)
