@@ -235,7 +235,13 @@ func (c *inputConfig) validateNotifications() error {
 // the window, so that a backfill window keeps a checkpoint of its own.
 func (c *inputConfig) defaultCheckpointKey() string {
 	head, tail := c.checkpointKeyAround()
-	return fmt.Sprintf("%s-shard-%d-of-%d%s", head, c.sel.shard, c.sel.shards, tail)
+	return shardCheckpointKey(head, tail, c.sel.shard, c.sel.shards)
+}
+
+// shardCheckpointKey is the default checkpoint key of shard i/N, around
+// which checkpointKeyAround gives the rest.
+func shardCheckpointKey(head, tail string, shard, shards int) string {
+	return fmt.Sprintf("%s-shard-%d-of-%d%s", head, shard, shards, tail)
 }
 
 // checkpointKeyAround is the default checkpoint key before and after its

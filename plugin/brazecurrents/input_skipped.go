@@ -20,6 +20,9 @@ const (
 
 var skipReasons = []string{skipCompressed, skipPartial, skipOther}
 
+// notAvroWhy ends the warnings of skipped objects: why, and what to do.
+const notAvroWhy = "the input reads only .avro objects, as Braze writes them, so a copy recompressed by a lifecycle rule or a copy tool (.avro.gz) or an unfinished upload (.tmp) is neither read nor counted as done and its events are not sent; restore such objects as .avro, uncompressed, to have them read"
+
 // maxSkippedTracked bounds the skipped keys remembered between passes (by a
 // hash each) so that the metric counts an object once, not at every poll
 // that lists it again. Past it, objects a later pass lists again count again.
@@ -126,8 +129,8 @@ func (in *currentsInput) noteSkipped(w *walker) {
 			why = append(why, fmt.Sprintf("%d %s", c, r))
 		}
 	}
-	in.log.Warnf("Found %d objects under event_type= directories of prefix %q of %s that are not .avro (%s), such as %q: not read; the input reads only .avro objects, as Braze writes them, so a copy recompressed by a lifecycle rule or a copy tool (.avro.gz) or an unfinished upload (.tmp) is neither read nor counted as done and its events are not sent; restore such objects as .avro, uncompressed, to have them read",
-		n, in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example)
+	in.log.Warnf("Found %d objects under event_type= directories of prefix %q of %s that are not .avro (%s), such as %q: not read; %s",
+		n, in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example, notAvroWhy)
 }
 
 // ownKeys are the keys the input writes under its bucket: its checkpoint's
@@ -153,6 +156,6 @@ func (in *currentsInput) noteSkippedNotice(key string) {
 		return
 	}
 	in.skipped.warned = true
-	in.log.Warnf("A notification names %q under an event_type= directory of prefix %q of %s, which is not .avro (%s): not read; the input reads only .avro objects, as Braze writes them, so a copy recompressed by a lifecycle rule or a copy tool (.avro.gz) or an unfinished upload (.tmp) is neither read nor counted as done and its events are not sent; restore such objects as .avro, uncompressed, to have them read. Said once until a notification names an object to read",
-		key, in.conf.prefix, bucketName(in.conf.url), reason)
+	in.log.Warnf("A notification names %q under an event_type= directory of prefix %q of %s, which is not .avro (%s): not read; %s. Said once until a notification names an object to read",
+		key, in.conf.prefix, bucketName(in.conf.url), reason, notAvroWhy)
 }

@@ -126,14 +126,15 @@ func (c *shardCheck) check(ctx context.Context) {
 		return
 	}
 	c.warnedList, c.listFailingSince = false, time.Time{}
-	running := []string{fmt.Sprintf("%d/%d (this replica)", c.shard, c.shards)}
+	running := []string{peerShard{shard: c.shard, shards: c.shards}.name() + " (this replica)"}
 	var missing, other []string
 	otherSince := map[string]time.Time{}
 	for i := range c.shards {
 		if i == c.shard {
 			continue
 		}
-		p, ok := peers[fmt.Sprintf("%d/%d", i, c.shards)]
+		name := peerShard{shard: i, shards: c.shards}.name()
+		p, ok := peers[name]
 		if ok && (p.live || p.released && !c.watch) {
 			delete(c.missingSince, i)
 			continue
@@ -143,7 +144,7 @@ func (c *shardCheck) check(ctx context.Context) {
 			since, c.missingSince[i] = now, now
 		}
 		if now.Sub(since) >= c.grace {
-			missing = append(missing, fmt.Sprintf("%d/%d", i, c.shards))
+			missing = append(missing, name)
 		}
 	}
 	for _, p := range peers {
@@ -221,7 +222,7 @@ func (c *shardCheck) peers(ctx context.Context, now time.Time) (map[string]peerS
 		if _, seen := peers[p.name()]; seen || p.shard == c.shard && p.shards == c.shards || p.shard >= p.shards {
 			continue
 		}
-		key := fmt.Sprintf("%s-shard-%d-of-%d%s", c.head, p.shard, p.shards, c.tail)
+		key := shardCheckpointKey(c.head, c.tail, p.shard, p.shards)
 		raw, err := newSlotted(&bucketStore{bucket: c.bucket, name: c.where}, key, nil).load(ctx)
 		var doc struct{ Owner *ownerStamp }
 		if err != nil || raw == nil || json.Unmarshal(raw, &doc) != nil {

@@ -73,8 +73,12 @@ func (t *tally) Incr(n int64, labelValues ...string) {
 func (t *tally) total() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return sumCounts(t.by)
+}
+
+func sumCounts(by map[string]int64) int64 {
 	var n int64
-	for _, v := range t.by {
+	for _, v := range by {
 		n += v
 	}
 	return n

@@ -78,10 +78,7 @@ func (o *output) logSummaries(ticker clockwork.Ticker) {
 // intervalSummary is the line of an interval in which sent calls were sent
 // and failed ones failed, by cause; warn when none was sent.
 func (o *output) intervalSummary(period time.Duration, sent int64, failed map[string]int64) (string, bool) {
-	var total int64
-	for _, n := range failed {
-		total += n
-	}
+	total := sumCounts(failed)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Segment output, last %v: %d calls %s, %d failed", period, sent, o.sentVerb(), total)
 	if by := formatCounts(failed); by != "" {
