@@ -14,16 +14,21 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/tests/promscrape"
 )
 
 const testEvent = `{"event_type": "users.messages.email.Open", "id": "e1", "time": 1764590400,
 	"properties": {"email_address": "a@example.com"}, "user": {"external_user_id": "u1", "user_id": "b1"}}`
 
 // startHTTPInput runs the input, with the token tok, on a loopback port and
-// returns its URL.
+// returns its URL. Once the input is closed, the test fails if it answered a
+// status that httpStatuses lacks.
 func startHTTPInput(t *testing.T, conf string) (*httpInput, string) {
 	t.Helper()
-	return startHTTPInputWith(t, service.MockResources(), "token: tok\n"+conf)
+	res, metrics := promscrape.Resources(t)
+	t.Cleanup(func() { wantStatusesListed(t, metrics) })
+	return startHTTPInputWith(t, res, "token: tok\n"+conf)
 }
 
 // startHTTPInputWith runs the input of conf (its address aside) with res.
