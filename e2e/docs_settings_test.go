@@ -119,13 +119,20 @@ func TestDocsQuoteRealMessages(t *testing.T) {
 }
 
 // inSource says whether piece is in source as it is, or as a format string
-// and a string the code formats into it ("refused %s" and "the write key").
+// and a string the code formats into it, in either order ("refused %s" and
+// "the write key"; "event types" and "Found %s under prefix").
 func inSource(source, piece string) bool {
 	if strings.Contains(source, piece) {
 		return true
 	}
 	for i, r := range piece {
-		if r == ' ' && strings.Contains(source, piece[:i+1]+"%") && strings.Contains(source, `"`+piece[i+1:]) {
+		if r != ' ' {
+			continue
+		}
+		if strings.Contains(source, piece[:i+1]+"%") && strings.Contains(source, `"`+piece[i+1:]) {
+			return true
+		}
+		if strings.Contains(source, piece[:i]+`"`) && strings.Contains(source, "%s"+piece[i:]) {
 			return true
 		}
 	}

@@ -39,7 +39,7 @@ func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
 	}
 	for _, c := range []struct{ setting, want string }{
 		{"CURRENTS_SINCE=2099-01-01", "none of them within since and until (the hours 2099-01-01-00..; CURRENTS_SINCE, CURRENTS_UNTIL)"},
-		{"BRAZE_EVENT_TYPES=users.messages.sms.Send", "Found 1 event types under prefix"},
+		{"BRAZE_EVENT_TYPES=users.messages.sms.Send", "Found 1 event type under prefix"},
 	} {
 		srv := segmentapi.StartT(t, e2eWriteKey)
 		dir := t.TempDir()

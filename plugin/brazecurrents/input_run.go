@@ -2,7 +2,7 @@ package brazecurrents
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -225,17 +225,27 @@ func (in *currentsInput) warnNoneSelected(w *walker) {
 	if in.warnedNoneSelected {
 		return
 	}
-	where := fmt.Sprintf("under prefix %q of %s", in.conf.prefix, bucketName(in.conf.url))
+	prefix, bucket := in.conf.prefix, bucketName(in.conf.url)
 	switch {
 	case w.typeDirs > 0 && len(w.partitions) == 0:
 		in.warnedNoneSelected = true
-		in.log.Warnf("Found %d event types %s (%s…), none of them selected by %s and %s (BRAZE_EVENT_TYPES, BRAZE_EXCLUDE_EVENT_TYPES): nothing is read; check them, and the event types the Currents export was set up with",
-			w.typeDirs, where, strings.Join(w.someTypes, ", "), inFieldInclude, inFieldExclude)
+		in.log.Warnf("Found %s under prefix %q of %s (%s…), none of them selected by %s and %s (BRAZE_EVENT_TYPES, BRAZE_EXCLUDE_EVENT_TYPES): nothing is read; check them, and the event types the Currents export was set up with",
+			plural(w.typeDirs, "event type", "event types"), prefix, bucket, strings.Join(w.someTypes, ", "), inFieldInclude, inFieldExclude)
 	case w.hourDirs > 0 && w.inRange == 0:
 		in.warnedNoneSelected = true
-		in.log.Warnf("Found %d date= directories %s, of the hours %s to %s, none of them within %s and %s (%s; CURRENTS_SINCE, CURRENTS_UNTIL): nothing is read until Currents writes an hour within them; check them",
-			w.hourDirs, where, w.firstHour.Format(DateHourLayout), w.lastHr.Format(DateHourLayout), inFieldSince, inFieldUntil, windowName(in.conf.sel.window()))
+		in.log.Warnf("Found %s under prefix %q of %s, of the hours %s to %s, none of them within %s and %s (%s; CURRENTS_SINCE, CURRENTS_UNTIL): nothing is read until Currents writes an hour within them; check them",
+			plural(w.hourDirs, "date= directory", "date= directories"), prefix, bucket, w.firstHour.Format(DateHourLayout), w.lastHr.Format(DateHourLayout), inFieldSince, inFieldUntil, windowName(in.conf.sel.window()))
 	}
+}
+
+// plural is n and the noun's form for it: "1 object", "3 objects". Both
+// forms are written out, so that the words of a logged line are in the
+// source as logged.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 // hoursToList are the hours of a partition a pass lists: every hour after

@@ -21,9 +21,9 @@ func TestInputWarnsWhenTheSelectionLeavesOutTheExport(t *testing.T) {
 	hour := ParseObjectKey(written[0].Key).DateHour
 	for _, tc := range []struct{ conf, want string }{
 		{"include_event_types: [ users.messages.pushnotification.Send ]",
-			`Found 1 event types under prefix \"currents/\" of file://` + export + ` (users.messages.email.Send…), none of them selected by include_event_types and exclude_event_types`},
+			`Found 1 event type under prefix \"currents/\" of file://` + export + ` (users.messages.email.Send…), none of them selected by include_event_types and exclude_event_types`},
 		{"exclude_event_types: [ users.messages.email.* ]", "none of them selected by include_event_types"},
-		{"since: 2099-01-01", "Found 1 date= directories under prefix \\\"currents/\\\" of file://" + export + ", of the hours " + hour + " to " + hour +
+		{"since: 2099-01-01", "Found 1 date= directory under prefix \\\"currents/\\\" of file://" + export + ", of the hours " + hour + " to " + hour +
 			", none of them within since and until (the hours 2099-01-01-00..;"},
 		{"until: 2000-01-01", "none of them within since and until (the hours ..2000-01-01-23;"},
 		{"since: " + hour, ""},

@@ -129,8 +129,8 @@ func (in *currentsInput) noteSkipped(w *walker) {
 			why = append(why, fmt.Sprintf("%d %s", c, r))
 		}
 	}
-	in.log.Warnf("Found %d objects under event_type= directories of prefix %q of %s that are not .avro (%s), such as %q: not read; %s",
-		n, in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example, notAvroWhy)
+	in.log.Warnf("Found %s under event_type= directories of prefix %q of %s that are not .avro (%s), such as %q: not read; %s",
+		plural(n, "object", "objects"), in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example, notAvroWhy)
 }
 
 // ownKeys are the keys the input writes under its bucket: its checkpoint's

@@ -94,7 +94,7 @@ func TestInputSaysWhichObjectsItSkips(t *testing.T) {
 	// A new stretch: warned of again.
 	buckets.Upload(t, b, key(3, fourteen)+".gz", junk)
 	r.poll(3, time.Minute)
-	warned("new stretch", 2, "Found 1 objects", "(1 compressed)", key(3, fourteen)+`.gz\"`)
+	warned("new stretch", 2, "Found 1 object under event_type= directories", "(1 compressed)", key(3, fourteen)+`.gz\"`)
 	skipped("new stretch", map[string]float64{skipCompressed: 3, skipPartial: 1, skipOther: 1})
 	expectExactly(t, r.got, union(good, restored))
 	if n := logs.count("level=WARN"); n != 2 {
