@@ -59,6 +59,17 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 	t.Parallel()
 	const token = `x" && false && "`
 	p := startHTTPPipeline(t, token, "60s")
+	// Before any request the 401 series is there at 0, so that increase()
+	// sees the first 401 (a series born at 1 has no rise).
+	var s scrape
+	waitUntil(t, "/metrics", func() bool {
+		var err error
+		s, err = tryScrape(p.metrics)
+		return err == nil
+	})
+	if why := s.missing(promSelector{metric: "braze_currents_http_requests", matchers: `status="401"`}); why != "" {
+		t.Fatalf("before any request: %s", why)
+	}
 	events := namedEvents(t, "users.messages.email.Send", 5, 7)
 	body := customHTTPBody(t, "users.messages.email.Send", events)
 	withQuery := func(r *http.Request) { r.URL.RawQuery = url.Values{"token": {token}, "access_token": {token}}.Encode() }
