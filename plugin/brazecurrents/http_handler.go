@@ -136,10 +136,23 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	}
 	req := httpRequest{batch: make(service.MessageBatch, len(events)), done: make(chan error, 1)}
 	var types tally
+	malformed := 0
 	for i, e := range events {
-		msg := service.NewMessage(nil)
-		msg.SetStructuredMut(e.record)
-		msg.MetaSetMut(MetaEventType, e.eventType)
+		var msg *service.Message
+		if e.err != nil {
+			// A malformed event goes down the pipeline flagged, as it came,
+			// to the error path: answered 400, Braze would drop it for good.
+			msg = service.NewMessage(e.raw)
+			msg.SetError(e.err)
+			in.log.Warnf("%s: %v (sent on as an error)", source, e.err)
+			malformed++
+		} else {
+			msg = service.NewMessage(nil)
+			msg.SetStructuredMut(e.record)
+		}
+		if e.eventType != "" {
+			msg.MetaSetMut(MetaEventType, e.eventType)
+		}
 		msg.MetaSetMut(MetaSource, source)
 		msg.MetaSetMut(MetaRecordIndex, int64(i))
 		req.batch[i] = msg
@@ -148,6 +161,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	select {
 	case in.requests <- req:
 		types.flush(in.received, in.labels)
+		in.malformed.Incr(int64(malformed))
 	case <-ctx.Done():
 		in.buffered.Release(held)
 		if in.isClosed() {
@@ -161,6 +175,9 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		in.buffered.Release(held)
 		if err != nil {
 			return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not delivered: %v", len(events), err)}
+		}
+		if malformed > 0 {
+			return answer{http.StatusOK, fmt.Sprintf("%d events delivered, %d of them malformed and sent on as errors", len(events), malformed)}
 		}
 		return answer{http.StatusOK, fmt.Sprintf("%d events delivered", len(events))}
 	case <-ctx.Done():

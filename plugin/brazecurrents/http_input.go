@@ -57,12 +57,19 @@ what became of the events:
   `+"`max_buffered_size`"+` (below): a body of that many small events could never be held.
 - **415** for a `+"`Content-Encoding`"+` other than gzip or identity, naming it. The `+"`Content-Type`"+` is not
   looked at: the body is read as JSON whatever it says.
-- **400** with a short reason when the body is not one JSON object with an `+"`events`"+` array of objects
-  that each have an `+"`event_type`"+`, when an object in it names a key twice (the reason names the key and
-  the event), or when `+"`properties`"+`, `+"`user`"+` and the event disagree on a field.
-  Nothing of such a request is sent or dead-lettered. Braze's connector re-sends the events of a request
-  answered 400 one per request and drops for good each one answered 400 again: the good events of the
-  request arrive that way, and the bad one is lost, with the warning logged here naming why.
+- **400** with a short reason when the body is not one JSON object with an `+"`events`"+` array (not JSON,
+  another JSON value, data after it, no `+"`events`"+` array or one that is not an array), or when it names a
+  key twice outside the events (two `+"`events`"+` arrays, say): nothing can be split out of such a body, and
+  nothing of it is sent or dead-lettered.
+- A malformed event of a well-formed body (not an object, no `+"`event_type`"+`, `+"`properties`"+` or `+"`user`"+`
+  not objects, a field that `+"`properties`"+`, `+"`user`"+` and the event disagree on, a key named twice in it)
+  does not fail the request: it goes down the pipeline with the others as a message flagged with an error
+  naming the event's index in the request, its `+"`id`"+` and what is wrong, whose content is the event's JSON as
+  received, with the metadata below (`+"`braze_event_type`"+` only when it has a string one). Route errors to a
+  dead letter output (the shipped config does): the request is answered as above, 200 once that message too
+  was acknowledged. A warning is logged for each, naming the request and the reason. (Answered 400, Braze's
+  connector would re-send the request's events one per request and drop for good each one answered 400
+  again: the malformed event would be lost.)
 - **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
   unreachable, its write key refused: the `+"`segment`"+` output holds calls then, it never drops them), when
   the body itself was not all received within `+"`timeout`"+` (a slow link), when they were refused
@@ -84,10 +91,13 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 - `+"`braze_currents_http_requests`"+` (label `+"`status`"+`): requests answered, by HTTP status. Each status the input
   answers with (`+httpStatusList()+`) is exported at 0 from start, so that `+"`rate()`"+` and
   `+"`increase()`"+` see its first count.
-- `+"`braze_currents_http_events_received`"+` (label `+"`event_type`"+`): events of well-formed, authorised requests handed to the pipeline.
+- `+"`braze_currents_http_events_received`"+` (label `+"`event_type`"+`): events of well-formed, authorised requests handed to the pipeline,
+  malformed ones included (with no string `+"`event_type`"+`, under `+"`unknown`"+`).
   The label is one of the Currents event types this version knows, or `+"`other`"+` for every other type: the types
   come from request bodies, and each distinct string would otherwise be a series of its own. The events keep
   their type in `+"`braze_event_type`"+`.
+- `+"`braze_currents_http_events_malformed`"+`: of those, the malformed events handed over flagged with an error. Exported
+  at 0 from start, so that `+"`rate()`"+` and `+"`increase()`"+` see the first.
 `).
 		Fields(
 			service.NewStringField(httpFieldAddress).
@@ -143,10 +153,11 @@ type httpInput struct {
 	stop     sync.Once
 	counter  atomic.Uint64
 
-	log      *service.Logger
-	answered *service.MetricCounter
-	received *service.MetricCounter // by event_type
-	labels   *typeLabels            // of received: known types, the rest as other
+	log       *service.Logger
+	answered  *service.MetricCounter
+	received  *service.MetricCounter // by event_type
+	malformed *service.MetricCounter
+	labels    *typeLabels // of received: known types, the rest as other
 
 	server *http.Server
 	bound  chan string // the listener's address, once listening (tests bind :0)
@@ -155,7 +166,8 @@ type httpInput struct {
 func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
 	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
-		received: mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel), labels: &typeLabels{}}
+		received:  mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel),
+		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{}}
 	var token, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {
@@ -218,6 +230,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	for _, status := range httpStatuses {
 		in.answered.Incr(0, strconv.Itoa(status))
 	}
+	in.malformed.Incr(0) // as the statuses: increase() sees the first malformed event
 	return in, nil
 }
 

@@ -270,41 +270,51 @@ func TestHTTPInputRefusesMethodsAndEmptyBatches(t *testing.T) {
 	}
 }
 
-// TestHTTPInputRefusesDuplicateKeys: a body naming "events" twice, or an
-// event naming properties twice, is answered 400 naming the key, and nothing
-// of it is handed over. encoding/json alone keeps the last value: the events
-// of the first array were answered 200 and delivered nowhere, and the first
-// properties dropped from an event sent on.
+// TestHTTPInputRefusesDuplicateKeys: a body naming "events" twice is
+// answered 400 naming the key, and nothing of it is handed over:
+// encoding/json alone keeps the last value, so the events of the first array
+// were answered 200 and delivered nowhere. An event naming properties twice
+// is handed over alone as an error naming the key (encoding/json would have
+// dropped the first properties from it), the other events as usual.
 func TestHTTPInputRefusesDuplicateKeys(t *testing.T) {
 	in, url := startHTTPInput(t, "")
-	for _, c := range []struct{ body, reason string }{
-		{`{"events": [` + testEvent + `], "events": []}`, `the key "events" appears twice`},
-		{`{"events": [{"event_type": "users.messages.email.Open", "id": "e1", "time": 1764590400,
-			"properties": {"email_address": "a@example.com"}, "properties": {}, "user": {"external_user_id": "u1"}}]}`,
-			`event 0: the key "properties" appears twice`},
-	} {
-		answer := postAsync(http.DefaultClient, url, c.body)
-		ctx, cancel := context.WithCancel(context.Background())
-		read, stopped := make(chan service.MessageBatch, 1), make(chan struct{})
-		go func() {
-			defer close(stopped)
-			if batch, ack, err := in.ReadBatch(ctx); err == nil {
-				read <- batch
-				_ = ack(context.Background(), nil)
-			}
-		}()
-		select {
-		case batch := <-read:
-			v, _ := batch[0].AsStructured()
-			t.Errorf("a body with a duplicate key was handed over as %v", v)
-			<-answer
-		case r := <-answer:
-			if r.status != http.StatusBadRequest || !strings.Contains(r.body, c.reason) {
-				t.Errorf("a body with a duplicate key: %d %q, want 400 saying %q", r.status, strings.TrimSpace(r.body), c.reason)
-			}
+	answer := postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`], "events": []}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	read, stopped := make(chan service.MessageBatch, 1), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if batch, ack, err := in.ReadBatch(ctx); err == nil {
+			read <- batch
+			_ = ack(context.Background(), nil)
 		}
-		cancel()
-		<-stopped
+	}()
+	select {
+	case batch := <-read:
+		v, _ := batch[0].AsStructured()
+		t.Errorf("a body with a duplicate key was handed over as %v", v)
+		<-answer
+	case r := <-answer:
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, `the key "events" appears twice`) {
+			t.Errorf("a body naming events twice: %d %q, want 400 naming the key", r.status, strings.TrimSpace(r.body))
+		}
+	}
+	cancel()
+	<-stopped
+
+	const twice = `{"event_type": "users.messages.email.Open", "id": "e2", "time": 1764590400,
+			"properties": {"email_address": "a@example.com"}, "properties": {}, "user": {"external_user_id": "u1"}}`
+	answer = postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`, `+twice+`]}`)
+	batch, ack := readOrAnswer(t, in, answer)
+	if len(batch) != 2 || batch[0].GetError() != nil {
+		t.Fatalf("%d messages (the first errored: %v), want the good event and the errored one", len(batch), batch[0].GetError())
+	}
+	raw, _ := batch[1].AsBytes()
+	if err := batch[1].GetError(); err == nil || err.Error() != `event 1 (id "e2"): the key "properties" appears twice` || string(raw) != twice {
+		t.Fatalf("the event naming properties twice: error %v, content %q", err, raw)
+	}
+	_ = ack(context.Background(), nil)
+	if r := <-answer; r.status != http.StatusOK {
+		t.Fatalf("%d %q", r.status, r.body)
 	}
 }
 

@@ -13,19 +13,24 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// httpEvent is one event of a Custom HTTP request, flattened to the shape of
-// a storage record, and its type.
+// httpEvent is one event of a Custom HTTP request: flattened to the shape of
+// a storage record, with its type, or, when it is malformed, the reason and
+// the event's bytes as received, so that it goes on to the error path.
 type httpEvent struct {
-	eventType string
+	eventType string // of a malformed event, its event_type when it is a string
 	record    map[string]any
+	raw       jsontext.Value // a malformed event's own JSON, as received
+	err       error          // why the event is malformed; nil for a good one
 }
 
 // parseHTTPEvents reads a Custom HTTP request body, {"events": [event, …]},
 // where each event is {"event_type", "id", "time", "properties": {…},
-// "user": {…}}. It refuses the whole body, with a short reason, rather than
-// guess: not one JSON object, a key named twice in an object, no events array, an event that is not an object
-// or has no event_type, properties or user that are not objects, or a field
-// that properties, user and the event itself disagree on.
+// "user": {…}}. It refuses the whole body, with a short reason, when nothing
+// can be split out of it: not one JSON object, a key named twice outside the
+// events, no events array. An event of it that is malformed (not an object,
+// no event_type, properties or user that are not objects, a field that
+// properties, user and the event itself disagree on, a key named twice in
+// it) is returned with the reason, rather than guessed at.
 //
 // Numbers become int64 when they are integers that fit, float64 otherwise,
 // as the bucket input's structured events have them.
@@ -37,14 +42,21 @@ func parseHTTPEvents(body []byte) ([]httpEvent, error) {
 	return decodeHTTPEvents(body, n)
 }
 
-// scanHTTPBody checks the body's syntax, that no object in it names a key
-// twice (encoding/json would keep the last value: a first "events" array
-// would be answered 200 and delivered nowhere), and that it is one object
-// with an "events" array, whose length it returns. It builds no value: the
-// events can be counted before the memory of decoding them is spent.
+// newBodyDecoder reads a body. Invalid UTF-8 is let through, as encoding/json
+// replaces it; a key named twice is checked for by the callers, at the top
+// level and within each value (an event's alone), not by the decoder, which
+// would refuse the whole body for it.
+func newBodyDecoder(body []byte) *jsontext.Decoder {
+	return jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
+}
+
+// scanHTTPBody checks the body's syntax, that no key is named twice outside
+// the events (encoding/json would keep the last value: a first "events"
+// array would be answered 200 and delivered nowhere), and that it is one
+// object with an "events" array, whose length it returns. It builds no value:
+// the events can be counted before the memory of decoding them is spent.
 func scanHTTPBody(body []byte) (int, error) {
-	// Invalid UTF-8 is let through, as encoding/json replaces it.
-	dec := jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true))
+	dec := newBodyDecoder(body)
 	if k := dec.PeekKind(); k != '{' && k != 0 {
 		return 0, fmt.Errorf("the body is a JSON %s, not an object with an events array", kindName(k))
 	}
@@ -52,14 +64,24 @@ func scanHTTPBody(body []byte) (int, error) {
 		return 0, bodyError(err)
 	}
 	n := -1
+	names := map[string]bool{}
 	for dec.PeekKind() == '"' {
-		name, err := dec.ReadToken()
+		tok, err := dec.ReadToken()
 		if err != nil {
 			return 0, bodyError(err)
 		}
-		if name.String() != "events" {
-			if err := dec.SkipValue(); err != nil {
+		name := tok.String()
+		if names[name] {
+			return 0, fmt.Errorf("the key %q appears twice", name)
+		}
+		names[name] = true
+		if name != "events" {
+			v, err := dec.ReadValue()
+			if err != nil {
 				return 0, bodyError(err)
+			}
+			if err := duplicateKey(v); err != nil {
+				return 0, fmt.Errorf("%w in %s", err, strings.Join(append([]string{name}, pathOf(err)...), "."))
 			}
 			continue
 		}
@@ -90,29 +112,47 @@ func scanHTTPBody(body []byte) (int, error) {
 	return n, nil
 }
 
-// bodyError words a syntax error of the body; a key named twice, with the
-// event it is in.
+// bodyError words a syntax error of the body.
 func bodyError(err error) error {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
+	return fmt.Errorf("the body is not JSON: %w", err)
+}
+
+// dupKeyError is a key named twice in a value, and where in it.
+type dupKeyError struct {
+	key  string
+	path []string // from the value down to the object naming key twice
+}
+
+func (e *dupKeyError) Error() string { return fmt.Sprintf("the key %q appears twice", e.key) }
+
+func pathOf(err error) []string {
+	var d *dupKeyError
+	if errors.As(err, &d) {
+		return d.path
+	}
+	return nil
+}
+
+// duplicateKey returns a *dupKeyError for the first key named twice in an
+// object of v, a valid JSON value, or nil.
+func duplicateKey(v jsontext.Value) error {
+	if v.Kind() != '{' && v.Kind() != '[' || v.IsValid(jsontext.AllowInvalidUTF8(true)) {
+		return nil
+	}
+	err := jsontext.NewDecoder(bytes.NewBuffer(v), jsontext.AllowInvalidUTF8(true)).SkipValue()
 	var serr *jsontext.SyntacticError
 	if !errors.As(err, &serr) || !errors.Is(err, jsontext.ErrDuplicateName) {
-		return fmt.Errorf("the body is not JSON: %w", err)
+		return nil // not a duplicate: the body's scan accepted the rest
 	}
-	msg := fmt.Sprintf("the key %q appears twice", serr.JSONPointer.LastToken())
-	path := slices.Collect(serr.JSONPointer.Parent().Tokens())
-	if len(path) >= 2 && path[0] == "events" {
-		msg, path = "event "+path[1]+": "+msg, path[2:]
-	}
-	if len(path) > 0 {
-		msg += " in " + strings.Join(path, ".")
-	}
-	return errors.New(msg)
+	return &dupKeyError{key: serr.JSONPointer.LastToken(), path: slices.Collect(serr.JSONPointer.Parent().Tokens())}
 }
 
 // decodeHTTPEvents decodes a body that scanHTTPBody found to hold n events:
-// its syntax and shape are known to be right.
+// its syntax and shape are known to be right. A malformed event keeps its
+// own bytes and its reason.
 func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -121,28 +161,82 @@ func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
 		return nil, fmt.Errorf("the body is not JSON: %w", err)
 	}
 	list, _ := top["events"].([]any)
-	if len(list) != n {
+	raws, err := rawHTTPEvents(body, n)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) != n || len(raws) != n {
 		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(list), n)
 	}
 	events := make([]httpEvent, 0, n)
 	for i, v := range list {
-		e, err := flattenHTTPEvent(v)
-		if err != nil {
-			// Braze re-sends a 400ed request's events one by one and drops
-			// each answered 400 again: the id is what is left to find it by.
-			if obj, ok := v.(map[string]any); ok {
-				if id, ok := obj["id"].(string); ok {
-					if len(id) > 100 { // a Braze id is a UUID; keep the log line short
-						id = id[:100] + "…"
-					}
-					return nil, fmt.Errorf("event %d (id %q): %w", i, id, err)
-				}
-			}
-			return nil, fmt.Errorf("event %d: %w", i, err)
-		}
-		events = append(events, e)
+		events = append(events, decodeHTTPEvent(i, v, raws[i]))
 	}
 	return events, nil
+}
+
+// rawHTTPEvents returns the JSON of each event of the body, slices of it, as
+// received. The body is known to hold one events array of n values.
+func rawHTTPEvents(body []byte, n int) ([]jsontext.Value, error) {
+	dec := newBodyDecoder(body)
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, bodyError(err)
+	}
+	raws := make([]jsontext.Value, 0, n)
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		if name.String() != "events" {
+			if err := dec.SkipValue(); err != nil {
+				return nil, bodyError(err)
+			}
+			continue
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, bodyError(err)
+		}
+		for dec.PeekKind() != ']' && dec.PeekKind() != 0 {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, bodyError(err)
+			}
+			// The decoder's value is only valid until its next read: the
+			// body's own bytes are, as long as the body is held.
+			end := int(dec.InputOffset())
+			raws = append(raws, jsontext.Value(body[end-len(v):end:end]))
+		}
+		return raws, nil
+	}
+	return nil, errors.New(`the body has no "events" array`)
+}
+
+// decodeHTTPEvent is the event of index i, decoded as v from its JSON raw.
+func decodeHTTPEvent(i int, v any, raw jsontext.Value) httpEvent {
+	err := duplicateKey(raw)
+	if err == nil {
+		var e httpEvent
+		if e, err = flattenHTTPEvent(v); err == nil {
+			return e
+		}
+	} else if path := pathOf(err); len(path) > 0 {
+		err = fmt.Errorf("%w in %s", err, strings.Join(path, "."))
+	}
+	// Answered 400, Braze would re-send the request's events one by one and
+	// drop this one for good: it goes on to the error path instead, and the
+	// id is what a reader of the dead letter and the log finds it by.
+	e := httpEvent{raw: raw, err: fmt.Errorf("event %d: %w", i, err)}
+	if obj, ok := v.(map[string]any); ok {
+		e.eventType, _ = obj["event_type"].(string)
+		if id, ok := obj["id"].(string); ok {
+			if len(id) > 100 { // a Braze id is a UUID; keep the log line short
+				id = id[:100] + "…"
+			}
+			e.err = fmt.Errorf("event %d (id %q): %w", i, id, err)
+		}
+	}
+	return e
 }
 
 // flattenHTTPEvent moves properties and user to the top level, as a storage

@@ -57,36 +57,74 @@ func TestHTTPEventsMatchStorageRecords(t *testing.T) {
 	}
 }
 
+// TestParseHTTPEventsRefuses: a body nothing can be split out of is refused
+// whole (the request is answered 400).
 func TestParseHTTPEventsRefuses(t *testing.T) {
 	for _, c := range []struct{ body, reason string }{
 		{``, "not JSON"},
 		{`hello`, "not JSON"},
 		{`{"events": [`, "not JSON"},
+		{`{"events": [{"event_type": "a"}, {"id": ]}`, "not JSON"},
 		{`[]`, "a JSON array, not an object"},
 		{`"events"`, "a JSON string"},
 		{`{"foo": 1}`, `no "events" array`},
 		{`{"events": null}`, `"events" is a JSON null`},
 		{`{"events": {}}`, `"events" is a JSON object`},
-		{`{"events": [1]}`, "event 0: a JSON number"},
-		{`{"events": [{"event_type": "a"}, {"id": "x"}]}`, `event 1 (id "x"): no event_type`},
-		{`{"events": [{"event_type": "a", "id": "e7", "properties": {"id": "e8"}}]}`, `event 0 (id "e7"): properties.id collides`},
-		{`{"events": [{"event_type": ""}]}`, "event 0: no event_type"},
-		{`{"events": [{"event_type": 3}]}`, "event 0: no event_type"},
-		{`{"events": [{"event_type": "a", "properties": "x"}]}`, "properties is a JSON string"},
-		{`{"events": [{"event_type": "a", "user": []}]}`, "user is a JSON array"},
-		{`{"events": [{"event_type": "a", "id": "1", "properties": {"id": "2"}}]}`, "properties.id collides"},
-		{`{"events": [{"event_type": "a", "properties": {"x": 1}, "user": {"x": 1}}]}`, "user.x collides"},
 		{`{"events": []} {}`, "more than one JSON value"},
 		{`{"events": []} x`, "more than one JSON value"},
 		{`{"events": [], "events": []}`, `the key "events" appears twice`},
+		{`{"events": [{"event_type": "a"}], "\u0065vents": []}`, `the key "events" appears twice`},
+		{`{"x": 1, "events": [], "x": 2}`, `the key "x" appears twice`},
 		{`{"x": {"y": 1, "y": 2}, "events": []}`, `the key "y" appears twice in x`},
-		{`{"events": [{"event_type": "a"}, {"event_type": "a", "id": "1", "id": "2"}]}`, `event 1: the key "id" appears twice`},
-		{`{"events": [{"event_type": "a", "properties": {"x": 1, "x": 1}}]}`, `event 0: the key "x" appears twice in properties`},
-		{`{"events": [{"event_type": "a", "user": {"l": [{}, {"k": 1, "k": 2}]}}]}`, `event 0: the key "k" appears twice in user.l.1`},
+		{`{"events": [], "x": [{"z": {"y": 1, "y": 2}}]}`, `the key "y" appears twice in x.0.z`},
 	} {
-		_, err := parseHTTPEvents([]byte(c.body))
-		if err == nil || !strings.Contains(err.Error(), c.reason) {
+		events, err := parseHTTPEvents([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.reason) || events != nil {
 			t.Errorf("%q: error %v, want one saying %q", c.body, err, c.reason)
+		}
+	}
+}
+
+// TestParseHTTPEventsMalformed: a malformed event of a well-formed body is
+// returned alone with its reason (naming its index and its id) and its own
+// bytes as received; the others as usual. Refusing the body would have had
+// Braze re-send each event alone and drop the malformed one for good.
+func TestParseHTTPEventsMalformed(t *testing.T) {
+	const good = `{"event_type": "a", "id": "g"}`
+	for _, c := range []struct{ event, reason, eventType string }{
+		{`1`, "event 1: a JSON number, not an object", ""},
+		{`"users.messages.email.Open"`, "event 1: a JSON string, not an object", ""},
+		{`null`, "event 1: a JSON null, not an object", ""},
+		{`[{"event_type": "a"}]`, "event 1: a JSON array, not an object", ""},
+		{`{"id": "x"}`, `event 1 (id "x"): no event_type`, ""},
+		{`{"event_type": "", "id": "x"}`, `event 1 (id "x"): no event_type`, ""},
+		{`{"event_type": 3}`, "event 1: no event_type", ""},
+		{`{"event_type": "a", "id": "e7", "properties": {"id": "e8"}}`, `event 1 (id "e7"): properties.id collides with a field of the same name`, "a"},
+		{`{"event_type": "a", "properties": "x"}`, "event 1: properties is a JSON string, not an object", "a"},
+		{`{"event_type": "a", "user": []}`, "event 1: user is a JSON array, not an object", "a"},
+		{`{"event_type": "a", "properties": {"x": 1}, "user": {"x": 1}}`, "event 1: user.x collides with a field of the same name", "a"},
+		{`{"event_type": "a", "id": "1", "id": "2"}`, `event 1 (id "2"): the key "id" appears twice`, "a"},
+		{`{"event_type": "a", "id": "i", "properties": {"x": 1, "x": 1}}`, `event 1 (id "i"): the key "x" appears twice in properties`, "a"},
+		{`{"event_type": "a", "user": {"l": [{}, {"k": 1, "k": 2}]}}`, `event 1: the key "k" appears twice in user.l.1`, "a"},
+		{`{"event_type": "a", "event_type": "b"}`, `event 1: the key "event_type" appears twice`, "b"},
+		{`{"event_type": "a", "id": "` + strings.Repeat("x", 150) + `", "user": 1}`, `event 1 (id "` + strings.Repeat("x", 100) + `…"): user is a JSON number, not an object`, "a"},
+	} {
+		body := "{\"events\": [" + good + ",\n  " + c.event + " , " + good + "]}"
+		events, err := parseHTTPEvents([]byte(body))
+		if err != nil {
+			t.Errorf("%s: the body was refused: %v", c.event, err)
+			continue
+		}
+		if len(events) != 3 || events[0].err != nil || events[2].err != nil || events[0].record["id"] != "g" || events[2].record["id"] != "g" {
+			t.Errorf("%s: the good events around it: %#v", c.event, events)
+			continue
+		}
+		e := events[1]
+		if e.err == nil || e.err.Error() != c.reason {
+			t.Errorf("%s: error %v, want %q", c.event, e.err, c.reason)
+		}
+		if string(e.raw) != c.event || e.record != nil || e.eventType != c.eventType {
+			t.Errorf("%s: raw %q, record %v, type %q; want the event's own bytes and type %q", c.event, e.raw, e.record, e.eventType, c.eventType)
 		}
 	}
 }
@@ -106,14 +144,16 @@ func TestParseHTTPEventsValues(t *testing.T) {
 }
 
 // FuzzParseHTTPEvents: no body makes the parser panic, and what it accepts
-// has one event per element of the events array, each typed, with no
-// json.Number left, that serialises again.
+// has one event per element of the events array: each typed, with no
+// json.Number left, that serialises again, or malformed, with its index in
+// its reason and its own bytes.
 func FuzzParseHTTPEvents(f *testing.F) {
 	f.Add([]byte(`{"events": [{"event_type": "users.messages.email.Open", "id": "a", "time": 1, "properties": {"x": [1, 2.5]}, "user": {"user_id": "u"}}]}`))
 	f.Add([]byte(`{"events": []}`))
 	f.Add([]byte(`{"events": [{"event_type": "t", "properties": null, "user": {"a": {"b": [{}]}}}]}`))
 	f.Add([]byte(`{"events": [{"event_type": "t", "n": -9223372036854775809}]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"events": [1, {"event_type": "t", "k": 1, "k": 2}, {"id": "x"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		events, err := parseHTTPEvents(body)
 		if err != nil {
@@ -129,7 +169,13 @@ func FuzzParseHTTPEvents(f *testing.F) {
 		if len(events) != len(top.Events) {
 			t.Fatalf("%d events from an array of %d", len(events), len(top.Events))
 		}
-		for _, e := range events {
+		for i, e := range events {
+			if e.err != nil {
+				if !strings.HasPrefix(e.err.Error(), fmt.Sprintf("event %d", i)) || e.record != nil || !bytes.Equal(e.raw, bytes.TrimSpace(top.Events[i])) {
+					t.Fatalf("malformed event %d: %v, raw %q, record %v", i, e.err, e.raw, e.record)
+				}
+				continue
+			}
 			if e.eventType == "" {
 				t.Fatal("an event without a type")
 			}
