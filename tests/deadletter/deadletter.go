@@ -19,7 +19,8 @@ type Letter struct {
 	ID        string // the call's messageId, or the id of an event that could not be mapped
 	Error     string
 	EventType string
-	Source    string // the object key
+	Source    string // the object key, or the request
+	Message   string // the message as written, JSON: the call, or the event (a malformed one may be no object)
 }
 
 // Read reads the file at path; none if it does not exist (yet). What is not
@@ -41,11 +42,11 @@ func Read(t testing.TB, path string, tolerant bool) []Letter {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		var d struct {
-			Error     any            `json:"error"`
-			EventType any            `json:"event_type"`
-			Source    any            `json:"source"`
-			MessageID string         `json:"messageId"`
-			Message   map[string]any `json:"message"`
+			Error     any             `json:"error"`
+			EventType any             `json:"event_type"`
+			Source    any             `json:"source"`
+			MessageID string          `json:"messageId"`
+			Message   json.RawMessage `json:"message"`
 		}
 		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
 			break
@@ -58,13 +59,15 @@ func Read(t testing.TB, path string, tolerant bool) []Letter {
 		// A call carries the event id as messageId; an event that could not
 		// be mapped is there as it came, with its id.
 		id := d.MessageID
+		var message map[string]any
+		_ = json.Unmarshal(d.Message, &message) // none when it is no object
 		if id == "" {
-			id, _ = d.Message["messageId"].(string)
+			id, _ = message["messageId"].(string)
 		}
 		if id == "" {
-			id, _ = d.Message["id"].(string)
+			id, _ = message["id"].(string)
 		}
-		out = append(out, Letter{ID: id, Error: str(d.Error), EventType: str(d.EventType), Source: str(d.Source)})
+		out = append(out, Letter{ID: id, Error: str(d.Error), EventType: str(d.EventType), Source: str(d.Source), Message: string(d.Message)})
 	}
 	return out
 }
