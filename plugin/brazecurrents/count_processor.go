@@ -28,7 +28,8 @@ func countProcessorSpec() *service.ConfigSpec {
 		Description(`
 Each message counts once, under its `+"`braze_event_type`"+` metadata (set by the `+"`braze_currents`"+` and
 `+"`braze_currents_http`"+` inputs; `+"`unknown`"+` when a message has none or it is empty): in the counter `+"`errored_name`"+` when it
-carries an error (from a failed mapping, say) and that field is set, in the counter `+"`name`"+` otherwise.
+carries an error (from a failed mapping, or a malformed event the `+"`braze_currents_http`"+` input sent on flagged: after
+the shipped mapping, `+"`currents_events_unmappable`"+` counts those too) and that field is set, in the counter `+"`name`"+` otherwise.
 Types outside Braze's known ones get series of their own for the first 64 of them; later ones count under
 `+"`other`"+` (with one warning), as types from request bodies could otherwise make series without end.
 
