@@ -65,9 +65,10 @@ what became of the events:
   not objects, a field that `+"`properties`"+`, `+"`user`"+` and the event disagree on, a key named twice in it)
   does not fail the request: it goes down the pipeline with the others as a message flagged with an error
   naming the event's index in the request, its `+"`id`"+` and what is wrong, whose content is the event's JSON as
-  received, with the metadata below (`+"`braze_event_type`"+` only when it has a string one). Route errors to a
+  received, with the metadata below (`+"`braze_event_type`"+` only when its `+"`event_type`"+` is a non-empty string). Route errors to a
   dead letter output (the shipped config does): the request is answered as above, 200 once that message too
-  was acknowledged. A warning is logged for each, naming the request and the reason. (Answered 400, Braze's
+  was acknowledged. A `+"`mapping`"+` processor runs on a flagged message as on any other, and could delete it:
+  the shipped config skips it with `+"`root = if errored() { content() } else { … }`"+`. A warning is logged for each, naming the request and the reason. (Answered 400, Braze's
   connector would re-send the request's events one per request and drop for good each one answered 400
   again: the malformed event would be lost.)
 - **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
@@ -92,7 +93,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
   answers with (`+httpStatusList()+`) is exported at 0 from start, so that `+"`rate()`"+` and
   `+"`increase()`"+` see its first count.
 - `+"`braze_currents_http_events_received`"+` (label `+"`event_type`"+`): events of well-formed, authorised requests handed to the pipeline,
-  malformed ones included (with no string `+"`event_type`"+`, under `+"`unknown`"+`).
+  malformed ones included (those without a non-empty string `+"`event_type`"+` under `+"`unknown`"+`).
   The label is one of the Currents event types this version knows, or `+"`other`"+` for every other type: the types
   come from request bodies, and each distinct string would otherwise be a series of its own. The events keep
   their type in `+"`braze_event_type`"+`.
