@@ -36,8 +36,30 @@ type answer struct {
 // matters: the token is checked before a byte of the body is read, and the
 // body's size before it is held.
 func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	source := fmt.Sprintf("http request %d from %s", in.counter.Add(1), r.RemoteAddr)
-	a := in.serve(w, r, source)
+	source := in.source(r)
+	in.respond(w, source, in.serve(w, r, source))
+}
+
+// wrongPath answers a request to any path but the configured one: 404,
+// counted, so that a Braze URL with a wrong path shows on the dashboard.
+// With the token it is Braze set up with another path, whose events would
+// otherwise only be retried, unseen, for 5 days: warned of, naming the
+// path. Without, anyone knocking: the answer does not name the path.
+func (in *httpInput) wrongPath(w http.ResponseWriter, r *http.Request) {
+	source := in.source(r)
+	if in.authorised(r) {
+		in.log.Warnf("%s: %s %q carries the token, but events are received at %q: set that path in Braze's Custom HTTP URL",
+			source, r.Method, r.URL.Path, in.path)
+	}
+	in.respond(w, source, answer{http.StatusNotFound, "no Currents endpoint at this path"})
+}
+
+func (in *httpInput) source(r *http.Request) string {
+	return fmt.Sprintf("http request %d from %s", in.counter.Add(1), r.RemoteAddr)
+}
+
+// respond writes a, counts it by status and logs it.
+func (in *httpInput) respond(w http.ResponseWriter, source string, a answer) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -57,7 +79,7 @@ func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case a.status == http.StatusOK:
 		in.log.Tracef("%s: %s", source, a.reason)
-	case a.status == http.StatusUnauthorized:
+	case a.status == http.StatusUnauthorized, a.status == http.StatusNotFound:
 		// Anyone can knock: not worth a warning each.
 		in.log.Debugf("%s: %d %s", source, a.status, a.reason)
 	default:

@@ -51,6 +51,9 @@ what became of the events:
 - **401** (before the body is read) when the `+"`Authorization`"+` header does not carry `+"`Bearer <token>`"+`.
   The token is compared in constant time, read from that header only (never the query or a cookie), and
   the scheme is case-insensitive.
+- **404** for any other path than `+"`path`"+` (not naming it), counted like every answer. One that carries the
+  token is Braze set up with a wrong URL: it is warned of, naming the path Braze should use; others (anyone
+  knocking) are logged at debug.
 - **413** when the body is over `+"`max_body_size`"+`: refused from its `+"`Content-Length`"+` or, without one,
   once that much was read. A larger body is never held. A gzip body (`+"`Content-Encoding: gzip`"+`) is
   decompressed, and refused once more than `+"`max_body_size`"+` came out of it (a gzip bomb). Also when its events alone would be charged more than
@@ -235,7 +238,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	return in, nil
 }
 
-// httpStatuses are the statuses ServeHTTP answers with, each exported at 0
+// httpStatuses are the statuses ServeHTTP and wrongPath answer with, each exported at 0
 // from start in braze_currents_http_requests: increase() misses the first
 // count of a series that appears at 1, so a first 401 would alert on
 // nothing. The tests fail on a status answered and not listed here.
@@ -243,6 +246,7 @@ var httpStatuses = []int{
 	http.StatusOK,
 	http.StatusBadRequest,
 	http.StatusUnauthorized,
+	http.StatusNotFound,
 	http.StatusMethodNotAllowed,
 	http.StatusRequestEntityTooLarge,
 	http.StatusUnsupportedMediaType,
@@ -306,6 +310,9 @@ func (in *httpInput) Connect(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(in.path, in)
+	if in.path != "/" {
+		mux.HandleFunc("/", in.wrongPath)
+	}
 	in.server = &http.Server{
 		Handler: mux,
 		// Slow clients must not hold connections (or body budget) for ever.
