@@ -16,7 +16,7 @@ import (
 
 var (
 	// troubleRow is a row of the README's troubleshooting table: its symptom.
-	troubleRow = regexp.MustCompile("(?m)^\\| ([^|]+) \\|")
+	troubleRow = regexp.MustCompile(`(?m)^\| ([^|]+) \|`)
 	// quoted is a backticked text in a symptom.
 	quoted = regexp.MustCompile("`([^`]+)`")
 	// valuePart is where a quoted log line has a value the code formats in:

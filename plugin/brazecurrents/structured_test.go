@@ -126,7 +126,7 @@ func TestStructuredMatchesJSONText(t *testing.T) {
 			`{"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},{"name":"f","type":{"type":"fixed","name":"F","size":2}},` +
 			`{"name":"b","type":"bytes"},{"name":"s","type":"string"},{"name":"fl","type":"float"},{"name":"d","type":"double"},` +
 			`{"name":"big","type":"float"},{"name":"nan","type":"double"},{"name":"nested","type":{"type":"array","items":{"type":"map","values":["null","long"]}}}`)
-		rec := withIDTime(map[string]any{"m": map[string]any{"k": 1.5, "z": -0.0}, "e": "B", "f": []byte{1, 0xff}, "b": []byte("x\x00\xe9"),
+		rec := withIDTime(map[string]any{"m": map[string]any{"k": 1.5, "z": math.Copysign(0, -1)}, "e": "B", "f": []byte{1, 0xff}, "b": []byte("x\x00\xe9"),
 			"s": "caf\xc3\xa9 \xff\xfe \u2028 \"q\" <a>", "fl": float32(0.1), "d": 1e-7, "big": float32(3.4e38),
 			"nan": math.NaN(), "nested": []any{map[string]any{"a": map[string]any{"long": int64(1) << 60}, "b": nil}}})
 		checkModesAgree(t, emailSendKey, ocfFile(t, schema, "null", []any{rec}))
