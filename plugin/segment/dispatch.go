@@ -176,7 +176,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)
 			return nil, failure
 		}
-		wait = max(wait, min(res.retryAfter, maxRetryAfter))
+		wait = max(wait, res.retryAfter) // capped at maxRetryAfter
 		d.s.metrics.retries.Incr(1)
 		d.s.log.Debugf("Segment request failed (%v), retrying in %v", failure, wait)
 		select {

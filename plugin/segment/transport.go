@@ -3,6 +3,7 @@ package segment
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -88,16 +89,20 @@ func (c *closeWaiter) Close() error {
 
 func (c *closeWaiter) wait() { <-c.closed }
 
-// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date,
+// capped at maxRetryAfter. The cap comes before the conversion to a
+// Duration: a number of seconds past about 292 years wrapped round to a
+// short or negative wait, so a huge Retry-After was not honoured at all.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+	// Past uint64, ParseUint gives its largest value with ErrRange.
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return time.Duration(min(secs, uint64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }

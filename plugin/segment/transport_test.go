@@ -88,6 +88,12 @@ func TestParseRetryAfter(t *testing.T) {
 		"": 0, "3": 3 * time.Second, "0": 0, "-1": 0, "soon": 0,
 		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
 		now.Add(-time.Minute).Format(http.TimeFormat):     0,
+		// Longer than the cap: capped, not wrapped round to a short or
+		// negative wait by the multiplication into nanoseconds.
+		"9223372037":                    maxRetryAfter,
+		"18446744074":                   maxRetryAfter,
+		"99999999999999999999":          maxRetryAfter,
+		"Fri, 31 Dec 9999 23:59:59 GMT": maxRetryAfter,
 	} {
 		if got := parseRetryAfter(v, now); got != want {
 			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
