@@ -146,7 +146,7 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 				Description("How many requests may be out at once under each write key, shared by every batch in flight. Calls that arrive while all are out wait and go together in the next request.").
 				Default(8).Advanced(),
 			service.NewDurationField(fieldUnreachable).
-				Description("How long Segment may accept no request, while requests fail (the time they spend failing, added up; idle time does not count), before the output counts it as down: `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
+				Description("How long Segment may accept no request, while requests fail (the time they spend failing, added up; idle time does not count), before the output counts it as down (above 0): `/ready` answers 503 and batches wait in the pipeline until a probe gets an answer.").
 				Default("30s").Advanced(),
 			service.NewDurationField(fieldSummary).
 				Description("How often to log the calls sent and failed since the last such line, at level warn when none was sent. Logged even when no call came, so that a mapping that filters out every event shows in the log. 0 turns it off.").
@@ -274,6 +274,11 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	}
 	if s.unreachableAfter, err = conf.FieldDuration(fieldUnreachable); err != nil {
 		return nil, err
+	}
+	if s.unreachableAfter <= 0 {
+		// The output would go down at the first transient failure, and its
+		// probe and the batch go at once, whatever a 429's Retry-After asks.
+		return nil, fmt.Errorf("%s must be above 0 (the output would count Segment down at its first failure and not wait out Retry-After), got %v", fieldUnreachable, s.unreachableAfter)
 	}
 	maxRequests, err := conf.FieldInt(fieldMaxRequests)
 	if err != nil {

@@ -109,6 +109,10 @@ func TestConfigValidation(t *testing.T) {
 		// 0 is no timeout for Go's client; here every request failed at once,
 		// for ever, reported as Segment unreachable.
 		`{write_key: k, request_timeout: 0s}`: "request_timeout must be above 0",
+		// 0 took the output down at the first transient failure, so a 429's
+		// Retry-After went unheeded: the probe and the batch came at once.
+		`{write_key: k, unreachable_after: 0s}`:  "unreachable_after must be above 0",
+		`{write_key: k, unreachable_after: -1s}`: "unreachable_after must be above 0",
 	} {
 		conf, err := outputSpec().ParseYAML(yaml, nil)
 		if err == nil {
