@@ -71,6 +71,10 @@ type dispatcher struct {
 	failingSince time.Time
 	failing      int   // requests that failed and have not ended yet
 	down         error // set while Segment is unreachable or refuses the key
+	// retryAt is when the latest Retry-After ends (real time, as the waits
+	// are): Connect's probes wait for it, so that going down does not send
+	// sooner than Segment asked.
+	retryAt time.Time
 }
 
 func newDispatcher(s *sender, authorization string, maxRequests int) *dispatcher {
@@ -165,6 +169,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 			return nil, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"}
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
+		d.askedToWait(res.retryAfter)
 		silent := d.failingFor(!failed)
 		failed = true
 		if silent >= d.s.unreachableAfter {
@@ -261,6 +266,25 @@ func (d *dispatcher) markDown(err *CallError) error {
 	}
 	d.queue = nil
 	return d.down
+}
+
+// askedToWait notes a Retry-After, for the probes that follow.
+func (d *dispatcher) askedToWait(wait time.Duration) {
+	if wait <= 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if at := time.Now().Add(wait); at.After(d.retryAt) {
+		d.retryAt = at
+	}
+}
+
+// retryAfterLeft is how long the latest Retry-After still asks to wait.
+func (d *dispatcher) retryAfterLeft() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Until(d.retryAt)
 }
 
 func (d *dispatcher) downErr() error {

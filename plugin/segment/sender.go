@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -262,26 +263,29 @@ func (s *sender) awaitUp(ctx context.Context) error {
 
 func (d *dispatcher) awaitUp(ctx context.Context) error {
 	policy := d.s.newBackOff()
-	for {
-		err := d.probe(ctx)
-		if err == nil {
-			return nil
-		}
-		d.s.log.Debugf("Probing Segment: %v", err)
-		wait := policy.NextBackOff()
-		if wait == backoff.Stop {
-			wait = d.s.backoff.MaxInterval
-		}
+	var err error
+	// Not before the Retry-After of the answer that took the output down.
+	for wait := d.retryAfterLeft(); ; {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return err
+			return cmp.Or(err, ctx.Err())
 		}
+		if err = d.probe(ctx); err == nil {
+			return nil
+		}
+		d.s.log.Debugf("Probing Segment: %v", err)
+		if wait = policy.NextBackOff(); wait == backoff.Stop {
+			wait = d.s.backoff.MaxInterval
+		}
+		wait = max(wait, d.retryAfterLeft())
 	}
 }
 
 // probe asks Segment for an answer with an empty batch, which it accepts
-// and ignores. After an outage any answer from its API will do; after the
+// and ignores. After an outage any answer from its API will do, but one
+// asking to wait (a 429 or 408 with Retry-After): awaitUp waits it out and
+// asks again, as the held calls would otherwise go at once; after the
 // key was refused, only an answer past the key: an acceptance, or a refusal
 // of the batch's content (400, 413, 422), which the API reads only under a
 // key it takes. Segment documents no answer to an empty batch, and waiting
@@ -289,9 +293,14 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
-	ok, _ := res.class()
+	ok, transient := res.class()
 	keyTaken := ok || (res.err == nil && splittable(res.status))
 	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
+	if answered && transient && res.retryAfter > 0 {
+		// Up now, the held calls would go at once: wait as asked, and ask again.
+		d.askedToWait(res.retryAfter)
+		return fmt.Errorf("segment at %s asks to wait %v: HTTP %d", d.s.where, res.retryAfter, res.status)
+	}
 	var ce *CallError
 	if keyTaken || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
 		d.up()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,4 +98,43 @@ func TestUnreachableCountRestartsWhenARequestIsAccepted(t *testing.T) {
 	}
 	srv.Outage503(true)
 	requireGaveUp(t, out) // 20 s failing since the acceptance
+}
+
+// Every request after a 429 comes no sooner than its Retry-After asked,
+// down or not: the retry that found Segment unreachable went down at once,
+// and Connect's probe (and, when a probe was answered 429, the held batch)
+// went straight away, whatever Retry-After the last answer carried.
+func TestRetryAfterIsHonouredAcrossTheDownState(t *testing.T) {
+	const retryAfter = time.Second
+	srv := segmentapi.StartT(t, testKey)
+	var mu sync.Mutex
+	var answered []time.Time // when each answer was about to be written
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) {
+		mu.Lock()
+		answered = append(answered, time.Now())
+		mu.Unlock()
+	})
+	// The batch's request and its retry, then the first probe.
+	srv.RateLimitNext(3, retryAfter)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 1ms, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+	batch := trackBatch(3, 0, "x")
+	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
+		t.Fatalf("write while rate limited for longer than unreachable_after: %v, want not connected", err)
+	}
+	if err := out.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 3 {
+		t.Fatalf("write once Segment takes calls: %v, %d accepted", err, srv.UniqueMessageIDs())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(answered) < 4 {
+		t.Fatalf("%d requests, want 3 answered 429 and at least 1 more", len(answered))
+	}
+	for i := 1; i < 4; i++ {
+		if gap := answered[i].Sub(answered[i-1]); gap < retryAfter {
+			t.Errorf("request %d came %v after a 429 asking for %v", i+1, gap.Round(time.Millisecond), retryAfter)
+		}
+	}
 }
