@@ -293,12 +293,12 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
+	d.askedToWait(res.retryAfter) // for the next probe
 	ok, transient := res.class()
 	keyTaken := ok || (res.err == nil && splittable(res.status))
 	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
 	if answered && transient && res.retryAfter > 0 {
 		// Up now, the held calls would go at once: wait as asked, and ask again.
-		d.askedToWait(res.retryAfter)
 		return fmt.Errorf("segment at %s asks to wait %v: HTTP %d", d.s.where, res.retryAfter, res.status)
 	}
 	var ce *CallError

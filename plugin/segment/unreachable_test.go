@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -100,41 +105,62 @@ func TestUnreachableCountRestartsWhenARequestIsAccepted(t *testing.T) {
 	requireGaveUp(t, out) // 20 s failing since the acceptance
 }
 
-// Every request after a 429 comes no sooner than its Retry-After asked,
-// down or not: the retry that found Segment unreachable went down at once,
-// and Connect's probe (and, when a probe was answered 429, the held batch)
-// went straight away, whatever Retry-After the last answer carried.
+// Every request after a 429 or 503 with Retry-After comes no sooner than
+// it asked, down or not: the retry that found Segment unreachable went
+// down at once, and Connect's probe (and, when a probe was answered 429,
+// the held batch) went straight away, whatever the last answer asked.
 func TestRetryAfterIsHonouredAcrossTheDownState(t *testing.T) {
-	const retryAfter = time.Second
-	srv := segmentapi.StartT(t, testKey)
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) { checkRetryAfterAcrossTheDownState(t, status) })
+	}
+}
+
+// checkRetryAfterAcrossTheDownState answers the batch's request, its retry
+// and the first probe with status and Retry-After: 1, then lets requests
+// through to the stand-in.
+func checkRetryAfterAcrossTheDownState(t *testing.T, status int) {
+	const limited = 3
+	api := segmentapi.StartT(t, testKey)
+	target, err := url.Parse(api.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
 	var mu sync.Mutex
 	var answered []time.Time // when each answer was about to be written
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) {
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		answered = append(answered, time.Now())
+		n := len(answered)
 		mu.Unlock()
-	})
-	// The batch's request and its retry, then the first probe.
-	srv.RateLimitNext(3, retryAfter)
-	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 1ms, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
+		if n <= limited {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(status)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, unreachable_after: 1ms, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, front.URL))
 	batch := trackBatch(3, 0, "x")
 	if err := out.WriteBatch(context.Background(), batch); !errors.Is(err, service.ErrNotConnected) {
-		t.Fatalf("write while rate limited for longer than unreachable_after: %v, want not connected", err)
+		t.Fatalf("write while answered %d for longer than unreachable_after: %v, want not connected", status, err)
 	}
 	if err := out.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := out.WriteBatch(context.Background(), batch); err != nil || srv.UniqueMessageIDs() != 3 {
-		t.Fatalf("write once Segment takes calls: %v, %d accepted", err, srv.UniqueMessageIDs())
+	if err := out.WriteBatch(context.Background(), batch); err != nil || api.UniqueMessageIDs() != 3 {
+		t.Fatalf("write once Segment takes calls: %v, %d accepted", err, api.UniqueMessageIDs())
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(answered) < 4 {
-		t.Fatalf("%d requests, want 3 answered 429 and at least 1 more", len(answered))
+	if len(answered) < limited+1 {
+		t.Fatalf("%d requests, want %d answered %d and at least 1 more", len(answered), limited, status)
 	}
-	for i := 1; i < 4; i++ {
-		if gap := answered[i].Sub(answered[i-1]); gap < retryAfter {
-			t.Errorf("request %d came %v after a 429 asking for %v", i+1, gap.Round(time.Millisecond), retryAfter)
+	for i := 1; i <= limited; i++ {
+		if gap := answered[i].Sub(answered[i-1]); gap < time.Second {
+			t.Errorf("request %d came %v after a %d asking for 1s", i+1, gap.Round(time.Millisecond), status)
 		}
 	}
 }
