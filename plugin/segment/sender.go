@@ -293,8 +293,10 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 func (d *dispatcher) probe(ctx context.Context) error {
 	down := d.downErr()
 	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
-	d.askedToWait(res.retryAfter) // for the next probe
 	ok, transient := res.class()
+	if !ok {
+		d.askedToWait(res.retryAfter) // for the next probe
+	}
 	keyTaken := ok || (res.err == nil && splittable(res.status))
 	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
 	if answered && transient && res.retryAfter > 0 {
