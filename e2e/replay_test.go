@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/deadletter"
+	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// TestReplayDeadLetters runs config/currents_to_segment.yaml with a write key
+// for one app group only and no default, so the other two app groups' calls
+// go to the dead letters (no Segment write key for route), then
+// config/dead_letters_to_segment.yaml over that file, and a second one of
+// lines that cannot be sent, with keys for them: every dead-lettered call
+// reaches Segment once, with its messageId, under its app group's key (the
+// experiment split calls, which carry no app group, by the integration of
+// their object key), the lines that cannot be sent go to the new dead letter
+// file with their reason, and the files read are left as they were.
+func TestReplayDeadLetters(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	byGroup := map[string][]string{}
+	for i, g := range []string{"group-a", "group-b", "group-c"} {
+		for j, et := range []string{"users.messages.email.Send", "users.canvas.experimentstep.SplitEntry"} {
+			spec := fixtures.FileSpec{EventType: et, Records: 8, Seed: uint64(900 + 10*i + j),
+				IntegrationID: fixtures.IntegrationID(uint64(i)), AppGroupID: g}
+			for _, rec := range writeSpec(t, bucket, spec).Records {
+				if rec["external_user_id"] != nil || rec["user_id"] != nil {
+					byGroup[g] = append(byGroup[g], rec["id"].(string))
+				}
+			}
+		}
+	}
+	srv := segmentapi.StartT(t, keyDefault, segmentapi.WithWriteKeys(keyGroupA, keyGroupB))
+	letters := filepath.Join(dir, "letters")
+	if err := os.Mkdir(letters, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(letters, "dead-letter.jsonl")
+	env := append(pipelineEnv("file://"+bucket, srv, first, "BRAZE_INCLUDE_ANONYMOUS=true",
+		"BRAZE_EVENT_TYPES=users.messages.email.Send,users.canvas.experimentstep.SplitEntry",
+		fmt.Sprintf("SEGMENT_WRITE_KEYS=group-a=%s,%s=%s", keyGroupA, fixtures.IntegrationID(0), keyGroupA)),
+		"SEGMENT_WRITE_KEY=")
+	runToEnd(t, env, "-c", "config/currents_to_segment.yaml")
+	checkUnder(t, srv, keyGroupA, byGroup["group-a"])
+	dead := deadletter.Read(t, first, false)
+	if want := len(byGroup["group-b"]) + len(byGroup["group-c"]); len(dead) != want {
+		t.Fatalf("%d dead letters, want group-b's and group-c's %d", len(dead), want)
+	}
+	for _, d := range dead {
+		if !strings.Contains(d.Error, "no Segment write key for route") {
+			t.Fatalf("dead letter %s says %q, want no Segment write key", d.ID, d.Error)
+		}
+	}
+	// Lines that cannot be sent, in a second file the glob takes too.
+	other := filepath.Join(letters, "dead-letter-2.jsonl")
+	bad := "not a dead letter\n" +
+		`{"error":"x","event_type":"users.messages.email.Send","source":"currents/x.avro","message":{"time":1735689600,"external_user_id":"customer-0001"}}` + "\n"
+	if err := os.WriteFile(other, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Reset()
+	replayed := filepath.Join(dir, "dead-letter.replayed.jsonl")
+	runToEnd(t, []string{
+		"DEAD_LETTERS=" + filepath.Join(letters, "*.jsonl"),
+		"DEAD_LETTER_PATH=" + replayed,
+		"SEGMENT_ENDPOINT=" + srv.URL(),
+		fmt.Sprintf("SEGMENT_WRITE_KEYS=group-b=%s,%s=%s", keyGroupB, fixtures.IntegrationID(1), keyGroupB),
+		"SEGMENT_WRITE_KEY=" + keyDefault,
+		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
+	}, "-c", "config/dead_letters_to_segment.yaml")
+	checkUnder(t, srv, keyGroupA, nil)
+	checkUnder(t, srv, keyGroupB, byGroup["group-b"])
+	checkUnder(t, srv, keyDefault, byGroup["group-c"])
+	again := deadletter.Read(t, replayed, false)
+	if len(again) != 2 {
+		t.Fatalf("%d lines in the new dead letter file, want the 2 that cannot be sent: %+v", len(again), again)
+	}
+	if again[0].Message != `"not a dead letter"` { // the pipeline's threads may swap them
+		again[0], again[1] = again[1], again[0]
+	}
+	if again[0].Error != "not a dead letter line: not a JSON object" || again[0].Message != `"not a dead letter"` {
+		t.Errorf("a line that is not JSON was kept as %+v", again[0])
+	}
+	if !strings.Contains(again[1].Error, "users.messages.email.Send event has no id") ||
+		again[1].EventType != "users.messages.email.Send" || again[1].Source != "currents/x.avro" ||
+		!strings.Contains(again[1].Message, `"external_user_id":"customer-0001"`) {
+		t.Errorf("an event that still cannot be mapped was kept as %+v", again[1])
+	}
+	if after, err := os.ReadFile(first); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the dead letter file read was changed (%v)", err)
+	}
+}
