@@ -81,7 +81,8 @@ func TestDefaultDeadLettersStayOutOfGitAndImage(t *testing.T) {
 	t.Parallel()
 	def := regexp.MustCompile(`\$\{DEAD_LETTER_PATH:\./([^}]+)\}`)
 	dockerignore := strings.Fields(readRepoFile(t, ".dockerignore"))
-	for _, config := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml", "config/currents_http_to_segment.yaml"} {
+	for _, config := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml", "config/currents_http_to_segment.yaml",
+		"config/dead_letters_to_segment.yaml"} {
 		m := def.FindStringSubmatch(readRepoFile(t, config))
 		if m == nil {
 			t.Fatalf("%s has no relative default DEAD_LETTER_PATH", config)
