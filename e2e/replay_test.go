@@ -103,3 +103,26 @@ func TestReplayDeadLetters(t *testing.T) {
 		t.Errorf("the dead letter file read was changed (%v)", err)
 	}
 }
+
+// TestReplayIntoTheFileReadIsWarnedOf: with DEAD_LETTER_PATH the file
+// DEAD_LETTERS reads (the replay's own file replayed with its default, or
+// the production DEAD_LETTER_PATH left in the environment), a line that
+// failed again would be appended to the file being read; the binary says so
+// at start. (Here every line is sent, so nothing is appended.)
+func TestReplayIntoTheFileReadIsWarnedOf(t *testing.T) {
+	t.Parallel()
+	srv := segmentapi.StartT(t, keyDefault)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dead-letter.replayed.jsonl")
+	line := `{"error":"x","event_type":"users.messages.email.Send","source":"currents/x.avro","message":{"type":"track","event":"Email Sent","messageId":"00000000-0000-4000-8000-000000009401","userId":"customer-0001","timestamp":"2025-01-02T00:02:48Z","properties":{}}}` + "\n"
+	if err := os.WriteFile(file, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := runToEnd(t, []string{"DEAD_LETTERS=" + filepath.Join(dir, "*.jsonl"), "DEAD_LETTER_PATH=" + file,
+		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault, "CONNECT_HTTP_ADDRESS=127.0.0.1:0"},
+		"-c", "config/dead_letters_to_segment.yaml")
+	if want := "would append the lines that fail again to the file it reads"; !strings.Contains(p.logs(), want) {
+		t.Fatalf("the logs lack %q:\n%s", want, lastLines(p.logs(), 10))
+	}
+	checkUnder(t, srv, keyDefault, []string{"00000000-0000-4000-8000-000000009401"})
+}

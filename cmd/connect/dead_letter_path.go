@@ -62,3 +62,39 @@ func writableFile(path string) error {
 		return os.Remove(f.Name())
 	}
 }
+
+// deadLettersEnv names the dead letter files config/dead_letters_to_segment.yaml
+// reads, and replayDeadLetterPath is that config's default DEAD_LETTER_PATH.
+const (
+	deadLettersEnv       = "DEAD_LETTERS"
+	replayDeadLetterPath = "./dead-letter.replayed.jsonl"
+)
+
+// replayPathWarning is a warning when the file the replay config writes its
+// dead letters to is one DEAD_LETTERS names (a second pass over the replay's
+// own file, or the production DEAD_LETTER_PATH in the environment), else "":
+// a line that fails again would be appended to the file being read, and may
+// be read again and again. The input lists its files at start, so only one
+// that exists now counts. Matched as Go's filepath.Glob does (no **).
+func replayPathWarning(getenv func(string) string) string {
+	pattern := getenv(deadLettersEnv)
+	if pattern == "" {
+		return ""
+	}
+	out := getenv(deadLetterPathEnv)
+	if out == "" {
+		out = replayDeadLetterPath
+	}
+	outInfo, err := os.Stat(out)
+	if err != nil {
+		return ""
+	}
+	matches, _ := filepath.Glob(pattern)
+	for _, m := range matches {
+		if info, err := os.Stat(m); err == nil && os.SameFile(info, outInfo) {
+			return fmt.Sprintf("%s=%q is a file %s=%q names: config/dead_letters_to_segment.yaml would append the lines that fail again to the file it reads; set %s to another file",
+				deadLetterPathEnv, out, deadLettersEnv, pattern, deadLetterPathEnv)
+		}
+	}
+	return ""
+}

@@ -35,3 +35,34 @@ func TestWarnDeadLetterPath(t *testing.T) {
 		t.Errorf("the check left files behind: %v", entries)
 	}
 }
+
+// The replay config's dead letter file is warned of when DEAD_LETTERS names
+// it (by path, another path to it, or a glob), DEAD_LETTER_PATH unset meaning
+// the config's default; a new file, or one the glob does not take, is not.
+func TestWarnReplayIntoTheFileRead(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, name := range []string{"dead-letter.jsonl", "dead-letter.replayed.jsonl"} {
+		if err := os.WriteFile(name, []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		deadLetters, deadLetterPath string
+		warn                        bool
+	}{
+		{"./dead-letter.jsonl", "", false},
+		{"./dead-letter.replayed.jsonl", "", true},
+		{"dead-letter*.jsonl", "", true},
+		{"./dead-letter.jsonl", filepath.Join(dir, "dead-letter.jsonl"), true},
+		{"./dead-letter.jsonl", "./new.jsonl", false},
+		{"./*.txt", "./dead-letter.jsonl", false},
+		{"", "./dead-letter.jsonl", false},
+	} {
+		env := map[string]string{"DEAD_LETTERS": c.deadLetters, "DEAD_LETTER_PATH": c.deadLetterPath}
+		got := replayPathWarning(func(k string) string { return env[k] })
+		if c.warn != (got != "") || c.warn && !strings.Contains(got, "would append the lines that fail again to the file it reads") {
+			t.Errorf("DEAD_LETTERS=%q DEAD_LETTER_PATH=%q: warned %q, want a warning: %v", c.deadLetters, c.deadLetterPath, got, c.warn)
+		}
+	}
+}

@@ -13,8 +13,10 @@ func logStartWarnings(getenv func(string) string) func(*service.Logger) {
 		for _, w := range brazeOptionWarnings(getenv) {
 			l.Warn(w)
 		}
-		if w := deadLetterPathWarning(getenv); w != "" {
-			l.Warn(w)
+		for _, w := range []string{deadLetterPathWarning(getenv), replayPathWarning(getenv)} {
+			if w != "" {
+				l.Warn(w)
+			}
 		}
 	}
 }
