@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // deadLetterPathEnv is the variable the shipped configs write dead letters to.
@@ -74,12 +75,20 @@ const (
 // dead letters to is one DEAD_LETTERS names (a second pass over the replay's
 // own file, or the production DEAD_LETTER_PATH in the environment), else "":
 // a line that fails again would be appended to the file being read, and may
-// be read again and again. The input lists its files at start, so only one
-// that exists now counts. Matched as Go's filepath.Glob does (no **).
+// be read again and again; or when DEAD_LETTERS names no file. The input
+// lists its files at start, so only one that exists now counts. Matched as
+// Go's filepath.Glob does (a pattern with **, which the input takes and Go's
+// Glob does not, is never said to name nothing).
 func replayPathWarning(getenv func(string) string) string {
 	pattern := getenv(deadLettersEnv)
 	if pattern == "" {
 		return ""
+	}
+	matches, _ := filepath.Glob(pattern)
+	if len(matches) == 0 && !strings.Contains(pattern, "**") {
+		// The file input retries a missing path every second, for ever, and
+		// ends at once, silent, on a glob that matches nothing.
+		return fmt.Sprintf("%s=%q names no file: there is nothing to replay", deadLettersEnv, pattern)
 	}
 	out := getenv(deadLetterPathEnv)
 	if out == "" {
@@ -89,7 +98,6 @@ func replayPathWarning(getenv func(string) string) string {
 	if err != nil {
 		return ""
 	}
-	matches, _ := filepath.Glob(pattern)
 	for _, m := range matches {
 		if info, err := os.Stat(m); err == nil && os.SameFile(info, outInfo) {
 			return fmt.Sprintf("%s=%q is a file %s=%q names: config/dead_letters_to_segment.yaml would append the lines that fail again to the file it reads; set %s to another file",

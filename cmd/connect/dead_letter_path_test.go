@@ -38,8 +38,10 @@ func TestWarnDeadLetterPath(t *testing.T) {
 
 // The replay config's dead letter file is warned of when DEAD_LETTERS names
 // it (by path, another path to it, or a glob), DEAD_LETTER_PATH unset meaning
-// the config's default; a new file, or one the glob does not take, is not.
+// the config's default; a new file, or one the glob does not take, is not. A
+// DEAD_LETTERS that names no file is warned of too.
 func TestWarnReplayIntoTheFileRead(t *testing.T) {
+	const appends = "would append the lines that fail again to the file it reads"
 	dir := t.TempDir()
 	t.Chdir(dir)
 	for _, name := range []string{"dead-letter.jsonl", "dead-letter.replayed.jsonl"} {
@@ -49,20 +51,22 @@ func TestWarnReplayIntoTheFileRead(t *testing.T) {
 	}
 	for _, c := range []struct {
 		deadLetters, deadLetterPath string
-		warn                        bool
+		warn                        string
 	}{
-		{"./dead-letter.jsonl", "", false},
-		{"./dead-letter.replayed.jsonl", "", true},
-		{"dead-letter*.jsonl", "", true},
-		{"./dead-letter.jsonl", filepath.Join(dir, "dead-letter.jsonl"), true},
-		{"./dead-letter.jsonl", "./new.jsonl", false},
-		{"./*.txt", "./dead-letter.jsonl", false},
-		{"", "./dead-letter.jsonl", false},
+		{"./dead-letter.jsonl", "", ""},
+		{"./dead-letter.replayed.jsonl", "", appends},
+		{"dead-letter*.jsonl", "", appends},
+		{"./dead-letter.jsonl", filepath.Join(dir, "dead-letter.jsonl"), appends},
+		{"./dead-letter.jsonl", "./new.jsonl", ""},
+		{"./missing.jsonl", "", "names no file"},
+		{"./*.txt", "./dead-letter.jsonl", "names no file"},
+		{"./**/*.txt", "", ""},
+		{"", "./dead-letter.jsonl", ""},
 	} {
 		env := map[string]string{"DEAD_LETTERS": c.deadLetters, "DEAD_LETTER_PATH": c.deadLetterPath}
 		got := replayPathWarning(func(k string) string { return env[k] })
-		if c.warn != (got != "") || c.warn && !strings.Contains(got, "would append the lines that fail again to the file it reads") {
-			t.Errorf("DEAD_LETTERS=%q DEAD_LETTER_PATH=%q: warned %q, want a warning: %v", c.deadLetters, c.deadLetterPath, got, c.warn)
+		if c.warn == "" && got != "" || !strings.Contains(got, c.warn) {
+			t.Errorf("DEAD_LETTERS=%q DEAD_LETTER_PATH=%q: warned %q, want %q", c.deadLetters, c.deadLetterPath, got, c.warn)
 		}
 	}
 }
