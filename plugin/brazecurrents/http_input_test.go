@@ -356,14 +356,7 @@ func TestHTTPInputRefusesAnUnsendableToken(t *testing.T) {
 	}
 	// Whitespace within the token is sent and compared as it is.
 	_, url := startHTTPInputWith(t, service.MockResources(), "token: two words")
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"events": []}`))
-	req.Header.Set("Authorization", "Bearer two words")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("a token with a space within: %d", res.StatusCode)
+	if status, _ := postTo(t, http.MethodPost, url, "two words"); status != http.StatusOK {
+		t.Fatalf("a token with a space within: %d", status)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/currents-connect/currents-connect/tests/promscrape"
@@ -26,15 +25,8 @@ func TestHTTPInputStatusesStartAtZero(t *testing.T) {
 	}
 	promscrape.WantZero(t, promscrape.Get(t, metrics), want)
 
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"events": []}`))
-	req.Header.Set("Authorization", "Bearer not-the-token")
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Body.Close()
-	if r.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("a wrong token: %d, want 401", r.StatusCode)
+	if status, _ := postTo(t, http.MethodPost, url, "not-the-token"); status != http.StatusUnauthorized {
+		t.Fatalf("a wrong token: %d, want 401", status)
 	}
 	scrape := promscrape.Get(t, metrics)
 	if v, _ := scrape.Counter(httpRequestsMetric, "status", "401"); v != 1 {

@@ -9,7 +9,7 @@ import (
 	"github.com/currents-connect/currents-connect/tests/promscrape"
 )
 
-// postTo sends body to url with the bearer token (none when empty) and
+// postTo sends an empty batch to url with the bearer token (none when empty) and
 // returns the status and the answer's text.
 func postTo(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
