@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/redpanda-data/benthos/v4/public/bloblang"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -19,20 +17,8 @@ import (
 // its dead letter output.
 func httpConfigMappings(t *testing.T) (pipeline, deadLetter string) {
 	t.Helper()
-	raw, err := os.ReadFile("config/currents_http_to_segment.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type procs []struct{ Mapping string }
-	var c struct {
-		Pipeline struct{ Processors procs }
-		Output   struct {
-			Fallback []struct{ Processors procs }
-		}
-	}
-	if err := yaml.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
+	const config = "config/currents_http_to_segment.yaml"
+	c := readShippedConfig(t, config)
 	for _, o := range c.Output.Fallback {
 		for _, p := range o.Processors {
 			if p.Mapping != "" {
@@ -40,10 +26,10 @@ func httpConfigMappings(t *testing.T) (pipeline, deadLetter string) {
 			}
 		}
 	}
-	if len(c.Pipeline.Processors) == 0 || c.Pipeline.Processors[0].Mapping == "" || deadLetter == "" {
-		t.Fatal("the Custom HTTP config has no mapping first in its pipeline, or none in its dead letter output")
+	if deadLetter == "" {
+		t.Fatal("the Custom HTTP config has no mapping in its dead letter output")
 	}
-	return c.Pipeline.Processors[0].Mapping, deadLetter
+	return c.firstMapping(t, config), deadLetter
 }
 
 // TestMalformedEventReachesTheDeadLetterUnchanged: a message the braze_currents_http input flagged as a

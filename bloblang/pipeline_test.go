@@ -116,20 +116,43 @@ func runPipeline(t *testing.T, config, inputYAML string, eras []era) *results {
 	return res
 }
 
-// shippedMapping is the mapping of the first processor of a shipped config.
-func shippedMapping(t *testing.T, config string) string {
+// mappings are the mappings of a list of processors, "" for a processor
+// of another kind.
+type mappings []struct{ Mapping string }
+
+// shippedConfig is what the tests read of a shipped config: the processors
+// of its pipeline and of its fallback's outputs.
+type shippedConfig struct {
+	Pipeline struct{ Processors mappings }
+	Output   struct {
+		Fallback []struct{ Processors mappings }
+	}
+}
+
+func readShippedConfig(t *testing.T, config string) shippedConfig {
 	t.Helper()
 	raw, err := os.ReadFile(config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c struct {
-		Pipeline struct {
-			Processors []struct{ Mapping string } `yaml:"processors"`
-		} `yaml:"pipeline"`
+	var c shippedConfig
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("%s: %v", config, err)
 	}
-	if err := yaml.Unmarshal(raw, &c); err != nil || len(c.Pipeline.Processors) == 0 || c.Pipeline.Processors[0].Mapping == "" {
-		t.Fatalf("%s: no mapping processor first (%v)", config, err)
+	return c
+}
+
+// shippedMapping is the mapping of the first processor of a shipped config.
+func shippedMapping(t *testing.T, config string) string {
+	t.Helper()
+	return readShippedConfig(t, config).firstMapping(t, config)
+}
+
+// firstMapping is the mapping of the first processor of the pipeline.
+func (c shippedConfig) firstMapping(t *testing.T, config string) string {
+	t.Helper()
+	if len(c.Pipeline.Processors) == 0 || c.Pipeline.Processors[0].Mapping == "" {
+		t.Fatalf("%s: no mapping processor first", config)
 	}
 	return c.Pipeline.Processors[0].Mapping
 }

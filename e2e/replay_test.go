@@ -26,18 +26,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
-	byGroup := map[string][]string{}
-	for i, g := range []string{"group-a", "group-b", "group-c"} {
-		for j, et := range []string{"users.messages.email.Send", "users.canvas.experimentstep.SplitEntry"} {
-			spec := fixtures.FileSpec{EventType: et, Records: 8, Seed: uint64(900 + 10*i + j),
-				IntegrationID: fixtures.IntegrationID(uint64(i)), AppGroupID: g}
-			for _, rec := range writeSpec(t, bucket, spec).Records {
-				if rec["external_user_id"] != nil || rec["user_id"] != nil {
-					byGroup[g] = append(byGroup[g], rec["id"].(string))
-				}
-			}
-		}
-	}
+	byGroup := routingTree(t, bucket, 8, 900)
 	srv := segmentapi.StartT(t, keyDefault, segmentapi.WithWriteKeys(keyGroupA, keyGroupB))
 	letters := filepath.Join(dir, "letters")
 	if err := os.Mkdir(letters, 0o755); err != nil {

@@ -22,14 +22,15 @@ const (
 
 // routingTree writes email.Send files (app_group_id in the call) and
 // experiment split files (no app_group_id: routed by integration) for three
-// integrations, one app group each. It returns the sendable events' ids by
-// the app group whose events they are.
-func routingTree(t *testing.T, bucket string) map[string][]string {
+// integrations, one app group each, of records events each, seeded from
+// seed. It returns the sendable events' ids by the app group whose events
+// they are.
+func routingTree(t *testing.T, bucket string, records int, seed uint64) map[string][]string {
 	t.Helper()
 	byGroup := map[string][]string{}
 	for i, g := range []string{"group-a", "group-b", "group-c"} {
 		for j, et := range []string{"users.messages.email.Send", "users.canvas.experimentstep.SplitEntry"} {
-			spec := fixtures.FileSpec{EventType: et, Records: 40, Seed: uint64(700 + 10*i + j),
+			spec := fixtures.FileSpec{EventType: et, Records: records, Seed: seed + uint64(10*i+j),
 				IntegrationID: fixtures.IntegrationID(uint64(i)), AppGroupID: g}
 			for _, rec := range writeSpec(t, bucket, spec).Records {
 				if rec["external_user_id"] != nil || rec["user_id"] != nil {
@@ -51,7 +52,7 @@ func TestSeveralSegmentSources(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
-	byGroup := routingTree(t, bucket)
+	byGroup := routingTree(t, bucket, 40, 700)
 	keys := fmt.Sprintf("group-a=%s,group-b=%s,%s=%s,%s=%s", keyGroupA, keyGroupB,
 		fixtures.IntegrationID(0), keyGroupA, fixtures.IntegrationID(1), keyGroupB)
 
