@@ -1,0 +1,145 @@
+package segment
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// standInProcess is set in the environment of this test binary run again as
+// the Segment stand-in, in a process of its own.
+const standInProcess = "CURRENTS_CONNECT_SEGMENT_STANDIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(standInProcess) != "" {
+		ctx, stop := context.WithCancel(context.Background())
+		go func() { _, _ = bufio.NewReader(os.Stdin).ReadByte(); stop() }() // ends with its parent
+		if err := segmentapi.RunCommand(ctx, []string{"-write-key", testKey}, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// BenchmarkOutputCPU measures the output's own CPU per call, which the stages
+// bench reads as the difference of two whole pipelines (each with its own
+// noise): batches of 100 calls as the mapping leaves them (structured, about
+// 700 bytes of JSON each), from 8 writers as with the shipped max_in_flight,
+// into the stand-in in a process of its own, as Segment runs on another
+// machine. This process's CPU time (getrusage) is then the output's alone,
+// reported in CPU-s per million calls. Each writer sends its own batch again
+// and again with new messageIds (a string each, about 0.1 µs a call), so
+// that the live heap stays small, as in a pipeline.
+// Run: go test ./plugin/segment -run '^$' -bench OutputCPU -benchtime 2000x
+func BenchmarkOutputCPU(b *testing.B) {
+	url := startStandInProcess(b)
+	out := newTestOutput(b, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_in_flight: 8}`, testKey, url))
+	const writers, callsPerBatch = 8, 100
+	var next atomic.Int64
+	runtime.GC()
+	b.ResetTimer()
+	before := cpuTime(b)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			batch := make(service.MessageBatch, callsPerBatch)
+			calls := make([]map[string]any, callsPerBatch)
+			for i := range batch {
+				calls[i] = mappedCall(i)
+				batch[i] = service.NewMessage(nil)
+				batch[i].SetStructuredMut(calls[i])
+			}
+			for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
+				for i, call := range calls {
+					call["messageId"] = "cc-" + strconv.Itoa(int(n)*callsPerBatch+i)
+				}
+				if err := out.WriteBatch(context.Background(), batch); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	used := cpuTime(b) - before
+	b.StopTimer()
+	var stats segmentapi.ControlStats
+	res, err := http.Get(url + "/_control/stats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(&stats); err != nil {
+		b.Fatal(err)
+	}
+	if stats.UniqueMessageIDs != b.N*callsPerBatch {
+		b.Fatalf("the stand-in took %d calls, %d sent", stats.UniqueMessageIDs, b.N*callsPerBatch)
+	}
+	b.ReportMetric(used.Seconds()*1e6/float64(b.N*callsPerBatch), "CPU-s/Mcalls")
+}
+
+// mappedCall is a call as the mapping leaves one: a Currents email event's
+// properties and the user's traits, maps of its own.
+func mappedCall(i int) map[string]any {
+	return map[string]any{"type": "track", "event": "Email Delivered",
+		"userId": fmt.Sprintf("user-%06d", i%100000), "anonymousId": "d6be49b57116c23704683850", "timestamp": "2026-11-01T10:07:21.123Z",
+		"properties": map[string]any{"app_group_id": "25710a9562f3d3124a5d0705", "campaign_id": "b2bedfc047a359b78f0c3071",
+			"campaign_name": "November <newsletter> & offers", "dispatch_id": "249759ea-e640-44ef-9de4-369bbcafbd46",
+			"message_variation_id": "6d4f0a6e8e3b4c1e9f2a7b5c", "email_address": "someone@example.com",
+			"send_id": "send-4f1c", "sending_ip": "10.0.0.1", "ip_pool": "pool-a", "esp": "sparkpost", "from_domain": "mail.example.com",
+			"is_amp": false, "time": int64(1793527641)},
+		"context":      map[string]any{"traits": map[string]any{"email": "someone@example.com"}, "library": map[string]any{"name": "currents-connect"}},
+		"integrations": map[string]any{"All": true}}
+}
+
+// startStandInProcess runs this test binary again as the stand-in and
+// returns its URL; it stops with the benchmark.
+func startStandInProcess(b *testing.B) string {
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), standInProcess+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		b.Fatalf("the stand-in process printed %q: %v", line, err)
+	}
+	return url
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
