@@ -19,8 +19,9 @@ type result struct {
 	wall      time.Duration
 	cpu       time.Duration
 	maxRSSMiB float64
-	errors    int      // error lines in the pipeline's logs
-	delivered delivery // what the stand-in received; zero for lines into drop
+	errors    int           // error lines in the pipeline's logs
+	delivered delivery      // what the stand-in received; zero for lines into drop
+	steal     time.Duration // CPU time the hypervisor took from the machine meanwhile, all CPUs
 }
 
 func (r result) rate() float64          { return float64(r.events) / r.wall.Seconds() }
@@ -51,12 +52,14 @@ func runLine(binary, dir, config, logPath string, env []string, extraArgs ...str
 	}
 	defer logs.Close()
 	cmd.Stderr = logs
+	stealBefore, _ := machineSteal()
 	start := time.Now()
 	out, err := cmd.Output()
 	if err != nil {
 		return result{}, fmt.Errorf("%w (logs in %s)", err, logPath)
 	}
 	wall := time.Since(start)
+	stealAfter, _ := machineSteal()
 	var usage struct{ CPUNanos, MaxRSSKiB int64 }
 	if err := json.Unmarshal(out[bytes.LastIndexByte(bytes.TrimSpace(out), '\n')+1:], &usage); err != nil {
 		return result{}, fmt.Errorf("wrapper output %q: %w", out, err)
@@ -65,7 +68,8 @@ func runLine(binary, dir, config, logPath string, env []string, extraArgs ...str
 	if err != nil {
 		return result{}, err
 	}
-	return result{wall: wall, cpu: time.Duration(usage.CPUNanos), maxRSSMiB: float64(usage.MaxRSSKiB) / 1024, errors: errors}, nil
+	return result{wall: wall, cpu: time.Duration(usage.CPUNanos), maxRSSMiB: float64(usage.MaxRSSKiB) / 1024, errors: errors,
+		steal: stealAfter - stealBefore}, nil
 }
 
 // errorLines counts the lines Connect's logger wrote at level error.

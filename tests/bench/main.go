@@ -193,7 +193,7 @@ func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
 				return nil, fmt.Errorf("%s: %w", l.name, err)
 			}
 			results[i] = lineRuns{name: l.name, runs: append(results[i].runs, r)}
-			fmt.Printf("  %-8s done in %v", l.name, r.wall.Round(time.Millisecond))
+			fmt.Printf("  %-8s done in %v, steal %.1f%%", l.name, r.wall.Round(time.Millisecond), 100*stealShare(r.steal, r.wall))
 			if n := r.delivered.requests; n > 0 {
 				fmt.Printf(", %d requests, %.0f calls each", n, float64(r.delivered.accepted)/float64(n))
 			}
@@ -206,6 +206,16 @@ func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
 	report(w, results, b.opts.env, b.opts.set)
 	if len(stages) > 0 {
 		reportStages(w, stages, staged, results)
+	}
+	var all []result
+	for _, l := range results {
+		all = append(all, l.runs...)
+	}
+	for _, rs := range staged {
+		all = append(all, rs...)
+	}
+	if warning := stealWarning(all); warning != "" {
+		fmt.Println(warning)
 	}
 	return results, sameDeliveries(results)
 }
