@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,12 +48,7 @@ func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
 // once requests go through, Connect succeeds and the calls are delivered.
 func checkFrontHoldsTheCalls(t *testing.T, front http.HandlerFunc, want string) {
 	t.Helper()
-	api := segmentapi.StartT(t, testKey)
-	target, err := url.Parse(api.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
+	api, forward := standInBehindAFront(t)
 	var fronting atomic.Bool
 	fronting.Store(true)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

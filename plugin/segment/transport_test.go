@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +39,19 @@ func newTestOutput(t testing.TB, yaml string) *output {
 	}
 	t.Cleanup(func() { _ = out.Close(context.Background()) })
 	return out
+}
+
+// standInBehindAFront starts the Segment stand-in and returns it with a
+// handler that forwards requests to it, for a test's front to call once it
+// lets requests through.
+func standInBehindAFront(t *testing.T) (*segmentapi.Server, http.Handler) {
+	t.Helper()
+	api := segmentapi.StartT(t, testKey)
+	target, err := url.Parse(api.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api, httputil.NewSingleHostReverseProxy(target)
 }
 
 func trackBatch(n int, from int, extra string) service.MessageBatch {

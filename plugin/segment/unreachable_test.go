@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,12 +118,7 @@ func TestRetryAfterIsHonouredAcrossTheDownState(t *testing.T) {
 // through to the stand-in.
 func checkRetryAfterAcrossTheDownState(t *testing.T, status int) {
 	const limited = 3
-	api := segmentapi.StartT(t, testKey)
-	target, err := url.Parse(api.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
+	api, forward := standInBehindAFront(t)
 	var mu sync.Mutex
 	var answered []time.Time // when each answer was about to be written
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
