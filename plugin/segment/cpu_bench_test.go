@@ -1,16 +1,15 @@
 package segment
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
@@ -27,9 +27,8 @@ const standInProcess = "CURRENTS_CONNECT_SEGMENT_STANDIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(standInProcess) != "" {
-		ctx, stop := context.WithCancel(context.Background())
-		go func() { _, _ = bufio.NewReader(os.Stdin).ReadByte(); stop() }() // ends with its parent
-		if err := segmentapi.RunCommand(ctx, []string{"-write-key", testKey}, os.Stdout, os.Stderr); err != nil {
+		// Killed when the benchmark ends.
+		if err := segmentapi.RunCommand(context.Background(), []string{"-write-key", testKey}, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -110,30 +109,15 @@ func mappedCall(i int) map[string]any {
 }
 
 // startStandInProcess runs this test binary again as the stand-in and
-// returns its URL; it stops with the benchmark.
+// returns its URL; it is killed when the benchmark ends.
 func startStandInProcess(b *testing.B) string {
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), standInProcess+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		b.Fatalf("the stand-in process printed %q: %v", line, err)
-	}
-	return url
+	return serverproc.StartServer(b, cmd, standInListening, 30*time.Second)
 }
+
+// standInListening is the stand-in command's first line.
+var standInListening = regexp.MustCompile(`^listening (http://\S+)$`)
 
 // cpuTime is the CPU time this process has used, user and system.
 func cpuTime(b *testing.B) time.Duration {

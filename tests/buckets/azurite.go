@@ -2,6 +2,7 @@ package buckets
 
 import (
 	"context"
+	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -33,7 +34,7 @@ func StartAzurite(t testing.TB) *Bucket {
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", "0",
 		"--location", t.TempDir(), "--silent", "--skipApiVersionCheck", "--loose",
 		"--disableTelemetry") // telemetry would try to reach the internet
-	endpoint := startServer(t, cmd, azListening, 60*time.Second)
+	endpoint := serverproc.StartServer(t, cmd, azListening, 60*time.Second)
 	u, err := url.Parse(endpoint)
 	if err != nil {
 		t.Fatalf("azurite printed %q: %v", endpoint, err)

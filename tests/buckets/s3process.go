@@ -1,6 +1,7 @@
 package buckets
 
 import (
+	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -35,10 +36,10 @@ func StartS3Process(t testing.TB, bin, dir string) (b *Bucket, stop func(), rest
 	}
 
 	var cmd *exec.Cmd
-	logs := &syncBuffer{}
+	logs := &serverproc.SyncBuffer{}
 	run := func(addr string) string {
 		cmd = exec.Command(bin, "-addr", addr, "-bucket", s3Bucket, "-dir", dir)
-		endpoint, err := start(cmd, s3Listening, 30*time.Second, logs)
+		endpoint, err := serverproc.Start(cmd, s3Listening, 30*time.Second, logs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,14 +50,14 @@ func StartS3Process(t testing.TB, bin, dir string) (b *Bucket, stop func(), rest
 	if err != nil {
 		t.Fatalf("s3server printed %q: %v", endpoint, err)
 	}
-	stop = func() { kill(cmd) }
+	stop = func() { serverproc.Kill(cmd) }
 	restart = func() {
 		t.Helper()
 		stop()
 		run(u.Host)
 	}
 	t.Cleanup(func() {
-		reportIfFailed(t, cmd, logs)
+		serverproc.ReportIfFailed(t, cmd, logs)
 		stop()
 	})
 	return newS3Bucket(endpoint, s3Bucket), stop, restart

@@ -1,4 +1,7 @@
-package buckets
+// Package serverproc runs a test server as a process of its own: started,
+// waited for until it prints the line saying where it listens, killed when
+// the test ends.
+package serverproc
 
 import (
 	"bufio"
@@ -12,34 +15,34 @@ import (
 	"time"
 )
 
-// startServer starts cmd and waits until a stdout line matches ready, whose
+// StartServer starts cmd and waits until a stdout line matches ready, whose
 // first group (the server's URL) it returns. The process is killed when the
 // test ends.
-func startServer(t testing.TB, cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) string {
+func StartServer(t testing.TB, cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
-	logs := &syncBuffer{}
-	url, err := start(cmd, ready, timeout, logs)
+	logs := &SyncBuffer{}
+	url, err := Start(cmd, ready, timeout, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		reportIfFailed(t, cmd, logs)
-		kill(cmd)
+		ReportIfFailed(t, cmd, logs)
+		Kill(cmd)
 	})
 	return url
 }
 
-// reportIfFailed shows a server's output and state when the test failed, so
+// ReportIfFailed shows a server's output and state when the test failed, so
 // that a server that died or misbehaved explains itself.
-func reportIfFailed(t testing.TB, cmd *exec.Cmd, logs *syncBuffer) {
+func ReportIfFailed(t testing.TB, cmd *exec.Cmd, logs *SyncBuffer) {
 	if t.Failed() {
 		t.Logf("%s (state %v) wrote:\n%s", cmd.Path, cmd.ProcessState, logs.String())
 	}
 }
 
-// start is startServer without the testing.TB, for restartable processes;
+// Start is StartServer without the testing.TB, for restartable processes;
 // the server's output goes to logs.
-func start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration, logs *syncBuffer) (string, error) {
+func Start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration, logs *SyncBuffer) (string, error) {
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -68,30 +71,32 @@ func start(cmd *exec.Cmd, ready *regexp.Regexp, timeout time.Duration, logs *syn
 		}
 	case <-time.After(timeout):
 	}
-	kill(cmd)
+	Kill(cmd)
 	return "", fmt.Errorf("%s did not print a line matching %q within %v (%v); output:\n%s",
 		cmd.Path, ready, timeout, cmd.ProcessState, logs.String())
 }
 
-func kill(cmd *exec.Cmd) {
+// Kill kills cmd's process, if it is running, and waits for it.
+func Kill(cmd *exec.Cmd) {
 	if cmd.Process != nil && cmd.ProcessState == nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a buffer that a process's output and a test may use at once.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
