@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -13,9 +15,10 @@ import (
 
 // TestDockerImageBuildsLikeCI checks what can be checked of the image with no
 // Docker engine here: the Dockerfile builds with .ci/build, the script CI
-// builds with, and that script's binary is static, stripped, version-stamped
-// and carries time zone data; the image runs as non-root from /app, holding
-// bloblang/ and config/ so Bloblang imports resolve.
+// builds with, and that script's binary is static, stripped, built with the
+// profile (cmd/connect/default.pgo), version-stamped and carries time zone
+// data; the image runs as non-root from /app, holding bloblang/ and config/
+// so Bloblang imports resolve.
 func TestDockerImageBuildsLikeCI(t *testing.T) {
 	t.Parallel()
 	dockerfile := readRepoFile(t, "Dockerfile")
@@ -51,6 +54,15 @@ func TestDockerImageBuildsLikeCI(t *testing.T) {
 	}
 	if f.Section(".symtab") != nil {
 		t.Error("the binary is not stripped")
+	}
+	// Built with the profile cmd/connect/default.pgo (Go's profile-guided
+	// optimisation, docs/benchmarks.md): about a tenth less CPU a line.
+	info, err := buildinfo.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(info.Settings, func(s debug.BuildSetting) bool { return s.Key == "-pgo" && s.Value == "default.pgo" }) {
+		t.Errorf("the binary was not built with cmd/connect/default.pgo: %v", info.Settings)
 	}
 	version, err := exec.Command(out, "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(version), "9.9.9-dockertest") {
