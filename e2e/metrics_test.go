@@ -10,16 +10,16 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/currents-connect/currents-connect/tests/promscrape"
 )
 
 // scrape is a parsed Prometheus text exposition: its families by name.
-type scrape map[string]*dto.MetricFamily
+type scrape promscrape.Scrape
 
 func parseScrape(text string) (scrape, error) {
-	p := expfmt.NewTextParser(model.LegacyValidation) // as classic Prometheus servers read it
-	return p.TextToMetricFamilies(strings.NewReader(text))
+	s, err := promscrape.Parse(strings.NewReader(text))
+	return scrape(s), err
 }
 
 // scrapeMetrics reads the /metrics of Connect's HTTP server at addr.

@@ -3,6 +3,7 @@ package promscrape
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -57,12 +58,19 @@ func Get(t testing.TB, url string) Scrape {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("%s answered %d", url, res.StatusCode)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(res.Body)
+	families, err := Parse(res.Body)
 	if err != nil {
 		t.Fatalf("%s does not parse: %v", url, err)
 	}
 	return families
+}
+
+// Parse reads a scrape as classic Prometheus servers read it (metric and
+// label names of the legacy charset), so that a name they would refuse
+// fails the test that exports it.
+func Parse(r io.Reader) (Scrape, error) {
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	return p.TextToMetricFamilies(r)
 }
 
 // Counter is the sum of the counter name's samples whose label is value
