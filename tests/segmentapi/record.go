@@ -9,6 +9,7 @@ import (
 // /v1/* requests count; /_control/ requests never do.
 type Stats struct {
 	Requests          int            `json:"requests"`             // /v1/* requests received
+	HTTP2Requests     int            `json:"http2_requests"`       // of which over HTTP/2 (WithTLS)
 	Accepted          int            `json:"accepted"`             // calls accepted and recorded (duplicates included)
 	Rejected400       int            `json:"rejected_400"`         // requests refused with 400 by validation (not injected)
 	Unauthorized      int            `json:"unauthorized"`         // requests refused with 401

@@ -112,6 +112,9 @@ func (s *Server) enter(r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rec.stats.Requests++
+	if r.ProtoMajor == 2 {
+		s.rec.stats.HTTP2Requests++
+	}
 	s.markConnLocked(r, roleSegment)
 	s.rec.inflight++
 	s.rec.stats.MaxConcurrent = max(s.rec.stats.MaxConcurrent, s.rec.inflight)

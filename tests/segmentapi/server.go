@@ -13,6 +13,7 @@ package segmentapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,7 @@ type config struct {
 	control       bool
 	idsOnly       bool
 	otherKeys     []string
+	tls           bool
 	clock         clockwork.Clock // stamps receivedAt
 }
 
@@ -96,6 +98,8 @@ type Server struct {
 	cfg       config
 	addr      string // host:port fixed by the first listen, reused by Up
 	handler   http.Handler
+	tlsConf   *tls.Config // WithTLS: the certificate the server presents
+	certPEM   []byte
 
 	lifeMu sync.Mutex // serialises Down/Up/Close
 	hs     *http.Server
@@ -128,6 +132,12 @@ func Start(writeKey string, opts ...Option) (*Server, error) {
 		s.writeKeys[k] = true
 	}
 	s.rec.clear()
+	if cfg.tls {
+		var err error
+		if s.tlsConf, s.certPEM, err = serverTLS(); err != nil {
+			return nil, err
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/", s.serveSegment)
 	if cfg.control {
@@ -155,8 +165,14 @@ func StartT(t testing.TB, writeKey string, opts ...Option) *Server {
 	return s
 }
 
-// URL is the base URL, e.g. http://127.0.0.1:41234; stable across Down/Up.
-func (s *Server) URL() string { return "http://" + s.addr }
+// URL is the base URL, e.g. http://127.0.0.1:41234 (https:// WithTLS);
+// stable across Down/Up.
+func (s *Server) URL() string {
+	if s.tlsConf != nil {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
 
 // Close stops serving for good; Up afterwards fails.
 func (s *Server) Close() error {
@@ -219,6 +235,12 @@ func (s *Server) serve(ln net.Listener) {
 	s.hs, s.done = hs, done
 	go func() {
 		defer close(done)
+		if s.tlsConf != nil {
+			// ServeTLS offers HTTP/2 as well as HTTP/1.1.
+			hs.TLSConfig = s.tlsConf.Clone()
+			_ = hs.ServeTLS(trackingListener{ln}, "", "")
+			return
+		}
 		_ = hs.Serve(trackingListener{ln})
 	}()
 }
@@ -261,7 +283,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rec.stats.ConnectionsOpened++
-	if tc, ok := c.(*trackedConn); ok {
+	if tc := trackedOf(c); tc != nil {
 		tc.gen = s.rec.gen
 	}
 }
@@ -270,7 +292,8 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // ConnectionsOpened limited to connections that carried /v1/* traffic (or
 // none at all). Callers hold s.mu.
 func (s *Server) markConnLocked(r *http.Request, role connRole) {
-	tc, _ := r.Context().Value(connKey{}).(*trackedConn)
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	tc := trackedOf(c)
 	if tc == nil || tc.role == roleSegment || tc.role == role {
 		return
 	}

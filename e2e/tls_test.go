@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/currents-connect/currents-connect/tests/deadletter"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// TestFaultStormOverTLSAndHTTP2 runs the shipped pipeline against Segment as
+// production reaches it: over HTTPS, where Go's transport speaks HTTP/2,
+// with the stand-in's certificate trusted through SSL_CERT_FILE (as a
+// proxy's own CA would be), through a storm of 503s, 429s with Retry-After
+// and reset streams (a dropped answer under HTTP/2). Every event arrives,
+// every request went over HTTP/2, and no connection was opened but by the
+// output's first requests, which may each dial one before any has
+// negotiated HTTP/2 (Go then closes the extras): none for a failed request,
+// as HTTP/1.1 needs after each dropped connection.
+func TestFaultStormOverTLSAndHTTP2(t *testing.T) {
+	t.Parallel()
+	r := newFaultRig(t, 3, 20, 76, segmentapi.WithTLS())
+	srv := r.srv
+	cert := filepath.Join(t.TempDir(), "segment.pem")
+	if err := os.WriteFile(cert, srv.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Storm(segmentapi.StormSpec{Fail503: 0.15, RateLimit429: 0.1, RetryAfter: time.Second, Drop: 0.05, Seed: 76}); err != nil {
+		t.Fatal(err)
+	}
+	env := append(r.env(), "SSL_CERT_FILE="+cert)
+	runToEnd(t, env, append(append([]string{"run"}, quickRetries...), shippedConfig)...)
+	st := srv.Stats()
+	for _, kind := range []string{segmentapi.FaultStorm503, segmentapi.FaultStorm429, segmentapi.FaultStormDrop} {
+		if st.Faulted[kind] == 0 {
+			t.Errorf("the storm served no %s: %+v", kind, st)
+		}
+	}
+	if st.Requests == 0 || st.HTTP2Requests != st.Requests {
+		t.Errorf("%d of %d requests over HTTP/2, want all", st.HTTP2Requests, st.Requests)
+	}
+	if st.ConnectionsOpened > 8 { // the output's max_requests_in_flight
+		t.Errorf("%d connections for %d requests, %d of them reset: HTTP/2 carries them on a few", st.ConnectionsOpened, st.Requests, st.Faulted[segmentapi.FaultStormDrop])
+	}
+	t.Logf("%d requests over HTTP/2 on %d connections, faults %v", st.Requests, st.ConnectionsOpened, st.Faulted)
+	if err := srv.Storm(segmentapi.StormSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
+}
