@@ -50,3 +50,19 @@ func TestFaultStormOverTLSAndHTTP2(t *testing.T) {
 	}
 	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
+
+// TestSegmentThroughAnOutboundProxy: with HTTP_PROXY set, as any Go program
+// reads it, the output's requests go through the proxy, here to an endpoint
+// that only the proxy reaches (no resolver knows a .invalid name). Loopback
+// addresses bypass a proxy in Go, so the bucket is read directly.
+func TestSegmentThroughAnOutboundProxy(t *testing.T) {
+	t.Parallel()
+	r := newFaultRig(t, 1, 10, 77)
+	proxy := startRecordingProxy(t, r.srv.URL(), nil)
+	env := append(r.env(), "SEGMENT_ENDPOINT=http://segment.invalid", "HTTP_PROXY="+proxy.url, "NO_PROXY=")
+	runToEnd(t, env)
+	if n := len(proxy.log()); n == 0 {
+		t.Fatal("no request went through the proxy")
+	}
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
+}
