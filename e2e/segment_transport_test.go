@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,4 +70,149 @@ func TestSegmentThroughAnOutboundProxy(t *testing.T) {
 		t.Fatal("no request went through the proxy")
 	}
 	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
+}
+
+// TestSegmentOverAConnectionGoneSilent: the connection carrying the output's
+// requests goes silent mid-run (a NAT or load balancer that forgot it:
+// established, but nothing comes back), as the stand-in answers its third
+// request. The requests on it time out, and the output must send them again
+// on a new connection, not wait on the silent one for ever: over HTTP/2,
+// where one connection carries every request, it did until the output's
+// transport pinged its connections; over HTTP/1.1 a timed-out request's
+// connection is closed.
+func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
+	t.Parallel()
+	for _, overTLS := range []bool{true, false} {
+		t.Run(map[bool]string{true: "HTTP2", false: "HTTP1"}[overTLS], func(t *testing.T) {
+			var opts []segmentapi.Option
+			if overTLS {
+				opts = append(opts, segmentapi.WithTLS())
+			}
+			r := newFaultRig(t, 2, 20, 78, opts...)
+			srv := r.srv
+			scheme, target, _ := strings.Cut(srv.URL(), "://")
+			front := startSilencingProxy(t, target)
+			var seen atomic.Int64
+			srv.OnRequest(func(*http.Request, []segmentapi.Call) {
+				if seen.Add(1) == 3 {
+					front.silence()
+				}
+			})
+			env := append(r.env(), "SEGMENT_ENDPOINT="+scheme+"://"+front.addr())
+			if overTLS {
+				cert := filepath.Join(t.TempDir(), "segment.pem")
+				if err := os.WriteFile(cert, srv.CertPEM(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				env = append(env, "SSL_CERT_FILE="+cert)
+			}
+			runToEnd(t, env, append(append([]string{"run", "--set", "output.fallback.0.reject_errored.segment.request_timeout=2s"},
+				quickRetries...), shippedConfig)...)
+			if front.silenced() == 0 {
+				t.Fatal("no connection went silent")
+			}
+			st := srv.Stats()
+			t.Logf("%d connections silenced, %d opened through the front, %d requests (%d over HTTP/2)",
+				front.silenced(), front.opened(), st.Requests, st.HTTP2Requests)
+			r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
+		})
+	}
+}
+
+// silencingProxy forwards TCP connections to target; silence makes the
+// connections open at that moment swallow everything from then on, both
+// ways, without closing: a peer that vanished. Later connections forward.
+type silencingProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	live   []*atomic.Bool // per open connection: silenced
+	count  int
+	muted  int
+	closed chan struct{}
+}
+
+func startSilencingProxy(t *testing.T, target string) *silencingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silencingProxy{ln: ln, closed: make(chan struct{})}
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		close(p.closed)
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			muted := new(atomic.Bool)
+			p.mu.Lock()
+			p.live, p.count = append(p.live, muted), p.count+1
+			p.mu.Unlock()
+			conns.Add(2)
+			go p.pipe(&conns, c, up, muted)
+			go p.pipe(&conns, up, c, muted)
+		}
+	}()
+	return p
+}
+
+// pipe copies src to dst until either ends or the proxy closes; once muted,
+// what it reads goes nowhere.
+func (p *silencingProxy) pipe(wg *sync.WaitGroup, src, dst net.Conn, muted *atomic.Bool) {
+	defer wg.Done()
+	go func() {
+		<-p.closed
+		_ = src.Close()
+		_ = dst.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !muted.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !muted.Load() {
+				_ = dst.Close()
+			}
+			return
+		}
+	}
+}
+
+func (p *silencingProxy) silence() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.live {
+		if !m.Swap(true) {
+			p.muted++
+		}
+	}
+}
+
+func (p *silencingProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *silencingProxy) silenced() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.muted
+}
+
+func (p *silencingProxy) opened() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count
 }

@@ -129,7 +129,7 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
 			service.NewDurationField(fieldRequestTimeout).
-				Description("How long one request may take before it counts as a transient failure (above 0).").
+				Description("How long one request may take before it counts as a transient failure (above 0). An HTTP/2 connection that receives nothing for half of it is pinged, and closed when the ping goes unanswered as long, so that a connection gone silent does not hold the requests.").
 				Default("10s").Advanced(),
 			service.NewIntField(fieldMaxRetries).
 				Description("How many times a request is retried after transient failures before its calls fail; 0 retries until the output closes, which keeps calls in the pipeline through an outage.").
@@ -314,6 +314,13 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxRequests * 2
 	transport.MaxIdleConns = maxRequests * 2
+	// An HTTP/2 connection that goes silent (a NAT or load balancer that
+	// forgot it: established, nothing comes back) carries every request in
+	// flight, and Go kept sending the retries down it for ever. Go pings a
+	// connection that has received nothing for half a request's time, and
+	// closes it when the ping is not answered in as long: requests then move
+	// to a new connection within about one request_timeout.
+	transport.HTTP2 = &http.HTTP2Config{SendPingTimeout: s.requestTimeout / 2, PingTimeout: s.requestTimeout / 2}
 	// A redirect is an answer about the endpoint, not the calls: followed, a
 	// POST becomes a GET without them, whose 200 would accept them unsent.
 	s.client = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
