@@ -316,7 +316,8 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	transport.MaxIdleConns = maxRequests * 2
 	// An HTTP/2 connection that goes silent (a NAT or load balancer that
 	// forgot it: established, nothing comes back) carries every request in
-	// flight, and Go kept sending the retries down it for ever. Go pings a
+	// flight, and Go kept sending the retries down it until TCP gave up on
+	// it (never, behind a hung proxy that still acknowledges). Go pings a
 	// connection that has received nothing for half a request's time, and
 	// closes it when the ping is not answered in as long: requests then move
 	// to a new connection within about one request_timeout.
