@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,102 +115,4 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 			r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 		})
 	}
-}
-
-// silencingProxy forwards TCP connections to target; silence makes the
-// connections open at that moment swallow everything from then on, both
-// ways, without closing: a peer that vanished. Later connections forward.
-type silencingProxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	live   []*atomic.Bool // per open connection: silenced
-	count  int
-	muted  int
-	closed chan struct{}
-}
-
-func startSilencingProxy(t *testing.T, target string) *silencingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &silencingProxy{ln: ln, closed: make(chan struct{})}
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		close(p.closed)
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			muted := new(atomic.Bool)
-			p.mu.Lock()
-			p.live, p.count = append(p.live, muted), p.count+1
-			p.mu.Unlock()
-			conns.Add(2)
-			go p.pipe(&conns, c, up, muted)
-			go p.pipe(&conns, up, c, muted)
-		}
-	}()
-	return p
-}
-
-// pipe copies src to dst until either ends or the proxy closes; once muted,
-// what it reads goes nowhere.
-func (p *silencingProxy) pipe(wg *sync.WaitGroup, src, dst net.Conn, muted *atomic.Bool) {
-	defer wg.Done()
-	go func() {
-		<-p.closed
-		_ = src.Close()
-		_ = dst.Close()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !muted.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if !muted.Load() {
-				_ = dst.Close()
-			}
-			return
-		}
-	}
-}
-
-func (p *silencingProxy) silence() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range p.live {
-		if !m.Swap(true) {
-			p.muted++
-		}
-	}
-}
-
-func (p *silencingProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *silencingProxy) silenced() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.muted
-}
-
-func (p *silencingProxy) opened() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.count
 }

@@ -43,6 +43,7 @@ const (
 	inFieldShard            = "shard"
 	inFieldParallel         = "max_parallel_objects"
 	inFieldReadAttempts     = "read_attempts"
+	inFieldReadTimeout      = "read_timeout"
 	inFieldProgress         = "progress_interval"
 	inFieldSummary          = "summary_interval"
 	inFieldNotifications    = "notifications"
@@ -191,6 +192,8 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 				Description("How many objects are downloaded and decoded at once. Each holds one Avro block and at most one batch of decoded events in memory; the events in flight downstream add to that.").Default(4),
 			service.NewIntField(inFieldReadAttempts).
 				Description("How many times an unreadable object is tried in a pass before it is left for the next one.").Default(5).Advanced(),
+			service.NewDurationField(inFieldReadTimeout).
+				Description("How long opening an object, or one read of it, may wait for the bucket before the attempt counts as failed and the object is read again from the event it reached, on a new connection: a connection gone silent (a NAT or load balancer that forgot it) would otherwise hold the read until TCP gives up, about 15 minutes, or for ever behind a hung proxy. Time spent waiting for the pipeline to take events does not count. 0: never.").Default("1m").Advanced(),
 			service.NewDurationField(inFieldProgress).
 				Description("How often a progress summary is logged while objects are being read; 0 turns it off.").Default("30s").Advanced(),
 			service.NewDurationField(inFieldSummary).

@@ -31,6 +31,7 @@ type inputConfig struct {
 	moveTo         string
 	parallel       int
 	readAttempts   int
+	readTimeout    time.Duration
 	progressPeriod time.Duration
 	summaryPeriod  time.Duration
 	structured     bool
@@ -114,6 +115,12 @@ func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error
 	}
 	if c.readAttempts, err = conf.FieldInt(inFieldReadAttempts); err != nil {
 		return c, err
+	}
+	if c.readTimeout, err = conf.FieldDuration(inFieldReadTimeout); err != nil {
+		return c, err
+	}
+	if c.readTimeout < 0 {
+		return c, fmt.Errorf("%s must not be negative (0: reads are never timed out), got %v", inFieldReadTimeout, c.readTimeout)
 	}
 	if c.progressPeriod, err = conf.FieldDuration(inFieldProgress); err != nil {
 		return c, err

@@ -101,14 +101,18 @@ func (in *currentsInput) logUnread(key string, attempts int, err error) {
 // rejected as oversize).
 func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitted *int64) error {
 	o := run.obj
-	r, err := in.bucket.NewReader(ctx, o.key, nil)
+	guard, readCtx, stop := newStallGuard(ctx, in.clock, in.conf.readTimeout)
+	defer stop()
+	guard.arm()
+	r, err := in.bucket.NewReader(readCtx, o.key, nil)
+	guard.disarm()
 	if err != nil {
-		return err
+		return stalledErr(readCtx, err)
 	}
 	if o.modTime.IsZero() { // named by a notification, not listed
 		o.size, o.modTime = r.Size(), r.ModTime()
 	}
-	s := in.scan.newEventScanner(r, o.key, *emitted, map[string]any{
+	s := in.scan.newEventScanner(guard.reader(r), o.key, *emitted, map[string]any{
 		MetaBucket:     bucketName(in.conf.url),
 		MetaKey:        o.key,
 		MetaObjectSize: o.size,
@@ -125,7 +129,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 			// Every record before s.next was handed over or rejected as too
 			// large: a retry starts after them, and reports none again.
 			*emitted = max(*emitted, s.next)
-			return err
+			return stalledErr(readCtx, err)
 		}
 		// Counted before the pipeline has the batch, which may change it.
 		n, anonymous := len(batch), withoutExternalUserID(batch)
