@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
@@ -57,4 +61,64 @@ func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
 	}
 	checkDeadLetters(t, srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), want, noUser, true)
 	checkDelivered(t, srv, want)
+}
+
+// TestBucketListingOverAConnectionGoneSilent: the bucket takes a listing and
+// never answers it (a connection gone silent, as above, at the HTTP level):
+// the first check that the bucket can be listed, at start, and the first
+// page of the first pass. Each waits read_timeout (2 s here) and fails with
+// that reason; the start is tried again, the pass listed again, and every
+// event arrives. Before, each waited until TCP gave up, the input idle.
+func TestBucketListingOverAConnectionGoneSilent(t *testing.T) {
+	t.Parallel()
+	r := newFaultRig(t, 1, 10, 80)
+	u, err := url.Parse(r.bucket.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	target, err := url.Parse(q.Get("endpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The check at start lists one key (max-keys=1), a pass lists by
+	// directory (delimiter /); the shards' check lists the checkpoints.
+	var checks, passes, held atomic.Int64
+	stop := make(chan struct{})
+	forward := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet && req.URL.Query().Has("list-type") {
+			var n *atomic.Int64
+			switch {
+			case req.URL.Query().Get("max-keys") == "1":
+				n = &checks
+			case req.URL.Query().Get("delimiter") == "/":
+				n = &passes
+			}
+			if n != nil && n.Add(1) == 1 { // no answer
+				held.Add(1)
+				select {
+				case <-req.Context().Done():
+				case <-stop:
+				}
+				return
+			}
+		}
+		forward.ServeHTTP(w, req)
+	}))
+	t.Cleanup(front.Close)
+	t.Cleanup(func() { close(stop) }) // runs before front.Close
+	q.Set("endpoint", front.URL)
+	u.RawQuery = q.Encode()
+	through := *r.bucket
+	through.URL = u.String()
+
+	env := bucketEnv(&through, r.srv, filepath.Join(t.TempDir(), "dead.jsonl"))
+	p := runToEnd(t, env, "run", "--set", "input.braze_currents.read_timeout=2s", shippedConfig)
+	const timedOut = "the bucket answered nothing for 2s (read_timeout)"
+	if held.Load() != 2 || p.count("Failed to connect to braze_currents", timedOut) != 1 || p.count("Listing", "failed, retrying", timedOut) != 1 {
+		t.Fatalf("%d listings held (%d checks, %d of passes); want the first of each held and logged as timed out:\n%s",
+			held.Load(), checks.Load(), passes.Load(), lastLines(p.logs(), 20))
+	}
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }

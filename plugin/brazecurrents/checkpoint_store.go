@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
@@ -19,7 +20,7 @@ func (in *currentsInput) checkpointStore(bucket *blob.Bucket) checkpointStore {
 	case in.conf.ckptCache != "":
 		return newSlotted(&cacheStore{mgr: in.mgr, cache: in.conf.ckptCache}, in.conf.ckptKey, in.log)
 	case in.conf.ckptInBucket:
-		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url)}, in.conf.ckptKey, in.log)
+		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url), timeout: in.conf.readTimeout}, in.conf.ckptKey, in.log)
 	}
 	return nil
 }
@@ -146,12 +147,15 @@ func (s *cacheStore) describe() string { return "cache " + s.cache }
 
 // bucketStore keeps the checkpoint as an object in the bucket itself.
 type bucketStore struct {
-	bucket *blob.Bucket
-	name   string
+	bucket  *blob.Bucket
+	name    string
+	timeout time.Duration // each call's limit (read_timeout; 0: none)
 }
 
 func (s *bucketStore) get(ctx context.Context, key string) ([]byte, error) {
+	ctx, done := callCtx(ctx, s.timeout)
 	raw, err := s.bucket.ReadAll(ctx, key)
+	err = done(err)
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return nil, nil
 	}
@@ -159,7 +163,8 @@ func (s *bucketStore) get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (s *bucketStore) put(ctx context.Context, key string, doc []byte) error {
-	return bucketurl.Redact(s.bucket.WriteAll(ctx, key, doc, &blob.WriterOptions{ContentType: "application/json"}))
+	ctx, done := callCtx(ctx, s.timeout)
+	return bucketurl.Redact(done(s.bucket.WriteAll(ctx, key, doc, &blob.WriterOptions{ContentType: "application/json"})))
 }
 
 func (s *bucketStore) describe() string { return "bucket " + s.name }

@@ -193,7 +193,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 			service.NewIntField(inFieldReadAttempts).
 				Description("How many times an unreadable object is tried in a pass before it is left for the next one.").Default(5).Advanced(),
 			service.NewDurationField(inFieldReadTimeout).
-				Description("How long opening an object, or one read of it, may wait for the bucket before the attempt counts as failed and the object is read again from the event it reached, on a new connection: a connection gone silent (a NAT or load balancer that forgot it) would otherwise hold the read until TCP gives up, about 15 minutes, or for ever behind a hung proxy. Time spent waiting for the pipeline to take events does not count. 0: never.").Default("1m").Advanced(),
+				Description("How long a call to the bucket may wait for it: opening an object or one read of it (the object is then read again from the event it reached, on a new connection), a page of a listing (listed again), the checkpoint's read or write (tried again). A connection gone silent (a NAT or load balancer that forgot it) would otherwise hold the call until TCP gives up, about 15 minutes, or for ever behind a hung proxy. Time spent waiting for the pipeline to take events does not count. 0: never.").Default("1m").Advanced(),
 			service.NewDurationField(inFieldProgress).
 				Description("How often a progress summary is logged while objects are being read; 0 turns it off.").Default("30s").Advanced(),
 			service.NewDurationField(inFieldSummary).
@@ -299,7 +299,7 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	if in.bucket != nil {
 		return nil
 	}
-	bucket, err := openChecked(ctx, in.conf.url, in.conf.prefix)
+	bucket, err := openChecked(ctx, in.conf.url, in.conf.prefix, in.conf.readTimeout)
 	if err != nil {
 		return err
 	}
@@ -361,14 +361,16 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 
 // openChecked opens the bucket and proves it can be listed, so that a
 // missing or forbidden bucket fails at start with a message that says so.
-// Connect retries it: a bucket may be unreachable only for a while.
-func openChecked(ctx context.Context, url, prefix string) (*blob.Bucket, error) {
+// Connect retries it: a bucket may be unreachable only for a while. The
+// listing waits at most timeout (read_timeout; 0: no limit).
+func openChecked(ctx context.Context, url, prefix string, timeout time.Duration) (*blob.Bucket, error) {
 	bucket, err := bucketurl.Open(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), err)
 	}
-	_, _, err = bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
-	if err == nil {
+	listCtx, done := callCtx(ctx, timeout)
+	_, _, err = bucket.ListPage(listCtx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
+	if err = done(err); err == nil {
 		return bucket, nil
 	}
 	err = bucketurl.Redact(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gocloud.dev/blob"
 
@@ -109,7 +110,7 @@ func TestInputMissingS3BucketFailsClearly(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	missing := strings.Replace(b.URL, "s3://"+b.Name+"?", "s3://no-such-bucket?", 1)
-	_, err := openChecked(context.Background(), missing, "currents/")
+	_, err := openChecked(context.Background(), missing, "currents/", time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "s3://no-such-bucket") || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("error %v", err)
 	}

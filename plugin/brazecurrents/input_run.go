@@ -51,7 +51,8 @@ func (in *currentsInput) run(ctx context.Context) {
 // sooner than poll_interval, so that a passing failure is soon over, and in
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
-	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now}
+	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now,
+		timeout: in.conf.readTimeout}
 	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
 	if in.conf.watch {

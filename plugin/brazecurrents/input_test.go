@@ -298,7 +298,7 @@ func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
 func TestInputFileBucketCheckpointNeedsNoTempDir(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "elsewhere"))
-	bucket, err := openChecked(context.Background(), "file://"+dir, "currents/")
+	bucket, err := openChecked(context.Background(), "file://"+dir, "currents/", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestInputFileBucketCheckpointNeedsNoTempDir(t *testing.T) {
 }
 
 func TestInputMissingBucketFailsClearly(t *testing.T) {
-	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/")
+	_, err := openChecked(context.Background(), "file:///no/such/dir/anywhere", "currents/", time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "/no/such/dir/anywhere") {
 		t.Fatalf("error %v", err)
 	}

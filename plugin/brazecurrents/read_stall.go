@@ -79,3 +79,22 @@ func stalledErr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// callCtx limits one call to the bucket other than an object's body (a page
+// of a listing, the checkpoint object) to timeout, read_timeout, for the
+// same reason; 0 leaves it unlimited. done releases the limit and returns
+// the call's error, naming the timeout when it caused it.
+func callCtx(ctx context.Context, timeout time.Duration) (context.Context, func(error) error) {
+	if timeout <= 0 {
+		return ctx, func(err error) error { return err }
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	return cctx, func(err error) error {
+		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		cancel()
+		if err != nil && timedOut {
+			return fmt.Errorf("the bucket answered nothing for %v (read_timeout): %w", timeout, err)
+		}
+		return err
+	}
+}

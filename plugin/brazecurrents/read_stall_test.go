@@ -2,6 +2,7 @@ package brazecurrents
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -69,5 +70,30 @@ func TestStallGuardEndsASilentRead(t *testing.T) {
 	defer stop()
 	if ctx.Done() != nil {
 		t.Fatal("read_timeout 0 still guards: the read's context can end")
+	}
+}
+
+// TestCallCtxNamesTheTimeout: a call to the bucket that outlasts
+// read_timeout fails naming it; one that ends first, or whose caller gives
+// up, keeps its own error; 0 limits nothing.
+func TestCallCtxNamesTheTimeout(t *testing.T) {
+	ctx, done := callCtx(context.Background(), time.Millisecond)
+	<-ctx.Done() // the call waits for an answer that never comes
+	if err := done(ctx.Err()); err == nil || !strings.Contains(err.Error(), "the bucket answered nothing for 1ms (read_timeout)") ||
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call past read_timeout failed with %v", err)
+	}
+	_, done = callCtx(context.Background(), time.Hour)
+	if err := done(io.ErrUnexpectedEOF); err != io.ErrUnexpectedEOF {
+		t.Fatalf("a call's own error became %v", err)
+	}
+	parent, cancel := context.WithCancel(context.Background())
+	cancel()
+	ctx, done = callCtx(parent, time.Hour)
+	if err := done(ctx.Err()); !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "read_timeout") {
+		t.Fatalf("a call its caller gave up failed with %v", err)
+	}
+	if ctx, _ := callCtx(context.Background(), 0); ctx.Done() != nil {
+		t.Fatal("read_timeout 0 still limits calls")
 	}
 }

@@ -38,6 +38,7 @@ type shardCheck struct {
 	shard, shards int
 	watch         bool // a one-pass run may end: a released checkpoint is a shard that ran
 	grace         time.Duration
+	timeout       time.Duration // each call to the bucket (read_timeout)
 	clock         clockwork.Clock
 	log           *service.Logger
 	stats         *inputStats
@@ -60,7 +61,7 @@ func newShardCheck(in *currentsInput, bucket *blob.Bucket) *shardCheck {
 	c := &shardCheck{bucket: bucket, where: bucketName(in.conf.url), listPrefix: head + "-shard-", head: head, tail: tail,
 		slot:  regexp.MustCompile(`^(\d+)-of-(\d+)` + regexp.QuoteMeta(strings.TrimSuffix(tail, ".json")) + `\.[ab]\.json$`),
 		shard: in.conf.sel.shard, shards: in.conf.sel.shards, watch: in.conf.watch,
-		grace: max(shardGrace, 2*in.conf.ckptLease), clock: in.clock, log: in.log, stats: in.stats,
+		grace: max(shardGrace, 2*in.conf.ckptLease), timeout: in.conf.readTimeout, clock: in.clock, log: in.log, stats: in.stats,
 		kick: make(chan struct{}, 1), checked: in.afterShardCheck,
 		missingSince: map[int]time.Time{}, otherSince: map[string]time.Time{}}
 	c.poke()
@@ -205,8 +206,9 @@ func (c *shardCheck) peers(ctx context.Context, now time.Time) (map[string]peerS
 	peers := map[string]peerShard{}
 	it := c.bucket.List(&blob.ListOptions{Prefix: c.listPrefix})
 	for {
-		obj, err := it.Next(ctx)
-		if err == io.EOF {
+		pageCtx, done := callCtx(ctx, c.timeout)
+		obj, err := it.Next(pageCtx)
+		if err = done(err); err == io.EOF {
 			return peers, nil
 		}
 		if err != nil {
@@ -223,7 +225,7 @@ func (c *shardCheck) peers(ctx context.Context, now time.Time) (map[string]peerS
 			continue
 		}
 		key := shardCheckpointKey(c.head, c.tail, p.shard, p.shards)
-		raw, err := newSlotted(&bucketStore{bucket: c.bucket, name: c.where}, key, nil).load(ctx)
+		raw, err := newSlotted(&bucketStore{bucket: c.bucket, name: c.where, timeout: c.timeout}, key, nil).load(ctx)
 		var doc struct{ Owner *ownerStamp }
 		if err != nil || raw == nil || json.Unmarshal(raw, &doc) != nil {
 			continue

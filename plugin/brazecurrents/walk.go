@@ -85,6 +85,8 @@ type walker struct {
 	// directory, an object beside the hours) would never be listed again.
 	byHour map[string]time.Time
 	now    func() time.Time
+	// timeout limits each page of a listing (read_timeout).
+	timeout time.Duration
 	// What the walks since reset saw: the event_type= directories listed
 	// (pruned ones not), every key and directory listed, and whether an
 	// event_type= directory or an .avro object was among them.
@@ -135,7 +137,9 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 	}
 	iter := w.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
 	for {
-		obj, err := iter.Next(ctx)
+		pageCtx, done := callCtx(ctx, w.timeout)
+		obj, err := iter.Next(pageCtx)
+		err = done(err)
 		if errors.Is(err, io.EOF) {
 			if learns != "" {
 				w.setByHour(learns, hourly)
