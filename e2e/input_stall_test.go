@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -34,23 +31,9 @@ func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
 	buckets.UploadDir(t, bucket, dir)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 
-	u, err := url.Parse(bucket.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint, err := url.Parse(u.Query().Get("endpoint"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := startSilencingProxy(t, endpoint.Host)
+	front := startSilencingProxy(t, bucket.S3Endpoint(t).Host)
 	front.silenceAfter(256 << 10)
-	q := u.Query()
-	q.Set("endpoint", "http://"+front.addr())
-	u.RawQuery = q.Encode()
-	through := *bucket
-	through.URL = u.String()
-
-	env := bucketEnv(&through, srv, filepath.Join(t.TempDir(), "dead.jsonl"))
+	env := bucketEnv(bucket.Through(t, "http://"+front.addr()), srv, filepath.Join(t.TempDir(), "dead.jsonl"))
 	p := runToEnd(t, env, "run", "--set", "input.braze_currents.read_timeout=2s", shippedConfig)
 	if front.silenced() != 1 {
 		t.Fatalf("%d connections went silent, want the one reading the object", front.silenced())
@@ -72,21 +55,11 @@ func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
 func TestBucketListingOverAConnectionGoneSilent(t *testing.T) {
 	t.Parallel()
 	r := newFaultRig(t, 1, 10, 80)
-	u, err := url.Parse(r.bucket.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	target, err := url.Parse(q.Get("endpoint"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The check at start lists one key (max-keys=1), a pass lists by
 	// directory (delimiter /); the shards' check lists the checkpoints.
 	var checks, passes, held atomic.Int64
 	stop := make(chan struct{})
-	forward := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	through := buckets.ProxyS3(t, r.bucket, func(w http.ResponseWriter, req *http.Request, forward http.Handler) {
 		if req.Method == http.MethodGet && req.URL.Query().Has("list-type") {
 			var n *atomic.Int64
 			switch {
@@ -105,15 +78,9 @@ func TestBucketListingOverAConnectionGoneSilent(t *testing.T) {
 			}
 		}
 		forward.ServeHTTP(w, req)
-	}))
-	t.Cleanup(front.Close)
-	t.Cleanup(func() { close(stop) }) // runs before front.Close
-	q.Set("endpoint", front.URL)
-	u.RawQuery = q.Encode()
-	through := *r.bucket
-	through.URL = u.String()
-
-	env := bucketEnv(&through, r.srv, filepath.Join(t.TempDir(), "dead.jsonl"))
+	})
+	t.Cleanup(func() { close(stop) }) // runs before the front's Close
+	env := bucketEnv(through, r.srv, filepath.Join(t.TempDir(), "dead.jsonl"))
 	p := runToEnd(t, env, "run", "--set", "input.braze_currents.read_timeout=2s", shippedConfig)
 	const timedOut = "the bucket answered nothing for 2s (read_timeout)"
 	if held.Load() != 2 || p.count("Failed to connect to braze_currents", timedOut) != 1 || p.count("Listing", "failed, retrying", timedOut) != 1 {

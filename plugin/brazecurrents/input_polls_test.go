@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -178,23 +175,9 @@ func denyS3(w http.ResponseWriter) {
 	_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>`))
 }
 
+// proxyS3 is b's URL through an HTTP front (buckets.ProxyS3).
 func proxyS3(t *testing.T, b *buckets.Bucket, serve func(w http.ResponseWriter, r *http.Request, forward http.Handler)) string {
-	t.Helper()
-	u, err := url.Parse(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	target, err := url.Parse(q.Get("endpoint"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(w, r, forward) }))
-	t.Cleanup(srv.Close)
-	q.Set("endpoint", srv.URL)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return buckets.ProxyS3(t, b, serve).URL
 }
 
 // A listing that fails part way settles no hour: the hours it did not list
