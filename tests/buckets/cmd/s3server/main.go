@@ -44,7 +44,7 @@ func main() {
 			log.Fatal(err)
 		}
 		defer db.Close()
-		backend = s3bolt.New(db)
+		backend = &copyingBackend{Backend: s3bolt.New(db)}
 	}
 	if err := backend.CreateBucket(*bucket); err != nil && !gofakes3.IsAlreadyExists(err) {
 		log.Fatal(err)
