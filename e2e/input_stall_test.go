@@ -82,7 +82,7 @@ func TestBucketListingOverAConnectionGoneSilent(t *testing.T) {
 	t.Cleanup(func() { close(stop) }) // runs before the front's Close
 	env := bucketEnv(through, r.srv, filepath.Join(t.TempDir(), "dead.jsonl"))
 	p := runToEnd(t, env, "run", "--set", "input.braze_currents.read_timeout=2s", shippedConfig)
-	const timedOut = "the bucket answered nothing for 2s (read_timeout)"
+	const timedOut = "the bucket sent nothing for 2s (read_timeout)"
 	if held.Load() != 2 || p.count("Failed to connect to braze_currents", timedOut) != 1 || p.count("Listing", "failed, retrying", timedOut) != 1 {
 		t.Fatalf("%d listings held (%d checks, %d of passes); want the first of each held and logged as timed out:\n%s",
 			held.Load(), checks.Load(), passes.Load(), lastLines(p.logs(), 20))

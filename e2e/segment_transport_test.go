@@ -26,14 +26,10 @@ func TestFaultStormOverTLSAndHTTP2(t *testing.T) {
 	t.Parallel()
 	r := newFaultRig(t, 3, 20, 76, segmentapi.WithTLS())
 	srv := r.srv
-	cert := filepath.Join(t.TempDir(), "segment.pem")
-	if err := os.WriteFile(cert, srv.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	if err := srv.Storm(segmentapi.StormSpec{Fail503: 0.15, RateLimit429: 0.1, RetryAfter: time.Second, Drop: 0.05, Seed: 76}); err != nil {
 		t.Fatal(err)
 	}
-	env := append(r.env(), "SSL_CERT_FILE="+cert)
+	env := append(r.env(), trustCertOf(t, srv))
 	runToEnd(t, env, append(append([]string{"run"}, quickRetries...), shippedConfig)...)
 	st := srv.Stats()
 	for _, kind := range []string{segmentapi.FaultStorm503, segmentapi.FaultStorm429, segmentapi.FaultStormDrop} {
@@ -98,11 +94,7 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 			})
 			env := append(r.env(), "SEGMENT_ENDPOINT="+scheme+"://"+front.addr())
 			if overTLS {
-				cert := filepath.Join(t.TempDir(), "segment.pem")
-				if err := os.WriteFile(cert, srv.CertPEM(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				env = append(env, "SSL_CERT_FILE="+cert)
+				env = append(env, trustCertOf(t, srv))
 			}
 			runToEnd(t, env, append(append([]string{"run", "--set", "output.fallback.0.reject_errored.segment.request_timeout=2s"},
 				quickRetries...), shippedConfig)...)
@@ -115,4 +107,15 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 			r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 		})
 	}
+}
+
+// trustCertOf is the environment setting that makes the binary trust the
+// stand-in's certificate (WithTLS), as a proxy's CA would be trusted.
+func trustCertOf(t *testing.T, srv *segmentapi.Server) string {
+	t.Helper()
+	cert := filepath.Join(t.TempDir(), "segment.pem")
+	if err := os.WriteFile(cert, srv.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "SSL_CERT_FILE=" + cert
 }

@@ -75,26 +75,24 @@ func (g *stallGuard) Read(p []byte) (int, error) {
 func stalledErr(ctx context.Context, err error) error {
 	var stall errReadStalled
 	if err != nil && errors.As(context.Cause(ctx), &stall) {
-		return fmt.Errorf("%w (%v)", stall, err)
+		return fmt.Errorf("%w (%w)", stall, err)
 	}
 	return err
 }
 
 // callCtx limits one call to the bucket other than an object's body (a page
 // of a listing, the checkpoint object) to timeout, read_timeout, for the
-// same reason; 0 leaves it unlimited. done releases the limit and returns
-// the call's error, naming the timeout when it caused it.
+// same reason and with the same error; 0 leaves it unlimited. done releases
+// the limit and returns the call's error, naming the timeout when it caused
+// it.
 func callCtx(ctx context.Context, timeout time.Duration) (context.Context, func(error) error) {
 	if timeout <= 0 {
 		return ctx, func(err error) error { return err }
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, timeout, errReadStalled{timeout})
 	return cctx, func(err error) error {
-		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		err = stalledErr(cctx, err)
 		cancel()
-		if err != nil && timedOut {
-			return fmt.Errorf("the bucket answered nothing for %v (read_timeout): %w", timeout, err)
-		}
 		return err
 	}
 }

@@ -79,7 +79,7 @@ func TestStallGuardEndsASilentRead(t *testing.T) {
 func TestCallCtxNamesTheTimeout(t *testing.T) {
 	ctx, done := callCtx(context.Background(), time.Millisecond)
 	<-ctx.Done() // the call waits for an answer that never comes
-	if err := done(ctx.Err()); err == nil || !strings.Contains(err.Error(), "the bucket answered nothing for 1ms (read_timeout)") ||
+	if err := done(ctx.Err()); err == nil || !strings.Contains(err.Error(), "the bucket sent nothing for 1ms (read_timeout)") ||
 		!errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a call past read_timeout failed with %v", err)
 	}

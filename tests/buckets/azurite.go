@@ -2,7 +2,6 @@ package buckets
 
 import (
 	"context"
-	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -13,6 +12,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
+
+	"github.com/currents-connect/currents-connect/tests/serverproc"
 )
 
 // Azurite's well-known development account (public, documented by Microsoft).

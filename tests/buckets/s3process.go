@@ -1,13 +1,14 @@
 package buckets
 
 import (
-	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/currents-connect/currents-connect/tests/serverproc"
 )
 
 var s3Listening = regexp.MustCompile(`^listening (http://\S+)$`)
