@@ -75,7 +75,8 @@ type deliveryCounter interface {
 }
 
 // servers are the queue servers the tests run against, each speaking its
-// real protocol: Google's Pub/Sub test server, NATS JetStream and RabbitMQ.
+// real protocol: Google's Pub/Sub test server, NATS JetStream, RabbitMQ and
+// an SQS emulator.
 var servers = []struct {
 	name  string
 	start func(t *testing.T) queueServer
@@ -83,6 +84,7 @@ var servers = []struct {
 	{"pubsub", func(t *testing.T) queueServer { return startPubSub(t) }},
 	{"nats", func(t *testing.T) queueServer { return startNATS(t) }},
 	{"rabbit", func(t *testing.T) queueServer { return startRabbit(t) }},
+	{"sqs", func(t *testing.T) queueServer { return startSQS(t) }},
 }
 
 // forEachServer runs test as a subtest against each server.
@@ -196,6 +198,34 @@ func (r testRabbit) SubscriptionURL(sub string) string {
 
 // badMessage is bigger than the broker's maximum message size (1 MiB).
 func (r testRabbit) badMessage() *service.Message {
+	return service.NewMessage(make([]byte, 2<<20))
+}
+
+// testSQS is an SQS emulator of the test's own with queues in and out; a
+// topic and its subscription are the same queue (the awssqs driver sends
+// to a queue and receives from it).
+type testSQS struct{ *queues.SQS }
+
+func startSQS(t *testing.T) testSQS {
+	t.Helper()
+	s := testSQS{queues.StartSQS(t)}
+	s.SetEnv(t)
+	for _, name := range []string{"in", "out"} {
+		s.CreateQueue(t, name, nil)
+	}
+	return s
+}
+
+func (s testSQS) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
+	s.Send(t, topic, data, attrs)
+}
+func (s testSQS) TopicURL(topic string) string { return s.QueueURL(topic) }
+func (s testSQS) SubscriptionURL(sub string) string {
+	return s.QueueURL(strings.TrimSuffix(sub, "-sub"))
+}
+
+// badMessage is bigger than a queue's maximum message size (1 MiB).
+func (s testSQS) badMessage() *service.Message {
 	return service.NewMessage(make([]byte, 2<<20))
 }
 
