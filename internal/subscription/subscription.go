@@ -23,6 +23,8 @@ import (
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/rabbitpubsub"
 
+	"github.com/redpanda-data/benthos/v4/public/service"
+
 	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
@@ -35,7 +37,7 @@ type Subscription struct {
 	*pubsub.Subscription
 	closeConn func() error // nil when it owns none
 	watch     *channelWatch
-	leases    *leases // gcppubsub only
+	leases    *leases // gcppubsub and awssqs only
 }
 
 // Receive receives the next message. Settle it with Ack or Nack.
@@ -130,6 +132,20 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 		}
 		return nil
 	}}, nil
+}
+
+// extendLeases starts extending the leases of what sub receives if it is
+// a subscription whose driver does not (gcppubsub, awssqs), u its URL.
+func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *leases {
+	if u == nil {
+		return nil
+	}
+	for _, of := range []func(*pubsub.Subscription, *url.URL) (leaseService, bool){pubsubLeasesOf, sqsLeasesOf} {
+		if svc, ok := of(sub, u); ok {
+			return startLeases(svc, log)
+		}
+	}
+	return nil
 }
 
 // boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages

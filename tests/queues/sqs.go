@@ -151,25 +151,33 @@ func (s *SQS) CreateTopic(t testing.TB, name string, raw bool, queues ...string)
 	return "awssns:///" + aws.ToString(out.TopicArn) + "?" + s.params()
 }
 
-// Deliveries is how many times the queue name delivered the message with
-// body data that it still holds (received and not yet deleted, or back):
-// SQS's ApproximateReceiveCount, read from the emulator's inspection
-// endpoint. 0 once the message is deleted.
-func (s *SQS) Deliveries(t testing.TB, name string, data []byte) int {
+// SQSMessage is a message a queue holds, as the emulator shows it.
+type SQSMessage struct {
+	Body string `json:"body"`
+	// Received is how many times it was delivered (SQS's
+	// ApproximateReceiveCount).
+	Received int `json:"approximateReceiveCount"`
+	// VisibleAt is when a message received comes back unless deleted or
+	// its visibility changed; zero for one visible now.
+	VisibleAt time.Time `json:"-"`
+}
+
+// Messages are the messages the queue name holds: visible, delayed, and
+// received but neither deleted nor back yet.
+func (s *SQS) Messages(t testing.TB, name string) []SQSMessage {
 	t.Helper()
 	res, err := http.Get(s.Endpoint + "/_fauxqs/queues/" + url.PathEscape(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	type held struct {
-		Body     string `json:"body"`
-		Received int    `json:"approximateReceiveCount"`
-	}
 	var q struct {
 		Messages struct {
-			Ready, Delayed []held
-			Inflight       []struct{ Message held }
+			Ready, Delayed []SQSMessage
+			Inflight       []struct {
+				Message            SQSMessage
+				VisibilityDeadline int64 // ms since the epoch
+			}
 		}
 	}
 	if err := json.NewDecoder(res.Body).Decode(&q); err != nil {
@@ -177,10 +185,18 @@ func (s *SQS) Deliveries(t testing.TB, name string, data []byte) int {
 	}
 	all := append(q.Messages.Ready, q.Messages.Delayed...)
 	for _, m := range q.Messages.Inflight {
+		m.Message.VisibleAt = time.UnixMilli(m.VisibilityDeadline)
 		all = append(all, m.Message)
 	}
+	return all
+}
+
+// Deliveries is how many times the queue name delivered the message with
+// body data that it still holds; 0 once the message is deleted.
+func (s *SQS) Deliveries(t testing.TB, name string, data []byte) int {
+	t.Helper()
 	n := 0
-	for _, m := range all {
+	for _, m := range s.Messages(t, name) {
 		if m.Body == string(data) {
 			n += m.Received
 		}
@@ -195,5 +211,19 @@ func (s *SQS) Publish(t testing.TB, topic string, body []byte) {
 	arn := "arn:aws:sns:" + sqsRegion + ":" + sqsAccount + ":" + topic
 	if _, err := s.sns.Publish(context.Background(), &sns.PublishInput{TopicArn: aws.String(arn), Message: aws.String(string(body))}); err != nil {
 		t.Fatalf("publishing to SNS topic %s: %v", topic, err)
+	}
+}
+
+// DeleteQueue deletes the queue name and what it holds.
+func (s *SQS) DeleteQueue(t testing.TB, name string) {
+	t.Helper()
+	// The emulator deletes a queue by the URL it made only.
+	ctx := context.Background()
+	q, err := s.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatalf("looking up SQS queue %s: %v", name, err)
+	}
+	if _, err := s.sqs.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}); err != nil {
+		t.Fatalf("deleting SQS queue %s: %v", name, err)
 	}
 }

@@ -1,0 +1,210 @@
+package subscription
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gocloud.dev/pubsub"
+)
+
+// A queue keeps a message it delivered from its other consumers only for a
+// while (Pub/Sub's ack deadline, SQS's visibility timeout), then delivers it
+// again. gocloud's gcppubsub and awssqs drivers never extend that while: a
+// message held longer in the pipeline (Segment down, the output retrying)
+// was delivered again while still held, a duplicate, and with many held a
+// storm of them. leases extends them instead, as gcppubsubv2's client does
+// its own.
+
+var (
+	// leaseExtension is how long each extension keeps the messages.
+	leaseExtension = 60 * time.Second
+	// leasePeriod is how often the messages held are extended: well under
+	// the shortest deadline Pub/Sub allows (10 s) and SQS's default
+	// visibility timeout (30 s), since a message may have waited in
+	// gocloud's buffer before it was received. A variable for the tests.
+	leasePeriod = 3 * time.Second
+)
+
+// extendTimeout bounds one call that extends or sends back messages.
+const extendTimeout = 10 * time.Second
+
+// leaseService is a queue whose leases the input extends.
+type leaseService interface {
+	// leaseID is m's ack ID or receipt handle, if m is the service's.
+	leaseID(m *pubsub.Message) (string, bool)
+	// modify keeps the messages of ids from the other consumers for d
+	// from now; 0 sends them back.
+	modify(ctx context.Context, ids []string, d time.Duration) error
+	// maxIDs is how many ids one modify takes.
+	maxIDs() int
+	// failure tells kinds of errors apart, to log each once.
+	failure(err error) string
+	// name names the queue and its timer in logs.
+	name() (queue, timer string)
+}
+
+// leases extends the leases of the messages a subscription received and no
+// one settled yet.
+type leases struct {
+	svc leaseService
+	log *service.Logger // may be nil
+
+	mu     sync.Mutex
+	held   map[string]struct{} // by lease ID
+	logged map[string]bool     // the kinds of failure logged already
+	// sending are the IDs of the extension on its way, and renack those
+	// of them nacked meanwhile: the extension may reach the server after
+	// the nack and hold them back for leaseExtension, so they are nacked
+	// again after it.
+	sending map[string]bool
+	renack  []string
+
+	stop     context.CancelFunc
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// startLeases starts extending the messages received from svc.
+func startLeases(svc leaseService, log *service.Logger) *leases {
+	ctx, stop := context.WithCancel(context.Background())
+	l := &leases{svc: svc, log: log, held: map[string]struct{}{}, logged: map[string]bool{},
+		stop: stop, stopped: make(chan struct{})}
+	go l.run(ctx)
+	return l
+}
+
+func (l *leases) received(m *pubsub.Message) {
+	if id, ok := l.svc.leaseID(m); ok {
+		l.mu.Lock()
+		l.held[id] = struct{}{}
+		l.mu.Unlock()
+	}
+}
+
+// settled stops extending m, before it is acked or nacked.
+func (l *leases) settled(m *pubsub.Message, ack bool) {
+	if id, ok := l.svc.leaseID(m); ok {
+		l.mu.Lock()
+		delete(l.held, id)
+		if !ack && l.sending[id] {
+			l.renack = append(l.renack, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *leases) run(ctx context.Context) {
+	defer close(l.stopped)
+	tick := time.NewTicker(leasePeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		l.extend(ctx)
+	}
+}
+
+// extend keeps every message held for leaseExtension from now, maxIDs a
+// call.
+func (l *leases) extend(ctx context.Context) {
+	l.mu.Lock()
+	ids := slices.Collect(maps.Keys(l.held))
+	l.mu.Unlock()
+	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
+		l.mu.Lock()
+		l.sending = make(map[string]bool, len(batch))
+		live := batch[:0] // without those settled since the snapshot
+		for _, id := range batch {
+			if _, ok := l.held[id]; ok {
+				l.sending[id] = true
+				live = append(live, id)
+			}
+		}
+		l.mu.Unlock()
+		if len(live) == 0 {
+			continue
+		}
+		if err := l.call(ctx, live, leaseExtension); err != nil && ctx.Err() == nil && l.stillHeld(err) {
+			l.failed(len(live), err)
+		}
+		l.mu.Lock()
+		renack := l.renack
+		l.sending, l.renack = nil, nil
+		l.mu.Unlock()
+		if len(renack) > 0 {
+			// Failing, they come back after leaseExtension: late, not lost.
+			_ = l.call(ctx, renack, 0)
+		}
+	}
+}
+
+// refusedIDs is an error of a call that some IDs of failed alone.
+type refusedIDs interface{ refused() []string }
+
+// stillHeld is whether err concerns a message still held: an ID refused
+// because its message was settled while the call was on its way (SQS
+// deleted it) is no failure.
+func (l *leases) stillHeld(err error) bool {
+	r, ok := err.(refusedIDs)
+	if !ok {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range r.refused() {
+		if _, ok := l.held[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *leases) call(ctx context.Context, ids []string, d time.Duration) error {
+	call, cancel := context.WithTimeout(ctx, extendTimeout)
+	defer cancel()
+	return l.svc.modify(call, ids, d)
+}
+
+// failed logs a failed extension, once for each kind of error: the
+// messages come again if it keeps failing past their deadline.
+func (l *leases) failed(n int, err error) {
+	kind := l.svc.failure(err)
+	l.mu.Lock()
+	seen := l.logged[kind]
+	l.logged[kind] = true
+	l.mu.Unlock()
+	if seen || l.log == nil {
+		return
+	}
+	queue, timer := l.svc.name()
+	l.log.Warnf("%s: extending the %s of the messages held in the pipeline (%d) failed (%v): "+
+		"unless a later extension succeeds in time, they are delivered again while still held. "+
+		"Logged once for each kind of error", queue, timer, n, err)
+}
+
+// close stops the extensions, waits for the one under way, and sends back
+// what is still held: Connect closes an input once the messages in flight
+// were settled or its shutdown ran out of time, so nothing will settle
+// those. They are delivered again at once, not up to leaseExtension later.
+func (l *leases) close() {
+	l.stopOnce.Do(l.stop)
+	<-l.stopped
+	l.mu.Lock()
+	ids := slices.Collect(maps.Keys(l.held))
+	clear(l.held)
+	l.mu.Unlock()
+	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
+		if err := l.call(context.Background(), batch, 0); err != nil && l.log != nil {
+			queue, _ := l.svc.name()
+			l.log.Warnf("%s: sending back %d messages still held at shutdown failed (%v): "+
+				"they are delivered again within %v", queue, len(batch), err, leaseExtension)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package subscription
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"gocloud.dev/pubsub"
+)
+
+// sqsLeases extends the visibility timeout of what an awssqs subscription
+// received: ChangeMessageVisibilityBatch, 10 receipt handles a call.
+type sqsLeases struct {
+	client   *sqs.Client
+	queueURL string
+}
+
+// sqsLeasesOf is sub's sqsLeases if it is an awssqs subscription (u its
+// URL).
+func sqsLeasesOf(sub *pubsub.Subscription, u *url.URL) (leaseService, bool) {
+	var client *sqs.Client
+	if u == nil || !sub.As(&client) {
+		return nil, false
+	}
+	// The queue URL gocloud's URL opener sends.
+	return sqsLeases{client: client, queueURL: "https://" + path.Join(u.Host, u.Path)}, true
+}
+
+func (s sqsLeases) leaseID(m *pubsub.Message) (string, bool) {
+	var sm sqstypes.Message
+	if !m.As(&sm) || sm.ReceiptHandle == nil {
+		return "", false
+	}
+	return *sm.ReceiptHandle, true
+}
+
+func (s sqsLeases) modify(ctx context.Context, handles []string, d time.Duration) error {
+	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(handles))
+	for i, h := range handles {
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(fmt.Sprint(i)),
+			ReceiptHandle: aws.String(h), VisibilityTimeout: int32(d / time.Second)}
+	}
+	out, err := s.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{
+		QueueUrl: aws.String(s.queueURL), Entries: entries})
+	if err != nil {
+		return err
+	}
+	if len(out.Failed) == 0 {
+		return nil
+	}
+	// A handle gone stale (the message came back, or was deleted since)
+	// fails alone; the first failure tells the kind.
+	refused := &sqsRefused{GenericAPIError: smithy.GenericAPIError{Code: aws.ToString(out.Failed[0].Code),
+		Message: fmt.Sprintf("%d of %d refused: %s", len(out.Failed), len(handles), aws.ToString(out.Failed[0].Message))}}
+	for _, f := range out.Failed {
+		var i int
+		if _, err := fmt.Sscan(aws.ToString(f.Id), &i); err == nil && i >= 0 && i < len(handles) {
+			refused.handles = append(refused.handles, handles[i])
+		}
+	}
+	return refused
+}
+
+// sqsRefused is a ChangeMessageVisibilityBatch that refused some handles.
+type sqsRefused struct {
+	smithy.GenericAPIError
+	handles []string
+}
+
+func (r *sqsRefused) refused() []string { return r.handles }
+
+func (sqsLeases) maxIDs() int { return 10 }
+
+func (sqsLeases) failure(err error) string {
+	if ae, ok := errors.AsType[smithy.APIError](err); ok {
+		return ae.ErrorCode()
+	}
+	return "other"
+}
+
+func (s sqsLeases) name() (queue, timer string) {
+	return "SQS queue " + s.queueURL, "visibility timeout"
+}
