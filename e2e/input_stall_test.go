@@ -10,6 +10,7 @@ import (
 	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/silentfront"
 )
 
 // TestBucketReadOverAConnectionGoneSilent: the connection carrying an
@@ -31,12 +32,12 @@ func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
 	buckets.UploadDir(t, bucket, dir)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 
-	front := startSilencingProxy(t, bucket.S3Endpoint(t).Host)
-	front.silenceAfter(256 << 10)
-	env := bucketEnv(bucket.Through(t, "http://"+front.addr()), srv, filepath.Join(t.TempDir(), "dead.jsonl"))
+	front := silentfront.Start(t, bucket.S3Endpoint(t).Host)
+	front.SilenceAfter(256 << 10)
+	env := bucketEnv(bucket.Through(t, "http://"+front.Addr()), srv, filepath.Join(t.TempDir(), "dead.jsonl"))
 	p := runToEnd(t, env, "run", "--set", "input.braze_currents.read_timeout=2s", shippedConfig)
-	if front.silenced() != 1 {
-		t.Fatalf("%d connections went silent, want the one reading the object", front.silenced())
+	if front.Silenced() != 1 {
+		t.Fatalf("%d connections went silent, want the one reading the object", front.Silenced())
 	}
 	const stalled = "the bucket sent nothing for 2s (read_timeout)"
 	if p.count(stalled) == 0 {

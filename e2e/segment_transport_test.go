@@ -11,6 +11,7 @@ import (
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/silentfront"
 )
 
 // TestFaultStormOverTLSAndHTTP2 runs the shipped pipeline against Segment as
@@ -85,25 +86,25 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 			r := newFaultRig(t, 2, 20, 78, opts...)
 			srv := r.srv
 			scheme, target, _ := strings.Cut(srv.URL(), "://")
-			front := startSilencingProxy(t, target)
+			front := silentfront.Start(t, target)
 			var seen atomic.Int64
 			srv.OnRequest(func(*http.Request, []segmentapi.Call) {
 				if seen.Add(1) == 3 {
-					front.silence()
+					front.Silence()
 				}
 			})
-			env := append(r.env(), "SEGMENT_ENDPOINT="+scheme+"://"+front.addr())
+			env := append(r.env(), "SEGMENT_ENDPOINT="+scheme+"://"+front.Addr())
 			if overTLS {
 				env = append(env, trustCertOf(t, srv))
 			}
 			runToEnd(t, env, append(append([]string{"run", "--set", "output.fallback.0.reject_errored.segment.request_timeout=2s"},
 				quickRetries...), shippedConfig)...)
-			if front.silenced() == 0 {
+			if front.Silenced() == 0 {
 				t.Fatal("no connection went silent")
 			}
 			st := srv.Stats()
 			t.Logf("%d connections silenced, %d opened through the front, %d requests (%d over HTTP/2)",
-				front.silenced(), front.opened(), st.Requests, st.HTTP2Requests)
+				front.Silenced(), front.Opened(), st.Requests, st.HTTP2Requests)
 			r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +12,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 	"gocloud.dev/pubsub"
+
+	"github.com/currents-connect/currents-connect/internal/awsqueue"
 )
 
 // sqsLeases extends the visibility timeout of what an awssqs subscription
@@ -29,8 +30,7 @@ func sqsLeasesOf(sub *pubsub.Subscription, u *url.URL) (leaseService, bool) {
 	if u == nil || !sub.As(&client) {
 		return nil, false
 	}
-	// The queue URL gocloud's URL opener sends.
-	return sqsLeases{client: client, queueURL: "https://" + path.Join(u.Host, u.Path)}, true
+	return sqsLeases{client: client, queueURL: awsqueue.QueueURL(u)}, true
 }
 
 func (s sqsLeases) leaseID(m *pubsub.Message) (string, bool) {

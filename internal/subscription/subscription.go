@@ -25,6 +25,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/currents-connect/currents-connect/internal/awsqueue"
 	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
@@ -104,7 +105,12 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
-		sub, err := pubsub.OpenSubscription(ctx, raw)
+		var sub *pubsub.Subscription
+		if err == nil && awsqueue.Handles(u.Scheme) {
+			sub, err = awsqueue.OpenSubscription(ctx, u)
+		} else {
+			sub, err = pubsub.OpenSubscription(ctx, raw)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 
+	"github.com/currents-connect/currents-connect/internal/awsqueue"
 	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
@@ -96,7 +98,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (out *
 }
 
 func (o *queueOutput) Connect(ctx context.Context) error {
-	topic, err := pubsub.OpenTopic(driverlog.With(ctx, o.log), o.url.raw)
+	topic, err := openTopic(driverlog.With(ctx, o.log), o.url.raw)
 	if err != nil {
 		return o.url.scrub("opening topic", err)
 	}
@@ -104,6 +106,15 @@ func (o *queueOutput) Connect(ctx context.Context) error {
 	o.topic = topic
 	o.mu.Unlock()
 	return nil
+}
+
+// openTopic opens the topic at raw; SQS and SNS topics through awsqueue,
+// whose requests time out.
+func openTopic(ctx context.Context, raw string) (*pubsub.Topic, error) {
+	if u, err := url.Parse(raw); err == nil && awsqueue.Handles(u.Scheme) {
+		return awsqueue.OpenTopic(ctx, u)
+	}
+	return pubsub.OpenTopic(ctx, raw)
 }
 
 // WriteBatch sends every message at once (the driver batches them) and

@@ -85,12 +85,15 @@ func (s *SQS) CreateQueue(t testing.TB, name string, attributes map[string]strin
 
 // QueueURL is the awssqs:// URL of the queue name, as a user would write it
 // for SQS, with the emulator's endpoint.
-func (s *SQS) QueueURL(name string) string {
-	return "awssqs://sqs." + sqsRegion + ".amazonaws.com/" + sqsAccount + "/" + name + "?" + s.params()
+func (s *SQS) QueueURL(name string) string { return s.QueueURLVia(name, s.Endpoint) }
+
+// QueueURLVia is QueueURL through endpoint, a front before the emulator.
+func (s *SQS) QueueURLVia(name, endpoint string) string {
+	return "awssqs://sqs." + sqsRegion + ".amazonaws.com/" + sqsAccount + "/" + name + "?" + params(endpoint)
 }
 
-func (s *SQS) params() string {
-	return url.Values{"region": {sqsRegion}, "endpoint": {s.Endpoint}}.Encode()
+func params(endpoint string) string {
+	return url.Values{"region": {sqsRegion}, "endpoint": {endpoint}}.Encode()
 }
 
 func (s *SQS) queueURL(name string) *string {
@@ -148,7 +151,7 @@ func (s *SQS) CreateTopic(t testing.TB, name string, raw bool, queues ...string)
 			t.Fatalf("subscribing SQS queue %s to SNS topic %s: %v", q, name, err)
 		}
 	}
-	return "awssns:///" + aws.ToString(out.TopicArn) + "?" + s.params()
+	return "awssns:///" + aws.ToString(out.TopicArn) + "?" + params(s.Endpoint)
 }
 
 // SQSMessage is a message a queue holds, as the emulator shows it.

@@ -1,4 +1,9 @@
-package e2e
+// Package silentfront is a TCP front before a test server whose
+// connections can go silent: a peer that vanished, or a NAT or load
+// balancer that forgot the connection, or a hung proxy that still
+// acknowledges. Tests use it to show that a client gives up on such a
+// connection and carries on over a new one.
+package silentfront
 
 import (
 	"net"
@@ -7,10 +12,10 @@ import (
 	"testing"
 )
 
-// silencingProxy forwards TCP connections to target; silence makes the
+// Front forwards TCP connections to target; Silence makes the
 // connections open at that moment swallow everything from then on, both
 // ways, without closing: a peer that vanished. Later connections forward.
-type silencingProxy struct {
+type Front struct {
 	ln     net.Listener
 	mu     sync.Mutex
 	live   []*atomic.Bool // per open connection: silenced
@@ -18,17 +23,19 @@ type silencingProxy struct {
 	muted  int
 	closed chan struct{}
 	// after, when above 0, silences the first connection to carry more
-	// than that many bytes from target (silenceAfter).
+	// than that many bytes from target (SilenceAfter).
 	after atomic.Int64
 }
 
-func startSilencingProxy(t *testing.T, target string) *silencingProxy {
+// Start starts a front before target (host:port), closed when the test
+// ends.
+func Start(t testing.TB, target string) *Front {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &silencingProxy{ln: ln, closed: make(chan struct{})}
+	p := &Front{ln: ln, closed: make(chan struct{})}
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -60,7 +67,7 @@ func startSilencingProxy(t *testing.T, target string) *silencingProxy {
 
 // pipe copies src to dst until either ends or the proxy closes; once muted,
 // what it reads goes nowhere. down: src is the target.
-func (p *silencingProxy) pipe(wg *sync.WaitGroup, src, dst net.Conn, muted *atomic.Bool, down bool) {
+func (p *Front) pipe(wg *sync.WaitGroup, src, dst net.Conn, muted *atomic.Bool, down bool) {
 	defer wg.Done()
 	go func() {
 		<-p.closed
@@ -89,8 +96,8 @@ func (p *silencingProxy) pipe(wg *sync.WaitGroup, src, dst net.Conn, muted *atom
 	}
 }
 
-// silence silences every connection open now.
-func (p *silencingProxy) silence() {
+// Silence silences every connection open now.
+func (p *Front) Silence() {
 	p.mu.Lock()
 	live := p.live
 	p.mu.Unlock()
@@ -99,11 +106,11 @@ func (p *silencingProxy) silence() {
 	}
 }
 
-// silenceAfter silences the first connection that carries more than n
+// SilenceAfter silences the first connection that carries more than n
 // bytes from the target from now on (a large object's body, mid-read).
-func (p *silencingProxy) silenceAfter(n int64) { p.after.Store(n) }
+func (p *Front) SilenceAfter(n int64) { p.after.Store(n) }
 
-func (p *silencingProxy) mute(m *atomic.Bool) {
+func (p *Front) mute(m *atomic.Bool) {
 	if !m.Swap(true) {
 		p.mu.Lock()
 		p.muted++
@@ -111,15 +118,18 @@ func (p *silencingProxy) mute(m *atomic.Bool) {
 	}
 }
 
-func (p *silencingProxy) addr() string { return p.ln.Addr().String() }
+// Addr is the front's host:port.
+func (p *Front) Addr() string { return p.ln.Addr().String() }
 
-func (p *silencingProxy) silenced() int {
+// Silenced is how many connections went silent.
+func (p *Front) Silenced() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.muted
 }
 
-func (p *silencingProxy) opened() int {
+// Opened is how many connections the front took.
+func (p *Front) Opened() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.count

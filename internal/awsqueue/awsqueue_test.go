@@ -1,0 +1,86 @@
+package awsqueue
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"gocloud.dev/pubsub"
+
+	"github.com/currents-connect/currents-connect/tests/queues"
+	"github.com/currents-connect/currents-connect/tests/silentfront"
+)
+
+// waitLimit bounds every wait, so that a bug fails a test, not hangs it.
+const waitLimit = time.Minute
+
+// TestOverAConnectionGoneSilent: a subscription and a topic whose
+// connection to SQS goes silent (a NAT or load balancer that forgot it)
+// give the request up after its wait and RequestTimeout and carry on over
+// a new connection: the message sent meanwhile is received, and a send
+// returns. Without a timeout the receive and the send waited for ever.
+func TestOverAConnectionGoneSilent(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = time.Second
+	s := queues.StartSQS(t)
+	s.SetEnv(t)
+	s.CreateQueue(t, "q", nil)
+	front := silentfront.Start(t, strings.TrimPrefix(s.Endpoint, "http://"))
+	u, err := url.Parse(s.QueueURLVia("q", "http://"+front.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	subURL := *u
+	subURL.RawQuery += "&waittime=1s"
+	sub, err := OpenSubscription(ctx, &subURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	topic, err := OpenTopic(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topic.Shutdown(ctx)
+
+	for i, body := range []string{"before", "after"} {
+		if i == 1 {
+			front.Silence()
+		}
+		if err := topic.Send(ctx, &pubsub.Message{Body: []byte(body)}); err != nil {
+			t.Fatalf("send %q: %v", body, err)
+		}
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatalf("receive %q: %v", body, err)
+		}
+		if string(m.Body) != body {
+			t.Fatalf("received %q, want %q", m.Body, body)
+		}
+		m.Ack()
+	}
+	if front.Silenced() == 0 {
+		t.Fatal("no connection went silent: the test proves nothing")
+	}
+}
+
+// TestSubscriptionQueryErrors: the subscription's own parameters are
+// checked as SQS takes them, naming the parameter.
+func TestSubscriptionQueryErrors(t *testing.T) {
+	for query, want := range map[string]string{
+		"waittime=30s":  "query parameter waittime: 30s is not a whole number of seconds from 0s to 20s",
+		"waittime=1.5s": "query parameter waittime: 1.5s is not a whole number",
+		"waittime=x":    `query parameter waittime: time: invalid duration "x"`,
+		"raw=maybe":     "query parameter raw: strconv.ParseBool",
+		"nacklazy=2":    "query parameter nacklazy: strconv.ParseBool",
+	} {
+		u, _ := url.Parse("awssqs://sqs.us-east-1.amazonaws.com/1/q?region=us-east-1&" + query)
+		if _, err := OpenSubscription(context.Background(), u); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", query, err, want)
+		}
+	}
+}
