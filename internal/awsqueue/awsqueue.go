@@ -18,6 +18,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 	gcaws "gocloud.dev/aws"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/awssnssqs"
@@ -38,8 +39,11 @@ func Handles(scheme string) bool {
 
 // OpenSubscription opens the awssqs subscription at u. Its query takes
 // gocloud's parameters (raw, snstopicarn, nacklazy, waittime) and those of
-// gocloud.dev/aws.V2ConfigFromURLParams (region, endpoint...).
-func OpenSubscription(ctx context.Context, u *url.URL) (*pubsub.Subscription, error) {
+// gocloud.dev/aws.V2ConfigFromURLParams (region, endpoint...). received,
+// if not nil, is called with the receipt handles of the messages each
+// ReceiveMessage brought, as it brings them: gocloud fetches ahead of its
+// caller, and those messages' visibility timeouts run from then.
+func OpenSubscription(ctx context.Context, u *url.URL, received func(handles []string)) (*pubsub.Subscription, error) {
 	if u.Scheme != awssnssqs.SQSScheme {
 		return nil, fmt.Errorf("open subscription %s: only %s:// subscriptions exist", u.Redacted(), awssnssqs.SQSScheme)
 	}
@@ -73,7 +77,32 @@ func OpenSubscription(ctx context.Context, u *url.URL) (*pubsub.Subscription, er
 		return nil, fmt.Errorf("open subscription %s: %w", u.Redacted(), err)
 	}
 	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(opts.WaitTime + RequestTimeout)
-	return awssnssqs.OpenSubscriptionV2(ctx, sqs.NewFromConfig(cfg), QueueURL(u), &opts), nil
+	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if received != nil {
+			o.APIOptions = append(o.APIOptions, reportReceived(received))
+		}
+	})
+	return awssnssqs.OpenSubscriptionV2(ctx, client, QueueURL(u), &opts), nil
+}
+
+// reportReceived adds to a client's calls a step that hands the receipt
+// handles of what a ReceiveMessage brought to received.
+func reportReceived(received func(handles []string)) func(*middleware.Stack) error {
+	step := middleware.InitializeMiddlewareFunc("ReportReceived", func(ctx context.Context, in middleware.InitializeInput,
+		next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		out, md, err := next.HandleInitialize(ctx, in)
+		if r, ok := out.Result.(*sqs.ReceiveMessageOutput); ok && err == nil && len(r.Messages) > 0 {
+			handles := make([]string, 0, len(r.Messages))
+			for _, m := range r.Messages {
+				if m.ReceiptHandle != nil {
+					handles = append(handles, *m.ReceiptHandle)
+				}
+			}
+			received(handles)
+		}
+		return out, md, err
+	})
+	return func(stack *middleware.Stack) error { return stack.Initialize.Add(step, middleware.After) }
 }
 
 func paramError(u *url.URL, name string, err error) error {

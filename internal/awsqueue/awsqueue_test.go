@@ -4,9 +4,12 @@ import (
 	"context"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/tests/queues"
@@ -36,7 +39,7 @@ func TestOverAConnectionGoneSilent(t *testing.T) {
 	defer cancel()
 	subURL := *u
 	subURL.RawQuery += "&waittime=1s"
-	sub, err := OpenSubscription(ctx, &subURL)
+	sub, err := OpenSubscription(ctx, &subURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +82,55 @@ func TestSubscriptionQueryErrors(t *testing.T) {
 		"nacklazy=2":    "query parameter nacklazy: strconv.ParseBool",
 	} {
 		u, _ := url.Parse("awssqs://sqs.us-east-1.amazonaws.com/1/q?region=us-east-1&" + query)
-		if _, err := OpenSubscription(context.Background(), u); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := OpenSubscription(context.Background(), u, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", query, err, want)
 		}
+	}
+}
+
+// TestReceivedHandlesReported: the receipt handle of every message a
+// ReceiveMessage brought is reported as it arrives, before the caller
+// receives the message from gocloud's buffer.
+func TestReceivedHandlesReported(t *testing.T) {
+	s := queues.StartSQS(t)
+	s.SetEnv(t)
+	u, err := url.Parse(s.CreateQueue(t, "q", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{"one", "two"} {
+		s.Send(t, "q", []byte(body), nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var mu sync.Mutex
+	reported := map[string]bool{}
+	sub, err := OpenSubscription(ctx, u, func(handles []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range handles {
+			reported[h] = true
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	for range 2 {
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sm sqstypes.Message
+		if !m.As(&sm) {
+			t.Fatal("not an SQS message")
+		}
+		mu.Lock()
+		ok := reported[aws.ToString(sm.ReceiptHandle)]
+		mu.Unlock()
+		if !ok {
+			t.Fatalf("%q received, its handle never reported", m.Body)
+		}
+		m.Ack()
 	}
 }

@@ -79,10 +79,17 @@ func startLeases(svc leaseService, log *service.Logger) *leases {
 
 func (l *leases) received(m *pubsub.Message) {
 	if id, ok := l.svc.leaseID(m); ok {
-		l.mu.Lock()
-		l.held[id] = struct{}{}
-		l.mu.Unlock()
+		l.hold([]string{id})
 	}
+}
+
+// hold extends the messages of ids until they are settled.
+func (l *leases) hold(ids []string) {
+	l.mu.Lock()
+	for _, id := range ids {
+		l.held[id] = struct{}{}
+	}
+	l.mu.Unlock()
 }
 
 // settled stops extending m, before it is acked or nacked.

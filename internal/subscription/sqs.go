@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +15,7 @@ import (
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/internal/awsqueue"
+	"github.com/currents-connect/currents-connect/internal/driverlog"
 )
 
 // sqsLeases extends the visibility timeout of what an awssqs subscription
@@ -23,14 +25,26 @@ type sqsLeases struct {
 	queueURL string
 }
 
-// sqsLeasesOf is sub's sqsLeases if it is an awssqs subscription (u its
-// URL).
-func sqsLeasesOf(sub *pubsub.Subscription, u *url.URL) (leaseService, bool) {
-	var client *sqs.Client
-	if u == nil || !sub.As(&client) {
-		return nil, false
+// openSQS opens the awssqs subscription at u, which keeps every message
+// from redelivery from the moment SQS delivered it (gocloud fetches ahead
+// of the input) until it is settled, and sends back at shutdown what is
+// left, fetched ahead or held.
+func openSQS(ctx context.Context, u *url.URL) (*Subscription, error) {
+	var l atomic.Pointer[leases]
+	sub, err := awsqueue.OpenSubscription(ctx, u, func(handles []string) {
+		if held := l.Load(); held != nil {
+			held.hold(handles)
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return sqsLeases{client: client, queueURL: awsqueue.QueueURL(u)}, true
+	var client *sqs.Client
+	if !sub.As(&client) {
+		return nil, errors.New("the awssqs driver gave no SQS client")
+	}
+	l.Store(startLeases(sqsLeases{client: client, queueURL: awsqueue.QueueURL(u)}, driverlog.From(ctx)))
+	return &Subscription{Subscription: sub, leases: l.Load()}, nil
 }
 
 func (s sqsLeases) leaseID(m *pubsub.Message) (string, bool) {

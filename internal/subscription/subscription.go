@@ -105,12 +105,10 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
-		var sub *pubsub.Subscription
 		if err == nil && awsqueue.Handles(u.Scheme) {
-			sub, err = awsqueue.OpenSubscription(ctx, u)
-		} else {
-			sub, err = pubsub.OpenSubscription(ctx, raw)
+			return openSQS(ctx, u)
 		}
+		sub, err := pubsub.OpenSubscription(ctx, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -141,15 +139,10 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 }
 
 // extendLeases starts extending the leases of what sub receives if it is
-// a subscription whose driver does not (gcppubsub, awssqs), u its URL.
+// a gcppubsub subscription, u its URL.
 func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *leases {
-	if u == nil {
-		return nil
-	}
-	for _, of := range []func(*pubsub.Subscription, *url.URL) (leaseService, bool){pubsubLeasesOf, sqsLeasesOf} {
-		if svc, ok := of(sub, u); ok {
-			return startLeases(svc, log)
-		}
+	if svc, ok := pubsubLeasesOf(sub, u); ok {
+		return startLeases(svc, log)
 	}
 	return nil
 }
