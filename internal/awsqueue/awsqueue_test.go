@@ -134,3 +134,43 @@ func TestReceivedHandlesReported(t *testing.T) {
 		m.Ack()
 	}
 }
+
+// TestSNSTopic: an awssns topic opened here publishes to SNS, which
+// delivers to the queues subscribed (in its envelope, which the awssqs
+// subscription opens), metadata as message attributes.
+func TestSNSTopic(t *testing.T) {
+	s := queues.StartSQS(t)
+	s.SetEnv(t)
+	s.CreateQueue(t, "subscribed", nil)
+	topicURL, err := url.Parse(s.CreateTopic(t, "events", false, "subscribed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subURL, err := url.Parse(s.QueueURL("subscribed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	topic, err := OpenTopic(ctx, topicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topic.Shutdown(ctx)
+	if err := topic.Send(ctx, &pubsub.Message{Body: []byte("published"), Metadata: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := OpenSubscription(ctx, subURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Body) != "published" || m.Metadata["k"] != "v" {
+		t.Fatalf("received %q %v", m.Body, m.Metadata)
+	}
+	m.Ack()
+}
