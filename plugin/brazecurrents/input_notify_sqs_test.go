@@ -14,7 +14,8 @@ import (
 
 // Notifications from Amazon SQS, as S3 sends them (S3's event JSON, keys
 // URL-encoded), to the queue directly and through an SNS topic (SNS's
-// envelope), beside the test event S3 sends when notifications are set up:
+// envelope), and as an EventBridge rule does (its event, keys as they are),
+// beside the test event S3 sends when notifications are set up:
 // every event of the ten objects is read once, and the queue is empty once
 // the input closed (each notification deleted, the test event too).
 func TestNotificationsOverSQS(t *testing.T) {
@@ -34,10 +35,18 @@ func TestNotificationsOverSQS(t *testing.T) {
 			`"eventTime":"2026-12-03T10:00:00.000Z","eventName":"ObjectCreated:Put",` +
 			`"s3":{"s3SchemaVersion":"1.0","bucket":{"name":"acme-currents","arn":"arn:aws:s3:::acme-currents"},` +
 			`"object":{"key":"` + url.QueryEscape(w.Key) + `","size":1024}}}]}`)
-		if i%2 == 0 {
+		switch i % 3 {
+		case 0:
 			s.Send(t, "notices", notice, nil)
-		} else {
+		case 1:
 			s.Publish(t, "currents-objects", notice)
+		default:
+			// EventBridge's rule to the queue: its own shape, the key as it is.
+			s.Send(t, "notices", []byte(`{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103",`+
+				`"detail-type":"Object Created","source":"aws.s3","account":"111122223333",`+
+				`"time":"2026-12-03T10:00:00Z","region":"us-east-1","resources":["arn:aws:s3:::acme-currents"],`+
+				`"detail":{"version":"0","bucket":{"name":"acme-currents"},"object":{"key":"`+w.Key+`","size":1024},`+
+				`"reason":"PutObject"}}`), nil)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
