@@ -29,7 +29,7 @@ var pubsubServer *queues.PubSub
 func TestMain(m *testing.M) {
 	pubsubServer = queues.NewPubSub()
 	os.Setenv("PUBSUB_EMULATOR_HOST", pubsubServer.Addr)
-	leasePeriod = 20 * time.Millisecond
+	leasePeriod, renewPeriod = 20*time.Millisecond, 20*time.Millisecond
 	code := m.Run()
 	_ = pubsubServer.Close()
 	os.Exit(code)

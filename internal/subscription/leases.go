@@ -22,11 +22,17 @@ import (
 var (
 	// leaseExtension is how long each extension keeps the messages.
 	leaseExtension = 60 * time.Second
-	// leasePeriod is how often the messages held are extended: well under
-	// the shortest deadline Pub/Sub allows (10 s) and SQS's default
-	// visibility timeout (30 s), since a message may have waited in
-	// gocloud's buffer before it was received. A variable for the tests.
+	// leasePeriod is how often the leases are looked at, and how long a
+	// message is held before its first extension: well under the shortest
+	// deadline Pub/Sub allows (10 s) and SQS's default visibility timeout
+	// (30 s). Messages settled sooner, as most are in a flowing pipeline,
+	// cost no call. A variable for the tests.
 	leasePeriod = 3 * time.Second
+	// renewPeriod is how long an extension stands before the next: half
+	// of leaseExtension, so that one failed or late call loses nothing. SQS
+	// takes 10 messages a call (and bills each), so extending every
+	// message at every look cost a call a second for each 30 held.
+	renewPeriod = leaseExtension / 2
 )
 
 // extendTimeout bounds one call that extends or sends back messages.
@@ -53,9 +59,11 @@ type leases struct {
 	svc leaseService
 	log *service.Logger // may be nil
 
+	now func() time.Time
+
 	mu     sync.Mutex
-	held   map[string]struct{} // by lease ID
-	logged map[string]bool     // the kinds of failure logged already
+	held   map[string]time.Time // by lease ID: when its next extension is due
+	logged map[string]bool      // the kinds of failure logged already
 	// sending are the IDs of the extension on its way, and renack those
 	// of them nacked meanwhile: the extension may reach the server after
 	// the nack and hold them back for leaseExtension, so they are nacked
@@ -71,7 +79,7 @@ type leases struct {
 // startLeases starts extending the messages received from svc.
 func startLeases(svc leaseService, log *service.Logger) *leases {
 	ctx, stop := context.WithCancel(context.Background())
-	l := &leases{svc: svc, log: log, held: map[string]struct{}{}, logged: map[string]bool{},
+	l := &leases{svc: svc, log: log, now: time.Now, held: map[string]time.Time{}, logged: map[string]bool{},
 		stop: stop, stopped: make(chan struct{})}
 	go l.run(ctx)
 	return l
@@ -83,11 +91,15 @@ func (l *leases) received(m *pubsub.Message) {
 	}
 }
 
-// hold extends the messages of ids until they are settled.
+// hold extends the messages of ids until they are settled, the first time
+// once held for leasePeriod. A message held already keeps its due time.
 func (l *leases) hold(ids []string) {
+	due := l.now().Add(leasePeriod)
 	l.mu.Lock()
 	for _, id := range ids {
-		l.held[id] = struct{}{}
+		if _, ok := l.held[id]; !ok {
+			l.held[id] = due
+		}
 	}
 	l.mu.Unlock()
 }
@@ -118,11 +130,17 @@ func (l *leases) run(ctx context.Context) {
 	}
 }
 
-// extend keeps every message held for leaseExtension from now, maxIDs a
-// call.
+// extend keeps the messages whose extension is due for leaseExtension from
+// now, maxIDs a call.
 func (l *leases) extend(ctx context.Context) {
+	now := l.now()
+	var ids []string
 	l.mu.Lock()
-	ids := slices.Collect(maps.Keys(l.held))
+	for id, due := range l.held {
+		if !due.After(now) {
+			ids = append(ids, id)
+		}
+	}
 	l.mu.Unlock()
 	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
 		l.mu.Lock()
@@ -138,10 +156,18 @@ func (l *leases) extend(ctx context.Context) {
 		if len(live) == 0 {
 			continue
 		}
-		if err := l.call(ctx, live, leaseExtension); err != nil && ctx.Err() == nil && l.stillHeld(err) {
+		err := l.call(ctx, live, leaseExtension)
+		if err != nil && ctx.Err() == nil && l.stillHeld(err) {
 			l.failed(len(live), err)
 		}
 		l.mu.Lock()
+		if err == nil { // else tried again at the next look
+			for _, id := range live {
+				if _, ok := l.held[id]; ok {
+					l.held[id] = now.Add(renewPeriod)
+				}
+			}
+		}
 		renack := l.renack
 		l.sending, l.renack = nil, nil
 		l.mu.Unlock()

@@ -119,7 +119,7 @@ func TestSQSExtensionFailureLogged(t *testing.T) {
 // A handle refused because its message was settled while the extension
 // was on its way (SQS deleted it) is no failure; one still held is.
 func TestSQSRefusedHandleOfASettledMessage(t *testing.T) {
-	l := &leases{held: map[string]struct{}{"kept": {}}}
+	l := &leases{held: map[string]time.Time{"kept": {}}}
 	if l.stillHeld(&sqsRefused{handles: []string{"deleted"}}) {
 		t.Fatal("a refused handle of a settled message counted as a failure")
 	}
