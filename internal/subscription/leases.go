@@ -23,10 +23,11 @@ var (
 	// leaseExtension is how long each extension keeps the messages.
 	leaseExtension = 60 * time.Second
 	// leasePeriod is how often the leases are looked at, and how long a
-	// message is held before its first extension: well under the shortest
-	// deadline Pub/Sub allows (10 s) and SQS's default visibility timeout
-	// (30 s). Messages settled sooner, as most are in a flowing pipeline,
-	// cost no call. A variable for the tests.
+	// message fetched is held before its first extension (SQS's, whose
+	// fetch the driver reports): well under the shortest deadline Pub/Sub
+	// allows (10 s) and SQS's default visibility timeout (30 s). Messages
+	// settled sooner, as most are in a flowing pipeline, cost no call. A
+	// variable for the tests.
 	leasePeriod = 3 * time.Second
 	// renewPeriod is how long an extension stands before the next: half
 	// of leaseExtension, so that one failed or late call loses nothing. SQS
@@ -85,16 +86,19 @@ func startLeases(svc leaseService, log *service.Logger) *leases {
 	return l
 }
 
+// received extends m from the next look on: when the driver fetched it,
+// and so how much of its deadline is left, is not known.
 func (l *leases) received(m *pubsub.Message) {
 	if id, ok := l.svc.leaseID(m); ok {
-		l.hold([]string{id})
+		l.hold([]string{id}, 0)
 	}
 }
 
-// hold extends the messages of ids until they are settled, the first time
-// once held for leasePeriod. A message held already keeps its due time.
-func (l *leases) hold(ids []string) {
-	due := l.now().Add(leasePeriod)
+// hold extends the messages of ids, fetched now, until they are settled,
+// the first time once held for first. A message held already keeps its
+// due time.
+func (l *leases) hold(ids []string, first time.Duration) {
+	due := l.now().Add(first)
 	l.mu.Lock()
 	for _, id := range ids {
 		if _, ok := l.held[id]; !ok {

@@ -21,10 +21,11 @@ func (r *recordingService) maxIDs() int                 { return 10 }
 func (r *recordingService) failure(error) string        { return "" }
 func (r *recordingService) name() (queue, timer string) { return "q", "t" }
 
-// TestLeasesExtendWhatIsDue, on a fake clock: a message is first extended
-// once held for leasePeriod (one settled sooner costs no call), then every
-// renewPeriod while held, not at every look; one held already keeps its due
-// time when received again.
+// TestLeasesExtendWhatIsDue, on a fake clock: a message whose fetch was
+// reported is first extended once held for leasePeriod (one settled sooner
+// costs no call), one only received at the next look (its fetch time is
+// unknown), then each every renewPeriod while held, not at every look; one
+// held already keeps its due time when received again.
 func TestLeasesExtendWhatIsDue(t *testing.T) {
 	defer func(p, r time.Duration) { leasePeriod, renewPeriod = p, r }(leasePeriod, renewPeriod)
 	leasePeriod, renewPeriod = 3*time.Second, 30*time.Second
@@ -46,18 +47,20 @@ func TestLeasesExtendWhatIsDue(t *testing.T) {
 			t.Fatalf("at +%v extended %v, want %v", at, got, want)
 		}
 	}
-	l.hold([]string{"a", "b", "quick"})
-	look(time.Second)
+	l.hold([]string{"a", "b", "quick"}, leasePeriod)
+	l.hold([]string{"pulled"}, 0)
+	look(time.Second, "pulled")
 	l.mu.Lock()
 	delete(l.held, "quick") // settled within a second
 	l.mu.Unlock()
 	look(3*time.Second, "a", "b")
-	l.hold([]string{"a"}) // gocloud hands it over after fetching it ahead
+	l.hold([]string{"a"}, 0) // gocloud hands it over after fetching it ahead
 	look(6 * time.Second)
 	look(30 * time.Second)
+	look(31*time.Second, "pulled")
 	look(33*time.Second, "a", "b")
 	l.mu.Lock()
 	delete(l.held, "a")
 	l.mu.Unlock()
-	look(63*time.Second, "b")
+	look(63*time.Second, "b", "pulled")
 }

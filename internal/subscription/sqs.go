@@ -33,7 +33,7 @@ func openSQS(ctx context.Context, u *url.URL) (*Subscription, error) {
 	var l atomic.Pointer[leases]
 	sub, err := awsqueue.OpenSubscription(ctx, u, func(handles []string) {
 		if held := l.Load(); held != nil {
-			held.hold(handles)
+			held.hold(handles, leasePeriod)
 		}
 	})
 	if err != nil {
