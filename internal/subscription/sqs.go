@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,7 @@ func openSQS(ctx context.Context, u *url.URL) (*Subscription, error) {
 	}
 	var client *sqs.Client
 	if !sub.As(&client) {
+		_ = sub.Shutdown(ctx)
 		return nil, errors.New("the awssqs driver gave no SQS client")
 	}
 	l.Store(startLeases(sqsLeases{client: client, queueURL: awsqueue.QueueURL(u)}, driverlog.From(ctx)))
@@ -58,7 +60,7 @@ func (s sqsLeases) leaseID(m *pubsub.Message) (string, bool) {
 func (s sqsLeases) modify(ctx context.Context, handles []string, d time.Duration) error {
 	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(handles))
 	for i, h := range handles {
-		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(fmt.Sprint(i)),
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
 			ReceiptHandle: aws.String(h), VisibilityTimeout: int32(d / time.Second)}
 	}
 	out, err := s.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{
@@ -74,8 +76,7 @@ func (s sqsLeases) modify(ctx context.Context, handles []string, d time.Duration
 	refused := &sqsRefused{GenericAPIError: smithy.GenericAPIError{Code: aws.ToString(out.Failed[0].Code),
 		Message: fmt.Sprintf("%d of %d refused: %s", len(out.Failed), len(handles), aws.ToString(out.Failed[0].Message))}}
 	for _, f := range out.Failed {
-		var i int
-		if _, err := fmt.Sscan(aws.ToString(f.Id), &i); err == nil && i >= 0 && i < len(handles) {
+		if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < len(handles) {
 			refused.handles = append(refused.handles, handles[i])
 		}
 	}

@@ -6,7 +6,10 @@
 // Shutdown leaves its channel and consumer open: the consumer kept taking
 // messages and held them unacknowledged until the process exited. Without a
 // prefetch_count the broker pushes the whole queue to a subscription. Open
-// also bounds what gcppubsubv2's client leases ahead.
+// also bounds what gcppubsubv2's client leases ahead, and keeps what
+// gcppubsub and awssqs subscriptions hold from redelivery (leases.go),
+// which their drivers do not; SQS through internal/awsqueue, whose
+// requests time out.
 package subscription
 
 import (
@@ -20,10 +23,9 @@ import (
 
 	rawpubsub "cloud.google.com/go/pubsub/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/rabbitpubsub"
-
-	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/currents-connect/currents-connect/internal/awsqueue"
 	"github.com/currents-connect/currents-connect/internal/driverlog"
