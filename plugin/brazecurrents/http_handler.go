@@ -130,11 +130,12 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 
 	// The events are counted before they are decoded, so that their memory
 	// is charged before it is spent.
-	n, err := scanHTTPBody(body)
+	scan, err := scanHTTPBody(body)
 	if err != nil {
 		in.buffered.Release(held)
 		return answer{http.StatusBadRequest, err.Error()}
 	}
+	n := scan.events
 	charge := held + int64(n)*eventCharge
 	if charge > in.maxBuf {
 		in.buffered.Release(held)
@@ -147,7 +148,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		return in.busy()
 	}
 	held = charge
-	events, err := decodeHTTPEvents(body, n)
+	events, err := decodeHTTPEvents(body, scan)
 	if err != nil {
 		in.buffered.Release(held)
 		return answer{http.StatusBadRequest, err.Error()}

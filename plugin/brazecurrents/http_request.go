@@ -35,40 +35,56 @@ type httpEvent struct {
 // Numbers become int64 when they are integers that fit, float64 otherwise,
 // as the bucket input's structured events have them.
 func parseHTTPEvents(body []byte) ([]httpEvent, error) {
-	n, err := scanHTTPBody(body)
+	scan, err := scanHTTPBody(body)
 	if err != nil {
 		return nil, err
 	}
-	return decodeHTTPEvents(body, n)
+	return decodeHTTPEvents(body, scan)
 }
 
 // newBodyDecoder reads a body. Invalid UTF-8 is let through, as encoding/json
-// replaces it; a key named twice is checked for by the callers, at the top
-// level and within each value (an event's alone), not by the decoder, which
-// would refuse the whole body for it.
-func newBodyDecoder(body []byte) *jsontext.Decoder {
-	return jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
+// replaces it. With allowDup, a key named twice is checked for by the
+// callers, at the top level and within each value (an event's alone), not
+// by the decoder, which refuses the whole body for it.
+func newBodyDecoder(body []byte, allowDup bool) *jsontext.Decoder {
+	return jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(allowDup))
 }
 
-// scanHTTPBody checks the body's shape (walkHTTPBody) and returns how many
-// events it holds. It builds no value: the events can be counted before the
-// memory of decoding them is spent.
-func scanHTTPBody(body []byte) (int, error) {
+// httpScan is what scanHTTPBody found: how many events the body holds, and
+// whether it names no key twice anywhere.
+type httpScan struct {
+	events  int
+	dupFree bool
+}
+
+// scanHTTPBody checks the body's shape (walkHTTPBody) and counts its
+// events. It builds no value: the events can be counted before the memory
+// of decoding them is spent. Most bodies name no key twice: a first walk
+// whose decoder refuses duplicates tells so, and spares each event its own
+// check; a body it refuses for one is walked again, allowing them.
+func scanHTTPBody(body []byte) (httpScan, error) {
 	n := 0
-	err := walkHTTPBody(body, func(jsontext.Value) error {
+	count := func(jsontext.Value) error {
 		n++
 		return nil
-	})
-	return n, err
+	}
+	err := walkHTTPBody(body, false, count)
+	if !errors.Is(err, jsontext.ErrDuplicateName) {
+		return httpScan{events: n, dupFree: err == nil}, err
+	}
+	n = 0
+	err = walkHTTPBody(body, true, count)
+	return httpScan{events: n}, err
 }
 
 // walkHTTPBody checks the body's syntax, that no key is named twice outside
 // the events (encoding/json would keep the last value: a first "events"
 // array would be answered 200 and delivered nowhere), and that it is one
 // object with an "events" array, and calls each with every event's JSON as
-// received: a slice of body, valid as long as the body is.
-func walkHTTPBody(body []byte, each func(raw jsontext.Value) error) error {
-	dec := newBodyDecoder(body)
+// received: a slice of body, valid as long as the body is. Unless allowDup,
+// a key named twice anywhere fails the walk with jsontext.ErrDuplicateName.
+func walkHTTPBody(body []byte, allowDup bool, each func(raw jsontext.Value) error) error {
+	dec := newBodyDecoder(body, allowDup)
 	if k := dec.PeekKind(); k != '{' && k != 0 {
 		return fmt.Errorf("the body is a JSON %s, not an object with an events array", kindName(k))
 	}
@@ -170,11 +186,12 @@ func duplicateKey(v jsontext.Value) error {
 	return &dupKeyError{key: serr.JSONPointer.LastToken(), path: slices.Collect(serr.JSONPointer.Parent().Tokens())}
 }
 
-// decodeHTTPEvents decodes a body that scanHTTPBody found to hold n events:
-// its syntax and shape are known to be right. A malformed event keeps its
-// own bytes and its reason. The body is decoded whole: a decoder for each
-// event took twice the memory and time on a body of small events.
-func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
+// decodeHTTPEvents decodes a body as scanHTTPBody found it: its syntax and
+// shape are known to be right. A malformed event keeps its own bytes and
+// its reason. The body is decoded whole: a decoder for each event took
+// twice the memory and time on a body of small events.
+func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
+	n := scan.events
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var top map[string]any
@@ -182,26 +199,39 @@ func decodeHTTPEvents(body []byte, n int) ([]httpEvent, error) {
 		return nil, fmt.Errorf("the body is not JSON: %w", err)
 	}
 	list, _ := top["events"].([]any)
-	raws := make([]jsontext.Value, 0, n)
-	if err := walkHTTPBody(body, func(raw jsontext.Value) error {
-		raws = append(raws, raw)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if len(list) != n || len(raws) != n {
+	if len(list) != n {
 		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(list), n)
+	}
+	// Each event's own JSON is needed to check it for a key named twice,
+	// and to keep a malformed one as received: walked for only then.
+	var raws []jsontext.Value
+	rawOf := func(i int) jsontext.Value {
+		if raws == nil {
+			raws = make([]jsontext.Value, 0, n)
+			_ = walkHTTPBody(body, true, func(raw jsontext.Value) error {
+				raws = append(raws, raw)
+				return nil
+			})
+		}
+		if i >= len(raws) { // the scan walked the same body
+			return nil
+		}
+		return raws[i]
 	}
 	events := make([]httpEvent, 0, n)
 	for i, v := range list {
-		events = append(events, decodeHTTPEvent(i, v, raws[i]))
+		events = append(events, decodeHTTPEvent(i, v, scan.dupFree, rawOf))
 	}
 	return events, nil
 }
 
-// decodeHTTPEvent is the event of index i, decoded as v from its JSON raw.
-func decodeHTTPEvent(i int, v any, raw jsontext.Value) httpEvent {
-	err := duplicateKey(raw)
+// decodeHTTPEvent is the event of index i, decoded as v; rawOf(i) is its
+// JSON, and dupFree says it names no key twice.
+func decodeHTTPEvent(i int, v any, dupFree bool, rawOf func(int) jsontext.Value) httpEvent {
+	var err error
+	if !dupFree {
+		err = duplicateKey(rawOf(i))
+	}
 	if err == nil {
 		var e httpEvent
 		if e, err = flattenHTTPEvent(v); err == nil {
@@ -213,7 +243,7 @@ func decodeHTTPEvent(i int, v any, raw jsontext.Value) httpEvent {
 	// Answered 400, Braze would re-send the request's events one by one and
 	// drop this one for good: it goes on to the error path instead, and the
 	// id is what a reader of the dead letter and the log finds it by.
-	e := httpEvent{raw: raw, err: fmt.Errorf("event %d: %w", i, err)}
+	e := httpEvent{raw: rawOf(i), err: fmt.Errorf("event %d: %w", i, err)}
 	if obj, ok := v.(map[string]any); ok {
 		e.eventType, _ = obj["event_type"].(string)
 		if id, ok := obj["id"].(string); ok {

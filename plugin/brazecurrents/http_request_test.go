@@ -166,6 +166,17 @@ func FuzzParseHTTPEvents(f *testing.F) {
 		if err := json.Unmarshal(body, &top); err != nil {
 			t.Fatalf("accepted a body encoding/json refuses: %v", err)
 		}
+		// A body the scan found free of keys named twice skips each event's
+		// own check: it must decide as that check does.
+		checked, err := decodeHTTPEvents(body, httpScan{events: len(events)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range events {
+			if fmt.Sprint(events[i].err) != fmt.Sprint(checked[i].err) || !reflect.DeepEqual(events[i].record, checked[i].record) {
+				t.Fatalf("event %d: %v, %v without its own check; %v, %v with it", i, events[i].err, events[i].record, checked[i].err, checked[i].record)
+			}
+		}
 		if len(events) != len(top.Events) {
 			t.Fatalf("%d events from an array of %d", len(events), len(top.Events))
 		}
