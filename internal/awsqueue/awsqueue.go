@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -72,11 +73,10 @@ func OpenSubscription(ctx context.Context, u *url.URL, received func(handles []s
 	for _, name := range []string{"raw", "snstopicarn", "nacklazy", "waittime"} {
 		q.Del(name)
 	}
-	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
+	cfg, err := config(ctx, q, opts.WaitTime+RequestTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open subscription %s: %w", u.Redacted(), err)
 	}
-	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(opts.WaitTime + RequestTimeout)
 	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
 		if received != nil {
 			o.APIOptions = append(o.APIOptions, reportReceived(received))
@@ -123,11 +123,10 @@ func parseWait(v string) (time.Duration, error) {
 
 // OpenTopic opens the awssqs or awssns topic at u.
 func OpenTopic(ctx context.Context, u *url.URL) (*pubsub.Topic, error) {
-	cfg, err := gcaws.V2ConfigFromURLParams(ctx, u.Query())
+	cfg, err := config(ctx, u.Query(), RequestTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open topic %s: %w", u.Redacted(), err)
 	}
-	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(RequestTimeout)
 	var opts awssnssqs.TopicOptions
 	switch u.Scheme {
 	case awssnssqs.SNSScheme:
@@ -138,6 +137,14 @@ func OpenTopic(ctx context.Context, u *url.URL) (*pubsub.Topic, error) {
 		return awssnssqs.OpenSQSTopicV2(ctx, sqs.NewFromConfig(cfg), QueueURL(u), &opts), nil
 	}
 	return nil, fmt.Errorf("open topic %s: not an %s:// or %s:// URL", u.Redacted(), awssnssqs.SQSScheme, awssnssqs.SNSScheme)
+}
+
+// config is the AWS configuration q's parameters name (region, endpoint...),
+// with an HTTP client whose requests end after timeout.
+func config(ctx context.Context, q url.Values, timeout time.Duration) (aws.Config, error) {
+	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
+	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout)
+	return cfg, err
 }
 
 // QueueURL is the SQS queue an awssqs:// URL names, as gocloud's opener

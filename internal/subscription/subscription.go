@@ -106,10 +106,10 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // are settled.
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
+	if err == nil && awsqueue.Handles(u.Scheme) {
+		return openSQS(ctx, u)
+	}
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
-		if err == nil && awsqueue.Handles(u.Scheme) {
-			return openSQS(ctx, u)
-		}
 		sub, err := pubsub.OpenSubscription(ctx, raw)
 		if err != nil {
 			return nil, err

@@ -213,7 +213,7 @@ func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
 				return nil
 			})
 		}
-		if i >= len(raws) { // the scan walked the same body
+		if i >= len(raws) { // not so: the scan counted n in the same body
 			return nil
 		}
 		return raws[i]

@@ -89,7 +89,12 @@ func (s *SQS) QueueURL(name string) string { return s.QueueURLVia(name, s.Endpoi
 
 // QueueURLVia is QueueURL through endpoint, a front before the emulator.
 func (s *SQS) QueueURLVia(name, endpoint string) string {
-	return "awssqs://sqs." + sqsRegion + ".amazonaws.com/" + sqsAccount + "/" + name + "?" + params(endpoint)
+	return "awssqs://" + queuePath(name) + "?" + params(endpoint)
+}
+
+// queuePath is the host and path of the queue name's URL on SQS.
+func queuePath(name string) string {
+	return "sqs." + sqsRegion + ".amazonaws.com/" + sqsAccount + "/" + name
 }
 
 func params(endpoint string) string {
@@ -97,7 +102,7 @@ func params(endpoint string) string {
 }
 
 func (s *SQS) queueURL(name string) *string {
-	return aws.String("https://sqs." + sqsRegion + ".amazonaws.com/" + sqsAccount + "/" + name)
+	return aws.String("https://" + queuePath(name))
 }
 
 // Send sends body to the queue name with attrs as string message
