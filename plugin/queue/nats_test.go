@@ -245,7 +245,7 @@ func TestNATSOutputDeduplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := n.ConsumerInfo(t, n.prefix+"out", n.prefix+"out-sub").NumPending; got != 2 {
+	if got := n.StreamMessages(t, n.prefix+"out"); got != 2 {
 		t.Fatalf("the stream has %d messages, want 2", got)
 	}
 }

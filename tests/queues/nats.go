@@ -175,6 +175,23 @@ func (n *NATS) Deliveries(t testing.TB, stream, consumer string) int {
 	return int(n.ConsumerInfo(t, stream, consumer).Delivered.Consumer)
 }
 
+// StreamMessages is how many messages the stream holds now. The server
+// stores a message before it answers its publisher, so this counts every
+// send that returned; a consumer's NumPending is updated after that, and can
+// still lag it.
+func (n *NATS) StreamMessages(t testing.TB, stream string) uint64 {
+	t.Helper()
+	s, err := n.js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 // ConsumerInfo is what the server says of the stream's consumer now: its
 // deliveries, the pull requests waiting (NumWaiting), the messages not yet
 // delivered (NumPending).
