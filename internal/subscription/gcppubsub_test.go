@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 	leasePeriod, renewPeriod = 20*time.Millisecond, 20*time.Millisecond
 	code := m.Run()
 	_ = pubsubServer.Close()
+	serviceBus.Close()
 	os.Exit(code)
 }
 

@@ -54,6 +54,16 @@ type leaseService interface {
 	name() (queue, timer string)
 }
 
+// timedLeases is a leaseService whose messages say when their lease ends
+// and whose extensions last what the queue sets, not what the call asks
+// (Service Bus's locks): it schedules its own extensions.
+type timedLeases interface {
+	// firstDue is when m, received now, is first extended.
+	firstDue(m *pubsub.Message, now time.Time) time.Time
+	// renewAfter is how long an extension made now stands before the next.
+	renewAfter() time.Duration
+}
+
 // leases extends the leases of the messages a subscription received and no
 // one settled yet.
 type leases struct {
@@ -87,11 +97,18 @@ func startLeases(svc leaseService, log *service.Logger) *leases {
 }
 
 // received extends m from the next look on: when the driver fetched it,
-// and so how much of its deadline is left, is not known.
+// and so how much of its deadline is left, is not known, unless m says.
 func (l *leases) received(m *pubsub.Message) {
-	if id, ok := l.svc.leaseID(m); ok {
-		l.hold([]string{id}, 0)
+	id, ok := l.svc.leaseID(m)
+	if !ok {
+		return
 	}
+	first := time.Duration(0)
+	if t, ok := l.svc.(timedLeases); ok {
+		now := l.now()
+		first = t.firstDue(m, now).Sub(now)
+	}
+	l.hold([]string{id}, first)
 }
 
 // hold extends the messages of ids, fetched now, until they are settled,
@@ -164,11 +181,24 @@ func (l *leases) extend(ctx context.Context) {
 		if err != nil && ctx.Err() == nil && l.stillHeld(err) {
 			l.failed(len(live), err)
 		}
+		next := now.Add(renewPeriod)
+		if t, ok := l.svc.(timedLeases); ok {
+			next = now.Add(t.renewAfter())
+		}
+		// Unless the call failed as a whole, the IDs it took are extended;
+		// the others are tried again at the next look.
+		var refused map[string]bool
+		if r, ok := err.(refusedIDs); ok {
+			refused = make(map[string]bool)
+			for _, id := range r.refused() {
+				refused[id] = true
+			}
+		}
 		l.mu.Lock()
-		if err == nil { // else tried again at the next look
+		if err == nil || refused != nil {
 			for _, id := range live {
-				if _, ok := l.held[id]; ok {
-					l.held[id] = now.Add(renewPeriod)
+				if _, ok := l.held[id]; ok && !refused[id] {
+					l.held[id] = next
 				}
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"gocloud.dev/pubsub"
 	_ "gocloud.dev/pubsub/awssnssqs"
 
 	"github.com/currents-connect/currents-connect/internal/driverlog"
@@ -37,14 +36,7 @@ func TestSQSExtendsHeldMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := map[string]*pubsub.Message{}
-	for len(held) < 3 {
-		m, err := sub.Receive(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held[string(m.Body)] = m
-	}
+	held := receiveBodies(t, ctx, sub, 3)
 	queues.Eventually(t, ctx, "each visibility extended to about a minute", func() bool {
 		for _, m := range s.Messages(t, "q") {
 			if !m.VisibleAt.IsZero() && time.Until(m.VisibleAt) < 30*time.Second {

@@ -141,9 +141,12 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 }
 
 // extendLeases starts extending the leases of what sub receives if it is
-// a gcppubsub subscription, u its URL.
+// a gcppubsub or azuresb subscription, u its URL.
 func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *leases {
 	if svc, ok := pubsubLeasesOf(sub, u); ok {
+		return startLeases(svc, log)
+	}
+	if svc, ok := sbLeasesOf(sub, u); ok {
 		return startLeases(svc, log)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 
@@ -46,6 +47,7 @@ func TestMain(m *testing.M) {
 	_ = pubsubServer.Close()
 	rabbitServer.Close()
 	shortTimeoutRabbit.Close()
+	serviceBus.Close()
 	os.Exit(code)
 }
 
@@ -75,8 +77,8 @@ type deliveryCounter interface {
 }
 
 // servers are the queue servers the tests run against, each speaking its
-// real protocol: Google's Pub/Sub test server, NATS JetStream, RabbitMQ and
-// an SQS emulator.
+// real protocol: Google's Pub/Sub test server, NATS JetStream, RabbitMQ, an
+// SQS emulator and a Service Bus fake.
 var servers = []struct {
 	name  string
 	start func(t *testing.T) queueServer
@@ -85,6 +87,7 @@ var servers = []struct {
 	{"nats", func(t *testing.T) queueServer { return startNATS(t) }},
 	{"rabbit", func(t *testing.T) queueServer { return startRabbit(t) }},
 	{"sqs", func(t *testing.T) queueServer { return startSQS(t) }},
+	{"servicebus", func(t *testing.T) queueServer { return startServiceBus(t) }},
 }
 
 // forEachServer runs test as a subtest against each server.
@@ -227,6 +230,71 @@ func (s testSQS) SubscriptionURL(sub string) string {
 // badMessage is bigger than a queue's maximum message size (1 MiB).
 func (s testSQS) badMessage() *service.Message {
 	return service.NewMessage(make([]byte, 2<<20))
+}
+
+// serviceBus is the package's Service Bus fake: gocloud's azuresb opener
+// reads SERVICEBUS_CONNECTION_STRING once a process, so the tests share it.
+var serviceBus = &queues.SharedServiceBus{}
+
+// testServiceBus is the Service Bus fake with topics of the test's own, in
+// and out, each with a subscription (in-sub, out-sub).
+type testServiceBus struct {
+	*queues.ServiceBus
+	prefix string
+}
+
+func startServiceBus(t *testing.T) testServiceBus {
+	t.Helper()
+	sb := serviceBus.Get(t)
+	sb.SetEnv(t)
+	s := testServiceBus{sb, sb.Name(t) + "-"}
+	for _, name := range []string{"in", "out"} {
+		sb.CreateSubscription(t, s.prefix+name, name+"-sub", 10*time.Second, 0)
+	}
+	return s
+}
+
+// Publish sends with the SDK, attributes as application properties.
+func (s testServiceBus) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
+	t.Helper()
+	sender, err := s.Client(t).NewSender(s.prefix+topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close(context.Background())
+	m := &azservicebus.Message{Body: data, ApplicationProperties: map[string]any{}}
+	for k, v := range attrs {
+		m.ApplicationProperties[k] = v
+	}
+	if err := sender.SendMessage(context.Background(), m, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+func (s testServiceBus) TopicURL(topic string) string { return s.ServiceBus.TopicURL(s.prefix + topic) }
+func (s testServiceBus) SubscriptionURL(sub string) string {
+	return s.ServiceBus.SubscriptionURL(s.prefix+strings.TrimSuffix(sub, "-sub"), sub)
+}
+
+// Deliveries counts the deliveries of the message of topic with body data
+// (of every message, data nil): the fake counts those that ended unsettled,
+// and one more for a message locked now.
+func (s testServiceBus) Deliveries(t testing.TB, topic string, data []byte) int {
+	n := 0
+	for _, m := range s.Messages(t, s.prefix+topic, topic+"-sub") {
+		if data != nil && m.Body != string(data) {
+			continue
+		}
+		n += m.DeliveryCount
+		if m.State == queues.SBLocked {
+			n++
+		}
+	}
+	return n
+}
+
+// badMessage is bigger than a Standard namespace's messages (256 KB).
+func (s testServiceBus) badMessage() *service.Message {
+	return service.NewMessage(make([]byte, 300<<10))
 }
 
 // runStream builds a stream from yaml and runs it until the test ends,

@@ -136,6 +136,10 @@ func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 			continue
 		}
 		wg.Go(func() {
+			if err := tooLargeForServiceBus(ctx, topic, m); err != nil {
+				errs[i] = err
+				return
+			}
 			if err := topic.Send(ctx, m); err != nil {
 				errs[i] = o.url.scrub("sending to", err)
 				if connectionGone(err) {
