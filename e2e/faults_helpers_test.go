@@ -79,11 +79,19 @@ type faultRig struct {
 // S3 server process and starts the stand-in with opts.
 func newFaultRig(t *testing.T, filesPerType, recordsPerFile int, seed uint64, opts ...segmentapi.Option) *faultRig {
 	t.Helper()
+	b, stop, restart := buckets.StartS3Process(t, s3Server, "")
+	r := newRigOn(t, b, filesPerType, recordsPerFile, seed, opts...)
+	r.stopS3, r.restartS3 = stop, restart
+	return r
+}
+
+// newRigOn is newFaultRig with the tree in bucket b (no S3 process).
+func newRigOn(t *testing.T, b *buckets.Bucket, filesPerType, recordsPerFile int, seed uint64, opts ...segmentapi.Option) *faultRig {
+	t.Helper()
 	tree, written := faultTree(t, filesPerType, recordsPerFile, seed)
-	r := &faultRig{t: t, written: written, srv: segmentapi.StartT(t, e2eWriteKey, opts...), events: newNotifier()}
+	r := &faultRig{t: t, written: written, bucket: b, srv: segmentapi.StartT(t, e2eWriteKey, opts...), events: newNotifier()}
 	r.want, r.noUser = expectedIDs(written)
-	r.bucket, r.stopS3, r.restartS3 = buckets.StartS3Process(t, s3Server, "")
-	buckets.UploadDir(t, r.bucket, tree)
+	buckets.UploadDir(t, b, tree)
 	r.srv.OnRequest(func(*http.Request, []segmentapi.Call) { r.events.notify() })
 	return r
 }
@@ -103,6 +111,24 @@ func (r *faultRig) checkEnd(env []string, dead []deadletter.Letter, once bool) {
 	checkDeadLetters(r.t, r.srv, dead, r.want, r.noUser, once)
 	checkDelivered(r.t, r.srv, r.want)
 	checkNothingNew(r.t, env, r.srv)
+}
+
+// endOutageDeliveredOnce ends the stand-in's 503 outage, during which it
+// must have accepted nothing, and checks that every event then arrived,
+// none twice (an object read again sends its events again).
+func (r *faultRig) endOutageDeliveredOnce() {
+	r.t.Helper()
+	if n := r.srv.UniqueMessageIDs(); n != 0 {
+		r.t.Fatalf("%d calls accepted during the outage", n)
+	}
+	r.srv.Outage503(false)
+	waitFor(r.t, r.events, time.Minute, "every event delivered", func() (bool, error) {
+		return r.srv.UniqueMessageIDs() >= len(r.want), nil
+	})
+	checkDelivered(r.t, r.srv, r.want)
+	if d := r.srv.Duplicates(); d != 0 {
+		r.t.Fatalf("%d duplicates: objects were read again", d)
+	}
 }
 
 // quickRetries are the arguments that make the shipped pipeline's Segment

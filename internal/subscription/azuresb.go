@@ -28,23 +28,21 @@ type sbLeases struct {
 	now     func() time.Time
 }
 
-// sbLeasesOf is sub's sbLeases if it is an azuresb subscription (u its
-// URL): gocloud's URL opener receives in peek-lock mode only.
-func sbLeasesOf(sub *pubsub.Subscription, u *url.URL) (leaseService, bool) {
-	var r *azservicebus.Receiver
-	if u == nil || !sub.As(&r) {
-		return nil, false
-	}
-	entity := path.Join(u.Host, u.Path) + "/Subscriptions/" + u.Query().Get("subscription")
-	return &sbLeases{receiver: r, entity: entity, now: time.Now}, true
+// sbEntity is the subscription that gocloud's azuresb URL opener opens for
+// u: <topic>/Subscriptions/<name>.
+func sbEntity(u *url.URL) string {
+	return path.Join(u.Host, u.Path) + "/Subscriptions/" + u.Query().Get("subscription")
 }
+
+// lockID is m's lock token, as the leases know it.
+func lockID(m *azservicebus.ReceivedMessage) string { return hex.EncodeToString(m.LockToken[:]) }
 
 func (s *sbLeases) leaseID(m *pubsub.Message) (string, bool) {
 	var rm *azservicebus.ReceivedMessage
 	if !m.As(&rm) {
 		return "", false
 	}
-	return hex.EncodeToString(rm.LockToken[:]), true
+	return lockID(rm), true
 }
 
 // firstDue is when m, just received, is first renewed: halfway from now to
@@ -54,9 +52,15 @@ func (s *sbLeases) firstDue(m *pubsub.Message, now time.Time) time.Time {
 	if !m.As(&rm) || rm.LockedUntil == nil {
 		return now
 	}
-	left := rm.LockedUntil.Sub(now)
+	return now.Add(s.firstLock(*rm.LockedUntil, now))
+}
+
+// firstLock is how long from now a lock ending at until is first renewed;
+// the first lock seen stands for the lock duration until a renewal tells.
+func (s *sbLeases) firstLock(until, now time.Time) time.Duration {
+	left := until.Sub(now)
 	s.lockFor.CompareAndSwap(0, int64(left))
-	return now.Add(max(0, left/2-leasePeriod))
+	return max(0, left/2-leasePeriod)
 }
 
 // renewAfter is how long a renewal made now stands before the next: half

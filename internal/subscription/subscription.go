@@ -109,6 +109,9 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 	if err == nil && awsqueue.Handles(u.Scheme) {
 		return openSQS(ctx, u)
 	}
+	if err == nil && u.Scheme == "azuresb" {
+		return openServiceBus(ctx, u)
+	}
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
 		sub, err := pubsub.OpenSubscription(ctx, raw)
 		if err != nil {
@@ -141,12 +144,9 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 }
 
 // extendLeases starts extending the leases of what sub receives if it is
-// a gcppubsub or azuresb subscription, u its URL.
+// a gcppubsub subscription, u its URL.
 func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *leases {
 	if svc, ok := pubsubLeasesOf(sub, u); ok {
-		return startLeases(svc, log)
-	}
-	if svc, ok := sbLeasesOf(sub, u); ok {
 		return startLeases(svc, log)
 	}
 	return nil
