@@ -241,13 +241,16 @@ var serviceBus = &queues.SharedServiceBus{}
 type testServiceBus struct {
 	*queues.ServiceBus
 	prefix string
+	// senders publish, one a topic: a sender a message took 0.27 s each.
+	senders map[string]*azservicebus.Sender
+	client  *azservicebus.Client
 }
 
 func startServiceBus(t *testing.T) testServiceBus {
 	t.Helper()
 	sb := serviceBus.Get(t)
 	sb.SetEnv(t)
-	s := testServiceBus{sb, sb.Name(t) + "-"}
+	s := testServiceBus{sb, sb.Name(t) + "-", map[string]*azservicebus.Sender{}, sb.Client(t)}
 	for _, name := range []string{"in", "out"} {
 		sb.CreateSubscription(t, s.prefix+name, name+"-sub", 10*time.Second, 0)
 	}
@@ -257,11 +260,14 @@ func startServiceBus(t *testing.T) testServiceBus {
 // Publish sends with the SDK, attributes as application properties.
 func (s testServiceBus) Publish(t testing.TB, topic string, data []byte, attrs map[string]string) {
 	t.Helper()
-	sender, err := s.Client(t).NewSender(s.prefix+topic, nil)
-	if err != nil {
-		t.Fatal(err)
+	sender := s.senders[topic]
+	if sender == nil {
+		var err error
+		if sender, err = s.client.NewSender(s.prefix+topic, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.senders[topic] = sender
 	}
-	defer sender.Close(context.Background())
 	m := &azservicebus.Message{Body: data, ApplicationProperties: map[string]any{}}
 	for k, v := range attrs {
 		m.ApplicationProperties[k] = v
