@@ -7,9 +7,10 @@
 // messages and held them unacknowledged until the process exited. Without a
 // prefetch_count the broker pushes the whole queue to a subscription. Open
 // also bounds what gcppubsubv2's client leases ahead, and keeps what
-// gcppubsub and awssqs subscriptions hold from redelivery (leases.go),
-// which their drivers do not; SQS through internal/awsqueue, whose
-// requests time out.
+// gcppubsub, awssqs and azuresb subscriptions hold from redelivery
+// (leases.go), which their drivers do not; SQS through internal/awsqueue,
+// whose requests time out, and Service Bus through a driver of its own
+// (azuresbdriver.go), which tells what it fetched.
 package subscription
 
 import (
@@ -40,7 +41,7 @@ type Subscription struct {
 	*pubsub.Subscription
 	closeConn func() error // nil when it owns none
 	watch     *channelWatch
-	leases    *leases // gcppubsub and awssqs only
+	leases    *leases // gcppubsub, awssqs and azuresb only
 }
 
 // Receive receives the next message. Settle it with Ack or Nack.
@@ -101,9 +102,9 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // gcppubsubv2 client's outstanding messages. Unbounded, they take messages
 // ahead (the whole queue for rabbit, up to 1000 for Pub/Sub), held in
 // memory and from the subscription's other consumers. A rabbit subscription
-// gets a connection of its own, which its Shutdown closes. A gcppubsub
-// subscription extends the deadline of the messages received until they
-// are settled.
+// gets a connection of its own, which its Shutdown closes. A gcppubsub,
+// awssqs or azuresb subscription extends the deadline (visibility, lock)
+// of the messages received until they are settled.
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err == nil && awsqueue.Handles(u.Scheme) {
