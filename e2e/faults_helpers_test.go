@@ -113,24 +113,6 @@ func (r *faultRig) checkEnd(env []string, dead []deadletter.Letter, once bool) {
 	checkNothingNew(r.t, env, r.srv)
 }
 
-// endOutageDeliveredOnce ends the stand-in's 503 outage, during which it
-// must have accepted nothing, and checks that every event then arrived,
-// none twice (an object read again sends its events again).
-func (r *faultRig) endOutageDeliveredOnce() {
-	r.t.Helper()
-	if n := r.srv.UniqueMessageIDs(); n != 0 {
-		r.t.Fatalf("%d calls accepted during the outage", n)
-	}
-	r.srv.Outage503(false)
-	waitFor(r.t, r.events, time.Minute, "every event delivered", func() (bool, error) {
-		return r.srv.UniqueMessageIDs() >= len(r.want), nil
-	})
-	checkDelivered(r.t, r.srv, r.want)
-	if d := r.srv.Duplicates(); d != 0 {
-		r.t.Fatalf("%d duplicates: objects were read again", d)
-	}
-}
-
 // quickRetries are the arguments that make the shipped pipeline's Segment
 // output retry (and probe a refused key) within 50 to 500 ms instead of 0.5
 // to 30 s, for the tests whose subject is that it retries, not how long it

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"syscall"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
-	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/queues"
 )
 
@@ -35,32 +33,14 @@ func TestNotificationsFromBlobStorageOverServiceBus(t *testing.T) {
 		}
 		sb.Send(t, "currents-created", event)
 	}
-	r.srv.Outage503(true)
-	env := append(r.env(), "CURRENTS_NOTIFICATIONS="+sb.SubscriptionURL("currents-created", "connect"))
-	for k, v := range sb.Env() {
-		env = append(env, k+"="+v)
-	}
-	p := startConnect(t, repoRoot, env, r.events, append(append([]string{"run", "--log.level", "debug"}, quickRetries...), notificationsConfig)...)
-	p.waitLines(1, 30*time.Second, "Segment request failed", "503 Service Unavailable")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	outage := time.Now()
-	queues.Eventually(t, ctx, "more than two lock durations of outage", func() bool {
+	r.notificationsThroughOutage(sb.SubscriptionURL("currents-created", "connect"), sb.Env(), func() string {
 		for _, m := range sb.Messages(t, "currents-created", "connect") {
 			if m.DeliveryCount > 0 {
-				t.Fatalf("a notification came back while held (%+v) after %v of outage", m, time.Since(outage))
+				return fmt.Sprintf("%+v", m)
 			}
 		}
-		return time.Since(outage) > 13*time.Second
-	})
-	r.endOutageDeliveredOnce()
-	queues.Eventually(t, ctx, "every notification completed", func() bool {
+		return ""
+	}, func() bool {
 		return len(sb.Messages(t, "currents-created", "connect")) == 0
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	p.wait(30 * time.Second)
-	checkDeadLetters(t, r.srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), r.want, r.noUser, true)
-	t.Logf("%d objects, %d events delivered after %v of outage, no duplicates", len(r.written), len(r.want), time.Since(outage).Round(time.Second))
 }

@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
+	"fmt"
 	"net/url"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/queues"
 )
 
@@ -33,35 +31,17 @@ func TestNotificationsFromS3OverSQS(t *testing.T) {
 			`"awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"`+r.bucket.Name+`"},`+
 			`"object":{"key":"`+url.QueryEscape(w.Key)+`"}}}]}`), nil)
 	}
-	r.srv.Outage503(true)
-	env := append(r.env(), "CURRENTS_NOTIFICATIONS="+queue)
-	for k, v := range sqs.Env() {
-		env = append(env, k+"="+v)
-	}
-	p := startConnect(t, repoRoot, env, r.events, append(append([]string{"run", "--log.level", "debug"}, quickRetries...), notificationsConfig)...)
-	p.waitLines(1, 30*time.Second, "Segment request failed", "503 Service Unavailable")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	outage := time.Now()
-	queues.Eventually(t, ctx, "more than a visibility timeout of outage", func() bool {
+	r.notificationsThroughOutage(queue, sqs.Env(), func() string {
 		for _, m := range sqs.Messages(t, "currents-created") {
 			// Delivered, and visible again or due: its visibility timeout ran
 			// out (the emulator moves messages back lazily).
 			if m.Received > 1 || m.Received == 1 && m.VisibleAt.Before(time.Now()) {
-				t.Fatalf("a notification came back while held (delivered %d times) after %v of outage", m.Received, time.Since(outage))
+				return fmt.Sprintf("delivered %d times", m.Received)
 			}
 		}
-		return time.Since(outage) > 13*time.Second
-	})
-	r.endOutageDeliveredOnce()
-	queues.Eventually(t, ctx, "every notification deleted", func() bool {
+		return ""
+	}, func() bool {
 		visible, inFlight := sqs.Count(t, "currents-created")
 		return visible == 0 && inFlight == 0
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	p.wait(30 * time.Second)
-	checkDeadLetters(t, r.srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), r.want, r.noUser, true)
-	t.Logf("%d objects, %d events delivered after %v of outage, no duplicates", len(r.written), len(r.want), time.Since(outage).Round(time.Second))
 }
