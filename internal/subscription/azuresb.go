@@ -45,18 +45,9 @@ func (s *sbLeases) leaseID(m *pubsub.Message) (string, bool) {
 	return lockID(rm), true
 }
 
-// firstDue is when m, just received, is first renewed: halfway from now to
-// the end of its lock (it may have waited in gocloud's buffer), less a look.
-func (s *sbLeases) firstDue(m *pubsub.Message, now time.Time) time.Time {
-	var rm *azservicebus.ReceivedMessage
-	if !m.As(&rm) || rm.LockedUntil == nil {
-		return now
-	}
-	return now.Add(s.firstLock(*rm.LockedUntil, now))
-}
-
-// firstLock is how long from now a lock ending at until is first renewed;
-// the first lock seen stands for the lock duration until a renewal tells.
+// firstLock is how long from now a lock ending at until, just fetched, is
+// first renewed: when half of it is left, less a look. The first lock seen
+// stands for the lock duration until a renewal tells.
 func (s *sbLeases) firstLock(until, now time.Time) time.Duration {
 	left := until.Sub(now)
 	s.lockFor.CompareAndSwap(0, int64(left))

@@ -54,12 +54,9 @@ type leaseService interface {
 	name() (queue, timer string)
 }
 
-// timedLeases is a leaseService whose messages say when their lease ends
-// and whose extensions last what the queue sets, not what the call asks
-// (Service Bus's locks): it schedules its own extensions.
+// timedLeases is a leaseService whose extensions last what the queue sets,
+// not what the call asks (Service Bus's locks): it says how long one stands.
 type timedLeases interface {
-	// firstDue is when m, received now, is first extended.
-	firstDue(m *pubsub.Message, now time.Time) time.Time
 	// renewAfter is how long an extension made now stands before the next.
 	renewAfter() time.Duration
 }
@@ -97,18 +94,12 @@ func startLeases(svc leaseService, log *service.Logger) *leases {
 }
 
 // received extends m from the next look on: when the driver fetched it,
-// and so how much of its deadline is left, is not known, unless m says.
+// and so how much of its deadline is left, is not known. (A message whose
+// fetch was reported is held already, and keeps its due time.)
 func (l *leases) received(m *pubsub.Message) {
-	id, ok := l.svc.leaseID(m)
-	if !ok {
-		return
+	if id, ok := l.svc.leaseID(m); ok {
+		l.hold([]string{id}, 0)
 	}
-	first := time.Duration(0)
-	if t, ok := l.svc.(timedLeases); ok {
-		now := l.now()
-		first = t.firstDue(m, now).Sub(now)
-	}
-	l.hold([]string{id}, first)
 }
 
 // hold extends the messages of ids, fetched now, until they are settled,

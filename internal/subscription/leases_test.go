@@ -73,8 +73,7 @@ type timedService struct {
 	refuse []string
 }
 
-func (s *timedService) firstDue(_ *pubsub.Message, now time.Time) time.Time { return now }
-func (s *timedService) renewAfter() time.Duration                           { return s.after }
+func (s *timedService) renewAfter() time.Duration { return s.after }
 func (s *timedService) modify(ctx context.Context, ids []string, d time.Duration) error {
 	_ = s.recordingService.modify(ctx, ids, d)
 	if refuse := s.refuse; refuse != nil {

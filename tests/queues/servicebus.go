@@ -274,20 +274,6 @@ type SBStats struct {
 	PutTokens         int // CBS put-token requests
 }
 
-// Since is what was counted after before, for a test sharing the fake with
-// others that ran before it.
-func (s SBStats) Since(before SBStats) SBStats {
-	return SBStats{
-		Deliveries: s.Deliveries - before.Deliveries, Completes: s.Completes - before.Completes,
-		Abandons: s.Abandons - before.Abandons, Releases: s.Releases - before.Releases,
-		DeadLetters: s.DeadLetters - before.DeadLetters, Defers: s.Defers - before.Defers,
-		Expiries: s.Expiries - before.Expiries, LockLost: s.LockLost - before.LockLost,
-		RenewCalls: s.RenewCalls - before.RenewCalls, LocksRenewed: s.LocksRenewed - before.LocksRenewed,
-		ManagementSettles: s.ManagementSettles - before.ManagementSettles,
-		Detached:          s.Detached - before.Detached, PutTokens: s.PutTokens - before.PutTokens,
-	}
-}
-
 // Stats are the fake's counters.
 func (s *ServiceBus) Stats(t testing.TB) SBStats {
 	t.Helper()
