@@ -2,12 +2,10 @@ package brazecurrents
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -187,54 +185,34 @@ func duplicateKey(v jsontext.Value) error {
 }
 
 // decodeHTTPEvents decodes a body as scanHTTPBody found it: its syntax and
-// shape are known to be right. A malformed event keeps its own bytes and
-// its reason. The body is decoded whole: a decoder for each event took
-// twice the memory and time on a body of small events.
+// shape are known to be right. Each event is decoded from its own bytes,
+// which a malformed one keeps, with its reason.
 func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
-	n := scan.events
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var top map[string]any
-	if err := dec.Decode(&top); err != nil {
-		return nil, fmt.Errorf("the body is not JSON: %w", err)
+	events := make([]httpEvent, 0, scan.events)
+	d := newEventDecoder()
+	err := walkHTTPBody(body, true, func(raw jsontext.Value) error {
+		events = append(events, decodeHTTPEvent(d, len(events), raw, scan.dupFree))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	list, _ := top["events"].([]any)
-	if len(list) != n {
-		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(list), n)
-	}
-	// Each event's own JSON is needed to check it for a key named twice,
-	// and to keep a malformed one as received: walked for only then.
-	var raws []jsontext.Value
-	rawOf := func(i int) jsontext.Value {
-		if raws == nil {
-			raws = make([]jsontext.Value, 0, n)
-			_ = walkHTTPBody(body, true, func(raw jsontext.Value) error {
-				raws = append(raws, raw)
-				return nil
-			})
-		}
-		if i >= len(raws) { // not so: the scan counted n in the same body
-			return nil
-		}
-		return raws[i]
-	}
-	events := make([]httpEvent, 0, n)
-	for i, v := range list {
-		events = append(events, decodeHTTPEvent(i, v, scan.dupFree, rawOf))
+	if len(events) != scan.events {
+		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(events), scan.events)
 	}
 	return events, nil
 }
 
-// decodeHTTPEvent is the event of index i, decoded as v; rawOf(i) is its
-// JSON, and dupFree says it names no key twice.
-func decodeHTTPEvent(i int, v any, dupFree bool, rawOf func(int) jsontext.Value) httpEvent {
+// decodeHTTPEvent is the event of index i, whose JSON is raw; dupFree says
+// it names no key twice.
+func decodeHTTPEvent(d *eventDecoder, i int, raw jsontext.Value, dupFree bool) httpEvent {
 	var err error
 	if !dupFree {
-		err = duplicateKey(rawOf(i))
+		err = duplicateKey(raw)
 	}
 	if err == nil {
 		var e httpEvent
-		if e, err = flattenHTTPEvent(v); err == nil {
+		if e, err = d.event(raw); err == nil {
 			return e
 		}
 	} else if path := pathOf(err); len(path) > 0 {
@@ -243,7 +221,8 @@ func decodeHTTPEvent(i int, v any, dupFree bool, rawOf func(int) jsontext.Value)
 	// Answered 400, Braze would re-send the request's events one by one and
 	// drop this one for good: it goes on to the error path instead, and the
 	// id is what a reader of the dead letter and the log finds it by.
-	e := httpEvent{raw: rawOf(i), err: fmt.Errorf("event %d: %w", i, err)}
+	e := httpEvent{raw: raw, err: fmt.Errorf("event %d: %w", i, err)}
+	v, _ := d.any(raw) // valid JSON: the body's walk read it
 	if obj, ok := v.(map[string]any); ok {
 		e.eventType, _ = obj["event_type"].(string)
 		if id, ok := obj["id"].(string); ok {
@@ -256,72 +235,7 @@ func decodeHTTPEvent(i int, v any, dupFree bool, rawOf func(int) jsontext.Value)
 	return e
 }
 
-// flattenHTTPEvent moves properties and user to the top level, as a storage
-// record has them, so that the same mapping reads both.
-func flattenHTTPEvent(v any) (httpEvent, error) {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return httpEvent{}, fmt.Errorf("a JSON %s, not an object", jsonKind(v))
-	}
-	eventType, ok := obj["event_type"].(string)
-	if !ok || eventType == "" {
-		return httpEvent{}, errors.New("no event_type")
-	}
-	props, _ := obj["properties"].(map[string]any)
-	user, _ := obj["user"].(map[string]any)
-	record := make(map[string]any, len(obj)+len(props)+len(user))
-	for k, v := range obj {
-		switch k {
-		case "event_type", "properties", "user":
-		default:
-			record[k] = numbers(v)
-		}
-	}
-	for _, part := range [...]string{"properties", "user"} {
-		inner, ok := obj[part].(map[string]any)
-		if !ok {
-			if obj[part] == nil {
-				continue
-			}
-			return httpEvent{}, fmt.Errorf("%s is a JSON %s, not an object", part, jsonKind(obj[part]))
-		}
-		for k, v := range inner {
-			if _, taken := record[k]; taken {
-				return httpEvent{}, fmt.Errorf("%s.%s collides with a field of the same name", part, k)
-			}
-			record[k] = numbers(v)
-		}
-	}
-	return httpEvent{eventType: eventType, record: record}, nil
-}
-
-// numbers turns the json.Numbers in v into int64 or float64, in place.
-func numbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
-			return i
-		}
-		f, err := strconv.ParseFloat(string(t), 64)
-		if err != nil {
-			// Beyond float64's range: encoding/json accepted it as a
-			// number, so it is one; keep the text rather than lose it.
-			return string(t)
-		}
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = numbers(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = numbers(x)
-		}
-	}
-	return v
-}
-
-// kindName names a JSON kind as jsonKind does.
+// kindName names a JSON kind.
 func kindName(k jsontext.Kind) string {
 	switch k {
 	case 'n':
@@ -336,22 +250,4 @@ func kindName(k jsontext.Kind) string {
 		return "array"
 	}
 	return "object"
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case json.Number:
-		return "number"
-	case string:
-		return "string"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return fmt.Sprintf("%T", v)
 }

@@ -1,0 +1,251 @@
+package brazecurrents
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// eventDecoder builds a Custom HTTP event's record straight from its JSON,
+// read with jsontext: flattened as a storage record has it, in one map sized
+// once, numbers as the bucket input's structured events have them.
+// encoding/json into map[string]any, then a flattened copy with its numbers
+// converted, took twice the time (BenchmarkParseHTTPEvents). Values are what
+// encoding/json would give with UseNumber, numbers then converted
+// (FuzzParseHTTPEvents checks it). One decoder serves one request.
+type eventDecoder struct {
+	r     bytes.Reader
+	dec   *jsontext.Decoder
+	names map[string]string // object names as received → as decoded, shared by the events
+	buf   []byte            // unquoting escaped strings
+	top   []member          // the event's own fields, but for event_type
+	parts [2][]member       // the members of properties and user
+}
+
+type member struct {
+	name  string
+	value any
+}
+
+// flattenedParts are the event's objects whose members move to the top
+// level, in the order their names are checked against those already there.
+var flattenedParts = [2]string{"properties", "user"}
+
+const (
+	maxSharedNames   = 1024 // per request, so that odd keys cannot grow it much
+	maxSharedNameLen = 128
+)
+
+// The body was checked already: invalid UTF-8 is let through, to be replaced
+// as encoding/json does, and keys named twice are looked for apart.
+var eventDecodeOptions = []jsontext.Options{jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)}
+
+func newEventDecoder() *eventDecoder {
+	return &eventDecoder{dec: jsontext.NewDecoder(bytes.NewReader(nil)), names: map[string]string{}}
+}
+
+// event reads one event of a body that walkHTTPBody accepted, and flattens
+// it: properties and user move to the top level. It refuses an event that is
+// not an object, has no event_type, properties or user that are not objects,
+// or a field that properties, user and the event itself disagree on.
+func (d *eventDecoder) event(raw jsontext.Value) (httpEvent, error) {
+	d.reset(raw)
+	if k := d.dec.PeekKind(); k != '{' {
+		return httpEvent{}, fmt.Errorf("a JSON %s, not an object", kindName(k))
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return httpEvent{}, err
+	}
+	var eventType any
+	var partErrs [2]error
+	for d.dec.PeekKind() == '"' {
+		name, err := d.name()
+		if err != nil {
+			return httpEvent{}, err
+		}
+		i := partIndex(name)
+		switch {
+		case i >= 0:
+			partErrs[i] = d.members(name, i)
+		case name == "event_type":
+			eventType, err = d.value()
+		default:
+			var v any
+			v, err = d.value()
+			d.top = append(d.top, member{name, v})
+		}
+		if err != nil {
+			return httpEvent{}, err
+		}
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return httpEvent{}, err
+	}
+	t, ok := eventType.(string)
+	if !ok || t == "" {
+		return httpEvent{}, errors.New("no event_type")
+	}
+	record := make(map[string]any, len(d.top)+len(d.parts[0])+len(d.parts[1]))
+	for _, m := range d.top {
+		record[m.name] = m.value
+	}
+	for i, members := range d.parts {
+		if partErrs[i] != nil {
+			return httpEvent{}, partErrs[i]
+		}
+		for _, m := range members {
+			if _, taken := record[m.name]; taken {
+				return httpEvent{}, fmt.Errorf("%s.%s collides with a field of the same name", flattenedParts[i], m.name)
+			}
+			record[m.name] = m.value
+		}
+	}
+	return httpEvent{eventType: t, record: record}, nil
+}
+
+// any reads a value whole, as encoding/json would into an any.
+func (d *eventDecoder) any(raw jsontext.Value) (any, error) {
+	d.reset(raw)
+	return d.value()
+}
+
+func (d *eventDecoder) reset(raw jsontext.Value) {
+	clear(d.top) // let go of the last event's values
+	clear(d.parts[0])
+	clear(d.parts[1])
+	d.top, d.parts[0], d.parts[1] = d.top[:0], d.parts[0][:0], d.parts[1][:0]
+	d.r.Reset(raw)
+	d.dec.Reset(&d.r, eventDecodeOptions...)
+}
+
+func partIndex(name string) int {
+	for i, p := range flattenedParts {
+		if name == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// members reads the value of part i, named name: an object's members, or
+// nothing for null. Anything else is read past and refused.
+func (d *eventDecoder) members(name string, i int) error {
+	switch k := d.dec.PeekKind(); k {
+	case 'n':
+		_, err := d.dec.ReadValue()
+		return err
+	case '{':
+	default:
+		if err := d.dec.SkipValue(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s is a JSON %s, not an object", name, kindName(k))
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	}
+	for d.dec.PeekKind() == '"' {
+		n, err := d.name()
+		if err != nil {
+			return err
+		}
+		v, err := d.value()
+		if err != nil {
+			return err
+		}
+		d.parts[i] = append(d.parts[i], member{n, v})
+	}
+	_, err := d.dec.ReadToken()
+	return err
+}
+
+// value reads the next value: objects as map[string]any, arrays as []any,
+// numbers as int64 when they are integers that fit, float64 otherwise, and
+// as their text beyond float64's range (a number still, not lost).
+func (d *eventDecoder) value() (any, error) {
+	switch d.dec.PeekKind() {
+	case '{':
+		if _, err := d.dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		obj := map[string]any{}
+		for d.dec.PeekKind() == '"' {
+			n, err := d.name()
+			if err != nil {
+				return nil, err
+			}
+			if obj[n], err = d.value(); err != nil {
+				return nil, err
+			}
+		}
+		_, err := d.dec.ReadToken()
+		return obj, err
+	case '[':
+		if _, err := d.dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		list := []any{}
+		for k := d.dec.PeekKind(); k != ']' && k != 0; k = d.dec.PeekKind() {
+			v, err := d.value()
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		_, err := d.dec.ReadToken()
+		return list, err
+	}
+	raw, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	switch raw.Kind() {
+	case 'n':
+		return nil, nil
+	case 't':
+		return true, nil
+	case 'f':
+		return false, nil
+	case '"':
+		return d.unquote(raw), nil
+	}
+	if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return i, nil
+	}
+	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+		return f, nil
+	}
+	return string(raw), nil
+}
+
+// name reads an object's member name; a request's events share the strings
+// of the names they repeat.
+func (d *eventDecoder) name() (string, error) {
+	raw, err := d.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	if s, ok := d.names[string(raw)]; ok {
+		return s, nil
+	}
+	s := d.unquote(raw)
+	if len(d.names) < maxSharedNames && len(raw) <= maxSharedNameLen {
+		d.names[string(raw)] = s
+	}
+	return s, nil
+}
+
+// unquote decodes a JSON string, invalid UTF-8 replaced by U+FFFD as
+// encoding/json does.
+func (d *eventDecoder) unquote(raw jsontext.Value) string {
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner)
+	}
+	d.buf, _ = jsontext.AppendUnquote(d.buf[:0], raw) // its error only reports the replacements
+	return string(d.buf)
+}
