@@ -11,6 +11,7 @@
 //	go run ./tests/bench -only ours -env GOGC=200 -env GOMEMLIMIT=100MiB   # ours with GC settings
 //	go run ./tests/bench -only ours -cpuprofile ours.prof   # and profile ours
 //	go run ./tests/bench -stages            # and where each pipeline's CPU goes
+//	go run ./tests/bench -workload http     # our Custom HTTP pipeline, 200,000 events
 //
 // Lines: (a) our pipeline, config/currents_to_segment.yaml; (b) a stock
 // pipeline built only from benthos core components (file input with the
@@ -67,8 +68,8 @@ func main() {
 	}
 	var o options
 	var env, set listFlag
-	flag.StringVar(&o.workload, "workload", workloadFifty, "50 (the 50 forwarded types), single (users.messages.email.Send in 4 objects) or both")
-	flag.IntVar(&o.events, "events", 0, "events in each backfill (default: 1,000,000 for 50, 200,000 for single)")
+	flag.StringVar(&o.workload, "workload", workloadFifty, "50 (the 50 forwarded types), single (users.messages.email.Send in 4 objects), both, or http (the 50 types over Custom HTTP, our line only)")
+	flag.IntVar(&o.events, "events", 0, "events in each backfill (default: 1,000,000 for 50, 200,000 for single and http)")
 	flag.IntVar(&o.perFile, "per-file", 2000, "events per Currents file of the 50-type workload")
 	flag.IntVar(&o.runs, "runs", 1, "runs of each line, interleaved; the table gives medians and ranges")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed after)")
@@ -168,6 +169,9 @@ func run(o options) (map[string][]lineRuns, error) {
 // when asked, so that a stage and its full line are measured side by side),
 // prints the table, and checks that ours and stock delivered the same.
 func (b *bench) runWorkload(w workload) ([]lineRuns, error) {
+	if w.name == workloadHTTP {
+		return b.runHTTPWorkload(w)
+	}
 	bucket, err := w.writeBucket(b.dir)
 	if err != nil {
 		return nil, err

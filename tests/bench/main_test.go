@@ -140,3 +140,33 @@ func TestSpread(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCustomHTTP runs the Custom HTTP workload small: every request is
+// answered 200 (the bench fails otherwise), every event with a user reaches
+// the stand-in once, the others are the dead letters, and the pipeline's CPU
+// time and peak RSS are read while it runs.
+func TestBenchCustomHTTP(t *testing.T) {
+	const events = 1000
+	dir := t.TempDir()
+	out, err := run(options{workload: workloadHTTP, events: events, runs: 1, dir: dir, sameCalls: true, binary: connectBinary(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := out[workloadHTTP]
+	if len(l) != 1 || l[0].name != "ours" || len(l[0].runs) != 1 {
+		t.Fatalf("lines %+v, want ours run once", l)
+	}
+	r := l[0].runs[0]
+	dead, err := os.ReadFile(filepath.Join(dir, "dead-"+workloadHTTP+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := strings.Count(string(dead), "\n")
+	if r.delivered.unique != events-refused || r.delivered.accepted != r.delivered.unique || r.events != r.delivered.unique || refused > events/20 {
+		t.Errorf("%d events: %d calls accepted (%d messageIds), %d dead letters; want each event once, as a call or a dead letter",
+			events, r.delivered.accepted, r.delivered.unique, refused)
+	}
+	if r.cpu <= 0 || r.maxRSSMiB <= 0 || r.wall <= 0 {
+		t.Errorf("no CPU time, peak RSS or wall time measured: %+v", r)
+	}
+}

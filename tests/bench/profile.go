@@ -17,9 +17,10 @@ const profileSeconds = 20
 // profiler takes a CPU profile of a pipeline through Connect's debug
 // endpoint (http.debug_endpoints), which the pipeline serves on addr.
 type profiler struct {
-	path string
-	addr string
-	done chan error
+	path    string
+	addr    string
+	seconds int
+	done    chan error
 }
 
 // newProfiler picks a free loopback port for the pipeline's HTTP server.
@@ -30,7 +31,7 @@ func newProfiler(path string) (*profiler, error) {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	return &profiler{path: path, addr: addr, done: make(chan error, 1)}, nil
+	return &profiler{path: path, addr: addr, seconds: profileSeconds, done: make(chan error, 1)}, nil
 }
 
 // args and env make the pipeline serve its debug endpoints on p.addr.
@@ -56,9 +57,9 @@ func (p *profiler) take(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	res, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, profileSeconds))
+	res, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, p.seconds))
 	if err != nil {
-		return fmt.Errorf("profile: %w (a run shorter than %ds ends before the profile)", err, profileSeconds)
+		return fmt.Errorf("profile: %w (a run shorter than %ds ends before the profile)", err, p.seconds)
 	}
 	defer res.Body.Close()
 	f, err := os.Create(p.path)

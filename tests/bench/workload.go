@@ -44,6 +44,12 @@ func newWorkload(name string, events, perFile int) (workload, error) {
 		types := fixtures.SegmentEventTypes()
 		return workload{name: name, types: types, filesPerType: max(1, events/(perFile*len(types))), recordsPerFile: perFile,
 			stock: stockFiftyProcessors, stockStages: stockFiftyStages}, nil
+	case workloadHTTP:
+		if events == 0 {
+			events = 200_000
+		}
+		types := fixtures.SegmentEventTypes()
+		return workload{name: name, types: types, filesPerType: 1, recordsPerFile: max(1, events/len(types))}, nil
 	case workloadSingle:
 		if events == 0 {
 			events = 200_000
@@ -51,7 +57,7 @@ func newWorkload(name string, events, perFile int) (workload, error) {
 		return workload{name: name, types: []string{singleType}, filesPerType: singleObjects,
 			recordsPerFile: max(1, events/singleObjects), stock: stockSingleProcessors, stockStages: stockSingleStages}, nil
 	}
-	return workload{}, fmt.Errorf("unknown workload %q: want %s, %s or %s", name, workloadFifty, workloadSingle, workloadBoth)
+	return workload{}, fmt.Errorf("unknown workload %q: want %s, %s, %s or %s", name, workloadFifty, workloadSingle, workloadBoth, workloadHTTP)
 }
 
 // workloads are the workloads -workload names, in the order they run.
@@ -75,6 +81,9 @@ func (w workload) files() int  { return w.filesPerType * len(w.types) }
 func (w workload) events() int { return w.files() * w.recordsPerFile }
 
 func (w workload) String() string {
+	if w.name == workloadHTTP {
+		return fmt.Sprintf("workload %s: %d events of %d event types in Custom HTTP requests of %d, %d at once", w.name, w.events(), len(w.types), httpBatchEvents, httpPosters)
+	}
 	return fmt.Sprintf("workload %s: %d events of %d event types in %d files", w.name, w.events(), len(w.types), w.files())
 }
 
