@@ -144,6 +144,8 @@ func TestEventDecoderMatchesEncodingJSON(t *testing.T) {
 		`{"event_type":"t","properties":"s"}`, `{"event_type":"t","user":[1]}`, `{"event_type":"t","properties":7,"user":true}`,
 		`{"event_type":"t","id":"a","properties":{"id":"b"}}`, `{"event_type":"t","properties":{"a":1},"user":{"a":2}}`,
 		`{"properties":{"event_type":"x"},"event_type":"t"}`, `{"user":{"properties":1},"event_type":"t"}`,
+		// As deep as the body's scan lets through (jsontext's 10,000 levels).
+		`{"event_type":"t","deep":` + strings.Repeat(`[{"a":`, 4990) + `1` + strings.Repeat(`}]`, 4990) + `}`,
 	} {
 		checkEventDecoder(t, d, []byte(raw))
 	}

@@ -134,7 +134,7 @@ func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string)
 	}
 	defer logs.Close()
 	cmd := exec.Command(b.binary, append([]string{"-c", l.config, "--log.level", "warn"}, l.args...)...)
-	cmd.Dir, cmd.Stderr = b.root, logs
+	cmd.Dir, cmd.Stdout, cmd.Stderr = b.root, logs, logs // Connect logs to stdout
 	cmd.Env = append(append(os.Environ(), "CURRENTS_HTTP_TOKEN="+httpToken, "CURRENTS_HTTP_ADDRESS="+addr,
 		"CONNECT_HTTP_ADDRESS="+metrics, "BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_WRITE_KEY="+writeKey,
 		"SEGMENT_ENDPOINT="+b.srv.URL(), "DEAD_LETTER_PATH="+filepath.Join(b.dir, "dead-"+w.name+".jsonl")), b.opts.env...)

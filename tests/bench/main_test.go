@@ -143,8 +143,8 @@ func TestSpread(t *testing.T) {
 
 // TestBenchCustomHTTP runs the Custom HTTP workload small: every request is
 // answered 200 (the bench fails otherwise), every event with a user reaches
-// the stand-in once, the others are the dead letters, and the pipeline's CPU
-// time and peak RSS are read while it runs.
+// the stand-in once, the others are the dead letters, each logged once, and
+// the pipeline's CPU time and peak RSS are read while it runs.
 func TestBenchCustomHTTP(t *testing.T) {
 	const events = 1000
 	dir := t.TempDir()
@@ -165,6 +165,10 @@ func TestBenchCustomHTTP(t *testing.T) {
 	if r.delivered.unique != events-refused || r.delivered.accepted != r.delivered.unique || r.events != r.delivered.unique || refused > events/20 {
 		t.Errorf("%d events: %d calls accepted (%d messageIds), %d dead letters; want each event once, as a call or a dead letter",
 			events, r.delivered.accepted, r.delivered.unique, refused)
+	}
+	// The mapping logs each event it refuses once, as in the bucket lines.
+	if r.errors != refused {
+		t.Errorf("%d error lines in the pipeline's log, want one for each of the %d dead letters", r.errors, refused)
 	}
 	if r.cpu <= 0 || r.maxRSSMiB <= 0 || r.wall <= 0 {
 		t.Errorf("no CPU time, peak RSS or wall time measured: %+v", r)
