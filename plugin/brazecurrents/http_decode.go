@@ -18,8 +18,9 @@ import (
 // encoding/json would give with UseNumber, numbers then converted
 // (FuzzParseHTTPEvents checks it). One decoder serves one request.
 type eventDecoder struct {
-	r     bytes.Reader
-	dec   *jsontext.Decoder
+	dec   *jsontext.Decoder // what is being read: the body's, or own
+	r     bytes.Reader      // own's input
+	own   *jsontext.Decoder // reads a value apart from the body
 	names map[string]string // object names as received → as decoded, shared by the events
 	buf   []byte            // unquoting escaped strings
 	top   []member          // the event's own fields, but for event_type
@@ -45,16 +46,24 @@ const (
 var eventDecodeOptions = []jsontext.Options{jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)}
 
 func newEventDecoder() *eventDecoder {
-	return &eventDecoder{dec: jsontext.NewDecoder(bytes.NewReader(nil)), names: map[string]string{}}
+	return &eventDecoder{own: jsontext.NewDecoder(bytes.NewReader(nil)), names: map[string]string{}}
 }
 
-// event reads one event of a body that walkHTTPBody accepted, and flattens
-// it: properties and user move to the top level. It refuses an event that is
-// not an object, has no event_type, properties or user that are not objects,
-// or a field that properties, user and the event itself disagree on.
-func (d *eventDecoder) event(raw jsontext.Value) (httpEvent, error) {
-	d.reset(raw)
+// event reads the event at dec, of a body that walkHTTPBody accepted, whole
+// unless dec fails, and flattens it: properties and user move to the top
+// level. It refuses an event that is not an object, has no event_type,
+// properties or user that are not objects, or a field that properties, user
+// and the event itself disagree on.
+func (d *eventDecoder) event(dec *jsontext.Decoder) (httpEvent, error) {
+	d.dec = dec
+	clear(d.top) // let go of the last event's values
+	clear(d.parts[0])
+	clear(d.parts[1])
+	d.top, d.parts[0], d.parts[1] = d.top[:0], d.parts[0][:0], d.parts[1][:0]
 	if k := d.dec.PeekKind(); k != '{' {
+		if err := d.dec.SkipValue(); err != nil {
+			return httpEvent{}, err
+		}
 		return httpEvent{}, fmt.Errorf("a JSON %s, not an object", kindName(k))
 	}
 	if _, err := d.dec.ReadToken(); err != nil {
@@ -107,19 +116,19 @@ func (d *eventDecoder) event(raw jsontext.Value) (httpEvent, error) {
 	return httpEvent{eventType: t, record: record}, nil
 }
 
-// any reads a value whole, as encoding/json would into an any.
-func (d *eventDecoder) any(raw jsontext.Value) (any, error) {
-	d.reset(raw)
-	return d.value()
+// eventOf reads the event whose JSON is raw, as event does.
+func (d *eventDecoder) eventOf(raw jsontext.Value) (httpEvent, error) {
+	d.r.Reset(raw)
+	d.own.Reset(&d.r, eventDecodeOptions...)
+	return d.event(d.own)
 }
 
-func (d *eventDecoder) reset(raw jsontext.Value) {
-	clear(d.top) // let go of the last event's values
-	clear(d.parts[0])
-	clear(d.parts[1])
-	d.top, d.parts[0], d.parts[1] = d.top[:0], d.parts[0][:0], d.parts[1][:0]
+// any reads a value whole, as encoding/json would into an any.
+func (d *eventDecoder) any(raw jsontext.Value) (any, error) {
 	d.r.Reset(raw)
-	d.dec.Reset(&d.r, eventDecodeOptions...)
+	d.own.Reset(&d.r, eventDecodeOptions...)
+	d.dec = d.own
+	return d.value()
 }
 
 func partIndex(name string) int {

@@ -82,7 +82,7 @@ func referenceNumbers(v any) any {
 func checkEventDecoder(t *testing.T, d *eventDecoder, raw []byte) {
 	t.Helper()
 	want, wantErr := referenceEvent(raw)
-	got, err := d.event(raw)
+	got, err := d.eventOf(raw)
 	switch {
 	case (err == nil) != (wantErr == nil):
 		t.Fatalf("%s: error %v, encoding/json's %v", raw, err, wantErr)
@@ -164,7 +164,7 @@ func TestEventDecoderRefusals(t *testing.T) {
 		`{"event_type":"t","properties":{"a":1},"user":{"a":2}}`:       "user.a collides with a field of the same name",
 		`{"event_type":"t","properties":{"a":1},"user":[]}`:            "user is a JSON array, not an object",
 	} {
-		if _, err := d.event(jsontext.Value(raw)); fmt.Sprint(err) != want {
+		if _, err := d.eventOf(jsontext.Value(raw)); fmt.Sprint(err) != want {
 			t.Errorf("%s: %v, want %q", raw, err, want)
 		}
 	}
@@ -178,15 +178,15 @@ func TestEventDecoderSharesNames(t *testing.T) {
 	for i := range maxSharedNames + 10 {
 		buf.Reset()
 		fmt.Fprintf(&buf, `{"event_type":"t","k%d":1,"shared":2}`, i)
-		if _, err := d.event(buf.Bytes()); err != nil {
+		if _, err := d.eventOf(buf.Bytes()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if len(d.names) != maxSharedNames {
 		t.Fatalf("%d names kept, want the bound %d", len(d.names), maxSharedNames)
 	}
-	a, _ := d.event(jsontext.Value(`{"event_type":"t","shared":1}`))
-	b, _ := d.event(jsontext.Value(`{"event_type":"t","shared":2}`))
+	a, _ := d.eventOf(jsontext.Value(`{"event_type":"t","shared":1}`))
+	b, _ := d.eventOf(jsontext.Value(`{"event_type":"t","shared":2}`))
 	for ka := range a.record {
 		for kb := range b.record {
 			if unsafe.StringData(ka) != unsafe.StringData(kb) {

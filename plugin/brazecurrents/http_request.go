@@ -62,8 +62,11 @@ type httpScan struct {
 // check; a body it refuses for one is walked again, allowing them.
 func scanHTTPBody(body []byte) (httpScan, error) {
 	n := 0
-	count := func(jsontext.Value) error {
+	count := func(dec *jsontext.Decoder) error {
 		n++
+		if err := dec.SkipValue(); err != nil {
+			return bodyError(err)
+		}
 		return nil
 	}
 	err := walkHTTPBody(body, false, count)
@@ -78,10 +81,10 @@ func scanHTTPBody(body []byte) (httpScan, error) {
 // walkHTTPBody checks the body's syntax, that no key is named twice outside
 // the events (encoding/json would keep the last value: a first "events"
 // array would be answered 200 and delivered nowhere), and that it is one
-// object with an "events" array, and calls each with every event's JSON as
-// received: a slice of body, valid as long as the body is. Unless allowDup,
-// a key named twice anywhere fails the walk with jsontext.ErrDuplicateName.
-func walkHTTPBody(body []byte, allowDup bool, each func(raw jsontext.Value) error) error {
+// object with an "events" array, and calls each with the body's decoder at
+// every event, which each reads whole. Unless allowDup, a key named twice
+// anywhere fails the walk with jsontext.ErrDuplicateName.
+func walkHTTPBody(body []byte, allowDup bool, each func(dec *jsontext.Decoder) error) error {
 	dec := newBodyDecoder(body, allowDup)
 	if k := dec.PeekKind(); k != '{' && k != 0 {
 		return fmt.Errorf("the body is a JSON %s, not an object with an events array", kindName(k))
@@ -119,14 +122,7 @@ func walkHTTPBody(body []byte, allowDup bool, each func(raw jsontext.Value) erro
 		}
 		found = true
 		for dec.PeekKind() != ']' && dec.PeekKind() != 0 {
-			v, err := dec.ReadValue()
-			if err != nil {
-				return bodyError(err)
-			}
-			// The decoder's value is only valid until its next read: the
-			// body's own bytes are, as long as the body is held.
-			end := int(dec.InputOffset())
-			if err := each(jsontext.Value(body[end-len(v) : end : end])); err != nil {
+			if err := each(dec); err != nil {
 				return err
 			}
 		}
@@ -185,13 +181,31 @@ func duplicateKey(v jsontext.Value) error {
 }
 
 // decodeHTTPEvents decodes a body as scanHTTPBody found it: its syntax and
-// shape are known to be right. Each event is decoded from its own bytes,
-// which a malformed one keeps, with its reason.
+// shape are known to be right. A body that names no key twice is decoded in
+// place; otherwise each event is checked on its own bytes first. A malformed
+// event keeps its bytes, with its reason.
 func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
 	events := make([]httpEvent, 0, scan.events)
 	d := newEventDecoder()
-	err := walkHTTPBody(body, true, func(raw jsontext.Value) error {
-		events = append(events, decodeHTTPEvent(d, len(events), raw, scan.dupFree))
+	err := walkHTTPBody(body, true, func(dec *jsontext.Decoder) error {
+		i := len(events)
+		start := dec.InputOffset()
+		if !scan.dupFree {
+			if _, err := dec.ReadValue(); err != nil {
+				return bodyError(err)
+			}
+			raw := bodyValue(body, start, dec)
+			events = append(events, decodeHTTPEvent(d, i, raw, duplicateKey(raw)))
+			return nil
+		}
+		e, err := d.event(dec)
+		if dec.StackDepth() != 2 { // not read whole: the decoder failed, which the scan rules out
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		if err != nil {
+			e = malformedHTTPEvent(d, i, bodyValue(body, start, dec), err)
+		}
+		events = append(events, e)
 		return nil
 	})
 	if err != nil {
@@ -203,21 +217,33 @@ func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
 	return events, nil
 }
 
-// decodeHTTPEvent is the event of index i, whose JSON is raw; dupFree says
-// it names no key twice.
-func decodeHTTPEvent(d *eventDecoder, i int, raw jsontext.Value, dupFree bool) httpEvent {
-	var err error
-	if !dupFree {
-		err = duplicateKey(raw)
-	}
-	if err == nil {
-		var e httpEvent
-		if e, err = d.event(raw); err == nil {
-			return e
+// bodyValue is the value the decoder has just read from body, since start
+// (its offset before the read, so before any comma and whitespace): a slice
+// of body, valid as long as the body is, unlike the decoder's own.
+func bodyValue(body []byte, start int64, dec *jsontext.Decoder) jsontext.Value {
+	end := int(dec.InputOffset())
+	return jsontext.Value(bytes.TrimLeft(body[start:end:end], " \t\r\n,"))
+}
+
+// decodeHTTPEvent is the event of index i, whose JSON is raw, and which
+// names a key twice when dup is not nil.
+func decodeHTTPEvent(d *eventDecoder, i int, raw jsontext.Value, dup error) httpEvent {
+	if dup != nil {
+		if path := pathOf(dup); len(path) > 0 {
+			dup = fmt.Errorf("%w in %s", dup, strings.Join(path, "."))
 		}
-	} else if path := pathOf(err); len(path) > 0 {
-		err = fmt.Errorf("%w in %s", err, strings.Join(path, "."))
+		return malformedHTTPEvent(d, i, raw, dup)
 	}
+	e, err := d.eventOf(raw)
+	if err != nil {
+		return malformedHTTPEvent(d, i, raw, err)
+	}
+	return e
+}
+
+// malformedHTTPEvent is the event of index i, whose JSON is raw, refused for
+// err.
+func malformedHTTPEvent(d *eventDecoder, i int, raw jsontext.Value, err error) httpEvent {
 	// Answered 400, Braze would re-send the request's events one by one and
 	// drop this one for good: it goes on to the error path instead, and the
 	// id is what a reader of the dead letter and the log finds it by.
