@@ -58,7 +58,7 @@ func TestDocsQuoteRealMessages(t *testing.T) {
 		t.Fatalf("finding benthos's source: %v", err)
 	}
 	benthos := strings.TrimSpace(string(out))
-	for _, dir := range []string{"internal/component", "internal/bundle", "internal/impl/io"} {
+	for _, dir := range []string{"internal/component", "internal/bundle", "internal/impl/io", "internal/cli/common", "internal/bloblang/parser"} {
 		err := filepath.WalkDir(filepath.Join(benthos, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err
