@@ -66,20 +66,13 @@ func (d *eventDecoder) event(dec *jsontext.Decoder) (httpEvent, error) {
 		}
 		return httpEvent{}, fmt.Errorf("a JSON %s, not an object", kindName(k))
 	}
-	if _, err := d.dec.ReadToken(); err != nil {
-		return httpEvent{}, err
-	}
 	var eventType any
 	var partErrs [2]error
-	for d.dec.PeekKind() == '"' {
-		name, err := d.name()
-		if err != nil {
-			return httpEvent{}, err
-		}
-		i := partIndex(name)
-		switch {
+	err := d.object(func(name string) error {
+		var err error
+		switch i := partIndex(name); {
 		case i >= 0:
-			partErrs[i] = d.members(name, i)
+			partErrs[i], err = d.members(i)
 		case name == "event_type":
 			eventType, err = d.value()
 		default:
@@ -87,11 +80,9 @@ func (d *eventDecoder) event(dec *jsontext.Decoder) (httpEvent, error) {
 			v, err = d.value()
 			d.top = append(d.top, member{name, v})
 		}
-		if err != nil {
-			return httpEvent{}, err
-		}
-	}
-	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	})
+	if err != nil {
 		return httpEvent{}, err
 	}
 	t, ok := eventType.(string)
@@ -118,17 +109,20 @@ func (d *eventDecoder) event(dec *jsontext.Decoder) (httpEvent, error) {
 
 // eventOf reads the event whose JSON is raw, as event does.
 func (d *eventDecoder) eventOf(raw jsontext.Value) (httpEvent, error) {
-	d.r.Reset(raw)
-	d.own.Reset(&d.r, eventDecodeOptions...)
-	return d.event(d.own)
+	return d.event(d.ownAt(raw))
 }
 
 // any reads a value whole, as encoding/json would into an any.
 func (d *eventDecoder) any(raw jsontext.Value) (any, error) {
+	d.dec = d.ownAt(raw)
+	return d.value()
+}
+
+// ownAt is the decoder's own, set to read raw.
+func (d *eventDecoder) ownAt(raw jsontext.Value) *jsontext.Decoder {
 	d.r.Reset(raw)
 	d.own.Reset(&d.r, eventDecodeOptions...)
-	d.dec = d.own
-	return d.value()
+	return d.own
 }
 
 func partIndex(name string) int {
@@ -140,33 +134,38 @@ func partIndex(name string) int {
 	return -1
 }
 
-// members reads the value of part i, named name: an object's members, or
-// nothing for null. Anything else is read past and refused.
-func (d *eventDecoder) members(name string, i int) error {
+// members reads the value of part i: an object's members, or nothing for
+// null. Anything else is read past and refused.
+func (d *eventDecoder) members(i int) (refused, err error) {
 	switch k := d.dec.PeekKind(); k {
 	case 'n':
 		_, err := d.dec.ReadValue()
-		return err
+		return nil, err
 	case '{':
-	default:
-		if err := d.dec.SkipValue(); err != nil {
+		return nil, d.object(func(name string) error {
+			v, err := d.value()
+			d.parts[i] = append(d.parts[i], member{name, v})
 			return err
-		}
-		return fmt.Errorf("%s is a JSON %s, not an object", name, kindName(k))
+		})
+	default:
+		return fmt.Errorf("%s is a JSON %s, not an object", flattenedParts[i], kindName(k)), d.dec.SkipValue()
 	}
+}
+
+// object reads an object, calling member with each name once the decoder
+// is at its value, which member reads.
+func (d *eventDecoder) object(member func(name string) error) error {
 	if _, err := d.dec.ReadToken(); err != nil {
 		return err
 	}
 	for d.dec.PeekKind() == '"' {
-		n, err := d.name()
+		name, err := d.name()
 		if err != nil {
 			return err
 		}
-		v, err := d.value()
-		if err != nil {
+		if err := member(name); err != nil {
 			return err
 		}
-		d.parts[i] = append(d.parts[i], member{n, v})
 	}
 	_, err := d.dec.ReadToken()
 	return err
@@ -178,20 +177,11 @@ func (d *eventDecoder) members(name string, i int) error {
 func (d *eventDecoder) value() (any, error) {
 	switch d.dec.PeekKind() {
 	case '{':
-		if _, err := d.dec.ReadToken(); err != nil {
-			return nil, err
-		}
 		obj := map[string]any{}
-		for d.dec.PeekKind() == '"' {
-			n, err := d.name()
-			if err != nil {
-				return nil, err
-			}
-			if obj[n], err = d.value(); err != nil {
-				return nil, err
-			}
-		}
-		_, err := d.dec.ReadToken()
+		err := d.object(func(name string) (err error) {
+			obj[name], err = d.value()
+			return err
+		})
 		return obj, err
 	case '[':
 		if _, err := d.dec.ReadToken(); err != nil {
