@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -114,13 +113,16 @@ func (b *bench) runHTTPWorkload(w workload) ([]lineRuns, error) {
 // pipeline's CPU meanwhile.
 func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string) (result, error) {
 	b.srv.Reset()
-	addr, metrics := freeAddr(), freeAddr()
-	if addr == "" || metrics == "" {
-		return result{}, errors.New("no free loopback port")
+	addr, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return result{}, err
 	}
 	var prof *profiler
 	if profile != "" {
-		var err error
 		if prof, err = newProfiler(profile); err != nil {
 			return result{}, err
 		}
@@ -135,9 +137,8 @@ func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string)
 	defer logs.Close()
 	cmd := exec.Command(b.binary, append([]string{"-c", l.config, "--log.level", "warn"}, l.args...)...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = b.root, logs, logs // Connect logs to stdout
-	cmd.Env = append(append(os.Environ(), "CURRENTS_HTTP_TOKEN="+httpToken, "CURRENTS_HTTP_ADDRESS="+addr,
-		"CONNECT_HTTP_ADDRESS="+metrics, "BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_WRITE_KEY="+writeKey,
-		"SEGMENT_ENDPOINT="+b.srv.URL(), "DEAD_LETTER_PATH="+filepath.Join(b.dir, "dead-"+w.name+".jsonl")), b.opts.env...)
+	cmd.Env = append(append(append(os.Environ(), b.deliveryEnv(w)...), "CURRENTS_HTTP_TOKEN="+httpToken,
+		"CURRENTS_HTTP_ADDRESS="+addr, "CONNECT_HTTP_ADDRESS="+metrics), b.opts.env...)
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
@@ -148,8 +149,10 @@ func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string)
 			_ = cmd.Wait()
 		}
 	}()
-	if err := waitReady("http://"+metrics+"/ready", time.Minute); err != nil {
-		return result{}, fmt.Errorf("%w (logs in %s)", err, logPath)
+	ready, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := waitOK(ready, "http://"+metrics+"/ready"); err != nil {
+		return result{}, fmt.Errorf("the pipeline was not ready within a minute: %w (logs in %s)", err, logPath)
 	}
 	cpuBefore, err := processCPU(cmd.Process.Pid)
 	if err != nil {
@@ -164,12 +167,6 @@ func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string)
 		return result{}, fmt.Errorf("%w (logs in %s)", err, logPath)
 	}
 	r := result{wall: time.Since(start)}
-	if prof != nil {
-		if err := prof.wait(); err != nil {
-			return result{}, err
-		}
-		fmt.Printf("  CPU profile of %ds written to %s\n", prof.seconds, profile)
-	}
 	stealAfter, _ := machineSteal()
 	cpuAfter, err := processCPU(cmd.Process.Pid)
 	if err != nil {
@@ -179,6 +176,12 @@ func (b *bench) runHTTPOnce(w workload, l line, bodies [][]byte, profile string)
 		return result{}, err
 	}
 	r.cpu, r.steal = cpuAfter-cpuBefore, stealAfter-stealBefore
+	if prof != nil { // measured already: the rest of its time is idle
+		if err := prof.wait(); err != nil {
+			return result{}, err
+		}
+		fmt.Printf("  CPU profile of %ds written to %s\n", prof.seconds, profile)
+	}
 	stopped = true
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return result{}, err
@@ -247,34 +250,6 @@ func post(url string, body []byte) error {
 		return fmt.Errorf("a request was answered %d: %s", res.StatusCode, answer)
 	}
 	return nil
-}
-
-// waitReady polls Connect's /ready until it answers 200.
-func waitReady(url string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	for {
-		if res, err := get(ctx, url); err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the pipeline was not ready within %v", limit)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return ""
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // processCPU is a process's user and system time so far, from

@@ -235,9 +235,8 @@ func (b *bench) lines(w workload, bucket string) ([]line, error) {
 	if err := os.WriteFile(decoder, []byte(decoderConfig(bucket)), 0o644); err != nil {
 		return nil, err
 	}
-	env := []string{"CURRENTS_URL=file://" + bucket, "CURRENTS_WATCH=false", "CURRENTS_CHECKPOINT_IN_BUCKET=false",
-		"BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_WRITE_KEY=" + writeKey, "SEGMENT_ENDPOINT=" + b.srv.URL(),
-		"DEAD_LETTER_PATH=" + filepath.Join(b.dir, "dead-"+w.name+".jsonl"), "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+	env := append(b.deliveryEnv(w), "CURRENTS_URL=file://"+bucket, "CURRENTS_WATCH=false", "CURRENTS_CHECKPOINT_IN_BUCKET=false",
+		"CONNECT_HTTP_ADDRESS=127.0.0.1:0")
 	var args []string
 	for _, s := range b.opts.set {
 		args = append(args, "--set", s)
@@ -258,6 +257,13 @@ func (b *bench) lines(w workload, bucket string) ([]line, error) {
 		return nil, fmt.Errorf("-only %q: want ours, stock or decoder", b.opts.only)
 	}
 	return out, nil
+}
+
+// deliveryEnv is what our pipelines deliver by on w: every event with a
+// user, to the stand-in, the dead letters into the work directory.
+func (b *bench) deliveryEnv(w workload) []string {
+	return []string{"BRAZE_INCLUDE_ANONYMOUS=true", "SEGMENT_WRITE_KEY=" + writeKey, "SEGMENT_ENDPOINT=" + b.srv.URL(),
+		"DEAD_LETTER_PATH=" + filepath.Join(b.dir, "dead-"+w.name+".jsonl")}
 }
 
 // runOnce runs one line once, into a stand-in emptied first.

@@ -25,13 +25,21 @@ type profiler struct {
 
 // newProfiler picks a free loopback port for the pipeline's HTTP server.
 func newProfiler(path string) (*profiler, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	return &profiler{path: path, addr: addr, seconds: profileSeconds, done: make(chan error, 1)}, nil
+}
+
+// freeAddr is a loopback address free at the time of the call.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // args and env make the pipeline serve its debug endpoints on p.addr.
@@ -45,17 +53,8 @@ func (p *profiler) start(ctx context.Context) {
 
 func (p *profiler) take(ctx context.Context) error {
 	base := "http://" + p.addr
-	for {
-		res, err := get(ctx, base+"/ping")
-		if err == nil {
-			_ = res.Body.Close()
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := waitOK(ctx, base+"/ping"); err != nil {
+		return err
 	}
 	res, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, p.seconds))
 	if err != nil {
@@ -71,6 +70,23 @@ func (p *profiler) take(ctx context.Context) error {
 		return err
 	}
 	return f.Close()
+}
+
+// waitOK polls url until it answers 200.
+func waitOK(ctx context.Context, url string) error {
+	for {
+		if res, err := get(ctx, url); err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func get(ctx context.Context, url string) (*http.Response, error) {
