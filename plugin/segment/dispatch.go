@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -75,6 +74,10 @@ type dispatcher struct {
 	// are): Connect's probes wait for it, so that going down does not send
 	// sooner than Segment asked.
 	retryAt time.Time
+	// Since Segment last accepted a request: the probes' pace, kept across
+	// outages, and what was said of the outage (outage.go).
+	probes backoff.BackOff
+	said   outageSaid
 }
 
 func newDispatcher(s *sender, authorization string, maxRequests int) *dispatcher {
@@ -217,6 +220,7 @@ func settleAll(calls []*callRef, err error) {
 func (d *dispatcher) accepted() {
 	d.mu.Lock()
 	d.failedFor, d.failingSince = 0, time.Time{}
+	d.probes, d.said = nil, outageSaid{}
 	d.mu.Unlock()
 }
 
@@ -246,77 +250,4 @@ func (d *dispatcher) doneFailing() {
 		d.failedFor += d.s.clock.Now().Sub(d.failingSince)
 		d.failingSince = time.Time{}
 	}
-}
-
-// markDown hands every waiting call back: the output reports itself down
-// (so /ready answers 503) until Connect's probe succeeds. It returns the
-// error to settle the caller's calls with: read again later, the down state
-// may already be cleared by a probe, and those calls were never accepted.
-func (d *dispatcher) markDown(err *CallError) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	// Logged once per cause: probes that find the same again say nothing.
-	var prev *CallError
-	if !errors.As(d.down, &prev) || prev.Cause != err.Cause {
-		d.down = err
-		d.s.log.Errorf("%v", err)
-	}
-	for _, c := range d.queue {
-		c.settle(d.down)
-	}
-	d.queue = nil
-	return d.down
-}
-
-// askedToWait notes a Retry-After, for the probes that follow.
-func (d *dispatcher) askedToWait(wait time.Duration) {
-	if wait <= 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if at := time.Now().Add(wait); at.After(d.retryAt) {
-		d.retryAt = at
-	}
-}
-
-// retryAfterLeft is how long the latest Retry-After still asks to wait.
-func (d *dispatcher) retryAfterLeft() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return time.Until(d.retryAt)
-}
-
-func (d *dispatcher) downErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.down
-}
-
-// up clears the down state once a probe succeeded.
-func (d *dispatcher) up() {
-	d.mu.Lock()
-	d.down, d.failedFor, d.failingSince = nil, 0, time.Time{}
-	d.mu.Unlock()
-}
-
-// refusedKey is the error of a request whose key or endpoint Segment refused.
-func (d *dispatcher) refusedKey(res postResult) *CallError {
-	answer := fmt.Sprintf("HTTP %d", res.status)
-	if res.page {
-		answer += " with a web page, not the API's answer"
-	}
-	return &CallError{Cause: CauseUnauthorized, Status: res.status, Detail: fmt.Sprintf(
-		"Segment at %s refused %s (%s): check the key, its region and the endpoint (or proxy); calls are held until it works: %s", d.s.where, d.label, answer, res.detail)}
-}
-
-// refusesEveryCall statuses blame the write key, the endpoint or a proxy in
-// front of it, not the calls: 401, 403, 404, a redirect (never followed), a
-// proxy's 407, a 405 or 415 from something that is not the API, 501, 505,
-// a 2xx web page.
-// Every call would fail alike, so calls are held, never dead-lettered: only
-// 400, 413 and 422 blame a request's content.
-func refusesEveryCall(res postResult) bool {
-	ok, transient := res.class()
-	return !ok && !transient && !splittable(res.status)
 }

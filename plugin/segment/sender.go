@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -243,82 +242,4 @@ func stampSentAt(body []byte, now time.Time) {
 	if len(stamp) == sentAtWidth { // always, for years 1000–9999
 		copy(body[len(body)-len(`"}`)-sentAtWidth:], stamp)
 	}
-}
-
-// awaitUp probes Segment until it takes calls again under every write key
-// it was not taking (and accepts them), with the output's backoff. Connect
-// blocks here rather than failing, so that the error that took the output
-// down is logged once, not at every probe.
-func (s *sender) awaitUp(ctx context.Context) error {
-	for _, d := range s.routes.all {
-		if d.downErr() == nil {
-			continue
-		}
-		if err := d.awaitUp(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *dispatcher) awaitUp(ctx context.Context) error {
-	policy := d.s.newBackOff()
-	var err error
-	// Not before the Retry-After of the answer that took the output down.
-	for wait := d.retryAfterLeft(); ; {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return cmp.Or(err, ctx.Err())
-		}
-		if err = d.probe(ctx); err == nil {
-			return nil
-		}
-		d.s.log.Debugf("Probing Segment: %v", err)
-		if wait = policy.NextBackOff(); wait == backoff.Stop {
-			wait = d.s.backoff.MaxInterval
-		}
-		wait = max(wait, d.retryAfterLeft())
-	}
-}
-
-// probe asks Segment for an answer with an empty batch, which it accepts
-// and ignores. After an outage any answer from its API will do, but one
-// asking to wait (a 429 or 408 with Retry-After): awaitUp waits it out and
-// asks again, as the held calls would otherwise go at once; after the
-// key was refused, only an answer past the key: an acceptance, or a refusal
-// of the batch's content (400, 413, 422), which the API reads only under a
-// key it takes. Segment documents no answer to an empty batch, and waiting
-// for a 2xx alone would hold the stream until a restart if it refused one.
-func (d *dispatcher) probe(ctx context.Context) error {
-	down := d.downErr()
-	res := d.s.post(ctx, d.authorization, []byte(`{"batch":[]}`))
-	ok, transient := res.class()
-	if !ok {
-		d.askedToWait(res.retryAfter) // for the next probe
-	}
-	keyTaken := ok || (res.err == nil && splittable(res.status))
-	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
-	if answered && transient && res.retryAfter > 0 {
-		// Up now, the held calls would go at once: wait as asked, and ask again.
-		return fmt.Errorf("segment at %s asks to wait %v: HTTP %d", d.s.where, res.retryAfter, res.status)
-	}
-	var ce *CallError
-	if keyTaken || (answered && !refusesEveryCall(res) && !(errors.As(down, &ce) && ce.Cause == CauseUnauthorized)) {
-		d.up()
-		if down != nil {
-			d.s.log.Infof("Segment at %s takes calls under %s again: sending", d.s.where, d.label)
-		}
-		return nil
-	}
-	if res.err != nil {
-		return fmt.Errorf("segment at %s is unreachable: %s", d.s.where, res.detail)
-	}
-	if refusesEveryCall(res) {
-		// Found by a probe after an outage, the refusal is news: logged once.
-		ce := d.refusedKey(res)
-		d.markDown(ce)
-		return ce
-	}
-	return fmt.Errorf("segment at %s is unreachable: HTTP %d %s", d.s.where, res.status, res.detail)
 }
