@@ -2,9 +2,11 @@ package brazecurrents
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -172,8 +174,10 @@ func (d *eventDecoder) object(member func(name string) error) error {
 }
 
 // value reads the next value: objects as map[string]any, arrays as []any,
-// numbers as int64 when they are integers that fit, float64 otherwise, and
-// as their text beyond float64's range (a number still, not lost).
+// numbers as int64 when they are integers that fit, as json.Number (their
+// digits, sent as written) when they are integers past int64 (float64 would
+// round them: 12345678901234567891 went as 12345678901234567000), float64
+// otherwise, and as their text beyond float64's range.
 func (d *eventDecoder) value() (any, error) {
 	switch d.dec.PeekKind() {
 	case '{':
@@ -212,13 +216,7 @@ func (d *eventDecoder) value() (any, error) {
 	case '"':
 		return d.unquote(raw), nil
 	}
-	if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		return i, nil
-	}
-	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
-		return f, nil
-	}
-	return string(raw), nil
+	return number(string(raw)), nil
 }
 
 // name reads an object's member name; a request's events share the strings
@@ -247,4 +245,20 @@ func (d *eventDecoder) unquote(raw jsontext.Value) string {
 	}
 	d.buf, _ = jsontext.AppendUnquote(d.buf[:0], raw) // its error only reports the replacements
 	return string(d.buf)
+}
+
+// number is a JSON number's Go value, as value() tells; encoding/json's
+// reading (UseNumber) gives the same in the tests.
+func number(text string) any {
+	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return i
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	switch {
+	case err != nil:
+		return text
+	case !strings.ContainsAny(text, ".eE"):
+		return json.Number(text)
+	}
+	return f
 }

@@ -61,6 +61,11 @@ func referenceNumbers(v any) any {
 		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
 			return i
 		}
+		if _, err := strconv.ParseInt(strings.TrimPrefix(string(t), "-"), 10, 0); errors.Is(err, strconv.ErrRange) {
+			if _, err := strconv.ParseFloat(string(t), 64); err == nil {
+				return t // an integer past int64: its digits
+			}
+		}
 		if f, err := strconv.ParseFloat(string(t), 64); err == nil {
 			return f
 		}

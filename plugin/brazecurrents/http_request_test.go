@@ -137,21 +137,22 @@ func TestParseHTTPEventsValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{"id": "e1", "time": int64(1764590400), "name": "n", "external_user_id": "u",
-		"custom_properties": map[string]any{"n": 1.5, "big": 1.2345678901234567e19, "list": []any{int64(1), "a", nil}, "huge": "1e400"}}
+		"custom_properties": map[string]any{"n": 1.5, "big": json.Number("12345678901234567890"), "list": []any{int64(1), "a", nil}, "huge": "1e400"}}
 	if len(events) != 1 || events[0].eventType != "users.behaviors.CustomEvent" || !reflect.DeepEqual(events[0].record, want) {
 		t.Fatalf("got %#v", events)
 	}
 }
 
 // FuzzParseHTTPEvents: no body makes the parser panic, and what it accepts
-// has one event per element of the events array: each typed, with no
-// json.Number left, that serialises again, or malformed, with its index in
+// has one event per element of the events array: each typed, read as
+// encoding/json reads it, that serialises again, or malformed, with its index in
 // its reason and its own bytes.
 func FuzzParseHTTPEvents(f *testing.F) {
 	f.Add([]byte(`{"events": [{"event_type": "users.messages.email.Open", "id": "a", "time": 1, "properties": {"x": [1, 2.5]}, "user": {"user_id": "u"}}]}`))
 	f.Add([]byte(`{"events": []}`))
 	f.Add([]byte(`{"events": [{"event_type": "t", "properties": null, "user": {"a": {"b": [{}]}}}]}`))
 	f.Add([]byte(`{"events": [{"event_type": "t", "n": -9223372036854775809}]}`))
+	f.Add([]byte(`{"events": [{"event_type": "t", "n": 18446744073709551615, "f": 1E2, "e": 1e400}]}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"events": [1, {"event_type": "t", "k": 1, "k": 2}, {"id": "x"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
