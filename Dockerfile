@@ -24,6 +24,8 @@ COPY config/ /app/config/
 COPY tests/fixtures/sample/ /app/tests/fixtures/sample/
 # /app is read-only for the user; dead letters go to a directory it owns (mount a volume there to keep them).
 COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/currents-connect
+# The pipelines' dead letter file; a replay (config/dead_letters_to_segment.yaml) needs another one,
+# set with -e DEAD_LETTER_PATH=…replayed.jsonl (README, "Replaying dead letters").
 ENV DEAD_LETTER_PATH=/var/lib/currents-connect/dead-letter.jsonl
 USER nonroot:nonroot
 # 4195: metrics and /ready (keep it internal); 8080: the Custom HTTP pipeline's endpoint for Braze.
