@@ -1,6 +1,10 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents"
+)
 
 // brazeOptionValues are the values the mapping (bloblang/currents_to_segment.blobl)
 // tells apart for each option it reads from the environment itself, the first
@@ -16,7 +20,8 @@ var brazeOptionValues = []struct {
 }
 
 // brazeOptionWarnings returns a warning for each mapping option whose
-// variable holds a value the mapping does not know. Nothing else reads them,
+// variable holds a value the mapping does not know, and for each event type
+// pattern that matches no Currents event type. Nothing else reads them,
 // and the mapping takes such a value as the default without a word:
 // anonymous users quietly left out, say, while the operator believed them
 // sent. A warning, not a refusal, since the value works, only not as meant.
@@ -29,6 +34,16 @@ func brazeOptionWarnings(getenv func(string) string) []string {
 		}
 		warnings = append(warnings, fmt.Sprintf("%s=%q is neither %s nor %s: the mapping takes it as %s (the default); set %s=%s to turn it on",
 			opt.name, v, opt.values[0], opt.values[1], opt.values[0], opt.name, opt.values[1]))
+	}
+	// The bucket input warns of its own patterns too, but in the Custom HTTP
+	// pipeline the mapping alone reads them: a typo there filtered out every
+	// event it meant, each acknowledged to Braze, without a word.
+	for _, name := range []string{"BRAZE_EVENT_TYPES", "BRAZE_EXCLUDE_EVENT_TYPES"} {
+		unknown, known := brazecurrents.UnknownEventTypePatterns(getenv(name))
+		for _, p := range unknown {
+			warnings = append(warnings, fmt.Sprintf("%s: %q matches none of the %d Currents event types this version knows (like users.messages.email.Send): the mapping selects nothing by it; check its spelling",
+				name, p, known))
+		}
 	}
 	return warnings
 }

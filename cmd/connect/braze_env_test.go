@@ -25,3 +25,23 @@ func TestWarnBrazeOptions(t *testing.T) {
 		t.Fatalf("known values warned of: %q", got)
 	}
 }
+
+// An event type pattern in BRAZE_EVENT_TYPES or BRAZE_EXCLUDE_EVENT_TYPES
+// that matches no Currents event type is warned of, once, naming the
+// variable: in the Custom HTTP pipeline nothing else reads them, and a typo
+// filtered out every event it meant. Known types and globs that match some
+// are not, nor are empty entries.
+func TestWarnUnknownEventTypePatterns(t *testing.T) {
+	env := map[string]string{
+		"BRAZE_EVENT_TYPES":         " users.messages.emial.* , users.messages.email.Send,,users.messages.emial.*, *.Open",
+		"BRAZE_EXCLUDE_EVENT_TYPES": "users.canvas.Abrot",
+	}
+	got := brazeOptionWarnings(func(k string) string { return env[k] })
+	want := []string{
+		`BRAZE_EVENT_TYPES: "users.messages.emial.*" matches none of the 96 Currents event types this version knows (like users.messages.email.Send): the mapping selects nothing by it; check its spelling`,
+		`BRAZE_EXCLUDE_EVENT_TYPES: "users.canvas.Abrot" matches none of the 96 Currents event types this version knows (like users.messages.email.Send): the mapping selects nothing by it; check its spelling`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	_ "embed"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -53,4 +54,23 @@ func matchesKnownType(pattern string) bool {
 		}
 	}
 	return false
+}
+
+// unknownPatterns are the patterns, once each, that match no known event
+// type: a typo there reads, skips or sends nothing, silently.
+func unknownPatterns(patterns []string) []string {
+	var unknown []string
+	for _, p := range patterns {
+		if !slices.Contains(unknown, p) && !matchesKnownType(p) {
+			unknown = append(unknown, p)
+		}
+	}
+	return unknown
+}
+
+// UnknownEventTypePatterns are the patterns of list (comma-separated, as
+// BRAZE_EVENT_TYPES carries them to the mapping) that match none of the
+// Currents event types this version knows, and how many types it knows.
+func UnknownEventTypePatterns(list string) (unknown []string, known int) {
+	return unknownPatterns(splitPatterns([]string{list})), len(knownEventTypes)
 }

@@ -288,12 +288,7 @@ func checkPattern(field, p string) error {
 // warnUnknownTypes names, once each, the patterns of field that match no
 // Currents event type: a typo there reads or skips nothing, silently.
 func warnUnknownTypes(log *service.Logger, field string, patterns []string) {
-	warned := map[string]bool{}
-	for _, p := range patterns {
-		if warned[p] || matchesKnownType(p) {
-			continue
-		}
-		warned[p] = true
+	for _, p := range unknownPatterns(patterns) {
 		log.Warnf("%s: %q matches none of the %d Currents event types this version knows (like users.messages.email.Send): check its spelling; it takes effect only on types Braze adds later",
 			field, p, len(knownEventTypes))
 	}
