@@ -1,8 +1,10 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +57,68 @@ func TestInputReportsHostileObjects(t *testing.T) {
 	for name, value := range map[string]string{"braze_currents_objects_corrupt": "value=6", "braze_currents_records_rejected": "value=2"} {
 		if !loggedFields(lines, "name="+name, value) {
 			t.Errorf("no %s counter with %s:\n%s", name, value, text)
+		}
+	}
+}
+
+// With delete_done or move_done_to, a corrupt object is recorded as done but
+// left where it is: the events after its damage were never sent, and it is
+// all that holds them. Here one cannot be decoded at all (an avro.codec the
+// decoder refuses, xz) and one is cut short after its first block, whose
+// events are sent; a clean object beside them is still deleted or moved.
+func TestInputDeleteDoneKeepsCorruptObjects(t *testing.T) {
+	for _, mode := range []string{"delete_done: true", "move_done_to: archive"} {
+		dir := t.TempDir()
+		spec := func(n int, codec string) fixtures.FileSpec {
+			return fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 10, BlockRecords: 5,
+				Seed: 30 + uint64(n), DateHour: at14(0), Offset: n, Codec: codec}
+		}
+		clean := writeFixture(t, dir, spec(0, "null"))
+		write := func(spec fixtures.FileSpec, damage func([]byte) []byte) (string, []map[string]any) {
+			var b bytes.Buffer
+			records, err := fixtures.WriteFile(&b, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, fixtures.Key(spec))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, damage(b.Bytes()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return path, records
+		}
+		xz, _ := write(spec(1, "deflate"), func(raw []byte) []byte {
+			out := bytes.Replace(raw, []byte("\x14avro.codec\x0edeflate"), []byte("\x14avro.codec\x04xz"), 1)
+			if bytes.Equal(out, raw) {
+				t.Fatal("no avro.codec deflate in the fixture's header")
+			}
+			return out
+		})
+		cut, records := write(spec(2, "null"), func(raw []byte) []byte { return raw[:len(raw)-40] })
+		want := maps.Clone(clean)
+		for _, r := range records[:5] { // the first block
+			want[r["id"].(string)] = true
+		}
+
+		got := newCollected()
+		lines := runLogged(t, "url: file://"+dir+"\n"+mode, got.consume)
+		expectExactly(t, got, want)
+		for _, path := range []string{xz, cut} {
+			if _, err := os.Stat(path); err != nil {
+				t.Fatalf("%s: the corrupt object is gone: %v", mode, err)
+			}
+			key, _ := filepath.Rel(dir, path)
+			if !logged(lines, "level=ERROR", "Skipping corrupt object", key, "kept at that key for an operator") {
+				t.Errorf("%s: no error says %s was kept:\n%s", mode, key, strings.Join(lines, "\n"))
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, fixtures.Key(spec(0, "null")))); !os.IsNotExist(err) {
+			t.Fatalf("%s: the clean object is still there: %v", mode, err)
+		}
+		if !loggedFields(lines, "name=braze_currents_objects_corrupt", "value=2") {
+			t.Errorf("%s: braze_currents_objects_corrupt is not 2:\n%s", mode, strings.Join(lines, "\n"))
 		}
 	}
 }

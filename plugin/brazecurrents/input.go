@@ -183,9 +183,9 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 					Description("How long the checkpoint stays held by this process if it stops renewing it (a crash). Another process started on the same checkpoint waits, logging who holds it, until this one stops or the lease expires; a process that finds its checkpoint taken over stops. Renewed every third of it.").Default("1m").Advanced(),
 			).Description("Where progress is kept. With neither `cache` nor `in_bucket`, nothing is kept and a restart reads every object again."),
 			service.NewBoolField(inFieldDelete).
-				Description("Delete each object once done.").Default(false).Advanced(),
+				Description("Delete each object once done. A corrupt one (recorded as done after the events before its damage) is kept at its key for an operator, with an error naming it: the events after the damage were never sent.").Default(false).Advanced(),
 			service.NewStringField(inFieldMoveTo).
-				Description("Move each object once done to this prefix, keeping the rest of its key. It must be outside `prefix`: the prefix itself (with or without its slash) or a directory under it is refused at start.").Default("").Advanced(),
+				Description("Move each object once done to this prefix, keeping the rest of its key; a corrupt one is kept at its key, as with `delete_done`. It must be outside `prefix`: the prefix itself (with or without its slash) or a directory under it is refused at start.").Default("").Advanced(),
 			service.NewStringField(inFieldShard).
 				Description("This replica's share of the objects, `i/N`: N replicas with shards 0/N … N-1/N read every object exactly once between them. The checkpoint records it, and a run of another shard refuses that checkpoint (its watermarks count only its own shard's objects as done).").Default("0/1"),
 			service.NewIntField(inFieldParallel).

@@ -55,7 +55,7 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 		}
 		if errors.Is(err, ErrCorrupt) {
 			// Objects are immutable: reading it again cannot help, so it is done.
-			in.log.Errorf("Skipping corrupt object %q after its first %d records, recorded as done (objects are immutable, reading it again cannot help): %v", o.key, emitted, err)
+			in.log.Errorf("Skipping corrupt object %q after its first %d records, recorded as done (objects are immutable, reading it again cannot help)%s: %v", o.key, emitted, in.keptCorrupt(), err)
 			outcome = outcomeCorrupt
 			break
 		}
@@ -203,7 +203,9 @@ func (r *objectRun) complete() {
 	}
 	switch outcome {
 	case outcomeDone, outcomeCorrupt:
-		in.afterDone(o)
+		if outcome == outcomeDone { // a corrupt object holds events never sent
+			in.afterDone(o)
+		}
 		if in.ckpt != nil {
 			in.ckpt.finished(o)
 			in.saver.poke()
@@ -248,6 +250,19 @@ func withoutExternalUserID(batch service.MessageBatch) int {
 		}
 	}
 	return n
+}
+
+// keptCorrupt tells, where done objects are deleted or moved, that a corrupt
+// one is not: the events after its damage were never sent, and it is all
+// that holds them.
+func (in *currentsInput) keptCorrupt() string {
+	switch {
+	case in.conf.moveTo != "":
+		return "; kept at that key for an operator, not moved (" + inFieldMoveTo + "), as the events after the damage were not sent"
+	case in.conf.deleteDone:
+		return "; kept at that key for an operator, not deleted (" + inFieldDelete + "), as the events after the damage were not sent"
+	}
+	return ""
 }
 
 // afterDone deletes or moves a done object when configured to. Failures are
