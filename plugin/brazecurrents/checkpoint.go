@@ -53,7 +53,7 @@ const (
 // found in it is done. Such hours are "settled" (walked); the watermark is
 // the newest settled hour below every open object. Hours without objects
 // pass too, so that polls of a quiet event type stay cheap. An object that
-// could not be read is failed, not open: it is tried again at every pass by
+// could not be read is failed, not open: it is tried again once a pass by
 // its key, and does not hold the watermark back, which would keep every
 // object done since in the document and every hour since in each poll.
 type checkpoint struct {
@@ -176,6 +176,14 @@ func (c *checkpoint) isDone(o object) bool {
 	}
 	_, ok := c.done[o.partition][o.key]
 	return ok
+}
+
+// isFailed says whether an object could not be read so far.
+func (c *checkpoint) isFailed(o object) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, failed := c.failed[o.partition][o.key]
+	return failed
 }
 
 // opened records a listed object that is not done: its hour keeps the

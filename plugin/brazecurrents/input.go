@@ -265,6 +265,7 @@ type currentsInput struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool         // objects being read or awaiting acks
+	retrying map[string]bool         // failed objects due to be tried again, not yet taken by a reader
 	held     map[string]*heldNotices // notification mode: by object in flight
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
@@ -289,6 +290,7 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		stats:    newInputStats(mgr.Metrics(), mgr.Logger()),
 		scan:     &scannerCreator{batchSize: c.batchSize, structured: c.structured, log: mgr.Logger(), programs: avro.NewSchemaCache()},
 		inFlight: map[string]bool{},
+		retrying: map[string]bool{},
 		held:     map[string]*heldNotices{},
 		clock:    clockwork.NewRealClock(),
 		owner:    newOwner(),

@@ -14,13 +14,20 @@ import (
 // batch channel once every reader is done.
 func (in *currentsInput) run(ctx context.Context) {
 	defer close(in.stopped)
-	objects := make(chan object)
+	objects, retries := make(chan object), make(chan object)
 	var readers sync.WaitGroup
 	for range in.conf.parallel {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			for o := range objects {
+			for {
+				o, retry, ok := nextObject(objects, retries)
+				if !ok {
+					return
+				}
+				if retry && !in.claimRetry(o) {
+					continue
+				}
 				// A reader whose object was handed out before a stop reads
 				// on and abandons it, which releases it.
 				if in.saver != nil {
@@ -33,7 +40,7 @@ func (in *currentsInput) run(ctx context.Context) {
 	if in.sub != nil {
 		in.receive(ctx, objects)
 	} else {
-		in.listPasses(ctx, objects)
+		in.listPasses(ctx, objects, retries)
 	}
 	close(objects)
 	readers.Wait()
@@ -50,7 +57,7 @@ func (in *currentsInput) run(ctx context.Context) {
 // a directory fails to list, the next pass comes after a backoff instead:
 // sooner than poll_interval, so that a passing failure is soon over, and in
 // a one-pass run until every directory was listed.
-func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) {
+func (in *currentsInput) listPasses(ctx context.Context, objects, retries chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now,
 		timeout: in.conf.readTimeout}
 	w.skipped.own = in.ownKeys()
@@ -59,8 +66,14 @@ func (in *currentsInput) listPasses(ctx context.Context, objects chan<- object) 
 		retryCap = max(retryCap, in.conf.pollInterval)
 	}
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(retryCap), backoff.WithMaxElapsedTime(0))
+	var rounds sync.WaitGroup
+	defer rounds.Wait()
 	for pass := 0; ; pass++ {
+		// Taken before the listing: an object that fails in it was tried
+		// this pass.
+		due := in.dueRetries()
 		complete := in.listPass(ctx, w, objects)
+		in.retryFailed(ctx, due, retries, &rounds)
 		if ctx.Err() != nil || (complete && !in.conf.watch) {
 			return
 		}
@@ -108,15 +121,13 @@ func (in *currentsInput) summarise() {
 // A failed listing of the prefix itself is retried with backoff; a directory
 // below it that fails is left out, and the pass is not complete.
 func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) (complete bool) {
-	if !in.retryFailed(ctx, objects) {
-		return false
-	}
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	for {
 		started := in.clock.Now()
 		w.reset()
 		err := w.walk(ctx, in.conf.prefix, func(o object) error {
-			if !in.claim(o) {
+			// A failed object is tried by its key after the listing.
+			if in.ckpt.isFailed(o) || !in.claim(o) {
 				return nil
 			}
 			in.stats.objectFound()
@@ -172,24 +183,73 @@ func (in *currentsInput) logUnlisted(w *walker) {
 	})
 }
 
-// retryFailed hands the objects that could not be read so far to the
-// readers again, by key: the watermark may have passed their hours, which
-// no listing lists again. It is false when the input is stopping.
-func (in *currentsInput) retryFailed(ctx context.Context, objects chan<- object) bool {
+// dueRetries are the objects that could not be read so far to try again
+// after this pass's listing, each once a pass: those an earlier pass's
+// retries still hold are left to them.
+func (in *currentsInput) dueRetries() []object {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var due []object
 	for _, o := range in.ckpt.retries() {
 		// The selection may have changed since it failed (a restart with
 		// other event types).
-		if _, ok := in.conf.sel.objectAt(o.key); !ok || !in.claim(o) {
+		if _, ok := in.conf.sel.objectAt(o.key); !ok || in.retrying[o.key] {
 			continue
 		}
-		in.stats.objectFound()
-		select {
-		case objects <- o:
-		case <-ctx.Done():
-			in.release(o)
-			return false
-		}
+		in.retrying[o.key] = true
+		due = append(due, o)
 	}
+	return due
+}
+
+// retryFailed hands the due objects to the readers again, by key (the
+// watermark may have passed their hours, which no listing lists again),
+// without holding the pass back: readers take listed objects first, so
+// however many fail, and however long their backoff, a new object waits at
+// most for a reader to finish the object it has.
+func (in *currentsInput) retryFailed(ctx context.Context, due []object, retries chan<- object, rounds *sync.WaitGroup) {
+	if len(due) == 0 || ctx.Err() != nil {
+		return
+	}
+	rounds.Add(1)
+	go func() {
+		defer rounds.Done()
+		for _, o := range due {
+			select {
+			case retries <- o:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// nextObject is a listed (or notified) object, which a reader takes before
+// a failed one to try again; ok is false once there are no more.
+func nextObject(objects, retries <-chan object) (o object, retry, ok bool) {
+	select {
+	case o, ok = <-objects:
+		return o, false, ok
+	default:
+	}
+	select {
+	case o, ok = <-objects:
+		return o, false, ok
+	case o = <-retries:
+		return o, true, true
+	}
+}
+
+// claimRetry takes a failed object for reading again, unless it got done
+// or is in flight meanwhile. Taken by a reader, it is due again next pass.
+func (in *currentsInput) claimRetry(o object) bool {
+	in.mu.Lock()
+	delete(in.retrying, o.key)
+	in.mu.Unlock()
+	if !in.claim(o) {
+		return false
+	}
+	in.stats.objectFound()
 	return true
 }
 
