@@ -20,8 +20,17 @@ const (
 
 var skipReasons = []string{skipCompressed, skipPartial, skipOther}
 
-// notAvroWhy ends the warnings of skipped objects: why, and what to do.
-const notAvroWhy = "the input reads only .avro objects, as Braze writes them, so a copy recompressed by a lifecycle rule or a copy tool (.avro.gz) or an unfinished upload (.tmp) is neither read nor counted as done and its events are not sent; restore such objects as .avro, uncompressed, to have them read"
+// notAvroWhy ends the warnings of skipped objects: why, and what to do
+// (notAvroListed, for a listing).
+const notAvroWhy = "the input reads only .avro objects, as Braze writes them, so a copy recompressed by a lifecycle rule or a copy tool (.avro.gz) or an unfinished upload (.tmp) is neither read nor counted as done and its events are not sent; restore such objects as .avro, uncompressed"
+
+// notAvroListed is what to do after a listing skipped objects: an hour
+// passes the watermark late_arrival after it ends, whatever it skipped, and
+// no poll lists it again.
+func (in *currentsInput) notAvroListed() string {
+	return fmt.Sprintf("%s, within %s (%v) after their hour ends, to have a poll read them; later, only a replay does: a new %s.%s, with %s and %s around their hours",
+		notAvroWhy, inFieldLateArrival, in.conf.lateArrival, inFieldCheckpoint, inFieldCheckpointKey, inFieldSince, inFieldUntil)
+}
 
 // maxSkippedTracked bounds the skipped keys remembered between passes (by a
 // hash each) so that the metric counts an object once, not at every poll
@@ -130,7 +139,7 @@ func (in *currentsInput) noteSkipped(w *walker) {
 		}
 	}
 	in.log.Warnf("Found %s under event_type= directories of prefix %q of %s that are not .avro (%s), such as %q: not read; %s",
-		plural(n, "object", "objects"), in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example, notAvroWhy)
+		plural(n, "object", "objects"), in.conf.prefix, bucketName(in.conf.url), strings.Join(why, ", "), w.skipped.example, in.notAvroListed())
 }
 
 // ownKeys are the keys the input writes under its bucket: its checkpoint's
@@ -156,6 +165,6 @@ func (in *currentsInput) noteSkippedNotice(key string) {
 		return
 	}
 	in.skipped.warned = true
-	in.log.Warnf("A notification names %q under an event_type= directory of prefix %q of %s, which is not .avro (%s): not read; %s. Said once until a notification names an object to read",
+	in.log.Warnf("A notification names %q under an event_type= directory of prefix %q of %s, which is not .avro (%s): not read; %s, to have them read. Said once until a notification names an object to read",
 		key, in.conf.prefix, bucketName(in.conf.url), reason, notAvroWhy)
 }
