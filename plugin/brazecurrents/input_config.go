@@ -166,6 +166,9 @@ func (c *inputConfig) validate() error {
 	if err := c.checkMoveTo(); err != nil {
 		return err
 	}
+	if err := c.checkPrefix(); err != nil {
+		return err
+	}
 	if c.lateArrival < 0 {
 		return fmt.Errorf("%s must not be negative, got %v: hours would count as done before they end, and files written into them later would never be read",
 			inFieldLateArrival, c.lateArrival)
@@ -207,6 +210,24 @@ func (c *inputConfig) checkMoveTo() error {
 		return fmt.Errorf("%s %q is %s %q itself: each done object would be copied onto its own key and then deleted", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
 	case strings.HasPrefix(to, prefix):
 		return fmt.Errorf("%s %q is inside %s %q: moved objects would be read again", inFieldMoveTo, c.moveTo, inFieldPrefix, c.prefix)
+	}
+	return nil
+}
+
+// checkPrefix refuses, when walking the bucket, a prefix inside an event
+// type's directory: the walk learns an export's partitions from the
+// event_type= directories below the prefix, so it would never settle an hour
+// there, keeping every object done in the checkpoint and listing every hour
+// at every poll. Notifications name their objects, and take any prefix.
+func (c *inputConfig) checkPrefix() error {
+	if c.notifications != "" {
+		return nil
+	}
+	for _, part := range strings.Split(c.prefix, "/") {
+		if eventType, ok := strings.CutPrefix(part, "event_type="); ok {
+			return fmt.Errorf("%s %q is inside an event type's directory: the input finds the event_type= directories below its %s and could never settle an hour there; set %s to the directory above it and %s to %q",
+				inFieldPrefix, c.prefix, inFieldPrefix, inFieldPrefix, inFieldInclude, eventType)
+		}
 	}
 	return nil
 }

@@ -44,6 +44,9 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"move to the prefix", "url: file:///tmp\nmove_done_to: currents", []string{`move_done_to "currents" is prefix "currents/" itself`, "copied onto its own key and then deleted"}},
 		{"move to the prefix, with its slash", "url: file:///tmp\nprefix: exports/currents\nmove_done_to: /exports/currents/", []string{"is prefix", "itself"}},
 		{"move with no prefix", "url: file:///tmp\nprefix: ''\nmove_done_to: archive", []string{`move_done_to "archive" needs a prefix`}},
+		// The walk would never settle an hour there (it learns partitions from the event_type= directories below).
+		{"prefix inside an event type", "url: file:///tmp\nprefix: currents/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Send/",
+			[]string{`prefix "currents/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Send/" is inside an event type's directory`, `include_event_types to "users.messages.email.Send"`}},
 		{"two checkpoints", "url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}", []string{"set cache or in_bucket, not both"}},
 		// A negative late_arrival would settle hours before they end.
 		{"negative late arrival", "url: file:///tmp\nlate_arrival: -2h", []string{"late_arrival must not be negative, got -2h0m0s"}},
