@@ -141,7 +141,11 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	charge := held + int64(n)*eventCharge
 	if charge > in.maxBuf {
 		in.buffered.Release(held)
-		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body's %d events are charged %d bytes (%d bytes of JSON and %d per event), over the %d of %s", n, charge, held, eventCharge, in.maxBuf, httpFieldMaxBuffered)}
+		// Braze retries it as it is: said in full, since only a larger
+		// budget takes it (with max_buffered_size at max_body_size, as by
+		// default, a body within 128 bytes an event of the limit too).
+		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body's %d events are charged %d bytes (%d bytes of JSON and %d per event), over the %d of %s: it is refused at every retry until %s is at least %d",
+			n, charge, held, eventCharge, in.maxBuf, httpFieldMaxBuffered, httpFieldMaxBuffered, charge)}
 	}
 	// The body's bytes stay held meanwhile: they are in memory. Two requests
 	// waiting so for each other's share are both answered at the timeout.

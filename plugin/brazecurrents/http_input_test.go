@@ -360,3 +360,17 @@ func TestHTTPInputRefusesAnUnsendableToken(t *testing.T) {
 		t.Fatalf("a token with a space within: %d", status)
 	}
 }
+
+// TestHTTPInputBudgetRefusalSaysWhatTakesIt: with max_buffered_size at
+// max_body_size (the shipped default), a body within max_body_size but
+// within 128 bytes an event of it is charged over the budget: refused 413
+// at every retry, the answer and the log say which budget would take it.
+func TestHTTPInputBudgetRefusalSaysWhatTakesIt(t *testing.T) {
+	_, url := startHTTPInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB")
+	body := `{"events": [` + testEvent + `], "padding": "`
+	body += strings.Repeat("x", 1024-len(body)-2) + `"}`
+	r := <-postAsync(http.DefaultClient, url, body)
+	if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "until max_buffered_size is at least 1152") {
+		t.Fatalf("a %d-byte body of one event, max_body_size and max_buffered_size 1 KiB: %d %q, want 413 naming the budget that takes it", len(body), r.status, r.body)
+	}
+}
