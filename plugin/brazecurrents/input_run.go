@@ -125,6 +125,12 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 	for {
 		started := in.clock.Now()
 		w.reset()
+		// A partition listed in full settles at once, by the pass's start,
+		// as the walk's end would settle it.
+		w.listed = func(partition string) {
+			in.ckpt.walked([]string{partition}, started)
+			in.saver.poke()
+		}
 		err := w.walk(ctx, in.conf.prefix, func(o object) error {
 			// A failed object is tried by its key after the listing.
 			if in.ckpt.isFailed(o) || !in.claim(o) {
@@ -141,7 +147,8 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 		})
 		if err == nil {
 			// Only a complete listing of a partition settles its hours: a
-			// failed one may have missed objects in them.
+			// failed one may have missed objects in them. Those listed in
+			// full settled as the walk left them; again does no harm.
 			in.ckpt.walked(w.complete(), started)
 			in.saver.poke()
 			in.logUnlisted(w)

@@ -78,6 +78,11 @@ type walker struct {
 	// hours, when it answers ok, names the only date= hours of a partition
 	// worth listing: those after its watermark, up to now.
 	hours func(partition string) (hours []time.Time, ok bool)
+	// listed, when set, is told of each partition as soon as a walk has
+	// listed all of it without a failure, so that its hours can settle
+	// while the walk goes on: a first pass hands out the whole backfill,
+	// and would otherwise keep every done key until it ends.
+	listed func(partition string)
 	// byHour holds, for a partition whose last complete listing held
 	// nothing but date=<hour>/ directories, when that listing ended. Only
 	// such a partition is listed hour by hour, and only for relearnLayout:
@@ -166,9 +171,9 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		if !w.wantsDir(obj.Key) {
 			continue
 		}
-		dirs := []string{obj.Key}
+		dirs, partition := []string{obj.Key}, ""
 		if strings.HasPrefix(path.Base(obj.Key), "event_type=") {
-			partition := strings.TrimSuffix(obj.Key, "/")
+			partition = strings.TrimSuffix(obj.Key, "/")
 			w.partitions = append(w.partitions, partition)
 			if hours, ok := w.hoursOf(partition); ok {
 				dirs = dirs[:0]
@@ -187,7 +192,16 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 				w.failed = append(w.failed, listFailure{dir: dir, partition: partitionOf(dir), err: errors.Unwrap(err)}) // err names dir
 			}
 		}
+		if partition != "" && w.listed != nil && !w.failedUnder(partition) {
+			w.listed(partition)
+		}
 	}
+}
+
+// failedUnder says whether a directory of partition failed to list in the
+// walks since reset.
+func (w *walker) failedUnder(partition string) bool {
+	return slices.ContainsFunc(w.failed, func(f listFailure) bool { return f.partition == partition })
 }
 
 // complete are the partitions the walks since reset listed in full: a
@@ -198,7 +212,7 @@ func (w *walker) complete() []string {
 	}
 	var out []string
 	for _, p := range w.partitions {
-		if !slices.ContainsFunc(w.failed, func(f listFailure) bool { return f.partition == p }) {
+		if !w.failedUnder(p) {
 			out = append(out, p)
 		}
 	}
