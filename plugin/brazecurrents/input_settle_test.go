@@ -2,7 +2,9 @@ package brazecurrents
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,5 +242,47 @@ func TestInputSettlesAPartitionByWhenItsPassStarted(t *testing.T) {
 	r.waitCheckpointed(5 + 3)
 	if w, _ := r.in.ckpt.watermark(partition); !w.Equal(at14(0).Add(-time.Hour)) {
 		t.Fatalf("watermark of %s after a poll at 16:31: %v, want hour 13", uninstall, w)
+	}
+}
+
+// A level between event_type= and date= (Braze warns its layout may
+// change): an object's partition is its event_type= directory, the one the
+// walk lists and settles. Before, it was the key up to date=, a partition
+// the walk never settled: no watermark, every done key kept for ever and
+// every hour listed at every poll.
+func TestInputSettlesALayoutWithALevelBeforeDate(t *testing.T) {
+	dir := t.TempDir()
+	conf := "url: file://" + dir + "\nwatch: true\npoll_interval: 1h\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1000h"
+	file := func(hour time.Time) (map[string]bool, string) {
+		spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 2, Seed: uint64(hour.Unix()), DateHour: hour}
+		h := hour.Format(DateHourLayout)
+		key := strings.Replace(fixtures.Key(spec), "/date="+h+"/version=1/", "/version=1/date="+h+"/", 1)
+		return writeFixtureAt(t, dir, key, spec), key
+	}
+	r := startClockRun(t, conf, time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	r.pass(0)
+	const hours = 24
+	var partition string
+	for i := 1; i <= hours; i++ {
+		want, key := file(r.clock.Now().Truncate(time.Hour))
+		partition, _, _ = strings.Cut(key, "/version=1/")
+		r.poll(i, time.Hour)
+		r.got.waitFor(t, want)
+	}
+	r.waitCheckpointed(hours)
+	raw, _, _, err := r.in.ckpt.snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := r.in.ckpt.parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Partitions) != 1 || doc.Partitions[partition] == nil {
+		t.Fatalf("partitions %v, want only %s", slices.Collect(maps.Keys(doc.Partitions)), partition)
+	}
+	// Hours settle late_arrival (2h) after they end: the last ones are still open.
+	if pd := doc.Partitions[partition]; pd.Watermark == "" || len(pd.Done) > 4 {
+		t.Fatalf("after %d hours, one object an hour: %d done keys, watermark %q (checkpoint %d bytes)", hours, len(pd.Done), pd.Watermark, len(raw))
 	}
 }

@@ -332,7 +332,11 @@ func (s selection) objectAt(key string) (object, bool) {
 	if k.EventType != "" && !s.wantsType(k.EventType) {
 		return object{}, false
 	}
-	if before, _, ok := strings.Cut(key, "/date="); ok {
+	// The partition the walk lists it under: its event_type= directory, as
+	// in Braze's layout, whatever levels come between it and date=.
+	if p := partitionOf(path.Dir(key)); p != "" {
+		o.partition = p
+	} else if before, _, ok := strings.Cut(key, "/date="); ok {
 		o.partition = before
 	}
 	if h, ok := k.Hour(); ok {
