@@ -284,6 +284,21 @@ func (r *clockRun) partition(t *testing.T, eventType string) string {
 	return partition
 }
 
+// savedDoc is the checkpoint document as the input would save it now, and
+// its size.
+func (r *clockRun) savedDoc(t *testing.T) (*checkpointDoc, int) {
+	t.Helper()
+	raw, _, _, err := r.in.ckpt.snapshot(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := r.in.ckpt.parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, len(raw)
+}
+
 // A first pass takes longer than late_arrival: a file lands in an hour the
 // pass listed early on, before that hour closes. A later poll finds it.
 func TestInputHoursFirstPassLongerThanLateArrival(t *testing.T) {

@@ -270,19 +270,12 @@ func TestInputSettlesALayoutWithALevelBeforeDate(t *testing.T) {
 		r.got.waitFor(t, want)
 	}
 	r.waitCheckpointed(hours)
-	raw, _, _, err := r.in.ckpt.snapshot(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := r.in.ckpt.parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc, size := r.savedDoc(t)
 	if len(doc.Partitions) != 1 || doc.Partitions[partition] == nil {
 		t.Fatalf("partitions %v, want only %s", slices.Collect(maps.Keys(doc.Partitions)), partition)
 	}
 	// Hours settle late_arrival (2h) after they end: the last ones are still open.
 	if pd := doc.Partitions[partition]; pd.Watermark == "" || len(pd.Done) > 4 {
-		t.Fatalf("after %d hours, one object an hour: %d done keys, watermark %q (checkpoint %d bytes)", hours, len(pd.Done), pd.Watermark, len(raw))
+		t.Fatalf("after %d hours, one object an hour: %d done keys, watermark %q (checkpoint %d bytes)", hours, len(pd.Done), pd.Watermark, size)
 	}
 }
