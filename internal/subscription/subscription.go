@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 
 	rawpubsub "cloud.google.com/go/pubsub/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -165,19 +166,45 @@ func boundLeases(sub *pubsub.Subscription, n int) {
 }
 
 // rabbitDial connects to RABBIT_SERVER_URL's broker. Its errors name the
-// broker without the password.
+// broker without the password: one that is not a URL is not dialled, as
+// url's and amqp's errors quote it whole.
 func rabbitDial() (*amqp.Connection, error) {
 	server := os.Getenv(RabbitServerEnv)
 	if server == "" {
 		return nil, fmt.Errorf("%s is not set", RabbitServerEnv)
 	}
-	shown := "(not a URL)"
-	if u, err := url.Parse(server); err == nil {
-		shown = u.Redacted()
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a URL (not shown: it may hold a password; a %% or another reserved character in the password must be percent-encoded)", RabbitServerEnv)
 	}
 	conn, err := amqp.Dial(server)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s %s: %w", RabbitServerEnv, shown, err)
+		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, u.Redacted(), hideSecrets(err.Error(), RabbitServerSecrets()))
 	}
 	return conn, nil
+}
+
+// RabbitServerSecrets are what must not show of RABBIT_SERVER_URL: the
+// whole value (url's errors quote it) and its password, as written and
+// escaped. Empty when it is not set.
+func RabbitServerSecrets() []string {
+	server := os.Getenv(RabbitServerEnv)
+	if server == "" {
+		return nil
+	}
+	secrets := []string{server}
+	if u, err := url.Parse(server); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+		}
+	}
+	return secrets
+}
+
+// hideSecrets replaces each secret in msg.
+func hideSecrets(msg string, secrets []string) string {
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return msg
 }

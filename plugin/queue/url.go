@@ -15,6 +15,8 @@ import (
 	_ "gocloud.dev/pubsub/gcppubsubv2"
 	_ "gocloud.dev/pubsub/mempubsub"
 	_ "gocloud.dev/pubsub/rabbitpubsub"
+
+	"github.com/currents-connect/currents-connect/internal/subscription"
 )
 
 // A scheme compiled in, and whether it names topics only.
@@ -76,8 +78,10 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 		return nil, fmt.Errorf("field %s: not a URL", field)
 	}
 	q := &queueURL{raw: raw}
+	// Each secret as written and as escaped: a driver may quote the URL
+	// encoded again (the Rabbit subscription adds its prefetch_count).
 	if p, ok := u.User.Password(); ok && p != "" {
-		q.secrets = append(q.secrets, p)
+		q.secrets = append(q.secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
 	}
 	query := u.Query()
 	for name, vals := range query {
@@ -86,10 +90,15 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 		}
 		for i, v := range vals {
 			if v != "" {
-				q.secrets = append(q.secrets, v)
+				q.secrets = append(q.secrets, v, url.QueryEscape(v))
 				vals[i] = "xxxxx"
 			}
 		}
+	}
+	if u.Scheme == "rabbit" {
+		// gocloud's Rabbit opener quotes RABBIT_SERVER_URL when it cannot
+		// parse it.
+		q.secrets = append(q.secrets, subscription.RabbitServerSecrets()...)
 	}
 	u.RawQuery = query.Encode()
 	q.redacted = u.Redacted()

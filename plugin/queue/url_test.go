@@ -55,3 +55,44 @@ func TestURLSecretsHidden(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestRabbitServerURLHidden: a RABBIT_SERVER_URL that is not a URL (a %
+// left unescaped in the password, a typo in the port) fails Connect, input
+// and output, without showing it: url's errors quote it whole, and
+// Connect's retries logged it again and again.
+func TestRabbitServerURLHidden(t *testing.T) {
+	for _, server := range []string{
+		"amqp://guest:hunter2%@127.0.0.1:5672/",
+		"amqp://guest:hunter2@127.0.0.1:56720x/",
+	} {
+		t.Setenv("RABBIT_SERVER_URL", server)
+		in, err := buildInput("url: rabbit://orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Connect(context.Background()); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "RABBIT_SERVER_URL") {
+			t.Errorf("input, RABBIT_SERVER_URL %s: Connect gave %v, want an error naming the variable, not its password", server, err)
+		}
+		out, err := buildOutput("url: rabbit://orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Connect(context.Background()); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "RABBIT_SERVER_URL") {
+			t.Errorf("output, RABBIT_SERVER_URL %s: Connect gave %v, want an error naming the variable, not its password", server, err)
+		}
+	}
+}
+
+// TestRabbitURLSecretHiddenEncoded: the Rabbit subscription opens the URL
+// encoded again (with its prefetch_count), so a secret query value shows
+// escaped in gocloud's error: it is hidden in that form too.
+func TestRabbitURLSecretHiddenEncoded(t *testing.T) {
+	sharedRabbit(t)
+	in, err := buildInput(`url: "rabbit://orders?token=hunter2%2Fx"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Connect(context.Background()); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Connect gave %v, want an error without the token", err)
+	}
+}
