@@ -3,7 +3,8 @@
 // while: the AWS SDK's default HTTP client has no timeout, so a connection
 // gone silent (a NAT or load balancer that forgot it, a hung proxy) held a
 // receive, and with it the subscription, or a send, and with it the
-// output, for ever.
+// output, for ever; and that a topic sends each message in a request of its
+// own (OpenTopic).
 package awsqueue
 
 import (
@@ -23,6 +24,7 @@ import (
 	gcaws "gocloud.dev/aws"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/awssnssqs"
+	"gocloud.dev/pubsub/batcher"
 )
 
 var (
@@ -127,7 +129,12 @@ func OpenTopic(ctx context.Context, u *url.URL) (*pubsub.Topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open topic %s: %w", u.Redacted(), err)
 	}
-	var opts awssnssqs.TopicOptions
+	// gocloud groups sends of up to 10 into one request once its 100
+	// handlers are busy, and fails the whole request when SQS or SNS refuses
+	// one entry (or the group passes the request's byte limit): the others,
+	// stored, would be reported failed and sent again. One message a request
+	// keeps each failure its own; below 100 sends at once nothing changes.
+	opts := awssnssqs.TopicOptions{BatcherOptions: batcher.Options{MaxBatchSize: 1}}
 	switch u.Scheme {
 	case awssnssqs.SNSScheme:
 		// The ARN is the path: ARNs hold colons, which a host cannot.

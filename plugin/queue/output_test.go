@@ -95,18 +95,7 @@ metadata:
 	bad := ps.badMessage()
 	batch := service.MessageBatch{service.NewMessage([]byte(body(0))), bad, service.NewMessage([]byte(body(2)))}
 	idx := batch.Index() // before the write, as a pipeline indexes its batches
-	err = out.WriteBatch(ctx, batch)
-	var batchErr *service.BatchError
-	if !errors.As(err, &batchErr) {
-		t.Fatalf("WriteBatch: %v, want a BatchError", err)
-	}
-	var failed []int
-	batchErr.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, err error) bool {
-		if err != nil {
-			failed = append(failed, i)
-		}
-		return true
-	})
+	failed := failedMessages(t, out.WriteBatch(ctx, batch), idx)
 	if _, rabbit := ps.(testRabbit); rabbit {
 		// The broker closes the channel on the refusal: the messages the
 		// driver sent with it on that channel fail too, even those it had
@@ -136,4 +125,72 @@ metadata:
 	if got[body(0)] == nil || got[body(2)] == nil {
 		t.Fatalf("received %v", got)
 	}
+}
+
+// TestSQSOutputOneRefusedFailsAlone: of a batch large enough that gocloud
+// would group its sends in tens (more than its 100 handlers), a message SQS
+// refuses (U+0001 in the body) fails alone, and the others are stored.
+// Before, the request's 9 others, stored, were reported failed with it.
+func TestSQSOutputOneRefusedFailsAlone(t *testing.T) {
+	const n, bad = 1000, 500
+	var batch service.MessageBatch
+	for i := range n {
+		b := body(i)
+		if i == bad {
+			b += "\x01"
+		}
+		batch = append(batch, service.NewMessage([]byte(b)))
+	}
+	idx := batch.Index()
+	s, err := writeToSQS(t, batch)
+	failed := failedMessages(t, err, idx)
+	if len(failed) != 1 || failed[0] != bad {
+		t.Errorf("failed messages %v, want [%d] alone", failed, bad)
+	}
+	if stored := len(s.Messages(t, "out")); stored != n-1 {
+		t.Errorf("the queue stored %d messages, want the %d good ones", stored, n-1)
+	}
+}
+
+// TestSQSOutputValidMessagesDoNotFail: messages of 120 KB, each valid, sent
+// 300 at once, are all stored. Before, gocloud grouped them in tens, past
+// SQS's 1 MiB a request (BatchRequestTooLong), and every grouped one failed.
+func TestSQSOutputValidMessagesDoNotFail(t *testing.T) {
+	var batch service.MessageBatch
+	for i := range 300 {
+		batch = append(batch, service.NewMessage([]byte(body(i)+strings.Repeat("x", 120<<10))))
+	}
+	if _, err := writeToSQS(t, batch); err != nil {
+		failed := 0
+		if batchErr, ok := errors.AsType[*service.BatchError](err); ok {
+			failed = batchErr.IndexedErrors()
+		}
+		t.Fatalf("WriteBatch of %d valid messages of 120 KB: %d failed: %v", len(batch), failed, err)
+	}
+}
+
+// writeToSQS writes batch through an output to the queue out of an SQS
+// emulator of its own.
+func writeToSQS(t *testing.T, batch service.MessageBatch) (testSQS, error) {
+	t.Helper()
+	s := startSQS(t)
+	return s, newOutput(t, "url: "+s.TopicURL("out")).WriteBatch(context.Background(), batch)
+}
+
+// failedMessages is which messages err, a BatchError, says failed, by the
+// index idx that the batch was given before its write.
+func failedMessages(t *testing.T, err error, idx *service.Indexer) []int {
+	t.Helper()
+	var batchErr *service.BatchError
+	if !errors.As(err, &batchErr) {
+		t.Fatalf("WriteBatch: %v, want a BatchError", err)
+	}
+	var failed []int
+	batchErr.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, err error) bool {
+		if err != nil {
+			failed = append(failed, i)
+		}
+		return true
+	})
+	return failed
 }
