@@ -46,8 +46,9 @@ func (s *sbLeases) leaseID(m *pubsub.Message) (string, bool) {
 }
 
 // firstLock is how long from now a lock ending at until, just fetched, is
-// first renewed: when half of it is left, less a look. The first lock seen
-// stands for the lock duration until a renewal tells.
+// first renewed: when half of it is left, less leasePeriod (more than a
+// look). The first lock seen stands for the lock duration until a renewal
+// tells.
 func (s *sbLeases) firstLock(until, now time.Time) time.Duration {
 	left := until.Sub(now)
 	s.lockFor.CompareAndSwap(0, int64(left))
@@ -55,9 +56,8 @@ func (s *sbLeases) firstLock(until, now time.Time) time.Duration {
 }
 
 // renewAfter is how long a renewal made now stands before the next: half
-// the lock duration less a look (the leases are looked at every
-// leasePeriod), so that each renewal comes before half the lock is gone;
-// at most renewPeriod.
+// the lock duration less leasePeriod (more than a look), so that each
+// renewal comes before half the lock is gone; at most renewPeriod.
 func (s *sbLeases) renewAfter() time.Duration {
 	return max(0, min(renewPeriod, time.Duration(s.lockFor.Load())/2-leasePeriod))
 }

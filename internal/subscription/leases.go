@@ -22,12 +22,12 @@ import (
 var (
 	// leaseExtension is how long each extension keeps the messages.
 	leaseExtension = 60 * time.Second
-	// leasePeriod is how often the leases are looked at, and how long a
-	// message fetched is held before its first extension (SQS's, whose
-	// fetch the driver reports): well under the shortest deadline Pub/Sub
-	// allows (10 s) and SQS's default visibility timeout (30 s). Messages
-	// settled sooner, as most are in a flowing pipeline, cost no call. A
-	// variable for the tests.
+	// leasePeriod is how long a message fetched is held at most before its
+	// first extension (SQS's, whose fetch the driver reports; Pub/Sub's
+	// from when the input received it): well under the shortest deadline
+	// Pub/Sub allows (10 s) and SQS's default visibility timeout (30 s).
+	// Messages settled sooner, as most are in a flowing pipeline, cost no
+	// call. A variable for the tests.
 	leasePeriod = 3 * time.Second
 	// renewPeriod is how long an extension stands before the next: half
 	// of leaseExtension, so that one failed or late call loses nothing. SQS
@@ -38,6 +38,16 @@ var (
 
 // extendTimeout bounds one call that extends or sends back messages.
 const extendTimeout = 10 * time.Second
+
+// looksPerLease is how many times a leasePeriod the leases are looked at: a
+// message due between two looks is extended at the one before, so at most
+// a look early; looked at only every leasePeriod, a message fetched just
+// after a look was first extended up to two periods after its fetch, past
+// a visibility timeout of 5 s.
+const looksPerLease = 3
+
+// lookPeriod is how often the leases are looked at.
+func lookPeriod() time.Duration { return leasePeriod / looksPerLease }
 
 // leaseService is a queue whose leases the input extends.
 type leaseService interface {
@@ -93,20 +103,21 @@ func startLeases(svc leaseService, log *service.Logger) *leases {
 	return l
 }
 
-// received extends m from the next look on: when the driver fetched it,
-// and so how much of its deadline is left, is not known. (A message whose
-// fetch was reported is held already, and keeps its due time.)
+// received extends m within leasePeriod, as it was fetched then: when the
+// driver fetched it, and so how much of its deadline is left, is not
+// known. (A message whose fetch was reported is held already, and keeps
+// its due time.)
 func (l *leases) received(m *pubsub.Message) {
 	if id, ok := l.svc.leaseID(m); ok {
-		l.hold([]string{id}, 0)
+		l.hold([]string{id}, leasePeriod)
 	}
 }
 
 // hold extends the messages of ids, fetched now, until they are settled,
-// the first time once held for first. A message held already keeps its
-// due time.
+// the first time by the time they were held for first, at the last look
+// before. A message held already keeps its due time.
 func (l *leases) hold(ids []string, first time.Duration) {
-	due := l.now().Add(first)
+	due := l.now().Add(max(0, first-lookPeriod()))
 	l.mu.Lock()
 	for _, id := range ids {
 		if _, ok := l.held[id]; !ok {
@@ -130,7 +141,7 @@ func (l *leases) settled(m *pubsub.Message, ack bool) {
 
 func (l *leases) run(ctx context.Context) {
 	defer close(l.stopped)
-	tick := time.NewTicker(leasePeriod)
+	tick := time.NewTicker(lookPeriod())
 	defer tick.Stop()
 	for {
 		select {
@@ -147,13 +158,17 @@ func (l *leases) run(ctx context.Context) {
 func (l *leases) extend(ctx context.Context) {
 	now := l.now()
 	var ids []string
+	var soon []heldLease
 	l.mu.Lock()
 	for id, due := range l.held {
 		if !due.After(now) {
 			ids = append(ids, id)
+		} else if due.Before(now.Add(leasePeriod)) {
+			soon = append(soon, heldLease{id, due})
 		}
 	}
 	l.mu.Unlock()
+	ids = l.fill(ids, soon)
 	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
 		l.mu.Lock()
 		l.sending = make(map[string]bool, len(batch))
@@ -201,6 +216,29 @@ func (l *leases) extend(ctx context.Context) {
 			_ = l.call(ctx, renack, 0)
 		}
 	}
+}
+
+// heldLease is a held message's lease ID and when its extension is due.
+type heldLease struct {
+	id  string
+	due time.Time
+}
+
+// fill adds to the calls that the due ids take, as far as their last has
+// room, the messages soon due, soonest first: extended a look or two
+// early, they cost no call of their own, and the calls stay as few as when
+// the leases were looked at only every leasePeriod. Not so where each ID
+// is a call (Service Bus's, whose locks are timedLeases).
+func (l *leases) fill(ids []string, soon []heldLease) []string {
+	if _, timed := l.svc.(timedLeases); timed || len(ids) == 0 {
+		return ids
+	}
+	room := (l.svc.maxIDs() - len(ids)%l.svc.maxIDs()) % l.svc.maxIDs()
+	slices.SortFunc(soon, func(a, b heldLease) int { return a.due.Compare(b.due) })
+	for _, s := range soon[:min(room, len(soon))] {
+		ids = append(ids, s.id)
+	}
+	return ids
 }
 
 // refusedIDs is an error of a call that some IDs of failed alone.

@@ -22,23 +22,22 @@ func (r *recordingService) failure(error) string        { return "" }
 func (r *recordingService) name() (queue, timer string) { return "q", "t" }
 
 // TestLeasesExtendWhatIsDue, on a fake clock: a message whose fetch was
-// reported is first extended once held for leasePeriod (one settled sooner
-// costs no call), one only received at the next look (its fetch time is
-// unknown), then each every renewPeriod while held, not at every look; one
-// held already keeps its due time when received again.
+// reported is first extended at the last look before it was held
+// leasePeriod (one settled sooner costs no call), one only received as if
+// fetched then, then each every renewPeriod while held, not at every look;
+// one held already keeps its due time when received again; a call takes
+// along, as far as it has room, those due within leasePeriod.
 func TestLeasesExtendWhatIsDue(t *testing.T) {
 	defer func(p, r time.Duration) { leasePeriod, renewPeriod = p, r }(leasePeriod, renewPeriod)
 	leasePeriod, renewPeriod = 3*time.Second, 30*time.Second
 	// 10:59:58, so that the looks cross an hour.
-	clock := time.Date(2026, 12, 3, 10, 59, 58, 0, time.UTC)
-	svc := &recordingService{}
-	l := &leases{svc: svc, now: func() time.Time { return clock }, held: map[string]time.Time{}, logged: map[string]bool{}}
-	ctx := context.Background()
+	start := time.Date(2026, 12, 3, 10, 59, 58, 0, time.UTC)
+	l, svc, clock := fakeLeases(start)
 	look := func(at time.Duration, want ...string) {
 		t.Helper()
-		clock = time.Date(2026, 12, 3, 10, 59, 58, 0, time.UTC).Add(at)
+		*clock = start.Add(at)
 		before := len(svc.calls)
-		l.extend(ctx)
+		l.extend(context.Background())
 		var got []string
 		for _, c := range svc.calls[before:] {
 			got = append(got, c...)
@@ -48,21 +47,65 @@ func TestLeasesExtendWhatIsDue(t *testing.T) {
 		}
 	}
 	l.hold([]string{"a", "b", "quick"}, leasePeriod)
-	l.hold([]string{"pulled"}, 0)
-	look(time.Second, "pulled")
+	look(time.Second)
 	l.mu.Lock()
 	delete(l.held, "quick") // settled within a second
 	l.mu.Unlock()
-	look(3*time.Second, "a", "b")
+	look(2*time.Second, "a", "b")
 	l.hold([]string{"a"}, 0) // gocloud hands it over after fetching it ahead
-	look(6 * time.Second)
-	look(30 * time.Second)
-	look(31*time.Second, "pulled")
-	look(33*time.Second, "a", "b")
+	look(3 * time.Second)
+	look(31 * time.Second)
+	look(32*time.Second, "a", "b")
+	*clock = start.Add(40 * time.Second)
+	l.hold([]string{"c"}, leasePeriod)
+	*clock = start.Add(41 * time.Second)
+	l.hold([]string{"d"}, leasePeriod)
+	look(42*time.Second, "c", "d") // d, due at +43 s, rides along
+	look(43 * time.Second)
 	l.mu.Lock()
 	delete(l.held, "a")
 	l.mu.Unlock()
-	look(63*time.Second, "b", "pulled")
+	look(62*time.Second, "b")
+	look(72*time.Second, "c", "d")
+}
+
+// TestSQSFirstExtensionWithinLeasePeriod, on a fake clock at production
+// values: whenever between two looks SQS delivers a message, its first
+// extension comes by the time it was held leasePeriod, and not before it
+// was held a look less. Before, looks came every leasePeriod and a message
+// was extended at the first look after it was held leasePeriod: up to 6 s
+// after its delivery, and a queue whose visibility timeout was 5 s
+// delivered it again to another consumer while it was still held.
+func TestSQSFirstExtensionWithinLeasePeriod(t *testing.T) {
+	defer func(p, r time.Duration) { leasePeriod, renewPeriod = p, r }(leasePeriod, renewPeriod)
+	leasePeriod, renewPeriod = 3*time.Second, 30*time.Second
+	start := time.Date(2026, 12, 3, 10, 59, 58, 0, time.UTC)
+	for offset := time.Duration(0); offset < lookPeriod(); offset += lookPeriod() / 10 {
+		l, svc, clock := fakeLeases(start)
+		fetched := start.Add(offset)
+		*clock = fetched
+		l.hold([]string{"m"}, leasePeriod) // as openSQS reports a fetch
+		for at := start; len(svc.calls) == 0; at = at.Add(lookPeriod()) {
+			if at.Before(fetched) {
+				continue
+			}
+			*clock = at
+			l.extend(context.Background())
+		}
+		if held := clock.Sub(fetched); held > leasePeriod || held < leasePeriod-lookPeriod() {
+			t.Errorf("delivered %v after a look, first extended once held %v, want between %v and %v",
+				offset, held, leasePeriod-lookPeriod(), leasePeriod)
+		}
+	}
+}
+
+// fakeLeases is leases of a recordingService on the clock it returns, set
+// at start.
+func fakeLeases(start time.Time) (*leases, *recordingService, *time.Time) {
+	clock := start
+	svc := &recordingService{}
+	return &leases{svc: svc, now: func() time.Time { return clock }, held: map[string]time.Time{}, logged: map[string]bool{}},
+		svc, &clock
 }
 
 // timedService is a recordingService that schedules its own extensions, as
@@ -117,7 +160,8 @@ func TestLeasesTimedAndRefused(t *testing.T) {
 }
 
 // TestServiceBusRenewsAtHalfTheLock: renewals come before half of the
-// lock is gone, given that the leases are looked at every leasePeriod.
+// lock is gone, given that the leases are looked at at least every
+// leasePeriod.
 func TestServiceBusRenewsAtHalfTheLock(t *testing.T) {
 	defer func(p, r time.Duration) { leasePeriod, renewPeriod = p, r }(leasePeriod, renewPeriod)
 	leasePeriod, renewPeriod = 3*time.Second, 30*time.Second
