@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -307,13 +308,29 @@ func (r *Rabbit) TopicURL(exchange string) string { return "rabbit://" + exchang
 
 func (r *Rabbit) SubscriptionURL(queue string) string { return "rabbit://" + queue }
 
-// freePorts are n ports free on 127.0.0.1 a moment ago.
+// freePorts are n ports free on 127.0.0.1 a moment ago, below the range
+// the system picks the local ports of connections from: the broker takes
+// its ports again when Restart starts it after a kill, and a port of that
+// range could meanwhile be another connection's (RabbitMQ then failed to
+// boot, "could not bind to distribution port", under a package's load).
 func freePorts(n int) ([]int, error) {
+	lowest := 10000
+	ephemeral := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if low, err := strconv.Atoi(f[0]); err == nil && low > lowest+1000 {
+				ephemeral = low
+			}
+		}
+	}
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("no %d free ports between %d and %d", n, lowest, ephemeral)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lowest+rand.IntN(ephemeral-lowest)))
 		if err != nil {
-			return nil, err
+			continue // taken
 		}
 		defer l.Close() // held until all are chosen, so that they differ
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
