@@ -179,7 +179,7 @@ func rabbitDial() (*amqp.Connection, error) {
 	}
 	conn, err := amqp.Dial(server)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, u.Redacted(), hideSecrets(err.Error(), RabbitServerSecrets()))
+		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, u.Redacted(), HideSecrets(err.Error(), RabbitServerSecrets()))
 	}
 	return conn, nil
 }
@@ -201,8 +201,8 @@ func RabbitServerSecrets() []string {
 	return secrets
 }
 
-// hideSecrets replaces each secret in msg.
-func hideSecrets(msg string, secrets []string) string {
+// HideSecrets replaces each secret in msg with xxxxx.
+func HideSecrets(msg string, secrets []string) string {
 	for _, s := range secrets {
 		msg = strings.ReplaceAll(msg, s, "xxxxx")
 	}

@@ -256,13 +256,16 @@ func withoutExternalUserID(batch service.MessageBatch) int {
 // one is not: the events after its damage were never sent, and it is all
 // that holds them.
 func (in *currentsInput) keptCorrupt() string {
+	var not string
 	switch {
 	case in.conf.moveTo != "":
-		return "; kept at that key for an operator, not moved (" + inFieldMoveTo + "), as the events after the damage were not sent"
+		not = "moved (" + inFieldMoveTo + ")"
 	case in.conf.deleteDone:
-		return "; kept at that key for an operator, not deleted (" + inFieldDelete + "), as the events after the damage were not sent"
+		not = "deleted (" + inFieldDelete + ")"
+	default:
+		return ""
 	}
-	return ""
+	return "; kept at that key for an operator, not " + not + ", as the events after the damage were not sent"
 }
 
 // afterDone deletes or moves a done object when configured to. Failures are

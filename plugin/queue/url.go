@@ -113,10 +113,7 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 // scrub rewrites a driver's error so that it shows neither the URL's
 // secrets nor the raw URL, and names the redacted URL.
 func (q *queueURL) scrub(what string, err error) error {
-	msg := strings.ReplaceAll(err.Error(), q.raw, q.redacted)
-	for _, s := range q.secrets {
-		msg = strings.ReplaceAll(msg, s, "xxxxx")
-	}
+	msg := subscription.HideSecrets(strings.ReplaceAll(err.Error(), q.raw, q.redacted), q.secrets)
 	if strings.Contains(msg, q.redacted) { // gocloud's open errors name the URL
 		return fmt.Errorf("%s: %w", what, scrubbed{msg, err})
 	}
