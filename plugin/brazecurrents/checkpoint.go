@@ -200,7 +200,11 @@ func (c *checkpoint) finished(o object) {
 	defer c.mu.Unlock()
 	delete(c.open[o.partition], o.key)
 	c.dropFailedLocked(o)
-	c.markLocked(c.done, o.partition, o.key, o.hour)
+	// A failed object read at last may lie behind the watermark, which
+	// covers it now: its key would stay until the watermark moves again.
+	if w, ok := c.watermarks[o.partition]; !ok || o.hour.IsZero() || o.hour.After(w) {
+		c.markLocked(c.done, o.partition, o.key, o.hour)
+	}
 	c.advanceLocked(o.partition)
 	c.dirty = true
 	c.finishes++
@@ -255,15 +259,52 @@ func (c *checkpoint) finishedCount() uint64 {
 // walked records a complete listing of partitions that started at started:
 // every hour closed by then was listed after it closed.
 func (c *checkpoint) walked(partitions []string, started time.Time) {
-	closed := started.Add(-c.lateArrival - time.Hour - time.Nanosecond).UTC().Truncate(time.Hour)
+	closed := c.closedBy(started)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range partitions {
-		if closed.After(c.settled[p]) {
-			c.settled[p] = closed
-		}
-		c.advanceLocked(p)
+		c.settleLocked(p, closed)
 	}
+}
+
+// walkedTo records that a listing of partition that started at started
+// has listed all of its hours up to hour: those closed by then settle.
+func (c *checkpoint) walkedTo(partition string, started, hour time.Time) {
+	if closed := c.closedBy(started); closed.Before(hour) {
+		hour = closed
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settleLocked(partition, hour)
+}
+
+// reopen takes back the settling of partition's hours from hour on: a
+// listing is to read them again. The done keys the watermark dropped are
+// lost, so their objects are read again (duplicates, never a loss).
+func (c *checkpoint) reopen(partition string, hour time.Time) {
+	below := hour.Add(-time.Hour)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.settled[partition]; ok && s.After(below) {
+		c.settled[partition] = below
+	}
+	if w, ok := c.watermarks[partition]; ok && w.After(below) {
+		c.watermarks[partition] = below
+		c.dirty = true
+	}
+}
+
+// closedBy is the newest hour closed, late arrivals included, at started:
+// a listing that starts then sees every object of it and of those before.
+func (c *checkpoint) closedBy(started time.Time) time.Time {
+	return started.Add(-c.lateArrival - time.Hour - time.Nanosecond).UTC().Truncate(time.Hour)
+}
+
+func (c *checkpoint) settleLocked(partition string, hour time.Time) {
+	if s, ok := c.settled[partition]; !ok || hour.After(s) {
+		c.settled[partition] = hour
+	}
+	c.advanceLocked(partition)
 }
 
 // forget drops a listed object that no longer exists.

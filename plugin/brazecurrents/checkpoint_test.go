@@ -165,7 +165,8 @@ func TestCheckpointShardBoundsItsDocument(t *testing.T) {
 }
 
 // An object that could not be read lets the watermark pass its hour, and
-// stays not done, across a restart, until it is read or gone. Its document
+// stays not done, across a restart, until it is read or gone; read, the
+// watermark covers it. Its document
 // is version 2, which a version that would count it as done refuses.
 func TestCheckpointFailedObjectDoesNotHoldTheWatermark(t *testing.T) {
 	c := newCheckpoint(time.Hour, selection{})
@@ -204,6 +205,10 @@ func TestCheckpointFailedObjectDoesNotHoldTheWatermark(t *testing.T) {
 	}
 	if raw, _, _, _ := restored.snapshot(true); strings.Contains(string(raw), "failed") || !strings.Contains(string(raw), `"version":1`) {
 		t.Fatalf("with nothing failed the document is %s, want version 1", raw)
+	}
+	// Behind the watermark, it needs no done key.
+	if raw, _, _, _ := restored.snapshot(true); strings.Contains(string(raw), bad.key) {
+		t.Fatalf("the failed object read at last is kept as a done key behind the watermark: %s", raw)
 	}
 }
 

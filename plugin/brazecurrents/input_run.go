@@ -59,7 +59,7 @@ func (in *currentsInput) run(ctx context.Context) {
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects, retries chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now,
-		timeout: in.conf.readTimeout}
+		timeout: in.conf.readTimeout, reopen: in.reopen}
 	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
 	if in.conf.watch {
@@ -131,6 +131,11 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			in.ckpt.walked([]string{partition}, started)
 			in.saver.poke()
 		}
+		// And each hour of a partition as the listing passes it.
+		w.listedTo = func(partition string, hour time.Time) {
+			in.ckpt.walkedTo(partition, started, hour)
+			in.saver.poke()
+		}
 		err := w.walk(ctx, in.conf.prefix, func(o object) error {
 			// A failed object is tried by its key after the listing.
 			if in.ckpt.isFailed(o) || !in.claim(o) {
@@ -170,6 +175,17 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			return
 		}
 	}
+}
+
+// reopen takes back the hours of partition that settled while its listing
+// passed them, when the bucket then lists dir, an earlier hour: the hours
+// are read again rather than dir pruned unread.
+func (in *currentsInput) reopen(partition, dir string, after time.Time) {
+	hour, _ := hourOfDir(dir)
+	in.ckpt.reopen(partition, hour)
+	in.log.Errorf("Listing %s: the bucket listed %s after date=%s, not in key order as object stores list: "+
+		"it is read rather than taken as done, and from now on the hours of %s settle only once it is listed in full; objects may be read twice, none is lost",
+		bucketName(in.conf.url), dir, after.Format(DateHourLayout), partition)
 }
 
 // logUnlisted logs the directories a pass could not list: as an error when

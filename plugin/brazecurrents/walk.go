@@ -44,6 +44,18 @@ type walker struct {
 	// while the walk goes on: a first pass hands out the whole backfill,
 	// and would otherwise keep every done key until it ends.
 	listed func(partition string)
+	// listedTo, when set, is told while a partition's own directory is
+	// listed that all of its date= hours up to hour are listed: the store
+	// lists keys in lexicographic order (gocloud.dev/blob's contract), so
+	// no earlier hour can follow. A single event type's backfill would
+	// otherwise keep every done key until its listing ends.
+	listedTo func(partition string, hour time.Time)
+	// reopen, when set, is told of a date= directory a store listed after
+	// the hour after, against that contract, so that the hours settled
+	// meanwhile are taken back before dir is pruned as done; the partition
+	// then settles only as a whole (unordered), as before.
+	reopen    func(partition, dir string, after time.Time)
+	unordered map[string]bool
 	// byHour holds, for a partition whose last complete listing held
 	// nothing but date=<hour>/ directories, when that listing ended. Only
 	// such a partition is listed hour by hour, and only for relearnLayout:
@@ -97,6 +109,7 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 	// A listing of a partition's own directory learns its layout; until it
 	// completes, the partition is not listed hour by hour.
 	learns, hourly := "", true
+	var last time.Time // the partition's hour listed last, to check the order
 	if strings.HasPrefix(path.Base(prefix), "event_type=") {
 		learns = strings.TrimSuffix(prefix, "/")
 		delete(w.byHour, learns)
@@ -116,9 +129,14 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			return fmt.Errorf("listing %q: %w", prefix, bucketurl.Redact(err))
 		}
 		w.entries++
+		var hour time.Time                               // of a date= directory of the partition's own listing
 		if learns != "" && hourly && obj.Key != prefix { // not a console's folder marker
-			_, ok := hourOfDir(obj.Key)
-			hourly = ok && obj.IsDir
+			h, ok := hourOfDir(obj.Key)
+			if hourly = ok && obj.IsDir; hourly {
+				hour = h
+				w.checkOrder(learns, obj.Key, last, h)
+				last = h
+			}
 		}
 		if strings.HasSuffix(obj.Key, ".avro") || strings.HasPrefix(path.Base(obj.Key), "event_type=") {
 			w.layout = true
@@ -130,6 +148,7 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			continue
 		}
 		if !w.wantsDir(obj.Key) {
+			w.settleTo(learns, hour)
 			continue
 		}
 		dirs, partition := []string{obj.Key}, ""
@@ -156,6 +175,32 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		if partition != "" && w.listed != nil && !w.failedUnder(partition) {
 			w.listed(partition)
 		}
+		w.settleTo(learns, hour)
+	}
+}
+
+// settleTo tells listedTo that partition's hours up to hour are listed,
+// unless its listing failed or came out of order; a zero hour (not a date=
+// directory of the partition's own listing) tells nothing.
+func (w *walker) settleTo(partition string, hour time.Time) {
+	if hour.IsZero() || w.listedTo == nil || w.unordered[partition] || w.failedUnder(partition) {
+		return
+	}
+	w.listedTo(partition, hour)
+}
+
+// checkOrder takes back what settleTo settled when a store lists hour at or
+// before the previous one, before wantsDir can prune it as done.
+func (w *walker) checkOrder(partition, dir string, previous, hour time.Time) {
+	if previous.IsZero() || hour.After(previous) || w.unordered[partition] {
+		return
+	}
+	if w.unordered == nil {
+		w.unordered = map[string]bool{}
+	}
+	w.unordered[partition] = true
+	if w.reopen != nil {
+		w.reopen(partition, dir, previous)
 	}
 }
 
