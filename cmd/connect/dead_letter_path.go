@@ -31,6 +31,41 @@ func deadLetterPathWarning(getenv func(string) string) string {
 	return ""
 }
 
+// endCutLine ends DEAD_LETTER_PATH's last line with a newline when it has
+// none, and returns a warning saying so, else "". The file output writes a
+// line and then its newline, in two writes: a run killed between them, or
+// during a write, leaves a last line without one, and this run's first dead
+// letter would be glued to it, a line that is no JSON: the replay would send
+// neither. Ended, only a line cut short fails, and its event was not
+// acknowledged, so the killed run's successor handled it again. (A process
+// still writing the file may get an empty line from this; the replay skips
+// empty lines.)
+func endCutLine(getenv func(string) string) string {
+	path := getenv(deadLetterPathEnv)
+	if path == "" {
+		return ""
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return "" // absent, or deadLetterPathWarning says why not writable
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() || info.Size() == 0 {
+		return ""
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, info.Size()-1); err != nil || last[0] == '\n' {
+		return ""
+	}
+	if _, err := f.Write([]byte{'\n'}); err != nil {
+		return fmt.Sprintf("%s=%q ends in a line with no newline (a run killed while writing it) and it could not be ended (%v): this run's first dead letter will be glued to it, and the replay will send neither",
+			deadLetterPathEnv, path, err)
+	}
+	return fmt.Sprintf("%s=%q ended in a line with no newline (a run killed while writing it): a newline was added so that this run's dead letters start lines of their own; if that line is cut short, the replay reports it as not JSON, and its event was handled again after the kill",
+		deadLetterPathEnv, path)
+}
+
 // writableFile says why path could not be appended to, or nil.
 func writableFile(path string) error {
 	if info, err := os.Stat(path); err == nil {

@@ -70,3 +70,36 @@ func TestWarnReplayIntoTheFileRead(t *testing.T) {
 		}
 	}
 }
+
+// A dead letter file whose last line has no newline (a run killed while
+// writing it) gets one, and a warning; a whole file, an empty one, an absent
+// one (not made) and a directory are left as they are.
+func TestEndCutLine(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range map[string]struct{ data, want, warn string }{
+		"cut":   {`{"error":"x"}` + "\n" + `{"err`, `{"error":"x"}` + "\n" + `{"err` + "\n", "ended in a line with no newline"},
+		"whole": {`{"error":"x"}` + "\n", `{"error":"x"}` + "\n", ""},
+		"empty": {"", "", ""},
+	} {
+		path := filepath.Join(dir, name+".jsonl")
+		if err := os.WriteFile(path, []byte(c.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		warn := endCutLine(func(string) string { return path })
+		if (c.warn == "") != (warn == "") || !strings.Contains(warn, c.warn) {
+			t.Errorf("%s: warned %q, want %q", name, warn, c.warn)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != c.want {
+			t.Errorf("%s: the file holds %q (%v), want %q", name, got, err, c.want)
+		}
+	}
+	absent := filepath.Join(dir, "absent.jsonl")
+	for _, path := range []string{absent, dir, ""} {
+		if warn := endCutLine(func(string) string { return path }); warn != "" {
+			t.Errorf("%q: warned %q", path, warn)
+		}
+	}
+	if _, err := os.Stat(absent); err == nil {
+		t.Errorf("the check made %s", absent)
+	}
+}

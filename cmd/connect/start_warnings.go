@@ -8,12 +8,14 @@ import "github.com/redpanda-data/benthos/v4/public/service"
 // level and file the config gives its logs, and it does so only in the
 // commands that run a stream (run, streams, -c; not lint, list, test or
 // --version), after loading the env files of -e, which set variables too.
+// Before any output writes, it also ends a dead letter file's cut last line
+// (endCutLine).
 func logStartWarnings(getenv func(string) string) func(*service.Logger) {
 	return func(l *service.Logger) {
 		for _, w := range brazeOptionWarnings(getenv) {
 			l.Warn(w)
 		}
-		for _, w := range []string{deadLetterPathWarning(getenv), replayPathWarning(getenv)} {
+		for _, w := range []string{deadLetterPathWarning(getenv), endCutLine(getenv), replayPathWarning(getenv)} {
 			if w != "" {
 				l.Warn(w)
 			}
