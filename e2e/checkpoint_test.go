@@ -3,7 +3,9 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -96,5 +98,59 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	checkDelivered(t, srv, want)
 	if d := srv.Duplicates(); d != 0 {
 		t.Fatalf("%d calls sent twice", d)
+	}
+}
+
+// A checkpoint in a file cache, killed during its first save (the claim at
+// start: the cache truncates the slot, then writes it, and SIGKILL between
+// the two leaves it empty, as it did in 19 of 150 kills timed at that save):
+// the next run starts without a checkpoint, saying so, reads everything and
+// saves; the one after reads nothing. It failed to connect, for ever.
+func TestCheckpointFirstSaveCutInACache(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: fixtures.EventTypes()[:3], FilesPerType: 2,
+		RecordsPerFile: 10, Seed: 84})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cache, "ck.b"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outPath := filepath.Join(dir, "out.jsonl")
+	config := strings.Replace(inputConfig("file://"+bucket, outPath), "      in_bucket: true\n", "      cache: ck\n      key: ck\n", 1) +
+		"cache_resources:\n  - label: ck\n    file:\n      directory: " + cache + "\n"
+	config = strings.Replace(config, "    checkpoint:", "    watch: false\n    checkpoint:", 1)
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for run := range 2 {
+		events := newNotifier()
+		p := startConnect(t, dir, nil, events, "-c", "config.yaml")
+		waitFor(t, events, time.Minute, "the run to end", func() (bool, error) {
+			if p.count("Failed to connect") > 0 {
+				return false, fmt.Errorf("run %d cannot start:\n%s", run+1, lastLines(p.logs(), 5))
+			}
+			return p.exited(), nil
+		})
+		if p.err != nil {
+			t.Fatalf("run %d: %v\n%s", run+1, p.err, lastLines(p.logs(), 10))
+		}
+		if cut := p.count("first save was cut short") > 0; cut != (run == 0) {
+			t.Fatalf("run %d: the cut first save said: %v\n%s", run+1, cut, lastLines(p.logs(), 10))
+		}
+	}
+	ids, _, _ := readKilledLines(t, outPath)
+	for _, w := range written {
+		for _, r := range w.Records {
+			if ids[r["id"].(string)] != 1 {
+				t.Fatalf("event %s of %s came out %d times, want once", r["id"], w.Key, ids[r["id"].(string)])
+			}
+		}
 	}
 }

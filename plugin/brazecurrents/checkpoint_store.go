@@ -60,6 +60,7 @@ func (s *slotted) load(ctx context.Context) ([]byte, error) {
 	var bestKey string
 	var seq uint64
 	var problems []string
+	damaged, absent := 0, 0
 	for _, key := range s.keys {
 		raw, err := s.store.get(ctx, key)
 		if err != nil {
@@ -67,16 +68,28 @@ func (s *slotted) load(ctx context.Context) ([]byte, error) {
 			continue
 		}
 		if raw == nil {
+			absent++
 			continue
 		}
 		var stamp struct{ Seq uint64 }
 		if err := json.Unmarshal(raw, &stamp); err != nil {
 			problems = append(problems, key+": "+err.Error())
+			damaged++
 			continue
 		}
 		if best == nil || stamp.Seq > seq {
 			best, bestKey, seq = raw, key, stamp.Seq
 		}
+	}
+	if best == nil && damaged == 1 && absent == 1 {
+		// Slots are written in turn, so the other one's absence means this
+		// was the first save, the claim at start, cut by a crash: no save
+		// ever held progress, and there is nothing to resume.
+		if s.log != nil {
+			s.log.Warnf("Checkpoint slot %s is unreadable and the other slot was never written: the first save was cut short by a crash; starting with no checkpoint",
+				problems[0])
+		}
+		return nil, nil
 	}
 	if best == nil && len(problems) > 0 {
 		return nil, errors.New("no readable checkpoint slot: " + strings.Join(problems, "; "))

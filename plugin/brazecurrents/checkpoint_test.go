@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -262,6 +263,46 @@ func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 	if raw, err := newSlotted(memStore{}, "ck.json", nil).load(context.Background()); raw != nil || err != nil {
 		t.Fatalf("no checkpoint yet: %s, %v", raw, err)
 	}
+}
+
+// A crash during the first save ever (the claim at start) leaves one slot
+// damaged and the other never written: no save held progress, so the input
+// starts without a checkpoint, saying so, rather than failing to connect
+// for ever. A damaged slot beside a store error is still an error.
+func TestSlottedCheckpointFirstSaveCut(t *testing.T) {
+	for _, torn := range []string{``, `{"version":1,"own`} {
+		logs := &bytes.Buffer{}
+		logger := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil)))
+		store := memStore{"ck.b.json": []byte(torn)}
+		s := newSlotted(store, "ck.json", logger)
+		raw, err := s.load(context.Background())
+		if raw != nil || err != nil {
+			t.Fatalf("%q: loaded %s, %v; want no checkpoint", torn, raw, err)
+		}
+		if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "ck.b.json") || !strings.Contains(l, "first save was cut short") {
+			t.Fatalf("%q: the fresh start is not logged with the slot: %s", torn, l)
+		}
+		if err := s.save(context.Background(), []byte(`{"version":1,"n":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err := newSlotted(store, "ck.json", nil).load(context.Background()); err != nil || !strings.Contains(string(raw), `"n":1`) {
+			t.Fatalf("%q: after the next save loaded %s, %v", torn, raw, err)
+		}
+	}
+	failing := unreadableA{memStore{"ck.b.json": []byte(`{`)}}
+	if _, err := newSlotted(failing, "ck.json", nil).load(context.Background()); err == nil {
+		t.Fatal("a damaged slot beside one the store could not read was taken for a first save")
+	}
+}
+
+// unreadableA fails to read ck.a.json.
+type unreadableA struct{ memStore }
+
+func (f unreadableA) get(ctx context.Context, key string) ([]byte, error) {
+	if key == "ck.a.json" {
+		return nil, errors.New("store unreachable")
+	}
+	return f.memStore.get(ctx, key)
 }
 
 // A poll lists the hours after the watermark up to now: a handful in steady
