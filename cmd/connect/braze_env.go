@@ -20,8 +20,9 @@ var brazeOptionValues = []struct {
 }
 
 // brazeOptionWarnings returns a warning for each mapping option whose
-// variable holds a value the mapping does not know, and for each event type
-// pattern that matches no Currents event type. Nothing else reads them,
+// variable holds a value the mapping does not know, for each event type
+// pattern that matches no Currents event type, and for each pattern of
+// BRAZE_EVENT_TYPES that selects only types the mapping drops. Nothing else reads them,
 // and the mapping takes such a value as the default without a word:
 // anonymous users quietly left out, say, while the operator believed them
 // sent. A warning, not a refusal, since the value works, only not as meant.
@@ -43,6 +44,13 @@ func brazeOptionWarnings(getenv func(string) string) []string {
 		for _, p := range unknown {
 			warnings = append(warnings, fmt.Sprintf("%s: %q matches none of the %d Currents event types this version knows (like users.messages.email.Send): the mapping selects nothing by it; check its spelling",
 				name, p, known))
+		}
+	}
+	// A type the mapping does not send, named alone, is read and dropped
+	// (other_event_types drop), though the README calls these patterns to send.
+	if getenv("BRAZE_OTHER_EVENT_TYPES") != "send" {
+		for _, p := range brazecurrents.DroppedEventTypePatterns(getenv("BRAZE_EVENT_TYPES")) {
+			warnings = append(warnings, fmt.Sprintf("BRAZE_EVENT_TYPES: %q selects only event types the mapping drops while BRAZE_OTHER_EVENT_TYPES is not send (neither one of Braze's 50 nor a custom event, purchase or app lifecycle event): their events are read and none is sent; set BRAZE_OTHER_EVENT_TYPES=send to send them as \"Braze <event type>\"", p))
 		}
 	}
 	return warnings

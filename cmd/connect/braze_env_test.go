@@ -45,3 +45,25 @@ func TestWarnUnknownEventTypePatterns(t *testing.T) {
 		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A BRAZE_EVENT_TYPES pattern that selects only Currents types the mapping
+// drops (neither Braze's 50 nor those it maps beyond them) is warned of,
+// once, while BRAZE_OTHER_EVENT_TYPES is not send: the input reads those
+// events and none goes to Segment, where the README's "patterns to send" led
+// the operator to expect them. A pattern that also selects types the mapping
+// sends is not, nor is any with BRAZE_OTHER_EVENT_TYPES=send.
+func TestWarnPatternsOfDroppedEventTypes(t *testing.T) {
+	env := map[string]string{"BRAZE_EVENT_TYPES": "users.behaviors.Location, users.messages.email.Send, users.behaviors.CustomEvent, users.behaviors.*, *.Location,users.behaviors.Location"}
+	got := brazeOptionWarnings(func(k string) string { return env[k] })
+	want := []string{
+		`BRAZE_EVENT_TYPES: "users.behaviors.Location" selects only event types the mapping drops while BRAZE_OTHER_EVENT_TYPES is not send (neither one of Braze's 50 nor a custom event, purchase or app lifecycle event): their events are read and none is sent; set BRAZE_OTHER_EVENT_TYPES=send to send them as "Braze <event type>"`,
+		`BRAZE_EVENT_TYPES: "*.Location" selects only event types the mapping drops while BRAZE_OTHER_EVENT_TYPES is not send (neither one of Braze's 50 nor a custom event, purchase or app lifecycle event): their events are read and none is sent; set BRAZE_OTHER_EVENT_TYPES=send to send them as "Braze <event type>"`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	env["BRAZE_OTHER_EVENT_TYPES"] = "send"
+	if got := brazeOptionWarnings(func(k string) string { return env[k] }); len(got) != 0 {
+		t.Fatalf("warned with BRAZE_OTHER_EVENT_TYPES=send: %q", got)
+	}
+}

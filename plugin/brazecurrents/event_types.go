@@ -46,6 +46,19 @@ var segmentEventTypesText string
 // nor downloaded. "*" reads every type.
 var segmentEventTypes = strings.Fields(segmentEventTypesText)
 
+// beyond_braze_event_types.txt lists the types the mapping sends beyond
+// Braze's 50 when event_types names them (its map beyond_braze, whose arms
+// open with their first field on the line): custom events, purchases, the
+// app lifecycle. A test fails when it differs from the mapping.
+//
+//go:generate sh -c "sed -n 's/^    \"\\(users\\.[^\"]*\\)\" => {..*$/\\1/p' ../../bloblang/currents_to_segment.blobl | LC_ALL=C sort > beyond_braze_event_types.txt"
+//go:embed beyond_braze_event_types.txt
+var beyondBrazeEventTypesText string
+
+// mappedEventTypes are the types the mapping sends without
+// other_event_types send: Braze's 50 and those beyond them.
+var mappedEventTypes = append(slices.Clone(segmentEventTypes), strings.Fields(beyondBrazeEventTypesText)...)
+
 // matchesKnownType says whether pattern matches a known event type.
 func matchesKnownType(pattern string) bool {
 	for _, t := range knownEventTypes {
@@ -73,4 +86,21 @@ func unknownPatterns(patterns []string) []string {
 // Currents event types this version knows, and how many types it knows.
 func UnknownEventTypePatterns(list string) (unknown []string, known int) {
 	return unknownPatterns(splitPatterns([]string{list})), len(knownEventTypes)
+}
+
+// DroppedEventTypePatterns are the patterns of list (comma-separated, as
+// BRAZE_EVENT_TYPES carries them) that match known event types, none of
+// which the mapping sends unless other_event_types is send: the input reads
+// their events, and each is dropped.
+func DroppedEventTypePatterns(list string) []string {
+	var dropped []string
+	for _, p := range splitPatterns([]string{list}) {
+		if slices.Contains(dropped, p) || !matchesKnownType(p) {
+			continue
+		}
+		if !slices.ContainsFunc(mappedEventTypes, func(t string) bool { ok, _ := path.Match(p, t); return ok }) {
+			dropped = append(dropped, p)
+		}
+	}
+	return dropped
 }

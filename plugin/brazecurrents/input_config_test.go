@@ -156,12 +156,16 @@ func TestSegmentEventTypesAreTheMappings(t *testing.T) {
 		t.Fatal(err)
 	}
 	arm := regexp.MustCompile(`^\s*"(users\.[^"]+)" => \{$`)
+	beyondArm := regexp.MustCompile(`^\s*"(users\.[^"]+)" => \{.+$`) // map beyond_braze's
 	block := regexp.MustCompile(`\$type\.has_prefix\("([^"]+)"\) \{ match \$type \{$`)
-	var mapped []string
+	var mapped, beyond []string
 	namespace := ""
 	for i, line := range strings.Split(string(blobl), "\n") {
 		if m := block.FindStringSubmatch(line); m != nil {
 			namespace = m[1]
+		}
+		if m := beyondArm.FindStringSubmatch(line); m != nil {
+			beyond = append(beyond, m[1])
 		}
 		if m := arm.FindStringSubmatch(line); m != nil {
 			mapped = append(mapped, m[1])
@@ -175,6 +179,10 @@ func TestSegmentEventTypesAreTheMappings(t *testing.T) {
 	if !slices.Equal(segmentEventTypes, mapped) || !slices.Equal(segmentEventTypes, facts) {
 		t.Fatalf("segment_event_types.txt (%d types), the mapping's (%d) and segment_events.tsv's (%d) differ: regenerate it with go generate ./plugin/brazecurrents",
 			len(segmentEventTypes), len(mapped), len(facts))
+	}
+	slices.Sort(beyond)
+	if listed := strings.Fields(beyondBrazeEventTypesText); len(beyond) == 0 || !slices.Equal(listed, beyond) {
+		t.Fatalf("beyond_braze_event_types.txt %q and the mapping's beyond_braze %q differ: regenerate it with go generate ./plugin/brazecurrents", listed, beyond)
 	}
 }
 
