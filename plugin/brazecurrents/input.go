@@ -191,7 +191,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 			service.NewIntField(inFieldParallel).
 				Description("How many objects are downloaded and decoded at once. Each holds one Avro block and at most one batch of decoded events in memory; the events in flight downstream add to that.").Default(4),
 			service.NewIntField(inFieldReadAttempts).
-				Description("How many times an unreadable object is tried in a pass before it is left for the next one.").Default(5).Advanced(),
+				Description("How many times an unreadable object is tried in a pass before it is left for the next one (with `notifications`, before its notification is sent back to the queue, which delivers it again).").Default(5).Advanced(),
 			service.NewDurationField(inFieldReadTimeout).
 				Description("How long a call to the bucket may wait for it: opening an object or one read of it (the object is then read again from the event it reached, on a new connection), a page of a listing (listed again), the checkpoint's read or write (tried again). A connection gone silent (a NAT or load balancer that forgot it) would otherwise hold the call until TCP gives up, about 15 minutes, or for ever behind a hung proxy. Time spent waiting for the pipeline to take events does not count. 0: never.").Default("1m").Advanced(),
 			service.NewDurationField(inFieldProgress).

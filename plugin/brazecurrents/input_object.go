@@ -83,12 +83,27 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 	run.readFinished(outcome)
 }
 
-// logUnread logs an object left for the next pass after its last attempt:
-// as an error when it starts failing, at debug level at each pass while it
-// goes on (every pass tries it again: with watch that is a line a
-// poll_interval, for as long as it fails), and at info once it is read.
+// logUnread logs an object left for the next pass after its last attempt
+// (with notifications, sent back to the queue): as an error when it starts
+// failing, at debug level at each pass or delivery while it goes on (every
+// pass tries it again: with watch that is a line a poll_interval, for as
+// long as it fails), and at info once it is read.
 func (in *currentsInput) logUnread(key string, attempts int, err error) {
-	if !in.unreadable.failed(key, in.clock.Now()) {
+	first := in.unreadable.failed(key, in.clock.Now())
+	if in.conf.notifications != "" {
+		// There is no pass: the queue delivers the notification again at
+		// once, and a queue with a dead-letter limit counts each delivery.
+		queue := bucketName(in.conf.notifications)
+		if !first {
+			in.log.Debugf("Object %q still cannot be read (%d attempts), sending its notification back to %s: %v", key, attempts, queue, err)
+			return
+		}
+		in.log.Errorf("Could not read object %q after %d attempts, sending its notification back to %s: %v; the queue delivers it again, and a queue with a dead-letter limit ("+
+			"Service Bus's MaxDeliveryCount, 10 by default; an SQS redrive policy; a Pub/Sub dead-letter policy"+
+			") moves it to its dead-letter queue, unread, after that many deliveries; logging at debug level until it is read", key, attempts, queue, err)
+		return
+	}
+	if !first {
 		in.log.Debugf("Object %q still cannot be read (%d attempts), leaving it for the next pass: %v", key, attempts, err)
 		return
 	}
