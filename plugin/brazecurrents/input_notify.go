@@ -98,7 +98,9 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 		}
 	}
 	if len(wanted) == 0 {
-		if n.skip != "" {
+		if n.warn != "" {
+			in.log.Warnf("Acknowledging notification %s, which names no object: %s", m.LoggableID, n.warn)
+		} else if n.skip != "" {
 			in.log.Debugf("Skipping notification %s: %s", m.LoggableID, n.skip)
 		}
 		in.ackUnread(m)

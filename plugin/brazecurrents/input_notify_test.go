@@ -247,6 +247,32 @@ func TestNotificationSkipsAndAcknowledges(t *testing.T) {
 	n.readAcked(email)
 }
 
+// An SNS topic of another account that subscribed the queue sends it a
+// SubscriptionConfirmation first: until someone confirms it, none of the
+// topic's notifications arrive. It was acknowledged as a malformed
+// notification, which hid why nothing came; it is warned of, naming the
+// topic, and its token is not logged.
+func TestNotificationSNSSubscriptionConfirmationWarns(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 2, Seed: 13}, "")
+	for _, fixture := range []string{"sns_subscription_confirmation", "sns_unsubscribe_confirmation"} {
+		body, _ := noticeFixture(t, fixture)
+		n.ps.Publish(t, n.topic, body, nil)
+		if s := n.nextSettled(); !s.acked {
+			t.Fatalf("%s sent back", fixture)
+		}
+	}
+	const topic = "arn:aws:sns:eu-west-1:444455556666:currents-created"
+	if n.logs.count("level=WARN", topic, "asks to confirm this queue's subscription") != 1 ||
+		n.logs.count("level=WARN", topic, "subscription to it was deleted") != 1 {
+		t.Fatalf("want a warning for each, naming the topic:\n%s", n.logs)
+	}
+	if n.logs.count("malformed") != 0 || n.logs.count("exampletoken") != 0 {
+		t.Fatalf("called malformed, or its token logged:\n%s", n.logs)
+	}
+	n.publishGCS("acme-currents", n.written[0].Key, "OBJECT_FINALIZE")
+	n.readAcked(n.written[0])
+}
+
 func TestNotificationConfigErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ conf, want string }{
 		"shard":         {"shard: 1/3", "shard cannot be used with notifications"},

@@ -19,6 +19,7 @@ type objectRef struct {
 type notice struct {
 	objects []objectRef
 	skip    string
+	warn    string // a message naming none that an operator must act on
 }
 
 // errNotNotification is a message that is none of the formats known here.
@@ -54,8 +55,9 @@ func parseGCSNotice(attrs map[string]string) (notice, error) {
 // one a message is. Field names differ in more than case, except Type (SNS)
 // and type (CloudEvents), which encoding/json tells apart by exact match.
 type rawNotice struct {
-	Type       string          `json:"Type"`    // SNS
-	Message    *string         `json:"Message"` // SNS: the S3 notification, as a string
+	Type       string          `json:"Type"`     // SNS
+	Message    *string         `json:"Message"`  // SNS: the S3 notification, as a string
+	TopicArn   string          `json:"TopicArn"` // SNS
 	Records    []s3Record      `json:"Records"`
 	Event      string          `json:"Event"` // s3:TestEvent
 	DetailType string          `json:"detail-type"`
@@ -98,6 +100,8 @@ func parseNoticeBody(body []byte, depth int) (notice, error) {
 	switch {
 	case r.Type == "Notification" && r.Message != nil:
 		return parseNoticeBody([]byte(*r.Message), depth+1)
+	case r.Type == "SubscriptionConfirmation" || r.Type == "UnsubscribeConfirmation":
+		return snsControl(r.Type, r.TopicArn), nil
 	case r.Event == "s3:TestEvent":
 		return notice{skip: "s3:TestEvent"}, nil
 	case r.Records != nil:
@@ -110,6 +114,22 @@ func parseNoticeBody(body []byte, depth int) (notice, error) {
 		return parseGridEvent(r.CEType, r.Subject, r.Data)
 	}
 	return notice{}, errNotNotification
+}
+
+// snsControl is an SNS message about the queue's subscription itself. A
+// SubscriptionConfirmation comes when a topic of another account subscribed
+// the queue: until confirmed, none of the topic's notifications arrive,
+// which nothing else would tell. Its token is not logged.
+func snsControl(kind, topic string) notice {
+	n := notice{skip: "SNS " + kind}
+	if kind == "SubscriptionConfirmation" {
+		n.warn = fmt.Sprintf("SNS topic %s asks to confirm this queue's subscription to it: until it is confirmed, none of the topic's notifications reach the queue. "+
+			"Subscribe the queue from the queue's own AWS account (a subscription made there needs no confirmation), or stop the input and confirm it with the Token "+
+			"of a confirmation message from the queue (the SNS console's Request confirmation sends another); this one is acknowledged, its token not logged", topic)
+	} else {
+		n.warn = fmt.Sprintf("SNS topic %s confirms that this queue's subscription to it was deleted: none of the topic's notifications reach the queue any more", topic)
+	}
+	return n
 }
 
 // parseNoticeArray reads a batch of events (Event Grid may deliver several

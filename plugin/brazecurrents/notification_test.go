@@ -50,6 +50,8 @@ func TestParseNotificationFormats(t *testing.T) {
 		{"azure_eventgrid", []objectRef{{"currents", fixtureAzure}}, ""},
 		{"azure_cloudevents", []objectRef{{"currents", fixtureAzure}}, ""},
 		{"azure_deleted", nil, "Microsoft.Storage.BlobDeleted"},
+		{"sns_subscription_confirmation", nil, "SNS SubscriptionConfirmation"},
+		{"sns_unsubscribe_confirmation", nil, "SNS UnsubscribeConfirmation"},
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			body, attrs := noticeFixture(t, tc.fixture)
