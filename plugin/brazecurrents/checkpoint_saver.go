@@ -58,6 +58,7 @@ type checkpointSaver struct {
 	mu      sync.Mutex // one write at a time
 	lost    bool
 	expires time.Time // when the lease in the store runs out: set by writes that succeeded only
+	fresh   bool      // acquire found no checkpoint: this run starts from the beginning
 
 	savedMu sync.Mutex
 	saved   uint64        // objects done that the stored checkpoint holds
@@ -92,6 +93,7 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.fresh = doc == nil
 	if doc != nil {
 		if o := doc.Owner; o != nil && s.heldBy(o) {
 			return fmt.Errorf("%w: %s is held by %s until %s unless renewed; waiting for it to stop or its lease to expire (give each replica its own shard or checkpoint key)",

@@ -352,6 +352,9 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 	if err := saver.acquire(ctx); err != nil {
 		return err
 	}
+	if shards != nil {
+		shards.fresh = saver.fresh
+	}
 	if saver.store != nil {
 		in.log.Infof("Checkpoint kept in %s, held by %s", saver.store.describe(), in.owner.ID)
 	} else if in.conf.watch {

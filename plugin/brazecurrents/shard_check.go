@@ -44,6 +44,7 @@ type shardCheck struct {
 	stats         *inputStats
 	kick          chan struct{}
 	checked       func(at time.Time) // tests: after each check
+	fresh         bool               // this shard's checkpoint is new: said once if another count's is there
 
 	// run's own
 	missingSince     map[int]time.Time    // shard of this count -> since when it has no replica
@@ -127,6 +128,10 @@ func (c *shardCheck) check(ctx context.Context) {
 		return
 	}
 	c.warnedList, c.listFailingSince = false, time.Time{}
+	if c.fresh {
+		c.fresh = false
+		c.reportFresh(peers)
+	}
 	running := []string{peerShard{shard: c.shard, shards: c.shards}.name() + " (this replica)"}
 	var missing, other []string
 	otherSince := map[string]time.Time{}
@@ -197,6 +202,27 @@ func (c *shardCheck) report(missing, other, running []string) {
 		}
 		c.warnedOther = o
 	}
+}
+
+// reportFresh warns, when this shard starts a new checkpoint, of the
+// checkpoints of another shard count beside it: a change of N (1 to 2, say)
+// starts new checkpoints, which read the whole history again and send it to
+// Segment again, while the operator may expect the new count to go on
+// where the old one stopped.
+func (c *shardCheck) reportFresh(peers map[string]peerShard) {
+	var old []string
+	for _, p := range peers {
+		if p.shards != c.shards {
+			old = append(old, p.name())
+		}
+	}
+	if len(old) == 0 {
+		return
+	}
+	slices.Sort(old)
+	c.log.Warnf("Shard %d/%d starts a new checkpoint in %s beside the checkpoints of shards %s, of another shard count: progress does not carry over from one shard count to another, so this replica reads every object of its shard from the start "+
+		"and sends its events to Segment again (Segment deduplicates them by messageId). To send only newer hours, start every replica of the new count with since (CURRENTS_SINCE) at the first hour to send",
+		c.shard, c.shards, c.where, strings.Join(old, ", "))
 }
 
 // peers reads the other shards' checkpoints of this prefix and window, by

@@ -28,11 +28,13 @@ func TestInputWarnsOfMissingShardsAndAnotherShardCount(t *testing.T) {
 	writePeer(t, url, "0/5", "2026-01-01", &ownerStamp{ID: "host-d-7-x", Host: "host-d", PID: 7, Expires: start.Add(time.Hour)})
 
 	r, logs, checks := startShardRun(t, url, "0/2", true, start)
-	wantShardWarnings(t, logs)
+	// Its checkpoint is new, beside those of other counts (TestInputWarnsWhenANewShardCountStartsOver).
+	const fresh = "Shard 0/2 starts a new checkpoint in file://"
+	wantShardWarnings(t, logs, fresh)
 	r.checkAt(checks, 5*time.Minute)
-	wantShardWarnings(t, logs)
+	wantShardWarnings(t, logs, fresh)
 	r.checkAt(checks, 6*time.Minute) // past the grace
-	got := wantShardWarnings(t, logs, "Shards 1/2 have had no running replica", "Replicas run with another shard count")
+	got := wantShardWarnings(t, logs, fresh, "Shards 1/2 have had no running replica", "Replicas run with another shard count")[1:]
 	for _, w := range got {
 		for _, stale := range []string{"0/4", "2/4", "0/5", "host-c", "host-d"} {
 			if strings.Contains(w, stale) {
@@ -44,13 +46,13 @@ func TestInputWarnsOfMissingShardsAndAnotherShardCount(t *testing.T) {
 		t.Errorf("the warnings do not name the shards seen:\n%s", strings.Join(got, "\n"))
 	}
 	r.checkAt(checks, time.Minute)
-	wantShardWarnings(t, logs, "Shards 1/2", "Replicas run with another shard count") // once each
+	wantShardWarnings(t, logs, fresh, "Shards 1/2", "Replicas run with another shard count") // once each
 
 	// The stray replica stops (its lease released), 1/2's starts: both end.
 	writePeer(t, url, "1/3", "", nil)
 	writePeer(t, url, "1/2", "", &ownerStamp{ID: "host-e-7-x", Host: "host-e", PID: 7, Expires: start.Add(time.Hour)})
 	r.checkAt(checks, time.Minute)
-	wantShardWarnings(t, logs, "Shards 1/2", "Replicas run with another shard count")
+	wantShardWarnings(t, logs, fresh, "Shards 1/2", "Replicas run with another shard count")
 	for _, ended := range []string{"Every shard of 2 has a running replica again", "No replica of another shard count holds a live lease"} {
 		if logs.count(ended) != 1 {
 			t.Errorf("%q is not logged once", ended)
@@ -60,7 +62,8 @@ func TestInputWarnsOfMissingShardsAndAnotherShardCount(t *testing.T) {
 
 // A deliberate re-shard from 2 to 3 replicas leaves the old count's
 // checkpoints behind and runs both counts for a while (a rolling update),
-// and the new shards start one after the other: no warning.
+// and the new shards start one after the other: no warning of missing or
+// mismatched shards, only, once, that the new checkpoint starts over.
 func TestInputShardCheckIsQuietThroughAReshard(t *testing.T) {
 	dir := t.TempDir()
 	url := "file://" + dir
@@ -79,7 +82,7 @@ func TestInputShardCheckIsQuietThroughAReshard(t *testing.T) {
 	for range 4 {
 		r.checkAt(checks, 4*time.Minute)
 	}
-	wantShardWarnings(t, logs)
+	wantShardWarnings(t, logs, "Shard 0/3 starts a new checkpoint in file://")
 }
 
 // A one-pass run (a backfill) ends and releases its lease: a shard whose
@@ -204,5 +207,50 @@ func writePeer(t *testing.T, url, shard, since string, owner *ownerStamp) {
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Scaling one replica (0/1) out to two (0/2 and 1/2) starts new checkpoints,
+// as any change of N does: progress does not carry over, and the new shards
+// read the whole history again and send it to Segment again. That went
+// unsaid; each new shard now warns of it once, naming the old count's
+// checkpoints, and a shard restarted on its own checkpoint does not.
+func TestInputWarnsWhenANewShardCountStartsOver(t *testing.T) {
+	dir := t.TempDir()
+	url := "file://" + dir
+	var written []map[string]bool
+	for n := range 4 {
+		written = append(written, hourFile(t, dir, emailSend, at14(0).Add(-2*time.Hour), n))
+	}
+	all := union(written...)
+	// run runs shard to its end and returns the events it read and its
+	// warnings about shards, which must be want.
+	run := func(shard string, want ...string) (int, []string) {
+		t.Helper()
+		r, logs, _ := startShardRun(t, url, shard, false, at14(10))
+		select {
+		case <-r.done: // a one-pass run ends once it read everything
+		case <-r.ctx.Done():
+			t.Fatalf("shard %s never ended", shard)
+		}
+		r.close()
+		return r.got.total(), wantShardWarnings(t, logs, want...)
+	}
+	if n, _ := run("0/1"); n != len(all) {
+		t.Fatalf("0/1 read %d events, want %d", n, len(all))
+	}
+	again := 0
+	for _, shard := range []string{"0/2", "1/2"} {
+		n, got := run(shard, "Shard "+shard+" starts a new checkpoint in "+url+" beside the checkpoints of shards 0/1, of another shard count")
+		if !strings.Contains(got[0], "reads every object of its shard from the start") {
+			t.Fatalf("the warning does not say what happens: %s", got[0])
+		}
+		again += n
+	}
+	if again != len(all) {
+		t.Fatalf("shards 0/2 and 1/2 read %d events, want the %d that 0/1 read", again, len(all))
+	}
+	if n, _ := run("0/2"); n != 0 { // on its own checkpoint now: no warning
+		t.Fatalf("0/2 restarted read %d events again", n)
 	}
 }
