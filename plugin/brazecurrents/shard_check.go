@@ -221,7 +221,7 @@ func (c *shardCheck) reportFresh(peers map[string]peerShard) {
 	}
 	slices.Sort(old)
 	c.log.Warnf("Shard %d/%d starts a new checkpoint in %s beside the checkpoints of shards %s, of another shard count: progress does not carry over from one shard count to another, so this replica reads every object of its shard from the start "+
-		"and sends its events to Segment again (Segment deduplicates them by messageId). To send only newer hours, start every replica of the new count with since (CURRENTS_SINCE) at the first hour to send",
+		"and sends its events to Segment again (Segment drops by messageId only the calls it saw within about 24 hours). To send only newer hours, start every replica of the new count with since (CURRENTS_SINCE) at the first hour to send",
 		c.shard, c.shards, c.where, strings.Join(old, ", "))
 }
 
