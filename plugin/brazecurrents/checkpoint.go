@@ -28,6 +28,10 @@ type checkpointDoc struct {
 	Shard      string                    `json:"shard,omitempty"`  // the i/N whose objects the watermarks count; "" if written before it was recorded
 	Owner      *ownerStamp               `json:"owner,omitempty"`  // the process holding the checkpoint (checkpoint_saver.go)
 	Partitions map[string]*partitionDone `json:"partitions"`
+	// The newest queue hour with an object done: the lag gauge starts from
+	// it after a restart, while nothing new gets done (a stalled pipeline,
+	// Currents no longer writing), where watermarks pass empty hours too.
+	Newest string `json:"newest,omitempty"` // YYYY-MM-DD-HH
 }
 
 type partitionDone struct {
@@ -70,7 +74,8 @@ type checkpoint struct {
 	keyNamesShard bool        // the checkpoint key names the shard (the default key)
 	owner         *ownerStamp // stamped on every snapshot
 	dirty         bool
-	finishes      uint64 // objects done so far, to tell how far the store lags
+	finishes      uint64    // objects done so far, to tell how far the store lags
+	newest        time.Time // the newest queue hour with an object done (checkpointDoc.Newest)
 }
 
 func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
@@ -120,6 +125,13 @@ func (c *checkpoint) parse(raw []byte) (*checkpointDoc, error) {
 func (c *checkpoint) restore(doc *checkpointDoc) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if doc.Newest != "" {
+		h, err := time.Parse(DateHourLayout, doc.Newest)
+		if err != nil {
+			return fmt.Errorf("checkpoint newest hour %q: %w", doc.Newest, err)
+		}
+		c.newest = h
+	}
 	for p, pd := range doc.Partitions {
 		if pd.Watermark != "" {
 			w, err := time.Parse(DateHourLayout, pd.Watermark)
@@ -131,6 +143,9 @@ func (c *checkpoint) restore(doc *checkpointDoc) error {
 		for _, key := range pd.Done {
 			h, _ := ParseObjectKey(key).Hour()
 			c.markLocked(c.done, p, key, h)
+			if h.After(c.newest) { // a document written before Newest
+				c.newest = h
+			}
 		}
 		for _, key := range pd.Failed {
 			h, _ := ParseObjectKey(key).Hour()
@@ -205,9 +220,20 @@ func (c *checkpoint) finished(o object) {
 	if w, ok := c.watermarks[o.partition]; !ok || o.hour.IsZero() || o.hour.After(w) {
 		c.markLocked(c.done, o.partition, o.key, o.hour)
 	}
+	if o.hour.After(c.newest) {
+		c.newest = o.hour
+	}
 	c.advanceLocked(o.partition)
 	c.dirty = true
 	c.finishes++
+}
+
+// newestDone is the newest queue hour with an object done, here or before
+// a restart (zero for none).
+func (c *checkpoint) newestDone() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.newest
 }
 
 // failedRead records a listed object that could not be read: it no longer
@@ -360,6 +386,9 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, time.Time, error) {
 			doc.Partitions[p] = &partitionDone{}
 		}
 		return doc.Partitions[p]
+	}
+	if !c.newest.IsZero() {
+		doc.Newest = c.newest.Format(DateHourLayout)
 	}
 	for p, w := range c.watermarks {
 		part(p).Watermark = w.Format(DateHourLayout)

@@ -139,7 +139,7 @@ hour, not read for not being `+"`.avro`"+`, each counted once while listings kee
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
 256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
 `+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
-object is behind now), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
+object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
 replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
 in the bucket on its default key).
 
@@ -361,6 +361,7 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 		in.log.Warnf("No checkpoint configured: a restart will read every object again")
 	}
 	in.ckpt, in.saver, in.shards = ckpt, saver, shards
+	in.stats.restoredNewest(ckpt.newestDone(), in.clock.Now())
 	return nil
 }
 

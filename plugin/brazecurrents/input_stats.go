@@ -174,6 +174,17 @@ func (s *inputStats) shardsChecked(missing, mismatched int) {
 	s.shardsMismatched.Set(int64(mismatched))
 }
 
+// restoredNewest starts the lag from the newest hour done before a restart,
+// so that a restart with nothing new to read reports it, not nothing.
+func (s *inputStats) restoredNewest(hour, now time.Time) {
+	s.mu.Lock()
+	if hour.After(s.newestDoneHour) {
+		s.newestDoneHour = hour
+	}
+	s.mu.Unlock()
+	s.reportLag(now)
+}
+
 // reportLag sets how far behind now the end of the newest done hour is.
 func (s *inputStats) reportLag(now time.Time) {
 	s.mu.Lock()
