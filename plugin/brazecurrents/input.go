@@ -133,7 +133,8 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 == Metrics
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
-`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_objects_skipped`"+` (label
+`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_listings_failed`"+` (listings of the prefix, or of a
+directory under it, that failed: the pass lists again; `+"`/ready`"+` stays 200, as the input is running), `+"`braze_currents_objects_skipped`"+` (label
 `+"`reason`"+`: `+"`compressed`"+`, `+"`partial`"+` or `+"`other`"+`; objects under an `+"`event_type=`"+` directory, of a selected type and
 hour, not read for not being `+"`.avro`"+`, each counted once while listings keep finding it), `+"`braze_currents_events_read`"+` (label
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the

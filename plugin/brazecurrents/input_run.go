@@ -170,6 +170,7 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			return false
 		}
 		wait := policy.NextBackOff()
+		in.stats.listingsFailed.Incr(1)
 		in.log.Errorf("Listing %s failed, retrying in %v: %v", bucketName(in.conf.url), wait, err)
 		if !sleepCtx(ctx, in.clock, wait) {
 			return
@@ -194,6 +195,7 @@ func (in *currentsInput) reopen(partition, dir string, after time.Time) {
 func (in *currentsInput) logUnlisted(w *walker) {
 	now := in.clock.Now()
 	for _, f := range w.failed {
+		in.stats.listingsFailed.Incr(1)
 		if !in.unlisted.failed(f.dir, now) {
 			in.log.Debugf("Listing %q of %s still fails: %v", f.dir, bucketName(in.conf.url), f.err)
 			continue

@@ -18,6 +18,7 @@ import (
 // summary a one-pass run ends with.
 type inputStats struct {
 	found, done, corrupt, failed *service.MetricCounter
+	listingsFailed               *service.MetricCounter // listings of the prefix or of a directory under it that failed
 	events                       *service.MetricCounter // by event_type
 	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
 	skipped                      *service.MetricCounter // objects listed and not read for not being .avro, by reason
@@ -45,16 +46,18 @@ type inputStats struct {
 
 func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 	s := &inputStats{
-		labels:   &typeLabels{maxOthers: maxOtherTypeLabels, log: log},
-		found:    m.NewCounter("braze_currents_objects_found"),
-		done:     m.NewCounter("braze_currents_objects_done"),
-		corrupt:  m.NewCounter("braze_currents_objects_corrupt"),
-		failed:   m.NewCounter("braze_currents_objects_failed"),
-		events:   m.NewCounter("braze_currents_events_read", eventTypeLabel),
-		rejected: m.NewCounter("braze_currents_records_rejected", "reason"),
-		skipped:  m.NewCounter("braze_currents_objects_skipped", "reason"),
-		saves:    m.NewCounter("braze_currents_checkpoint_saves", "result"),
-		lag:      m.NewGauge("braze_currents_checkpoint_lag_seconds"),
+		labels:  &typeLabels{maxOthers: maxOtherTypeLabels, log: log},
+		found:   m.NewCounter("braze_currents_objects_found"),
+		done:    m.NewCounter("braze_currents_objects_done"),
+		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
+		failed:  m.NewCounter("braze_currents_objects_failed"),
+
+		listingsFailed: m.NewCounter("braze_currents_listings_failed"),
+		events:         m.NewCounter("braze_currents_events_read", eventTypeLabel),
+		rejected:       m.NewCounter("braze_currents_records_rejected", "reason"),
+		skipped:        m.NewCounter("braze_currents_objects_skipped", "reason"),
+		saves:          m.NewCounter("braze_currents_checkpoint_saves", "result"),
+		lag:            m.NewGauge("braze_currents_checkpoint_lag_seconds"),
 
 		shardsMissing:    m.NewGauge("braze_currents_shards_missing"),
 		shardsMismatched: m.NewGauge("braze_currents_shards_mismatched"),
@@ -78,7 +81,7 @@ const (
 // alert on nothing. The event types are left to appear on first use: 50 and
 // more series of each, most never counted on a given deployment.
 func (s *inputStats) startAtZero() {
-	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed} {
+	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed, s.listingsFailed} {
 		c.Incr(0)
 	}
 	s.rejected.Incr(0, rejectTooLarge)
