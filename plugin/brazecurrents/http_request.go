@@ -87,6 +87,9 @@ func scanHTTPBody(body []byte) (httpScan, error) {
 func walkHTTPBody(body []byte, allowDup bool, each func(dec *jsontext.Decoder) error) error {
 	dec := newBodyDecoder(body, allowDup)
 	if k := dec.PeekKind(); k != '{' && k != 0 {
+		if err := readWhole(dec); err != nil {
+			return err
+		}
 		return fmt.Errorf("the body is a JSON %s, not an object with an events array", kindName(k))
 	}
 	if _, err := dec.ReadToken(); err != nil {
@@ -115,6 +118,9 @@ func walkHTTPBody(body []byte, allowDup bool, each func(dec *jsontext.Decoder) e
 			continue
 		}
 		if k := dec.PeekKind(); k != '[' && k != 0 {
+			if err := readWhole(dec); err != nil {
+				return err
+			}
 			return fmt.Errorf(`"events" is a JSON %s, not an array`, kindName(k))
 		}
 		if _, err := dec.ReadToken(); err != nil {
@@ -138,6 +144,20 @@ func walkHTTPBody(body []byte, allowDup bool, each func(dec *jsontext.Decoder) e
 	}
 	if !found {
 		return errors.New(`the body has no "events" array`)
+	}
+	return nil
+}
+
+// readWhole reads the value of a kind the body should not have there, and
+// the token after it, so that one which only starts like a literal
+// ("notjson", "nullx") is reported as not JSON rather than by the kind of
+// its first byte.
+func readWhole(dec *jsontext.Decoder) error {
+	if _, err := dec.ReadValue(); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.ReadToken(); err != nil && !errors.Is(err, io.EOF) {
+		return bodyError(err)
 	}
 	return nil
 }

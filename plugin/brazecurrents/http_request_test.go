@@ -85,6 +85,20 @@ func TestParseHTTPEventsRefuses(t *testing.T) {
 	}
 }
 
+// TestParseHTTPEventsNotJSONSaysSo: a body, or an "events" value, that
+// only starts like a JSON literal is not JSON, and the 400 says so. Before,
+// the reason went by its first byte alone: "notjson" was "a JSON null" and
+// "tru" "a JSON boolean", which sends whoever reads Braze's log or ours
+// looking for a null that is not there.
+func TestParseHTTPEventsNotJSONSaysSo(t *testing.T) {
+	for _, body := range []string{`notjson`, `nullx`, `tru`, `fals`, `1e`, `"open`, `{"events": nope}`, `{"events": tx}`} {
+		_, err := parseHTTPEvents([]byte(body))
+		if err == nil || !strings.Contains(err.Error(), "the body is not JSON") {
+			t.Errorf("%q: error %v, want one saying the body is not JSON", body, err)
+		}
+	}
+}
+
 // TestParseHTTPEventsMalformed: a malformed event of a well-formed body is
 // returned alone with its reason (naming its index and its id) and its own
 // bytes as received; the others as usual. Refusing the body would have had
