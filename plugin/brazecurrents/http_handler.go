@@ -42,6 +42,19 @@ func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.respond(w, source, in.serve(w, r, source))
 }
 
+// route hands a request for path, exactly, to ServeHTTP, and any other to
+// wrongPath. Not a ServeMux: it answers a path it would clean (//currents,
+// /x/../currents) with a redirect naming path, counted and logged nowhere,
+// reads path as a pattern ({x} matches any segment) and panics on one with
+// a space.
+func (in *httpInput) route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == in.path {
+		in.ServeHTTP(w, r)
+		return
+	}
+	in.wrongPath(w, r)
+}
+
 // wrongPath answers a request to any path but the configured one: 404,
 // counted, so that a Braze URL with a wrong path shows on the dashboard.
 // With the token it is Braze set up with another path, whose events would

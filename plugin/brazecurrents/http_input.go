@@ -51,7 +51,8 @@ what became of the events:
 - **401** (before the body is read) when the `+"`Authorization`"+` header does not carry `+"`Bearer <token>`"+`.
   The token is compared in constant time, read from that header only (never the query or a cookie), and
   the scheme is case-insensitive.
-- **404** for any other path than `+"`path`"+` (not naming it), counted like every answer. One that carries the
+- **404** for any other path than `+"`path`"+`, compared as received (`+"`//currents`"+` and `+"`/x/../currents`"+` are other
+  paths, not redirected), not naming it, counted like every answer. One that carries the
   token is Braze set up with a wrong URL: it is warned of, naming the path Braze should use; others (anyone
   knocking) are logged at debug.
 - **413** when the body is over `+"`max_body_size`"+`: refused from its `+"`Content-Length`"+` or, without one,
@@ -107,7 +108,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 			service.NewStringField(httpFieldAddress).
 				Description("The address to listen on.").Default("0.0.0.0:8080"),
 			service.NewStringField(httpFieldPath).
-				Description("The path Braze POSTs to.").Default("/currents"),
+				Description("The path Braze POSTs to, matched exactly (not a pattern).").Default("/currents"),
 			service.NewStringField(httpFieldToken).
 				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`. A token that starts or ends with whitespace, or holds a control character, is refused at start: HTTP cannot carry it. So is one that starts or ends with the characters `\\n`, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline).").
 				Secret(),
@@ -308,13 +309,8 @@ func (in *httpInput) Connect(ctx context.Context) error {
 		ln = tls.NewListener(ln, tlsConf)
 		scheme = "https"
 	}
-	mux := http.NewServeMux()
-	mux.Handle(in.path, in)
-	if in.path != "/" {
-		mux.HandleFunc("/", in.wrongPath)
-	}
 	in.server = &http.Server{
-		Handler: mux,
+		Handler: http.HandlerFunc(in.route),
 		// Slow clients must not hold connections (or body budget) for ever.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
