@@ -88,6 +88,16 @@ func (in *httpInput) respond(w http.ResponseWriter, source string, a answer) {
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", strconv.Itoa(int(in.retryAfter.Round(time.Second)/time.Second)))
 	}
+	if a.status != http.StatusOK {
+		// The body may be unread (401, 404, 405, 415, busy): net/http reads
+		// what is left of one under 256 KiB, before answering to keep the
+		// connection, or after it to close it, with no deadline of its own:
+		// anyone could hold a connection, and Close, for ever by declaring
+		// a body and not sending it. It gets timeout, as a body read here
+		// does, and then the connection closes; Braze's retry opens another.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.timeout))
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(a.status)
 	_, _ = io.WriteString(w, a.reason+"\n")
 	in.answered.Incr(1, strconv.Itoa(a.status))

@@ -82,6 +82,9 @@ what became of the events:
   already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
   each call's `+"`messageId`"+`.
 
+Every answer but a 200 closes the connection, once what is left of the body was read or `+"`timeout`"+` passed:
+a client refused before its body was read cannot hold a connection by not sending it.
+
 The input runs its own HTTP server, apart from Connect's `+"`http`"+` server: the endpoint Braze calls is exposed
 to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+` stay on an internal address.
 

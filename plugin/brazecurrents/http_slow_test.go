@@ -3,12 +3,15 @@ package brazecurrents
 import (
 	"bufio"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHTTPInputSlowBodyIsRetried: a body still not fully sent when the
@@ -64,5 +67,53 @@ func TestHTTPInputCloseEndsWaitsForBudget(t *testing.T) {
 	}
 	if err := <-closed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHTTPInputRefusalDoesNotWaitForTheBody: a request refused before its
+// body is read (no token, another path or method, a coding it cannot read)
+// is answered at once, and its connection closed once the rest of the body
+// was not sent within timeout. net/http read what was left of a body under
+// 256 KiB before writing the answer, with no deadline: anyone without the
+// token could hold a connection, and the input's Close, for ever by
+// declaring a body and never sending it (no answer after 20s on the binary).
+func TestHTTPInputRefusalDoesNotWaitForTheBody(t *testing.T) {
+	_, url := startHTTPInput(t, "timeout: 300ms")
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/currents")
+	for _, c := range []struct {
+		name, head string
+		status     int
+	}{
+		{"no token", "POST /currents HTTP/1.1\r\n", http.StatusUnauthorized},
+		{"wrong token", "POST /currents HTTP/1.1\r\nAuthorization: Bearer nope\r\n", http.StatusUnauthorized},
+		{"another path", "POST /other HTTP/1.1\r\nAuthorization: Bearer tok\r\n", http.StatusNotFound},
+		{"GET", "GET /currents HTTP/1.1\r\nAuthorization: Bearer tok\r\n", http.StatusMethodNotAllowed},
+		{"brotli", "POST /currents HTTP/1.1\r\nAuthorization: Bearer tok\r\nContent-Encoding: br\r\n", http.StatusUnsupportedMediaType},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() }) // before the input's: Close waits for the connection
+		// Not a wait: the answer comes at once, or the test fails here
+		// rather than hang.
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		// 100 KB declared, 11 bytes sent, and nothing more.
+		if _, err := conn.Write([]byte(c.head + "Host: x\r\nContent-Length: 100000\r\n\r\n{\"events\":[")); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(conn)
+		res, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer while the body is unsent: %v", c.name, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d", c.name, res.StatusCode, c.status)
+		}
+		if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Errorf("%s: after the answer the connection is kept (%v), want it closed", c.name, err)
+		}
 	}
 }
