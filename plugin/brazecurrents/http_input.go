@@ -127,7 +127,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 			service.NewDurationField(httpFieldRetryAfter).
 				Description("The `Retry-After` of a 503.").Default("30s").Advanced(),
 			service.NewStringField(httpFieldCertFile).
-				Description("A certificate file for TLS; with `key_file`, the server speaks HTTPS only. The pair is loaded when the input connects, before it listens: a pair that cannot be loaded is an error naming both files, and nothing listens until it loads.").Default("").Advanced(),
+				Description("A certificate file for TLS; with `key_file`, the server speaks HTTPS only. The pair is loaded when the input connects, before it listens: a pair that cannot be loaded is an error naming both files, and nothing listens until it loads. It is loaded again at the first handshake after either file changed (a renewal written in place), and logged; a changed pair that does not load is warned of, naming both files, and the last one loaded is served meanwhile.").Default("").Advanced(),
 			service.NewStringField(httpFieldKeyFile).
 				Description("The certificate's private key file.").Default("").Advanced(),
 		)
@@ -295,12 +295,12 @@ func (in *httpInput) Connect(ctx context.Context) error {
 	// loaded fails Connect rather than leaving a port that serves nothing.
 	var tlsConf *tls.Config
 	if in.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(in.certFile, in.keyFile)
+		pair, err := loadKeyPair(in.certFile, in.keyFile, in.log)
 		if err != nil {
-			return fmt.Errorf("loading the TLS %s %s and %s %s: %w", httpFieldCertFile, in.certFile, httpFieldKeyFile, in.keyFile, err)
+			return err
 		}
 		// As ServeTLS would: HTTP/2 where the client offers it.
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+		tlsConf = &tls.Config{GetCertificate: pair.get, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	ln, err := net.Listen("tcp", in.address)
 	if err != nil {

@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -86,4 +88,72 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool
 	pool = x509.NewCertPool()
 	pool.AppendCertsFromPEM(cert.CertPEM)
 	return certFile, keyFile, pool
+}
+
+// TestHTTPInputTLSReloadsARenewedCertificate: a certificate renewed in
+// place is served from the next handshake. The pair was loaded once, at
+// start: the old certificate was served until a restart, or until it
+// expired and Braze's calls failed. A changed pair that does not load (the
+// key not yet written beside its new certificate) leaves the last one
+// served.
+func TestHTTPInputTLSReloadsARenewedCertificate(t *testing.T) {
+	certs := make([]selfsigned.Cert, 2)
+	pool := x509.NewCertPool()
+	for i := range certs {
+		var err error
+		if certs[i], err = selfsigned.New(); err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(certs[i].CertPEM)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	version := time.Now()
+	write := func(path string, pem []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Each write a version of its own, however coarse the file
+		// system's clock.
+		version = version.Add(time.Minute)
+		if err := os.Chtimes(path, version, version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(certFile, certs[0].CertPEM)
+	write(keyFile, certs[0].KeyPEM)
+	_, url := startHTTPInput(t, "cert_file: "+certFile+"\nkey_file: "+keyFile)
+	// A connection per request: each is a handshake.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	served := func() []byte {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"events": []}`))
+		req.Header.Set("Authorization", "Bearer tok")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		return res.TLS.PeerCertificates[0].Raw
+	}
+	want := func(what string, i int) {
+		t.Helper()
+		if !bytes.Equal(served(), certs[i].TLS.Certificate[0]) {
+			t.Fatalf("%s: not serving certificate %d", what, i)
+		}
+	}
+	want("at start", 0)
+	write(certFile, certs[1].CertPEM)
+	want("a new certificate beside the old key", 0)
+	write(keyFile, certs[1].KeyPEM)
+	want("renewed", 1)
+	write(keyFile, []byte("not a key"))
+	want("an unreadable key", 1)
+	write(certFile, certs[0].CertPEM)
+	write(keyFile, certs[0].KeyPEM)
+	want("the first pair again", 0)
 }
