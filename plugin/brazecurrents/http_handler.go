@@ -113,6 +113,7 @@ func (in *httpInput) respond(w http.ResponseWriter, source string, a answer) {
 }
 
 func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string) answer {
+	start := time.Now()
 	if r.Method != http.MethodPost {
 		return answer{http.StatusMethodNotAllowed, "only POST is accepted"}
 	}
@@ -143,7 +144,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		held = r.ContentLength
 	}
 	if err := in.buffered.Acquire(ctx, held); err != nil {
-		return in.busy()
+		return in.busy(r, start)
 	}
 	body, status, err := in.readBody(w, r, gzipped)
 	if err != nil {
@@ -174,7 +175,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// waiting so for each other's share are both answered at the timeout.
 	if err := in.buffered.Acquire(ctx, charge-held); err != nil {
 		in.buffered.Release(held)
-		return in.busy()
+		return in.busy(r, start)
 	}
 	held = charge
 	events, err := decodeHTTPEvents(body, scan)
@@ -219,6 +220,9 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		if in.isClosed() {
 			return answer{http.StatusServiceUnavailable, "shutting down"}
 		}
+		if left := clientLeft(r, start); left != "" {
+			return answer{http.StatusServiceUnavailable, left + " before the pipeline took its events"}
+		}
 		return answer{http.StatusServiceUnavailable, fmt.Sprintf("the pipeline took no events within %s", in.timeout)}
 	}
 	why := "" // why the events are not delivered yet, when it is not the timeout
@@ -238,6 +242,8 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		// Not the timeout: Connect stops, and what it has not sent by then
 		// only Braze's retry delivers.
 		why = "not yet delivered: shutting down; Braze's retry delivers them"
+	} else if left := clientLeft(r, start); left != "" {
+		why = "not yet delivered when " + left + "; they are kept"
 	}
 	if why == "" {
 		why = fmt.Sprintf("not yet delivered within %s (Segment down or refusing the key?); they are kept", in.timeout)
@@ -260,10 +266,26 @@ func (in *httpInput) isClosed() bool {
 	}
 }
 
-// busy is the answer to a request that got no share of max_buffered_size.
-func (in *httpInput) busy() answer {
+// clientLeft says so when the client, not the timeout, ended the wait of a
+// request started at start: it closed the connection, as a proxy's or its
+// own timeout shorter than ours does. Blaming the timeout (and Segment)
+// there sent the operator to look at the wrong end.
+func clientLeft(r *http.Request, start time.Time) string {
+	if r.Context().Err() == nil {
+		return ""
+	}
+	return fmt.Sprintf("the client closed the connection after %s (a timeout of its own, or a proxy's, shorter than %s?)",
+		time.Since(start).Round(time.Millisecond), httpFieldTimeout)
+}
+
+// busy is the answer to a request, started at start, that got no share of
+// max_buffered_size.
+func (in *httpInput) busy(r *http.Request, start time.Time) answer {
 	if in.isClosed() {
 		return answer{http.StatusServiceUnavailable, "shutting down"}
+	}
+	if left := clientLeft(r, start); left != "" {
+		return answer{http.StatusServiceUnavailable, left + " while earlier requests held max_buffered_size"}
 	}
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
 }

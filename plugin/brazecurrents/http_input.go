@@ -78,7 +78,9 @@ what became of the events:
 - **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
   unreachable, its write key refused: the `+"`segment`"+` output holds calls then, it never drops them), when
   the body itself was not all received within `+"`timeout`"+` (a slow link), when they were refused
-  downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. Events
+  downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. A client that closes the
+  connection first (a timeout of its own, or a proxy's, shorter than `+"`timeout`"+`) is logged as such:
+  `+"`the client closed the connection after …`"+`. Events
   already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
   each call's `+"`messageId`"+`.
 

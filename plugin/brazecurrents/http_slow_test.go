@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 // TestHTTPInputSlowBodyIsRetried: a body still not fully sent when the
@@ -116,4 +119,58 @@ func TestHTTPInputRefusalDoesNotWaitForTheBody(t *testing.T) {
 			t.Errorf("%s: after the answer the connection is kept (%v), want it closed", c.name, err)
 		}
 	}
+}
+
+// lineLog hands each line logged to the test.
+type lineLog chan string
+
+func (l lineLog) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default: // past what the test reads: never hold the logger
+	}
+	return len(p), nil
+}
+
+// TestHTTPInputNamesAClientThatLeft: a client that closes the connection
+// while its events are in the pipeline (its own timeout, or a proxy's,
+// shorter than the input's) is logged as such. The answer blamed the
+// input's timeout ("not yet delivered within 1h0m0s (Segment down or
+// refusing the key?)") long before it had passed.
+func TestHTTPInputNamesAClientThatLeft(t *testing.T) {
+	logs := make(lineLog, 64)
+	b := service.NewResourceBuilder()
+	b.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
+	res, stop, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stop(context.Background()) })
+	in, url := startHTTPInputWith(t, res, "token: tok\ntimeout: 1h")
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"events": [`+testEvent+`]}`))
+	req.Header.Set("Authorization", "Bearer tok")
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	_, ack := readRequest(t, in)
+	cancel() // the client gives up while the events are in the pipeline
+	if err := <-done; err == nil {
+		t.Fatal("the request was answered while its events were not acknowledged")
+	}
+	for line := range logs {
+		if !strings.Contains(line, "503") {
+			continue
+		}
+		if !strings.Contains(line, "not yet delivered when the client closed the connection after") || strings.Contains(line, "within 1h") {
+			t.Errorf("the 503 of a client that left: %s", line)
+		}
+		break
+	}
+	_ = ack(context.Background(), nil)
 }
