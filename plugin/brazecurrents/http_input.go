@@ -127,7 +127,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 				Description("How long a request may wait for its events to be delivered before Braze is told to retry (503).").
 				Default("30s"),
 			service.NewDurationField(httpFieldRetryAfter).
-				Description("The `Retry-After` of a 503.").Default("30s").Advanced(),
+				Description("The `Retry-After` of a 503, rounded to whole seconds; a negative one is refused at start.").Default("30s").Advanced(),
 			service.NewStringField(httpFieldCertFile).
 				Description("A certificate file for TLS; with `key_file`, the server speaks HTTPS only. The pair is loaded when the input connects, before it listens: a pair that cannot be loaded is an error naming both files, and nothing listens until it loads. It is loaded again at the first handshake after either file changed (a renewal written in place), and logged; a changed pair that does not load is warned of, naming both files, and the last one loaded is served meanwhile.").Default("").Advanced(),
 			service.NewStringField(httpFieldKeyFile).
@@ -232,6 +232,9 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	}
 	if in.timeout <= 0 {
 		return nil, fmt.Errorf("%s must be positive", httpFieldTimeout)
+	}
+	if in.retryAfter < 0 { // Retry-After is a count of seconds
+		return nil, fmt.Errorf("%s must not be negative", httpFieldRetryAfter)
 	}
 	if (in.certFile == "") != (in.keyFile == "") {
 		return nil, fmt.Errorf("set both %s and %s for TLS, or neither", httpFieldCertFile, httpFieldKeyFile)

@@ -327,6 +327,8 @@ func TestHTTPInputConfigErrors(t *testing.T) {
 		{"token: t\nmax_body_size: 8MiB\nmax_buffered_size: 1MiB", "below max_body_size"},
 		{"token: t\ncert_file: c.pem", "set both cert_file and key_file"},
 		{"token: t\ntimeout: 0s", "timeout must be positive"},
+		// Answered as Retry-After: -10, which no client reads as a delay.
+		{"token: t\nretry_after: -10s", "retry_after must not be negative"},
 	} {
 		parsed, err := httpInputSpec().ParseYAML(c.conf, nil)
 		if err == nil {
