@@ -67,7 +67,7 @@ func TestCustomHTTPDeadLettersMalformedEvents(t *testing.T) {
 			t.Errorf("dead letter %d: %+v\nwant error %q, event type %q, source http request %s, message %s", i, l, m.reason, m.eventType, request, m.raw)
 		}
 		if !strings.Contains(p.proc.logs(), strings.ReplaceAll(m.reason, `"`, `\"`)+` (sent on as an error)`) {
-			t.Errorf("no warning naming %q:\n%s", m.reason, lastLines(p.proc.logs(), 30))
+			t.Errorf("no line naming %q (the first a warning, the others at debug level):\n%s", m.reason, lastLines(p.proc.logs(), 30))
 		}
 	}
 	for _, c := range []struct {

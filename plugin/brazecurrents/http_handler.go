@@ -63,8 +63,8 @@ func (in *httpInput) route(w http.ResponseWriter, r *http.Request) {
 func (in *httpInput) wrongPath(w http.ResponseWriter, r *http.Request) {
 	source := in.source(r)
 	if in.authorised(r) {
-		in.log.Warnf("%s: %s %q carries the token, but events are received at %q: set that path in Braze's Custom HTTP URL",
-			source, r.Method, r.URL.Path, in.path)
+		in.warnings.warn("wrong path", fmt.Sprintf("%s: %s %q carries the token, but events are received at %q: set that path in Braze's Custom HTTP URL",
+			source, r.Method, r.URL.Path, in.path))
 	}
 	in.respond(w, source, answer{http.StatusNotFound, "no Currents endpoint at this path"})
 }
@@ -108,7 +108,7 @@ func (in *httpInput) respond(w http.ResponseWriter, source string, a answer) {
 		// Anyone can knock: not worth a warning each.
 		in.log.Debugf("%s: %d %s", source, a.status, a.reason)
 	default:
-		in.log.Warnf("%s: %d %s", source, a.status, a.reason)
+		in.warnings.warn(strconv.Itoa(a.status), fmt.Sprintf("%s: %d %s", source, a.status, a.reason))
 	}
 }
 
@@ -197,7 +197,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 			// to the error path: answered 400, Braze would drop it for good.
 			msg = service.NewMessage(e.raw)
 			msg.SetError(e.err)
-			in.log.Warnf("%s: %v (sent on as an error)", source, e.err)
+			in.warnings.warn("malformed", fmt.Sprintf("%s: %v (sent on as an error)", source, e.err))
 			malformed++
 		} else {
 			msg = service.NewMessage(nil)

@@ -84,6 +84,11 @@ what became of the events:
   already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
   each call's `+"`messageId`"+`.
 
+The warnings that requests repeat (a malformed event, an answer other than 200, 401 or 404, a wrong path
+with the token) are logged at most once a minute of each kind, the others at debug level: Braze sends
+many requests a second, and a line for each, through an outage, would bury the rest of the log. The next
+warning of a kind says how many lines it stood for; the metrics count every one.
+
 Every answer but a 200 closes the connection, once what is left of the body was read or `+"`timeout`"+` passed:
 a client refused before its body was read cannot hold a connection by not sending it.
 
@@ -164,6 +169,7 @@ type httpInput struct {
 	counter  atomic.Uint64
 
 	log       *service.Logger
+	warnings  *logThrottle // what requests repeat, at most once a minute of each kind
 	answered  *service.MetricCounter
 	received  *service.MetricCounter // by event_type
 	malformed *service.MetricCounter
@@ -178,6 +184,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
 		received:  mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel),
 		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{}}
+	in.warnings = newLogThrottle(in.log)
 	var token, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {
