@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,11 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 	}
 	if data, err := os.ReadFile(dead); err == nil && len(data) > 0 {
 		t.Fatalf("calls in flight at shutdown were dead-lettered:\n%s", data)
+	}
+	// Connect logs an error for each batch in flight: it must say what
+	// became of the calls, not only "context canceled".
+	if strings.Contains(p.logs(), "to segment: context canceled") || !strings.Contains(p.logs(), "stopped before Segment confirmed") {
+		t.Fatalf("the batches in flight at the stop are logged without saying what became of them:\n%s", lastLines(p.logs(), 20))
 	}
 	srv.ClearFaults()
 	runToEnd(t, env)

@@ -387,6 +387,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	err := o.s.send(ctx, batch)
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		o.unconfirmed.Add(int64(len(batch)))
+		// Connect logs this as an error of each batch in flight at a stop:
+		// a bare "context canceled" told nothing of what became of them.
+		err = fmt.Errorf("stopped before Segment confirmed %d calls: they are not acknowledged, so their input delivers them again (an object read again, Braze's or the queue's retry): %w", len(batch), err)
 	}
 	return err
 }
