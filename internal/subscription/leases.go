@@ -88,6 +88,9 @@ type leases struct {
 	// again after it.
 	sending map[string]bool
 	renack  []string
+	// closed is set once the subscription shut down: what is reported
+	// fetched after that is sent back at once.
+	closed bool
 
 	stop     context.CancelFunc
 	stopped  chan struct{}
@@ -119,6 +122,13 @@ func (l *leases) received(m *pubsub.Message) {
 func (l *leases) hold(ids []string, first time.Duration) {
 	due := l.now().Add(max(0, first-lookPeriod()))
 	l.mu.Lock()
+	if l.closed {
+		// A fetch that ended after the shutdown (gocloud does not wait
+		// for it): no one receives these.
+		l.mu.Unlock()
+		l.sendBack(ids)
+		return
+	}
 	for _, id := range ids {
 		if _, ok := l.held[id]; !ok {
 			l.held[id] = due
@@ -285,17 +295,34 @@ func (l *leases) failed(n int, err error) {
 		"Logged once for each kind of error", queue, timer, n, err)
 }
 
-// close stops the extensions, waits for the one under way, and sends back
-// what is still held: Connect closes an input once the messages in flight
-// were settled or its shutdown ran out of time, so nothing will settle
-// those. They are delivered again at once, not up to leaseExtension later.
+// stopExtending stops the extensions and waits for the one under way, before
+// the subscription shuts down: its driver may close what they need.
+func (l *leases) stopExtending() {
+	if l.stop != nil {
+		l.stopOnce.Do(l.stop)
+		<-l.stopped
+	}
+}
+
+// close sends back what is still held, once the subscription shut down:
+// Connect closes an input once the messages in flight were settled or its
+// shutdown ran out of time, so nothing will settle those. They are
+// delivered again at once, not up to leaseExtension later. Sent back
+// before the shutdown, they were often fetched again by a fetch of the
+// subscription's still under way, and then held until the queue's own
+// timeout.
 func (l *leases) close() {
-	l.stopOnce.Do(l.stop)
-	<-l.stopped
+	l.stopExtending()
 	l.mu.Lock()
 	ids := slices.Collect(maps.Keys(l.held))
 	clear(l.held)
+	l.closed = true
 	l.mu.Unlock()
+	l.sendBack(ids)
+}
+
+// sendBack makes the messages of ids deliverable again at once.
+func (l *leases) sendBack(ids []string) {
 	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
 		if err := l.call(context.Background(), batch, 0); err != nil && l.log != nil {
 			queue, _ := l.svc.name()

@@ -190,3 +190,19 @@ func receiveBodies(t *testing.T, ctx context.Context, sub *Subscription, n int) 
 	}
 	return held
 }
+
+// TestLeasesSendBackWhatIsFetchedAfterClose: at close what is held is sent
+// back, and so is what a fetch still under way at the shutdown reports
+// later: before, it was held until the queue's own timeout.
+func TestLeasesSendBackWhatIsFetchedAfterClose(t *testing.T) {
+	l, svc, _ := fakeLeases(time.Now())
+	l.hold([]string{"held"}, leasePeriod)
+	l.close()
+	l.hold([]string{"late"}, leasePeriod)
+	if want := [][]string{{"held"}, {"late"}}; !slices.EqualFunc(svc.calls, want, slices.Equal) {
+		t.Fatalf("sent back %v, want %v", svc.calls, want)
+	}
+	if len(l.held) != 0 {
+		t.Fatalf("still held after the shutdown: %v", l.held)
+	}
+}

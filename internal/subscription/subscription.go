@@ -88,9 +88,12 @@ func (s *Subscription) settle(m *pubsub.Message, ack bool) {
 // what it held.
 func (s *Subscription) Shutdown(ctx context.Context) error {
 	if s.leases != nil {
-		s.leases.close()
+		s.leases.stopExtending()
 	}
 	err := s.Subscription.Shutdown(ctx)
+	if s.leases != nil {
+		s.leases.close() // after it, as no fetch of its starts again
+	}
 	if s.closeConn != nil {
 		err = errors.Join(err, s.closeConn())
 	}
