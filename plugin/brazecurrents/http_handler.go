@@ -2,15 +2,12 @@ package brazecurrents
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -117,8 +114,13 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if r.Method != http.MethodPost {
 		return answer{http.StatusMethodNotAllowed, "only POST is accepted"}
 	}
-	if !in.authorised(r) {
+	switch in.tokenOf(r) {
+	case noToken:
 		return answer{http.StatusUnauthorized, "the Authorization header does not carry the configured bearer token"}
+	case previousToken:
+		in.previousUsed.Incr(1)
+		in.warnings.warn("previous token", fmt.Sprintf("%s carries %s, not %s: Braze's Custom HTTP connector still sends the old token. "+
+			"Once braze_currents_http_previous_token_requests stays flat, remove %s", source, httpFieldPreviousToken, httpFieldToken, httpFieldPreviousToken))
 	}
 	if r.ContentLength > in.maxBody {
 		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is %d bytes, over the limit of %d", r.ContentLength, in.maxBody)}
@@ -288,22 +290,6 @@ func (in *httpInput) busy(r *http.Request, start time.Time) answer {
 		return answer{http.StatusServiceUnavailable, left + " while earlier requests held max_buffered_size"}
 	}
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
-}
-
-// authorised reports whether the request carries the token, in the
-// Authorization header only. Comparing hashes keeps the time independent of
-// the token's length as well as its content.
-func (in *httpInput) authorised(r *http.Request) bool {
-	values := r.Header.Values("Authorization")
-	if len(values) != 1 {
-		return false
-	}
-	scheme, token, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], in.tokenSum[:]) == 1
 }
 
 // readBody reads the body, refusing it past the limit and past the

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -22,15 +21,16 @@ import (
 )
 
 const (
-	httpFieldAddress     = "address"
-	httpFieldPath        = "path"
-	httpFieldToken       = "token"
-	httpFieldMaxBody     = "max_body_size"
-	httpFieldMaxBuffered = "max_buffered_size"
-	httpFieldTimeout     = "timeout"
-	httpFieldRetryAfter  = "retry_after"
-	httpFieldCertFile    = "cert_file"
-	httpFieldKeyFile     = "key_file"
+	httpFieldAddress       = "address"
+	httpFieldPath          = "path"
+	httpFieldToken         = "token"
+	httpFieldPreviousToken = "previous_token"
+	httpFieldMaxBody       = "max_body_size"
+	httpFieldMaxBuffered   = "max_buffered_size"
+	httpFieldTimeout       = "timeout"
+	httpFieldRetryAfter    = "retry_after"
+	httpFieldCertFile      = "cert_file"
+	httpFieldKeyFile       = "key_file"
 )
 
 func httpInputSpec() *service.ConfigSpec {
@@ -113,6 +113,8 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
   their type in `+"`braze_event_type`"+`.
 - `+"`braze_currents_http_events_malformed`"+`: of those, the malformed events handed over flagged with an error. Exported
   at 0 from start, so that `+"`rate()`"+` and `+"`increase()`"+` see the first.
+- `+"`braze_currents_http_previous_token_requests`"+`: requests authorised by `+"`previous_token`"+` during a rotation:
+  once it stays flat, Braze sends the new token and `+"`previous_token`"+` can go. Exported at 0 from start.
 `).
 		Fields(
 			service.NewStringField(httpFieldAddress).
@@ -122,6 +124,9 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 			service.NewStringField(httpFieldToken).
 				Description("The bearer token set in Braze's Custom HTTP connector. Required: keep it out of config files, `${CURRENTS_HTTP_TOKEN}`. A token that starts or ends with whitespace, or holds a control character, is refused at start: HTTP cannot carry it. So is one that starts or ends with the characters `\\n`, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline).").
 				Secret(),
+			service.NewStringField(httpFieldPreviousToken).
+				Description("During a rotation of the token, the one Braze still sends: requests carrying either are accepted, so that Braze's connector and this input need not change at the same moment. Set `token` to the new one and this to the old, update Braze, and remove this once `braze_currents_http_previous_token_requests` stays flat (each request carrying it is counted there, and warned of at most once a minute). Checked as `token` is, and refused when equal to it.").
+				Default("").Secret().Advanced(),
 			service.NewStringField(httpFieldMaxBody).
 				Description("The largest request body accepted, in bytes or with a unit (`8MiB`), as sent and, for a gzip body, decompressed. Braze sends up to 100 events per request; the default leaves room for large custom events.").
 				Default("8MiB"),
@@ -157,6 +162,8 @@ type httpRequest struct {
 type httpInput struct {
 	address, path       string
 	tokenSum            [sha256.Size]byte
+	previousSum         [sha256.Size]byte
+	hasPrevious         int // 1 with a previous_token, for a constant-time match
 	maxBody             int64
 	timeout, retryAfter time.Duration
 	certFile, keyFile   string
@@ -173,7 +180,9 @@ type httpInput struct {
 	answered  *service.MetricCounter
 	received  *service.MetricCounter // by event_type
 	malformed *service.MetricCounter
-	labels    *typeLabels // of received: known types, the rest as other
+	// previousUsed counts the requests authorised by previous_token.
+	previousUsed *service.MetricCounter
+	labels       *typeLabels // of received: known types, the rest as other
 
 	server *http.Server
 	bound  chan string // the listener's address, once listening (tests bind :0)
@@ -183,9 +192,10 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
 		received:  mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel),
-		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{}}
+		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{},
+		previousUsed: mgr.Metrics().NewCounter("braze_currents_http_previous_token_requests")}
 	in.warnings = newLogThrottle(in.log)
-	var token, maxBody, maxBuf string
+	var token, previous, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {
 		if err == nil {
@@ -195,6 +205,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	str(&in.address, httpFieldAddress)
 	str(&in.path, httpFieldPath)
 	str(&token, httpFieldToken)
+	str(&previous, httpFieldPreviousToken)
 	str(&maxBody, httpFieldMaxBody)
 	str(&maxBuf, httpFieldMaxBuffered)
 	str(&in.certFile, httpFieldCertFile)
@@ -211,20 +222,19 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	if token == "" {
 		return nil, fmt.Errorf("%s is empty: set the bearer token configured in Braze's Custom HTTP connector", httpFieldToken)
 	}
-	// HTTP strips a header value's surrounding whitespace, and no header
-	// carries a control character: such a token could never match.
-	if strings.TrimSpace(token) != token {
-		return nil, fmt.Errorf("%s starts or ends with whitespace (a pasted newline or space?), which the Authorization header cannot carry: remove it here and in Braze", httpFieldToken)
-	}
-	// Connect writes an environment variable's newline into the config as the
-	// two characters \n, which a block scalar (the shipped config's) keeps.
-	if strings.HasPrefix(token, `\n`) || strings.HasSuffix(token, `\n`) {
-		return nil, fmt.Errorf(`%s starts or ends with the characters \n, which is how Connect writes a newline of an environment variable into a config (a secret file's last newline?): Braze's requests would not carry it; remove the newline`, httpFieldToken)
-	}
-	if strings.ContainsFunc(token, unicode.IsControl) {
-		return nil, fmt.Errorf("%s holds a control character, which the Authorization header cannot carry", httpFieldToken)
+	if err := checkToken(httpFieldToken, token); err != nil {
+		return nil, err
 	}
 	in.tokenSum = sha256.Sum256([]byte(token))
+	if previous != "" {
+		if err := checkToken(httpFieldPreviousToken, previous); err != nil {
+			return nil, err
+		}
+		if previous == token {
+			return nil, fmt.Errorf("%s is the same as %s: during a rotation %s is the new token and %s the one Braze sends until it is updated", httpFieldPreviousToken, httpFieldToken, httpFieldToken, httpFieldPreviousToken)
+		}
+		in.previousSum, in.hasPrevious = sha256.Sum256([]byte(previous)), 1
+	}
 	if in.maxBody, err = parseSize(httpFieldMaxBody, maxBody); err != nil {
 		return nil, err
 	}
@@ -251,6 +261,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 		in.answered.Incr(0, strconv.Itoa(status))
 	}
 	in.malformed.Incr(0) // as the statuses: increase() sees the first malformed event
+	in.previousUsed.Incr(0)
 	return in, nil
 }
 
