@@ -209,13 +209,22 @@ func (c *checkpoint) walkedTo(partition string, started, hour time.Time) {
 	c.settleLocked(partition, hour)
 }
 
-// reopen takes back the settling of partition's hours from hour on: a
-// listing is to read them again. The done keys the watermark dropped are
-// lost, so their objects are read again (duplicates, never a loss).
+// reopen takes back the settling of partition's hours from hour on (all of
+// them for a zero hour): a listing is to read them again. The done keys the
+// watermark dropped are lost, so their objects are read again (duplicates,
+// never a loss).
 func (c *checkpoint) reopen(partition string, hour time.Time) {
 	below := hour.Add(-time.Hour)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if hour.IsZero() {
+		if _, ok := c.watermarks[partition]; ok {
+			delete(c.watermarks, partition)
+			c.dirty = true
+		}
+		delete(c.settled, partition)
+		return
+	}
 	if s, ok := c.settled[partition]; ok && s.After(below) {
 		c.settled[partition] = below
 	}

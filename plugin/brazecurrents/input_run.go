@@ -59,7 +59,7 @@ func (in *currentsInput) run(ctx context.Context) {
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects, retries chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now,
-		timeout: in.conf.readTimeout, reopen: in.reopen}
+		timeout: in.conf.readTimeout, reopen: in.reopen, relayout: in.relayout, watermark: in.ckpt.watermark}
 	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
 	if in.conf.watch {
@@ -187,6 +187,16 @@ func (in *currentsInput) reopen(partition, dir string, after time.Time) {
 	in.log.Errorf("Listing %s: the bucket listed %s after date=%s, not in key order as object stores list: "+
 		"it is read rather than taken as done, and from now on the hours of %s settle only once it is listed in full; objects may be read twice, none is lost",
 		bucketName(in.conf.url), dir, after.Format(DateHourLayout), partition)
+}
+
+// relayout takes back the hours of partition that settled while its listing
+// passed them, when the listing then meets entry, another layout, which may
+// hold objects of those hours: they are read rather than taken as done.
+func (in *currentsInput) relayout(partition, entry string, from time.Time) {
+	in.ckpt.reopen(partition, from)
+	in.log.Warnf("Listing %s: %s follows the date= hours of %s, another layout, which may hold objects of those hours: "+
+		"the hours settled as the listing passed them are taken back, and from now on %s settles only once it is listed in full; objects may be read twice, none is lost",
+		bucketName(in.conf.url), entry, partition, partition)
 }
 
 // logUnlisted logs the directories a pass could not list: as an error when

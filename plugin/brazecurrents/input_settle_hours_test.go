@@ -200,3 +200,61 @@ func TestInputUnorderedListingLosesNoHour(t *testing.T) {
 		t.Fatalf("errors logged for the unordered listing: %q; want one, naming hour 10 listed after hour 12", got)
 	}
 }
+
+// Braze moves a partition to another layout in hour 10, a level before
+// date= (version=2/date=<hour>/), which lists after the date= hours: hour
+// 10 settled as the listing passed date=2026-12-01-10/, and once its object
+// there is done the watermark covers the hour, so its object in the new
+// layout would count as done unread. The walk takes back the hours it
+// settled when it meets another layout after them, and that partition
+// settles only as a whole from then on.
+func TestInputLayoutAfterTheHoursLosesNoHour(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	spec := func(h int) fixtures.FileSpec {
+		return fixtures.FileSpec{EventType: uninstall, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 3,
+			Seed: uint64(h), DateHour: at14(0).Add(time.Duration(h%100-14) * time.Hour), Offset: h}
+	}
+	want := union(uploadFixture(t, b, spec(9)), uploadFixture(t, b, spec(10)))
+	moved := spec(110) // hour 10, in the new layout
+	var buf bytes.Buffer
+	records, err := fixtures.WriteFile(&buf, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := "date=" + moved.DateHour.Format(DateHourLayout)
+	buckets.Upload(t, b, strings.Replace(fixtures.Key(moved), "/"+hour+"/version=1/", "/version=2/"+hour+"/", 1), buf.Bytes())
+	for _, rec := range records {
+		want[rec["id"].(string)] = true
+	}
+	release := make(chan struct{})
+	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Query().Get("prefix"), typeDir(uninstall)+"version=2/") {
+			select { // until the old layout's hours are done
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		forward.ServeHTTP(w, r)
+	})
+	conf := "url: \"" + proxied + "\"\nwatch: true\npoll_interval: 5m\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 10h"
+	r := startClockRun(t, conf, at14(10))
+	r.waitCheckpointed(2)
+	close(release)
+	r.pass(0)
+	if c := r.in.counts(); c.done+int64(c.inFlight) < 3 {
+		t.Fatalf("after the pass: %d objects done, %d in flight; want the object of hour 10 in the new layout read too", c.done, c.inFlight)
+	}
+	r.got.waitFor(t, want)
+	expectExactly(t, r.got, want)
+	r.waitCheckpointed(3)
+	if w, _ := r.in.ckpt.watermark(r.partition(t, uninstall)); !w.Equal(at14(0).Add(-3 * time.Hour)) {
+		t.Fatalf("watermark after the pass: %v, want hour 11", w)
+	}
+	if got := r.logs.matching("another layout"); len(got) != 1 || !strings.Contains(got[0], typeDir(uninstall)+"version=2/ follows") {
+		t.Fatalf("warnings logged for the new layout: %q; want one, naming version=2/", got)
+	}
+}

@@ -54,7 +54,14 @@ type walker struct {
 	// the hour after, against that contract, so that the hours settled
 	// meanwhile are taken back before dir is pruned as done; the partition
 	// then settles only as a whole (unordered), as before.
-	reopen    func(partition, dir string, after time.Time)
+	reopen func(partition, dir string, after time.Time)
+	// relayout, when set, is told of entry, not a date= hour, that the
+	// listing of partition met after hours it may have settled: a level
+	// before date= (version=2/) lists after the hours and may hold objects
+	// of theirs. The hours from from (zero: all) are taken back before entry
+	// is read, and the partition settles only as a whole (unordered).
+	relayout  func(partition, entry string, from time.Time)
+	watermark func(partition string) (time.Time, bool)
 	unordered map[string]bool
 	// byHour holds, for a partition whose last complete listing held
 	// nothing but date=<hour>/ directories, when that listing ended. Only
@@ -109,10 +116,17 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 	// A listing of a partition's own directory learns its layout; until it
 	// completes, the partition is not listed hour by hour.
 	learns, hourly := "", true
-	var last time.Time // the partition's hour listed last, to check the order
+	// The partition's hour listed last, to check the order, and the first
+	// hour its listing may settle, to take back on another layout.
+	var last, from time.Time
 	if strings.HasPrefix(path.Base(prefix), "event_type=") {
 		learns = strings.TrimSuffix(prefix, "/")
 		delete(w.byHour, learns)
+		if w.watermark != nil {
+			if wm, ok := w.watermark(learns); ok {
+				from = wm.Add(time.Hour)
+			}
+		}
 	}
 	iter := w.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
 	for {
@@ -136,6 +150,8 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 				hour = h
 				w.checkOrder(learns, obj.Key, last, h)
 				last = h
+			} else if !last.IsZero() && w.settlesWhole(learns) && w.relayout != nil {
+				w.relayout(learns, obj.Key, from)
 			}
 		}
 		if strings.HasSuffix(obj.Key, ".avro") || strings.HasPrefix(path.Base(obj.Key), "event_type=") {
@@ -192,16 +208,25 @@ func (w *walker) settleTo(partition string, hour time.Time) {
 // checkOrder takes back what settleTo settled when a store lists hour at or
 // before the previous one, before wantsDir can prune it as done.
 func (w *walker) checkOrder(partition, dir string, previous, hour time.Time) {
-	if previous.IsZero() || hour.After(previous) || w.unordered[partition] {
+	if previous.IsZero() || hour.After(previous) || !w.settlesWhole(partition) {
 		return
+	}
+	if w.reopen != nil {
+		w.reopen(partition, dir, previous)
+	}
+}
+
+// settlesWhole has partition settle only as a whole from now on; false
+// when it already did.
+func (w *walker) settlesWhole(partition string) bool {
+	if w.unordered[partition] {
+		return false
 	}
 	if w.unordered == nil {
 		w.unordered = map[string]bool{}
 	}
 	w.unordered[partition] = true
-	if w.reopen != nil {
-		w.reopen(partition, dir, previous)
-	}
+	return true
 }
 
 // failedUnder says whether a directory of partition failed to list in the
