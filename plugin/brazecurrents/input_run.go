@@ -179,11 +179,10 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 }
 
 // reopen takes back the hours of partition that settled while its listing
-// passed them, when the bucket then lists dir, an earlier hour: the hours
-// are read again rather than dir pruned unread.
-func (in *currentsInput) reopen(partition, dir string, after time.Time) {
-	hour, _ := hourOfDir(dir)
-	in.ckpt.reopen(partition, hour)
+// passed them, from from on, when the bucket then lists dir, an earlier
+// hour: they are read rather than dir pruned unread.
+func (in *currentsInput) reopen(partition, dir string, after, from time.Time) {
+	in.ckpt.reopen(partition, from)
 	in.log.Errorf("Listing %s: the bucket listed %s after date=%s, not in key order as object stores list: "+
 		"it is read rather than taken as done, and from now on the hours of %s settle only once it is listed in full; objects may be read twice, none is lost",
 		bucketName(in.conf.url), dir, after.Format(DateHourLayout), partition)

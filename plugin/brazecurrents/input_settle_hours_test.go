@@ -139,6 +139,30 @@ var commonPrefixes = regexp.MustCompile(`(?s)<CommonPrefixes>.*?</CommonPrefixes
 // unread; the walk takes that back when it meets hour 10, which is read,
 // and settles that partition only as a whole from then on.
 func TestInputUnorderedListingLosesNoHour(t *testing.T) {
+	r, want, release := startUnorderedListing(t, []int{8, 9, 11, 12}, []int{10})
+	r.waitCheckpointed(4)
+	if w, _ := r.in.ckpt.watermark(r.partition(t, uninstall)); !w.Equal(at14(0).Add(-3 * time.Hour)) {
+		t.Fatalf("watermark once hours 8, 9, 11 and 12 are done: %v, want hour 11 (hour 12 closes at 15:00, late arrivals included)", w)
+	}
+	close(release)
+	r.checkUnorderedPass(want)
+}
+
+// The same with two hours out of order, the second before the first: hour
+// 9 comes after hour 10. Taking back only the hours from 10 on left hour 9
+// behind the watermark, pruned unread; the walk takes back every hour its
+// listing settled.
+func TestInputUnorderedListingOfTwoHoursLosesNoHour(t *testing.T) {
+	r, want, release := startUnorderedListing(t, []int{8, 11, 12}, []int{10, 9})
+	r.waitCheckpointed(3)
+	close(release)
+	r.checkUnorderedPass(want)
+}
+
+// startUnorderedListing uploads an object in each of hours 8 to 12 to an
+// S3 stand-in whose front lists the partition's hours first, on a first
+// page, and then last, on a second page, once release is closed.
+func startUnorderedListing(t *testing.T, first, last []int) (*clockRun, map[string]bool, chan struct{}) {
 	b := buckets.StartS3(t)
 	for k, v := range b.Env {
 		t.Setenv(k, v)
@@ -158,7 +182,7 @@ func TestInputUnorderedListingLosesNoHour(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "application/xml")
 		switch listings.Add(1) {
-		case 1: // hours 8, 9, 11 and 12, and more to come
+		case 1: // the first hours, and more to come
 			rec := httptest.NewRecorder()
 			forward.ServeHTTP(rec, r)
 			body := rec.Body.Bytes()
@@ -169,9 +193,17 @@ func TestInputUnorderedListingLosesNoHour(t *testing.T) {
 			}
 			head, tail := body[:commonPrefixes.FindIndex(body)[0]], body[bytes.LastIndex(body, dirs[4])+len(dirs[4]):]
 			truncated := bytes.Replace(head, []byte("<IsTruncated>false</IsTruncated>"), []byte("<IsTruncated>true</IsTruncated><NextContinuationToken>next</NextContinuationToken>"), 1)
-			_, _ = w.Write(slices.Concat(truncated, dirs[0], dirs[1], dirs[3], dirs[4], tail))
-			lastPage = slices.Concat(head, dirs[2], tail)
-		case 2: // hour 10, once the others are done
+			page := [][]byte{truncated}
+			for _, h := range first {
+				page = append(page, dirs[h-8])
+			}
+			_, _ = w.Write(slices.Concat(append(page, tail)...))
+			page = [][]byte{head}
+			for _, h := range last {
+				page = append(page, dirs[h-8])
+			}
+			lastPage = slices.Concat(append(page, tail)...)
+		case 2: // the last hours, once the others are done
 			select {
 			case <-release:
 			case <-r.Context().Done():
@@ -183,13 +215,18 @@ func TestInputUnorderedListingLosesNoHour(t *testing.T) {
 		}
 	})
 	conf := "url: \"" + proxied + "\"\nwatch: true\npoll_interval: 5m\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 10h"
-	r := startClockRun(t, conf, at14(10))
-	r.waitCheckpointed(4)
-	if w, _ := r.in.ckpt.watermark(r.partition(t, uninstall)); !w.Equal(at14(0).Add(-3 * time.Hour)) {
-		t.Fatalf("watermark once hours 8, 9, 11 and 12 are done: %v, want hour 11 (hour 12 closes at 15:00, late arrivals included)", w)
-	}
-	close(release)
+	return startClockRun(t, conf, at14(10)), want, release
+}
+
+// checkUnorderedPass checks that the pass read every event once, settled
+// hour 11, and logged one error, naming hour 10 listed after hour 12.
+func (r *clockRun) checkUnorderedPass(want map[string]bool) {
+	t := r.t
+	t.Helper()
 	r.pass(0)
+	if c := r.in.counts(); c.done+int64(c.inFlight) < int64(len(want)/3) { // 3 events an object
+		t.Fatalf("after the pass: %d objects done, %d in flight; want all %d read", c.done, c.inFlight, len(want)/3)
+	}
 	r.got.waitFor(t, want)
 	expectExactly(t, r.got, want)
 	r.waitCheckpointed(5)

@@ -51,10 +51,11 @@ type walker struct {
 	// otherwise keep every done key until its listing ends.
 	listedTo func(partition string, hour time.Time)
 	// reopen, when set, is told of a date= directory a store listed after
-	// the hour after, against that contract, so that the hours settled
-	// meanwhile are taken back before dir is pruned as done; the partition
-	// then settles only as a whole (unordered), as before.
-	reopen func(partition, dir string, after time.Time)
+	// the hour after, against that contract, so that the hours the listing
+	// settled, from from on (zero: all), are taken back before dir is
+	// pruned as done: the hours that come after it may be earlier still.
+	// The partition then settles only as a whole (unordered), as before.
+	reopen func(partition, dir string, after, from time.Time)
 	// relayout, when set, is told of entry, not a date= hour, that the
 	// listing of partition met after hours it may have settled: a level
 	// before date= (version=2/) lists after the hours and may hold objects
@@ -148,7 +149,7 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 			h, ok := hourOfDir(obj.Key)
 			if hourly = ok && obj.IsDir; hourly {
 				hour = h
-				w.checkOrder(learns, obj.Key, last, h)
+				w.checkOrder(learns, obj.Key, last, h, from)
 				last = h
 			} else if !last.IsZero() && w.settlesWhole(learns) && w.relayout != nil {
 				w.relayout(learns, obj.Key, from)
@@ -205,14 +206,15 @@ func (w *walker) settleTo(partition string, hour time.Time) {
 	w.listedTo(partition, hour)
 }
 
-// checkOrder takes back what settleTo settled when a store lists hour at or
-// before the previous one, before wantsDir can prune it as done.
-func (w *walker) checkOrder(partition, dir string, previous, hour time.Time) {
+// checkOrder takes back what settleTo settled from from on when a store
+// lists hour at or before the previous one, before wantsDir can prune it as
+// done.
+func (w *walker) checkOrder(partition, dir string, previous, hour, from time.Time) {
 	if previous.IsZero() || hour.After(previous) || !w.settlesWhole(partition) {
 		return
 	}
 	if w.reopen != nil {
-		w.reopen(partition, dir, previous)
+		w.reopen(partition, dir, previous, from)
 	}
 }
 
