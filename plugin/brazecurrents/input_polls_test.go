@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -253,4 +254,48 @@ func refuseOnce(t *testing.T, b *buckets.Bucket, refuse func(*http.Request) bool
 		}
 		denyS3(w)
 	})
+}
+
+// A partition with a level before date= (version=1/date=<hour>/) is listed
+// as a directory at every poll; its date= hours behind the watermark are
+// pruned there as in the usual layout. Before, the walk looked for the
+// watermark of the level's directory, which has none, and listed every hour
+// of the partition's history at every poll: 24 listings a poll after a day.
+func TestInputPollPrunesHoursBelowALevelBeforeDate(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	proxied, listings := recordListings(t, b)
+	want := map[string]bool{}
+	for h := range 24 { // the day to 12:00, closed at 14:10 (late_arrival 2h)
+		spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 2, Seed: uint64(h),
+			DateHour: at14(0).Add(-time.Duration(h+3) * time.Hour)}
+		hour := "date=" + spec.DateHour.Format(DateHourLayout)
+		var buf bytes.Buffer
+		records, err := fixtures.WriteFile(&buf, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets.Upload(t, b, strings.Replace(fixtures.Key(spec), "/"+hour+"/version=1/", "/version=1/"+hour+"/", 1), buf.Bytes())
+		for _, rec := range records {
+			want[rec["id"].(string)] = true
+		}
+	}
+	r := startClockRun(t, "url: \""+proxied+"\"\nwatch: true\npoll_interval: 1m\nprogress_interval: 0s", at14(10))
+	r.pass(0)
+	r.got.waitFor(t, want)
+	r.waitCounts("24 objects done", func(c inputCounts) bool { return c.done == 24 && c.inFlight == 0 })
+	from := listings.count()
+	r.poll(1, time.Minute)
+	var hours []string
+	for _, prefix := range listings.since(from) {
+		if strings.Contains(prefix, "/date=") {
+			hours = append(hours, prefix)
+		}
+	}
+	if len(hours) != 0 {
+		t.Fatalf("a poll once every hour was done listed %d date= directories, behind the watermark, from %q", len(hours), hours[0])
+	}
+	expectExactly(t, r.got, want)
 }

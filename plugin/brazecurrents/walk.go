@@ -327,7 +327,12 @@ func (w *walker) wantsDir(dir string) bool {
 			return false
 		}
 		w.inRange++
-		partition := strings.TrimSuffix(strings.TrimSuffix(dir, "/"), "/"+name)
+		// Its partition is the event_type= directory it lies in, whatever
+		// levels come between (objectAt), else the directory above it.
+		partition := partitionOf(dir)
+		if partition == "" {
+			partition = strings.TrimSuffix(strings.TrimSuffix(dir, "/"), "/"+name)
+		}
 		return w.skipHour == nil || !w.skipHour(partition, hour)
 	}
 	return true
