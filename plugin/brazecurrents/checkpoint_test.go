@@ -213,6 +213,31 @@ func TestCheckpointFailedObjectDoesNotHoldTheWatermark(t *testing.T) {
 	}
 }
 
+// reopen takes back what a listing settled as it passed the hours: to the
+// hour before the one it names, or, named none, every hour, as when the
+// listing began without a watermark.
+func TestCheckpointReopenTakesBackSettledHours(t *testing.T) {
+	c := newCheckpoint(time.Hour, selection{})
+	p := "currents/x/event_type=a"
+	c.walkedTo(p, at(14), at(8))
+	c.walkedTo(p, at(14), at(10))
+	if w, _ := c.watermark(p); !w.Equal(at(10)) {
+		t.Fatalf("watermark %v, want 10", w)
+	}
+	c.reopen(p, at(9))
+	if w, _ := c.watermark(p); !w.Equal(at(8)) || c.isDone(hourObj(p, at(9), 0)) {
+		t.Fatalf("watermark %v after reopening from 09, want 08 and hour 09 not done", w)
+	}
+	c.walkedTo(p, at(14), at(9))
+	c.reopen(p, time.Time{})
+	if w, ok := c.watermark(p); ok || c.isDone(hourObj(p, at(8), 0)) {
+		t.Fatalf("watermark %v after reopening every hour, want none", w)
+	}
+	if raw, _, _, _ := c.snapshot(true); strings.Contains(string(raw), "watermark") {
+		t.Fatalf("document %s, want no watermark", raw)
+	}
+}
+
 func TestCheckpointRejectsDamagedDocuments(t *testing.T) {
 	for _, doc := range []string{`{`, `{"version":3}`, `{"version":1,"partitions":{"p":{"watermark":"soon"}}}`} {
 		c := newCheckpoint(time.Hour, selection{})
