@@ -232,10 +232,12 @@ func bothNullAndSet(fields []fixtures.Field, records []map[string]any) bool {
 // With all_fields, every non-null field is a property but the identity ones and the sources of
 // renamed properties (README, Choosing events).
 func expectedCall(ev fixtures.SegmentEvent, r map[string]any, o options) (map[string]any, string) {
-	if r["external_user_id"] == nil && !o.anonymous {
+	// An empty id is none: Segment needs a userId or an anonymousId that is not empty.
+	none := func(f string) bool { return r[f] == nil || r[f] == "" }
+	if none("external_user_id") && !o.anonymous {
 		return nil, ""
 	}
-	if r["external_user_id"] == nil && r["user_id"] == nil {
+	if none("external_user_id") && none("user_id") {
 		return nil, "has neither external_user_id nor user_id"
 	}
 	call := map[string]any{
@@ -246,7 +248,7 @@ func expectedCall(ev fixtures.SegmentEvent, r map[string]any, o options) (map[st
 		"properties": pick(r, ev.Properties),
 	}
 	for k, f := range map[string]string{"userId": "external_user_id", "anonymousId": "user_id"} {
-		if r[f] != nil {
+		if !none(f) {
 			call[k] = r[f]
 		}
 	}

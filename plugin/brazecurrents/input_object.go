@@ -245,22 +245,24 @@ func (r *objectRun) complete() {
 var externalUserID = []byte(`"external_user_id":`)
 
 // withoutExternalUserID counts the events of batch with no
-// external_user_id, which the mapping skips unless include_anonymous: a map
-// lookup per structured event; in JSON text, a search that stops at the
-// field, which Currents schemas put near the start.
+// external_user_id (absent, null or empty, as the mapping tells them), which
+// the mapping skips unless include_anonymous: a map lookup per structured
+// event; in JSON text, a search that stops at the field, which Currents
+// schemas put near the start.
 func withoutExternalUserID(batch service.MessageBatch) int {
 	n := 0
 	for _, m := range batch {
 		if m.HasStructured() {
 			v, _ := m.AsStructured()
-			if ev, _ := v.(map[string]any); ev["external_user_id"] == nil {
+			ev, _ := v.(map[string]any)
+			if id := ev["external_user_id"]; id == nil || id == "" {
 				n++
 			}
 			continue
 		}
 		b, _ := m.AsBytes()
 		i := bytes.Index(b, externalUserID) + len(externalUserID)
-		if i < len(externalUserID) || i >= len(b) || b[i] == 'n' { // absent, or null
+		if i < len(externalUserID) || i >= len(b) || b[i] == 'n' || bytes.HasPrefix(b[i:], []byte(`""`)) { // absent, null or ""
 			n++
 		}
 	}

@@ -96,3 +96,23 @@ func TestInputSummaryCountsRefusedEvents(t *testing.T) {
 		t.Fatalf("summary\n%s\nwant\n%s", line, want)
 	}
 }
+
+// An empty external_user_id is counted as none, as the mapping tells it
+// (and skips the event unless include_anonymous), in structured events and
+// in JSON text alike.
+func TestWithoutExternalUserIDCountsAnEmptyOne(t *testing.T) {
+	batch := service.MessageBatch{
+		service.NewMessage([]byte(`{"id":"a","external_user_id":""}`)),
+		service.NewMessage([]byte(`{"id":"b","external_user_id":null}`)),
+		service.NewMessage([]byte(`{"id":"c","external_user_id":"x"}`)),
+		service.NewMessage([]byte(`{"id":"d","external_user_id":"\"\""}`)),
+	}
+	for _, ev := range []map[string]any{{"external_user_id": ""}, {}, {"external_user_id": "x"}} {
+		m := service.NewMessage(nil)
+		m.SetStructured(ev)
+		batch = append(batch, m)
+	}
+	if got := withoutExternalUserID(batch); got != 4 {
+		t.Errorf("%d events without external_user_id, want 4 (an empty one and a null one in each form)", got)
+	}
+}
