@@ -164,7 +164,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		return answer{http.StatusBadRequest, err.Error()}
 	}
 	n := scan.events
-	charge := held + int64(n)*eventCharge
+	charge := held + int64(len(scan.shallow)) + int64(n)*eventCharge // shallow: a copy, with events too deep
 	if charge > in.maxBuf {
 		in.buffered.Release(held)
 		// Braze retries it as it is: said in full, since only a larger

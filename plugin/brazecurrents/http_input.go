@@ -66,10 +66,12 @@ what became of the events:
   key twice outside the events (two `+"`events`"+` arrays, say): nothing can be split out of such a body, and
   nothing of it is sent or dead-lettered.
 - A malformed event of a well-formed body (not an object, no `+"`event_type`"+`, `+"`properties`"+` or `+"`user`"+`
-  not objects, a field that `+"`properties`"+`, `+"`user`"+` and the event disagree on, a key named twice in it)
+  not objects, a field that `+"`properties`"+`, `+"`user`"+` and the event disagree on, a key named twice in it,
+  nested deeper than the 10,000 levels of arrays and objects JSON is read to, the request's object and events
+  array two of them)
   does not fail the request: it goes down the pipeline with the others as a message flagged with an error
   naming the event's index in the request, its `+"`id`"+` and what is wrong, whose content is the event's JSON as
-  received, with the metadata below (`+"`braze_event_type`"+` only when its `+"`event_type`"+` is a non-empty string). Route errors to a
+  received (for one nested too deep, which Connect cannot read as JSON either, its text as a JSON string), with the metadata below (`+"`braze_event_type`"+` only when its `+"`event_type`"+` is a non-empty string). Route errors to a
   dead letter output (the shipped config does): the request is answered as above, 200 once that message too
   was acknowledged. A `+"`mapping`"+` processor runs on a flagged message as on any other, and could delete it:
   the shipped config skips it with `+"`root = if errored() { content() } else { … }`"+`. A warning is logged for each, naming the request and the reason. (Answered 400, Braze's

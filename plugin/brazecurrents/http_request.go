@@ -49,10 +49,13 @@ func newBodyDecoder(body []byte, allowDup bool) *jsontext.Decoder {
 }
 
 // httpScan is what scanHTTPBody found: how many events the body holds, and
-// whether it names no key twice anywhere.
+// whether it names no key twice anywhere; for a body with events nested too
+// deep, the body to decode instead and those events (scanTooDeep).
 type httpScan struct {
 	events  int
 	dupFree bool
+	shallow []byte
+	deep    map[int]jsontext.Value
 }
 
 // scanHTTPBody checks the body's shape (walkHTTPBody) and counts its
@@ -61,10 +64,22 @@ type httpScan struct {
 // whose decoder refuses duplicates tells so, and spares each event its own
 // check; a body it refuses for one is walked again, allowing them.
 func scanHTTPBody(body []byte) (httpScan, error) {
+	scan, err := scanBody(body)
+	if deep := (*tooDeepEvent)(nil); errors.As(err, &deep) {
+		return scanTooDeep(body, deep)
+	}
+	return scan, err
+}
+
+func scanBody(body []byte) (httpScan, error) {
 	n := 0
 	count := func(dec *jsontext.Decoder) error {
+		start := dec.InputOffset()
 		n++
 		if err := dec.SkipValue(); err != nil {
+			if isTooDeep(err) {
+				return &tooDeepEvent{index: n - 1, start: start, err: err}
+			}
 			return bodyError(err)
 		}
 		return nil
@@ -205,6 +220,9 @@ func duplicateKey(v jsontext.Value) error {
 // place; otherwise each event is checked on its own bytes first. A malformed
 // event keeps its bytes, with its reason.
 func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
+	if scan.shallow != nil {
+		body = scan.shallow
+	}
 	events := make([]httpEvent, 0, scan.events)
 	d := newEventDecoder()
 	err := walkHTTPBody(body, true, func(dec *jsontext.Decoder) error {
@@ -233,6 +251,9 @@ func decodeHTTPEvents(body []byte, scan httpScan) ([]httpEvent, error) {
 	}
 	if len(events) != scan.events {
 		return nil, fmt.Errorf("the body holds %d events, not the %d its scan counted", len(events), scan.events)
+	}
+	for i, raw := range scan.deep {
+		events[i] = tooDeepHTTPEvent(i, raw)
 	}
 	return events, nil
 }
@@ -267,18 +288,28 @@ func malformedHTTPEvent(d *eventDecoder, i int, raw jsontext.Value, err error) h
 	// Answered 400, Braze would re-send the request's events one by one and
 	// drop this one for good: it goes on to the error path instead, and the
 	// id is what a reader of the dead letter and the log finds it by.
-	e := httpEvent{raw: raw, err: fmt.Errorf("event %d: %w", i, err)}
+	e := httpEvent{raw: raw}
+	var id string
+	var hasID bool
 	v, _ := d.any(raw) // valid JSON: the body's walk read it
 	if obj, ok := v.(map[string]any); ok {
 		e.eventType, _ = obj["event_type"].(string)
-		if id, ok := obj["id"].(string); ok {
-			if len(id) > 100 { // a Braze id is a UUID; keep the log line short
-				id = id[:100] + "…"
-			}
-			e.err = fmt.Errorf("event %d (id %q): %w", i, id, err)
-		}
+		id, hasID = obj["id"].(string)
 	}
+	e.err = eventError(i, id, hasID, err)
 	return e
+}
+
+// eventError is err of the event of index i, and of id when it has a string
+// one.
+func eventError(i int, id string, hasID bool, err error) error {
+	if !hasID {
+		return fmt.Errorf("event %d: %w", i, err)
+	}
+	if len(id) > 100 { // a Braze id is a UUID; keep the log line short
+		id = id[:100] + "…"
+	}
+	return fmt.Errorf("event %d (id %q): %w", i, id, err)
 }
 
 // kindName names a JSON kind.
