@@ -17,6 +17,8 @@ import (
 // every event's id and key to outPath.
 func inputConfig(bucketURL, outPath string) string {
 	return `
+http:
+  enabled: false # no port to share with other runs: the binary stops a run whose server cannot listen
 input:
   braze_currents:
     url: "` + bucketURL + `"

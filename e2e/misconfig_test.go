@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,5 +89,29 @@ func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
 	out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
 	if want := `level=warning msg="DEAD_LETTER_PATH=\"` + filepath.Join(notADir, "dead.jsonl") + `\" cannot be written`; err != nil || !strings.Contains(out, want) {
 		t.Fatalf("exit %v; the logs lack %q:\n%s", err, want, lastLines(out, 10))
+	}
+}
+
+// TestMetricsAddressThatCannotBeServedStopsTheRun: a CONNECT_HTTP_ADDRESS
+// whose port is taken, or that does not parse, left the pipeline running
+// without /metrics, /ready or /ping (Connect only logs "HTTP Server error"),
+// unseen by Prometheus and its alerts; the binary now stops the run, in watch
+// mode too, with a non-zero exit naming the setting.
+func TestMetricsAddressThatCannotBeServedStopsTheRun(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for addr, cause := range map[string]string{taken.Addr().String(): "address already in use", "bad::addr": "too many colons"} {
+		env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9",
+			"CONNECT_HTTP_ADDRESS=" + addr, "CURRENTS_WATCH=true", "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead.jsonl")}
+		out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "Connect's HTTP server failed") ||
+			!strings.Contains(out, cause) || !strings.Contains(out, "CONNECT_HTTP_ADDRESS") {
+			t.Errorf("%s: exit %v, want 1 and a message naming %q and CONNECT_HTTP_ADDRESS:\n%s", addr, err, cause, lastLines(out, 10))
+		}
 	}
 }

@@ -106,6 +106,8 @@ func queueConfig(t *testing.T, inURL, outURL string) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "queue.yaml")
 	if err := os.WriteFile(cfg, []byte(`
+http:
+  enabled: false # no port to share with other runs: the binary stops a run whose server cannot listen
 input:
   queue:
     url: `+inURL+`

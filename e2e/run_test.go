@@ -52,6 +52,12 @@ type connectProc struct {
 	lines []string
 }
 
+// defaultEnv comes before a test's own environment (the last value of a
+// name wins): the shipped configs' HTTP server on a port of its own, as the
+// binary stops a run whose server cannot listen (another test's, or another
+// process's, on the default 4195).
+var defaultEnv = []string{"CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+
 // startConnect starts the binary in dir (repoRoot: the shipped configs'
 // Bloblang imports resolve from there) with env and args (default: -c the
 // shipped config). events, when not nil, is notified at every log line and
@@ -66,7 +72,7 @@ func startConnect(t *testing.T, dir string, env []string, events *notifier, args
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), defaultEnv...), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +236,7 @@ func runSplit(t *testing.T, dir string, env []string, args ...string) (stdout, s
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), defaultEnv...), env...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()

@@ -74,6 +74,8 @@ func TestFileInputDecodesEveryFixtureOnce(t *testing.T) {
 
 	outPath := filepath.Join(dir, "events.jsonl")
 	config := `
+http:
+  enabled: false # no port to share with other runs: the binary stops a run whose server cannot listen
 input:
   file:
     paths: [ "bucket/**/*.avro" ]

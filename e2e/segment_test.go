@@ -23,6 +23,8 @@ func TestWriteKeyNeverPrinted(t *testing.T) {
 	srv.FailNext(10, 401)
 	dir := t.TempDir()
 	config := `
+http:
+  enabled: false # no port to share with other runs: the binary stops a run whose server cannot listen
 input:
   generate:
     count: 3

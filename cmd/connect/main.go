@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	_ "time/tzdata" // time zones work in images without a zoneinfo database
 
@@ -35,10 +36,23 @@ func main() {
 		fmt.Fprintf(os.Stderr, "setting %s: %v\n", pipelineThreadsEnv, err)
 		os.Exit(1)
 	}
-	service.RunCLI(context.Background(),
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	httpFailed := newHTTPFailure(cancel)
+	startWarnings := logStartWarnings(os.Getenv)
+	service.RunCLI(ctx,
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptSetBinaryName("connect"),
 		service.CLIOptSetProductName("Currents Connect"),
-		service.CLIOptOnLoggerInit(logStartWarnings(os.Getenv)),
+		service.CLIOptOnLoggerInit(func(l *service.Logger) {
+			httpFailed.setLogger(l)
+			startWarnings(l)
+		}),
+		service.CLIOptAddTeeLogger(slog.New(httpFailed)),
 	)
+	// Connect ends a run whose context was cancelled with status 0.
+	if reason := httpFailed.failed(); reason != "" {
+		fmt.Fprintln(os.Stderr, reason)
+		os.Exit(1)
+	}
 }
