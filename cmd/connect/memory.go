@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 )
 
 // The garbage collector's settings when the environment sets none (GOGC,
@@ -28,4 +30,21 @@ func applyMemoryDefaults(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimitBase + memoryLimitPerCore*int64(runtime.GOMAXPROCS(0)))
 	}
+}
+
+// gogcWarning words a GOGC that is neither a number nor off, or "": Go's
+// runtime ignores it without a word and collects at GOGC=100, and, since it
+// is set, the binary's default of 150 does not apply either. (A GOMEMLIMIT
+// it cannot read stops the runtime before main, with "fatal error: malformed
+// GOMEMLIMIT": nothing of ours runs to say more.)
+func gogcWarning(getenv func(string) string) string {
+	v := getenv("GOGC")
+	if v == "" || v == "off" {
+		return ""
+	}
+	if _, err := strconv.ParseInt(v, 10, 32); err == nil { // as the runtime reads it
+		return ""
+	}
+	return fmt.Sprintf("GOGC=%q is neither a number nor off: Go ignores it and collects at GOGC=100, "+
+		"where the binary's default, when GOGC is unset, is %d", v, defaultGCPercent)
 }

@@ -30,3 +30,18 @@ func TestMemoryDefaults(t *testing.T) {
 		t.Errorf("GOMEMLIMIT set: limit changed to %d", got)
 	}
 }
+
+// A GOGC the runtime cannot read (it collects at 100 instead, and the
+// binary's 150 does not apply) is warned of, naming it; unset, off and
+// numbers are not.
+func TestWarnMalformedGOGC(t *testing.T) {
+	for v, want := range map[string]string{
+		"abc":  `GOGC="abc" is neither a number nor off: Go ignores it and collects at GOGC=100, where the binary's default, when GOGC is unset, is 150`,
+		"150%": `GOGC="150%" is neither a number nor off: Go ignores it and collects at GOGC=100, where the binary's default, when GOGC is unset, is 150`,
+		"":     "", "off": "", "200": "", "-1": "",
+	} {
+		if got := gogcWarning(func(string) string { return v }); got != want {
+			t.Errorf("GOGC=%q: %q, want %q", v, got, want)
+		}
+	}
+}

@@ -15,7 +15,7 @@ func logStartWarnings(getenv func(string) string) func(*service.Logger) {
 		for _, w := range brazeOptionWarnings(getenv) {
 			l.Warn(w)
 		}
-		for _, w := range []string{deadLetterPathWarning(getenv), endCutLine(getenv), replayPathWarning(getenv)} {
+		for _, w := range []string{gogcWarning(getenv), deadLetterPathWarning(getenv), endCutLine(getenv), replayPathWarning(getenv)} {
 			if w != "" {
 				l.Warn(w)
 			}
