@@ -86,3 +86,33 @@ func TestCustomHTTPDeadLettersMalformedEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestCustomHTTPDeadLettersATooDeepEvent: an event nested deeper than the
+// 10,000 levels JSON is read to goes to the dead letter file alone, its
+// message its text as a JSON string (Connect reads no JSON so deep), and the
+// request's good events to Segment, with 200. The whole request got 400.
+func TestCustomHTTPDeadLettersATooDeepEvent(t *testing.T) {
+	t.Parallel()
+	p := startHTTPPipeline(t, "braze-token", "60s")
+	events := namedEvents(t, "users.messages.email.Open", 2, 68)
+	var good []string
+	for _, r := range events {
+		var top struct{ Events []json.RawMessage }
+		if err := json.Unmarshal(customHTTPBody(t, "users.messages.email.Open", []map[string]any{r}), &top); err != nil {
+			t.Fatal(err)
+		}
+		good = append(good, string(top.Events[0]))
+	}
+	deep := `{"event_type": "users.messages.email.Open", "id": "deep-1", "time": 1764590400, "properties": {"x": ` +
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`
+	if code := p.postBytes("Bearer braze-token", []byte(`{"events": [`+good[0]+`, `+deep+`, `+good[1]+`]}`)); code != http.StatusOK {
+		t.Fatalf("status %d, want 200\n%s", code, lastLines(p.proc.logs(), 30))
+	}
+	p.checkDelivered(events)
+	letters := deadletter.Read(t, p.deadLetters, false)
+	var text string
+	if len(letters) != 1 || json.Unmarshal([]byte(letters[0].Message), &text) != nil || text != deep ||
+		!strings.HasPrefix(letters[0].Error, `event 1 (id "deep-1"): nested deeper than the 10000 levels`) || letters[0].EventType != "users.messages.email.Open" {
+		t.Fatalf("dead letters: %.300v; want the deep event alone, as its text", letters)
+	}
+}
