@@ -99,7 +99,9 @@ With `+"`notifications`"+` (a queue of object-created notifications: S3 event no
 directly, through SNS or from EventBridge; GCS Pub/Sub notifications; Azure Event Grid through Service Bus)
 the input lists nothing and keeps no checkpoint: it reads each object a notification names, if it is in the
 bucket, under the prefix and selected, and acknowledges the notification once every event from the object
-was acknowledged; a failed object nacks it back to the queue. Any number of replicas consume one
+was acknowledged; a failed object nacks it back to the queue (one unreadable after every attempt after a
+delay, twice as long as it has been failing, 10s to 15m, so that a dead-letter limit counts few deliveries
+in an outage of the bucket). Any number of replicas consume one
 subscription, as competing consumers. History is still read by a one-pass run without notifications.
 
 An object that cannot be read is retried with backoff (`+"`read_attempts`"+`), resuming after the events it
@@ -142,7 +144,8 @@ hour, not read for not being `+"`.avro`"+`, each counted once while listings kee
 `+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
 object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
 replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
-in the bucket on its default key).
+in the bucket on its default key), `+"`braze_currents_notifications_held_back`"+` (with `+"`notifications`"+`: objects that
+cannot be read whose notifications are held before they are sent back; at 2 a reader the input receives no more).
 
 The counters are exported at 0 from start, with each of their label values but `+"`event_type`"+`'s (which appear
 with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their first counts.
@@ -192,7 +195,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 			service.NewIntField(inFieldParallel).
 				Description("How many objects are downloaded and decoded at once. Each holds one Avro block and at most one batch of decoded events in memory; the events in flight downstream add to that.").Default(4),
 			service.NewIntField(inFieldReadAttempts).
-				Description("How many times an unreadable object is tried in a pass before it is left for the next one (with `notifications`, before its notification is sent back to the queue, which delivers it again).").Default(5).Advanced(),
+				Description("How many times an unreadable object is tried in a pass before it is left for the next one. With `notifications`, how many times at each delivery before its notification is sent back to the queue, which delivers it again: held first, twice as long as the object has been failing (10s to 15m; sent back at once when the input stops), so that a queue's dead-letter limit (Service Bus's MaxDeliveryCount, 10 by default) counts 10 deliveries in about 85 minutes of failure, then 4 an hour, not 10 in a minute and a half.").Default(5).Advanced(),
 			service.NewDurationField(inFieldReadTimeout).
 				Description("How long a call to the bucket may wait for it: opening an object or one read of it (the object is then read again from the event it reached, on a new connection), a page of a listing (listed again), the checkpoint's read or write (tried again). A connection gone silent (a NAT or load balancer that forgot it) would otherwise hold the call until TCP gives up, about 15 minutes, or for ever behind a hung proxy. Time spent waiting for the pipeline to take events does not count. 0: never.").Default("1m").Advanced(),
 			service.NewDurationField(inFieldProgress).
@@ -248,6 +251,9 @@ type currentsInput struct {
 	// noticeSettled, when set, is called once a notification is acknowledged
 	// (acked) or sent back to the queue.
 	noticeSettled func(m *pubsub.Message, acked bool)
+	// noticeHeldBack, when set, is called once the notifications of an
+	// unreadable object are held back, with how long.
+	noticeHeldBack func(key string, d time.Duration)
 	// objectSettled, when set, is called once a read object is settled,
 	// with its outcome.
 	objectSettled func(key, outcome string)
@@ -268,6 +274,7 @@ type currentsInput struct {
 	inFlight map[string]bool         // objects being read or awaiting acks
 	retrying map[string]bool         // failed objects due to be tried again, not yet taken by a reader
 	held     map[string]*heldNotices // notification mode: by object in flight
+	back     heldBack                // notification mode: unreadable objects' notifications, to send back
 	ended    bool                    // a one-pass run read every object
 	summary  sync.Once               // the run summary, logged once the run is over
 
@@ -420,6 +427,7 @@ func (in *currentsInput) Close(ctx context.Context) error {
 		err = in.saver.release(ctx)
 	}
 	if in.sub != nil {
+		in.sendBackHeld()
 		// Sends the acks still pending; unsettled notifications come back.
 		_ = in.sub.Shutdown(ctx)
 	}

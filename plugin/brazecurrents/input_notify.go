@@ -31,6 +31,7 @@ func (in *currentsInput) openNotifications(ctx context.Context) error {
 	if err := in.openSub(ctx); err != nil {
 		return fmt.Errorf("opening %s %s: %w", inFieldNotifications, bucketName(in.conf.notifications), err)
 	}
+	in.stats.noticesHeldBack(0)
 	in.log.Infof("Reading the objects of %s that notifications from %s name (bucket name %q); no checkpoint, the queue holds what is pending",
 		bucketName(in.conf.url), bucketName(in.conf.notifications), noticeBucket(in.conf.url))
 	return nil
@@ -54,6 +55,9 @@ func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	bucket := noticeBucket(in.conf.url)
 	for {
+		if !in.waitRoom(ctx) {
+			return
+		}
 		m, err := in.sub.Receive(ctx)
 		if ctx.Err() != nil {
 			return
@@ -113,9 +117,11 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 			continue
 		}
 		in.stats.objectFound()
+		in.noticeReading(1)
 		select {
 		case objects <- o:
 		case <-ctx.Done():
+			in.noticeReading(-1)
 			in.endRead(o, false)
 			for range wanted[i+1:] {
 				run.settled(false)

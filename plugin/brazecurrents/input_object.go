@@ -29,6 +29,9 @@ type objectRun struct {
 	readDone bool // no more batches will come
 	outcome  string
 	nacked   bool
+	// sendBackIn is how long the notification of an object unreadable
+	// after every attempt is held before it is sent back (0: at once).
+	sendBackIn time.Duration
 }
 
 // Outcomes of reading an object.
@@ -65,7 +68,7 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 			break
 		}
 		if attempt >= in.conf.readAttempts {
-			in.logUnread(o.key, attempt, err)
+			run.sendBackIn = in.logUnread(o.key, attempt, err)
 			outcome = outcomeAbandoned
 			break
 		}
@@ -87,28 +90,34 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 // (with notifications, sent back to the queue): as an error when it starts
 // failing, at debug level at each pass or delivery while it goes on (every
 // pass tries it again: with watch that is a line a poll_interval, for as
-// long as it fails), and at info once it is read.
-func (in *currentsInput) logUnread(key string, attempts int, err error) {
-	first := in.unreadable.failed(key, in.clock.Now())
+// long as it fails), and at info once it is read. With notifications it
+// returns how long the notification is held before it is sent back.
+func (in *currentsInput) logUnread(key string, attempts int, err error) time.Duration {
+	now := in.clock.Now()
+	first := in.unreadable.failed(key, now)
 	if in.conf.notifications != "" {
-		// There is no pass: the queue delivers the notification again at
-		// once, and a queue with a dead-letter limit counts each delivery.
+		// There is no pass: the queue delivers the notification again once
+		// it is sent back, and a queue with a dead-letter limit counts each
+		// delivery, hence the delay.
 		queue := bucketName(in.conf.notifications)
+		failingFor, _ := in.unreadable.lasting(key, now)
+		delay := sendBackDelay(failingFor)
 		if !first {
-			in.log.Debugf("Object %q still cannot be read (%d attempts), sending its notification back to %s: %v", key, attempts, queue, err)
-			return
+			in.log.Debugf("Object %q still cannot be read (%d attempts, failing for %v), sending its notification back to %s in %v: %v",
+				key, attempts, failingFor.Round(time.Second), queue, delay, err)
+			return delay
 		}
-		in.log.Errorf("Could not read object %q after %d attempts, sending its notification back to %s: %v; the queue delivers it again, and a queue with a dead-letter limit ("+
-			"Service Bus's MaxDeliveryCount, 10 by default; an SQS redrive policy; a Pub/Sub dead-letter policy"+
-			") moves it to its dead-letter queue, unread, after that many deliveries; logging at debug level until it is read", key, attempts, queue, err)
-		return
+		in.log.Errorf("Could not read object %q after %d attempts, sending its notification back to %s in %v: %v; while it keeps failing, each delivery is sent back after twice as long as the object has been failing, %v to %v, so that a queue with a dead-letter limit (Service Bus's MaxDeliveryCount, 10 by default; an SQS redrive policy; a Pub/Sub dead-letter policy; a NATS consumer's max_deliver) moves it to its dead-letter queue, unread, only after that many deliveries (10 take about 85 minutes, then 4 an hour); logging at debug level until it is read",
+			key, attempts, queue, delay, err, minSendBackDelay, maxSendBackDelay)
+		return delay
 	}
 	if !first {
 		in.log.Debugf("Object %q still cannot be read (%d attempts), leaving it for the next pass: %v", key, attempts, err)
-		return
+		return 0
 	}
 	in.log.Errorf("Could not read object %q after %d attempts, leaving it for the next pass: %v; every pass tries it again, logging at debug level until it is read",
 		key, attempts, err)
+	return 0
 }
 
 // readAttempt reads the object from the start, emitting only the events
@@ -209,8 +218,13 @@ func (r *objectRun) complete() {
 		defer in.objectSettled(o.key, outcome)
 	}
 	// Gone can never become readable: its notifications are acknowledged
-	// like done.
-	defer in.endRead(o, outcome != outcomeAbandoned)
+	// like done. Those of an object unreadable after every attempt are held
+	// a while before they go back (input_notify_delay.go).
+	if outcome == outcomeAbandoned && r.sendBackIn > 0 && o.notice != nil {
+		defer in.holdBack(o, r.sendBackIn)
+	} else {
+		defer in.endRead(o, outcome != outcomeAbandoned)
+	}
 	if outcome != outcomeAbandoned {
 		if lasted, ok := in.unreadable.ended(o.key, in.clock.Now()); ok && outcome != outcomeGone {
 			in.log.Infof("Object %q was read at last, after failing for %v", o.key, lasted)

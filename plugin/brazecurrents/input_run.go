@@ -34,6 +34,9 @@ func (in *currentsInput) run(ctx context.Context) {
 					in.saver.waitSaved(ctx, uint64(in.conf.parallel))
 				}
 				in.readObject(ctx, o)
+				if o.notice != nil {
+					in.noticeReading(-1)
+				}
 			}
 		}()
 	}

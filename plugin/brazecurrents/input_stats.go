@@ -26,6 +26,7 @@ type inputStats struct {
 	lag                          *service.MetricGauge
 	shardsMissing                *service.MetricGauge // shards of this count with no running replica past the grace
 	shardsMismatched             *service.MetricGauge // replicas of another shard count running past the grace
+	heldBack                     *service.MetricGauge // unreadable objects whose notifications wait to be sent back
 	labels                       *typeLabels          // bounds the event types counted apart
 
 	mu               sync.Mutex
@@ -61,6 +62,7 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 
 		shardsMissing:    m.NewGauge("braze_currents_shards_missing"),
 		shardsMismatched: m.NewGauge("braze_currents_shards_mismatched"),
+		heldBack:         m.NewGauge("braze_currents_notifications_held_back"),
 
 		eventsByType: map[string]int64{},
 	}
@@ -154,6 +156,9 @@ func (s *inputStats) objectDone(hour time.Time, events int64, corrupt bool, now 
 	s.mu.Unlock()
 	s.reportLag(now)
 }
+
+// noticesHeldBack sets how many objects' notifications are held back.
+func (s *inputStats) noticesHeldBack(n int) { s.heldBack.Set(int64(n)) }
 
 func (s *inputStats) objectAbandoned() {
 	s.failed.Incr(1)

@@ -38,6 +38,14 @@ func (s *spells) failing(name string) bool {
 	return ok
 }
 
+// lasting says how long name has been failing at now, if it is.
+func (s *spells) lasting(name string, now time.Time) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since, ok := s.since[name]
+	return now.Sub(since), ok
+}
+
 // ended ends the spell of name, if it had one, and says how long it lasted.
 func (s *spells) ended(name string, now time.Time) (time.Duration, bool) {
 	s.mu.Lock()
