@@ -262,12 +262,14 @@ func TestInputHoursOutageAcrossHourClose(t *testing.T) {
 	r.got.waitFor(t, want)
 	expectExactly(t, r.got, want)
 
-	// The saved checkpoint covers hour 14 now that all of it is done, and a
-	// restart on it reads nothing again, then a new file.
+	// The saved checkpoint holds hour 14's done keys, all of it done: the
+	// polls since the partition's directory was listed at 14:50 went hour
+	// by hour, and settle no hour closed since (settleBy). A restart on it
+	// reads nothing again, then a new file.
 	r.close()
 	doc := savedCheckpoint(t, "file://"+dir, "currents-connect-checkpoint-currents-shard-0-of-1")
-	if w := doc.Partitions[r.partition(t, emailSend)].Watermark; w != "2026-12-01-14" || doc.Owner != nil {
-		t.Fatalf("saved watermark %q, owner %v: want hour 14, released", w, doc.Owner)
+	if pd := doc.Partitions[r.partition(t, emailSend)]; pd.Watermark != "2026-12-01-13" || len(pd.Done) != 5 || doc.Owner != nil {
+		t.Fatalf("saved %s, owner %v: want watermark hour 13, hour 14's 5 done keys, released", sums(pd), doc.Owner)
 	}
 	next := hourFile(t, dir, emailSend, at14(0).Add(time.Hour), 5)
 	r2 := startClockRun(t, conf, at14(60+5))

@@ -75,10 +75,12 @@ func TestInputUnlistablePartitionLeavesTheOthersGoing(t *testing.T) {
 
 	// Objects land in hour 14, which closes (15:01) while the directory is
 	// still refused: it is listed again at every pass, and its hour 14 does
-	// not settle.
+	// not settle. That of the others does at 15:51, when their directories
+	// are listed again (relearnLayout; the polls between go hour by hour,
+	// settleBy).
 	others = union(others, upload(3, uninstall, fourteen))
 	denied = union(denied, upload(4, emailSend, fourteen))
-	for i, step := range []time.Duration{5 * time.Minute, 10 * time.Minute, 10 * time.Minute} { // 14:55, 15:05, 15:15
+	for i, step := range []time.Duration{5 * time.Minute, 10 * time.Minute, 10 * time.Minute, 36 * time.Minute} { // 14:55, 15:05, 15:15, 15:51
 		from := listings.count()
 		r.poll(i+1, step)
 		if !hasPrefix(listings.since(from), deniedDir) {
@@ -94,7 +96,7 @@ func TestInputUnlistablePartitionLeavesTheOthersGoing(t *testing.T) {
 		t.Fatalf("watermarks after hour 14 closed %v: want hour 14 for the listed types, none for %s", w, deniedPartition)
 	}
 	if n := logs.count("level=ERROR", deniedDir); n != 1 {
-		t.Fatalf("%d errors name %s over four passes, want one:\n%s", n, deniedDir, logs)
+		t.Fatalf("%d errors name %s over five passes, want one:\n%s", n, deniedDir, logs)
 	}
 
 	// A restart on the checkpoint, still refused: nothing is read again, and
@@ -107,7 +109,7 @@ func TestInputUnlistablePartitionLeavesTheOthersGoing(t *testing.T) {
 	if pd := doc.Partitions[c]; pd == nil || pd.Watermark != "2026-12-01-14" {
 		t.Fatalf("the saved checkpoint has %+v for %s: want watermark hour 14", pd, c)
 	}
-	r2 := startClockRun(t, conf, at14(60+20))
+	r2 := startClockRun(t, conf, at14(60+55))
 	logs2 := r2.logs
 	r2.pass(0)
 	if n := r2.got.total(); n != 0 {
@@ -173,8 +175,11 @@ func TestInputUnlistableHourHoldsItsPartitionBack(t *testing.T) {
 	r.got.waitFor(t, refused)
 	r.waitCheckpointed(3)
 	expectExactly(t, r.got, union(want, refused, fifteen))
+	// Hour by hour, a poll settles only the hours closed when the
+	// directory was listed at 14:50 (settleBy); the next listing of it does.
+	r.poll(5, 26*time.Minute) // 15:51
 	if w, _ := r.in.ckpt.watermark(partition); !w.Equal(fourteen) {
-		t.Fatalf("once hour 14 was listed and read: watermark %v, want hour 14", w)
+		t.Fatalf("once hour 14 was listed and read, and the directory listed again: watermark %v, want hour 14", w)
 	}
 }
 

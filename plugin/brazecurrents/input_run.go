@@ -128,10 +128,12 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 	for {
 		started := in.clock.Now()
 		w.reset()
-		// A partition listed in full settles at once, by the pass's start,
-		// as the walk's end would settle it.
+		// A partition listed in full settles at once, by the pass's start
+		// (hour by hour, by its directory's last listing: settleBy), as the
+		// walk's end would settle it.
+		settle := func(partition string) { in.ckpt.walked([]string{partition}, w.settleBy(partition, started)) }
 		w.listed = func(partition string) {
-			in.ckpt.walked([]string{partition}, started)
+			settle(partition)
 			in.saver.poke()
 		}
 		// And each hour of a partition as the listing passes it.
@@ -157,7 +159,9 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			// Only a complete listing of a partition settles its hours: a
 			// failed one may have missed objects in them. Those listed in
 			// full settled as the walk left them; again does no harm.
-			in.ckpt.walked(w.complete(), started)
+			for _, partition := range w.complete() {
+				settle(partition)
+			}
 			in.saver.poke()
 			in.logUnlisted(w)
 			in.noteSkipped(w)

@@ -201,7 +201,9 @@ func TestInputPartitionListedInPartDoesNotSettleEarly(t *testing.T) {
 // the clock then: here the pass started at 14:10 and the walk leaves the
 // partition at 16:30, after its hour 12 closed (15:00), into which a file
 // landed at 14:55, after the pass listed that hour. Hour 12 stays above the
-// watermark until a listing that starts after 15:00, which reads the file.
+// watermark until a listing that starts after 15:00, which reads the file,
+// and, as that listing goes hour by hour, until the partition's directory
+// is listed again.
 func TestInputSettlesAPartitionByWhenItsPassStarted(t *testing.T) {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1m\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 10h", dir)
@@ -242,8 +244,12 @@ func TestInputSettlesAPartitionByWhenItsPassStarted(t *testing.T) {
 	r.got.waitFor(t, want)
 	expectExactly(t, r.got, want)
 	r.waitCheckpointed(5 + 3)
-	if w, _ := r.in.ckpt.watermark(partition); !w.Equal(at14(0).Add(-time.Hour)) {
-		t.Fatalf("watermark of %s after a poll at 16:31: %v, want hour 13", uninstall, w)
+	if w, _ := r.in.ckpt.watermark(partition); !w.Equal(eleven) {
+		t.Fatalf("watermark of %s after a poll hour by hour at 16:31: %v, want hour 11, the last closed when its directory was listed at 14:10", uninstall, w)
+	}
+	r.poll(2, relearnLayout) // 17:31: the directory again
+	if w, _ := r.in.ckpt.watermark(partition); !w.Equal(at14(0)) {
+		t.Fatalf("watermark of %s after the listing of its directory at 17:31: %v, want hour 14", uninstall, w)
 	}
 }
 

@@ -65,11 +65,16 @@ type walker struct {
 	watermark func(partition string) (time.Time, bool)
 	unordered map[string]bool
 	// byHour holds, for a partition whose last complete listing held
-	// nothing but date=<hour>/ directories, when that listing ended. Only
-	// such a partition is listed hour by hour, and only for relearnLayout:
-	// objects in a layout the walker does not parse (a date=<day>/
-	// directory, an object beside the hours) would never be listed again.
-	byHour map[string]time.Time
+	// nothing but date=<hour>/ directories, when that listing started and
+	// ended. Only such a partition is listed hour by hour, and only for
+	// relearnLayout: objects in a layout the walker does not parse (a
+	// date=<day>/ directory, an object beside the hours) would never be
+	// listed again.
+	byHour map[string]layoutSeen
+	// hourly holds, for each partition the walks since reset listed hour
+	// by hour, when the listing of its directory they rely on started: see
+	// settleBy.
+	hourly map[string]time.Time
 	now    func() time.Time
 	// timeout limits each page of a listing (read_timeout).
 	timeout time.Duration
@@ -106,6 +111,7 @@ func (w *walker) reset() {
 	w.partitions, w.entries, w.layout, w.failed = w.partitions[:0], 0, false, w.failed[:0]
 	w.typeDirs, w.someTypes, w.hourDirs, w.inRange, w.wanted = 0, w.someTypes[:0], 0, 0, 0
 	w.firstHour, w.lastHr = time.Time{}, time.Time{}
+	clear(w.hourly)
 	w.skipped.reset()
 }
 
@@ -119,8 +125,9 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 	learns, hourly := "", true
 	// The partition's hour listed last, to check the order, and the first
 	// hour its listing may settle, to take back on another layout.
-	var last, from time.Time
+	var last, from, began time.Time
 	if strings.HasPrefix(path.Base(prefix), "event_type=") {
+		began = w.now()
 		learns = strings.TrimSuffix(prefix, "/")
 		delete(w.byHour, learns)
 		if w.watermark != nil {
@@ -136,7 +143,7 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		err = done(err)
 		if errors.Is(err, io.EOF) {
 			if learns != "" {
-				w.setByHour(learns, hourly)
+				w.setByHour(learns, hourly, began)
 			}
 			return nil
 		}
@@ -273,6 +280,25 @@ func partitionOf(dir string) string {
 	return ""
 }
 
+// layoutSeen is when a listing of a partition's directory that found
+// nothing but date=<hour>/ directories started and ended.
+type layoutSeen struct{ started, ended time.Time }
+
+// settleBy is when a listing of partition, which a pass that started at
+// started made, counts as started for settling its hours (checkpoint.walked):
+// the pass's start, unless the walk listed it hour by hour. Such a listing
+// would not see another layout (version=2/date=<hour>/) Braze moved to since
+// its directory was listed, and an hour it settled would then be pruned as
+// done there too: it settles only the hours closed when the listing of the
+// directory it relies on started, which would have seen such a layout
+// holding any of their objects.
+func (w *walker) settleBy(partition string, started time.Time) time.Time {
+	if learned, ok := w.hourly[partition]; ok && learned.Before(started) {
+		return learned
+	}
+	return started
+}
+
 // relearnLayout is how long a partition is listed hour by hour before its
 // directory is listed again: Braze may change the layout of a partition at
 // any hour, and what it writes in a new one would otherwise wait for a
@@ -281,21 +307,28 @@ const relearnLayout = time.Hour
 
 func (w *walker) hoursOf(partition string) ([]time.Time, bool) {
 	learned, ok := w.byHour[partition]
-	if w.hours == nil || !ok || w.now().Sub(learned) >= relearnLayout {
+	if w.hours == nil || !ok || w.now().Sub(learned.ended) >= relearnLayout {
 		return nil, false
 	}
-	return w.hours(partition)
+	hours, ok := w.hours(partition)
+	if ok {
+		if w.hourly == nil {
+			w.hourly = map[string]time.Time{}
+		}
+		w.hourly[partition] = learned.started
+	}
+	return hours, ok
 }
 
-func (w *walker) setByHour(partition string, hourly bool) {
+func (w *walker) setByHour(partition string, hourly bool, began time.Time) {
 	if !hourly {
 		delete(w.byHour, partition)
 		return
 	}
 	if w.byHour == nil {
-		w.byHour = map[string]time.Time{}
+		w.byHour = map[string]layoutSeen{}
 	}
-	w.byHour[partition] = w.now()
+	w.byHour[partition] = layoutSeen{started: began, ended: w.now()}
 }
 
 // hourOfDir is the hour a date=<YYYY-MM-DD-HH>/ directory stands for.
