@@ -257,6 +257,9 @@ type currentsInput struct {
 	// objectSettled, when set, is called once a read object is settled,
 	// with its outcome.
 	objectSettled func(key, outcome string)
+	// readRetrying, when set, is called as a failed read of key waits to
+	// try again, its timer set on the clock (tests move the clock on).
+	readRetrying func(key string, wait time.Duration)
 	// afterShardCheck, when set, is called after each look at the other
 	// shards' checkpoints, with the time it was made.
 	afterShardCheck func(at time.Time)

@@ -88,6 +88,9 @@ func connectClockRunWith(t *testing.T, conf string, now time.Time, setup func(*c
 	}
 	// Each run stands for a process of its own, on a host of its own.
 	in.owner.Host = fmt.Sprintf("host-%p", r)
+	// A failed read waits to try again, on the clock, only until it is
+	// moved on by that wait (a setup may drive those waits itself).
+	in.readRetrying = func(_ string, wait time.Duration) { r.clock.Advance(wait) }
 	if setup != nil {
 		setup(in)
 	}

@@ -80,7 +80,7 @@ func overMem(t *testing.T, queue string) (string, func([]byte, map[string]string
 }
 
 // startHeld uploads objects fixtures and connects the input to queue,
-// with read_attempts 1 (no backoff, which is on the wall clock).
+// with read_attempts 1 (no backoff between attempts).
 func startHeld(t *testing.T, objects int, queue notifyQueue) (*heldRun, func(key string)) {
 	b := buckets.StartS3(t)
 	for k, v := range b.Env {

@@ -38,12 +38,18 @@ func TestInputUnreadableObjectLoggedOncePerSpell(t *testing.T) {
 		forward.ServeHTTP(w, r)
 	})
 	settled := make(chan string, 16)
+	var waited atomic.Int64 // the retries' waits, on the clock
 	conf := "url: \"" + proxied + "\"\nwatch: true\npoll_interval: 1m\nread_attempts: 2\nprogress_interval: 0s"
 	r, err := connectClockRunWith(t, conf, at14(50), func(in *currentsInput) {
 		in.objectSettled = func(key, outcome string) {
 			if key == badKey {
 				settled <- outcome
 			}
+		}
+		advance := in.readRetrying // moves the clock on by the wait
+		in.readRetrying = func(key string, wait time.Duration) {
+			waited.Add(int64(wait))
+			advance(key, wait)
 		}
 	})
 	if err != nil {
@@ -63,6 +69,7 @@ func TestInputUnreadableObjectLoggedOncePerSpell(t *testing.T) {
 	r.pass(0)
 	r.got.waitFor(t, good)
 	outcome(0, outcomeAbandoned)
+	firstWait := time.Duration(waited.Load()) // before the spell began
 	const failing = 5
 	for i := 1; i < failing; i++ {
 		r.poll(i, time.Minute)
@@ -90,7 +97,9 @@ func TestInputUnreadableObjectLoggedOncePerSpell(t *testing.T) {
 	outcome(failing, outcomeDone)
 	r.got.waitFor(t, bad)
 	expectExactly(t, r.got, union(good, bad))
-	if n := logs.count("level=INFO", badKey, "read at last, after failing for 5m0s"); n != 1 {
+	// Five polls a minute apart, and the retries' waits after the first.
+	spell := (5*time.Minute + time.Duration(waited.Load()) - firstWait).Round(time.Second)
+	if n := logs.count("level=INFO", badKey, "read at last, after failing for "+spell.String()); n != 1 {
 		t.Fatalf("%d info lines say %s was read at last, want one:\n%s", n, badKey, logs)
 	}
 	if n := logs.count("level=ERROR", badKey); n != 1 {
