@@ -46,8 +46,10 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 	run := &objectRun{in: in, obj: o, started: time.Now()}
 	// 1, 1.5, 2.25, 3.4 s (±50 %): about 8 s over the default 5 attempts.
 	// On the input's clock, as the waits below are: tests follow the schedule.
+	// read_attempts alone ends the retries: past a MaxElapsedTime the policy
+	// would give Stop (-1), a retry at once.
 	policy := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second), backoff.WithMultiplier(1.5),
-		backoff.WithMaxInterval(30*time.Second), backoff.WithClockProvider(in.clock))
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0), backoff.WithClockProvider(in.clock))
 	var emitted int64
 	outcome := outcomeDone
 	for attempt := 1; ; attempt++ {

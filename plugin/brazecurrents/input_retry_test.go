@@ -54,8 +54,9 @@ func (c *timersSet) has(d time.Duration) bool {
 	return c.set[d]
 }
 
-// startRetryRun starts a retryRun, GET n of the object refused if refuse(n).
-func startRetryRun(t *testing.T, refuse func(get int) bool) *retryRun {
+// startRetryRun starts a retryRun with the input's conf beyond its url,
+// GET n of the object refused if refuse(n).
+func startRetryRun(t *testing.T, conf string, refuse func(get int) bool) *retryRun {
 	t.Helper()
 	b := buckets.StartS3(t)
 	for k, v := range b.Env {
@@ -77,9 +78,8 @@ func startRetryRun(t *testing.T, refuse func(get int) bool) *retryRun {
 		}
 		forward.ServeHTTP(w, r)
 	})
-	conf := fmt.Sprintf("url: %q\nmax_parallel_objects: 1\nprogress_interval: 0s", proxied)
 	var err error
-	rr.clockRun, err = connectClockRunWith(t, conf, at14(50), func(in *currentsInput) {
+	rr.clockRun, err = connectClockRunWith(t, fmt.Sprintf("url: %q\n%s", proxied, conf), at14(50), func(in *currentsInput) {
 		rr.timers = newTimersSet(in.clock)
 		in.clock = rr.timers
 		in.objectSettled = func(_, outcome string) { rr.settled <- outcome }
@@ -91,6 +91,8 @@ func startRetryRun(t *testing.T, refuse func(get int) bool) *retryRun {
 	return rr
 }
 
+const oneReader = "max_parallel_objects: 1\nprogress_interval: 0s"
+
 func (rr *retryRun) nextWait(retry int) time.Duration {
 	rr.t.Helper()
 	select {
@@ -99,6 +101,19 @@ func (rr *retryRun) nextWait(retry int) time.Duration {
 	case <-rr.ctx.Done():
 		rr.t.Fatalf("the read never waited to try again a %dth time", retry)
 		return 0
+	}
+}
+
+// settledAs waits for the object to settle, as want.
+func (rr *retryRun) settledAs(want string) {
+	rr.t.Helper()
+	select {
+	case got := <-rr.settled:
+		if got != want {
+			rr.t.Fatalf("the object settled %s, want %s", got, want)
+		}
+	case <-rr.ctx.Done():
+		rr.t.Fatalf("the object never settled, want %s", want)
 	}
 }
 
@@ -115,7 +130,7 @@ func (rr *retryRun) gets() []time.Time {
 // clock, so tests of retries took real seconds and the schedule went
 // untested.
 func TestInputReadRetriesOnTheClock(t *testing.T) {
-	rr := startRetryRun(t, func(get int) bool { return get <= 4 })
+	rr := startRetryRun(t, oneReader, func(get int) bool { return get <= 4 })
 	var waits []time.Duration
 	interval := time.Second
 	for retry := range 4 {
@@ -132,14 +147,7 @@ func TestInputReadRetriesOnTheClock(t *testing.T) {
 		rr.clock.Advance(wait - time.Nanosecond)
 		rr.clock.Advance(time.Nanosecond)
 	}
-	select {
-	case outcome := <-rr.settled:
-		if outcome != outcomeDone {
-			t.Fatalf("the object %s, want read", outcome)
-		}
-	case <-rr.ctx.Done():
-		t.Fatal("the object was never read")
-	}
+	rr.settledAs(outcomeDone)
 	rr.got.waitFor(t, rr.want)
 	expectExactly(t, rr.got, rr.want)
 	gets := rr.gets()
@@ -159,7 +167,7 @@ func TestInputReadRetriesOnTheClock(t *testing.T) {
 // Stopping the input while a read waits to try again ends the read at
 // once, without the clock moving: left for the next run, tried once.
 func TestInputStopEndsAReadRetryWait(t *testing.T) {
-	rr := startRetryRun(t, func(int) bool { return true })
+	rr := startRetryRun(t, oneReader, func(int) bool { return true })
 	rr.nextWait(1)
 	at := rr.clock.Now()
 	if err := rr.in.Close(rr.ctx); err != nil {
@@ -180,5 +188,28 @@ func TestInputStopEndsAReadRetryWait(t *testing.T) {
 	}
 	if n := len(rr.gets()); n != 1 || !rr.clock.Now().Equal(at) {
 		t.Fatalf("%d GETs and the clock moved by %v, want one GET and no time", n, rr.clock.Since(at))
+	}
+}
+
+// However many read_attempts, the waits between them stay at 30 s (±50 %)
+// once grown there: before, the backoff gave up after 15 minutes of a read
+// (its default MaxElapsedTime), and every attempt after that came at once
+// ("retrying in -1ns"), as they did after a read that took 15 minutes
+// (events waiting for the pipeline) and then failed.
+func TestInputReadRetriesKeepTheirWaitPastFifteenMinutes(t *testing.T) {
+	const attempts = 40 // about 16 minutes of waits
+	rr := startRetryRun(t, fmt.Sprintf("read_attempts: %d\n%s", attempts, oneReader), func(int) bool { return true })
+	interval, start := time.Second, rr.timers.Now()
+	for retry := 1; retry < attempts; retry++ {
+		wait := rr.nextWait(retry)
+		if wait < interval/2 || wait > interval*3/2 {
+			t.Fatalf("retry %d, %v into the read, after %v, want %v ±50%%", retry, rr.clock.Since(start), wait, interval)
+		}
+		interval = min(interval*3/2, 30*time.Second)
+		rr.clock.Advance(wait)
+	}
+	rr.settledAs(outcomeAbandoned)
+	if n := len(rr.gets()); n != attempts {
+		t.Fatalf("%d GETs, want %d", n, attempts)
 	}
 }
