@@ -180,6 +180,9 @@ func (l *leases) extend(ctx context.Context) {
 	l.mu.Unlock()
 	ids = l.fill(ids, soon)
 	for batch := range slices.Chunk(ids, l.svc.maxIDs()) {
+		if ctx.Err() != nil {
+			return // stopping: no call more
+		}
 		l.mu.Lock()
 		l.sending = make(map[string]bool, len(batch))
 		live := batch[:0] // without those settled since the snapshot
@@ -193,8 +196,13 @@ func (l *leases) extend(ctx context.Context) {
 		if len(live) == 0 {
 			continue
 		}
-		err := l.call(ctx, live, leaseExtension)
-		if err != nil && ctx.Err() == nil && l.stillHeld(err) {
+		// A call under way is not cancelled by a stop: cancelled, it could
+		// still reach the server after the shutdown's nacks and hold those
+		// messages back for leaseExtension. The stop waits for it instead
+		// (extendTimeout at most), and what was nacked meanwhile is nacked
+		// again after it (renack).
+		err := l.call(context.Background(), live, leaseExtension)
+		if err != nil && l.stillHeld(err) {
 			l.failed(len(live), err)
 		}
 		next := now.Add(renewPeriod)
@@ -223,7 +231,7 @@ func (l *leases) extend(ctx context.Context) {
 		l.mu.Unlock()
 		if len(renack) > 0 {
 			// Failing, they come back after leaseExtension: late, not lost.
-			_ = l.call(ctx, renack, 0)
+			_ = l.call(context.Background(), renack, 0)
 		}
 	}
 }

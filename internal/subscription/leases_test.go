@@ -206,3 +206,36 @@ func TestLeasesSendBackWhatIsFetchedAfterClose(t *testing.T) {
 		t.Fatalf("still held after the shutdown: %v", l.held)
 	}
 }
+
+// blockingService is a recordingService whose modify waits to be released,
+// then notes whether its context had ended.
+type blockingService struct {
+	recordingService
+	started, release chan struct{}
+	err              error
+}
+
+func (b *blockingService) modify(ctx context.Context, ids []string, d time.Duration) error {
+	close(b.started)
+	<-b.release
+	b.err = ctx.Err()
+	return b.recordingService.modify(ctx, ids, d)
+}
+
+// TestLeasesStopLetsTheCallUnderWayEnd: a stop does not cancel an extension
+// under way. Cancelled, it could still reach the server after the
+// shutdown's nacks and hold those messages back for leaseExtension.
+func TestLeasesStopLetsTheCallUnderWayEnd(t *testing.T) {
+	svc := &blockingService{started: make(chan struct{}), release: make(chan struct{})}
+	l := &leases{svc: svc, now: time.Now, held: map[string]time.Time{"a": {}}, logged: map[string]bool{}}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.extend(ctx); close(done) }()
+	<-svc.started
+	stop()
+	close(svc.release)
+	<-done
+	if svc.err != nil {
+		t.Fatalf("the extension under way was cancelled by the stop: %v", svc.err)
+	}
+}
