@@ -145,7 +145,10 @@ hour, not read for not being `+"`.avro`"+`, each counted once while listings kee
 object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
 replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
 in the bucket on its default key), `+"`braze_currents_notifications_held_back`"+` (with `+"`notifications`"+`: objects that
-cannot be read whose notifications are held before they are sent back; at 2 a reader the input receives no more).
+cannot be read whose notifications are held before they are sent back; at 2 a reader the input receives no more),
+`+"`braze_currents_notification_receives_failed`"+` (receives from the subscription that failed; each opens it again after a
+backoff) and `+"`braze_currents_notifications_malformed`"+` (messages that are no object notification the input knows,
+acknowledged unread).
 
 The counters are exported at 0 from start, with each of their label values but `+"`event_type`"+`'s (which appear
 with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their first counts.

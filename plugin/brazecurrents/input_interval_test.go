@@ -36,8 +36,11 @@ func (s *lineSink) Write(p []byte) (int, error) {
 }
 
 func (s *lineSink) resources() *service.Resources {
-	h := slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})
-	return service.MockResources(service.MockResourcesOptUseLogger(service.NewLoggerFromSlog(slog.New(h))))
+	return service.MockResources(service.MockResourcesOptUseLogger(service.NewLoggerFromSlog(s.logger())))
+}
+
+func (s *lineSink) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // matching are the lines containing substr.

@@ -23,6 +23,7 @@ func TestInputCountersStartAtZero(t *testing.T) {
 		{Name: "braze_currents_objects_found"}, {Name: "braze_currents_objects_done"},
 		{Name: "braze_currents_objects_corrupt"}, {Name: "braze_currents_objects_failed"},
 		{Name: "braze_currents_listings_failed"},
+		{Name: "braze_currents_notification_receives_failed"}, {Name: "braze_currents_notifications_malformed"},
 		{Name: "braze_currents_records_rejected", Label: "reason", Value: rejectTooLarge},
 		{Name: "braze_currents_checkpoint_saves", Label: "result", Value: saveOK},
 		{Name: "braze_currents_checkpoint_saves", Label: "result", Value: saveError},

@@ -68,6 +68,7 @@ func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 			continue
 		}
 		wait := policy.NextBackOff()
+		in.stats.receivesFailed.Incr(1)
 		in.log.Errorf("Receiving notifications from %s failed, opening it again in %v: %v", bucketName(in.conf.notifications), wait, err)
 		_ = in.sub.Shutdown(ctx)
 		if !sleepCtx(ctx, in.clock, wait) {
@@ -85,6 +86,7 @@ func (in *currentsInput) handleNotice(ctx context.Context, m *pubsub.Message, bu
 	n, err := parseNotification(m.Body, m.Metadata)
 	if err != nil {
 		// Redelivering it would fail the same way, for ever.
+		in.stats.noticesMalformed.Incr(1)
 		in.log.Warnf("Acknowledging malformed notification %s without reading anything: %v", m.LoggableID, err)
 		in.ackUnread(m)
 		return

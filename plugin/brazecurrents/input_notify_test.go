@@ -15,6 +15,7 @@ import (
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/tests/fixtures"
+	"github.com/currents-connect/currents-connect/tests/promscrape"
 	"github.com/currents-connect/currents-connect/tests/queues"
 )
 
@@ -28,6 +29,7 @@ type notified struct {
 	written []fixtures.Written
 	settled chan settledNotice
 	logs    *lineSink
+	metrics string // the URL of its /metrics
 }
 
 type settledNotice struct {
@@ -64,11 +66,12 @@ func startNotifiedVia(t *testing.T, scheme string, opts fixtures.TreeOptions, co
 		t.Fatal(err)
 	}
 	logs := newLineSink()
-	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+scheme+strings.TrimPrefix(ps.SubscriptionURL(topic), "gcppubsubv2")+"\n"+conf, logs.resources())
+	res, metrics := promscrape.LoggingResources(t, logs.logger())
+	in, err := inputOf(t, "url: file://"+dir+"\nnotifications: "+scheme+strings.TrimPrefix(ps.SubscriptionURL(topic), "gcppubsubv2")+"\n"+conf, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &notified{t: t, in: in, ps: ps, topic: topic, written: written, settled: make(chan settledNotice, 100), logs: logs}
+	n := &notified{t: t, in: in, ps: ps, topic: topic, written: written, settled: make(chan settledNotice, 100), logs: logs, metrics: metrics}
 	in.noticeSettled = func(m *pubsub.Message, acked bool) {
 		what := m.Metadata["objectId"]
 		if what == "" {
@@ -243,6 +246,14 @@ func TestNotificationSkipsAndAcknowledges(t *testing.T) {
 			t.Fatalf("%+v sent back", s)
 		}
 	}
+	// Only the one it did not understand is malformed: the others name
+	// something it was told not to read.
+	if got, _ := promscrape.Get(t, n.metrics).Counter("braze_currents_notifications_malformed", "", ""); got != 1 {
+		t.Fatalf("braze_currents_notifications_malformed %v, want 1", got)
+	}
+	if n.logs.count("level=WARN", "Acknowledging malformed notification") != 1 {
+		t.Fatalf("want one warning for the malformed notification:\n%s", n.logs)
+	}
 	n.publishGCS("acme-currents", email.Key, "OBJECT_FINALIZE")
 	n.readAcked(email)
 }
@@ -334,5 +345,21 @@ func TestNotificationWaitingForAReaderAtStopIsSentBack(t *testing.T) {
 		if s := n.nextSettled(); s.acked {
 			t.Fatalf("%+v acknowledged at a stop before its object was read", s)
 		}
+	}
+}
+
+// A subscription deleted under a running input: each failed receive is
+// logged, naming the subscription, and counted in
+// braze_currents_notification_receives_failed, which an alert watches
+// (before, only the log said that nothing could be received).
+func TestNotificationReceiveFailuresCounted(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 2, Seed: 21}, "")
+	n.ps.DeleteSubscription(t, n.topic)
+	line := n.logs.waitFor(t, "Receiving notifications from", 1)
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, n.topic) {
+		t.Fatalf("want an error naming the subscription %s: %s", n.topic, line)
+	}
+	if got, _ := promscrape.Get(t, n.metrics).Counter("braze_currents_notification_receives_failed", "", ""); got < 1 {
+		t.Fatalf("braze_currents_notification_receives_failed %v, want at least 1", got)
 	}
 }

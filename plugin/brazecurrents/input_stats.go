@@ -24,10 +24,12 @@ type inputStats struct {
 	skipped                      *service.MetricCounter // objects listed and not read for not being .avro, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge
-	shardsMissing                *service.MetricGauge // shards of this count with no running replica past the grace
-	shardsMismatched             *service.MetricGauge // replicas of another shard count running past the grace
-	heldBack                     *service.MetricGauge // unreadable objects whose notifications wait to be sent back
-	labels                       *typeLabels          // bounds the event types counted apart
+	shardsMissing                *service.MetricGauge   // shards of this count with no running replica past the grace
+	shardsMismatched             *service.MetricGauge   // replicas of another shard count running past the grace
+	heldBack                     *service.MetricGauge   // unreadable objects whose notifications wait to be sent back
+	receivesFailed               *service.MetricCounter // receives from the notifications' queue that failed, and reopens
+	noticesMalformed             *service.MetricCounter // notifications acknowledged unread for not being understood
+	labels                       *typeLabels            // bounds the event types counted apart
 
 	mu               sync.Mutex
 	start            time.Time // when the first object was found
@@ -63,6 +65,8 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		shardsMissing:    m.NewGauge("braze_currents_shards_missing"),
 		shardsMismatched: m.NewGauge("braze_currents_shards_mismatched"),
 		heldBack:         m.NewGauge("braze_currents_notifications_held_back"),
+		receivesFailed:   m.NewCounter("braze_currents_notification_receives_failed"),
+		noticesMalformed: m.NewCounter("braze_currents_notifications_malformed"),
 
 		eventsByType: map[string]int64{},
 	}
@@ -83,7 +87,7 @@ const (
 // alert on nothing. The event types are left to appear on first use: 50 and
 // more series of each, most never counted on a given deployment.
 func (s *inputStats) startAtZero() {
-	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed, s.listingsFailed} {
+	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed, s.listingsFailed, s.receivesFailed, s.noticesMalformed} {
 		c.Incr(0)
 	}
 	s.rejected.Incr(0, rejectTooLarge)

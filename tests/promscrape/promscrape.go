@@ -4,6 +4,7 @@ package promscrape
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -23,7 +24,16 @@ import (
 // component's constructor) export there as in a stream.
 func Resources(t testing.TB, processors ...string) (*service.Resources, string) {
 	t.Helper()
+	return LoggingResources(t, nil, processors...)
+}
+
+// LoggingResources are Resources whose components log to log (when not nil).
+func LoggingResources(t testing.TB, log *slog.Logger, processors ...string) (*service.Resources, string) {
+	t.Helper()
 	b := service.NewResourceBuilder()
+	if log != nil {
+		b.SetLogger(log)
+	}
 	mux := http.NewServeMux()
 	b.SetHTTPMux(mux)
 	if err := b.SetMetricsYAML("prometheus: {add_process_metrics: false, add_go_metrics: false}"); err != nil {
