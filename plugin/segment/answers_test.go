@@ -43,9 +43,27 @@ func TestWebPageAnswerHoldsTheCalls(t *testing.T) {
 	}, "HTTP 200 with a web page")
 }
 
+// A front answering 400 with a web page (nginx's "plain HTTP request was
+// sent to HTTPS port" for an endpoint of http:// on port 443, a load
+// balancer's error page) refuses every request, whatever its calls: the
+// calls are held. Taken as Segment blaming the calls, the request was split
+// down to each call, and every call went to the dead letter output.
+func TestWebPage400HoldsTheCalls(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			checkFrontHoldsTheCalls(t, func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(status)
+				fmt.Fprintf(w, "<html><center><h1>%d %s</h1></center>The plain HTTP request was sent to HTTPS port</html>", status, http.StatusText(status))
+			}, fmt.Sprintf("HTTP %d with a web page", status))
+		})
+	}
+}
+
 // checkFrontHoldsTheCalls puts front before the Segment stand-in: while it
-// answers, a write is held (not connected) with an error containing want;
-// once requests go through, Connect succeeds and the calls are delivered.
+// answers, a write is held (not connected) with an error containing want,
+// and a probe does not bring the output up; once requests go through,
+// Connect succeeds and the calls are delivered.
 func checkFrontHoldsTheCalls(t *testing.T, front http.HandlerFunc, want string) {
 	t.Helper()
 	api, forward := standInBehindAFront(t)
@@ -66,6 +84,9 @@ func checkFrontHoldsTheCalls(t *testing.T, front http.HandlerFunc, want string) 
 	}
 	if down := out.s.routes.downErr(); down == nil || !strings.Contains(down.Error(), want) {
 		t.Fatalf("held for %v, want an error naming %q", down, want)
+	}
+	if err := out.s.routes.all[0].probe(context.Background()); err == nil {
+		t.Fatalf("a probe answered by the front brought the output up")
 	}
 	fronting.Store(false)
 	if err := out.Connect(context.Background()); err != nil {
@@ -119,6 +140,27 @@ func TestContentAnswersSplitTheRequest(t *testing.T) {
 				t.Fatalf("%d calls accepted in %d requests, want 6 in 3 (the refused one and its halves)", api.UniqueMessageIDs(), api.Stats().Requests)
 			}
 		})
+	}
+}
+
+// A 413 web page is a proxy's lower limit on bodies, not a front refusing
+// every request: the request is split, and its halves delivered.
+func TestWebPage413SplitsTheRequest(t *testing.T) {
+	api, forward := standInBehindAFront(t)
+	var refused atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !refused.Swap(true) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = io.WriteString(w, "<html><h1>413 Request Entity Too Large</h1></html>")
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, proxy.URL))
+	if err := out.WriteBatch(context.Background(), trackBatch(6, 0, "x")); err != nil || api.UniqueMessageIDs() != 6 {
+		t.Fatalf("a request answered by a proxy's 413 page: %v, %d calls accepted; want its halves delivered", err, api.UniqueMessageIDs())
 	}
 }
 

@@ -202,7 +202,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 // content is split in halves, recursively, so that only the calls at fault
 // fail and the others are delivered.
 func (d *dispatcher) rejected(calls []*callRef, res postResult) {
-	if splittable(res.status) && len(calls) > 1 {
+	if res.blamesCalls() && len(calls) > 1 {
 		half := len(calls) / 2
 		d.deliver(calls[:half:half])
 		d.deliver(calls[half:])

@@ -23,7 +23,8 @@ const (
 	CauseUnreachable = "unreachable"
 	// CauseUnauthorized: Segment refused the write key (401, 403), or the
 	// endpoint or a proxy refused the request whatever its calls (404, 405,
-	// 407, 415, 501, 505, a redirect, a 2xx web page): every call would fail
+	// 407, 415, 501, 505, a redirect, a 2xx web page, a 400 or 422 web page):
+	// every call would fail
 	// alike, so they are held as for an outage, never dead-lettered.
 	CauseUnauthorized = "unauthorized"
 )

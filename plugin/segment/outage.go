@@ -120,12 +120,12 @@ func (d *dispatcher) refusedKey(res postResult) *CallError {
 // refusesEveryCall statuses blame the write key, the endpoint or a proxy in
 // front of it, not the calls: 401, 403, 404, a redirect (never followed), a
 // proxy's 407, a 405 or 415 from something that is not the API, 501, 505,
-// a 2xx web page.
+// a 2xx web page, a 400 or 422 web page (a front's, not the API's).
 // Every call would fail alike, so calls are held, never dead-lettered: only
-// 400, 413 and 422 blame a request's content.
+// 400, 413 and 422 from the API blame a request's content (blamesCalls).
 func refusesEveryCall(res postResult) bool {
 	ok, transient := res.class()
-	return !ok && !transient && !splittable(res.status)
+	return !ok && !transient && !res.blamesCalls()
 }
 
 // awaitUp probes Segment until it takes calls again under every write key
@@ -167,7 +167,7 @@ func (d *dispatcher) awaitUp(ctx context.Context) error {
 // asking to wait (a 429 or 408 with Retry-After): awaitUp waits it out and
 // asks again, as the held calls would otherwise go at once; after the
 // key was refused, only an answer past the key: an acceptance, or a refusal
-// of the batch's content (400, 413, 422), which the API reads only under a
+// of the batch's content (400, 413, 422, not a web page), which the API reads only under a
 // key it takes. Segment documents no answer to an empty batch, and waiting
 // for a 2xx alone would hold the stream until a restart if it refused one.
 func (d *dispatcher) probe(ctx context.Context) error {
@@ -177,7 +177,7 @@ func (d *dispatcher) probe(ctx context.Context) error {
 	if !ok {
 		d.askedToWait(res.retryAfter) // for the next probe
 	}
-	keyTaken := ok || (res.err == nil && splittable(res.status))
+	keyTaken := ok || (res.err == nil && res.blamesCalls())
 	answered := res.err == nil && res.status < 500 // 5xx: Segment, or a proxy before it, is down
 	if answered && transient && res.retryAfter > 0 {
 		// Up now, the held calls would go at once: wait as asked, and ask again.

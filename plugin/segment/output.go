@@ -76,7 +76,7 @@ message that a processor failed on (it carries an error, as an unmappable event 
 with that error, so one `+"`fallback`"+` dead letter output catches both.
 
 A refused write key (401, 403), an endpoint without the API (404, 405, 415, 501, 505, a redirect or a 2xx web page, say a proxy's
-sign-in page) or a proxy refusing the request (407) fails every call alike: the calls are
+sign-in page, or a 400 or 422 web page, a front's error page) or a proxy refusing the request (407) fails every call alike: the calls are
 held, never dead-lettered. The output logs one error naming the endpoint (never the key), goes down (so
 `+"`/ready`"+` answers 503) and probes until Segment accepts the key; then everything held is sent. When
 Segment has accepted no request for `+"`unreachable_after`"+` while requests fail, the output goes down the same

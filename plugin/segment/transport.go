@@ -21,7 +21,7 @@ const maxDetail = 1024
 // postResult is one HTTP exchange with Segment.
 type postResult struct {
 	status     int
-	page       bool // a 2xx with a web page: a portal or sign-in page, not the API
+	page       bool // a web page: from a portal, proxy or load balancer, not the API
 	retryAfter time.Duration
 	detail     string
 	err        error
@@ -53,9 +53,9 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	}
 	defer res.Body.Close()
 	s.metrics.requests.Incr(1, strconv.Itoa(res.StatusCode))
-	page := res.StatusCode < 300 && isPage(res.Header.Get("Content-Type"))
+	page := isPage(res.Header.Get("Content-Type"))
 	var detail []byte
-	if res.StatusCode >= 300 || page {
+	if res.StatusCode >= 300 || page { // a 2xx page is no acceptance: say what it said
 		detail, _ = io.ReadAll(io.LimitReader(res.Body, maxDetail+1))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
