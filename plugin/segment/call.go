@@ -80,7 +80,7 @@ func parseCall(body []byte) (wireCall, []byte, error) {
 		Properties: r.Properties.values(), Traits: r.Traits.values(), Context: r.Context.values(),
 		Integrations: r.Integrations.values()}
 	if err := checkCall(&c, func() ([]byte, error) { return body, nil }); err != nil {
-		return wireCall{}, nil, err
+		return wireCall{}, nil, named(r.Type, r.MessageID, err)
 	}
 	if r.MessageID == "" {
 		var obj map[string]json.RawMessage
@@ -147,12 +147,12 @@ func structuredCall(v any, body func() ([]byte, error), buf []byte, flags segjso
 			err = fmt.Errorf("unknown field %q", key)
 		}
 		if err != nil {
-			return wireCall{}, buf, fmt.Errorf("not a Segment call: %w", err)
+			return wireCall{}, buf, namedObject(obj, fmt.Errorf("not a Segment call: %w", err))
 		}
 	}
 	given := c.MessageID
 	if err := checkCall(&c, body); err != nil {
-		return wireCall{}, buf, err
+		return wireCall{}, buf, named(c.Type, given, err)
 	}
 	if given == "" {
 		obj = maps.Clone(obj)
@@ -167,6 +167,43 @@ func structuredCall(v any, body func() ([]byte, error), buf []byte, flags segjso
 		return wireCall{}, buf[:start], fmt.Errorf("not a Segment call: %w", err)
 	}
 	return c, buf, nil
+}
+
+// named puts before the error of a call the call's type and the messageId
+// it came with, if any: it is what Connect logs for the batch and what the
+// dead letter keeps, and the reason alone (a field at fault, Segment's
+// "call 0") did not say which call it was.
+func named(typ, messageID string, err error) error {
+	if messageID == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", callName(typ, messageID), err)
+}
+
+// namedObject is named for a structured call whose fields could not all be
+// read: its type and messageId, when they are strings.
+func namedObject(obj map[string]any, err error) error {
+	typ, _ := obj["type"].(string)
+	id, _ := obj["messageId"].(string)
+	return named(typ, id, err)
+}
+
+// wireName names a call by its wire JSON, read back only when it failed.
+func wireName(wire []byte) string {
+	var c struct {
+		Type      string `json:"type"`
+		MessageID string `json:"messageId"`
+	}
+	_ = json.Unmarshal(wire, &c) // read and checked before it was sent
+	return callName(c.Type, c.MessageID)
+}
+
+func callName(typ, messageID string) string {
+	switch typ {
+	case "track", "identify", "page", "screen", "group", "alias":
+		return fmt.Sprintf("the %s call with messageId %q", typ, messageID)
+	}
+	return fmt.Sprintf("the call with messageId %q", messageID)
 }
 
 func stringField(key string, v any) (string, error) {

@@ -218,6 +218,45 @@ func TestTooLargeCallIsNamed(t *testing.T) {
 	}
 }
 
+// A call that fails for good is named in its error, by its type and
+// messageId, beside what Segment said: that error is what Connect logs for
+// the batch and what the dead letter keeps. Segment's answer to the request
+// that was split down to the call names it by its index in that request
+// ("call 0"), and an invalid call's reason names the field at fault alone,
+// so the log line could not be matched with its call.
+func TestFailedCallErrorNamesTheCall(t *testing.T) {
+	api := segmentapi.StartT(t, testKey, segmentapi.WithMaxCallBytes(2000))
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s}`, testKey, api.URL()))
+	batch := trackBatch(4, 0, "x")
+	batch[2] = service.NewMessage(fmt.Appendf(nil,
+		`{"type":"identify","userId":"u","messageId":"too-big-for-segment","traits":{"pad":"%s"}}`, strings.Repeat("x", 3000)))
+	invalid := service.NewMessage(nil)
+	invalid.SetStructured(map[string]any{"type": "track", "event": "E", "messageId": "no-user"})
+	unknown := service.NewMessage(nil)
+	unknown.SetStructured(map[string]any{"type": "page", "name": "N", "userId": "u", "messageId": "colourful", "colour": "red"})
+	batch = append(batch, invalid, unknown)
+	errs := batchErrors(batch, out.WriteBatch(context.Background(), batch))
+	for i, want := range map[int][]string{
+		2: {"(rejected): HTTP 400", `the identify call with messageId "too-big-for-segment"`, "over the 2000 byte limit"},
+		4: {"(invalid)", `the track call with messageId "no-user"`, "UserId"},
+		5: {"(invalid)", `the page call with messageId "colourful"`, `unknown field "colour"`},
+	} {
+		if errs[i] == nil {
+			t.Fatalf("call %d: no error", i)
+		}
+		for _, w := range want {
+			if !strings.Contains(errs[i].Error(), w) {
+				t.Errorf("call %d: error %q does not say %s", i, errs[i], w)
+			}
+		}
+	}
+	for _, i := range []int{0, 1, 3} {
+		if errs[i] != nil {
+			t.Errorf("good call %d failed: %v", i, errs[i])
+		}
+	}
+}
+
 // Dry runs print each call with its keys sorted, the same from run to run;
 // live requests carry the same calls, keys in map order (which JSON ignores,
 // and sorting them cost about a fifth of the output's CPU).

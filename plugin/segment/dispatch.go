@@ -208,7 +208,9 @@ func (d *dispatcher) rejected(calls []*callRef, res postResult) {
 		d.deliver(calls[half:])
 		return
 	}
-	settleAll(calls, &CallError{Cause: CauseRejected, Status: res.status, Permanent: true, Detail: res.detail})
+	for _, c := range calls {
+		c.settle(&CallError{Cause: CauseRejected, Status: res.status, Permanent: true, Detail: wireName(c.wire) + ": " + res.detail})
+	}
 }
 
 func settleAll(calls []*callRef, err error) {

@@ -181,7 +181,7 @@ func messageCall(msg *service.Message, arena []byte, flags segjson.AppendFlags) 
 	if len(wire) > maxCallBytes {
 		// Named by its messageId, which a mapping derives from the event.
 		return nil, arena[:start], &CallError{Cause: CauseTooLarge, Permanent: true, Detail: fmt.Sprintf(
-			"the %s call with messageId %q is %d bytes, over Segment's 32 KB limit (%d bytes)", c.Type, c.MessageID, len(wire), maxCallBytes)}
+			"%s is %d bytes, over Segment's 32 KB limit (%d bytes)", callName(c.Type, c.MessageID), len(wire), maxCallBytes)}
 	}
 	return wire, arena, nil
 }
