@@ -172,7 +172,11 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 			return nil, &CallError{Cause: CauseShutdown, Detail: "the output closed before Segment accepted the calls"}
 		}
 		failure := &CallError{Cause: CauseTransient, Status: res.status, Detail: res.detail}
-		d.askedToWait(res.retryAfter)
+		if d.askedToWait(res.retryAfter) && res.retryAfter >= longRetryAfter {
+			// Up to maxRetryAfter with /ready at 200 and nothing sent:
+			// said once a wait, not left to a debug line.
+			d.s.log.Warnf("Segment at %s asks to wait %v before the next request (HTTP %d): the calls are held until then, not lost", d.s.where, res.retryAfter, res.status)
+		}
 		silent := d.failingFor(!failed)
 		failed = true
 		if silent >= d.s.unreachableAfter {

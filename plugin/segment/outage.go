@@ -54,16 +54,20 @@ func (d *dispatcher) markDown(err *CallError) error {
 	return d.down
 }
 
-// askedToWait notes a Retry-After, for the probes that follow.
-func (d *dispatcher) askedToWait(wait time.Duration) {
+// askedToWait notes a Retry-After, for the probes that follow, and tells
+// whether it starts a wait: no earlier Retry-After was still running.
+func (d *dispatcher) askedToWait(wait time.Duration) (starts bool) {
 	if wait <= 0 {
-		return
+		return false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if at := time.Now().Add(wait); at.After(d.retryAt) {
+	now := time.Now()
+	starts = !d.retryAt.After(now)
+	if at := now.Add(wait); at.After(d.retryAt) {
 		d.retryAt = at
 	}
+	return starts
 }
 
 // retryAfterLeft is how long the latest Retry-After still asks to wait.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -390,5 +391,41 @@ func TestStreamBatchLimits(t *testing.T) {
 			}
 			t.Logf("%d requests, largest %d calls / %d bytes", st.Requests, st.MaxCallsInRequest, st.MaxRequestBytes)
 		})
+	}
+}
+
+// A Retry-After of a minute holds the calls with /ready at 200 and nothing
+// sent: before, only a debug line said so until the next attempt. Now a
+// warning names the endpoint, the status and the wait, once for the
+// requests that met it together; the calls are not acknowledged.
+func TestStreamLongRetryAfterWarnsOnce(t *testing.T) {
+	api := segmentapi.StartT(t, streamWriteKey)
+	api.RateLimitNext(4, time.Minute)
+	r := startStream(t, map[string]any{"segment": segmentConf(api, map[string]any{"max_calls_per_request": 10})})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	acks := r.pushAsync(ctx, trackBatches(messageIDs("wait", 40), 10, nil)...)
+	const warned = "asks to wait 1m0s before the next request (HTTP 429): the calls are held until then, not lost"
+	r.logs.waitFor(t, warned, 1)
+	for api.Stats().Faulted[segmentapi.FaultRateLimit] < 4 {
+		runtime.Gosched() // the four requests in flight all met the wait
+	}
+	// The writes wait out the minute: only a forced stop ends them.
+	r.stopped = true
+	_ = r.strm.StopWithin(100 * time.Millisecond)
+	cancel()
+	for i, err := range awaitAcks(t, acks) {
+		if err == nil {
+			t.Errorf("batch %d acknowledged while Segment asked to wait", i)
+		}
+	}
+	if n := r.logs.count(warned); n != 1 {
+		t.Errorf("%d warnings, want 1; logs:\n%s", n, strings.Join(r.logs.all(), "\n"))
+	}
+	for _, l := range r.logs.all() {
+		if strings.Contains(l, warned) && (!strings.HasPrefix(l, "WARN ") || !strings.Contains(l, api.URL())) {
+			t.Errorf("want a warning naming %s: %s", api.URL(), l)
+		}
 	}
 }

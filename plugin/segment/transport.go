@@ -15,6 +15,10 @@ import (
 // maxRetryAfter caps how long a Retry-After answer may hold a request.
 const maxRetryAfter = 10 * time.Minute
 
+// longRetryAfter is a Retry-After long enough to warn of: shorter ones are
+// a rate limit's usual second or two, and retries log at debug.
+const longRetryAfter = 10 * time.Second
+
 // maxDetail is how much of an answer's body errors quote.
 const maxDetail = 1024
 
