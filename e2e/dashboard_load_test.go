@@ -63,7 +63,8 @@ type gDashboard struct {
 type dashQuery struct {
 	where string // `timeseries panel 14 "Segment retries per second" target A`
 	expr  string
-	panel bool // a panel's target, not a variable's query
+	panel bool   // a panel's target, not a variable's query
+	row   string // the title of the row the panel is under ("" for none)
 }
 
 // loadDashboard parses the dashboard and checks its shape: what Grafana needs
@@ -112,7 +113,7 @@ func loadDashboard(t *testing.T, data []byte) []dashQuery {
 			t.Errorf("variable %s: query %q is not label_values(selector, label) or query_result(expr)", v.Name, q.Query)
 			continue
 		}
-		queries = append(queries, dashQuery{"variable " + v.Name, expr, false})
+		queries = append(queries, dashQuery{"variable " + v.Name, expr, false, ""})
 	}
 	for _, name := range []string{"DS_PROMETHEUS", "job", "instance"} {
 		if !vars[name] {
@@ -121,8 +122,10 @@ func loadDashboard(t *testing.T, data []byte) []dashQuery {
 	}
 
 	ids := map[int]string{}
-	var walk func(ps []gPanel)
-	walk = func(ps []gPanel) {
+	// row is the row a panel is under: the last one before it, or the
+	// collapsed one that holds it.
+	var walk func(ps []gPanel, row string)
+	walk = func(ps []gPanel, row string) {
 		for _, p := range ps {
 			where := fmt.Sprintf("%s panel %q", p.Type, p.Title)
 			if p.ID == nil {
@@ -145,7 +148,8 @@ func loadDashboard(t *testing.T, data []byte) []dashQuery {
 				if len(p.Targets) != 0 {
 					t.Errorf("%s: a row has no queries", where)
 				}
-				walk(p.Panels)
+				walk(p.Panels, p.Title)
+				row = p.Title
 				continue
 			}
 			if len(p.Targets) == 0 {
@@ -164,11 +168,11 @@ func loadDashboard(t *testing.T, data []byte) []dashQuery {
 					t.Errorf("%s has no expr", tw)
 					continue
 				}
-				queries = append(queries, dashQuery{tw, tg.Expr, true})
+				queries = append(queries, dashQuery{tw, tg.Expr, true, row})
 			}
 		}
 	}
-	walk(d.Panels)
+	walk(d.Panels, "")
 	if len(ids) == 0 {
 		t.Fatalf("%s has no panels", dashboardPath)
 	}

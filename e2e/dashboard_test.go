@@ -115,11 +115,28 @@ sent{path="root.output.fallback.0",note="a \"quoted\", value"} 4
 	}
 }
 
-// TestDashboardMatchesScrape runs the shipped pipeline through every path a
-// panel shows (events sent, filtered out and unmappable, a Segment 500 and
-// its retry, a call Segment rejects, a corrupt and an unreadable object, an
-// .avro.gz it skips, checkpoint saves) and checks
-// every metric of every panel against its /metrics.
+// dashboardPipeline is a shipped pipeline, the dashboard row that shows it
+// and the scenario that returns its scrape.
+type dashboardPipeline struct {
+	name, row string // row "": every row not another pipeline's
+	scrape    func(*testing.T) scrape
+}
+
+// dashboardPipelines say which scrape checks which panels: each row named
+// here shows a pipeline of its own, every other row the bucket pipeline.
+var dashboardPipelines = []dashboardPipeline{
+	{"bucket", "", dashboardScenarioScrape},
+	{"custom_http", "Custom HTTP pipeline", dashboardHTTPScrape},
+	{"notifications", "Notifications pipeline", dashboardNotificationsScrape},
+}
+
+// TestDashboardMatchesScrape runs the shipped pipelines through every path a
+// panel shows and checks every metric of every panel against the /metrics
+// of the pipeline its row shows: the bucket pipeline (events sent, filtered
+// out and unmappable, a Segment 500 and its retry, a call Segment rejects, a
+// corrupt and an unreadable object, an .avro.gz it skips, checkpoint saves),
+// the Custom HTTP one (dashboardHTTPScrape) and the notifications one
+// (dashboardNotificationsScrape).
 func TestDashboardMatchesScrape(t *testing.T) {
 	t.Parallel()
 	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
@@ -131,8 +148,17 @@ func TestDashboardMatchesScrape(t *testing.T) {
 		where string
 		sel   promSelector
 	}
-	var uses []use
+	uses := map[string][]use{} // by the row of a pipeline, "" for the bucket one's
 	for _, q := range queries {
+		row := ""
+		if slices.ContainsFunc(dashboardPipelines, func(p dashboardPipeline) bool { return p.row == q.row }) {
+			row = q.row
+		}
+		// A deployment that does not run the pipeline has none of its
+		// metrics: its panels must say No data, not show a constant.
+		if row != "" && strings.Contains(q.expr, "vector(") {
+			t.Errorf("%s in row %q: a vector() would show on deployments without that pipeline", q.where, row)
+		}
 		sels := metricSelectors(q.expr)
 		if len(sels) == 0 {
 			t.Errorf("%s queries no metric: %s", q.where, q.expr)
@@ -143,22 +169,30 @@ func TestDashboardMatchesScrape(t *testing.T) {
 					t.Errorf("%s: %s", q.where, p)
 				}
 			}
-			uses = append(uses, use{q.where, s})
+			uses[row] = append(uses[row], use{q.where, s})
 		}
 	}
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	s := dashboardScenarioScrape(t)
-	checked := map[string]bool{}
-	for _, u := range uses {
-		if why := s.missing(u.sel); why != "" {
-			t.Errorf("%s: %s", u.where, why)
-		}
-		checked[u.sel.metric] = true
+	// One after the other, each pipeline stopped before the next starts.
+	for _, pl := range dashboardPipelines {
+		t.Run(pl.name, func(t *testing.T) {
+			if len(uses[pl.row]) == 0 {
+				t.Fatalf("no panel queries a metric in row %q", pl.row)
+			}
+			s := pl.scrape(t)
+			checked := map[string]bool{}
+			for _, u := range uses[pl.row] {
+				if why := s.missing(u.sel); why != "" {
+					t.Errorf("%s: %s", u.where, why)
+				}
+				checked[u.sel.metric] = true
+			}
+			t.Logf("%d metric names checked against the scrape", len(checked))
+		})
 	}
-	t.Logf("%d queries, %d metric names checked against the scrape", len(queries), len(checked))
 }
 
 // dashboardScenarioScrape runs the shipped pipeline through every path a

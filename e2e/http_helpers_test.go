@@ -132,3 +132,48 @@ func (p *httpPipeline) checkDelivered(events []map[string]any) {
 		}
 	}
 }
+
+// dashboardHTTPScrape runs the Custom HTTP pipeline, with a previous token,
+// through a request delivered, one carrying the previous token and a
+// malformed event, and one with a wrong token, and returns its /metrics.
+func dashboardHTTPScrape(t *testing.T) scrape {
+	t.Helper()
+	const token, previous = "braze-token-new", "braze-token-old"
+	p := startHTTPPipeline(t, token, "10s", "CURRENTS_HTTP_PREVIOUS_TOKEN="+previous)
+	events := namedEvents(t, "users.messages.email.Send", 2, 31)
+	for _, c := range []struct {
+		token string
+		body  []byte
+		want  int
+	}{
+		{token, customHTTPBody(t, "users.messages.email.Send", events), http.StatusOK},
+		{previous, []byte(`{"events": [{"id": "m-1", "time": 1764590400}]}`), http.StatusOK}, // no event_type: dead-lettered
+		{"braze-token-wrong", customHTTPBody(t, "users.messages.email.Send", events), http.StatusUnauthorized},
+	} {
+		if code := p.postBytes("Bearer "+c.token, c.body); code != c.want {
+			t.Fatalf("status %d, want %d\n%s", code, c.want, lastLines(p.proc.logs(), 30))
+		}
+	}
+	p.checkDelivered(events)
+	var s scrape
+	waitUntil(t, "the requests counted in /metrics", func() bool {
+		var err error
+		s, err = tryScrape(p.metrics)
+		return err == nil && s.sum("braze_currents_http_requests", "") == 3
+	})
+	for _, c := range []struct {
+		name, matchers string
+		want           float64
+	}{
+		{"braze_currents_http_requests", `status="200"`, 2},
+		{"braze_currents_http_requests", `status="401"`, 1},
+		{"braze_currents_http_events_received", "", 3},
+		{"braze_currents_http_events_malformed", "", 1},
+		{"braze_currents_http_previous_token_requests", "", 1},
+	} {
+		if got := s.sum(c.name, c.matchers); got != c.want {
+			t.Errorf("%s{%s} = %v, want %v", c.name, c.matchers, got, c.want)
+		}
+	}
+	return s
+}

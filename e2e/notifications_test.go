@@ -51,15 +51,7 @@ func newNoticeRig(t *testing.T) *noticeRig {
 // start starts one replica.
 func (r *noticeRig) start() *connectProc {
 	r.runs++
-	env := append([]string{
-		"CURRENTS_URL=file://" + r.dir,
-		"CURRENTS_NOTIFICATIONS=" + r.ps.SubscriptionURL("connect"),
-		"SEGMENT_WRITE_KEY=" + e2eWriteKey,
-		"SEGMENT_ENDPOINT=" + r.srv.URL(),
-		"DEAD_LETTER_PATH=" + filepath.Join(r.t.TempDir(), fmt.Sprintf("dead-%d.jsonl", r.runs)),
-		"CONNECT_HTTP_ADDRESS=127.0.0.1:0",
-		"BRAZE_INCLUDE_ANONYMOUS=true",
-	}, r.ps.Env()...)
+	env := notificationsEnv(r.dir, r.ps, "connect", r.srv, filepath.Join(r.t.TempDir(), fmt.Sprintf("dead-%d.jsonl", r.runs)))
 	p := startConnect(r.t, repoRoot, env, r.events, "-c", notificationsConfig)
 	p.waitLines(1, 30*time.Second, "notifications from")
 	return p
@@ -146,4 +138,50 @@ func logShares(t *testing.T, procs []*connectProc) {
 	for i, p := range procs {
 		t.Logf("replica %d: %d objects done", i, p.count("Object done"))
 	}
+}
+
+// dashboardNotificationsScrape runs the notifications pipeline on a Pub/Sub
+// subscription through a notification of an object, read and delivered,
+// and a message that is none, and returns its /metrics.
+func dashboardNotificationsScrape(t *testing.T) scrape {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "acme-currents") // the bucketId the notification carries
+	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 10, Seed: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := queues.StartPubSub(t)
+	ps.CreateTopic(t, "created", "connect", 10*time.Second)
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	admin := freeAddr(t)
+	env := append(notificationsEnv(dir, ps, "connect", srv, filepath.Join(t.TempDir(), "dead.jsonl")), "CONNECT_HTTP_ADDRESS="+admin)
+	p := startConnect(t, repoRoot, env, nil, "-c", notificationsConfig)
+	p.waitLines(1, 30*time.Second, "notifications from")
+	ps.Publish(t, "created", []byte(`{"kind":"storage#object"}`), map[string]string{
+		"bucketId": "acme-currents", "objectId": written[0].Key, "eventType": "OBJECT_FINALIZE"})
+	ps.Publish(t, "created", []byte(`not a notification`), nil)
+	var s scrape
+	waitUntil(t, "the object done and the malformed notification counted in /metrics", func() bool {
+		var err error
+		s, err = tryScrape(admin)
+		return err == nil && s.sum("braze_currents_objects_done", "") == 1 && s.sum("braze_currents_notifications_malformed", "") == 1
+	})
+	if got, want := s.sum("braze_currents_events_read", ""), float64(len(written[0].Records)); got != want {
+		t.Errorf("braze_currents_events_read %v, want the object's %v", got, want)
+	}
+	return s
+}
+
+// notificationsEnv runs config/currents_notifications_to_segment.yaml on
+// the bucket in dir (named like the notifications' bucketId), sub of ps,
+// and srv.
+func notificationsEnv(dir string, ps *queues.PubSub, sub string, srv *segmentapi.Server, deadLetters string) []string {
+	return append([]string{
+		"CURRENTS_URL=file://" + dir,
+		"CURRENTS_NOTIFICATIONS=" + ps.SubscriptionURL(sub),
+		"SEGMENT_WRITE_KEY=" + e2eWriteKey,
+		"SEGMENT_ENDPOINT=" + srv.URL(),
+		"DEAD_LETTER_PATH=" + deadLetters,
+		"BRAZE_INCLUDE_ANONYMOUS=true",
+	}, ps.Env()...)
 }
