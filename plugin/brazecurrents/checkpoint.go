@@ -44,19 +44,27 @@ type checkpoint struct {
 	dirty         bool
 	finishes      uint64    // objects done so far, to tell how far the store lags
 	newest        time.Time // the newest queue hour with an object done (checkpointDoc.Newest)
+	// Late files (checkpoint_late.go): how far behind the watermark settled
+	// hours are looked back at (late_lookback; 0: not), the objects done in
+	// them by a hash of the key, and the first hour remembered.
+	lookback     time.Duration
+	recent       map[string]map[time.Time]map[uint64]bool // partition -> hour -> key sums
+	recordedFrom map[string]time.Time
 }
 
 func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
 	return &checkpoint{
-		lateArrival: lateArrival,
-		until:       sel.until,
-		watermarks:  map[string]time.Time{},
-		settled:     map[string]time.Time{},
-		done:        map[string]map[string]time.Time{},
-		open:        map[string]map[string]time.Time{},
-		failed:      map[string]map[string]time.Time{},
-		window:      sel.window(),
-		shard:       fmt.Sprintf("%d/%d", sel.shard, max(sel.shards, 1)),
+		lateArrival:  lateArrival,
+		until:        sel.until,
+		watermarks:   map[string]time.Time{},
+		settled:      map[string]time.Time{},
+		done:         map[string]map[string]time.Time{},
+		open:         map[string]map[string]time.Time{},
+		failed:       map[string]map[string]time.Time{},
+		recent:       map[string]map[time.Time]map[uint64]bool{},
+		recordedFrom: map[string]time.Time{},
+		window:       sel.window(),
+		shard:        fmt.Sprintf("%d/%d", sel.shard, max(sel.shards, 1)),
 	}
 }
 
@@ -83,8 +91,8 @@ func (c *checkpoint) hourDone(partition string, hour time.Time) bool {
 	return ok && !hour.After(w)
 }
 
-// isDone says whether an object is done: behind its partition's watermark,
-// or recorded as done.
+// isDone says whether an object is done: behind its partition's watermark
+// (unless it is late there), or recorded as done.
 func (c *checkpoint) isDone(o object) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -92,7 +100,7 @@ func (c *checkpoint) isDone(o object) bool {
 		return false
 	}
 	if w, ok := c.watermarks[o.partition]; ok && !o.hour.IsZero() && !o.hour.After(w) {
-		return true
+		return !c.lateLocked(o)
 	}
 	_, ok := c.done[o.partition][o.key]
 	return ok
@@ -124,6 +132,8 @@ func (c *checkpoint) finished(o object) {
 	// covers it now: its key would stay until the watermark moves again.
 	if w, ok := c.watermarks[o.partition]; !ok || o.hour.IsZero() || o.hour.After(w) {
 		c.markLocked(c.done, o.partition, o.key, o.hour)
+	} else {
+		c.rememberLocked(o.partition, o.key, o.hour) // a late one (or a failed one) read
 	}
 	if o.hour.After(c.newest) {
 		c.newest = o.hour
@@ -278,9 +288,11 @@ func (c *checkpoint) advanceLocked(partition string) {
 	c.watermarks[partition] = target
 	for key, h := range c.done[partition] {
 		if !h.IsZero() && !h.After(target) {
+			c.rememberLocked(partition, key, h)
 			delete(c.done[partition], key)
 		}
 	}
+	c.forgetRecentLocked(partition)
 	c.dirty = true
 }
 

@@ -28,6 +28,13 @@ type partitionDone struct {
 	Watermark string   `json:"watermark,omitempty"` // YYYY-MM-DD-HH
 	Done      []string `json:"done,omitempty"`
 	Failed    []string `json:"failed,omitempty"` // not done, whatever the watermark says
+	// The objects done in the hours of the last late_lookback up to the
+	// watermark, as base64 of their keys' 8-byte sums by hour, and the
+	// first hour remembered: a version without them ignores them, and
+	// with a document without them late files are looked for only in the
+	// hours that settle from then on (checkpoint_late.go).
+	Recent   map[string]string `json:"recent,omitempty"`
+	Recorded string            `json:"recorded,omitempty"` // YYYY-MM-DD-HH
 }
 
 // Document versions: a document with failed keys is version 2, so that a
@@ -86,6 +93,9 @@ func (c *checkpoint) restore(doc *checkpointDoc) error {
 			}
 			c.watermarks[p] = w
 		}
+		if err := c.restoreRecentLocked(p, pd); err != nil {
+			return err
+		}
 		for _, key := range pd.Done {
 			h, _ := ParseObjectKey(key).Hour()
 			c.markLocked(c.done, p, key, h)
@@ -123,6 +133,7 @@ func (c *checkpoint) snapshot(force bool) ([]byte, uint64, time.Time, error) {
 	}
 	for p, w := range c.watermarks {
 		part(p).Watermark = w.Format(DateHourLayout)
+		c.snapshotRecentLocked(p, part(p))
 	}
 	for p, keys := range c.done {
 		for key := range keys {

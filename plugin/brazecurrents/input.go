@@ -33,6 +33,7 @@ const (
 	inFieldWatch            = "watch"
 	inFieldPollInterval     = "poll_interval"
 	inFieldLateArrival      = "late_arrival"
+	inFieldLateLookback     = "late_lookback"
 	inFieldCheckpoint       = "checkpoint"
 	inFieldCheckpointCache  = "cache"
 	inFieldCheckpointBucket = "in_bucket"
@@ -111,7 +112,7 @@ fails at connection with a message saying so, and is retried: an outage passes.
 
 What only a change of the config can fix stops the pipeline at start: a `+"`url`"+` without a scheme or with
 one this build has no driver for, a `+"`file://`"+` directory that does not exist, a malformed pattern or hour,
-an `+"`until`"+` before `+"`since`"+`, a `+"`move_done_to`"+` in `+"`prefix`"+`, a negative `+"`late_arrival`"+`, a `+"`poll_interval`"+`
+an `+"`until`"+` before `+"`since`"+`, a `+"`move_done_to`"+` in `+"`prefix`"+`, a negative `+"`late_arrival`"+` or `+"`late_lookback`"+`, a `+"`poll_interval`"+`
 of 0 or less with `+"`watch`"+`, a `+"`checkpoint`"+` or a `+"`shard`"+` other than 0/1 with `+"`notifications`"+`.
 Event type patterns that match no known Currents event type are logged as warnings at start, once each,
 and so is a listing that finds no Currents export under the prefix (once, until one does).
@@ -135,7 +136,8 @@ Besides the `+"`braze_currents`"+` scanner's metadata (`+"`braze_event_type`"+`,
 == Metrics
 
 `+"`braze_currents_objects_found`"+`, `+"`braze_currents_objects_done`"+`, `+"`braze_currents_objects_corrupt`"+`,
-`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_listings_failed`"+` (listings of the prefix, or of a
+`+"`braze_currents_objects_failed`"+` (not readable after every attempt), `+"`braze_currents_objects_late`"+` (objects found in an hour that had already
+counted as done, within `+"`late_lookback`"+`: written late by Braze, read when found), `+"`braze_currents_listings_failed`"+` (listings of the prefix, or of a
 directory under it, that failed: the pass lists again; `+"`/ready`"+` stays 200, as the input is running), `+"`braze_currents_objects_skipped`"+` (label
 `+"`reason`"+`: `+"`compressed`"+`, `+"`partial`"+` or `+"`other`"+`; objects under an `+"`event_type=`"+` directory, of a selected type and
 hour, not read for not being `+"`.avro`"+`, each counted once while listings keep finding it), `+"`braze_currents_events_read`"+` (label
@@ -179,6 +181,8 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 				Description("How often to poll in watch mode; it must be positive. While a directory under the prefix cannot be listed, the next poll comes sooner, with backoff up to this interval.").Default("1m"),
 			service.NewDurationField(inFieldLateArrival).
 				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done. It may be 0 (no file is ever written into an hour after it ends), not negative: that would count hours as done before they end.").Default("2h").Advanced(),
+			service.NewDurationField(inFieldLateLookback).
+				Description("How far behind the checkpoint's watermark the hours already counted as done are listed again, once an hour per event type, for late files: objects Braze wrote into an hour after it settled (a delay longer than `late_arrival`, or a local clock ahead). The checkpoint remembers the objects done in those hours by an 8-byte hash of each key; an object there it does not remember is counted in `braze_currents_objects_late`, logged at warn and read. 0 turns it off: such a file is never read.").Default("24h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
 				service.NewStringField(inFieldCheckpointCache).
 					Description("Keep the checkpoint in this cache resource.").Default(""),
@@ -289,6 +293,7 @@ type currentsInput struct {
 	unlisted           spells         // run's own: directories whose listing fails
 	unreadable         spells         // objects whose last read failed
 	skipped            skippedObjects // run's own: objects listings found and do not read
+	late               lateLookback   // run's own: the lookback at late files
 }
 
 type readBatch struct {
@@ -297,7 +302,7 @@ type readBatch struct {
 }
 
 func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
-	return &currentsInput{
+	in := &currentsInput{
 		conf:     c,
 		mgr:      mgr,
 		log:      mgr.Logger(),
@@ -309,6 +314,9 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 		clock:    clockwork.NewRealClock(),
 		owner:    newOwner(),
 	}
+	in.late.log = newLogThrottle(in.log)
+	in.late.log.now = func() time.Time { return in.clock.Now() }
+	return in
 }
 
 func (in *currentsInput) Connect(ctx context.Context) error {
@@ -355,6 +363,7 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 	// A fresh checkpoint each attempt: one that waited for a lease reloads.
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
 	ckpt.keyNamesShard = in.conf.ckptKey == in.conf.defaultCheckpointKey()
+	ckpt.lookback = in.conf.lateLookback
 	var shards *shardCheck
 	if in.conf.ckptInBucket && ckpt.keyNamesShard {
 		// The other shards' checkpoints are found by their default keys.

@@ -23,6 +23,7 @@ type inputConfig struct {
 	watch          bool
 	pollInterval   time.Duration
 	lateArrival    time.Duration
+	lateLookback   time.Duration
 	ckptCache      string
 	ckptInBucket   bool
 	ckptKey        string
@@ -90,6 +91,9 @@ func inputConfigFromParsed(conf *service.ParsedConfig) (c inputConfig, err error
 		return c, err
 	}
 	if c.lateArrival, err = conf.FieldDuration(inFieldLateArrival); err != nil {
+		return c, err
+	}
+	if c.lateLookback, err = conf.FieldDuration(inFieldLateLookback); err != nil {
 		return c, err
 	}
 	if c.ckptCache, err = conf.FieldString(inFieldCheckpoint, inFieldCheckpointCache); err != nil {
@@ -172,6 +176,9 @@ func (c *inputConfig) validate() error {
 	if c.lateArrival < 0 {
 		return fmt.Errorf("%s must not be negative, got %v: hours would count as done before they end, and files written into them later would never be read",
 			inFieldLateArrival, c.lateArrival)
+	}
+	if c.lateLookback < 0 {
+		return fmt.Errorf("%s must not be negative (0 turns the lookback off), got %v", inFieldLateLookback, c.lateLookback)
 	}
 	if c.summaryPeriod < 0 {
 		return fmt.Errorf("%s must not be negative (0 turns the summaries off), got %v", inFieldSummary, c.summaryPeriod)

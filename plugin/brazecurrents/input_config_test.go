@@ -50,6 +50,7 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"two checkpoints", "url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}", []string{"set cache or in_bucket, not both"}},
 		// A negative late_arrival would settle hours before they end.
 		{"negative late arrival", "url: file:///tmp\nlate_arrival: -2h", []string{"late_arrival must not be negative, got -2h0m0s"}},
+		{"negative late lookback", "url: file:///tmp\nlate_lookback: -1h", []string{"late_lookback must not be negative (0 turns the lookback off), got -1h0m0s"}},
 		{"no poll interval", "url: file:///tmp\nwatch: true\npoll_interval: 0s", []string{"poll_interval must be positive with watch, got 0s"}},
 		{"negative poll interval", "url: file:///tmp\nwatch: true\npoll_interval: -1m", []string{"poll_interval must be positive with watch"}},
 		{"short lease", "url: file:///tmp\ncheckpoint: {lease: 10ms}", []string{"checkpoint.lease must be at least 1s"}},
@@ -81,10 +82,11 @@ func TestInputAcceptsGoodURLs(t *testing.T) {
 	}
 }
 
-// Zero late_arrival (files never land after their hour) is a choice, and
+// Zero late_arrival (files never land after their hour) and zero
+// late_lookback (no look back at late files) are choices, and
 // poll_interval matters only with watch.
 func TestInputAcceptsBoundarySettings(t *testing.T) {
-	for _, conf := range []string{"late_arrival: 0s", "poll_interval: 0s", "watch: true\npoll_interval: 1ms"} {
+	for _, conf := range []string{"late_arrival: 0s", "late_lookback: 0s", "poll_interval: 0s", "watch: true\npoll_interval: 1ms"} {
 		if _, err := inputOf(t, "url: file:///tmp\n"+conf, service.MockResources()); err != nil {
 			t.Errorf("%q: %v", conf, err)
 		}

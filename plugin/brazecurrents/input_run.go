@@ -61,7 +61,7 @@ func (in *currentsInput) run(ctx context.Context) {
 // sooner than poll_interval, so that a passing failure is soon over, and in
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects, retries chan<- object) {
-	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.ckpt.hourDone, hours: in.hoursToList, now: in.clock.Now,
+	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.skipHour, hours: in.hoursToList, now: in.clock.Now,
 		timeout: in.conf.readTimeout, reopen: in.reopen, relayout: in.relayout, watermark: in.ckpt.watermark}
 	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
@@ -128,10 +128,14 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 	for {
 		started := in.clock.Now()
 		w.reset()
+		clear(in.late.looking)
 		// A partition listed in full settles at once, by the pass's start
 		// (hour by hour, by its directory's last listing: settleBy), as the
 		// walk's end would settle it.
-		settle := func(partition string) { in.ckpt.walked([]string{partition}, w.settleBy(partition, started)) }
+		settle := func(partition string) {
+			in.ckpt.walked([]string{partition}, w.settleBy(partition, started))
+			in.lookedBack(partition, started)
+		}
 		w.listed = func(partition string) {
 			settle(partition)
 			in.saver.poke()
@@ -143,8 +147,12 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 		}
 		err := w.walk(ctx, in.conf.prefix, func(o object) error {
 			// A failed object is tried by its key after the listing.
+			late := in.ckpt.isLate(o)
 			if in.ckpt.isFailed(o) || !in.claim(o) {
 				return nil
+			}
+			if late {
+				in.noteLate(o)
 			}
 			in.stats.objectFound()
 			select {

@@ -18,6 +18,7 @@ import (
 // summary a one-pass run ends with.
 type inputStats struct {
 	found, done, corrupt, failed *service.MetricCounter
+	late                         *service.MetricCounter // objects found in an hour already counted as done
 	listingsFailed               *service.MetricCounter // listings of the prefix or of a directory under it that failed
 	events                       *service.MetricCounter // by event_type
 	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
@@ -54,6 +55,7 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		done:    m.NewCounter("braze_currents_objects_done"),
 		corrupt: m.NewCounter("braze_currents_objects_corrupt"),
 		failed:  m.NewCounter("braze_currents_objects_failed"),
+		late:    m.NewCounter("braze_currents_objects_late"),
 
 		listingsFailed: m.NewCounter("braze_currents_listings_failed"),
 		events:         m.NewCounter("braze_currents_events_read", eventTypeLabel),
@@ -87,7 +89,7 @@ const (
 // alert on nothing. The event types are left to appear on first use: 50 and
 // more series of each, most never counted on a given deployment.
 func (s *inputStats) startAtZero() {
-	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed, s.listingsFailed, s.receivesFailed, s.noticesMalformed} {
+	for _, c := range []*service.MetricCounter{s.found, s.done, s.corrupt, s.failed, s.late, s.listingsFailed, s.receivesFailed, s.noticesMalformed} {
 		c.Incr(0)
 	}
 	s.rejected.Incr(0, rejectTooLarge)

@@ -1,0 +1,87 @@
+package brazecurrents
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// restored is a checkpoint with late_lookback lookback restored from doc.
+func restored(t *testing.T, doc []byte, lookback time.Duration) *checkpoint {
+	t.Helper()
+	c := newCheckpoint(time.Hour, selection{})
+	c.lookback = lookback
+	parsed, err := c.parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.restore(parsed); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A document written before late files were looked for (no "recent", no
+// "recorded") has every hour up to its watermark taken as done, as before:
+// none of their objects counts as late, and no listing lists them again.
+// The hours that settle from then on are remembered, an object done in them
+// is not late, another one is, and a restart on the new document (which a
+// version before this one reads too: it ignores those fields) keeps that.
+// With late_lookback 0 nothing is remembered and nothing is late.
+func TestCheckpointLateFilesAcrossDocumentVersions(t *testing.T) {
+	p := "currents/x/event_type=a"
+	old := []byte(`{"version":1,"partitions":{"` + p + `":{"watermark":"2026-11-28-05"}}}`)
+	c := restored(t, old, 24*time.Hour)
+	before := hourObj(p, at(5), 0)
+	if c.isLate(before) || !c.isDone(before) || c.lookingBack(p, at(5)) {
+		t.Fatalf("an object of hour 5, settled before the document remembered objects: late %v, done %v, looked back at %v; want done, not late, not listed again",
+			c.isLate(before), c.isDone(before), c.lookingBack(p, at(5)))
+	}
+	read := hourObj(p, at(7), 0)
+	c.opened(read)
+	c.finished(read)
+	c.walked([]string{p}, at(10)) // hours up to 7 closed (late_arrival 1h)
+	if w, _ := c.watermark(p); !w.Equal(at(7)) {
+		t.Fatalf("watermark %v, want hour 7", w)
+	}
+	late := hourObj(p, at(7), 1)
+	if !c.lookingBack(p, at(6)) || c.isLate(read) || !c.isLate(late) || c.isDone(late) {
+		t.Fatalf("hour 7 settled with one object read: looked back at %v, read one late %v, another late %v (done %v); want looked back at, only the other late",
+			c.lookingBack(p, at(6)), c.isLate(read), c.isLate(late), c.isDone(late))
+	}
+	doc, _, _, err := c.snapshot(true)
+	if err != nil || !strings.Contains(string(doc), `"recorded":"2026-11-28-06"`) {
+		t.Fatalf("document %s (%v): want it to remember from hour 6", doc, err)
+	}
+	r := restored(t, doc, 24*time.Hour)
+	if r.isLate(read) || !r.isLate(late) || r.isLate(before) {
+		t.Fatalf("after a restart: read one late %v, another late %v, hour 5's late %v; want only the other late", r.isLate(read), r.isLate(late), r.isLate(before))
+	}
+	// A stop while the late one is read leaves it late: the next process
+	// reads it again. Read, it is remembered, and saved.
+	r.opened(late)
+	doc, _, _, _ = r.snapshot(true)
+	if again := restored(t, doc, 24*time.Hour); !again.isLate(late) {
+		t.Fatalf("a late object stopped while read is no longer late after a restart: %s", doc)
+	}
+	r.finished(late)
+	if w, _ := r.watermark(p); r.isLate(late) || !w.Equal(at(7)) {
+		t.Fatalf("late object read: still late %v, watermark %v; want not late, hour 7", r.isLate(late), w)
+	}
+	doc, _, _, _ = r.snapshot(true)
+	if again := restored(t, doc, 24*time.Hour); again.isLate(late) {
+		t.Fatalf("a late object read counts as late again after a restart: %s", doc)
+	}
+	// Hours that fall out of the lookback are forgotten.
+	r.walked([]string{p}, at(10).Add(30*time.Hour))
+	if doc, _, _, _ = r.snapshot(true); strings.Contains(string(doc), `"recent"`) || r.lookingBack(p, at(7)) {
+		t.Fatalf("hour 7, 30 hours behind the watermark, still remembered or looked back at: %s", doc)
+	}
+	off := restored(t, doc, 0)
+	if off.isLate(hourObj(p, at(7).Add(30*time.Hour), 5)) {
+		t.Fatal("late_lookback 0 counts an object as late")
+	}
+	if doc, _, _, _ = off.snapshot(true); strings.Contains(string(doc), "recent") || strings.Contains(string(doc), "recorded") {
+		t.Fatalf("late_lookback 0 writes what it does not keep: %s", doc)
+	}
+}

@@ -1,0 +1,77 @@
+package brazecurrents
+
+import (
+	"fmt"
+	"time"
+)
+
+// lateLookback is the lister's side of the look back at late files
+// (checkpoint_late.go): which partitions' settled hours a listing may list
+// again, and the warning for a late file. Only the lister touches it, but
+// for log, which is safe to share.
+type lateLookback struct {
+	log *logThrottle
+	// When the last listing of each partition that looked back at its
+	// settled hours started; those of the pass under way.
+	last    map[string]time.Time
+	looking map[string]bool
+}
+
+// lookbackEvery is how often a partition's settled hours are listed again:
+// as often as its directory is (relearnLayout), whose listing, in the usual
+// layout, is the one that lists them.
+const lookbackEvery = relearnLayout
+
+// skipHour says whether a listing passes over hour of partition: an hour
+// behind the watermark, unless it is within late_lookback and the
+// partition's settled hours are due to be listed again.
+func (in *currentsInput) skipHour(partition string, hour time.Time) bool {
+	if !in.ckpt.hourDone(partition, hour) {
+		// A partition without a watermark is listed whole: that listing
+		// looks at every hour there is.
+		if _, ok := in.ckpt.watermark(partition); !ok {
+			in.lookingAt(partition)
+		}
+		return false
+	}
+	if !in.ckpt.lookingBack(partition, hour) {
+		return true
+	}
+	if last, ok := in.late.last[partition]; ok && in.clock.Now().Sub(last) < lookbackEvery && !in.late.looking[partition] {
+		return true
+	}
+	in.lookingAt(partition)
+	return false
+}
+
+// lookingAt notes that the listing under way lists partition's settled
+// hours (or all of its hours).
+func (in *currentsInput) lookingAt(partition string) {
+	if in.late.looking == nil {
+		in.late.looking = map[string]bool{}
+	}
+	in.late.looking[partition] = true
+}
+
+// lookedBack notes that a listing of partition that started at started
+// listed it in full: if it listed settled hours again, they are due next
+// lookbackEvery after that.
+func (in *currentsInput) lookedBack(partition string, started time.Time) {
+	if !in.late.looking[partition] {
+		return
+	}
+	delete(in.late.looking, partition)
+	if in.late.last == nil {
+		in.late.last = map[string]time.Time{}
+	}
+	in.late.last[partition] = started
+}
+
+// noteLate counts and logs a late object the listing claimed for reading.
+func (in *currentsInput) noteLate(o object) {
+	in.stats.late.Incr(1)
+	w, _ := in.ckpt.watermark(o.partition)
+	in.late.log.warn("late", fmt.Sprintf("Found %s in hour %s, which had already counted as done (the watermark of its event type is at %s; %s %v): "+
+		"Braze wrote it after a listing settled that hour; it is read now and counted in braze_currents_objects_late",
+		o.key, o.hour.Format(DateHourLayout), w.Format(DateHourLayout), inFieldLateArrival, in.conf.lateArrival))
+}
