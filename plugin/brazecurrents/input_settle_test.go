@@ -167,7 +167,16 @@ func TestInputPartitionListedInPartDoesNotSettleEarly(t *testing.T) {
 	hold := newHoldAt(typeDir(smsSend))
 	defer hold.release()
 	conf := "url: \"" + proxied + "\"\nwatch: true\npoll_interval: 5m\nmax_parallel_objects: 1\nprogress_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 10h"
-	r, err := connectClockRunWith(t, conf, at14(10), holding(hold))
+	r, err := connectClockRunWith(t, conf, at14(10), func(in *currentsInput) {
+		holding(hold)(in)
+		// The clock moves only while no object is downloading: a move past
+		// read_timeout would stall a read, which a retry would then hide.
+		advance := in.readRetrying
+		in.readRetrying = func(key string, wait time.Duration) {
+			t.Errorf("read of %s retried (in %v): the bucket never refuses one", key, wait)
+			advance(key, wait)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +193,7 @@ func TestInputPartitionListedInPartDoesNotSettleEarly(t *testing.T) {
 
 	hold.release()
 	r.pass(0)
+	r.waitCheckpointed(3*3 - 1) // every object but hour 10's read: none downloading as the clock moves
 	if w, _ := r.in.ckpt.watermark(r.partition(t, uninstall)); !w.Equal(at14(0).Add(-5 * time.Hour)) {
 		t.Fatalf("%s's watermark after a pass that could not list its hour 10: %v, want hour 9", uninstall, w)
 	}
