@@ -316,6 +316,9 @@ func newCurrentsInput(c inputConfig, mgr *service.Resources) *currentsInput {
 	}
 	in.late.log = newLogThrottle(in.log)
 	in.late.log.now = func() time.Time { return in.clock.Now() }
+	if c.notifications != "" {
+		in.unreadable.forgetAfter, in.unreadable.max = forgetUnreadable, maxUnreadable
+	}
 	return in
 }
 

@@ -29,6 +29,18 @@ const (
 	maxSendBackDelay = 15 * time.Minute
 )
 
+// An object's spell (in.unreadable) ends when this replica reads it. One
+// that another replica read, or whose notification the queue dead-lettered,
+// would be kept for ever, and a later failure of the key would start at the
+// long delay, at debug level: a spell no delivery failed for
+// forgetUnreadable, four times the longest hold-back, is forgotten, and at
+// most maxUnreadable are kept (an outage of a bucket with more objects
+// than that forgets the least recently failed first), on the input's clock.
+const (
+	forgetUnreadable = 4 * maxSendBackDelay
+	maxUnreadable    = 10000
+)
+
 // sendBackDelay is how long to hold the notification of an object failing
 // for failingFor.
 func sendBackDelay(failingFor time.Duration) time.Duration {

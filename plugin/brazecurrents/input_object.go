@@ -79,7 +79,7 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 		}
 		wait := policy.NextBackOff()
 		logf := in.log.Warnf
-		if in.unreadable.failing(o.key) { // said at error when it started failing
+		if in.unreadable.failing(o.key, in.clock.Now()) { // said at error when it started failing
 			logf = in.log.Debugf
 		}
 		logf("Reading object %q failed (attempt %d of %d), retrying in %v from event %d: %v", o.key, attempt, in.conf.readAttempts, wait, emitted, err)

@@ -1,6 +1,7 @@
 package brazecurrents
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -10,9 +11,25 @@ import (
 // each is logged at error when it starts failing, at debug while it goes on
 // and at info when it is over: a failure that lasts for days in watch mode
 // is two lines, not one a pass. Safe for the readers to share.
+//
+// A spell ends when its name is read or listed here. In notification mode
+// that may never happen (another replica read the object, the queue
+// dead-lettered its notification): forgetAfter and max bound what is kept.
 type spells struct {
-	mu    sync.Mutex
-	since map[string]time.Time // name -> when its spell started
+	mu     sync.Mutex
+	byName map[string]*list.Element // of *spell
+	order  list.List                // least recently failed first
+
+	// forgetAfter, when set, forgets a spell that has not failed again for
+	// that long: a later failure starts a new one. max, when set, bounds
+	// the spells kept, the least recently failed forgotten first.
+	forgetAfter time.Duration
+	max         int
+}
+
+type spell struct {
+	name        string
+	since, last time.Time // started; failed last
 }
 
 // failed notes that name failed at now; it is true when that starts a
@@ -20,21 +37,52 @@ type spells struct {
 func (s *spells) failed(name string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.since[name]; ok {
+	s.forget(now)
+	if e, ok := s.byName[name]; ok {
+		e.Value.(*spell).last = now
+		s.order.MoveToBack(e)
 		return false
 	}
-	if s.since == nil {
-		s.since = map[string]time.Time{}
+	if s.byName == nil {
+		s.byName = map[string]*list.Element{}
 	}
-	s.since[name] = now
+	s.byName[name] = s.order.PushBack(&spell{name: name, since: now, last: now})
+	if s.max > 0 && len(s.byName) > s.max {
+		s.remove(s.order.Front())
+	}
 	return true
 }
 
-// failing says whether name is in a spell of failure.
-func (s *spells) failing(name string) bool {
+// forget drops the spells that have not failed for forgetAfter at now;
+// s.mu is held.
+func (s *spells) forget(now time.Time) {
+	if s.forgetAfter <= 0 {
+		return
+	}
+	for e := s.order.Front(); e != nil && now.Sub(e.Value.(*spell).last) > s.forgetAfter; e = s.order.Front() {
+		s.remove(e)
+	}
+}
+
+func (s *spells) remove(e *list.Element) {
+	delete(s.byName, s.order.Remove(e).(*spell).name)
+}
+
+// get is name's spell at now, if it has one; s.mu is held.
+func (s *spells) get(name string, now time.Time) (*spell, bool) {
+	s.forget(now)
+	e, ok := s.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return e.Value.(*spell), true
+}
+
+// failing says whether name is in a spell of failure at now.
+func (s *spells) failing(name string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.since[name]
+	_, ok := s.get(name, now)
 	return ok
 }
 
@@ -42,20 +90,30 @@ func (s *spells) failing(name string) bool {
 func (s *spells) lasting(name string, now time.Time) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	since, ok := s.since[name]
-	return now.Sub(since), ok
+	sp, ok := s.get(name, now)
+	if !ok {
+		return 0, false
+	}
+	return now.Sub(sp.since), true
 }
 
 // ended ends the spell of name, if it had one, and says how long it lasted.
 func (s *spells) ended(name string, now time.Time) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	since, ok := s.since[name]
+	sp, ok := s.get(name, now)
 	if !ok {
 		return 0, false
 	}
-	delete(s.since, name)
-	return now.Sub(since).Round(time.Second), true
+	s.remove(s.byName[name])
+	return now.Sub(sp.since).Round(time.Second), true
+}
+
+// count is how many spells are kept.
+func (s *spells) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byName)
 }
 
 // endWhere ends the spells whose name over says is over, calling fn with
@@ -63,7 +121,7 @@ func (s *spells) ended(name string, now time.Time) (time.Duration, bool) {
 func (s *spells) endWhere(now time.Time, over func(name string) bool, fn func(name string, lasted time.Duration)) {
 	s.mu.Lock()
 	var ended []string
-	for name := range s.since {
+	for name := range s.byName {
 		if over(name) {
 			ended = append(ended, name)
 		}
