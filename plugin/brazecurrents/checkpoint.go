@@ -48,6 +48,7 @@ type checkpoint struct {
 	// hours are looked back at (late_lookback; 0: not), the objects done in
 	// them by a hash of the key, and the first hour remembered.
 	lookback     time.Duration
+	now          func() time.Time                         // the input's clock, for the lookback
 	recent       map[string]map[time.Time]map[uint64]bool // partition -> hour -> key sums
 	recordedFrom map[string]time.Time
 }
@@ -63,6 +64,7 @@ func newCheckpoint(lateArrival time.Duration, sel selection) *checkpoint {
 		failed:       map[string]map[string]time.Time{},
 		recent:       map[string]map[time.Time]map[uint64]bool{},
 		recordedFrom: map[string]time.Time{},
+		now:          time.Now,
 		window:       sel.window(),
 		shard:        fmt.Sprintf("%d/%d", sel.shard, max(sel.shards, 1)),
 	}

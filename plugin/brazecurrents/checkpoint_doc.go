@@ -28,8 +28,8 @@ type partitionDone struct {
 	Watermark string   `json:"watermark,omitempty"` // YYYY-MM-DD-HH
 	Done      []string `json:"done,omitempty"`
 	Failed    []string `json:"failed,omitempty"` // not done, whatever the watermark says
-	// The objects done in the hours of the last late_lookback up to the
-	// watermark, as base64 of their keys' 8-byte sums by hour, and the
+	// The objects done in the settled hours of the last late_lookback (from
+	// now), as base64 of their keys' 8-byte sums by hour, and the
 	// first hour remembered: a version without them ignores them, and
 	// with a document without them late files are looked for only in the
 	// hours that settle from then on (checkpoint_late.go).

@@ -15,8 +15,9 @@ import (
 // settled (a delay on its side longer than late_arrival). The watermark
 // counts the whole hour as done, and the listings that prune it would never
 // list that object. So the checkpoint remembers, by a hash of the key, the
-// objects done in the settled hours of the last late_lookback behind each
-// watermark; the listing that lists a partition's directory (every hour)
+// objects done in the settled hours of the last late_lookback (before now,
+// on the input's clock: a backfill of older hours remembers nothing, as
+// Braze writes into recent hours only); the listing that lists a partition's directory (every hour)
 // lists those hours again, and an object of theirs it does not remember is
 // late: counted, logged and read.
 
@@ -39,8 +40,8 @@ func (c *checkpoint) rememberLocked(partition, key string, hour time.Time) {
 }
 
 // recordedLocked says whether the objects done in hour are remembered: the
-// hour is within the lookback behind the partition's watermark (or there is
-// none yet), and not before the hours this checkpoint began to remember.
+// hour is within the lookback before now, and not before the hours this
+// checkpoint began to remember.
 func (c *checkpoint) recordedLocked(partition string, hour time.Time) bool {
 	if c.lookback <= 0 {
 		return false
@@ -48,19 +49,19 @@ func (c *checkpoint) recordedLocked(partition string, hour time.Time) bool {
 	if from, ok := c.recordedFrom[partition]; ok && hour.Before(from) {
 		return false
 	}
-	w, ok := c.watermarks[partition]
-	return !ok || hour.After(w.Add(-c.lookback))
+	return hour.After(c.lookbackStart())
 }
 
-// forgetRecentLocked drops the hours that fell out of the lookback behind
-// the partition's watermark.
+// lookbackStart is the end of the last hour out of the lookback: hours
+// after it are looked back at.
+func (c *checkpoint) lookbackStart() time.Time { return c.now().Add(-c.lookback) }
+
+// forgetRecentLocked drops the hours of partition that fell out of the
+// lookback.
 func (c *checkpoint) forgetRecentLocked(partition string) {
-	w, ok := c.watermarks[partition]
-	if !ok {
-		return
-	}
+	start := c.lookbackStart()
 	for h := range c.recent[partition] {
-		if !h.After(w.Add(-c.lookback)) {
+		if !h.After(start) {
 			delete(c.recent[partition], h)
 		}
 	}
@@ -148,13 +149,13 @@ func (c *checkpoint) snapshotRecentLocked(partition string, pd *partitionDone) {
 	if c.lookback <= 0 || !ok {
 		return
 	}
-	from := w.Add(-c.lookback).Truncate(time.Hour).Add(time.Hour)
+	from := c.lookbackStart().Truncate(time.Hour).Add(time.Hour)
 	if f, ok := c.recordedFrom[partition]; ok && f.After(from) {
 		from = f
 	}
 	pd.Recorded = from.Format(DateHourLayout)
 	for h, set := range c.recent[partition] {
-		if len(set) == 0 || h.After(w) {
+		if len(set) == 0 || h.After(w) || !h.After(c.lookbackStart()) {
 			continue
 		}
 		sums := slices.Sorted(maps.Keys(set))

@@ -182,7 +182,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 			service.NewDurationField(inFieldLateArrival).
 				Description("How long after its hour ends a `date=` partition may still receive files. An hour counts as done only after a listing that started this long after the hour ended found every object in it done. It may be 0 (no file is ever written into an hour after it ends), not negative: that would count hours as done before they end.").Default("2h").Advanced(),
 			service.NewDurationField(inFieldLateLookback).
-				Description("How far behind the checkpoint's watermark the hours already counted as done are listed again, once an hour per event type, for late files: objects Braze wrote into an hour after it settled (a delay longer than `late_arrival`, or a local clock ahead). The checkpoint remembers the objects done in those hours by an 8-byte hash of each key; an object there it does not remember is counted in `braze_currents_objects_late`, logged at warn and read. 0 turns it off: such a file is never read.").Default("24h").Advanced(),
+				Description("How far back from now the hours already counted as done are listed again, once an hour per event type, for late files: objects Braze wrote into an hour after it settled (a delay longer than `late_arrival`, or a local clock ahead). The checkpoint remembers the objects done in those hours by an 8-byte hash of each key; an object there it does not remember is counted in `braze_currents_objects_late`, logged at warn and read. 0 turns it off: such a file is never read.").Default("24h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
 				service.NewStringField(inFieldCheckpointCache).
 					Description("Keep the checkpoint in this cache resource.").Default(""),
@@ -367,6 +367,7 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
 	ckpt.keyNamesShard = in.conf.ckptKey == in.conf.defaultCheckpointKey()
 	ckpt.lookback = in.conf.lateLookback
+	ckpt.now = in.clock.Now
 	var shards *shardCheck
 	if in.conf.ckptInBucket && ckpt.keyNamesShard {
 		// The other shards' checkpoints are found by their default keys.
