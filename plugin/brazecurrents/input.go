@@ -2,17 +2,14 @@ package brazecurrents
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/blob"
-	"gocloud.dev/gcerrors"
 	"gocloud.dev/pubsub"
 
-	"github.com/currents-connect/currents-connect/internal/bucketurl"
 	"github.com/currents-connect/currents-connect/internal/subscription"
 	"github.com/currents-connect/currents-connect/plugin/brazecurrents/avro"
 
@@ -361,62 +358,6 @@ func (in *currentsInput) Connect(ctx context.Context) error {
 	return nil
 }
 
-// openCheckpoint loads the checkpoint and takes its lease.
-func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket, stop context.CancelFunc) error {
-	// A fresh checkpoint each attempt: one that waited for a lease reloads.
-	ckpt := newCheckpoint(in.conf.lateArrival, in.conf.sel)
-	ckpt.keyNamesShard = in.conf.ckptKey == in.conf.defaultCheckpointKey()
-	ckpt.lookback = in.conf.lateLookback
-	ckpt.now = in.clock.Now
-	var shards *shardCheck
-	if in.conf.ckptInBucket && ckpt.keyNamesShard {
-		// The other shards' checkpoints are found by their default keys.
-		shards = newShardCheck(in, bucket)
-	}
-	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
-		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), renewed: shards.poke,
-		wake: make(chan struct{}, 1), onSave: make(chan struct{})}
-	if err := saver.acquire(ctx); err != nil {
-		return err
-	}
-	if shards != nil {
-		shards.fresh = saver.fresh
-	}
-	if saver.store != nil {
-		in.log.Infof("Checkpoint kept in %s, held by %s", saver.store.describe(), in.owner.ID)
-	} else if in.conf.watch {
-		in.log.Warnf("No checkpoint configured: a restart will read every object again")
-	}
-	in.ckpt, in.saver, in.shards = ckpt, saver, shards
-	in.stats.restoredNewest(ckpt.newestDone(), in.clock.Now())
-	return nil
-}
-
-// openChecked opens the bucket and proves it can be listed, so that a
-// missing or forbidden bucket fails at start with a message that says so.
-// Connect retries it: a bucket may be unreachable only for a while. The
-// listing waits at most timeout (read_timeout; 0: no limit).
-func openChecked(ctx context.Context, url, prefix string, timeout time.Duration) (*blob.Bucket, error) {
-	bucket, err := bucketurl.Open(ctx, url)
-	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", bucketName(url), err)
-	}
-	listCtx, done := callCtx(ctx, timeout)
-	_, _, err = bucket.ListPage(listCtx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: prefix})
-	if err = done(err); err == nil {
-		return bucket, nil
-	}
-	err = bucketurl.Redact(err)
-	_ = bucket.Close()
-	switch gcerrors.Code(err) {
-	case gcerrors.NotFound:
-		return nil, fmt.Errorf("bucket %s does not exist: %w", bucketName(url), err)
-	case gcerrors.PermissionDenied:
-		return nil, fmt.Errorf("access to bucket %s is forbidden (the credentials need list and read permissions on %q): %w", bucketName(url), prefix, err)
-	}
-	return nil, fmt.Errorf("cannot list bucket %s: %w", bucketName(url), err)
-}
-
 func (in *currentsInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	if in.batches == nil {
 		return nil, nil, service.ErrNotConnected
@@ -452,13 +393,4 @@ func (in *currentsInput) Close(ctx context.Context) error {
 	}
 	_ = in.bucket.Close()
 	return err
-}
-
-// lostCheckpoint stops reading when another process took the checkpoint
-// over: going on would send every event twice. The input then ends.
-func (in *currentsInput) lostCheckpoint(stop context.CancelFunc) func(error) {
-	return func(err error) {
-		in.log.Errorf("Stopping: %v", err)
-		stop()
-	}
 }
