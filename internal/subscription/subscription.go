@@ -10,7 +10,9 @@
 // gcppubsub, awssqs and azuresb subscriptions hold from redelivery
 // (leases.go), which their drivers do not; SQS through internal/awsqueue,
 // whose requests time out, and Service Bus through a driver of its own
-// (azuresbdriver.go), which tells what it fetched.
+// (azuresbdriver.go), which tells what it fetched; gcppubsubv2 through a
+// driver of its own too (gcppubsubv2.go), whose Shutdown ends the streaming
+// pull, then nacks what the client holds, before it returns.
 package subscription
 
 import (
@@ -23,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 
-	rawpubsub "cloud.google.com/go/pubsub/v2"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
@@ -42,7 +43,18 @@ type Subscription struct {
 	*pubsub.Subscription
 	closeConn func() error // nil when it owns none
 	watch     *channelWatch
-	leases    *leases // gcppubsub, awssqs and azuresb only
+	leases    *leases   // gcppubsub, awssqs and azuresb only
+	v2        *v2Driver // gcppubsubv2 only
+}
+
+// Stopping tells s that its Shutdown comes next: a gcppubsubv2 message
+// nacked from now on is nacked by the Shutdown, once the client's
+// streaming pull ended. Nacked on the open stream, it could be delivered
+// again onto the stream about to end, and wait out its ack deadline.
+func (s *Subscription) Stopping() {
+	if s.v2 != nil {
+		s.v2.stop()
+	}
 }
 
 // Receive receives the next message. Settle it with Ack or Nack.
@@ -85,12 +97,16 @@ func (s *Subscription) settle(m *pubsub.Message, ack bool) {
 // Shutdown shuts the subscription down, which sends the acks still pending
 // (unsettled messages come back), then closes the connection it owns:
 // closing the connection is what removes a rabbit consumer and puts back
-// what it held.
+// what it held. A gcppubsubv2 Shutdown waits, within ctx, until the client
+// ended its streaming pull and nacked what it still held.
 func (s *Subscription) Shutdown(ctx context.Context) error {
 	if s.leases != nil {
 		s.leases.stopExtending()
 	}
 	err := s.Subscription.Shutdown(ctx)
+	if s.v2 != nil {
+		err = errors.Join(err, s.v2.wait(ctx))
+	}
 	if s.leases != nil {
 		s.leases.close() // after it, as no fetch of its starts again
 	}
@@ -117,12 +133,14 @@ func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 	if err == nil && u.Scheme == "azuresb" {
 		return openServiceBus(ctx, u)
 	}
+	if err == nil && u.Scheme == "gcppubsubv2" {
+		return openPubSubV2(ctx, u, maxOutstanding)
+	}
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
 		sub, err := pubsub.OpenSubscription(ctx, raw)
 		if err != nil {
 			return nil, err
 		}
-		boundLeases(sub, maxOutstanding)
 		return &Subscription{Subscription: sub, leases: extendLeases(sub, u, driverlog.From(ctx))}, nil
 	}
 	if q := u.Query(); !q.Has("prefetch_count") {
@@ -155,17 +173,6 @@ func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *le
 		return startLeases(svc, log)
 	}
 	return nil
-}
-
-// boundLeases asks the Pub/Sub client (gcppubsubv2) for at most n messages
-// outstanding, before its first receive: by default it leases up to 1000
-// messages or 1 GB, extending their deadlines while they wait in memory.
-// The client sends the bound to the server with its streaming pull.
-func boundLeases(sub *pubsub.Subscription, n int) {
-	var rs *rawpubsub.Subscriber
-	if sub.As(&rs) {
-		rs.ReceiveSettings.MaxOutstandingMessages = n
-	}
 }
 
 // rabbitDial connects to RABBIT_SERVER_URL's broker. Its errors name the

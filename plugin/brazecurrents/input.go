@@ -387,6 +387,7 @@ func (in *currentsInput) Close(ctx context.Context) error {
 		err = in.saver.release(ctx)
 	}
 	if in.sub != nil {
+		in.sub.Stopping() // what is sent back now goes once the stream ended
 		in.sendBackHeld()
 		// Sends the acks still pending; unsettled notifications come back.
 		_ = in.sub.Shutdown(ctx)
