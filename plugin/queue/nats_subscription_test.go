@@ -231,7 +231,6 @@ func TestNATSNoGoroutineLeft(t *testing.T) {
 	// them is NATS's: a NATS subscription left behind would show our
 	// driver's or nats.go's frames in a goroutine these do not ignore.
 	before := []goleak.Option{goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("gocloud.dev/pubsub/gcppubsubv2.(*subscription).ReceiveBatch"),
 		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/transport.(*ClientStream).waitOnHeader"),
 		goleak.IgnoreTopFunction("gocloud.dev/pubsub.(*Subscription).Receive.func2"),
 		goleak.IgnoreAnyFunction("gocloud.dev/pubsub.(*Subscription).getNextBatch.func2")}
