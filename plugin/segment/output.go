@@ -101,7 +101,7 @@ or Segment was not taking calls.
 - `+"`segment_calls_sent`"+`: calls Segment accepted.
 - `+"`segment_calls_failed`"+` (label `+"`cause`"+`: `+strings.Join(failedCauses, ", ")+`).
   Calls held while Segment is down or refuses the key are not failures.
-- `+"`segment_batches`"+`: batches written.
+- `+"`segment_batches`"+`: batches written (one written again, after Segment was down or refused the key, counts again).
 - `+"`segment_requests`"+` (label `+"`status`"+`: the HTTP status, or error) and `+"`segment_request_latency_ns`"+`.
 - `+"`segment_retries`"+`: requests retried after a transient failure.
 
