@@ -115,3 +115,35 @@ func TestReplayIntoTheFileReadIsWarnedOf(t *testing.T) {
 	}
 	checkUnder(t, srv, keyDefault, []string{"00000000-0000-4000-8000-000000009401"})
 }
+
+// TestReplayReadsOnAfterAHugeLine: a dead letter line of 20 MiB (a Custom
+// HTTP event under a raised CURRENTS_HTTP_MAX_BODY_SIZE, or one of invalid
+// UTF-8 bytes, each written back as a 3-byte \ufffd) does not end the read of
+// its file: the call on the line after it reaches Segment, and the huge one,
+// too large for Segment, goes to the new dead letter file. With a line
+// limit below it, the file input stopped at it and the run ended as if the
+// file were done, so the lines after it were neither sent nor dead-lettered.
+func TestReplayReadsOnAfterAHugeLine(t *testing.T) {
+	t.Parallel()
+	srv := segmentapi.StartT(t, keyDefault)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dead-letter.jsonl")
+	call := func(id, props string) string {
+		return `{"error":"x","event_type":"users.messages.email.Send","source":"currents/x.avro","message":{"type":"track","event":"Email Sent","messageId":"` +
+			id + `","userId":"customer-0001","timestamp":"2025-01-02T00:02:48Z","properties":{` + props + `}}}` + "\n"
+	}
+	const first, huge, after = "00000000-0000-4000-8000-000000009501", "00000000-0000-4000-8000-000000009502", "00000000-0000-4000-8000-000000009503"
+	lines := call(first, "") + call(huge, `"body":"`+strings.Repeat("x", 20<<20)+`"`) + call(after, "")
+	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	replayed := filepath.Join(dir, "dead-letter.replayed.jsonl")
+	runToEnd(t, []string{"DEAD_LETTERS=" + file, "DEAD_LETTER_PATH=" + replayed,
+		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault, "CONNECT_HTTP_ADDRESS=127.0.0.1:0"},
+		"-c", "config/dead_letters_to_segment.yaml")
+	checkUnder(t, srv, keyDefault, []string{first, after})
+	again := deadletter.Read(t, replayed, false)
+	if len(again) != 1 || again[0].ID != huge {
+		t.Fatalf("the new dead letter file holds %d lines, want the huge call's alone: %.300v", len(again), again)
+	}
+}
