@@ -92,7 +92,7 @@ func bucketDeadLetterConfig(t *testing.T) string {
 	for _, line := range strings.SplitAfter(conf[start:start+end], "\n") {
 		example.WriteString(strings.TrimPrefix(line, "#"))
 	}
-	const file = "    - file:\n        path: \"${DEAD_LETTER_PATH:./dead-letter.jsonl}\"\n        codec: lines\n"
+	const file = "    - dead_letter_file:\n        path: \"${DEAD_LETTER_PATH:./dead-letter.jsonl}\"\n"
 	if !strings.Contains(conf, file) {
 		t.Fatal("the shipped config's dead letter file output changed: update the header's example and this test")
 	}

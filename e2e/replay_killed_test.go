@@ -15,9 +15,10 @@ import (
 
 // TestReplayAfterKilledRuns: three runs of the shipped pipeline append to one
 // dead letter file (no write key takes their calls), the first two leaving it
-// as a SIGKILL does: the file output writes a line and its newline in two
-// writes, so the first run's last line has no newline (killed between them),
-// and the second's is cut midway (killed during a write that crossed a page).
+// as a SIGKILL does: the first run's last line has no newline (benthos' file
+// output, which the configs used before dead_letter_file, wrote a line and its
+// newline in two writes: killed between them), and the second's is cut midway
+// (killed during a write that crossed a page).
 // Then config/dead_letters_to_segment.yaml replays the file: every dead letter
 // reaches Segment but the cut one, which goes to the new dead letter file
 // with the error that it is no JSON object; none is glued to the next run's first.

@@ -14,8 +14,8 @@ const deadLetterPathEnv = "DEAD_LETTER_PATH"
 
 // deadLetterPathWarning is a warning when DEAD_LETTER_PATH, if set, cannot
 // be written, else "": its directory is a file, or it (or the nearest
-// directory above it that exists, which the file output would create it in)
-// is not writable. The file output learns it only at the first dead letter,
+// directory above it that exists, which the output would create it in)
+// is not writable. The output learns it only at the first dead letter,
 // maybe days later, and then retries that event for ever, holding its object
 // (the checkpoint lags) with /ready at 200. A warning, not a refusal: the
 // volume may be fixed before a dead letter comes.
@@ -32,9 +32,10 @@ func deadLetterPathWarning(getenv func(string) string) string {
 }
 
 // endCutLine ends DEAD_LETTER_PATH's last line with a newline when it has
-// none, and returns a warning saying so, else "". The file output writes a
-// line and then its newline, in two writes: a run killed between them, or
-// during a write, leaves a last line without one, and this run's first dead
+// none, and returns a warning saying so, else "". A run killed during a
+// line's write (dead_letter_file writes a line with its newline at once; a
+// long one may be cut), or by an older binary whose file output wrote the
+// newline apart, leaves a last line without one, and this run's first dead
 // letter would be glued to it, a line that is no JSON: the replay would send
 // neither. Ended, only a line cut short fails, and its event was not
 // acknowledged, so the killed run's successor handled it again. (A process

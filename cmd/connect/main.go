@@ -17,6 +17,7 @@ import (
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/bucket"
+	_ "github.com/currents-connect/currents-connect/plugin/deadletter"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
 	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"

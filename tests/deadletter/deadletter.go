@@ -36,9 +36,9 @@ func Read(t testing.TB, path string, tolerant bool) []Letter {
 		t.Fatal(err)
 	}
 	var out []Letter
-	// Values one after the other, not lines: the file output writes a line
-	// and its newline in two writes, and a SIGKILL between them glues the
-	// next run's first line to it.
+	// Values one after the other, not lines: a SIGKILL during a line's write
+	// leaves it without its newline, which glues the next run's first line
+	// to it unless the binary ends it at start.
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		var d struct {

@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/bucket"
+	_ "github.com/currents-connect/currents-connect/plugin/deadletter"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
 	_ "github.com/currents-connect/currents-connect/plugin/queue"
 	_ "github.com/currents-connect/currents-connect/plugin/segment"
@@ -25,6 +26,7 @@ var ourList = []struct{ dir, name string }{
 	{"inputs", "queue"},
 	{"metrics", "prometheus"},
 	{"outputs", "bucket"},
+	{"outputs", "dead_letter_file"},
 	{"outputs", "queue"},
 	{"outputs", "segment"},
 	{"processors", "braze_currents_count"},

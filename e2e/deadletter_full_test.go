@@ -1,0 +1,78 @@
+//go:build linux
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/currents-connect/currents-connect/tests/deadletter"
+	"github.com/currents-connect/currents-connect/tests/segmentapi"
+)
+
+// TestDeadLetterFileFullThenFreed runs config/currents_to_segment.yaml with
+// no write key for any event, so every call is a dead letter, under a file
+// size limit (RLIMIT_FSIZE, as a full disk: the write that crosses it is
+// cut short, the next ones fail) that is lifted once writes fail. Every
+// dead letter ends up whole, on a line of its own: the line cut short is
+// taken back before its retry. Before, benthos' file output left the
+// fragment and appended the retried line to it, one line that is not JSON,
+// which the replay dead-letters as such instead of sending its call.
+//
+// Not parallel: the limit is set on this process while it starts the
+// binary, which inherits it.
+func TestDeadLetterFileFullThenFreed(t *testing.T) {
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	byGroup := routingTree(t, bucket, 40, 1300)
+	srv := segmentapi.StartT(t, keyDefault)
+	path := filepath.Join(dir, "dead-letter.jsonl")
+	env := append(pipelineEnv("file://"+bucket, srv, path, "BRAZE_INCLUDE_ANONYMOUS=true",
+		"BRAZE_EVENT_TYPES=users.messages.email.Send,users.canvas.experimentstep.SplitEntry",
+		"SEGMENT_WRITE_KEYS=no-such-group="+keyGroupA), "SEGMENT_WRITE_KEY=")
+
+	var was syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+		t.Fatal(err)
+	}
+	limited := syscall.Rlimit{Cur: 16 << 10, Max: was.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		t.Fatal(err)
+	}
+	p := startConnect(t, repoRoot, env, nil, "-c", "config/currents_to_segment.yaml")
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLines(3, time.Minute, "file too large")
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(p.cmd.Process.Pid), syscall.RLIMIT_FSIZE,
+		uintptr(unsafe.Pointer(&was)), 0, 0, 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	p.wait(time.Minute)
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if !strings.HasPrefix(line, `{"error":`) || strings.Count(line, `{"error":`) != 1 {
+			t.Fatalf("line %d of the dead letter file is not one whole dead letter: %.200s … %.200s", i+1, line, line[max(0, len(line)-200):])
+		}
+	}
+	got := map[string]bool{}
+	for _, d := range deadletter.Read(t, path, false) {
+		got[d.ID] = true
+	}
+	for _, g := range []string{"group-a", "group-b", "group-c"} {
+		for _, id := range byGroup[g] {
+			if !got[id] {
+				t.Fatalf("event %s of %s is not in the dead letter file", id, g)
+			}
+		}
+	}
+}

@@ -1,0 +1,146 @@
+// Package deadletter holds the dead_letter_file output: dead letters
+// appended to a file, one line each, that a full disk cannot leave half
+// written.
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+const fileFieldPath = "path"
+
+func fileSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Categories("Local").
+		Summary("Appends each message to a file as one line: a dead letter file that a full disk cannot leave with half a line.").
+		Description(`
+Each message is written with its newline in a single write, to a file opened for appending (created, with
+its directories, if missing). A message holding newlines spans several lines.
+
+A write cut short (a full disk, a file size limit) fails the message, and what it wrote is taken back
+before the error is returned, so that the retry writes the whole line where it would have gone. Benthos'
+` + "`file`" + ` output, with ` + "`codec: lines`" + `, leaves the cut line in the file and appends the retry
+to it: one line holding a fragment and a whole dead letter, which is no JSON and which a replay cannot
+send. When the cut cannot be taken back (another process appended to the file meanwhile), the next line
+starts with a newline instead, ending the fragment's line.
+
+Like the ` + "`file`" + ` output it writes through the operating system's cache and does not sync: a crash
+of the machine (not of the process) can lose the last lines it acknowledged.`).
+		Fields(
+			service.NewStringField(fileFieldPath).
+				Description("The file to append to.").
+				Examples("./dead-letter.jsonl", "/var/lib/currents-connect/dead-letter.jsonl"),
+		)
+}
+
+func init() {
+	service.MustRegisterOutput("dead_letter_file", fileSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.Output, int, error) {
+			path, err := conf.FieldString(fileFieldPath)
+			if err != nil {
+				return nil, 0, err
+			}
+			if path == "" {
+				return nil, 0, fmt.Errorf("%s is empty", fileFieldPath)
+			}
+			return &fileOutput{path: filepath.Clean(path)}, 1, nil
+		})
+}
+
+// fileOutput appends lines to path. Writes are serialised (max_in_flight
+// 1): a line's size before it is written is where a cut one is taken back
+// to.
+type fileOutput struct {
+	path string
+
+	mu   sync.Mutex
+	file *os.File
+	cut  bool // the file may end in a fragment that could not be taken back
+}
+
+func (o *fileOutput) Connect(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.open()
+}
+
+// open opens the file for appending unless it is open.
+func (o *fileOutput) open() error {
+	if o.file != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.path), 0o777); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	if err != nil {
+		return err
+	}
+	o.file = f
+	return nil
+}
+
+func (o *fileOutput) Write(_ context.Context, msg *service.Message) error {
+	body, err := msg.AsBytes()
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.open(); err != nil {
+		return err
+	}
+	line := make([]byte, 0, len(body)+2)
+	if o.cut {
+		line = append(line, '\n')
+	}
+	line = append(append(line, body...), '\n')
+	info, err := o.file.Stat()
+	if err != nil {
+		return err
+	}
+	before := info.Size()
+	n, err := o.file.Write(line)
+	if err == nil {
+		o.cut = false
+		return nil
+	}
+	if n > 0 {
+		o.cut = o.cut || !o.takeBack(before, int64(n))
+	}
+	return err // "write <path>: no space left on device"
+}
+
+// takeBack truncates the file to before when it ends with the n bytes of
+// a cut write, and says whether the file now ends where it did before.
+// When another process appended meanwhile, truncating would cut its lines
+// too: the fragment is left, and the next line ends it.
+func (o *fileOutput) takeBack(before, n int64) bool {
+	info, err := o.file.Stat()
+	if err != nil || info.Size() != before+n {
+		return false
+	}
+	return o.file.Truncate(before) == nil
+}
+
+func (o *fileOutput) Close(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.file == nil {
+		return nil
+	}
+	err := o.file.Close()
+	o.file = nil
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
