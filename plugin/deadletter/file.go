@@ -32,6 +32,10 @@ to it: one line holding a fragment and a whole dead letter, which is no JSON and
 send. When the cut cannot be taken back (another process appended to the file meanwhile), the next line
 starts with a newline instead, ending the fragment's line.
 
+Before each line it checks that the file open is still the one at ` + "`path`" + `: one deleted or moved away
+(to replay it while the pipeline runs) is left, and the line goes to a new file at ` + "`path`" + `, where the
+` + "`file`" + ` output would go on writing into the file moved, or into a deleted one no path names.
+
 Like the ` + "`file`" + ` output it writes through the operating system's cache and does not sync: a crash
 of the machine (not of the process) can lose the last lines it acknowledged.`).
 		Fields(
@@ -72,10 +76,21 @@ func (o *fileOutput) Connect(context.Context) error {
 	return o.open()
 }
 
-// open opens the file for appending unless it is open.
+// open opens the file for appending unless the one open is still at path.
+// One deleted or moved away (after a replay of it) would otherwise take
+// every later line out of reach: into a file no path names, lost at the
+// process's end, or into the one moved, after its replay.
 func (o *fileOutput) open() error {
 	if o.file != nil {
-		return nil
+		held, err := o.file.Stat()
+		if err != nil {
+			return err
+		}
+		if now, err := os.Stat(o.path); err == nil && os.SameFile(held, now) {
+			return nil
+		}
+		_ = o.file.Close()
+		o.file, o.cut = nil, false
 	}
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o777); err != nil {
 		return err

@@ -59,3 +59,35 @@ func TestFileOutputEndsAFragmentItCannotTakeBack(t *testing.T) {
 		t.Fatalf("after taking back, the file holds %q, want %q", data, want)
 	}
 }
+
+// TestFileOutputFollowsThePath: the file deleted, or moved away, while the
+// output runs (an operator replaying it, then deleting it), the next line
+// goes to a new file at the path, not into the file moved or deleted.
+func TestFileOutputFollowsThePath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dead-letter.jsonl")
+	o := &fileOutput{path: path}
+	ctx := context.Background()
+	defer o.Close(ctx)
+	write := func(line string) {
+		t.Helper()
+		if err := o.Write(ctx, service.NewMessage([]byte(line))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1")
+	moved := filepath.Join(dir, "dead-letter.1.jsonl")
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	write("2")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write("3")
+	for file, want := range map[string]string{moved: "1\n", path: "3\n"} {
+		if data, err := os.ReadFile(file); err != nil || string(data) != want {
+			t.Errorf("%s holds %q (%v), want %q", filepath.Base(file), data, err, want)
+		}
+	}
+}
