@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,6 +33,9 @@ to it: one line holding a fragment and a whole dead letter, which is no JSON and
 send. When the cut cannot be taken back (another process appended to the file meanwhile), the next line
 starts with a newline instead, ending the fragment's line.
 
+A file found ending in a line with no newline (a run killed while writing it) gets its next line on a
+line of its own, with a warning.
+
 Before each line it checks that the file open is still the one at ` + "`path`" + `: one deleted or moved away
 (to replay it while the pipeline runs) is left, and the line goes to a new file at ` + "`path`" + `, where the
 ` + "`file`" + ` output would go on writing into the file moved, or into a deleted one no path names.
@@ -55,7 +59,7 @@ func init() {
 			if path == "" {
 				return nil, 0, fmt.Errorf("%s is empty", fileFieldPath)
 			}
-			return &fileOutput{path: filepath.Clean(path)}, 1, nil
+			return &fileOutput{path: filepath.Clean(path), log: mgr.Logger()}, 1, nil
 		})
 }
 
@@ -64,6 +68,7 @@ func init() {
 // to.
 type fileOutput struct {
 	path string
+	log  *service.Logger
 
 	mu   sync.Mutex
 	file *os.File
@@ -95,12 +100,34 @@ func (o *fileOutput) open() error {
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o777); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	// Read too, for its last byte; a file this user may only write is
+	// written without that check.
+	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o666)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(o.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	}
 	if err != nil {
 		return err
 	}
 	o.file = f
+	if cutLastLine(f) {
+		o.cut = true
+		o.log.Warnf("%s ends in a line with no newline (a run killed while writing it): the next line starts a line of its own; if that line is cut short, a replay reports it as not JSON", o.path)
+	}
 	return nil
+}
+
+// cutLastLine says whether f's last byte is not a newline. A run killed
+// during a line's write leaves one, and the binary ends it at start only
+// for DEAD_LETTER_PATH, not for a config's default path.
+func cutLastLine(f *os.File) bool {
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() || info.Size() == 0 {
+		return false
+	}
+	last := make([]byte, 1)
+	_, err = f.ReadAt(last, info.Size()-1)
+	return err == nil && last[0] != '\n'
 }
 
 func (o *fileOutput) Write(_ context.Context, msg *service.Message) error {

@@ -91,3 +91,24 @@ func TestFileOutputFollowsThePath(t *testing.T) {
 		}
 	}
 }
+
+// TestFileOutputEndsACutLastLine: a file whose last line has no newline (a
+// run killed while writing it, into a path DEAD_LETTER_PATH does not name,
+// so the binary's check at start did not end it: a config's default) gets
+// the next line on a line of its own, not glued to the cut one.
+func TestFileOutputEndsACutLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dead-letter.jsonl")
+	if err := os.WriteFile(path, []byte(`{"a":1}`+"\n"+`{"b":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := &fileOutput{path: path}
+	ctx := context.Background()
+	defer o.Close(ctx)
+	if err := o.Write(ctx, service.NewMessage([]byte(`{"c":3}`))); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"a":1}` + "\n" + `{"b":` + "\n" + `{"c":3}` + "\n"
+	if data, err := os.ReadFile(path); err != nil || string(data) != want {
+		t.Fatalf("the file holds %q (%v), want %q", data, err, want)
+	}
+}
