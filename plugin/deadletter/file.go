@@ -75,10 +75,12 @@ type fileOutput struct {
 	cut  bool // the file may end in a fragment that could not be taken back
 }
 
+// Connect opens nothing: the file is opened at the first write, so that a
+// path that cannot be opened fails writes, counted in output_error and
+// retried by the input, rather than the connection, which would hold the
+// messages uncounted and mark the pipeline not ready.
 func (o *fileOutput) Connect(context.Context) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.open()
+	return nil
 }
 
 // open opens the file for appending unless the one open is still at path.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -110,5 +111,26 @@ func TestFileOutputEndsACutLastLine(t *testing.T) {
 	want := `{"a":1}` + "\n" + `{"b":` + "\n" + `{"c":3}` + "\n"
 	if data, err := os.ReadFile(path); err != nil || string(data) != want {
 		t.Fatalf("the file holds %q (%v), want %q", data, err, want)
+	}
+}
+
+// TestFileOutputFailsWritesNotConnect: a path that cannot be opened (under a
+// regular file, on a read-only volume) fails each write, not the connection,
+// as the file output does: a write error is counted in output_error, which
+// the CurrentsConnectDeadLetterFileUnwritable alert watches, and the messages
+// are retried by their input; an output that cannot connect would instead
+// hold them, uncounted, and mark the pipeline not ready.
+func TestFileOutputFailsWritesNotConnect(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "volume")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := &fileOutput{path: filepath.Join(notADir, "dead-letter.jsonl")}
+	ctx := context.Background()
+	if err := o.Connect(ctx); err != nil {
+		t.Fatalf("Connect failed: %v", err)
+	}
+	if err := o.Write(ctx, service.NewMessage([]byte(`{"a":1}`))); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Write returned %v, want the reason the file cannot be opened", err)
 	}
 }
