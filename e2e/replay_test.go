@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/fixtures"
@@ -145,5 +146,39 @@ func TestReplayReadsOnAfterAHugeLine(t *testing.T) {
 	again := deadletter.Read(t, replayed, false)
 	if len(again) != 1 || again[0].ID != huge {
 		t.Fatalf("the new dead letter file holds %d lines, want the huge call's alone: %.300v", len(again), again)
+	}
+}
+
+// TestReplayHoldsWhatItCannotDeadLetter: the lines that fail again while
+// DEAD_LETTER_PATH cannot be written (here: under a regular file, then
+// removed) are held and written once it can be, and the run ends then. The
+// file input drops a message nacked after it read its last line (benthos,
+// v4.60.0), so the run ended at once with exit status 0 and those lines in
+// no file but the one read, which the README says to delete once a run ends
+// with nothing new dead-lettered.
+func TestReplayHoldsWhatItCannotDeadLetter(t *testing.T) {
+	t.Parallel()
+	srv := segmentapi.StartT(t, keyDefault)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dead-letter.jsonl")
+	if err := os.WriteFile(file, []byte("not a dead letter\nnor this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(dir, "out")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	replayed := filepath.Join(blocker, "dead-letter.replayed.jsonl")
+	p := startConnect(t, repoRoot, []string{"DEAD_LETTERS=" + file, "DEAD_LETTER_PATH=" + replayed,
+		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault, "CONNECT_HTTP_ADDRESS=127.0.0.1:0"},
+		nil, "-c", "config/dead_letters_to_segment.yaml")
+	p.waitLines(4, time.Minute, "Failed to send message to dead_letter_file", "not a directory")
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(time.Minute)
+	again := deadletter.Read(t, replayed, false)
+	if len(again) != 2 {
+		t.Fatalf("%d lines in the new dead letter file, want the 2 read", len(again))
 	}
 }
