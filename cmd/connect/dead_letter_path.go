@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/currents-connect/currents-connect/plugin/deadletter"
 )
 
 // deadLetterPathEnv is the variable the shipped configs write dead letters to.
@@ -51,12 +53,7 @@ func endCutLine(getenv func(string) string) string {
 		return "" // absent, or deadLetterPathWarning says why not writable
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil || !info.Mode().IsRegular() || info.Size() == 0 {
-		return ""
-	}
-	last := make([]byte, 1)
-	if _, err := f.ReadAt(last, info.Size()-1); err != nil || last[0] == '\n' {
+	if !deadletter.EndsInCutLine(f) {
 		return ""
 	}
 	if _, err := f.Write([]byte{'\n'}); err != nil {

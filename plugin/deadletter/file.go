@@ -112,17 +112,18 @@ func (o *fileOutput) open() error {
 		return err
 	}
 	o.file = f
-	if cutLastLine(f) {
+	if EndsInCutLine(f) {
 		o.cut = true
 		o.log.Warnf("%s ends in a line with no newline (a run killed while writing it): the next line starts a line of its own; if that line is cut short, a replay reports it as not JSON", o.path)
 	}
 	return nil
 }
 
-// cutLastLine says whether f's last byte is not a newline. A run killed
-// during a line's write leaves one, and the binary ends it at start only
-// for DEAD_LETTER_PATH, not for a config's default path.
-func cutLastLine(f *os.File) bool {
+// EndsInCutLine says whether f is a regular file ending in a line without its
+// newline: a run killed while writing it left it so. The binary's start
+// checks DEAD_LETTER_PATH with it too, for a config whose dead letters go
+// through another output.
+func EndsInCutLine(f *os.File) bool {
 	info, err := f.Stat()
 	if err != nil || !info.Mode().IsRegular() || info.Size() == 0 {
 		return false
