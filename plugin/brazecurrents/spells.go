@@ -80,9 +80,7 @@ func (s *spells) get(name string, now time.Time) (*spell, bool) {
 
 // failing says whether name is in a spell of failure at now.
 func (s *spells) failing(name string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.get(name, now)
+	_, ok := s.lasting(name, now)
 	return ok
 }
 
