@@ -9,7 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
@@ -49,9 +50,8 @@ func TestDeadLetterFileFullThenFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitLines(3, time.Minute, "file too large")
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(p.cmd.Process.Pid), syscall.RLIMIT_FSIZE,
-		uintptr(unsafe.Pointer(&was)), 0, 0, 0); errno != 0 {
-		t.Fatal(errno)
+	if err := unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: was.Cur, Max: was.Max}, nil); err != nil {
+		t.Fatal(err)
 	}
 	p.wait(time.Minute)
 
