@@ -28,7 +28,7 @@ type inputStats struct {
 	shardsMissing                *service.MetricGauge   // shards of this count with no running replica past the grace
 	shardsMismatched             *service.MetricGauge   // replicas of another shard count running past the grace
 	heldBack                     *service.MetricGauge   // unreadable objects whose notifications wait to be sent back
-	receivesFailed               *service.MetricCounter // receives from the notifications' queue that failed, and reopens
+	receivesFailed               *service.MetricCounter // receives from the notifications' queue that failed (each opens it again)
 	noticesMalformed             *service.MetricCounter // notifications acknowledged unread for not being understood
 	labels                       *typeLabels            // bounds the event types counted apart
 
