@@ -15,7 +15,10 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-const fileFieldPath = "path"
+const (
+	fileFieldPath = "path"
+	fileFieldSync = "sync"
+)
 
 func fileSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
@@ -28,7 +31,7 @@ its directories, if missing). A message holding newlines spans several lines.
 
 A write cut short (a full disk, a file size limit) fails the message, and what it wrote is taken back
 before the error is returned, so that the retry writes the whole line where it would have gone. Benthos'
-` + "`file`" + ` output, with ` + "`codec: lines`" + `, leaves the cut line in the file and appends the retry
+`+"`file`"+` output, with `+"`codec: lines`"+`, leaves the cut line in the file and appends the retry
 to it: one line holding a fragment and a whole dead letter, which is no JSON and which a replay cannot
 send. When the cut cannot be taken back (another process appended to the file meanwhile), the next line
 starts with a newline instead, ending the fragment's line.
@@ -36,31 +39,51 @@ starts with a newline instead, ending the fragment's line.
 A file found ending in a line with no newline (a run killed while writing it) gets its next line on a
 line of its own, with a warning.
 
-Before each line it checks that the file open is still the one at ` + "`path`" + `: one deleted or moved away
-(to replay it while the pipeline runs) is left, and the line goes to a new file at ` + "`path`" + `, where the
-` + "`file`" + ` output would go on writing into the file moved, or into a deleted one no path names.
+Before each batch it checks that the file open is still the one at `+"`path`"+`: one deleted or moved away
+(to replay it while the pipeline runs) is left, and the line goes to a new file at `+"`path`"+`, where the
+`+"`file`"+` output would go on writing into the file moved, or into a deleted one no path names.
 
-Like the ` + "`file`" + ` output it writes through the operating system's cache and does not sync: a crash
-of the machine (not of the process) can lose the last lines it acknowledged.`).
+A batch is acknowledged only once its lines are on disk: after its writes the file is synced (fsync), and
+its directory when the file was created. The `+"`file`"+` output does not sync, so a crash of the machine (not
+of the process) can lose the dead letters it acknowledged: their events are then nowhere, the input having
+counted them done. A sync that fails fails the whole batch, which is written again (a line may then be in
+the file twice; a replay sends both, and Segment keeps one by `+"`messageId`"+`).`).
 		Fields(
 			service.NewStringField(fileFieldPath).
 				Description("The file to append to.").
 				Examples("./dead-letter.jsonl", "/var/lib/currents-connect/dead-letter.jsonl"),
+			service.NewBoolField(fileFieldSync).
+				Description("Sync the file to disk before acknowledging a batch. Off, a crash of the machine can lose the last dead letters acknowledged; on, each batch costs one fsync (see docs/benchmarks.md).").
+				Default(true).
+				Advanced(),
 		)
 }
 
 func init() {
-	service.MustRegisterOutput("dead_letter_file", fileSpec(),
-		func(conf *service.ParsedConfig, mgr *service.Resources) (service.Output, int, error) {
-			path, err := conf.FieldString(fileFieldPath)
-			if err != nil {
-				return nil, 0, err
-			}
-			if path == "" {
-				return nil, 0, fmt.Errorf("%s is empty", fileFieldPath)
-			}
-			return &fileOutput{path: filepath.Clean(path), log: mgr.Logger()}, 1, nil
+	service.MustRegisterBatchOutput("dead_letter_file", fileSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			o, err := fileOutputFromParsed(conf, mgr.Logger())
+			return o, service.BatchPolicy{}, 1, err
 		})
+}
+
+func fileOutputFromParsed(conf *service.ParsedConfig, log *service.Logger) (*fileOutput, error) {
+	path, err := conf.FieldString(fileFieldPath)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%s is empty", fileFieldPath)
+	}
+	syncs, err := conf.FieldBool(fileFieldSync)
+	if err != nil {
+		return nil, err
+	}
+	o := &fileOutput{path: filepath.Clean(path), log: log}
+	if syncs {
+		o.sync = (*os.File).Sync
+	}
+	return o, nil
 }
 
 // fileOutput appends lines to path. Writes are serialised (max_in_flight
@@ -69,10 +92,12 @@ func init() {
 type fileOutput struct {
 	path string
 	log  *service.Logger
+	sync func(*os.File) error // nil: not synced
 
-	mu   sync.Mutex
-	file *os.File
-	cut  bool // the file may end in a fragment that could not be taken back
+	mu      sync.Mutex
+	file    *os.File
+	cut     bool // the file may end in a fragment that could not be taken back
+	created bool // the file was created and its directory is not synced yet
 }
 
 // Connect opens nothing: the file is opened at the first write, so that a
@@ -102,6 +127,8 @@ func (o *fileOutput) open() error {
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o777); err != nil {
 		return err
 	}
+	_, err := os.Lstat(o.path)
+	created := errors.Is(err, fs.ErrNotExist)
 	// Read too, for its last byte; a file this user may only write is
 	// written without that check.
 	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o666)
@@ -111,7 +138,7 @@ func (o *fileOutput) open() error {
 	if err != nil {
 		return err
 	}
-	o.file = f
+	o.file, o.created = f, created
 	if EndsInCutLine(f) {
 		o.cut = true
 		o.log.Warnf("%s ends in a line with no newline (a run killed while writing it): the next line starts a line of its own; if that line is cut short, a replay reports it as not JSON", o.path)
@@ -133,14 +160,38 @@ func EndsInCutLine(f *os.File) bool {
 	return err == nil && last[0] != '\n'
 }
 
-func (o *fileOutput) Write(_ context.Context, msg *service.Message) error {
-	body, err := msg.AsBytes()
-	if err != nil {
-		return err
-	}
+// WriteBatch appends the batch's lines, then syncs them. When a line cannot
+// be written, those before it are synced and acknowledged, and it and those
+// after it fail.
+func (o *fileOutput) WriteBatch(_ context.Context, batch service.MessageBatch) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.open(); err != nil {
+		return err
+	}
+	for i, msg := range batch {
+		err := o.write(msg)
+		if err == nil {
+			continue
+		}
+		if i == 0 {
+			return err
+		}
+		if err := o.flush(); err != nil {
+			return err
+		}
+		failed := service.NewBatchError(batch, err).Failed(i, err)
+		for j := i + 1; j < len(batch); j++ {
+			failed.Failed(j, fmt.Errorf("not written: an earlier line of its batch failed: %w", err))
+		}
+		return failed
+	}
+	return o.flush()
+}
+
+func (o *fileOutput) write(msg *service.Message) error {
+	body, err := msg.AsBytes()
+	if err != nil {
 		return err
 	}
 	line := make([]byte, 0, len(body)+2)
@@ -162,6 +213,30 @@ func (o *fileOutput) Write(_ context.Context, msg *service.Message) error {
 		o.cut = o.cut || !o.takeBack(before, int64(n))
 	}
 	return err // "write <path>: no space left on device"
+}
+
+// flush syncs the file, and its directory when the file is new, so that
+// the lines written are on disk before they are acknowledged.
+func (o *fileOutput) flush() error {
+	if o.sync == nil {
+		return nil
+	}
+	if err := o.sync(o.file); err != nil {
+		return fmt.Errorf("sync %s: %w", o.path, err)
+	}
+	if !o.created {
+		return nil
+	}
+	dir, err := os.Open(filepath.Dir(o.path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := o.sync(dir); err != nil {
+		return fmt.Errorf("sync %s: %w", dir.Name(), err)
+	}
+	o.created = false
+	return nil
 }
 
 // takeBack truncates the file to before when it ends with the n bytes of

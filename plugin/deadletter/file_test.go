@@ -2,9 +2,12 @@ package deadletter
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -24,7 +27,7 @@ func TestFileOutputEndsAFragmentItCannotTakeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close(ctx)
-	if err := o.Write(ctx, service.NewMessage([]byte(`{"a":1}`))); err != nil {
+	if err := writeLine(ctx, o, `{"a":1}`); err != nil {
 		t.Fatal(err)
 	}
 	// As a cut write of 4 bytes at offset 8 leaves it, then another process's line.
@@ -35,10 +38,10 @@ func TestFileOutputEndsAFragmentItCannotTakeBack(t *testing.T) {
 		t.Fatal("a cut write with another process's line after it was taken back")
 	}
 	o.cut = true
-	if err := o.Write(ctx, service.NewMessage([]byte(`{"b":2}`))); err != nil {
+	if err := writeLine(ctx, o, `{"b":2}`); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Write(ctx, service.NewMessage([]byte(`{"c":3}`))); err != nil {
+	if err := writeLine(ctx, o, `{"c":3}`); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -72,7 +75,7 @@ func TestFileOutputFollowsThePath(t *testing.T) {
 	defer o.Close(ctx)
 	write := func(line string) {
 		t.Helper()
-		if err := o.Write(ctx, service.NewMessage([]byte(line))); err != nil {
+		if err := writeLine(ctx, o, line); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +108,7 @@ func TestFileOutputEndsACutLastLine(t *testing.T) {
 	o := &fileOutput{path: path}
 	ctx := context.Background()
 	defer o.Close(ctx)
-	if err := o.Write(ctx, service.NewMessage([]byte(`{"c":3}`))); err != nil {
+	if err := writeLine(ctx, o, `{"c":3}`); err != nil {
 		t.Fatal(err)
 	}
 	want := `{"a":1}` + "\n" + `{"b":` + "\n" + `{"c":3}` + "\n"
@@ -130,7 +133,126 @@ func TestFileOutputFailsWritesNotConnect(t *testing.T) {
 	if err := o.Connect(ctx); err != nil {
 		t.Fatalf("Connect failed: %v", err)
 	}
-	if err := o.Write(ctx, service.NewMessage([]byte(`{"a":1}`))); err == nil || !strings.Contains(err.Error(), "not a directory") {
+	if err := writeLine(ctx, o, `{"a":1}`); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("Write returned %v, want the reason the file cannot be opened", err)
+	}
+}
+
+func writeLine(ctx context.Context, o *fileOutput, line string) error {
+	return o.WriteBatch(ctx, service.MessageBatch{service.NewMessage([]byte(line))})
+}
+
+// parsedOutput builds the output from YAML as the binary does.
+func parsedOutput(t *testing.T, yaml string) *fileOutput {
+	t.Helper()
+	conf, err := fileSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := fileOutputFromParsed(conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// TestFileOutputSyncsBeforeAcknowledging: by default a batch is acknowledged
+// only after its lines are synced, with the new file's directory; a sync
+// that fails fails the batch, which is then written again.
+func TestFileOutputSyncsBeforeAcknowledging(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dead-letter.jsonl")
+	o := parsedOutput(t, "path: "+path)
+	if o.sync == nil {
+		t.Fatal("sync is off by default")
+	}
+	ctx := context.Background()
+	defer o.Close(ctx)
+	var synced []string // each sync: the file's content, or the directory
+	var fail error
+	o.sync = func(f *os.File) error {
+		if f.Name() == dir {
+			synced = append(synced, "dir")
+		} else {
+			data, _ := os.ReadFile(f.Name())
+			synced = append(synced, string(data))
+		}
+		if fail != nil {
+			return fail
+		}
+		return f.Sync()
+	}
+	batch := func(lines ...string) service.MessageBatch {
+		var b service.MessageBatch
+		for _, l := range lines {
+			b = append(b, service.NewMessage([]byte(l)))
+		}
+		return b
+	}
+	if err := o.WriteBatch(ctx, batch("1", "2", "3")); err != nil {
+		t.Fatal(err)
+	}
+	fail = errors.New("input/output error")
+	err := o.WriteBatch(ctx, batch("4"))
+	var be *service.BatchError
+	if err == nil || errors.As(err, &be) || !strings.Contains(err.Error(), "sync "+path+": input/output error") {
+		t.Fatalf("a failed sync returned %v, want the whole batch failed with the path and the reason", err)
+	}
+	fail = nil
+	if err := o.WriteBatch(ctx, batch("4")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1\n2\n3\n", "dir", "1\n2\n3\n4\n", "1\n2\n3\n4\n4\n"}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("synced %q, want %q (the file after each batch, the new file's directory once)", synced, want)
+	}
+	if o := parsedOutput(t, "path: "+path+"\nsync: false"); o.sync != nil {
+		t.Fatal("sync: false syncs")
+	}
+}
+
+// TestFileOutputFailsOnlyTheLinesNotWritten: a line that cannot be written
+// (past a file size limit, as on a full disk) fails with those after it;
+// those before it are synced and acknowledged, not written twice by the
+// retry. Not parallel: the limit is this process's while the batch is
+// written (Go ignores the SIGXFSZ it raises: the write fails with EFBIG).
+func TestFileOutputFailsOnlyTheLinesNotWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dead-letter.jsonl")
+	o := parsedOutput(t, "path: "+path)
+	ctx := context.Background()
+	defer o.Close(ctx)
+	b := service.MessageBatch{
+		service.NewMessage([]byte("1")),
+		service.NewMessage([]byte(`{"a long line":"past the limit"}`)),
+		service.NewMessage([]byte("3")),
+	}
+	index := b.Index()
+	var was syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 16, Max: was.Max}); err != nil {
+		t.Fatal(err)
+	}
+	err := o.WriteBatch(ctx, b)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
+		t.Fatal(err)
+	}
+	var be *service.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("WriteBatch returned %v, want a batch error", err)
+	}
+	var failed []int
+	be.WalkMessagesIndexedBy(index, func(i int, _ *service.Message, err error) bool {
+		if err != nil {
+			failed = append(failed, i)
+		}
+		return true
+	})
+	if !slices.Equal(failed, []int{1, 2}) {
+		t.Fatalf("failed lines %v, want [1 2] (%v)", failed, err)
+	}
+	if data, err := os.ReadFile(path); err != nil || string(data) != "1\n" {
+		t.Fatalf("the file holds %q (%v), want the line before the failed one, the cut one taken back", data, err)
 	}
 }
