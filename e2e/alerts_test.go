@@ -229,17 +229,27 @@ var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
 // TestAlertRulesMatchScrape checks every selector of every alert against
 // real scrapes: the bucket pipeline through the dashboard's paths
-// (dashboardScenarioScrape), and the Custom HTTP pipeline answering Braze 200
-// and 503 (its write key refused, then taken again).
+// (dashboardScenarioScrape), the notifications pipeline
+// (dashboardNotificationsScrape), and the Custom HTTP pipeline answering
+// Braze 200 and 503 (its write key refused, then taken again).
 func TestAlertRulesMatchScrape(t *testing.T) {
 	t.Parallel()
 	rules := loadAlertRules(t)
 	if t.Failed() {
 		t.FailNow()
 	}
-	s := mergeScrapes(dashboardScenarioScrape(t), customHTTPScenarioScrape(t))
+	notifications, customHTTP := notificationsScrape.get(t), customHTTPScenarioScrape(t)
+	all := mergeScrapes(bucketScrape.get(t), notifications, customHTTP)
+	// An alert on one pipeline's own metrics holds in that pipeline's scrape.
+	own := map[string]scrape{"CurrentsConnectNotifications": notifications, "CurrentsConnectHTTP": customHTTP}
 	checked := map[string]bool{}
 	for _, r := range rules {
+		s := all
+		for prefix, pipeline := range own {
+			if strings.HasPrefix(r.name, prefix) {
+				s = pipeline
+			}
+		}
 		for _, sel := range r.selectors {
 			if why := alertSelectorProblem(s, sel); why != "" {
 				t.Errorf("alert %s: %s", r.name, why)

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
@@ -125,10 +126,36 @@ type dashboardPipeline struct {
 // dashboardPipelines say which scrape checks which panels: each row named
 // here shows a pipeline of its own, every other row the bucket pipeline.
 var dashboardPipelines = []dashboardPipeline{
-	{"bucket", "", dashboardScenarioScrape},
+	{"bucket", "", bucketScrape.get},
 	{"custom_http", "Custom HTTP pipeline", dashboardHTTPScrape},
-	{"notifications", "Notifications pipeline", dashboardNotificationsScrape},
+	{"notifications", "Notifications pipeline", notificationsScrape.get},
 }
+
+// sharedScrape is a scenario's scrape, taken by the first test that needs
+// it: the dashboard's test and the alerting rules' check the same
+// pipelines, and each scenario takes seconds.
+type sharedScrape struct {
+	run   func(*testing.T) scrape
+	mu    sync.Mutex
+	taken scrape
+}
+
+func (s *sharedScrape) get(t *testing.T) scrape {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken == nil {
+		if taken := s.run(t); !t.Failed() {
+			s.taken = taken
+		}
+	}
+	return s.taken
+}
+
+var (
+	bucketScrape        = &sharedScrape{run: dashboardScenarioScrape}
+	notificationsScrape = &sharedScrape{run: dashboardNotificationsScrape}
+)
 
 // TestDashboardMatchesScrape runs the shipped pipelines through every path a
 // panel shows and checks every metric of every panel against the /metrics
