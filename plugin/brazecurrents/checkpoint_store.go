@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -64,8 +65,10 @@ func (s *slotted) load(ctx context.Context) ([]byte, error) {
 	for _, key := range s.keys {
 		raw, err := s.store.get(ctx, key)
 		if err != nil {
-			problems = append(problems, key+": "+err.Error())
-			continue
+			// A slot the store failed to read (a timeout, a 5xx, a 403) may
+			// hold the newest save: the other one would give an older
+			// checkpoint, or name its previous holder. The caller tries again.
+			return nil, fmt.Errorf("reading checkpoint slot %s: %w", key, err)
 		}
 		if raw == nil {
 			absent++
