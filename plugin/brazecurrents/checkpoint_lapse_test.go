@@ -3,9 +3,83 @@ package brazecurrents
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
+
+// stallingStore holds the next write while stall is set, until resume is
+// closed: a save in flight (a slow store, a paused process) while the test
+// runs another process.
+type stallingStore struct {
+	memStore
+	stall   *bool
+	entered chan struct{}
+	resume  chan struct{}
+}
+
+func (s stallingStore) put(ctx context.Context, key string, v []byte) error {
+	if *s.stall {
+		*s.stall = false
+		close(s.entered)
+		<-s.resume
+	}
+	return s.memStore.put(ctx, key, v)
+}
+
+// A holder whose save is in flight while its lease lapses (a store slow to
+// answer, a process paused mid-write) may have its save land after another
+// process took the checkpoint over and saved progress of its own. The save
+// that landed late makes the holder read the checkpoint back: it stops, and
+// does not go on writing over the new holder's progress as if its lease
+// were fresh.
+func TestCheckpointSaverSaveLandingAfterItsLeaseLapsedReadsBack(t *testing.T) {
+	ctx := context.Background()
+	store := memStore{}
+	stall := false
+	gate := stallingStore{memStore: store, stall: &stall, entered: make(chan struct{}), resume: make(chan struct{})}
+	a := leaseSaver(t, store, at(14))
+	a.store = newSlotted(gate, "ck.json", nil)
+	acquireOn(t, a) // the stored lease runs to 14:01:00
+	a.ckpt.finished(hourObj("p", at(13), 0))
+	if err := a.write(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// 14:00:40: a renews its lease, and the store holds the write.
+	a.clock.(*clockwork.FakeClock).Advance(39 * time.Second)
+	stall = true
+	renewed := make(chan error, 1)
+	go func() { renewed <- a.renew(ctx) }()
+	<-gate.entered
+
+	// 14:01:30: the stored lease has lapsed; b takes the checkpoint over and
+	// saves an object of its own.
+	b := leaseSaver(t, store, at(14).Add(90*time.Second))
+	acquireOn(t, b)
+	mine := hourObj("p", at(13), 1)
+	b.ckpt.finished(mine)
+	if err := b.write(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// 14:01:35: a's renewal lands at last, then a finishes an object.
+	a.clock.(*clockwork.FakeClock).Advance(55 * time.Second)
+	close(gate.resume)
+	renewErr := <-renewed
+	a.ckpt.finished(hourObj("p", at(13), 2))
+	err := a.write(ctx, false)
+	doc := storedDoc(t, b)
+	if doc.Owner == nil || doc.Owner.ID != b.me.ID || !slices.Contains(doc.Partitions["p"].Done, mine.key) {
+		t.Fatalf("the holder whose save landed after its lease lapsed wrote over the new holder (renewal: %v, write: %v): owner %v, done %v",
+			renewErr, err, doc.Owner, doc.Partitions["p"].Done)
+	}
+	if !errors.Is(renewErr, errCheckpointHeld) || !errors.Is(err, errCheckpointHeld) || !a.isLost() {
+		t.Fatalf("the holder whose save landed after its lease lapsed: renewal %v, write %v; want the checkpoint held by another", renewErr, err)
+	}
+}
 
 // A holder that renews its lease and then cannot read one of the two slots
 // for a moment (a timeout, a 503) cannot tell who holds the checkpoint: the

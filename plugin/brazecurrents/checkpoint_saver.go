@@ -210,12 +210,12 @@ func (s *checkpointSaver) run(ctx context.Context) {
 			}
 		case <-renewal.Chan():
 			err := s.verify(ctx)
+			if err == nil {
+				err = s.renew(ctx)
+			}
 			if errors.Is(err, errCheckpointHeld) {
 				s.onLost(err)
 				return
-			}
-			if err == nil {
-				err = s.renew(ctx)
 			}
 			if err != nil {
 				s.log.Errorf("Renewing the checkpoint lease failed, trying again: %v", err)
@@ -227,6 +227,12 @@ func (s *checkpointSaver) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// lapsedLocked says whether the lease in the store has run out, by this
+// process's clock.
+func (s *checkpointSaver) lapsedLocked() bool {
+	return !s.expires.IsZero() && !s.clock.Now().Before(s.expires)
 }
 
 func (s *checkpointSaver) isLost() bool {
@@ -250,7 +256,7 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	// renewals the store refused) may have been taken over meanwhile: it
 	// reads the checkpoint back rather than write over the new holder's
 	// progress (and stop it instead).
-	if !s.expires.IsZero() && !s.clock.Now().Before(s.expires) {
+	if s.lapsedLocked() {
 		if err := s.verifyLocked(ctx); err != nil {
 			return err
 		}
@@ -267,6 +273,16 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 		s.ckpt.markDirty()
 		s.log.Errorf("Saving the checkpoint to %s failed: %v", s.store.describe(), err)
 		return err
+	}
+	// A save that lands once the lease it was made under lapsed (a slow
+	// store, a pause mid-write) may have landed after another process took
+	// over: it reads the checkpoint back before counting on its new lease,
+	// which would let it write on over the new holder's progress.
+	if !lease.IsZero() && s.lapsedLocked() {
+		if err := s.verifyLocked(ctx); err != nil {
+			s.ckpt.markDirty()
+			return err
+		}
 	}
 	if !lease.IsZero() { // a release keeps the last lease's expiry
 		s.expires = lease
