@@ -100,7 +100,7 @@ func (f failingStore) put(ctx context.Context, key string, v []byte) error {
 // Another process takes the checkpoint over. When the store recovers, the
 // first holder's next write must read the checkpoint back, as after a
 // stall, and not write over the new holder's claim and progress (docs:
-// "it never writes over the new holder's progress").
+// "it does not write over the new holder's progress").
 func TestCheckpointSaverFailedRenewalsDoNotExtendTheLease(t *testing.T) {
 	ctx := context.Background()
 	store := memStore{}
