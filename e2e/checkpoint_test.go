@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -98,6 +100,55 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	checkDelivered(t, srv, want)
 	if d := srv.Duplicates(); d != 0 {
 		t.Fatalf("%d calls sent twice", d)
+	}
+}
+
+// A process frozen past its lease (SIGSTOP: a paused VM) while a second one
+// takes the checkpoint over, then thawed: the one that lost the checkpoint
+// stops reading and exits with status 1, saying why, so that a supervisor
+// (Kubernetes, systemd's Restart=on-failure) starts it again as a standby
+// that waits for the lease; with status 0 it stayed down. The other runs on.
+// Which one loses is the frozen one, unless a save of its own was in flight
+// at the freeze and lands over the new holder's claim: then the new holder
+// loses. Either way exactly one exits, with status 1.
+func TestProcessThatLostItsCheckpointExitsWithFailure(t *testing.T) {
+	t.Parallel()
+	dir, want := checkpointTree(t, 86)
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	events := newNotifier()
+	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
+	env := append(pipelineEnv("file://"+dir, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
+		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s", "CURRENTS_CHECKPOINT_LEASE=3s")
+
+	first := startConnect(t, repoRoot, env, events)
+	waitFor(t, events, time.Minute, "the first process to send every event", func() (bool, error) {
+		if first.exited() {
+			return false, fmt.Errorf("the first process exited: %v\n%s", first.err, lastLines(first.logs(), 20))
+		}
+		return srv.UniqueMessageIDs() == len(want), nil
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	second := startConnect(t, repoRoot, env, events)
+	second.waitLines(1, time.Minute, "Checkpoint kept in", "held by")
+	if err := first.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, events, time.Minute, "one of the two processes to exit", func() (bool, error) {
+		return first.exited() || second.exited(), nil
+	})
+	lost, other := first, second
+	if second.exited() {
+		lost, other = second, first
+	}
+	var exit *exec.ExitError
+	if !errors.As(lost.err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("the process that lost the checkpoint exited with %v, want status 1:\n%s", lost.err, lastLines(lost.logs(), 20))
+	}
+	lost.waitLines(1, time.Second, "Exiting with status 1: another process took the checkpoint over")
+	if other.exited() {
+		t.Fatalf("both processes exited; the one holding the checkpoint with %v:\n%s", other.err, lastLines(other.logs(), 20))
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 
-	_ "github.com/currents-connect/currents-connect/plugin/brazecurrents"
+	"github.com/currents-connect/currents-connect/plugin/brazecurrents"
 	_ "github.com/currents-connect/currents-connect/plugin/bucket"
 	_ "github.com/currents-connect/currents-connect/plugin/deadletter"
 	_ "github.com/currents-connect/currents-connect/plugin/prometheus"
@@ -54,6 +54,10 @@ func main() {
 	// Connect ends a run whose context was cancelled with status 0.
 	if reason := httpFailed.failed(); reason != "" {
 		fmt.Fprintln(os.Stderr, reason)
+		os.Exit(1)
+	}
+	if err := brazecurrents.CheckpointLost(); err != nil {
+		fmt.Fprintf(os.Stderr, "Exiting with status 1: another process took the checkpoint over (%v). Started again, this process waits for the checkpoint's lease as a standby\n", err)
 		os.Exit(1)
 	}
 }

@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"gocloud.dev/blob"
@@ -75,6 +76,22 @@ func openChecked(ctx context.Context, url, prefix string, timeout time.Duration)
 func (in *currentsInput) lostCheckpoint(stop context.CancelFunc) func(error) {
 	return func(err error) {
 		in.log.Errorf("Stopping: %v", err)
+		checkpointLost.CompareAndSwap(nil, &err)
 		stop()
 	}
+}
+
+// checkpointLost is the first checkpoint an input of this process lost.
+var checkpointLost atomic.Pointer[error]
+
+// CheckpointLost says why an input of this process stopped reading because
+// another process took its checkpoint over, or nil. A run that ends so has
+// not ended its work: the binary exits with status 1, so that a supervisor
+// starts it again, to wait for the lease as a standby, rather than leave it
+// down as a run that finished.
+func CheckpointLost() error {
+	if err := checkpointLost.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
