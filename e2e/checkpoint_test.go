@@ -52,30 +52,46 @@ func TestBackfillRecipeThenFullRun(t *testing.T) {
 	checkNothingNew(t, env, srv)
 }
 
+// checkpointHolder is a watching pipeline on checkpointTree's bucket that
+// has sent every event and holds the checkpoint.
+type checkpointHolder struct {
+	dir    string
+	want   map[string]string
+	srv    *segmentapi.Server
+	events *notifier
+	env    []string // for a second process on the same checkpoint
+	first  *connectProc
+}
+
+func startCheckpointHolder(t *testing.T, seed uint64, lease string) checkpointHolder {
+	t.Helper()
+	h := checkpointHolder{srv: segmentapi.StartT(t, e2eWriteKey), events: newNotifier()}
+	h.dir, h.want = checkpointTree(t, seed)
+	h.srv.OnRequest(func(*http.Request, []segmentapi.Call) { h.events.notify() })
+	h.env = append(pipelineEnv("file://"+h.dir, h.srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
+		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s", "CURRENTS_CHECKPOINT_LEASE="+lease)
+	h.first = startConnect(t, repoRoot, h.env, h.events)
+	waitFor(t, h.events, time.Minute, "the first process to send every event", func() (bool, error) {
+		if h.first.exited() {
+			return false, fmt.Errorf("the first process exited: %v\n%s", h.first.err, lastLines(h.first.logs(), 20))
+		}
+		return h.srv.UniqueMessageIDs() == len(h.want), nil
+	})
+	return h
+}
+
 // A second process started on the checkpoint another one holds (a rolling
 // update, or two replicas without shards) waits, saying who holds it, and
 // sends nothing until the first stops; then it takes over where the first
 // stopped. Nothing is sent twice.
 func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	t.Parallel()
-	dir, want := checkpointTree(t, 82)
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	// The default lease, not shortLease: on a busy machine a lease of
 	// seconds may lapse between renewals, and the second process would
 	// then rightly take the checkpoint over.
-	env := append(pipelineEnv("file://"+dir, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
-		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s", "CURRENTS_CHECKPOINT_LEASE=1m")
-
-	first := startConnect(t, repoRoot, env, events)
-	waitFor(t, events, time.Minute, "the first process to send every event", func() (bool, error) {
-		if first.exited() {
-			return false, fmt.Errorf("the first process exited: %v\n%s", first.err, lastLines(first.logs(), 20))
-		}
-		return srv.UniqueMessageIDs() == len(want), nil
-	})
-	second := startConnect(t, repoRoot, env, events)
+	h := startCheckpointHolder(t, 82, "1m")
+	dir, want, srv, first := h.dir, h.want, h.srv, h.first
+	second := startConnect(t, repoRoot, h.env, h.events)
 	second.waitLines(2, time.Minute, "is held by", "waiting for it to stop")
 	if n := second.count("Object done"); n != 0 {
 		t.Fatalf("the second process finished %d objects while the first held the checkpoint", n)
@@ -113,24 +129,12 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 // loses. Either way exactly one exits, with status 1.
 func TestProcessThatLostItsCheckpointExitsWithFailure(t *testing.T) {
 	t.Parallel()
-	dir, want := checkpointTree(t, 86)
-	srv := segmentapi.StartT(t, e2eWriteKey)
-	events := newNotifier()
-	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
-	env := append(pipelineEnv("file://"+dir, srv, filepath.Join(t.TempDir(), "dead.jsonl"), "BRAZE_INCLUDE_ANONYMOUS=true"),
-		"CURRENTS_WATCH=true", "CURRENTS_POLL_INTERVAL=1s", "CURRENTS_CHECKPOINT_LEASE=3s")
-
-	first := startConnect(t, repoRoot, env, events)
-	waitFor(t, events, time.Minute, "the first process to send every event", func() (bool, error) {
-		if first.exited() {
-			return false, fmt.Errorf("the first process exited: %v\n%s", first.err, lastLines(first.logs(), 20))
-		}
-		return srv.UniqueMessageIDs() == len(want), nil
-	})
+	h := startCheckpointHolder(t, 86, "3s")
+	first, events := h.first, h.events
 	if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	second := startConnect(t, repoRoot, env, events)
+	second := startConnect(t, repoRoot, h.env, events)
 	second.waitLines(1, time.Minute, "Checkpoint kept in", "held by")
 	if err := first.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
