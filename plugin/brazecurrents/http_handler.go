@@ -145,48 +145,48 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if r.ContentLength >= 0 && !gzipped {
 		held = r.ContentLength
 	}
-	if err := in.buffered.Acquire(ctx, held); err != nil {
+	if err := in.buffered.take(ctx, held); err != nil {
 		return in.busy(r, start)
 	}
 	body, status, err := in.readBody(w, r, gzipped)
 	if err != nil {
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		return answer{status, err.Error()}
 	}
-	in.buffered.Release(held - int64(len(body)))
+	in.buffered.release(held - int64(len(body)))
 	held = int64(len(body))
 
 	// The events are counted before they are decoded, so that their memory
 	// is charged before it is spent.
 	scan, err := scanHTTPBody(body)
 	if err != nil {
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		return answer{http.StatusBadRequest, err.Error()}
 	}
 	n := scan.events
 	charge := held + int64(len(scan.shallow)) + int64(n)*eventCharge // shallow: a copy, with events too deep
 	if charge > in.maxBuf {
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		// Braze retries it as it is: said in full, since only a larger
 		// budget takes it (with max_buffered_size at max_body_size, as by
 		// default, a body within 128 bytes an event of the limit too).
 		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body's %d events are charged %d bytes (%d bytes of JSON and %d per event), over the %d of %s: it is refused at every retry until %s is at least %d",
 			n, charge, held, eventCharge, in.maxBuf, httpFieldMaxBuffered, httpFieldMaxBuffered, charge)}
 	}
-	// The body's bytes stay held meanwhile: they are in memory. Two requests
-	// waiting so for each other's share are both answered at the timeout.
-	if err := in.buffered.Acquire(ctx, charge-held); err != nil {
-		in.buffered.Release(held)
+	// The body's bytes stay held meanwhile: they are in memory. Ahead of
+	// the requests waiting for their bodies' share (budget.grow).
+	if err := in.buffered.grow(ctx, charge-held); err != nil {
+		in.buffered.release(held)
 		return in.busy(r, start)
 	}
 	held = charge
 	events, err := decodeHTTPEvents(body, scan)
 	if err != nil {
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		return answer{http.StatusBadRequest, err.Error()}
 	}
 	if len(events) == 0 {
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		return answer{http.StatusOK, "no events"}
 	}
 	req := httpRequest{batch: make(service.MessageBatch, len(events)), done: make(chan error, 1)}
@@ -218,7 +218,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		types.flush(in.received, in.labels)
 		in.malformed.Incr(int64(malformed))
 	case <-ctx.Done():
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		if in.isClosed() {
 			return answer{http.StatusServiceUnavailable, "shutting down"}
 		}
@@ -230,7 +230,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	why := "" // why the events are not delivered yet, when it is not the timeout
 	select {
 	case err := <-req.done:
-		in.buffered.Release(held)
+		in.buffered.release(held)
 		if err != nil {
 			return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not delivered: %v", len(events), err)}
 		}
@@ -254,7 +254,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// later; their memory is held until then.
 	go func() {
 		<-req.done
-		in.buffered.Release(held)
+		in.buffered.release(held)
 	}()
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events %s and Segment deduplicates the retry", len(events), why)}
 }

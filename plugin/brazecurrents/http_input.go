@@ -17,7 +17,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"golang.org/x/sync/semaphore"
 )
 
 const (
@@ -170,7 +169,7 @@ type httpInput struct {
 	timeout, retryAfter time.Duration
 	certFile, keyFile   string
 
-	buffered *semaphore.Weighted // body bytes held, from reading to acknowledgement
+	buffered *budget // body bytes held, from reading to acknowledgement
 	maxBuf   int64
 	requests chan httpRequest
 	closed   chan struct{}
@@ -258,7 +257,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	if (in.certFile == "") != (in.keyFile == "") {
 		return nil, fmt.Errorf("set both %s and %s for TLS, or neither", httpFieldCertFile, httpFieldKeyFile)
 	}
-	in.buffered = semaphore.NewWeighted(in.maxBuf)
+	in.buffered = newBudget(in.maxBuf)
 	for _, status := range httpStatuses {
 		in.answered.Incr(0, strconv.Itoa(status))
 	}

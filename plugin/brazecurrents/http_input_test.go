@@ -61,10 +61,15 @@ type reply struct {
 
 // postAsync POSTs body with the token and delivers the reply on the channel.
 func postAsync(client *http.Client, url, body string) <-chan reply {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	return doAsync(client, req)
+}
+
+// doAsync sends req and delivers the reply on the channel.
+func doAsync(client *http.Client, req *http.Request) <-chan reply {
 	out := make(chan reply, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok")
 		res, err := client.Do(req)
 		if err != nil {
 			out <- reply{status: -1, body: err.Error()}
