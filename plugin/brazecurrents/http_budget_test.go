@@ -19,7 +19,7 @@ import (
 // at max_body_size until read) met it, and one of sized bodies whenever the
 // budget was nearly taken.
 func TestHTTPInputBudgetGrowsAheadOfWaiters(t *testing.T) {
-	body := `{"events": [` + testEvent + `], "padding": "` + strings.Repeat("x", 500) + `"}`
+	body := paddedBody(600)
 	for _, c := range []struct {
 		name string
 		size int64
@@ -27,35 +27,13 @@ func TestHTTPInputBudgetGrowsAheadOfWaiters(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			// Over half the budget: the second body cannot be held beside the
 			// first, but the first's events fit.
-			in, url := startHTTPInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 30s")
-			go func() {
-				for {
-					_, ack, err := in.ReadBatch(context.Background())
-					if err != nil {
-						return
-					}
-					_ = ack(context.Background(), nil)
-				}
-			}()
-			// Expect: 100-continue: the client sends the body, and the pipe's
-			// first write returns, only once the input took the body's share
-			// and reads it.
-			client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Hour}}
-			pr, pw := io.Pipe()
-			req, _ := http.NewRequest(http.MethodPost, url, pr)
-			req.ContentLength = c.size
-			req.Header.Set("Authorization", "Bearer tok")
-			req.Header.Set("Expect", "100-continue")
-			first := doAsync(client, req)
-			if _, err := pw.Write([]byte(body[:10])); err != nil {
-				t.Fatal(err)
-			}
+			in, url := startAckedInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 30s")
+			rest, first := postHeld(t, url, body, c.size)
 			second := postAsync(http.DefaultClient, url, body)
 			for waitingToTake(in.buffered) < 1 {
 				runtime.Gosched()
 			}
-			_, _ = pw.Write([]byte(body[10:]))
-			pw.Close()
+			rest()
 			for i, answer := range []<-chan reply{first, second} {
 				if r := <-answer; r.status != http.StatusOK {
 					t.Fatalf("request %d: %d %q, want 200", i+1, r.status, r.body)
@@ -63,6 +41,78 @@ func TestHTTPInputBudgetGrowsAheadOfWaiters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPInputBudgetRefusesOneOfStuckGrowers: requests that all hold their
+// bodies and all wait for their events' share, none fitting, would each
+// wait for the others to give theirs back: the last to wait is refused (503,
+// Braze retries it), and the other goes through. Both waited out the
+// timeout and were answered 503, at every retry of a burst that filled the
+// budget with bodies at once.
+func TestHTTPInputBudgetRefusesOneOfStuckGrowers(t *testing.T) {
+	// Two bodies fit in the budget, but not their events' 128 bytes more.
+	body := paddedBody(480)
+	_, url := startAckedInput(t, "max_body_size: 1KiB\nmax_buffered_size: 1KiB\ntimeout: 30s")
+	restA, a := postHeld(t, url, body, int64(len(body)))
+	restB, b := postHeld(t, url, body, int64(len(body)))
+	restA()
+	restB()
+	statuses := map[int]int{}
+	for _, answer := range []<-chan reply{a, b} {
+		r := <-answer
+		statuses[r.status]++
+		if r.status == http.StatusServiceUnavailable && !strings.Contains(r.body, "wait for room for their events") {
+			t.Errorf("the request refused: %q, want it refused as one of requests waiting for each other", r.body)
+		}
+	}
+	if statuses[http.StatusOK] != 1 || statuses[http.StatusServiceUnavailable] != 1 {
+		t.Fatalf("answers by status %v, want one 200 and one 503", statuses)
+	}
+}
+
+// paddedBody is a request of testEvent, size bytes long.
+func paddedBody(size int) string {
+	head, tail := `{"events": [`+testEvent+`], "padding": "`, `"}`
+	return head + strings.Repeat("x", size-len(head)-len(tail)) + tail
+}
+
+// startAckedInput runs the input of conf, every request acknowledged as
+// soon as it is read.
+func startAckedInput(t *testing.T, conf string) (*httpInput, string) {
+	t.Helper()
+	in, url := startHTTPInput(t, conf)
+	go func() {
+		for {
+			_, ack, err := in.ReadBatch(context.Background())
+			if err != nil {
+				return
+			}
+			_ = ack(context.Background(), nil)
+		}
+	}()
+	return in, url
+}
+
+// postHeld POSTs body, of size bytes (-1: chunked), and returns once the
+// input took the body's share of max_buffered_size and reads it: the
+// request says Expect: 100-continue, so its body is sent only then. rest
+// sends the rest of the body.
+func postHeld(t *testing.T, url, body string, size int64) (rest func(), answer <-chan reply) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Hour}}
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, url, pr)
+	req.ContentLength = size
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Expect", "100-continue")
+	answer = doAsync(client, req)
+	if _, err := pw.Write([]byte(body[:10])); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_, _ = pw.Write([]byte(body[10:]))
+		pw.Close()
+	}, answer
 }
 
 // waitingToTake is how many requests wait for their body's share.
@@ -110,10 +160,11 @@ func TestBudgetOrder(t *testing.T) {
 	if n := <-took; n != 100 {
 		t.Fatalf("took %d, want the 100 behind the take that stopped waiting", n)
 	}
-	b.release(1000)
+	b.done(900) // the first request: 600 taken, 300 grown
+	b.done(100)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.free != 1000 {
-		t.Fatalf("%d free once all was given back, want 1000", b.free)
+	if b.free != 1000 || b.holders != 0 {
+		t.Fatalf("%d free and %d holders once all was given back, want 1000 and 0", b.free, b.holders)
 	}
 }

@@ -146,11 +146,11 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		held = r.ContentLength
 	}
 	if err := in.buffered.take(ctx, held); err != nil {
-		return in.busy(r, start)
+		return in.busy(r, start, err)
 	}
 	body, status, err := in.readBody(w, r, gzipped)
 	if err != nil {
-		in.buffered.release(held)
+		in.buffered.done(held)
 		return answer{status, err.Error()}
 	}
 	in.buffered.release(held - int64(len(body)))
@@ -160,13 +160,13 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// is charged before it is spent.
 	scan, err := scanHTTPBody(body)
 	if err != nil {
-		in.buffered.release(held)
+		in.buffered.done(held)
 		return answer{http.StatusBadRequest, err.Error()}
 	}
 	n := scan.events
 	charge := held + int64(len(scan.shallow)) + int64(n)*eventCharge // shallow: a copy, with events too deep
 	if charge > in.maxBuf {
-		in.buffered.release(held)
+		in.buffered.done(held)
 		// Braze retries it as it is: said in full, since only a larger
 		// budget takes it (with max_buffered_size at max_body_size, as by
 		// default, a body within 128 bytes an event of the limit too).
@@ -176,17 +176,17 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// The body's bytes stay held meanwhile: they are in memory. Ahead of
 	// the requests waiting for their bodies' share (budget.grow).
 	if err := in.buffered.grow(ctx, charge-held); err != nil {
-		in.buffered.release(held)
-		return in.busy(r, start)
+		in.buffered.done(held)
+		return in.busy(r, start, err)
 	}
 	held = charge
 	events, err := decodeHTTPEvents(body, scan)
 	if err != nil {
-		in.buffered.release(held)
+		in.buffered.done(held)
 		return answer{http.StatusBadRequest, err.Error()}
 	}
 	if len(events) == 0 {
-		in.buffered.release(held)
+		in.buffered.done(held)
 		return answer{http.StatusOK, "no events"}
 	}
 	req := httpRequest{batch: make(service.MessageBatch, len(events)), done: make(chan error, 1)}
@@ -218,7 +218,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		types.flush(in.received, in.labels)
 		in.malformed.Incr(int64(malformed))
 	case <-ctx.Done():
-		in.buffered.release(held)
+		in.buffered.done(held)
 		if in.isClosed() {
 			return answer{http.StatusServiceUnavailable, "shutting down"}
 		}
@@ -230,7 +230,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	why := "" // why the events are not delivered yet, when it is not the timeout
 	select {
 	case err := <-req.done:
-		in.buffered.release(held)
+		in.buffered.done(held)
 		if err != nil {
 			return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events not delivered: %v", len(events), err)}
 		}
@@ -254,7 +254,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	// later; their memory is held until then.
 	go func() {
 		<-req.done
-		in.buffered.release(held)
+		in.buffered.done(held)
 	}()
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events %s and Segment deduplicates the retry", len(events), why)}
 }
@@ -281,13 +281,16 @@ func clientLeft(r *http.Request, start time.Time) string {
 }
 
 // busy is the answer to a request, started at start, that got no share of
-// max_buffered_size.
-func (in *httpInput) busy(r *http.Request, start time.Time) answer {
+// max_buffered_size, for err.
+func (in *httpInput) busy(r *http.Request, start time.Time, err error) answer {
 	if in.isClosed() {
 		return answer{http.StatusServiceUnavailable, "shutting down"}
 	}
 	if left := clientLeft(r, start); left != "" {
 		return answer{http.StatusServiceUnavailable, left + " while earlier requests held max_buffered_size"}
+	}
+	if errors.Is(err, errBudgetStuck) {
+		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: the requests in flight hold all of %s with their bodies, and wait for room for their events", httpFieldMaxBuffered)}
 	}
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
 }
