@@ -161,15 +161,17 @@ func parseNoticeArray(body []byte, depth int) (notice, error) {
 }
 
 // parseS3Records reads an S3 event notification. Keys are URL-encoded,
-// with + for a space, as in a query.
+// with + for a space, as in a query. S3-compatible stores send the same
+// records from sources of their own, MinIO (to AMQP or NATS) as minio:s3,
+// its event names prefixed with s3: (s3:ObjectCreated:Put).
 func parseS3Records(records []s3Record) (notice, error) {
 	var out notice
 	var skips []string
 	for _, r := range records {
-		if r.EventSource != "aws:s3" {
-			return notice{}, fmt.Errorf("S3 record from %q, not aws:s3", r.EventSource)
+		if !strings.HasSuffix(r.EventSource, ":s3") {
+			return notice{}, fmt.Errorf("S3 record from %q, not aws:s3 (or another store's :s3)", r.EventSource)
 		}
-		if !strings.HasPrefix(r.EventName, "ObjectCreated:") {
+		if !strings.HasPrefix(strings.TrimPrefix(r.EventName, "s3:"), "ObjectCreated:") {
 			skips = append(skips, "S3 "+r.EventName)
 			continue
 		}

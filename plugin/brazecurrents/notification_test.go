@@ -45,6 +45,7 @@ func TestParseNotificationFormats(t *testing.T) {
 		{"s3_eventbridge", []objectRef{{"acme-currents", fixtureKey}}, ""},
 		{"s3_test_event", nil, "s3:TestEvent"},
 		{"s3_removed", nil, "S3 ObjectRemoved:Delete"},
+		{"minio_put", []objectRef{{"acme-currents", fixtureKey}}, ""},
 		{"gcs_finalize", []objectRef{{"acme-currents", fixtureGCS}}, ""},
 		{"gcs_delete", nil, "GCS OBJECT_DELETE"},
 		{"azure_eventgrid", []objectRef{{"currents", fixtureAzure}}, ""},
