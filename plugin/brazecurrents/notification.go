@@ -209,6 +209,14 @@ func parseBridgeEvent(r rawNotice) (notice, error) {
 // "<container>/blobs/<blob path>".
 const blobSubject = "/blobServices/default/containers/"
 
+// uncommittedAPIs are the operations whose BlobCreated comes before the
+// file holds its data, on accounts with a hierarchical namespace: Data Lake's
+// CreateFile and SFTP's SftpCreate make it empty, and another BlobCreated
+// (FlushWithClose, SftpCommit) follows once it is written. Read at the
+// first, an object was empty (or partly flushed) and done, and the second
+// notification, arriving during that read, was settled with it.
+var uncommittedAPIs = map[string]bool{"CreateFile": true, "SftpCreate": true}
+
 // parseGridEvent reads an Event Grid event, in its own schema or as a
 // CloudEvent: the container and blob come from the subject, or else from
 // data.url.
@@ -216,16 +224,20 @@ func parseGridEvent(eventType, subject string, data json.RawMessage) (notice, er
 	if eventType != "Microsoft.Storage.BlobCreated" {
 		return notice{skip: eventType}, nil
 	}
-	if rest, ok := strings.CutPrefix(subject, blobSubject); ok {
-		if container, blob, ok := strings.Cut(rest, "/blobs/"); ok && container != "" && blob != "" {
-			return notice{objects: []objectRef{{container, blob}}}, nil
-		}
-	}
 	var d struct {
+		API string `json:"api"`
 		URL string `json:"url"`
 	}
 	if len(data) > 0 {
 		_ = json.Unmarshal(data, &d)
+	}
+	if uncommittedAPIs[d.API] {
+		return notice{skip: eventType + " by " + d.API}, nil
+	}
+	if rest, ok := strings.CutPrefix(subject, blobSubject); ok {
+		if container, blob, ok := strings.Cut(rest, "/blobs/"); ok && container != "" && blob != "" {
+			return notice{objects: []objectRef{{container, blob}}}, nil
+		}
 	}
 	if u, err := url.Parse(d.URL); err == nil && d.URL != "" {
 		container, blob, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")

@@ -51,6 +51,7 @@ func TestParseNotificationFormats(t *testing.T) {
 		{"azure_eventgrid", []objectRef{{"currents", fixtureAzure}}, ""},
 		{"azure_cloudevents", []objectRef{{"currents", fixtureAzure}}, ""},
 		{"azure_deleted", nil, "Microsoft.Storage.BlobDeleted"},
+		{"azure_createfile", nil, "Microsoft.Storage.BlobCreated by CreateFile"},
 		{"sns_subscription_confirmation", nil, "SNS SubscriptionConfirmation"},
 		{"sns_unsubscribe_confirmation", nil, "SNS UnsubscribeConfirmation"},
 	} {
