@@ -193,8 +193,13 @@ func parseS3Records(records []s3Record) (notice, error) {
 	return out, nil
 }
 
-// parseBridgeEvent reads an S3 event delivered by EventBridge, whose keys
-// are not URL-encoded.
+// parseBridgeEvent reads an S3 event delivered by EventBridge. Whether its
+// keys are URL-encoded as S3's notifications are is not documented (AWS's
+// Powertools decodes them), and either reading of the other form loses every
+// Currents object: decoded, a key as it is turns its + into spaces; kept, an
+// encoded one names event_type%3D…. An encoded Currents key always holds a
+// % escape (of its =), and one as it is never a %, so only a key with a %
+// is decoded (one that does not decode is taken as it is).
 func parseBridgeEvent(r rawNotice) (notice, error) {
 	if r.DetailType != "Object Created" {
 		return notice{skip: "EventBridge " + r.DetailType}, nil
@@ -202,7 +207,11 @@ func parseBridgeEvent(r rawNotice) (notice, error) {
 	if r.Detail == nil || r.Detail.Bucket.Name == "" || r.Detail.Object.Key == "" {
 		return notice{}, errors.New("EventBridge Object Created event without bucket name or object key")
 	}
-	return notice{objects: []objectRef{{r.Detail.Bucket.Name, r.Detail.Object.Key}}}, nil
+	key := r.Detail.Object.Key
+	if decoded, err := url.QueryUnescape(key); err == nil && strings.Contains(key, "%") {
+		key = decoded
+	}
+	return notice{objects: []objectRef{{r.Detail.Bucket.Name, key}}}, nil
 }
 
 // blobSubject is how an Event Grid subject of Blob Storage starts, before

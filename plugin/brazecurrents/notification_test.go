@@ -2,6 +2,7 @@ package brazecurrents
 
 import (
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,6 +66,18 @@ func TestParseNotificationFormats(t *testing.T) {
 				t.Fatalf("got %+v, want objects %+v, skip %q", n, tc.want, tc.skip)
 			}
 		})
+	}
+}
+
+// Whether EventBridge escapes keys as S3's notifications do is undocumented
+// (AWS's Powertools decodes them with unquote_plus): an escaped Currents key
+// is decoded, one as it is (s3_eventbridge, with its + and =) kept.
+func TestParseNotificationEventBridgeKeyEscaped(t *testing.T) {
+	body, _ := noticeFixture(t, "s3_eventbridge")
+	escaped := strings.Replace(string(body), `"key": "`+fixtureKey+`"`, `"key": "`+url.QueryEscape(fixtureKey)+`"`, 1)
+	n, err := parseNotification([]byte(escaped), nil)
+	if err != nil || !slices.Equal(n.objects, []objectRef{{"acme-currents", fixtureKey}}) {
+		t.Fatalf("got %+v, %v", n, err)
 	}
 }
 
