@@ -46,6 +46,14 @@ func openPubSubV2(ctx context.Context, u *url.URL, maxOutstanding int) (*Subscri
 		return nil, errors.New("gcppubsubv2: no Pub/Sub subscriber")
 	}
 	boundLeases(rs, maxOutstanding)
+	// The client stops extending a message it holds after MaxExtension, 60
+	// minutes by default, and the server then delivers it again while it is
+	// still in the pipeline: through a Segment outage of over an hour each
+	// held notification came again, its object read again by another replica
+	// (or moved to a dead-letter topic mid-read). Pub/Sub keeps a message
+	// at most 7 days by default; a crashed process's messages come back after
+	// the stream's ack deadline whatever this is.
+	rs.ReceiveSettings.MaxExtension = maxHold
 	rs.ReceiveSettings.ShutdownOptions = &rawpubsub.ShutdownOptions{
 		Behavior: rawpubsub.ShutdownBehaviorNackImmediately, Timeout: shutdownNacks,
 	}
@@ -57,6 +65,9 @@ func openPubSubV2(ctx context.Context, u *url.URL, maxOutstanding int) (*Subscri
 	sub := pubsub.NewSubscription(d, recv, &batcher.Options{MaxBatchSize: 1, MaxHandlers: 1000})
 	return &Subscription{Subscription: sub, v2: d}, nil
 }
+
+// maxHold is how long the client extends the deadline of a message held.
+const maxHold = 7 * 24 * time.Hour
 
 // boundLeases asks the Pub/Sub client for at most n messages outstanding,
 // before its first receive: by default it leases up to 1000 messages or

@@ -59,3 +59,25 @@ func TestGCPPubSubV2ShutdownSendsBackFirst(t *testing.T) {
 		t.Fatalf("pulled %q right after the shutdown, want both again", got)
 	}
 }
+
+// TestGCPPubSubV2HoldsPastAnHour: the client extends the deadline of a
+// message held only up to its MaxExtension, 60 minutes by default, after
+// which the server delivers it again while the pipeline still holds it (a
+// Segment outage of over an hour). The subscription sets it to maxHold, 7
+// days. Checked on the client's settings: an hour of the client's real
+// clock is out of a test's reach.
+func TestGCPPubSubV2HoldsPastAnHour(t *testing.T) {
+	ps := pubsubServer
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	sub, err := Open(ctx, "gcppubsubv2://"+ps.Project+"/"+name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	if got := sub.v2.sub.ReceiveSettings.MaxExtension; got != maxHold {
+		t.Fatalf("the client extends a held message for %v, want %v", got, maxHold)
+	}
+}

@@ -20,10 +20,10 @@ import (
 //
 // The cap keeps a held notification, with the read before its delay, well
 // within what every queue lets a consumer hold it: RabbitMQ's
-// consumer_timeout (30 minutes by default) and the Pub/Sub client's
-// MaxExtension (60 minutes); SQS's visibility, Service Bus's locks and NATS's
-// ack wait are extended for as long as it is held (internal/subscription,
-// the nats driver). It also bounds how late an object is read once readable.
+// consumer_timeout (30 minutes by default); SQS's visibility, Service Bus's
+// locks, the Pub/Sub client's deadlines (up to 7 days) and NATS's ack wait
+// are extended for as long as it is held (internal/subscription, the nats
+// driver). It also bounds how late an object is read once readable.
 const (
 	minSendBackDelay = 10 * time.Second
 	maxSendBackDelay = 15 * time.Minute
