@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -58,6 +59,13 @@ func (in *currentsInput) readObject(ctx context.Context, o object) {
 			break
 		}
 		if ctx.Err() != nil {
+			outcome = outcomeAbandoned
+			break
+		}
+		if errors.Is(err, errUnwritten) {
+			// Reading it again now cannot help either: the next pass (or
+			// delivery) does, once it is written.
+			run.sendBackIn = in.logUnread(o.key, attempt, err)
 			outcome = outcomeAbandoned
 			break
 		}
@@ -141,6 +149,19 @@ func (in *currentsInput) logUnread(key string, attempts int, err error) time.Dur
 	return 0
 }
 
+// emptyGrace is how long an empty object is taken for a file still being
+// written. Currents files are never empty, but on a storage account with a
+// hierarchical namespace Data Lake's CreateFile makes a file visible, empty,
+// until FlushWithClose writes it at the same key: recorded as done, its
+// events were never read. Where there is a next time (a watch's next pass, a
+// notification's next delivery), it is read again then; one empty for longer,
+// or met by a one-pass run, is skipped as done (the scanner warns), so that
+// it does not hold its hour open.
+const emptyGrace = time.Hour
+
+// errUnwritten is an empty object modified within emptyGrace.
+var errUnwritten = fmt.Errorf("empty object modified within %v: taken for a file still being written, read again later", emptyGrace)
+
 // readAttempt reads the object from the start, emitting only the events
 // after the emitted first records, which an earlier attempt delivered (or
 // rejected as oversize).
@@ -156,6 +177,10 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 	}
 	if o.modTime.IsZero() { // named by a notification, not listed
 		o.size, o.modTime = r.Size(), r.ModTime()
+	}
+	if r.Size() == 0 && (in.conf.watch || in.sub != nil) && in.clock.Since(r.ModTime()) < emptyGrace {
+		_ = r.Close()
+		return errUnwritten
 	}
 	s := in.scan.newEventScanner(guard.reader(r), o.key, *emitted, map[string]any{
 		MetaBucket:     bucketName(in.conf.url),
