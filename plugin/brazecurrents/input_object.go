@@ -33,6 +33,20 @@ type objectRun struct {
 	// sendBackIn is how long the notification of an object unreadable
 	// after every attempt is held before it is sent back (0: at once).
 	sendBackIn time.Duration
+	// The object's size and modification time as the last attempt found
+	// them (readAttempt only).
+	seen     bool
+	size     int64
+	modified time.Time
+}
+
+// replaced notes the size and modification time an attempt found, and
+// says whether they differ from the last attempt's: the object was written
+// again between them.
+func (r *objectRun) replaced(size int64, modified time.Time) bool {
+	was := r.seen && (size != r.size || !modified.Equal(r.modified))
+	r.seen, r.size, r.modified = true, size, modified
+	return was
 }
 
 // Outcomes of reading an object.
@@ -177,6 +191,13 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 	}
 	if o.modTime.IsZero() { // named by a notification, not listed
 		o.size, o.modTime = r.Size(), r.ModTime()
+	}
+	if size, modified := run.size, run.modified; run.replaced(r.Size(), r.ModTime()) && *emitted > 0 {
+		// Skipping the records an earlier attempt delivered would skip
+		// those of the new content, never sent.
+		in.log.Warnf("Object %q was written again between reads (%d bytes modified %v, then %d bytes modified %v): reading it from its start, its first %d events may come twice",
+			o.key, size, modified.UTC(), r.Size(), r.ModTime().UTC(), *emitted)
+		*emitted = 0
 	}
 	if r.Size() == 0 && (in.conf.watch || in.sub != nil) && in.clock.Since(r.ModTime()) < emptyGrace {
 		_ = r.Close()
