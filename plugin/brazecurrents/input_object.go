@@ -167,10 +167,10 @@ func (in *currentsInput) logUnread(key string, attempts int, err error) time.Dur
 // written. Currents files are never empty, but on a storage account with a
 // hierarchical namespace Data Lake's CreateFile makes a file visible, empty,
 // until FlushWithClose writes it at the same key: recorded as done, its
-// events were never read. Where there is a next time (a watch's next pass, a
-// notification's next delivery), it is read again then; one empty for longer,
-// or met by a one-pass run, is skipped as done (the scanner warns), so that
-// it does not hold its hour open.
+// events were never read. A watch reads it again at its next pass; one empty
+// for longer, or met by a one-pass run, is skipped as done (the scanner
+// warns), so that it does not hold its hour open. A notification names a
+// file once written (CreateFile's are skipped): an empty one is junk, done.
 const emptyGrace = time.Hour
 
 // errUnwritten is an empty object modified within emptyGrace.
@@ -199,7 +199,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 			o.key, size, modified.UTC(), r.Size(), r.ModTime().UTC(), *emitted)
 		*emitted = 0
 	}
-	if r.Size() == 0 && (in.conf.watch || in.sub != nil) && in.clock.Since(r.ModTime()) < emptyGrace {
+	if r.Size() == 0 && in.conf.watch && in.sub == nil && in.clock.Since(r.ModTime()) < emptyGrace {
 		_ = r.Close()
 		return errUnwritten
 	}
