@@ -11,7 +11,10 @@ import (
 // checkpointStore persists the checkpoint document somewhere durable: a
 // Connect cache resource or an object in the bucket.
 type checkpointStore interface {
-	load(ctx context.Context) ([]byte, error) // nil, nil when there is none yet
+	// load reads the newest checkpoint, nil, nil when there is none yet.
+	// A slot the store fails to read is passed over, unless every: then it
+	// is an error.
+	load(ctx context.Context, every bool) ([]byte, error)
 	save(ctx context.Context, doc []byte) error
 	describe() string
 }

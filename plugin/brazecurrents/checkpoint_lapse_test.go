@@ -3,11 +3,17 @@ package brazecurrents
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob"
 )
 
 // stallingStore holds the next write while stall is set, until resume is
@@ -111,5 +117,45 @@ func TestCheckpointSaverUnreadableSlotIsNoVerdict(t *testing.T) {
 	b.store.(*slotted).store = store
 	if err := b.verify(ctx); err != nil || b.isLost() {
 		t.Fatalf("b, with both slots readable again: %v (lost %v)", err, b.isLost())
+	}
+}
+
+// TestSlottedStartPassesOverASlotKilledMidWrite: a kill during a save to a
+// file:// bucket can leave the slot written with an empty attributes file,
+// which fileblob cannot read (EOF) until the slot is written again. At start
+// the other slot is used, and the claim rewrites the damaged one; verifying
+// (every slot read) fails meanwhile rather than conclude. Before, the start
+// failed on it too, and Connect retried it for ever (TestKill9ThenResume, one
+// run in three).
+func TestSlottedStartPassesOverASlotKilledMidWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := blob.OpenBucket(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	s := newSlotted(&bucketStore{bucket: bucket}, "ck.json", nil)
+	for n := 1; n <= 2; n++ { // slots b, then a
+		if err := s.save(ctx, []byte(fmt.Sprintf(`{"version":1,"n":%d}`, n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Truncate(filepath.Join(dir, "ck.a.json.attrs"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newSlotted(&bucketStore{bucket: bucket}, "ck.json", nil).load(ctx, true); err == nil {
+		t.Fatal("read with every slot, the damaged slot was passed over")
+	}
+	start := newSlotted(&bucketStore{bucket: bucket}, "ck.json", nil)
+	raw, err := start.load(ctx, false)
+	if err != nil || !strings.Contains(string(raw), `"n":1`) {
+		t.Fatalf("at start loaded %s, %v; want the other slot's save", raw, err)
+	}
+	if err := start.save(ctx, []byte(`{"version":1,"n":3}`)); err != nil { // the claim
+		t.Fatal(err)
+	}
+	if raw, err := start.load(ctx, true); err != nil || !strings.Contains(string(raw), `"n":3`) {
+		t.Fatalf("after the claim loaded %s, %v", raw, err)
 	}
 }

@@ -89,7 +89,7 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 	if s.store == nil {
 		return nil
 	}
-	doc, err := s.loadDoc(ctx)
+	doc, err := s.loadDoc(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -137,8 +137,10 @@ func processGone(pid int) bool {
 	return errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH)
 }
 
-func (s *checkpointSaver) loadDoc(ctx context.Context) (*checkpointDoc, error) {
-	raw, err := s.store.load(ctx)
+// loadDoc reads the checkpoint; with every, a slot the store fails to read
+// is an error, not passed over (slotted.load).
+func (s *checkpointSaver) loadDoc(ctx context.Context, every bool) (*checkpointDoc, error) {
+	raw, err := s.store.load(ctx, every)
 	if err != nil {
 		return nil, fmt.Errorf("loading the checkpoint from %s: %w", s.store.describe(), err)
 	}
@@ -161,7 +163,7 @@ func (s *checkpointSaver) verify(ctx context.Context) error {
 }
 
 func (s *checkpointSaver) verifyLocked(ctx context.Context) error {
-	doc, err := s.loadDoc(ctx)
+	doc, err := s.loadDoc(ctx, true)
 	if err != nil {
 		return err
 	}

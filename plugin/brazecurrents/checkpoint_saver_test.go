@@ -200,7 +200,7 @@ func inClaimPause(s *checkpointSaver, done <-chan error) error {
 
 func storedDoc(t *testing.T, s *checkpointSaver) *checkpointDoc {
 	t.Helper()
-	doc, err := s.loadDoc(context.Background())
+	doc, err := s.loadDoc(context.Background(), false)
 	if err != nil || doc == nil {
 		t.Fatalf("the stored checkpoint: %v, %v", doc, err)
 	}
@@ -261,9 +261,9 @@ func (m *meetingStore) save(ctx context.Context, doc []byte) error {
 	return m.checkpointStore.save(ctx, doc)
 }
 
-func (m *meetingStore) load(ctx context.Context) ([]byte, error) {
+func (m *meetingStore) load(ctx context.Context, every bool) ([]byte, error) {
 	m.mu.Lock()
-	raw, err := m.checkpointStore.load(ctx)
+	raw, err := m.checkpointStore.load(ctx, every)
 	m.mu.Unlock()
 	if !m.met {
 		m.met = true

@@ -273,7 +273,7 @@ func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 	store["ck.b.json"] = []byte(`{"version":1,"n":`)
 	logs := &bytes.Buffer{}
 	logger := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil)))
-	raw, err := newSlotted(store, "ck.json", logger).load(context.Background())
+	raw, err := newSlotted(store, "ck.json", logger).load(context.Background(), false)
 	if err != nil || !strings.Contains(string(raw), `"n":2`) {
 		t.Fatalf("loaded %s, %v: want the intact previous save", raw, err)
 	}
@@ -282,10 +282,10 @@ func TestSlottedCheckpointSurvivesADamagedSlot(t *testing.T) {
 	}
 	store["ck.a.json"] = []byte(``)
 	store["ck.b.json"] = []byte(`{`)
-	if _, err := newSlotted(store, "ck.json", nil).load(context.Background()); err == nil || !strings.Contains(err.Error(), "no readable checkpoint slot") {
+	if _, err := newSlotted(store, "ck.json", nil).load(context.Background(), false); err == nil || !strings.Contains(err.Error(), "no readable checkpoint slot") {
 		t.Fatalf("two damaged slots: %v", err)
 	}
-	if raw, err := newSlotted(memStore{}, "ck.json", nil).load(context.Background()); raw != nil || err != nil {
+	if raw, err := newSlotted(memStore{}, "ck.json", nil).load(context.Background(), false); raw != nil || err != nil {
 		t.Fatalf("no checkpoint yet: %s, %v", raw, err)
 	}
 }
@@ -300,7 +300,7 @@ func TestSlottedCheckpointFirstSaveCut(t *testing.T) {
 		logger := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(logs, nil)))
 		store := memStore{"ck.b.json": []byte(torn)}
 		s := newSlotted(store, "ck.json", logger)
-		raw, err := s.load(context.Background())
+		raw, err := s.load(context.Background(), false)
 		if raw != nil || err != nil {
 			t.Fatalf("%q: loaded %s, %v; want no checkpoint", torn, raw, err)
 		}
@@ -310,12 +310,12 @@ func TestSlottedCheckpointFirstSaveCut(t *testing.T) {
 		if err := s.save(context.Background(), []byte(`{"version":1,"n":1}`)); err != nil {
 			t.Fatal(err)
 		}
-		if raw, err := newSlotted(store, "ck.json", nil).load(context.Background()); err != nil || !strings.Contains(string(raw), `"n":1`) {
+		if raw, err := newSlotted(store, "ck.json", nil).load(context.Background(), false); err != nil || !strings.Contains(string(raw), `"n":1`) {
 			t.Fatalf("%q: after the next save loaded %s, %v", torn, raw, err)
 		}
 	}
 	failing := unreadableA{memStore{"ck.b.json": []byte(`{`)}}
-	if _, err := newSlotted(failing, "ck.json", nil).load(context.Background()); err == nil {
+	if _, err := newSlotted(failing, "ck.json", nil).load(context.Background(), false); err == nil {
 		t.Fatal("a damaged slot beside one the store could not read was taken for a first save")
 	}
 }

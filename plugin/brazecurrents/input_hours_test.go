@@ -366,7 +366,7 @@ func savedCheckpoint(t *testing.T, url, name string) *checkpointDoc {
 		t.Fatal(err)
 	}
 	defer bucket.Close()
-	raw, err := newSlotted(&bucketStore{bucket: bucket}, "currents-connect/checkpoints/"+name+".json", nil).load(context.Background())
+	raw, err := newSlotted(&bucketStore{bucket: bucket}, "currents-connect/checkpoints/"+name+".json", nil).load(context.Background(), false)
 	if err != nil || raw == nil {
 		t.Fatalf("no checkpoint %s: %v", name, err)
 	}

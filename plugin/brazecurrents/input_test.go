@@ -278,7 +278,7 @@ func TestInputSkipsCorruptObjectsAndGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bucket.Close()
-	raw, err := newSlotted(&bucketStore{bucket: bucket}, "currents-connect/checkpoints/currents-connect-checkpoint-currents-shard-0-of-1.json", nil).load(context.Background())
+	raw, err := newSlotted(&bucketStore{bucket: bucket}, "currents-connect/checkpoints/currents-connect-checkpoint-currents-shard-0-of-1.json", nil).load(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,7 +251,7 @@ func (c *shardCheck) peers(ctx context.Context, now time.Time) (map[string]peerS
 			continue
 		}
 		key := shardCheckpointKey(c.head, c.tail, p.shard, p.shards)
-		raw, err := newSlotted(&bucketStore{bucket: c.bucket, name: c.where, timeout: c.timeout}, key, nil).load(ctx)
+		raw, err := newSlotted(&bucketStore{bucket: c.bucket, name: c.where, timeout: c.timeout}, key, nil).load(ctx, false)
 		var doc struct{ Owner *ownerStamp }
 		if err != nil || raw == nil || json.Unmarshal(raw, &doc) != nil {
 			continue

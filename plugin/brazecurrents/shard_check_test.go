@@ -202,7 +202,7 @@ func writePeer(t *testing.T, url, shard, since string, owner *ownerStamp) {
 		t.Fatal(err)
 	}
 	slots := newSlotted(&bucketStore{bucket: bucket}, c.defaultCheckpointKey(), nil)
-	if _, err = slots.load(ctx); err == nil {
+	if _, err = slots.load(ctx, false); err == nil {
 		err = slots.save(ctx, doc)
 	}
 	if err != nil {
