@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,10 +15,13 @@ import (
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
 )
 
-// TestSigtermWithCallsInFlight stops the shipped pipeline with SIGTERM while
-// Segment holds its requests unanswered: it exits by itself, cleanly, saying
-// how many calls it left unconfirmed, dead-letters none of them, and does not
-// record their objects as done, so the next run delivers every event.
+// TestSigtermWithCallsInFlight stops the shipped pipeline, a one-pass
+// backfill, with SIGTERM while Segment holds its requests unanswered: it
+// exits by itself within the grace, saying how many calls it left
+// unconfirmed, dead-letters none of them, and does not record their objects
+// as done, so the next run delivers every event. Its status is 1, saying the
+// pass did not end: with 0 a supervisor (a Kubernetes Job whose pod was
+// evicted, a script's &&) took the backfill for done.
 func TestSigtermWithCallsInFlight(t *testing.T) {
 	t.Parallel()
 	tree, written := faultTree(t, 3, 40, 91)
@@ -40,7 +45,12 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	p.wait(2 * time.Minute) // shutdown_timeout bounds it
+	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(lastLines(p.logs(), 1), "Exiting with status 1: the one-pass run was stopped before it read and delivered every object") {
+		t.Fatalf("a backfill stopped before its end exited with %v:\n%s", p.err, lastLines(p.logs(), 5))
+	}
 	if m := regexp.MustCompile(`, ([1-9][0-9]*) unconfirmed at shutdown`).FindStringSubmatch(p.logs()); m == nil {
 		t.Fatalf("the closing summary does not count the calls left in flight:\n%s", lastLines(p.logs(), 20))
 	}

@@ -382,6 +382,7 @@ func (in *currentsInput) Close(ctx context.Context) error {
 	case <-in.stopped:
 	case <-ctx.Done():
 	}
+	in.notePassStopped()
 	var err error
 	if in.saver != nil {
 		err = in.saver.release(ctx)

@@ -95,3 +95,29 @@ func CheckpointLost() error {
 	}
 	return nil
 }
+
+// passStopped is set when a one-pass run of this process was stopped before
+// its end.
+var passStopped atomic.Bool
+
+// notePassStopped records, as the input closes, a one-pass run (no watch, no
+// notifications) that has not read and settled every object: stopped by a
+// signal or a forced shutdown, not by its end.
+func (in *currentsInput) notePassStopped() {
+	if in.conf.watch || in.sub != nil {
+		return
+	}
+	in.mu.Lock()
+	over := in.ended && len(in.inFlight) == 0
+	in.mu.Unlock()
+	if !over {
+		passStopped.Store(true)
+	}
+}
+
+// PassStopped says whether a one-pass run of this process was stopped before
+// it read and delivered every object. Connect ends such a run with status 0,
+// as one that finished: the binary exits with status 1 instead, so that a
+// supervisor (a Kubernetes Job whose pod was evicted, a script) runs it
+// again, and the next run resumes from the checkpoint.
+func PassStopped() bool { return passStopped.Load() }
