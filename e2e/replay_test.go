@@ -177,6 +177,10 @@ func TestReplayHoldsWhatItCannotDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.wait(time.Minute)
+	// The sign the README gives of a run that ended by itself, not stopped.
+	if p.count("Pipeline has terminated") != 1 {
+		t.Fatalf("the replay's end is not logged as the pipeline's:\n%s", lastLines(p.logs(), 5))
+	}
 	again := deadletter.Read(t, replayed, false)
 	if len(again) != 2 {
 		t.Fatalf("%d lines in the new dead letter file, want the 2 read", len(again))
