@@ -56,12 +56,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, reason)
 		os.Exit(1)
 	}
-	if err := brazecurrents.CheckpointLost(); err != nil {
-		fmt.Fprintf(os.Stderr, "Exiting with status 1: another process took the checkpoint over (%v). Started again, this process waits for the checkpoint's lease as a standby\n", err)
-		os.Exit(1)
-	}
-	if brazecurrents.PassStopped() {
-		fmt.Fprintln(os.Stderr, "Exiting with status 1: the one-pass run was stopped before it read and delivered every object. Run it again: it resumes from its checkpoint")
+	if reason := brazecurrents.Unfinished(); reason != "" {
+		fmt.Fprintln(os.Stderr, "Exiting with status 1: "+reason)
 		os.Exit(1)
 	}
 }

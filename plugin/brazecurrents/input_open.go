@@ -76,31 +76,31 @@ func openChecked(ctx context.Context, url, prefix string, timeout time.Duration)
 func (in *currentsInput) lostCheckpoint(stop context.CancelFunc) func(error) {
 	return func(err error) {
 		in.log.Errorf("Stopping: %v", err)
-		checkpointLost.CompareAndSwap(nil, &err)
+		noteUnfinished(fmt.Sprintf("another process took the checkpoint over (%v). Started again, this process waits for the checkpoint's lease as a standby", err))
 		stop()
 	}
 }
 
-// checkpointLost is the first checkpoint an input of this process lost.
-var checkpointLost atomic.Pointer[error]
+// unfinished is why an input of this process ended its run with its work
+// not done: the first reason noted.
+var unfinished atomic.Pointer[string]
 
-// CheckpointLost says why an input of this process stopped reading because
-// another process took its checkpoint over, or nil. A run that ends so has
-// not ended its work: the binary exits with status 1, so that a supervisor
-// starts it again, to wait for the lease as a standby, rather than leave it
-// down as a run that finished.
-func CheckpointLost() error {
-	if err := checkpointLost.Load(); err != nil {
-		return *err
+func noteUnfinished(reason string) { unfinished.CompareAndSwap(nil, &reason) }
+
+// Unfinished says why an input of this process ended its run with its work
+// not done (another process took its checkpoint over; a one-pass run was
+// stopped before its end), or "". Connect ends such a run with status 0, as
+// one that finished: the binary exits with status 1 instead, so that a
+// supervisor (systemd, a Kubernetes Job whose pod was evicted, a script)
+// starts it again: it waits for the lease, or resumes from the checkpoint.
+func Unfinished() string {
+	if reason := unfinished.Load(); reason != nil {
+		return *reason
 	}
-	return nil
+	return ""
 }
 
-// passStopped is set when a one-pass run of this process was stopped before
-// its end.
-var passStopped atomic.Bool
-
-// notePassStopped records, as the input closes, a one-pass run (no watch, no
+// notePassStopped notes, as the input closes, a one-pass run (no watch, no
 // notifications) that has not read and settled every object: stopped by a
 // signal or a forced shutdown, not by its end.
 func (in *currentsInput) notePassStopped() {
@@ -111,13 +111,6 @@ func (in *currentsInput) notePassStopped() {
 	over := in.ended && len(in.inFlight) == 0
 	in.mu.Unlock()
 	if !over {
-		passStopped.Store(true)
+		noteUnfinished("the one-pass run was stopped before it read and delivered every object. Run it again: it resumes from its checkpoint")
 	}
 }
-
-// PassStopped says whether a one-pass run of this process was stopped before
-// it read and delivered every object. Connect ends such a run with status 0,
-// as one that finished: the binary exits with status 1 instead, so that a
-// supervisor (a Kubernetes Job whose pod was evicted, a script) runs it
-// again, and the next run resumes from the checkpoint.
-func PassStopped() bool { return passStopped.Load() }
