@@ -110,7 +110,7 @@ func (in *httpInput) respond(w http.ResponseWriter, source string, a answer) {
 }
 
 func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string) answer {
-	start := time.Now()
+	start := in.now()
 	if r.Method != http.MethodPost {
 		return answer{http.StatusMethodNotAllowed, "only POST is accepted"}
 	}
@@ -129,7 +129,10 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if refused != nil {
 		return *refused
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
+	// The timeout runs from the request's arrival, its wait for budget
+	// included: the body's read deadline is this one too.
+	deadline := start.Add(in.timeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	// Closing ends every wait, for budget as well: a request must not hold
 	// Connect's shutdown until its timeout.
@@ -148,7 +151,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if err := in.buffered.take(ctx, held); err != nil {
 		return in.busy(r, start, err)
 	}
-	body, status, err := in.readBody(w, r, gzipped)
+	body, status, err := in.readBody(w, r, gzipped, deadline)
 	if err != nil {
 		in.buffered.done(held)
 		return answer{status, err.Error()}
@@ -296,12 +299,12 @@ func (in *httpInput) busy(r *http.Request, start time.Time, err error) answer {
 }
 
 // readBody reads the body, refusing it past the limit and past the
-// request's timeout (a slow sender must not hold its budget for ever). A body
+// request's deadline (a slow sender must not hold its budget for ever). A body
 // of known length is read into one buffer of that size; a chunked one into
 // pooled chunks, copied out once complete, so that neither growing a buffer
 // nor refusing a body past the limit leaves garbage of its size behind.
-func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request, gzipped bool) ([]byte, int, error) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.timeout))
+func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request, gzipped bool, deadline time.Time) ([]byte, int, error) {
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
 	body := http.MaxBytesReader(w, r.Body, in.maxBody)
 	var data []byte
 	var err error

@@ -135,7 +135,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 				Description("The budget of the requests held at once, from reading a body until its events are delivered: each is charged its body's bytes plus 128 bytes per event. A request that would exceed it waits, up to `timeout`, then gets a 503. Decoded events hold under 4 times their charge (measured: 3.5 to 3.9 times, from Braze's events to the smallest), so the input holds under 4 times this (32 MiB by default); a Braze request of 100 events is charged about 74 KB. While Segment is down the pipeline holds its own copies (mapped calls, the output's requests) as well: the process then holds about 12 to 18 times this (measured with Braze-sized events, 64 requests at once: a peak RSS of 150 MB at 8 MiB with 15,300 events held, 237 MB at 16 MiB, 387 MB at 32 MiB). The default keeps an outage near the bucket pipeline's footprint; raise it only with the memory to match. A single request charged over it is refused 413 (at every retry): at `max_body_size`, as by default, a body within 128 bytes an event of that size; Braze's requests of about 100 events are far below it.").
 				Default("8MiB").Advanced(),
 			service.NewDurationField(httpFieldTimeout).
-				Description("How long a request may wait for its events to be delivered before Braze is told to retry (503).").
+				Description("How long a request may take from its arrival (its headers read) until its events are delivered, before Braze is told to retry (503): its wait for room in `max_buffered_size`, the reading of its body and the delivery of its events together.").
 				Default("30s"),
 			service.NewDurationField(httpFieldRetryAfter).
 				Description("The `Retry-After` of a 503, rounded to whole seconds; a negative one is refused at start.").Default("30s").Advanced(),
@@ -168,6 +168,7 @@ type httpInput struct {
 	maxBody             int64
 	timeout, retryAfter time.Duration
 	certFile, keyFile   string
+	now                 func() time.Time // the clock requests' deadlines are taken from
 
 	buffered *budget // body bytes held, from reading to acknowledgement
 	maxBuf   int64
@@ -190,7 +191,7 @@ type httpInput struct {
 }
 
 func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
-	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1),
+	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1), now: time.Now,
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
 		received:  mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel),
 		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{},

@@ -34,6 +34,13 @@ func startHTTPInput(t *testing.T, conf string) (*httpInput, string) {
 // startHTTPInputWith runs the input of conf (its address aside) with res.
 func startHTTPInputWith(t *testing.T, res *service.Resources, conf string) (*httpInput, string) {
 	t.Helper()
+	return connectHTTPInput(t, newHTTPInput(t, res, conf))
+}
+
+// newHTTPInput is the input of conf (its address aside) with res, not yet
+// listening: a test may set what its server reads (its clock) before.
+func newHTTPInput(t *testing.T, res *service.Resources, conf string) *httpInput {
+	t.Helper()
 	parsed, err := httpInputSpec().ParseYAML("address: 127.0.0.1:0\n"+conf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +49,12 @@ func startHTTPInputWith(t *testing.T, res *service.Resources, conf string) (*htt
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in
+}
+
+// connectHTTPInput starts in and returns its URL.
+func connectHTTPInput(t *testing.T, in *httpInput) (*httpInput, string) {
+	t.Helper()
 	if err := in.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,17 +82,18 @@ func postAsync(client *http.Client, url, body string) <-chan reply {
 // doAsync sends req and delivers the reply on the channel.
 func doAsync(client *http.Client, req *http.Request) <-chan reply {
 	out := make(chan reply, 1)
-	go func() {
-		res, err := client.Do(req)
-		if err != nil {
-			out <- reply{status: -1, body: err.Error()}
-			return
-		}
-		data, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		out <- reply{res.StatusCode, res.Header, string(data)}
-	}()
+	go func() { out <- replyOf(client.Do(req)) }()
 	return out
+}
+
+// replyOf is the reply of a response read, its body read and closed.
+func replyOf(res *http.Response, err error) reply {
+	if err != nil {
+		return reply{status: -1, body: err.Error()}
+	}
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return reply{res.StatusCode, res.Header, string(data)}
 }
 
 func readRequest(t *testing.T, in *httpInput) (service.MessageBatch, service.AckFunc) {
