@@ -2,6 +2,7 @@ package brazecurrents
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"runtime"
@@ -61,7 +62,7 @@ func TestHTTPInputBudgetRefusesOneOfStuckGrowers(t *testing.T) {
 	for _, answer := range []<-chan reply{a, b} {
 		r := <-answer
 		statuses[r.status]++
-		if r.status == http.StatusServiceUnavailable && !strings.Contains(r.body, "wait for room for their events") {
+		if r.status == http.StatusServiceUnavailable && !strings.Contains(r.body, "wait for room for the rest of their bodies or their events") {
 			t.Errorf("the request refused: %q, want it refused as one of requests waiting for each other", r.body)
 		}
 	}
@@ -167,4 +168,120 @@ func TestBudgetOrder(t *testing.T) {
 	if b.free != 1000 || b.holders != 0 {
 		t.Fatalf("%d free and %d holders once all was given back, want 1000 and 0", b.free, b.holders)
 	}
+}
+
+// TestHTTPInputChunkedBodiesReadTogether: bodies of unknown length (chunked,
+// gzip) are charged as they are read, a chunk at a time, so that several
+// are read at once. Each was charged max_body_size until read: with the
+// defaults (both 8 MiB) one such body took the whole budget and the others
+// waited for it, however small they were.
+func TestHTTPInputChunkedBodiesReadTogether(t *testing.T) {
+	const n = 4
+	in, url := startAckedInput(t, "timeout: 30s")
+	body := paddedBody(600)
+	var rests []func()
+	var answers []<-chan reply
+	for range n {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodPost, url, pr)
+		req.ContentLength = -1
+		req.Header.Set("Authorization", "Bearer tok")
+		answers = append(answers, doAsync(http.DefaultClient, req))
+		go func() { _, _ = pw.Write([]byte(body[:10])) }()
+		rests = append(rests, func() {
+			_, _ = pw.Write([]byte(body[10:]))
+			pw.Close()
+		})
+	}
+	holding, waiting := budgetState(in.buffered)
+	for holding+waiting < n { // every request is past its token, at the budget
+		runtime.Gosched()
+		holding, waiting = budgetState(in.buffered)
+	}
+	if waiting != 0 {
+		t.Errorf("%d chunked bodies of 600 bytes: %d read at once and %d waiting for the budget, want all read at once", n, holding, waiting)
+	}
+	for _, rest := range rests {
+		rest()
+	}
+	for i, answer := range answers {
+		if r := <-answer; r.status != http.StatusOK {
+			t.Fatalf("request %d: %d %q, want 200", i+1, r.status, r.body)
+		}
+	}
+	// Past max_body_size, its chunks charged up to it: refused, and every
+	// byte charged given back.
+	req, _ := http.NewRequest(http.MethodPost, url, io.LimitReader(repeatByte(' '), in.maxBody+chunkSize))
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer tok")
+	if r := <-doAsync(http.DefaultClient, req); r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a chunked body over max_body_size: %d %q, want 413", r.status, r.body)
+	}
+	in.buffered.mu.Lock()
+	defer in.buffered.mu.Unlock()
+	if in.buffered.free != in.maxBuf || in.buffered.holders != 0 {
+		t.Errorf("%d of %d free and %d holders once every request was answered, want all free and none", in.buffered.free, in.maxBuf, in.buffered.holders)
+	}
+}
+
+// budgetState is how many requests hold a share of b, and how many wait to
+// take one.
+func budgetState(b *budget) (holding, waiting int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holders, b.takes.Len()
+}
+
+// TestReadChunkedChargesBeforeReading: a body of unknown length never holds
+// more than it was charged: every byte read lands in a chunk charged
+// before. Charged as it is read, this is what keeps the input's memory
+// within max_buffered_size; a charge refused ends the read with its error.
+func TestReadChunkedChargesBeforeReading(t *testing.T) {
+	body := strings.Repeat("x", 3*chunkSize+100)
+	var charged int64
+	r := &chargeCheck{t: t, rest: body, charged: &charged}
+	data, err := readChunked(r, func(n int64) error {
+		charged = max(charged, n)
+		return nil
+	})
+	if err != nil || string(data) != body {
+		t.Fatalf("read %d bytes (%v), want the body's %d", len(data), err, len(body))
+	}
+	if charged != 4*chunkSize {
+		t.Errorf("charged %d for a body of %d, want the 4 chunks it takes, %d", charged, len(body), 4*chunkSize)
+	}
+	full := errors.New("no room")
+	r = &chargeCheck{t: t, rest: body, charged: &charged}
+	charged = 0
+	if _, err := readChunked(r, func(n int64) error {
+		if n > 2*chunkSize {
+			return full
+		}
+		charged = n
+		return nil
+	}); !errors.Is(err, full) || r.read > 2*chunkSize {
+		t.Errorf("with room for 2 chunks: %v after %d bytes read, want the charge's error after at most %d", err, r.read, 2*chunkSize)
+	}
+}
+
+// chargeCheck reads rest a few bytes at a time, failing t when a read could
+// fill memory past what was charged.
+type chargeCheck struct {
+	t       *testing.T
+	rest    string
+	read    int64
+	charged *int64
+}
+
+func (c *chargeCheck) Read(p []byte) (int, error) {
+	if c.read+int64(len(p)) > *c.charged {
+		c.t.Errorf("a read into %d bytes after %d read, with %d charged", len(p), c.read, *c.charged)
+	}
+	if c.rest == "" {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 1000)], c.rest)
+	c.rest = c.rest[n:]
+	c.read += int64(n)
+	return n, nil
 }

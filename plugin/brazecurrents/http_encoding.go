@@ -41,12 +41,12 @@ func (g gzipStrictEOF) Read(p []byte) (int, error) {
 // readGzip decompresses body (its compressed bytes already limited) into
 // pooled chunks, refusing it once more than max_body_size was decompressed:
 // a small body that inflates without end (a gzip bomb) costs no more than a
-// plain body of the limit.
-func (in *httpInput) readGzip(body io.Reader) ([]byte, int, error) {
+// plain body of the limit. charge is readChunked's.
+func (in *httpInput) readGzip(body io.Reader, charge func(int64) error) ([]byte, int, error) {
 	zr, err := gzip.NewReader(body)
 	if err == nil {
 		var data []byte
-		data, err = readChunked(gzipStrictEOF{io.LimitReader(zr, in.maxBody+1)})
+		data, err = readChunked(gzipStrictEOF{io.LimitReader(zr, in.maxBody+1)}, charge)
 		if err == nil && int64(len(data)) > in.maxBody {
 			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the body decompressed is over the limit of %d bytes", in.maxBody)
 		}

@@ -143,17 +143,36 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		case <-ctx.Done():
 		}
 	}()
-	// Until the body's size is known, it may take the whole limit.
-	held := in.maxBody
+	// A body of known length is charged before it is read. One of unknown
+	// length (chunked, gzip) is charged as it is read, a chunk at a time,
+	// ahead of the requests waiting to take: charged max_body_size until
+	// read, one such body held the whole budget by default, and a stalled
+	// one held every other request until its timeout.
+	held := min(chunkSize, in.maxBody)
 	if r.ContentLength >= 0 && !gzipped {
 		held = r.ContentLength
 	}
 	if err := in.buffered.take(ctx, held); err != nil {
 		return in.busy(r, start, err)
 	}
-	body, status, err := in.readBody(w, r, gzipped, deadline)
+	var noRoom error // why the body's next chunk got no share
+	chargeChunks := func(n int64) error {
+		n = min(n, in.maxBody) // a last chunk past the limit reads nothing
+		if n <= held {
+			return nil
+		}
+		if noRoom = in.buffered.grow(ctx, n-held); noRoom != nil {
+			return noRoom
+		}
+		held = n
+		return nil
+	}
+	body, status, err := in.readBody(w, r, gzipped, deadline, chargeChunks)
 	if err != nil {
 		in.buffered.done(held)
+		if noRoom != nil {
+			return in.busy(r, start, noRoom)
+		}
 		return answer{status, err.Error()}
 	}
 	in.buffered.release(held - int64(len(body)))
@@ -293,7 +312,7 @@ func (in *httpInput) busy(r *http.Request, start time.Time, err error) answer {
 		return answer{http.StatusServiceUnavailable, left + " while earlier requests held max_buffered_size"}
 	}
 	if errors.Is(err, errBudgetStuck) {
-		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: the requests in flight hold all of %s with their bodies, and wait for room for their events", httpFieldMaxBuffered)}
+		return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: the requests in flight hold all of %s with their bodies, and wait for room for the rest of their bodies or their events", httpFieldMaxBuffered)}
 	}
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("busy: %d bytes of earlier requests are still in flight", in.maxBuf)}
 }
@@ -301,21 +320,22 @@ func (in *httpInput) busy(r *http.Request, start time.Time, err error) answer {
 // readBody reads the body, refusing it past the limit and past the
 // request's deadline (a slow sender must not hold its budget for ever). A body
 // of known length is read into one buffer of that size; a chunked one into
-// pooled chunks, copied out once complete, so that neither growing a buffer
-// nor refusing a body past the limit leaves garbage of its size behind.
-func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request, gzipped bool, deadline time.Time) ([]byte, int, error) {
+// pooled chunks, each charged before it is taken (charge), copied out once
+// complete, so that neither growing a buffer nor refusing a body past the
+// limit leaves garbage of its size behind.
+func (in *httpInput) readBody(w http.ResponseWriter, r *http.Request, gzipped bool, deadline time.Time, charge func(int64) error) ([]byte, int, error) {
 	_ = http.NewResponseController(w).SetReadDeadline(deadline)
 	body := http.MaxBytesReader(w, r.Body, in.maxBody)
 	var data []byte
 	var err error
 	switch {
 	case gzipped:
-		return in.readGzip(body)
+		return in.readGzip(body, charge)
 	case r.ContentLength >= 0:
 		data = make([]byte, r.ContentLength)
 		_, err = io.ReadFull(body, data)
 	default:
-		data, err = readChunked(body)
+		data, err = readChunked(body, charge)
 	}
 	if err != nil {
 		status, err := in.readError(err)
@@ -344,7 +364,10 @@ const chunkSize = 64 << 10
 
 var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
-func readChunked(r io.Reader) ([]byte, error) {
+// readChunked reads r to its end into pooled chunks, calling charge with
+// the bytes the chunks will hold before taking each: the body never holds
+// more than it was charged, but for the copy returned, made at the end.
+func readChunked(r io.Reader, charge func(int64) error) ([]byte, error) {
 	var parts []*[chunkSize]byte
 	defer func() {
 		for _, c := range parts {
@@ -353,6 +376,9 @@ func readChunked(r io.Reader) ([]byte, error) {
 	}()
 	size := 0
 	for {
+		if err := charge(int64(len(parts)+1) * chunkSize); err != nil {
+			return nil, err
+		}
 		c := chunks.Get().(*[chunkSize]byte)
 		parts = append(parts, c)
 		n, err := io.ReadFull(r, c[:])
