@@ -45,6 +45,7 @@ func (in *httpInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reads path as a pattern ({x} matches any segment) and panics on one with
 // a space.
 func (in *httpInput) route(w http.ResponseWriter, r *http.Request) {
+	handled(r)
 	if r.URL.Path == in.path {
 		in.ServeHTTP(w, r)
 		return

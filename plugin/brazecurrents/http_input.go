@@ -114,6 +114,12 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
   their type in `+"`braze_event_type`"+`.
 - `+"`braze_currents_http_events_malformed`"+`: of those, the malformed events handed over flagged with an error. Exported
   at 0 from start, so that `+"`rate()`"+` and `+"`increase()`"+` see the first.
+- `+"`braze_currents_http_requests_unhandled`"+`: requests the input never saw, ended by Go's HTTP server
+  itself: answered 431 (headers over 64 KiB), 400 (a malformed request), 501 (a transfer coding it does not
+  support) or 417 (an `+"`Expect`"+` other than `+"`100-continue`"+`), or given up on when the client left or
+  stalled (10 s) before its headers were whole. Not in `+"`braze_currents_http_requests`"+`: that server does not
+  tell the status. A proxy in front that adds large headers, or mangles requests, shows here. Over HTTP/2 only
+  those of a connection that had no request served are counted. Exported at 0 from start.
 - `+"`braze_currents_http_previous_token_requests`"+`: requests authorised by `+"`previous_token`"+` during a rotation:
   once it stays flat, Braze sends the new token and `+"`previous_token`"+` can go. Exported at 0 from start.
 `).
@@ -186,6 +192,7 @@ type httpInput struct {
 	previousUsed *service.MetricCounter
 	labels       *typeLabels // of received: known types, the rest as other
 
+	conns  *connWatch // the requests net/http ends before the handler
 	server *http.Server
 	bound  chan string // the listener's address, once listening (tests bind :0)
 }
@@ -197,6 +204,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{},
 		previousUsed: mgr.Metrics().NewCounter("braze_currents_http_previous_token_requests")}
 	in.warnings = newLogThrottle(in.log)
+	in.conns = &connWatch{unhandled: mgr.Metrics().NewCounter("braze_currents_http_requests_unhandled")}
 	var token, previous, maxBody, maxBuf string
 	var err error
 	str := func(dst *string, name string) {
@@ -264,6 +272,7 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	}
 	in.malformed.Incr(0) // as the statuses: increase() sees the first malformed event
 	in.previousUsed.Incr(0)
+	in.conns.unhandled.Incr(0)
 	return in, nil
 }
 
@@ -343,6 +352,8 @@ func (in *httpInput) Connect(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ConnContext:       in.conns.context,
+		ConnState:         in.conns.state,
 		// TLS handshake failures and the like: one per misbehaving client.
 		ErrorLog: log.New(debugWriter{in.log}, "", 0),
 	}
