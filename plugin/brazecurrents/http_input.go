@@ -28,6 +28,7 @@ const (
 	httpFieldMaxBuffered   = "max_buffered_size"
 	httpFieldTimeout       = "timeout"
 	httpFieldRetryAfter    = "retry_after"
+	httpFieldIdleTimeout   = "idle_timeout"
 	httpFieldCertFile      = "cert_file"
 	httpFieldKeyFile       = "key_file"
 )
@@ -145,6 +146,9 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 				Default("30s"),
 			service.NewDurationField(httpFieldRetryAfter).
 				Description("The `Retry-After` of a 503, rounded to whole seconds; a negative one is refused at start.").Default("30s").Advanced(),
+			service.NewDurationField(httpFieldIdleTimeout).
+				Description("How long a keep-alive connection may stay idle between requests before the input closes it. Keep it above the idle timeout of a load balancer in front, which reuses its connections to the input: Google Cloud's external HTTP(S) load balancer keeps them 600 s, AWS's ALB 60 s by default (up to 4,000 s). Below it, the balancer may send a request on a connection the input is closing, and answer Braze 502. Only a connection whose last request got a 200 is kept: every other answer closes it, so nobody without the token holds one idle.").
+				Default("620s").Advanced(),
 			service.NewStringField(httpFieldCertFile).
 				Description("A certificate file for TLS; with `key_file`, the server speaks HTTPS only. The pair is loaded when the input connects, before it listens: a pair that cannot be loaded is an error naming both files, and nothing listens until it loads. It is loaded again at the first handshake after either file changed (a renewal written in place), and logged; a changed pair that does not load is warned of, naming both files, and the last one loaded is served meanwhile.").Default("").Advanced(),
 			service.NewStringField(httpFieldKeyFile).
@@ -173,6 +177,7 @@ type httpInput struct {
 	hasPrevious         int // 1 with a previous_token, for a constant-time match
 	maxBody             int64
 	timeout, retryAfter time.Duration
+	idleTimeout         time.Duration
 	certFile, keyFile   string
 	now                 func() time.Time // the clock requests' deadlines are taken from
 
@@ -226,6 +231,9 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	if err == nil {
 		in.retryAfter, err = conf.FieldDuration(httpFieldRetryAfter)
 	}
+	if err == nil {
+		in.idleTimeout, err = conf.FieldDuration(httpFieldIdleTimeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +267,9 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	}
 	if in.timeout <= 0 {
 		return nil, fmt.Errorf("%s must be positive", httpFieldTimeout)
+	}
+	if in.idleTimeout <= 0 { // 0 would be the read timeout's, none here: for ever
+		return nil, fmt.Errorf("%s must be positive", httpFieldIdleTimeout)
 	}
 	if in.retryAfter < 0 { // Retry-After is a count of seconds
 		return nil, fmt.Errorf("%s must not be negative", httpFieldRetryAfter)
@@ -350,7 +361,7 @@ func (in *httpInput) Connect(ctx context.Context) error {
 		Handler: http.HandlerFunc(in.route),
 		// Slow clients must not hold connections (or body budget) for ever.
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       in.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ConnContext:       in.conns.context,
 		ConnState:         in.conns.state,

@@ -348,6 +348,7 @@ func TestHTTPInputConfigErrors(t *testing.T) {
 		{"token: t\ntimeout: 0s", "timeout must be positive"},
 		// Answered as Retry-After: -10, which no client reads as a delay.
 		{"token: t\nretry_after: -10s", "retry_after must not be negative"},
+		{"token: t\nidle_timeout: 0s", "idle_timeout must be positive"},
 	} {
 		parsed, err := httpInputSpec().ParseYAML(c.conf, nil)
 		if err == nil {
