@@ -158,7 +158,9 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	}
 	var noRoom error // why the body's next chunk got no share
 	chargeChunks := func(n int64) error {
-		n = min(n, in.maxBody) // a last chunk past the limit reads nothing
+		// The chunk that finds a body over the limit is not charged: it
+		// takes one byte, and the body is refused.
+		n = min(n, in.maxBody)
 		if n <= held {
 			return nil
 		}
@@ -366,8 +368,8 @@ const chunkSize = 64 << 10
 var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
 // readChunked reads r to its end into pooled chunks, calling charge with
-// the bytes the chunks will hold before taking each: the body never holds
-// more than it was charged, but for the copy returned, made at the end.
+// the bytes the chunks will hold before taking each: the body holds no more
+// than it was charged, but for the copy returned, made at the end.
 func readChunked(r io.Reader, charge func(int64) error) ([]byte, error) {
 	var parts []*[chunkSize]byte
 	defer func() {
