@@ -16,7 +16,7 @@ import (
 // for room for their bodies. It queued behind them, holding its body's
 // share: one that could fit only once this request's share was given back
 // held it, both waited out the timeout and this one was answered 503,
-// though its events fitted. Any request beside one of a chunked body (held
+// though its events fitted. Any request beside one of a chunked body (then held
 // at max_body_size until read) met it, and one of sized bodies whenever the
 // budget was nearly taken.
 func TestHTTPInputBudgetGrowsAheadOfWaiters(t *testing.T) {
