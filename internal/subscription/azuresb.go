@@ -63,9 +63,9 @@ func (s *sbLeases) renewAfter() time.Duration {
 }
 
 // modify renews the locks of tokens, one call each (the SDK's renewal
-// takes one message). Sending back (d 0) does nothing: an abandon needs
-// the message as received, and the lock ends by itself within the lock
-// duration.
+// takes one message). Sending back (d 0) does nothing: the driver's Close
+// has abandoned what is still held (sbDriver.Close), and a nack abandons
+// its message itself.
 func (s *sbLeases) modify(ctx context.Context, tokens []string, d time.Duration) error {
 	if d == 0 {
 		return nil
