@@ -21,7 +21,9 @@ import (
 func TestMain(m *testing.M) {
 	// The tests' processes start one after the other, or on fake clocks.
 	claimSettle = 10 * time.Millisecond
-	os.Exit(m.Run())
+	code := m.Run()
+	serviceBus.Close()
+	os.Exit(code)
 }
 
 // ocfFile writes an Avro OCF with goavro, one block per element of blocks.
