@@ -159,3 +159,83 @@ func TestSlottedStartPassesOverASlotKilledMidWrite(t *testing.T) {
 		t.Fatalf("after the claim loaded %s, %v", raw, err)
 	}
 }
+
+// hangingStore is a memStore whose next hangs calls of op ("get" or "put")
+// hang until their context ends: a store that took the request and never
+// answers (a silent connection, a hung proxy).
+type hangingStore struct {
+	memStore
+	op      string
+	hangs   *int
+	entered chan struct{}
+}
+
+func (s hangingStore) hang(ctx context.Context, op string) error {
+	if op != s.op || *s.hangs == 0 {
+		return nil
+	}
+	*s.hangs--
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s hangingStore) get(ctx context.Context, key string) ([]byte, error) {
+	if err := s.hang(ctx, "get"); err != nil {
+		return nil, err
+	}
+	return s.memStore.get(ctx, key)
+}
+
+func (s hangingStore) put(ctx context.Context, key string, v []byte) error {
+	if err := s.hang(ctx, "put"); err != nil {
+		return err
+	}
+	return s.memStore.put(ctx, key, v)
+}
+
+// One renewal whose call to the store hangs (reading the checkpoint back,
+// or writing it) is cut short in time for the next renewal to land before
+// the lease runs out: a standby does not take over a live holder, which
+// would then stop, its objects in flight read twice. Before, the call was
+// bounded by read_timeout only, as long as the lease by default.
+func TestCheckpointSaverKeepsItsLeaseThroughAHungRenewal(t *testing.T) {
+	for _, op := range []string{"get", "put"} {
+		t.Run(op, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			store := memStore{}
+			hangs := 0
+			a := leaseSaver(t, store, at(14))
+			a.store = newSlotted(hangingStore{memStore: store, op: op, hangs: &hangs, entered: make(chan struct{}, 1)}, "ck.json", nil)
+			entered := a.store.(*slotted).store.(hangingStore).entered
+			acquireOn(t, a) // the stored lease runs to 14:01:00
+			renewed := make(chan struct{}, 1)
+			a.renewed = func() {
+				select {
+				case renewed <- struct{}{}:
+				default:
+				}
+			}
+			clock := a.clock.(*clockwork.FakeClock)
+			go a.run(ctx)
+			if err := clock.BlockUntilContext(ctx, 1); err != nil { // the renewal timer
+				t.Fatal(err)
+			}
+			hangs = 1
+			clock.Advance(a.lease / 3) // 14:00:21: the renewal's call hangs
+			<-entered
+
+			clock.Advance(at(14).Add(59 * time.Second).Sub(clock.Now()))
+			select {
+			case <-renewed:
+			case <-time.After(time.Minute): // a guard against a hang, not a timing
+				t.Fatalf("at %v, a second before the lease runs out, no renewal landed: the hung call still held it", clock.Now())
+			}
+			b := leaseSaver(t, store, at(14).Add(65*time.Second))
+			if err := b.acquire(ctx); !errors.Is(err, errCheckpointHeld) {
+				t.Fatalf("a standby at 14:01:05 took over the live holder whose renewal hung once: %v", err)
+			}
+		})
+	}
+}

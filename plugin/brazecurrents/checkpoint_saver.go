@@ -50,6 +50,7 @@ type checkpointSaver struct {
 	stats   *inputStats
 	clock   clockwork.Clock
 	lease   time.Duration
+	timeout time.Duration // read_timeout (0: none); see callLimit
 	me      ownerStamp
 	onLost  func(error) // another process took the checkpoint over
 	renewed func()      // after each lease renewal that succeeded
@@ -69,6 +70,45 @@ func (s *checkpointSaver) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// errStoreSilent is the cause of a call to the checkpoint's store cut by
+// its limit (callLimit).
+type errStoreSilent struct{ limit time.Duration }
+
+func (e errStoreSilent) Error() string {
+	return fmt.Sprintf("the checkpoint's store did not answer for %v (read_timeout, at most a third of checkpoint.lease)", e.limit)
+}
+
+// callLimit is how long one call to the store may wait: read_timeout, at
+// most a third of the lease. Renewals come every third of it, so a call
+// that hangs is cut by the time the next renewal is due, which then still
+// lands before the lease runs out. Bounded by read_timeout alone (1m, as
+// long as the default lease), one hung renewal let a standby take over.
+func (s *checkpointSaver) callLimit() time.Duration {
+	if s.timeout > 0 {
+		return min(s.timeout, s.lease/3)
+	}
+	return s.lease / 3
+}
+
+// bounded ends ctx once callLimit passed on clock. Each call to the store
+// is limited on the wall clock, as every call to the bucket (callCtx); a
+// renewal, its read-back and its write together, on the input's clock.
+// done releases the limit and returns the call's error, naming the limit
+// when it ended the call (once: the limits nest).
+func (s *checkpointSaver) bounded(ctx context.Context, clock clockwork.Clock) (context.Context, func(error) error) {
+	cause := errStoreSilent{s.callLimit()}
+	ctx, cancel := context.WithCancelCause(ctx)
+	timer := clock.AfterFunc(cause.limit, func() { cancel(cause) })
+	return ctx, func(err error) error {
+		timer.Stop()
+		if err != nil && !errors.Is(err, cause) && errors.Is(context.Cause(ctx), cause) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+		cancel(nil)
+		return err
 	}
 }
 
@@ -103,7 +143,7 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 			return fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
 		}
 	}
-	if err := s.renew(ctx); err != nil {
+	if err := s.renew(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	// Two processes starting together both find the checkpoint free and both
@@ -140,8 +180,9 @@ func processGone(pid int) bool {
 // loadDoc reads the checkpoint; with every, a slot the store fails to read
 // is an error, not passed over (slotted.load).
 func (s *checkpointSaver) loadDoc(ctx context.Context, every bool) (*checkpointDoc, error) {
+	ctx, done := s.bounded(ctx, clockwork.NewRealClock())
 	raw, err := s.store.load(ctx, every)
-	if err != nil {
+	if err = done(err); err != nil {
 		return nil, fmt.Errorf("loading the checkpoint from %s: %w", s.store.describe(), err)
 	}
 	if raw == nil {
@@ -196,7 +237,9 @@ func (s *checkpointSaver) run(ctx context.Context) {
 	for {
 		select {
 		case <-s.wake:
-			err := s.write(ctx, false)
+			// A write under way when the input stops is not cut short:
+			// release waits for it, then writes the last checkpoint.
+			err := s.write(context.WithoutCancel(ctx), false)
 			if errors.Is(err, errCheckpointHeld) {
 				s.onLost(err)
 				return
@@ -211,10 +254,15 @@ func (s *checkpointSaver) run(ctx context.Context) {
 				s.poke()
 			}
 		case <-renewal.Chan():
-			err := s.verify(ctx)
+			// The next is due a third of the lease after this one began, not
+			// after it ended: after a call cut by its limit, at once.
+			due := s.clock.Now().Add(s.lease / 3)
+			renewCtx, done := s.bounded(context.WithoutCancel(ctx), s.clock)
+			err := s.verify(renewCtx)
 			if err == nil {
-				err = s.renew(ctx)
+				err = s.renew(renewCtx)
 			}
+			err = done(err)
 			if errors.Is(err, errCheckpointHeld) {
 				s.onLost(err)
 				return
@@ -224,7 +272,7 @@ func (s *checkpointSaver) run(ctx context.Context) {
 			} else if s.renewed != nil {
 				s.renewed()
 			}
-			renewal.Reset(s.lease / 3)
+			renewal.Reset(due.Sub(s.clock.Now()))
 		case <-ctx.Done():
 			return
 		}
@@ -268,7 +316,8 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 		return nil // unchanged
 	}
 	if err == nil {
-		err = s.store.save(context.WithoutCancel(ctx), doc)
+		saveCtx, done := s.bounded(ctx, clockwork.NewRealClock())
+		err = done(s.store.save(saveCtx, doc))
 	}
 	s.stats.checkpointSaved(err)
 	if err != nil {
@@ -327,7 +376,7 @@ func (s *checkpointSaver) release(ctx context.Context) error {
 		return nil
 	}
 	s.ckpt.stamp(nil)
-	return s.write(ctx, true)
+	return s.write(context.WithoutCancel(ctx), true)
 }
 
 // sleepCtx waits d on clock; false when ctx ended first.

@@ -21,7 +21,8 @@ func (in *currentsInput) checkpointStore(bucket *blob.Bucket) checkpointStore {
 	case in.conf.ckptCache != "":
 		return newSlotted(&cacheStore{mgr: in.mgr, cache: in.conf.ckptCache}, in.conf.ckptKey, in.log)
 	case in.conf.ckptInBucket:
-		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url), timeout: in.conf.readTimeout}, in.conf.ckptKey, in.log)
+		// No limit of its own: the saver limits each call (callLimit).
+		return newSlotted(&bucketStore{bucket: bucket, name: bucketName(in.conf.url)}, in.conf.ckptKey, in.log)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func (in *currentsInput) openCheckpoint(ctx context.Context, bucket *blob.Bucket
 		shards = newShardCheck(in, bucket)
 	}
 	saver := &checkpointSaver{ckpt: ckpt, store: in.checkpointStore(bucket), log: in.log, stats: in.stats, clock: in.clock,
-		lease: in.conf.ckptLease, me: in.owner, onLost: in.lostCheckpoint(stop), renewed: shards.poke,
+		lease: in.conf.ckptLease, timeout: in.conf.readTimeout, me: in.owner, onLost: in.lostCheckpoint(stop), renewed: shards.poke,
 		wake: make(chan struct{}, 1), onSave: make(chan struct{})}
 	if err := saver.acquire(ctx); err != nil {
 		return err
