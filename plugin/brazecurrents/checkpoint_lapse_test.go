@@ -63,13 +63,7 @@ func TestCheckpointSaverSaveLandingAfterItsLeaseLapsedReadsBack(t *testing.T) {
 
 	// 14:01:30: the stored lease has lapsed; b takes the checkpoint over and
 	// saves an object of its own.
-	b := leaseSaver(t, store, at(14).Add(90*time.Second))
-	acquireOn(t, b)
-	mine := hourObj("p", at(13), 1)
-	b.ckpt.finished(mine)
-	if err := b.write(ctx, false); err != nil {
-		t.Fatal(err)
-	}
+	b, mine := takeOver(t, store, at(14).Add(90*time.Second))
 
 	// 14:01:35: a's renewal lands at last, then a finishes an object.
 	a.clock.(*clockwork.FakeClock).Advance(55 * time.Second)
@@ -160,9 +154,9 @@ func TestSlottedStartPassesOverASlotKilledMidWrite(t *testing.T) {
 	}
 }
 
-// hangingStore is a memStore whose next hangs calls of op ("get" or "put")
-// hang until their context ends: a store that took the request and never
-// answers (a silent connection, a hung proxy).
+// hangingStore is a memStore whose next hangs calls of op ("get" or "put";
+// "" for both) hang until their context ends: a store that took the request
+// and never answers (a silent connection, a hung proxy).
 type hangingStore struct {
 	memStore
 	op      string
@@ -171,7 +165,7 @@ type hangingStore struct {
 }
 
 func (s hangingStore) hang(ctx context.Context, op string) error {
-	if op != s.op || *s.hangs == 0 {
+	if s.op != "" && op != s.op || *s.hangs == 0 {
 		return nil
 	}
 	*s.hangs--
@@ -237,5 +231,72 @@ func TestCheckpointSaverKeepsItsLeaseThroughAHungRenewal(t *testing.T) {
 				t.Fatalf("a standby at 14:01:05 took over the live holder whose renewal hung once: %v", err)
 			}
 		})
+	}
+}
+
+// A holder whose every renewal hangs, each cut at its limit and tried again
+// at once, lets its lease lapse; a standby takes the checkpoint over. Once
+// the store answers again, the holder's next renewal reads the checkpoint
+// back and stops (docs: it does not write over the new holder's progress),
+// the object it finished meanwhile never saved over the new holder's.
+func TestCheckpointSaverRenewalsHungPastTheLeaseStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := memStore{}
+	hangs := 0
+	entered := make(chan struct{}, 1)
+	a := leaseSaver(t, store, at(14))
+	a.store = newSlotted(hangingStore{memStore: store, hangs: &hangs, entered: entered}, "ck.json", nil)
+	acquireOn(t, a) // the stored lease runs to 14:01:00
+	lost := make(chan error, 1)
+	a.onLost = func(err error) { lost <- err }
+	clock := a.clock.(*clockwork.FakeClock)
+	go a.run(ctx)
+	if err := clock.BlockUntilContext(ctx, 1); err != nil { // the renewal timer
+		t.Fatal(err)
+	}
+	hangs = 1 << 20
+	for range 3 { // 14:00:20, 14:00:40, 14:01:00: each renewal hangs until the next is due
+		clock.Advance(a.lease / 3)
+		<-entered
+	}
+	a.ckpt.finished(hourObj("p", at(13), 0))
+	b, mine := takeOver(t, store, at(14).Add(65*time.Second))
+
+	hangs = 0 // the store answers again: the renewal after the hung one
+	clock.Advance(a.lease / 3)
+	waitLost(t, a, lost, "the holder whose renewals hung past its lease")
+	doc := storedDoc(t, b)
+	if doc.Owner == nil || doc.Owner.ID != b.me.ID || !slices.Contains(doc.Partitions["p"].Done, mine.key) ||
+		slices.Contains(doc.Partitions["p"].Done, hourObj("p", at(13), 0).key) {
+		t.Fatalf("the holder whose renewals hung wrote over the new holder: owner %v, done %v", doc.Owner, doc.Partitions["p"].Done)
+	}
+}
+
+// takeOver is a process at now that takes the checkpoint in store over and
+// saves an object of its own, which it returns.
+func takeOver(t *testing.T, store memStore, now time.Time) (*checkpointSaver, object) {
+	t.Helper()
+	b := leaseSaver(t, store, now)
+	acquireOn(t, b)
+	mine := hourObj("p", at(13), 1)
+	b.ckpt.finished(mine)
+	if err := b.write(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	return b, mine
+}
+
+// waitLost waits for holder s, whose onLost sends on lost, to stop as taken
+// over.
+func waitLost(t *testing.T, s *checkpointSaver, lost <-chan error, holder string) {
+	t.Helper()
+	select {
+	case err := <-lost:
+		if !errors.Is(err, errCheckpointHeld) || !s.isLost() {
+			t.Fatalf("%s reported %v, want the checkpoint held by another", holder, err)
+		}
+	case <-time.After(time.Minute): // a guard against a hang, not a timing
+		t.Fatalf("%s did not stop", holder)
 	}
 }

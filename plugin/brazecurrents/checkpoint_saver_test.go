@@ -44,14 +44,7 @@ func TestCheckpointSaverStalledPastItsLeaseStopsBeforeWriting(t *testing.T) {
 	go a.run(ctx)
 	a.ckpt.finished(hourObj("p", at(13), 2))
 	a.poke()
-	select {
-	case err := <-lost:
-		if !errors.Is(err, errCheckpointHeld) || !a.isLost() {
-			t.Fatalf("the stalled holder reported %v, want the checkpoint held by another", err)
-		}
-	case <-time.After(time.Minute): // a guard against a hang, not a timing
-		t.Fatal("the stalled holder wrote on without noticing the new holder")
-	}
+	waitLost(t, a, lost, "the stalled holder")
 	doc := storedDoc(t, b)
 	if doc.Owner == nil || doc.Owner.ID != b.me.ID || !slices.Contains(doc.Partitions["p"].Done, hourObj("p", at(13), 1).key) {
 		t.Fatalf("the new holder's checkpoint was overwritten: owner %v, done %v", doc.Owner, doc.Partitions["p"].Done)
