@@ -25,7 +25,7 @@ input:
     include_event_types: ["*"]
     checkpoint:
       in_bucket: true
-      lease: 2s # as shortLease
+      lease: 3s # as shortLease
     max_parallel_objects: 2
     batch_size: 50
 pipeline:
