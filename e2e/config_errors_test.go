@@ -18,6 +18,7 @@ func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
 		{"missing directory", "CURRENTS_URL", "file:///no/such/dir", "/no/such/dir"},
 		{"unknown bucket setting", "CURRENTS_URL", "s3://acme?regin=us-east-1", `url "s3://acme": unknown query parameter "regin"`},
 		{"unknown region", "SEGMENT_REGION", "asia", "is not a Segment region: use us or eu"},
+		{"endpoint without a scheme", "SEGMENT_ENDPOINT", "api.segment.io", "endpoint api.segment.io is not an http:// or https:// URL with a host"},
 	} {
 		var env []string
 		for k, v := range base {

@@ -40,3 +40,21 @@ func TestEndpointWithTheAPIsPathIsWarnedOf(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint that is not an http(s) URL with a host (api.segment.io without
+// its scheme, a proxy's host:port) is refused at start, naming the setting,
+// without its password: every request failed as transient, retried for ever,
+// and the output said so only once it counted Segment as down.
+func TestEndpointThatIsNoHTTPURLIsRefused(t *testing.T) {
+	for _, endpoint := range []string{"api.segment.io", "proxy.internal:8080", "ftp://api.segment.io", "https://", "//u:hunter2@api.segment.io"} {
+		conf, err := outputSpec().ParseYAML(fmt.Sprintf(`{write_key: %s, endpoint: %q}`, testKey, endpoint), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = outputFromParsed(conf, service.MockResources())
+		if err == nil || !strings.Contains(err.Error(), "SEGMENT_ENDPOINT") || !strings.Contains(err.Error(), "https://api.segment.io") ||
+			strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: got %v, want a refusal naming SEGMENT_ENDPOINT and the API's root, without the password", endpoint, err)
+		}
+	}
+}

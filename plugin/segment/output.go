@@ -124,7 +124,7 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 				Description("The Segment region of the workspace: `us` or `eu`.").Default("us").
 				LintRule(`root = if !["us", "eu"].contains(this) { ["region %q is not a Segment region: use us or eu (SEGMENT_REGION in the shipped configs)".format(this)] }`),
 			service.NewURLField(fieldEndpoint).
-				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`.").Optional().Advanced(),
+				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`. One that is not an `http://` or `https://` URL with a host (`api.segment.io` alone) is refused at start.").Optional().Advanced(),
 			service.NewIntField(fieldMaxCalls).
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
@@ -186,6 +186,18 @@ func redactedURL(raw string) string {
 	return u.Redacted()
 }
 
+// checkEndpoint refuses an endpoint that is not an http or https URL with a
+// host (api.segment.io without its scheme, a proxy's host:port): no request
+// to it can be made, and each would fail as transient, retried for ever.
+func checkEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %s is not an http:// or https:// URL with a host: give the API's root, like https://api.segment.io, or a proxy's (SEGMENT_ENDPOINT in the shipped configs)",
+			fieldEndpoint, redactedURL(endpoint))
+	}
+	return nil
+}
+
 // warnEndpointPath warns, once at start, of an endpoint that ends in a
 // path of the API itself (…/v1, …/v1/batch, as copied from Segment's docs):
 // the output adds /v1/batch, so every request would go to …/v1/v1/batch
@@ -232,6 +244,9 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 			return nil, err
 		}
 		if override != "" { // empty, as from an unset ${SEGMENT_ENDPOINT:}, keeps the region's
+			if err := checkEndpoint(override); err != nil {
+				return nil, err
+			}
 			endpoint = override
 			where = fmt.Sprintf("%s (endpoint set, region %s)", redactedURL(endpoint), region)
 			warnEndpointPath(mgr.Logger(), endpoint)
