@@ -16,6 +16,7 @@ func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
 		{"url without a scheme", "CURRENTS_URL", "/tmp/x", `url "/tmp/x" has no scheme`},
 		{"unknown scheme", "CURRENTS_URL", "mem://bucket", `unknown scheme "mem"`},
 		{"missing directory", "CURRENTS_URL", "file:///no/such/dir", "/no/such/dir"},
+		{"prefix in the bucket URL", "CURRENTS_URL", "s3://acme/currents?region=us-east-1", `url "s3://acme/currents": a s3 URL names the bucket only`},
 		{"unknown bucket setting", "CURRENTS_URL", "s3://acme?regin=us-east-1", `url "s3://acme": unknown query parameter "regin"`},
 		{"unknown region", "SEGMENT_REGION", "asia", "is not a Segment region: use us or eu"},
 		{"endpoint without a scheme", "SEGMENT_ENDPOINT", "api.segment.io", "endpoint api.segment.io is not an http:// or https:// URL with a host"},

@@ -27,7 +27,8 @@ import (
 
 // Check refuses a bucket URL, given in the config field field, that no
 // retry can open: one without a scheme (a bare path), with a scheme this
-// binary has no driver for, or with settings its driver refuses (a query
+// binary has no driver for, with a path after a cloud bucket's name (which
+// the driver would drop), or with settings its driver refuses (a query
 // parameter it does not know, a bad value).
 func Check(field, raw string) error {
 	u, err := url.Parse(raw)
@@ -45,6 +46,10 @@ func Check(field, raw string) error {
 		// file://data/x would use /x: the host is dropped.
 		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
 			field, Name(raw))
+	case u.Scheme != fileblob.Scheme && strings.Trim(u.Path, "/") != "":
+		// The drivers open the bucket by its host and drop the path unread.
+		return fmt.Errorf("%s %q: a %s URL names the bucket only, and its driver ignores the path %q: give it as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
+			field, Name(raw), u.Scheme, u.Path)
 	}
 	if err := checkSettings(u); err != nil {
 		return fmt.Errorf("%s %q: %w", field, Name(raw), cleanOpenError(raw, raw, err))

@@ -141,3 +141,23 @@ func noCredentials(t *testing.T) (dialed func() int) {
 	t.Setenv("GCE_METADATA_HOST", l.Addr().String())
 	return func() int { return int(n.Load()) }
 }
+
+// A path after a cloud bucket's name (s3://bucket/exports, the prefix put in
+// the URL) is refused at start, naming the prefix setting: the drivers open
+// the bucket by its host and drop the path without a word, so another prefix
+// was listed than the one meant. A file:// URL's path is its directory, and
+// a lone / is no path.
+func TestCheckRefusesAPathAfterACloudBucket(t *testing.T) {
+	noCredentials(t)
+	for _, raw := range []string{"s3://acme/exports?region=us-east-1", "gs://acme/currents/", "azblob://currents/braze?storage_account=acct"} {
+		err := Check("url", raw)
+		if err == nil || !strings.Contains(err.Error(), "names the bucket only") || !strings.Contains(err.Error(), "CURRENTS_PREFIX") {
+			t.Errorf("%s: error %v, want a refusal of the path naming CURRENTS_PREFIX", raw, err)
+		}
+	}
+	for _, raw := range []string{"s3://acme/?region=us-east-1", "gs://acme/", "file:///tmp/exports"} {
+		if err := Check("url", raw); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+}

@@ -154,7 +154,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 `).
 		Fields(
 			service.NewStringField(inFieldURL).
-				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir` (an existing directory; `file://./dir` is relative to the working directory). Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
+				Description("The bucket: `s3://bucket?region=eu-west-1`, `gs://bucket`, `azblob://container`, `file:///path/to/dir` (an existing directory; `file://./dir` is relative to the working directory). A cloud URL names the bucket only: a path after it is refused at start, the prefix goes in `prefix`. Credentials come from each cloud's usual chain (environment, shared config, workload identity).").
 				Example("s3://my-currents-bucket?region=us-east-1").Example("gs://my-currents-bucket").Example("file:///data/currents").
 				Secret(), // a URL may carry a password or a token (a SAS signature): echo scrubs it
 			service.NewStringField(inFieldNotifications).
