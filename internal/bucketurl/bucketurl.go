@@ -7,6 +7,7 @@ package bucketurl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	gcaws "gocloud.dev/aws"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/fileblob"
@@ -28,8 +30,8 @@ import (
 // Check refuses a bucket URL, given in the config field field, that no
 // retry can open: one without a scheme (a bare path), with a scheme this
 // binary has no driver for, with a path after a cloud bucket's name (which
-// the driver would drop), or with settings its driver refuses (a query
-// parameter it does not know, a bad value).
+// the driver would drop), with settings its driver refuses (a query
+// parameter it does not know, a bad value), or an s3 one with no region.
 func Check(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -93,7 +95,33 @@ func checkSettings(u *url.URL) error {
 	if err != nil {
 		return err
 	}
-	return bucket.Close()
+	if err := bucket.Close(); err != nil {
+		return err
+	}
+	if u.Scheme == s3blob.Scheme {
+		return checkS3Region(u)
+	}
+	return nil
+}
+
+// checkS3Region refuses an s3 URL when neither it (region=) nor the AWS
+// config it reads (AWS_REGION, the profile's region) gives a region: the SDK
+// guesses none, not even on EC2, and every request would fail ("Invalid
+// region"), retried for ever.
+func checkS3Region(u *url.URL) error {
+	q := u.Query()
+	if q.Get("region") != "" {
+		return nil
+	}
+	params := url.Values{}
+	if profile := q.Get("profile"); profile != "" {
+		params.Set("profile", profile)
+	}
+	cfg, err := gcaws.V2ConfigFromURLParams(context.Background(), params)
+	if err != nil || cfg.Region != "" {
+		return nil // an error the opener reported already
+	}
+	return errors.New("no AWS region: add ?region=<the bucket's region> to the URL, or set AWS_REGION")
 }
 
 // CheckLocalDir opens a file:// bucket: a directory that does not exist is

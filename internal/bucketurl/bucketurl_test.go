@@ -161,3 +161,31 @@ func TestCheckRefusesAPathAfterACloudBucket(t *testing.T) {
 		}
 	}
 }
+
+// An s3 URL with no region, where the AWS config (AWS_REGION, the profile)
+// gives none either, is refused at start: the SDK guesses none, and every
+// listing failed with "Invalid region: region was not a valid DNS name",
+// retried for ever. A region from the environment or the profile passes.
+func TestCheckRefusesAnS3BucketWithNoRegion(t *testing.T) {
+	noCredentials(t)
+	config := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(config, []byte("[profile currents]\nregion = eu-west-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", config)
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	err := Check("url", "s3://acme")
+	if err == nil || !strings.Contains(err.Error(), `url "s3://acme": no AWS region`) || !strings.Contains(err.Error(), "?region=") {
+		t.Errorf("no region: error %v, want a refusal naming ?region=", err)
+	}
+	for _, raw := range []string{"s3://acme?region=us-east-1", "s3://acme?profile=currents"} {
+		if err := Check("url", raw); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	t.Setenv("AWS_REGION", "us-east-1")
+	if err := Check("url", "s3://acme"); err != nil {
+		t.Errorf("AWS_REGION set: %v", err)
+	}
+}
