@@ -93,6 +93,10 @@ func checkSettings(u *url.URL) error {
 	}
 	bucket, err := opener.OpenBucketURL(context.Background(), u)
 	if err != nil {
+		// The driver names its Go option (Options.AccountName), not what to set.
+		if u.Scheme == azureblob.Scheme && strings.Contains(err.Error(), "AccountName is required") {
+			return errors.New("no storage account: set AZURE_STORAGE_ACCOUNT, or add ?storage_account=<account> to the URL")
+		}
 		return err
 	}
 	if err := bucket.Close(); err != nil {

@@ -69,7 +69,7 @@ func TestCheckRefusesWhatTheDriverRefuses(t *testing.T) {
 		"s3://acme?region=x&use_path_style=maybe":        `url "s3://acme": invalid value for "use_path_style"`,
 		"gs://acme?anonymus=true":                        `url "gs://acme": invalid query parameter "anonymus"`,
 		"azblob://currents?storage_acount=acct":          `url "azblob://currents": unknown query parameter "storage_acount"`,
-		"azblob://currents":                              `url "azblob://currents": azureblob: Options.AccountName is required`,
+		"azblob://currents":                              `url "azblob://currents": no storage account: set AZURE_STORAGE_ACCOUNT`,
 		"file:///tmp?create_dirs=true":                   "", // CheckLocalDir opens file:// buckets
 		"s3://acme?region=us-east-1&sig=secret&x=secret": `unknown query parameter`,
 	} {
