@@ -126,7 +126,7 @@ to the internet, with TLS and limits of its own, while metrics and `+"`/ready`"+
 `).
 		Fields(
 			service.NewStringField(httpFieldAddress).
-				Description("The address to listen on.").Default("0.0.0.0:8080"),
+				Description("The address to listen on, host:port. One that cannot be (no port, a port over 65535) is refused at start; a port in use is retried every second, with `/ready` at 503, as another process may free it.").Default("0.0.0.0:8080"),
 			service.NewStringField(httpFieldPath).
 				Description("The path Braze POSTs to, matched exactly (not a pattern).").Default("/currents"),
 			service.NewStringField(httpFieldToken).
@@ -262,6 +262,9 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	if in.maxBuf < in.maxBody {
 		return nil, fmt.Errorf("%s (%s) is below %s (%s): a request of the largest size could never be read", httpFieldMaxBuffered, maxBuf, httpFieldMaxBody, maxBody)
 	}
+	if err := checkListenAddress(in.address); err != nil {
+		return nil, err
+	}
 	if !strings.HasPrefix(in.path, "/") {
 		return nil, fmt.Errorf("%s %q does not start with /", httpFieldPath, in.path)
 	}
@@ -285,6 +288,20 @@ func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*h
 	in.previousUsed.Incr(0)
 	in.conns.unhandled.Incr(0)
 	return in, nil
+}
+
+// checkListenAddress refuses an address no listener can take (no port, too
+// many colons, a port over 65535): Connect would retry it every second, for
+// ever, as it does a port in use, which another process may free.
+func checkListenAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %q cannot be listened on (%v): give host:port, like 0.0.0.0:8080", httpFieldAddress, addr, err)
+	}
+	return nil
 }
 
 // httpStatuses are the statuses ServeHTTP and wrongPath answer with, each exported at 0

@@ -349,6 +349,10 @@ func TestHTTPInputConfigErrors(t *testing.T) {
 		// Answered as Retry-After: -10, which no client reads as a delay.
 		{"token: t\nretry_after: -10s", "retry_after must not be negative"},
 		{"token: t\nidle_timeout: 0s", "idle_timeout must be positive"},
+		// Retried every second, for ever, as if the port were only taken.
+		{"token: t\naddress: 'bad::addr'", `address "bad::addr"`},
+		{"token: t\naddress: 127.0.0.1:99999", `address "127.0.0.1:99999"`},
+		{"token: t\naddress: '8080'", `address "8080"`},
 	} {
 		parsed, err := httpInputSpec().ParseYAML(c.conf, nil)
 		if err == nil {
