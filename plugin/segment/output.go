@@ -321,7 +321,8 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 			return nil, err
 		}
 	} else if writeKey == "" && len(routes) == 0 {
-		return nil, fmt.Errorf("%s (or %s) is required (or set %s: true to preview without sending)", fieldWriteKey, fieldWriteKeys, fieldDryRun)
+		return nil, fmt.Errorf("%s (or %s) is required: the Segment source's write key (SEGMENT_WRITE_KEY in the shipped configs); or set %s: true to preview without sending",
+			fieldWriteKey, fieldWriteKeys, fieldDryRun)
 	}
 	out.dryRun = dryRun
 	s.routes = newRouter(s, maxRequests, writeKey, routes, route)

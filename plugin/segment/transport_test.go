@@ -118,7 +118,8 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for yaml, want := range map[string]string{
-		`region: us`: "write_key (or write_keys) is required",
+		// Named as the shipped configs set it, as the region is.
+		`region: us`: "write_key (or write_keys) is required: the Segment source's write key (SEGMENT_WRITE_KEY in the shipped configs)",
 		`{write_key: k, max_calls_per_request: 2501}`: "between 1 and 2500",
 		`{write_key: k, max_calls_per_request: 0}`:    "between 1 and 2500",
 		// 0 is no timeout for Go's client; here every request failed at once,
