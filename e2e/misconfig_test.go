@@ -115,3 +115,20 @@ func TestMetricsAddressThatCannotBeServedStopsTheRun(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayOfAMissingFileStops: DEAD_LETTERS naming a file that does not
+// exist (a typo, a file already deleted) left the replay retrying to open it
+// every second, for ever, after one warning, so a replay job never ended;
+// it now exits 1 at start, naming the file and the setting.
+func TestReplayOfAMissingFileStops(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "dead-letter.jsonl")
+	env := []string{"DEAD_LETTERS=" + missing, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "again.jsonl"),
+		"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+	out, err := runConnect(t, repoRoot, env, "-c", "config/dead_letters_to_segment.yaml")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, missing) ||
+		!strings.Contains(out, "does not exist") || !strings.Contains(out, "DEAD_LETTERS") {
+		t.Fatalf("exit %v, want 1 and a message naming the file and DEAD_LETTERS:\n%s", err, lastLines(out, 10))
+	}
+}

@@ -119,8 +119,8 @@ func replayPathWarning(getenv func(string) string) string {
 	}
 	matches, _ := filepath.Glob(pattern)
 	if len(matches) == 0 && !strings.Contains(pattern, "**") {
-		// The file input retries a missing path every second, for ever, and
-		// ends at once, silent, on a glob that matches nothing.
+		// The file input ends at once, silent, on a glob that matches
+		// nothing; a missing path stops the run (refuseMissingInputFile).
 		return fmt.Sprintf("%s=%q names no file: there is nothing to replay", deadLettersEnv, pattern)
 	}
 	out := getenv(deadLetterPathEnv)

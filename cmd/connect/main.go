@@ -50,6 +50,7 @@ func main() {
 			startWarnings(l)
 		}),
 		service.CLIOptAddTeeLogger(slog.New(httpFailed)),
+		service.CLIOptOnConfigParse(refuseMissingInputFile),
 	)
 	// Connect ends a run whose context was cancelled with status 0.
 	if reason := httpFailed.failed(); reason != "" {

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gopkg.in/yaml.v3"
+)
+
+// refuseMissingInputFile stops a run at start whose file input names, by a
+// path rather than a glob, a file that does not exist, as
+// config/dead_letters_to_segment.yaml does with a mistyped or deleted
+// DEAD_LETTERS: benthos' file input (v4.60.0) keeps such a path and retries
+// opening it every second, for ever, so a replay never ended. A glob that
+// matches nothing ends the run at once (replayPathWarning warns of both).
+func refuseMissingInputFile(conf *service.ParsedConfig) error {
+	// Connect keeps a component's config as its YAML.
+	raw, err := conf.FieldAny("input")
+	node, ok := raw.(*yaml.Node)
+	var input struct {
+		File struct {
+			Paths []string `yaml:"paths"`
+		} `yaml:"file"`
+	}
+	if err != nil || !ok || node.Decode(&input) != nil {
+		return nil // no input, or one Connect reports the faults of
+	}
+	for _, path := range input.File.Paths {
+		if strings.ContainsAny(path, `*?[\`) { // a glob, as the file input tells them
+			continue
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("input file %q does not exist, and the file input would retry it every second, for ever: check the path (DEAD_LETTERS in config/dead_letters_to_segment.yaml)", path)
+		}
+	}
+	return nil
+}
