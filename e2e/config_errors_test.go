@@ -19,6 +19,7 @@ func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
 		{"prefix in the bucket URL", "CURRENTS_URL", "s3://acme/currents?region=us-east-1", `url "s3://acme/currents": a s3 URL names the bucket only`},
 		{"unknown bucket setting", "CURRENTS_URL", "s3://acme?regin=us-east-1", `url "s3://acme": unknown query parameter "regin"`},
 		{"unknown region", "SEGMENT_REGION", "asia", "is not a Segment region: use us or eu"},
+		{"no batch in flight", "SEGMENT_MAX_IN_FLIGHT", "0", "max_in_flight must be at least 1 (SEGMENT_MAX_IN_FLIGHT in the shipped configs), got 0"},
 		{"endpoint without a scheme", "SEGMENT_ENDPOINT", "api.segment.io", "endpoint api.segment.io is not an http:// or https:// URL with a host"},
 	} {
 		var env []string

@@ -171,6 +171,9 @@ func init() {
 				return nil, service.BatchPolicy{}, 0, err
 			}
 			maxInFlight, err := conf.FieldMaxInFlight()
+			if err == nil && maxInFlight < 1 { // Connect's own message names neither the field nor the variable
+				err = fmt.Errorf("max_in_flight must be at least 1 (SEGMENT_MAX_IN_FLIGHT in the shipped configs), got %d", maxInFlight)
+			}
 			return out, policy, maxInFlight, err
 		})
 }
