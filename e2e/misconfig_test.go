@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,16 +120,20 @@ func TestMetricsAddressThatCannotBeServedStopsTheRun(t *testing.T) {
 // TestReplayOfAMissingFileStops: DEAD_LETTERS naming a file that does not
 // exist (a typo, a file already deleted) left the replay retrying to open it
 // every second, for ever, after one warning, so a replay job never ended;
-// it now exits 1 at start, naming the file and the setting.
+// naming a directory (the bucket output's file:// one) ended the run at once
+// with status 0 and nothing replayed, as if done, after one error line. Both
+// now exit 1 at start, naming the path, what is wrong and the setting.
 func TestReplayOfAMissingFileStops(t *testing.T) {
 	t.Parallel()
-	missing := filepath.Join(t.TempDir(), "dead-letter.jsonl")
-	env := []string{"DEAD_LETTERS=" + missing, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "again.jsonl"),
-		"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
-	out, err := runConnect(t, repoRoot, env, "-c", "config/dead_letters_to_segment.yaml")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, missing) ||
-		!strings.Contains(out, "does not exist") || !strings.Contains(out, "DEAD_LETTERS") {
-		t.Fatalf("exit %v, want 1 and a message naming the file and DEAD_LETTERS:\n%s", err, lastLines(out, 10))
+	dir := t.TempDir()
+	for path, want := range map[string]string{filepath.Join(dir, "dead-letter.jsonl"): "does not exist", dir: "is a directory"} {
+		env := []string{"DEAD_LETTERS=" + path, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "again.jsonl"),
+			"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+		out, err := runConnect(t, repoRoot, env, "-c", "config/dead_letters_to_segment.yaml")
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, strconv.Quote(path)+" "+want) ||
+			!strings.Contains(out, "DEAD_LETTERS") {
+			t.Errorf("%s: exit %v, want 1 and a message naming it, %q and DEAD_LETTERS:\n%s", path, err, want, lastLines(out, 10))
+		}
 	}
 }

@@ -12,11 +12,13 @@ import (
 )
 
 // refuseMissingInputFile stops a run at start whose file input names, by a
-// path rather than a glob, a file that does not exist, as
+// path rather than a glob, a file that does not exist or a directory, as
 // config/dead_letters_to_segment.yaml does with a mistyped or deleted
-// DEAD_LETTERS: benthos' file input (v4.60.0) keeps such a path and retries
-// opening it every second, for ever, so a replay never ended. A glob that
-// matches nothing ends the run at once (replayPathWarning warns of both).
+// DEAD_LETTERS, or the bucket output's file:// directory: benthos' file
+// input (v4.60.0) keeps such a path and retries opening a missing one every
+// second, for ever, so a replay never ended, and ends the run at once, as
+// done, at a directory. A glob that matches nothing ends the run at once
+// (replayPathWarning warns of it).
 func refuseMissingInputFile(conf *service.ParsedConfig) error {
 	// Connect keeps a component's config as its YAML.
 	raw, err := conf.FieldAny("input")
@@ -33,8 +35,13 @@ func refuseMissingInputFile(conf *service.ParsedConfig) error {
 		if strings.ContainsAny(path, `*?[\`) { // a glob, as the file input tells them
 			continue
 		}
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		info, err := os.Stat(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("input file %q does not exist, and the file input would retry it every second, for ever: check the path (DEAD_LETTERS in config/dead_letters_to_segment.yaml)", path)
+		case err == nil && info.IsDir():
+			return fmt.Errorf("input file %q is a directory, which the file input cannot read: name its files, like '%s/*.jsonl' (DEAD_LETTERS in config/dead_letters_to_segment.yaml)",
+				path, strings.TrimSuffix(path, "/"))
 		}
 	}
 	return nil
