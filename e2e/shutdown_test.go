@@ -36,16 +36,9 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 	// A few requests answered, so some objects are done; then none is.
 	srv.SlowNext(5, 0)
 	srv.SlowNext(10000, time.Hour)
-	// A shorter grace than Connect's 20s default: what is tested is what
-	// the output does when the grace runs out, not how long it is.
-	p := startConnect(t, repoRoot, env, events, "-c", shippedConfig, "--set", "shutdown_timeout=3s")
 	// The sixth request is held: how many more arrive depends on how many
 	// the output sends at once (and on request_timeout's retries).
-	waitFor(t, events, time.Minute, "a request held by Segment", func() (bool, error) { return proxy.requests() > 5, nil })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
+	p := stopWhileHeld(t, env, events, proxy, 5)
 	var exit *exec.ExitError
 	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 ||
 		!strings.Contains(lastLines(p.logs(), 1), "Exiting with status 1: the one-pass run was stopped before it read and delivered every object") {
@@ -89,4 +82,42 @@ func TestCustomHTTPSigterm(t *testing.T) {
 	if p.proc.count("http request 1 ", "503", "shutting down") != 1 {
 		t.Fatalf("the 503 is not logged as a shutdown:\n%s", grepLines(p.proc.logs(), "http request 1 "))
 	}
+}
+
+// TestSigtermWithNoCheckpoint: a one-pass run with no checkpoint
+// (CURRENTS_CHECKPOINT_IN_BUCKET=false and no cache) stopped before its end
+// exits with status 1, as one with a checkpoint, and says that the next run
+// reads every object again: it said the next run resumes from its
+// checkpoint, which there is none of.
+func TestSigtermWithNoCheckpoint(t *testing.T) {
+	t.Parallel()
+	tree, _ := faultTree(t, 2, 20, 93)
+	srv := segmentapi.StartT(t, e2eWriteKey)
+	events := newNotifier()
+	proxy := startRecordingProxy(t, srv.URL(), events)
+	srv.SlowNext(10000, time.Hour)
+	env := pipelineEnv("file://"+tree, srv, filepath.Join(t.TempDir(), "dead.jsonl"),
+		"SEGMENT_ENDPOINT="+proxy.url, "CURRENTS_CHECKPOINT_IN_BUCKET=false")
+	p := stopWhileHeld(t, env, events, proxy, 0)
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 || !strings.Contains(lastLines(p.logs(), 1),
+		"the one-pass run was stopped before it read and delivered every object. Run it again: with no checkpoint configured, it reads every object again") {
+		t.Fatalf("exit %v, want 1 and the last line saying the next run reads every object again:\n%s", p.err, lastLines(p.logs(), 5))
+	}
+}
+
+// stopWhileHeld runs the shipped config on env, sends it SIGTERM once more
+// than answered requests reached proxy (the next one is held by Segment),
+// and waits for its exit. A shorter grace than Connect's 20s default: what
+// is tested is what the output does when the grace runs out, not how long
+// it is.
+func stopWhileHeld(t *testing.T, env []string, events *notifier, proxy *recordingProxy, answered int) *connectProc {
+	t.Helper()
+	p := startConnect(t, repoRoot, env, events, "-c", shippedConfig, "--set", "shutdown_timeout=3s")
+	waitFor(t, events, time.Minute, "a request held by Segment", func() (bool, error) { return proxy.requests() > answered, nil })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
+	return p
 }

@@ -111,6 +111,10 @@ func (in *currentsInput) notePassStopped() {
 	over := in.ended && len(in.inFlight) == 0
 	in.mu.Unlock()
 	if !over {
-		noteUnfinished("the one-pass run was stopped before it read and delivered every object. Run it again: it resumes from its checkpoint")
+		next := "it resumes from its checkpoint"
+		if in.conf.ckptCache == "" && !in.conf.ckptInBucket { // as checkpointStore decides
+			next = "with no checkpoint configured, it reads every object again"
+		}
+		noteUnfinished("the one-pass run was stopped before it read and delivered every object. Run it again: " + next)
 	}
 }
