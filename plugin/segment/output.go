@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -176,49 +175,6 @@ func init() {
 			}
 			return out, policy, maxInFlight, err
 		})
-}
-
-// redactedURL is raw with its password, if any, written xxxxx, for the
-// errors that name the endpoint: a proxy's URL may carry credentials, which
-// connect echo scrubs and Go's own errors leave out too.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(an endpoint that is not a URL)"
-	}
-	return u.Redacted()
-}
-
-// checkEndpoint refuses an endpoint that is not an http or https URL with a
-// host (api.segment.io without its scheme, a proxy's host:port): no request
-// to it can be made, and each would fail as transient, retried for ever.
-func checkEndpoint(endpoint string) error {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s %s is not an http:// or https:// URL with a host: give the API's root, like https://api.segment.io, or a proxy's (SEGMENT_ENDPOINT in the shipped configs)",
-			fieldEndpoint, redactedURL(endpoint))
-	}
-	return nil
-}
-
-// warnEndpointPath warns, once at start, of an endpoint that ends in a
-// path of the API itself (…/v1, …/v1/batch, as copied from Segment's docs):
-// the output adds /v1/batch, so every request would go to …/v1/v1/batch
-// and be refused with a 404 that the output can only report as a refusal.
-// Only a warning: a proxy may mount anything at any path.
-func warnEndpointPath(log *service.Logger, endpoint string) {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return
-	}
-	p := strings.TrimSuffix(u.Path, "/")
-	for _, api := range []string{"/v1/batch", "/v1/track", "/v1"} {
-		if strings.HasSuffix(p, api) {
-			log.Warnf("%s %s ends in %s, and the output adds /v1/batch to it: requests go to %s/v1/batch; give the API's root (like https://api.segment.io) unless a proxy mounts Segment's API there",
-				fieldEndpoint, redactedURL(endpoint), api, strings.TrimSuffix(redactedURL(endpoint), "/"))
-			return
-		}
-	}
 }
 
 func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*output, error) {
