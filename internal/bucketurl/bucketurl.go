@@ -111,10 +111,12 @@ func checkSettings(u *url.URL) error {
 // checkS3Region refuses an s3 URL when neither it (region=) nor the AWS
 // config it reads (AWS_REGION, the profile's region) gives a region: the SDK
 // guesses none, not even on EC2, and every request would fail ("Invalid
-// region"), retried for ever.
+// region"), retried for ever. An endpoint= of the URL's own (MinIO, Ceph,
+// R2) takes requests with no region: the driver sends them there without
+// the SDK's endpoint rules, which are what want one.
 func checkS3Region(u *url.URL) error {
 	q := u.Query()
-	if q.Get("region") != "" {
+	if q.Get("region") != "" || q.Get("endpoint") != "" {
 		return nil
 	}
 	params := url.Values{}

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/currents-connect/currents-connect/tests/buckets"
 )
 
 func TestNameDropsQueryAndCredentials(t *testing.T) {
@@ -187,5 +190,42 @@ func TestCheckRefusesAnS3BucketWithNoRegion(t *testing.T) {
 	t.Setenv("AWS_REGION", "us-east-1")
 	if err := Check("url", "s3://acme"); err != nil {
 		t.Errorf("AWS_REGION set: %v", err)
+	}
+}
+
+// An s3 URL with an endpoint= of its own (MinIO, Ceph, R2, LocalStack)
+// needs no region: the SDK sends its requests there with none, so such a URL
+// passes Check, and a bucket opened by it is written and read back. An
+// endpoint from the environment (AWS_ENDPOINT_URL_S3) goes through the SDK's
+// own rules, which do want a region: that one is still refused.
+func TestCheckTakesAnS3EndpointWithNoRegion(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	raw := strings.Replace(b.URL, "&region=us-east-1", "", 1)
+	if err := Check("url", raw); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	bucket, err := Open(t.Context(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bucket.Close() }()
+	if err := bucket.WriteAll(t.Context(), "k", []byte("v"), nil); err != nil {
+		t.Fatalf("write with no region: %v", err)
+	}
+	if got, err := bucket.ReadAll(t.Context(), "k"); err != nil || string(got) != "v" {
+		t.Fatalf("read with no region: %q, %v", got, err)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL_S3", u.Query().Get("endpoint"))
+	if err := Check("url", "s3://connect-test?use_path_style=true"); err == nil || !strings.Contains(err.Error(), "no AWS region") {
+		t.Errorf("endpoint from AWS_ENDPOINT_URL_S3, no region: error %v, want a refusal", err)
 	}
 }
