@@ -109,7 +109,7 @@ func checkListenAddress(addr string) error {
 		_, err = net.LookupPort("tcp", port)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %q cannot be listened on (%v): give host:port, like 0.0.0.0:8080", httpFieldAddress, addr, err)
+		return fmt.Errorf("%s %q cannot be listened on (%v): give host:port, like 0.0.0.0:8080 (CURRENTS_HTTP_ADDRESS in the shipped configs)", httpFieldAddress, addr, err)
 	}
 	return nil
 }

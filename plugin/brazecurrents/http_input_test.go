@@ -353,6 +353,7 @@ func TestHTTPInputConfigErrors(t *testing.T) {
 		{"token: t\naddress: 'bad::addr'", `address "bad::addr"`},
 		{"token: t\naddress: 127.0.0.1:99999", `address "127.0.0.1:99999"`},
 		{"token: t\naddress: '8080'", `address "8080"`},
+		{"token: t\naddress: localhost", "(CURRENTS_HTTP_ADDRESS in the shipped configs)"},
 	} {
 		parsed, err := httpInputSpec().ParseYAML(c.conf, nil)
 		if err == nil {
