@@ -44,8 +44,9 @@ func Check(field, raw string) error {
 			field, Name(raw), schemes)
 	case !blob.DefaultURLMux().ValidBucketScheme(u.Scheme):
 		return fmt.Errorf("%s %q: unknown scheme %q, this build opens %s", field, Name(raw), u.Scheme, schemes)
-	case u.Scheme == fileblob.Scheme && u.Host != "" && u.Host != ".":
-		// file://data/x would use /x: the host is dropped.
+	case u.Scheme == fileblob.Scheme && u.Host != "" && u.Host != "." && u.Host != "localhost":
+		// file://data/x would use /x: the host is dropped (localhost is
+		// this machine, file:///x).
 		return fmt.Errorf("%s %q: a file URL takes an absolute path, file:///path/to/dir, or one relative to the working directory, file://./path/to/dir",
 			field, Name(raw))
 	case u.Scheme != fileblob.Scheme && strings.Trim(u.Path, "/") != "":

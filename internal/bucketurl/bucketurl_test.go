@@ -229,3 +229,23 @@ func TestCheckTakesAnS3EndpointWithNoRegion(t *testing.T) {
 		t.Errorf("endpoint from AWS_ENDPOINT_URL_S3, no region: error %v, want a refusal", err)
 	}
 }
+
+// file://localhost/path is the same directory as file:///path (RFC 8089;
+// fileblob's docs list it): it passes Check, opens, and LocalDir names it.
+// Another host would be dropped by fileblob, and is still refused.
+func TestCheckTakesAFileURLOnLocalhost(t *testing.T) {
+	dir := t.TempDir()
+	raw := "file://localhost" + filepath.ToSlash(dir)
+	if err := Check("url", raw); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	if err := CheckLocalDir(t.Context(), "url", raw); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	if got := LocalDir(raw); got != dir {
+		t.Errorf("LocalDir(%q) = %q, want %q", raw, got, dir)
+	}
+	if err := Check("url", "file://data"+filepath.ToSlash(dir)); err == nil {
+		t.Error("file://data/…: no error, want the host refused")
+	}
+}
