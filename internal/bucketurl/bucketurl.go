@@ -114,11 +114,21 @@ func checkSettings(u *url.URL) error {
 // guesses none, not even on EC2, and every request would fail ("Invalid
 // region"), retried for ever. An endpoint= of the URL's own (MinIO, Ceph,
 // R2) takes requests with no region: the driver sends them there without
-// the SDK's endpoint rules, which are what want one.
+// the SDK's endpoint rules, which are what want one. AWS's own endpoints
+// (amazonaws.com, a VPC endpoint's) refuse a request signed for no region.
 func checkS3Region(u *url.URL) error {
 	q := u.Query()
-	if q.Get("region") != "" || q.Get("endpoint") != "" {
+	if q.Get("region") != "" {
 		return nil
+	}
+	if endpoint := q.Get("endpoint"); endpoint != "" {
+		host := ""
+		if e, err := url.Parse(endpoint); err == nil {
+			host = e.Hostname()
+		}
+		if !strings.HasSuffix(host, ".amazonaws.com") && !strings.HasSuffix(host, ".amazonaws.com.cn") {
+			return nil
+		}
 	}
 	params := url.Values{}
 	if profile := q.Get("profile"); profile != "" {

@@ -197,7 +197,8 @@ func TestCheckRefusesAnS3BucketWithNoRegion(t *testing.T) {
 // needs no region: the SDK sends its requests there with none, so such a URL
 // passes Check, and a bucket opened by it is written and read back. An
 // endpoint from the environment (AWS_ENDPOINT_URL_S3) goes through the SDK's
-// own rules, which do want a region: that one is still refused.
+// own rules, which do want a region: that one is still refused, as is an
+// endpoint of AWS's own.
 func TestCheckTakesAnS3EndpointWithNoRegion(t *testing.T) {
 	b := buckets.StartS3(t)
 	for k, v := range b.Env {
@@ -227,6 +228,11 @@ func TestCheckTakesAnS3EndpointWithNoRegion(t *testing.T) {
 	t.Setenv("AWS_ENDPOINT_URL_S3", u.Query().Get("endpoint"))
 	if err := Check("url", "s3://connect-test?use_path_style=true"); err == nil || !strings.Contains(err.Error(), "no AWS region") {
 		t.Errorf("endpoint from AWS_ENDPOINT_URL_S3, no region: error %v, want a refusal", err)
+	}
+	// AWS's own endpoints (a VPC endpoint) refuse a request signed for no region.
+	aws := "s3://acme?endpoint=https://bucket.vpce-1a2b.s3.us-east-1.vpce.amazonaws.com"
+	if err := Check("url", aws); err == nil || !strings.Contains(err.Error(), "no AWS region") {
+		t.Errorf("%s: error %v, want a refusal", aws, err)
 	}
 }
 
