@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -10,11 +11,17 @@ import (
 
 // redactedURL is raw with its password, if any, written xxxxx, for the
 // errors that name the endpoint: a proxy's URL may carry credentials, which
-// connect echo scrubs and Go's own errors leave out too.
+// connect echo scrubs and Go's own errors leave out too. One that does not
+// parse is named by the parser's reason alone (a bad port, a space before
+// the scheme), which quotes no more of it.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return fmt.Sprintf("(not a URL: %v)", uerr.Err)
+	}
 	if err != nil {
-		return "(an endpoint that is not a URL)"
+		return "(not a URL)"
 	}
 	return u.Redacted()
 }

@@ -58,3 +58,19 @@ func TestEndpointThatIsNoHTTPURLIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint that does not parse as a URL is refused saying why (a port
+// mistyped, a space pasted in front), still without the URL itself, which
+// may hold a proxy's password.
+func TestEndpointThatIsNoURLIsRefusedSayingWhy(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"http://u:hunter2@proxy:8O80": `invalid port ":8O80"`,
+		" https://u:hunter2@proxy":    "cannot contain colon",
+		"https://u:hunter2@proxy\n":   "invalid control character",
+	} {
+		err := checkEndpoint(endpoint)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: got %v, want a refusal saying %q, without the password", endpoint, err, want)
+		}
+	}
+}
