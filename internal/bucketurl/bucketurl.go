@@ -30,8 +30,9 @@ import (
 // Check refuses a bucket URL, given in the config field field, that no
 // retry can open: one without a scheme (a bare path), with a scheme this
 // binary has no driver for, with a path after a cloud bucket's name (which
-// the driver would drop), with settings its driver refuses (a query
-// parameter it does not know, a bad value), or an s3 one with no region.
+// the driver would drop), with gocloud's prefix= or key=, with settings
+// its driver refuses (a query parameter it does not know, a bad value), or
+// an s3 one with no region.
 func Check(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -53,6 +54,16 @@ func Check(field, raw string) error {
 		// The drivers open the bucket by its host and drop the path unread.
 		return fmt.Errorf("%s %q: a %s URL names the bucket only, and its driver ignores the path %q: give it as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
 			field, Name(raw), u.Scheme, u.Path)
+	case u.Query().Has("prefix"), u.Query().Has("key"):
+		// gocloud's own settings, which its URL mux takes and the drivers
+		// refuse as unknown: a prefix there would be added twice to the keys
+		// a notification names, and a key makes a bucket of one object.
+		param := "prefix"
+		if !u.Query().Has(param) {
+			param = "key"
+		}
+		return fmt.Errorf("%s %q: %s= is not taken here: give the prefix as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
+			field, Name(raw), param)
 	}
 	if err := checkSettings(u); err != nil {
 		return fmt.Errorf("%s %q: %w", field, Name(raw), cleanOpenError(raw, raw, err))

@@ -75,6 +75,10 @@ func TestCheckRefusesWhatTheDriverRefuses(t *testing.T) {
 		"azblob://currents":                              `url "azblob://currents": no storage account: set AZURE_STORAGE_ACCOUNT`,
 		"file:///tmp?create_dirs=true":                   "", // CheckLocalDir opens file:// buckets
 		"s3://acme?region=us-east-1&sig=secret&x=secret": `unknown query parameter`,
+		// gocloud's own prefix= and key= are not taken: a notification's key
+		// would get the prefix twice.
+		"s3://acme?region=x&prefix=currents/": `url "s3://acme": prefix= is not taken here: give the prefix as the input's prefix (CURRENTS_PREFIX`,
+		"gs://acme?key=one.avro":              `url "gs://acme": key= is not taken here`,
 	} {
 		err := Check("url", raw)
 		if want == "" {
