@@ -86,3 +86,23 @@ output:
 		}
 	}
 }
+
+// TestEndpointQuerySecretsNeverPrinted starts the shipped pipeline with a
+// proxy's SEGMENT_ENDPOINT that carries its token in the query: the start
+// warning (an endpoint ending in /v1) and the refusal of one that is not
+// http(s) name the parameter with its value written xxxxx.
+func TestEndpointQuerySecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	for endpoint, want := range map[string]string{
+		"http://127.0.0.1:9/v1?token=endpoint-token-never-print": "endpoint http://127.0.0.1:9/v1?token=xxxxx ends in /v1",
+		"ftp://proxy.example/?api_key=endpoint-key-never-print":  "endpoint ftp://proxy.example/?api_key=xxxxx is not an http:// or https:// URL",
+	} {
+		env := []string{"CURRENTS_URL=file://" + t.TempDir(), "CURRENTS_WATCH=false", "SEGMENT_WRITE_KEY=" + e2eWriteKey,
+			"SEGMENT_ENDPOINT=" + endpoint, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead.jsonl"),
+			"CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
+		out, _ := runConnect(t, repoRoot, env, "--log.level", "trace", "-c", shippedConfig)
+		if !strings.Contains(out, want) || strings.Contains(out, "never-print") {
+			t.Errorf("%s: want %q and no secret in the output:\n%s", endpoint, want, lastLines(out, 10))
+		}
+	}
+}

@@ -9,11 +9,13 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// redactedURL is raw with its password, if any, written xxxxx, for the
-// errors that name the endpoint: a proxy's URL may carry credentials, which
-// connect echo scrubs and Go's own errors leave out too. One that does not
-// parse is named by the parser's reason alone (a bad port, a space before
-// the scheme), which quotes no more of it.
+// redactedURL is raw with its password and each query value, if any,
+// written xxxxx, for the messages that name the endpoint: a proxy's URL may
+// carry credentials, as user:password@ or in the query (?token=…,
+// ?api_key=…), which connect echo scrubs too. The query's names stay, to
+// tell which setting is wrong; a part without = may be a bare token and
+// goes whole. One that does not parse is named by the parser's reason alone
+// (a bad port, a space before the scheme), which quotes no more of it.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	var uerr *url.Error
@@ -22,6 +24,17 @@ func redactedURL(raw string) string {
 	}
 	if err != nil {
 		return "(not a URL)"
+	}
+	if u.RawQuery != "" {
+		parts := strings.Split(u.RawQuery, "&")
+		for i, part := range parts {
+			if name, _, ok := strings.Cut(part, "="); ok {
+				parts[i] = name + "=xxxxx"
+			} else if part != "" {
+				parts[i] = "xxxxx"
+			}
+		}
+		u.RawQuery = strings.Join(parts, "&")
 	}
 	return u.Redacted()
 }

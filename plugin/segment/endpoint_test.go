@@ -22,16 +22,10 @@ func TestEndpointWithTheAPIsPathIsWarnedOf(t *testing.T) {
 		"https://proxy.example/segment/":              "",
 		"":                                            "",
 	} {
-		var logs strings.Builder
-		mgr := service.MockResources(service.MockResourcesOptUseLogger(service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&logs, nil)))))
-		conf, err := outputSpec().ParseYAML(fmt.Sprintf(`{write_key: %s, endpoint: %q}`, testKey, endpoint), nil)
+		lines, _, err := buildWithEndpoint(t, endpoint)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := outputFromParsed(conf, mgr); err != nil {
-			t.Fatal(err)
-		}
-		lines := logs.String()
 		switch {
 		case want == "" && lines != "":
 			t.Errorf("%q: logged %q, want nothing", endpoint, lines)
@@ -73,4 +67,39 @@ func TestEndpointThatIsNoURLIsRefusedSayingWhy(t *testing.T) {
 			t.Errorf("%q: got %v, want a refusal saying %q, without the password", endpoint, err, want)
 		}
 	}
+}
+
+// A proxy endpoint may carry its credentials in the query (?token=…,
+// ?api_key=…): the refusal and the start log name the endpoint with each
+// value written xxxxx and the parameter's name kept, as they do a password.
+func TestEndpointQueryValuesAreNeverPrinted(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"ftp://proxy.example/?token=qtok-never-print":                       "endpoint ftp://proxy.example/?token=xxxxx is not an http:// or https:// URL",
+		"https://proxy.example/seg/v1?api_key=qkey-never-print&x=1":         "endpoint https://proxy.example/seg/v1?api_key=xxxxx&x=xxxxx ends in /v1",
+		"https://u:qpass-never-print@proxy.example/v1?sig=qsig-never-print": "endpoint https://u:xxxxx@proxy.example/v1?sig=xxxxx ends in /v1",
+	} {
+		printed, out, err := buildWithEndpoint(t, endpoint)
+		if err != nil {
+			printed += err.Error()
+		} else {
+			printed += out.s.where
+		}
+		if !strings.Contains(printed, want) || strings.Contains(printed, "never-print") {
+			t.Errorf("%q: printed %q, want %q and no secret", endpoint, printed, want)
+		}
+	}
+}
+
+// buildWithEndpoint builds the output with endpoint, returning what it
+// logged meanwhile.
+func buildWithEndpoint(t *testing.T, endpoint string) (string, *output, error) {
+	t.Helper()
+	var logs strings.Builder
+	mgr := service.MockResources(service.MockResourcesOptUseLogger(service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&logs, nil)))))
+	conf, err := outputSpec().ParseYAML(fmt.Sprintf(`{write_key: %s, endpoint: %q}`, testKey, endpoint), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := outputFromParsed(conf, mgr)
+	return logs.String(), out, err
 }

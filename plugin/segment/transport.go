@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -53,6 +54,12 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	s.metrics.latency.Timing(time.Since(start).Nanoseconds())
 	if err != nil {
 		s.metrics.requests.Incr(1, "error")
+		// Go's error quotes the request's URL, query and all: a proxy's
+		// credentials may be there.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			uerr.URL = redactedURL(uerr.URL)
+		}
 		return postResult{err: err, detail: s.scrub.clean(err.Error())}
 	}
 	defer res.Body.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -391,5 +392,24 @@ func TestRetriesStopWhenTheBackoffGivesUp(t *testing.T) {
 		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after") {
 			t.Fatalf("error %v, want a transient failure that gave up", err)
 		}
+	}
+}
+
+// A request that fails before an answer (here: nothing listens) is reported
+// with Go's error, which quotes the request's URL: a proxy endpoint's query
+// values, which may be its credentials, are written xxxxx there too.
+func TestFailedRequestNeverPrintsTheEndpointsQuery(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: "http://%s/?token=rtok-never-print"}`, testKey, addr))
+	res := out.s.post(context.Background(), "Basic x", []byte(`{"batch":[]}`))
+	if res.err == nil || !strings.Contains(res.detail, "token=xxxxx") || strings.Contains(res.detail, "never-print") {
+		t.Fatalf("failed request reported as %q (%v), want the endpoint's query value written xxxxx", res.detail, res.err)
 	}
 }
