@@ -248,7 +248,7 @@ func (c *inputConfig) validateNotifications() error {
 	}
 	u, err := url.Parse(c.notifications)
 	if err != nil {
-		return fmt.Errorf("%s: %w", inFieldNotifications, err)
+		return bucketurl.ParseError(inFieldNotifications, err)
 	}
 	mux := pubsub.DefaultURLMux()
 	if !mux.ValidSubscriptionScheme(u.Scheme) {
