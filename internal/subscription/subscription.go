@@ -23,7 +23,6 @@ import (
 	"os"
 	"path"
 	"strconv"
-	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -125,7 +124,16 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // gets a connection of its own, which its Shutdown closes. A gcppubsub,
 // awssqs or azuresb subscription extends the deadline (visibility, lock)
 // of the messages received until they are settled.
+// Its errors show the URL as ShownURL does.
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
+	sub, err := open(ctx, raw, maxOutstanding)
+	if err != nil {
+		return nil, HideURL(raw, err)
+	}
+	return sub, nil
+}
+
+func open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	u, err := url.Parse(raw)
 	if err == nil && awsqueue.Handles(u.Scheme) {
 		return openSQS(ctx, u)
@@ -192,29 +200,4 @@ func rabbitDial() (*amqp.Connection, error) {
 		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, u.Redacted(), HideSecrets(err.Error(), RabbitServerSecrets()))
 	}
 	return conn, nil
-}
-
-// RabbitServerSecrets are what must not show of RABBIT_SERVER_URL: the
-// whole value (url's errors quote it) and its password, as written and
-// escaped. Empty when it is not set.
-func RabbitServerSecrets() []string {
-	server := os.Getenv(RabbitServerEnv)
-	if server == "" {
-		return nil
-	}
-	secrets := []string{server}
-	if u, err := url.Parse(server); err == nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
-		}
-	}
-	return secrets
-}
-
-// HideSecrets replaces each secret in msg with xxxxx.
-func HideSecrets(msg string, secrets []string) string {
-	for _, s := range secrets {
-		msg = strings.ReplaceAll(msg, s, "xxxxx")
-	}
-	return msg
 }

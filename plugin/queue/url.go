@@ -3,7 +3,6 @@ package queue
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -58,15 +57,10 @@ func schemeNames(topics bool) []string {
 	return names
 }
 
-// secretParam matches query parameter names that may hold a secret: their
-// values are never logged or put in errors.
-var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|credential|connection`)
-
 // queueURL is the `url` field checked against the schemes compiled in.
 type queueURL struct {
 	raw      string
-	redacted string   // for logs and errors
-	secrets  []string // values to scrub from the drivers' errors
+	redacted string // for logs and errors
 }
 
 // parseURL checks raw (the field named field) and hides its secrets.
@@ -78,30 +72,7 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 		return nil, fmt.Errorf("field %s: not a URL", field)
 	}
 	q := &queueURL{raw: raw}
-	// Each secret as written and as escaped: a driver may quote the URL
-	// encoded again (the Rabbit subscription adds its prefetch_count).
-	if p, ok := u.User.Password(); ok && p != "" {
-		q.secrets = append(q.secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
-	}
-	query := u.Query()
-	for name, vals := range query {
-		if !secretParam.MatchString(name) {
-			continue
-		}
-		for i, v := range vals {
-			if v != "" {
-				q.secrets = append(q.secrets, v, url.QueryEscape(v))
-				vals[i] = "xxxxx"
-			}
-		}
-	}
-	if u.Scheme == "rabbit" {
-		// gocloud's Rabbit opener quotes RABBIT_SERVER_URL when it cannot
-		// parse it.
-		q.secrets = append(q.secrets, subscription.RabbitServerSecrets()...)
-	}
-	u.RawQuery = query.Encode()
-	q.redacted = u.Redacted()
+	q.redacted, _ = subscription.ShownURL(u)
 	names := schemeNames(topics)
 	if !slices.Contains(names, u.Scheme) {
 		return nil, fmt.Errorf("field %s: scheme %q of %s is not compiled in; the schemes available are %s://",
@@ -113,18 +84,9 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 // scrub rewrites a driver's error so that it shows neither the URL's
 // secrets nor the raw URL, and names the redacted URL.
 func (q *queueURL) scrub(what string, err error) error {
-	msg := subscription.HideSecrets(strings.ReplaceAll(err.Error(), q.raw, q.redacted), q.secrets)
-	if strings.Contains(msg, q.redacted) { // gocloud's open errors name the URL
-		return fmt.Errorf("%s: %w", what, scrubbed{msg, err})
+	hidden := subscription.HideURL(q.raw, err)
+	if strings.Contains(hidden.Error(), q.redacted) { // gocloud's open errors name the URL
+		return fmt.Errorf("%s: %w", what, hidden)
 	}
-	return fmt.Errorf("%s %s: %w", what, q.redacted, scrubbed{msg, err})
+	return fmt.Errorf("%s %s: %w", what, q.redacted, hidden)
 }
-
-// scrubbed shows the scrubbed text and keeps the original for errors.Is.
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s scrubbed) Error() string { return s.msg }
-func (s scrubbed) Unwrap() error { return s.err }

@@ -1,0 +1,89 @@
+package subscription
+
+import (
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// secretParam matches query parameter names that may hold a secret: their
+// values are never logged or put in errors.
+var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|credential|connection`)
+
+// ShownURL is u as logs and errors show it, with its password and the
+// values of the query parameters that may hold a secret written xxxxx, and
+// the values hidden, each as written and escaped: a driver's error may quote
+// the URL encoded again (the Rabbit subscription adds its prefetch_count).
+// A rabbit URL's include RABBIT_SERVER_URL's, which gocloud's opener
+// quotes when it cannot parse it.
+func ShownURL(u *url.URL) (shown string, secrets []string) {
+	c := *u
+	if p, ok := c.User.Password(); ok && p != "" {
+		secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+	}
+	query := c.Query()
+	for name, vals := range query {
+		if !secretParam.MatchString(name) {
+			continue
+		}
+		for i, v := range vals {
+			if v != "" {
+				secrets = append(secrets, v, url.QueryEscape(v))
+				vals[i] = "xxxxx"
+			}
+		}
+	}
+	if c.Scheme == "rabbit" {
+		secrets = append(secrets, RabbitServerSecrets()...)
+	}
+	c.RawQuery = query.Encode()
+	return c.Redacted(), secrets
+}
+
+// HideURL is err, from opening or using the subscription or topic at raw,
+// with raw shown as ShownURL shows it and its secrets written xxxxx:
+// gocloud's errors quote the URL whole. It unwraps to err.
+func HideURL(raw string, err error) error {
+	u, perr := url.Parse(raw)
+	if perr != nil {
+		return hidden{HideSecrets(err.Error(), []string{raw}), err}
+	}
+	shown, secrets := ShownURL(u)
+	return hidden{HideSecrets(strings.ReplaceAll(err.Error(), raw, shown), secrets), err}
+}
+
+// hidden shows an error's text with its secrets hidden, and unwraps to the
+// error, for errors.Is and gcerrors.Code.
+type hidden struct {
+	msg string
+	err error
+}
+
+func (h hidden) Error() string { return h.msg }
+func (h hidden) Unwrap() error { return h.err }
+
+// RabbitServerSecrets are what must not show of RABBIT_SERVER_URL: the
+// whole value (url's errors quote it) and its password, as written and
+// escaped. Empty when it is not set.
+func RabbitServerSecrets() []string {
+	server := os.Getenv(RabbitServerEnv)
+	if server == "" {
+		return nil
+	}
+	secrets := []string{server}
+	if u, err := url.Parse(server); err == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+		}
+	}
+	return secrets
+}
+
+// HideSecrets replaces each secret in msg with xxxxx.
+func HideSecrets(msg string, secrets []string) string {
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return msg
+}
