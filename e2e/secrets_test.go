@@ -37,10 +37,10 @@ func TestSASTokenNeverPrinted(t *testing.T) {
 	}
 }
 
-// TestURLSecretsNeverEchoed runs `connect echo` on a config whose bucket
-// and queue URLs carry credentials, as a user:password, a token for a user
-// or a signature in the query, literally or from the environment: echo
-// prints none of them.
+// TestURLSecretsNeverEchoed runs `connect echo` on a config whose bucket,
+// queue and Segment endpoint URLs carry credentials, as a user:password, a
+// token for a user or a signature in the query, literally or from the
+// environment: echo prints none of them.
 func TestURLSecretsNeverEchoed(t *testing.T) {
 	t.Parallel()
 	secrets := map[string]string{ // field: URL, each with a secret of its own
@@ -49,6 +49,7 @@ func TestURLSecretsNeverEchoed(t *testing.T) {
 		"queue input url":              "nats://queue-user-token-never-echo@nats.example:4222/subject",
 		"queue output url":             "amqp://guest:queue-out-pass-never-echo@rabbit.example:5672/q",
 		"bucket output url":            "s3://AKIAEXAMPLE:bucket-out-secret-never-echo@dead-letters?region=eu-west-1",
+		"segment endpoint":             "https://proxy.example/?api_key=segment-endpoint-never-echo",
 	}
 	config := `
 input:
@@ -67,12 +68,16 @@ output:
       - bucket:
           url: "` + secrets["bucket output url"] + `"
           path: 'dead/${! uuid_v4() }.jsonl'
+      - segment:
+          write_key: "${SEGMENT_WRITE_KEY}"
+          endpoint: "${SEGMENT_ENDPOINT}"
 `
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"CURRENTS_URL=" + secrets["braze_currents url"], "QUEUE_OUT_URL=" + secrets["queue output url"]}
+	env := []string{"CURRENTS_URL=" + secrets["braze_currents url"], "QUEUE_OUT_URL=" + secrets["queue output url"],
+		"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=" + secrets["segment endpoint"]}
 	echo, errOut, err := runSplit(t, dir, env, "echo", "c.yaml")
 	if err != nil {
 		t.Fatalf("echo: %v\n%s", err, errOut)

@@ -122,8 +122,10 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 			service.NewStringField(fieldRegion).
 				Description("The Segment region of the workspace: `us` or `eu`.").Default("us").
 				LintRule(`root = if !["us", "eu"].contains(this) { ["region %q is not a Segment region: use us or eu (SEGMENT_REGION in the shipped configs)".format(this)] }`),
-			service.NewURLField(fieldEndpoint).
-				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`. One that is not an `http://` or `https://` URL with a host (`api.segment.io` alone) is refused at start.").Optional().Advanced(),
+			service.NewStringField(fieldEndpoint).
+				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`. One that is not an `http://` or `https://` URL with a host (`api.segment.io` alone) is refused at start. Messages name it with its password and query values written `xxxxx`.").
+				Optional().Advanced().
+				Secret(), // a proxy's URL may carry a password or a token, in the query too, which a URL field's scrubbing keeps: echo scrubs it
 			service.NewIntField(fieldMaxCalls).
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
