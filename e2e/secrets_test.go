@@ -135,18 +135,25 @@ func TestUnparsableURLSecretsNeverPrinted(t *testing.T) {
 
 // TestNotificationURLSecretsNeverPrinted starts the shipped notifications
 // pipeline on a subscription URL whose query carries a token, which the
-// driver refuses (or which has no credentials here): the error, retried and
-// logged, names the parameter with its value written xxxxx, as the queue
-// input's do.
+// driver refuses (or which has no credentials here), and on Service Bus with
+// a connection string that does not parse (a shared access signature, which
+// the SDK's error quotes whole): the error, retried and logged, shows
+// neither secret, naming the URL's parameter with its value written xxxxx.
 func TestNotificationURLSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
-	env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY=" + e2eWriteKey,
-		"CURRENTS_NOTIFICATIONS=gcppubsubv2://acme/created?access_token=notify-token-never-print",
-		"SEGMENT_ENDPOINT=http://127.0.0.1:9", "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead.jsonl"),
-		"CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
-	p := startConnect(t, repoRoot, env, nil, "--log.level", "trace", "-c", notificationsConfig)
-	p.waitLines(1, 2*time.Minute, "Failed to connect to braze_currents")
-	if logs := p.logs(); strings.Contains(logs, "never-print") || !strings.Contains(logs, "access_token=xxxxx") {
-		t.Fatalf("the subscription URL's token was logged, or not named:\n%s", grepLines(logs, "access_token"))
+	for _, c := range []struct{ url, env, want string }{
+		{"gcppubsubv2://acme/created?access_token=notify-token-never-print", "", "access_token=xxxxx"},
+		{"azuresb://currents?subscription=connect",
+			"SERVICEBUS_CONNECTION_STRING=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=ns&sig=sb-sig-never-print&se=1;EntityPath",
+			"invalid connection string"},
+	} {
+		env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY=" + e2eWriteKey, "CURRENTS_NOTIFICATIONS=" + c.url,
+			"SEGMENT_ENDPOINT=http://127.0.0.1:9", "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead.jsonl"),
+			"CONNECT_HTTP_ADDRESS=127.0.0.1:0", c.env}
+		p := startConnect(t, repoRoot, env, nil, "--log.level", "trace", "-c", notificationsConfig)
+		p.waitLines(1, 2*time.Minute, "Failed to connect to braze_currents")
+		if logs := p.logs(); strings.Contains(logs, "never-print") || !strings.Contains(logs, c.want) {
+			t.Errorf("%s: a secret was logged, or %q not:\n%s", c.url, c.want, grepLines(logs, "Failed to connect"))
+		}
 	}
 }

@@ -16,7 +16,7 @@ var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|c
 // the values hidden, each as written and escaped: a driver's error may quote
 // the URL encoded again (the Rabbit subscription adds its prefetch_count).
 // A rabbit URL's include RABBIT_SERVER_URL's, which gocloud's opener
-// quotes when it cannot parse it.
+// quotes when it cannot parse it; an azuresb URL's the connection string's.
 func ShownURL(u *url.URL) (shown string, secrets []string) {
 	c := *u
 	if p, ok := c.User.Password(); ok && p != "" {
@@ -34,8 +34,11 @@ func ShownURL(u *url.URL) (shown string, secrets []string) {
 			}
 		}
 	}
-	if c.Scheme == "rabbit" {
+	switch c.Scheme {
+	case "rabbit":
 		secrets = append(secrets, RabbitServerSecrets()...)
+	case "azuresb":
+		secrets = append(secrets, serviceBusSecrets()...)
 	}
 	c.RawQuery = query.Encode()
 	return c.Redacted(), secrets
@@ -75,6 +78,28 @@ func RabbitServerSecrets() []string {
 	if u, err := url.Parse(server); err == nil {
 		if p, ok := u.User.Password(); ok && p != "" {
 			secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+		}
+	}
+	return secrets
+}
+
+// serviceBusConnEnv names the variable gocloud's azuresb opener reads the
+// connection string from.
+const serviceBusConnEnv = "SERVICEBUS_CONNECTION_STRING"
+
+// serviceBusSecrets are what must not show of the Service Bus connection
+// string: the whole value, which the SDK quotes when it cannot parse it
+// (its SharedAccessKey written xxxxx, not a SharedAccessSignature), and the
+// values of its parts whose names look secret. Empty when it is not set.
+func serviceBusSecrets() []string {
+	conn := os.Getenv(serviceBusConnEnv)
+	if conn == "" {
+		return nil
+	}
+	secrets := []string{conn}
+	for _, part := range strings.Split(conn, ";") {
+		if name, v, ok := strings.Cut(part, "="); ok && v != "" && secretParam.MatchString(name) {
+			secrets = append(secrets, v)
 		}
 	}
 	return secrets
