@@ -157,3 +157,21 @@ func TestNotificationURLSecretsNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueURLUserTokenNeverPrinted runs a queue input whose URL carries a
+// token as its user (NATS's token form, misplaced: the server comes from
+// NATS_SERVER_URL), which the driver refuses: the error, logged at every
+// attempt to connect, writes the user xxxxx, as it does a password.
+func TestQueueURLUserTokenNeverPrinted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	config := "input:\n  queue:\n    url: \"nats://user-token-never-print@nats.example:4222/subject\"\noutput:\n  drop: {}\n"
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startConnect(t, dir, []string{"NATS_SERVER_URL=nats://127.0.0.1:9"}, nil, "--log.level", "trace", "-c", "c.yaml")
+	p.waitLines(1, 2*time.Minute, "Failed to connect to queue")
+	if logs := p.logs(); strings.Contains(logs, "never-print") || !strings.Contains(logs, "nats://xxxxx@nats.example:4222/subject") {
+		t.Fatalf("the URL's user token was logged, or the URL not named:\n%s", grepLines(logs, "Failed to connect"))
+	}
+}

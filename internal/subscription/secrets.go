@@ -11,8 +11,8 @@ import (
 // values are never logged or put in errors.
 var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|credential|connection`)
 
-// ShownURL is u as logs and errors show it, with its password and the
-// values of the query parameters that may hold a secret written xxxxx, and
+// ShownURL is u as logs and errors show it, with its password (or its user,
+// when alone) and the values of the query parameters that may hold a secret written xxxxx, and
 // the values hidden, each as written and escaped: a driver's error may quote
 // the URL encoded again (the Rabbit subscription adds its prefetch_count).
 // A rabbit URL's include RABBIT_SERVER_URL's, which gocloud's opener
@@ -21,6 +21,11 @@ func ShownURL(u *url.URL) (shown string, secrets []string) {
 	c := *u
 	if p, ok := c.User.Password(); ok && p != "" {
 		secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+	} else if name := c.User.Username(); name != "" {
+		// A user alone is how NATS and others take a token: no driver
+		// here reads a URL's user, so hiding it costs nothing.
+		secrets = append(secrets, name, url.User(name).String())
+		c.User = url.User("xxxxx")
 	}
 	query := c.Query()
 	for name, vals := range query {
