@@ -9,10 +9,11 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
-// redactedURL is raw with its password and each query value, if any,
-// written xxxxx, for the messages that name the endpoint: a proxy's URL may
-// carry credentials, as user:password@ or in the query (?token=…,
-// ?api_key=…), which connect echo scrubs too. The query's names stay, to
+// redactedURL is raw with its password (or its user, when alone) and each
+// query value, if any, written xxxxx, for the messages that name the
+// endpoint: a proxy's URL may carry credentials, as user:password@, a token
+// as the user or in the query (?token=…, ?api_key=…), which connect echo
+// scrubs too. The query's names stay, to
 // tell which setting is wrong; a part without = may be a bare token and
 // goes whole. One that does not parse is named by the parser's reason alone
 // (a bad port, a space before the scheme), which quotes no more of it.
@@ -35,6 +36,9 @@ func redactedURL(raw string) string {
 			}
 		}
 		u.RawQuery = strings.Join(parts, "&")
+	}
+	if _, ok := u.User.Password(); !ok && u.User.Username() != "" {
+		u.User = url.User("xxxxx") // a user alone may be a token, sent as Basic auth's user
 	}
 	return u.Redacted()
 }

@@ -70,13 +70,15 @@ func TestEndpointThatIsNoURLIsRefusedSayingWhy(t *testing.T) {
 }
 
 // A proxy endpoint may carry its credentials in the query (?token=…,
-// ?api_key=…): the refusal and the start log name the endpoint with each
-// value written xxxxx and the parameter's name kept, as they do a password.
+// ?api_key=…) or as a user alone (a token as Basic auth's user): the
+// refusal and the start log name the endpoint with each value, and the
+// user, written xxxxx and the parameter's name kept, as they do a password.
 func TestEndpointQueryValuesAreNeverPrinted(t *testing.T) {
 	for endpoint, want := range map[string]string{
 		"ftp://proxy.example/?token=qtok-never-print":                       "endpoint ftp://proxy.example/?token=xxxxx is not an http:// or https:// URL",
 		"https://proxy.example/seg/v1?api_key=qkey-never-print&x=1":         "endpoint https://proxy.example/seg/v1?api_key=xxxxx&x=xxxxx ends in /v1",
 		"https://u:qpass-never-print@proxy.example/v1?sig=qsig-never-print": "endpoint https://u:xxxxx@proxy.example/v1?sig=xxxxx ends in /v1",
+		"https://utok-never-print@proxy.example/v1":                         "endpoint https://xxxxx@proxy.example/v1 ends in /v1",
 	} {
 		printed, out, err := buildWithEndpoint(t, endpoint)
 		if err != nil {
