@@ -68,9 +68,22 @@ func warnEndpointPath(log *service.Logger, endpoint string) {
 	p := strings.TrimSuffix(u.Path, "/")
 	for _, api := range []string{"/v1/batch", "/v1/track", "/v1"} {
 		if strings.HasSuffix(p, api) {
-			log.Warnf("%s %s ends in %s, and the output adds /v1/batch to it: requests go to %s/v1/batch; give the API's root (like https://api.segment.io) unless a proxy mounts Segment's API there",
-				fieldEndpoint, redactedURL(endpoint), api, strings.TrimSuffix(redactedURL(endpoint), "/"))
+			log.Warnf("%s %s ends in %s, and the output adds /v1/batch to it: requests go to %s; give the API's root (like https://api.segment.io) unless a proxy mounts Segment's API there",
+				fieldEndpoint, redactedURL(endpoint), api, redactedURL(batchURL(endpoint)))
 			return
 		}
 	}
+}
+
+// batchURL is where the calls of endpoint go: /v1/batch after its path,
+// its query kept (a proxy's token). Added to the URL whole, a query took
+// the path into its last value (…?token=abc/v1/batch).
+func batchURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return endpoint + "/v1/batch" // refused at start (checkEndpoint)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/batch"
+	u.RawPath = ""
+	return u.String()
 }

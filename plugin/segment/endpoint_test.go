@@ -1,8 +1,11 @@
 package segment
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -104,4 +107,31 @@ func buildWithEndpoint(t *testing.T, endpoint string) (string, *output, error) {
 	}
 	out, err := outputFromParsed(conf, mgr)
 	return logs.String(), out, err
+}
+
+// A proxy's endpoint with a path and a query (a token it wants there) gets
+// /v1/batch after its path and keeps its query: appended to the whole URL,
+// requests went to …/segment?token=abc/v1/batch, the query's value ending
+// in the API's path and the path the proxy's root.
+func TestEndpointWithAQueryKeepsItAfterTheAPIsPath(t *testing.T) {
+	api, forward := standInBehindAFront(t)
+	seen := make(chan string, 10)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.URL.Path + "?" + r.URL.RawQuery
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/segment")
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	for _, endpoint := range []string{proxy.URL + "/segment?token=abc", proxy.URL + "/segment/?token=abc"} {
+		out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: "%s"}`, testKey, endpoint))
+		if err := out.WriteBatch(context.Background(), trackBatch(2, 0, "x")); err != nil {
+			t.Fatalf("%s: %v", endpoint, err)
+		}
+		if got := <-seen; got != "/segment/v1/batch?token=abc" {
+			t.Errorf("endpoint %s: a request to %s, want /segment/v1/batch?token=abc", endpoint, got)
+		}
+	}
+	if n := api.UniqueMessageIDs(); n != 2 {
+		t.Errorf("the stand-in took %d calls, want 2", n)
+	}
 }

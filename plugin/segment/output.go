@@ -123,7 +123,7 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 				Description("The Segment region of the workspace: `us` or `eu`.").Default("us").
 				LintRule(`root = if !["us", "eu"].contains(this) { ["region %q is not a Segment region: use us or eu (SEGMENT_REGION in the shipped configs)".format(this)] }`),
 			service.NewStringField(fieldEndpoint).
-				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch`, and warns at start of an endpoint ending in `/v1` or `/v1/batch`. One that is not an `http://` or `https://` URL with a host (`api.segment.io` alone) is refused at start. Messages name it with its password (or a user alone) and query values written `xxxxx`.").
+				Description("Overrides the region's endpoint: for proxies and tests. Empty keeps the region's. The API's root, like `https://api.segment.io`: the output adds `/v1/batch` to its path (a query, such as a proxy's token, is kept after it), and warns at start of an endpoint ending in `/v1` or `/v1/batch`. One that is not an `http://` or `https://` URL with a host (`api.segment.io` alone) is refused at start. Messages name it with its password (or a user alone) and query values written `xxxxx`.").
 				Optional().Advanced().
 				Secret(), // a proxy's URL may carry a password or a token, in the query too, which a URL field's scrubbing keeps: echo scrubs it
 			service.NewIntField(fieldMaxCalls).
@@ -226,7 +226,7 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 		return nil, err
 	}
 	s := &sender{
-		endpoint: strings.TrimSuffix(endpoint, "/"),
+		batchURL: batchURL(endpoint),
 		where:    where,
 		clock:    clockwork.NewRealClock(),
 		scrub:    newScrubber(append(slices.Collect(maps.Values(routes)), writeKey)...),

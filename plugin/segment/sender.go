@@ -22,7 +22,7 @@ import (
 // retry policy, the dispatchers (one per write key) and the metrics.
 type sender struct {
 	client           *http.Client
-	endpoint         string
+	batchURL         string // the endpoint's /v1/batch (batchURL)
 	where            string // the endpoint and region, for messages
 	maxCalls         int
 	requestTimeout   time.Duration

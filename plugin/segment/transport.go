@@ -38,7 +38,7 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
 	reader := &closeWaiter{Reader: bytes.NewReader(body), closed: make(chan struct{})}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint+"/v1/batch", reader)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.batchURL, reader)
 	if err != nil {
 		return postResult{err: err, detail: s.scrub.clean(err.Error())}
 	}

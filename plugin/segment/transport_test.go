@@ -140,8 +140,8 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	out := newTestOutput(t, `{write_key: k, region: eu}`)
-	if out.s.endpoint != "https://events.eu1.segmentapis.com" {
-		t.Fatalf("eu endpoint %q", out.s.endpoint)
+	if out.s.batchURL != "https://events.eu1.segmentapis.com/v1/batch" {
+		t.Fatalf("eu requests go to %q", out.s.batchURL)
 	}
 }
 
