@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,11 +37,7 @@ func TestHTTPInputDeadlineRunsFromArrival(t *testing.T) {
 	first := postAsync(http.DefaultClient, url, body)
 	_, ackFirst := readRequest(t, in) // holds the budget until acknowledged
 
-	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/currents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialInput(t, url)
 	if _, err := io.WriteString(conn, "POST /currents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\n"+
 		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body[:10]); err != nil {
 		t.Fatal(err)

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -25,11 +23,7 @@ func TestHTTPInputIdleTimeoutOutlastsLoadBalancers(t *testing.T) {
 	}
 
 	_, url := startAckedInput(t, "idle_timeout: 50ms")
-	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/currents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialInput(t, url)
 	// Not a wait: the server closes the connection, or the test fails here
 	// rather than hang.
 	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))

@@ -24,11 +24,7 @@ import (
 // 400 here lost the events of every request that met a slow link twice.
 func TestHTTPInputSlowBodyIsRetried(t *testing.T) {
 	_, url := startHTTPInput(t, "timeout: 300ms")
-	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/currents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialInput(t, url)
 	body := `{"events": [` + testEvent + `]}`
 	// Half the declared body, then nothing: the server's read deadline ends
 	// the wait, not this test.
@@ -175,4 +171,16 @@ func TestHTTPInputNamesAClientThatLeft(t *testing.T) {
 		break
 	}
 	_ = ack(context.Background(), nil)
+}
+
+// dialInput opens a connection to the input at url (…/currents), for a
+// test that writes the request itself; closed when the test ends.
+func dialInput(t *testing.T, url string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/currents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
