@@ -259,12 +259,16 @@ func (c *inputConfig) validateNotifications() error {
 		return fmt.Errorf("%s cannot be used with %s: replicas on one subscription share its notifications, each read by one of them, so leave %s at 0/1",
 			inFieldShard, inFieldNotifications, inFieldShard)
 	}
-	if c.ckptCache != "" || c.ckptInBucket {
+	if c.checkpointed() {
 		return fmt.Errorf("%s cannot be used with %s: the queue holds the objects still to read, a notification is acknowledged once its object is done",
 			inFieldCheckpoint, inFieldNotifications)
 	}
 	return nil
 }
+
+// checkpointed says whether a checkpoint is kept (in a cache or in the
+// bucket), as checkpointStore chooses its store.
+func (c *inputConfig) checkpointed() bool { return c.ckptCache != "" || c.ckptInBucket }
 
 // defaultCheckpointKey names the checkpoint after the prefix, the shard and
 // the window, so that a backfill window keeps a checkpoint of its own.

@@ -112,7 +112,7 @@ func (in *currentsInput) notePassStopped() {
 	in.mu.Unlock()
 	if !over {
 		next := "it resumes from its checkpoint"
-		if in.conf.ckptCache == "" && !in.conf.ckptInBucket { // as checkpointStore decides
+		if !in.conf.checkpointed() {
 			next = "with no checkpoint configured, it reads every object again"
 		}
 		noteUnfinished("the one-pass run was stopped before it read and delivered every object. Run it again: " + next)
