@@ -54,16 +54,15 @@ func Check(field, raw string) error {
 		// The drivers open the bucket by its host and drop the path unread.
 		return fmt.Errorf("%s %q: a %s URL names the bucket only, and its driver ignores the path %q: give it as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
 			field, Name(raw), u.Scheme, u.Path)
-	case u.Query().Has("prefix"), u.Query().Has("key"):
-		// gocloud's own settings, which its URL mux takes and the drivers
-		// refuse as unknown: a prefix there would be added twice to the keys
-		// a notification names, and a key makes a bucket of one object.
-		param := "prefix"
-		if !u.Query().Has(param) {
-			param = "key"
+	}
+	// gocloud's own settings, which its URL mux takes and the drivers refuse
+	// as unknown: a prefix there would be added twice to the keys a
+	// notification names, and a key makes a bucket of one object.
+	for _, param := range []string{"prefix", "key"} {
+		if u.Query().Has(param) {
+			return fmt.Errorf("%s %q: %s= is not taken here: give the prefix as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
+				field, Name(raw), param)
 		}
-		return fmt.Errorf("%s %q: %s= is not taken here: give the prefix as the input's prefix (CURRENTS_PREFIX in the shipped configs) or the bucket output's path",
-			field, Name(raw), param)
 	}
 	if err := checkSettings(u); err != nil {
 		return fmt.Errorf("%s %q: %w", field, Name(raw), cleanOpenError(raw, raw, err))

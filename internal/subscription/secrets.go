@@ -11,16 +11,17 @@ import (
 // values are never logged or put in errors.
 var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|credential|connection`)
 
-// ShownURL is u as logs and errors show it, with its password (or its user,
-// when alone) and the values of the query parameters that may hold a secret written xxxxx, and
-// the values hidden, each as written and escaped: a driver's error may quote
-// the URL encoded again (the Rabbit subscription adds its prefetch_count).
-// A rabbit URL's include RABBIT_SERVER_URL's, which gocloud's opener
-// quotes when it cannot parse it; an azuresb URL's the connection string's.
+// ShownURL is u as logs and errors show it: its password (or its user, when
+// alone) and the values of the query parameters that may hold a secret
+// written xxxxx. secrets are the values hidden, each as written and
+// escaped: a driver's error may quote the URL encoded again (the Rabbit
+// subscription adds its prefetch_count). A rabbit URL's include
+// RABBIT_SERVER_URL's, which gocloud's opener quotes when it cannot parse
+// it; an azuresb URL's the connection string's.
 func ShownURL(u *url.URL) (shown string, secrets []string) {
 	c := *u
-	if p, ok := c.User.Password(); ok && p != "" {
-		secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
+	if p := passwordSecrets(c.User); p != nil {
+		secrets = append(secrets, p...)
 	} else if name := c.User.Username(); name != "" {
 		// A user alone is how NATS and others take a token: no driver
 		// here reads a URL's user, so hiding it costs nothing.
@@ -81,11 +82,18 @@ func RabbitServerSecrets() []string {
 	}
 	secrets := []string{server}
 	if u, err := url.Parse(server); err == nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			secrets = append(secrets, p, strings.TrimPrefix(url.UserPassword("", p).String(), ":"))
-		}
+		secrets = append(secrets, passwordSecrets(u.User)...)
 	}
 	return secrets
+}
+
+// passwordSecrets are user's password, as written and escaped, or nil when
+// it has none.
+func passwordSecrets(user *url.Userinfo) []string {
+	if p, ok := user.Password(); ok && p != "" {
+		return []string{p, strings.TrimPrefix(url.UserPassword("", p).String(), ":")}
+	}
+	return nil
 }
 
 // serviceBusConnEnv names the variable gocloud's azuresb opener reads the

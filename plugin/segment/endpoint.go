@@ -13,10 +13,10 @@ import (
 // query value, if any, written xxxxx, for the messages that name the
 // endpoint: a proxy's URL may carry credentials, as user:password@, a token
 // as the user or in the query (?token=…, ?api_key=…), which connect echo
-// scrubs too. The query's names stay, to
-// tell which setting is wrong; a part without = may be a bare token and
-// goes whole. One that does not parse is named by the parser's reason alone
-// (a bad port, a space before the scheme), which quotes no more of it.
+// scrubs too. The query's names stay, to tell which setting is wrong; a
+// part without = may be a bare token and goes whole. One that does not
+// parse is named by the parser's reason alone (a bad port, a space before
+// the scheme), which quotes no more of it.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	var uerr *url.Error
