@@ -138,11 +138,13 @@ func TestUnparsableURLSecretsNeverPrinted(t *testing.T) {
 // driver refuses (or which has no credentials here), and on Service Bus with
 // a connection string that does not parse (a shared access signature, which
 // the SDK's error quotes whole): the error, retried and logged, shows
-// neither secret, naming the URL's parameter with its value written xxxxx.
+// neither secret, naming the URL's parameter with its value written xxxxx,
+// whatever the parameter's name (?auth= as well as ?access_token=).
 func TestNotificationURLSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ url, env, want string }{
 		{"gcppubsubv2://acme/created?access_token=notify-token-never-print", "", "access_token=xxxxx"},
+		{"gcppubsubv2://acme/created?auth=notify-auth-never-print", "", "auth=xxxxx"},
 		{"azuresb://currents?subscription=connect",
 			"SERVICEBUS_CONNECTION_STRING=Endpoint=sb://ns.servicebus.windows.net/;SharedAccessSignature=SharedAccessSignature sr=ns&sig=sb-sig-never-print&se=1;EntityPath",
 			"invalid connection string"},
@@ -173,5 +175,38 @@ func TestQueueURLUserTokenNeverPrinted(t *testing.T) {
 	p.waitLines(1, 2*time.Minute, "Failed to connect to queue")
 	if logs := p.logs(); strings.Contains(logs, "never-print") || !strings.Contains(logs, "nats://xxxxx@nats.example:4222/subject") {
 		t.Fatalf("the URL's user token was logged, or the URL not named:\n%s", grepLines(logs, "Failed to connect"))
+	}
+}
+
+// TestQueueURLQueryValuesNeverPrinted runs queue inputs and outputs whose
+// URLs carry secrets under names that do not look secret (?k=, ?auth=): the
+// errors logged at every attempt to connect, and the refusal of a scheme
+// not compiled in, name the URL with every query value written xxxxx.
+func TestQueueURLQueryValuesNeverPrinted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const noHTTP = "http:\n  enabled: false\n" // the two run at once
+	configs := map[string]string{
+		"connect.yaml": noHTTP + "input:\n  queue:\n    url: \"nats://subject?k=in-key-never-print\"\n" +
+			"output:\n  queue:\n    url: \"nats://subject?auth=out-auth-never-print\"\n",
+		"scheme.yaml": noHTTP + "input:\n  queue:\n    url: \"pulsar://host/subject?auth=scheme-auth-never-print\"\noutput:\n  drop: {}\n",
+	}
+	for name, config := range configs {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"NATS_SERVER_URL=nats://127.0.0.1:9"}
+	p := startConnect(t, dir, env, nil, "--log.level", "trace", "-c", "connect.yaml")
+	p.waitLines(2, 2*time.Minute, "Failed to connect to queue")
+	logs := p.logs()
+	for _, want := range []string{"nats://subject?k=xxxxx", "nats://subject?auth=xxxxx"} {
+		if strings.Contains(logs, "never-print") || !strings.Contains(logs, want) {
+			t.Errorf("a query value was logged, or %s not named:\n%s", want, grepLines(logs, "Failed to connect", "never-print"))
+		}
+	}
+	out, err := runConnect(t, dir, env, "--log.level", "trace", "-c", "scheme.yaml")
+	if want := "pulsar://host/subject?auth=xxxxx"; err == nil || strings.Contains(out, "never-print") || !strings.Contains(out, want) {
+		t.Errorf("exit %v, want a refusal naming %s and no secret:\n%s", err, want, lastLines(out, 10))
 	}
 }

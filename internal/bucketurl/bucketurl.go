@@ -25,6 +25,8 @@ import (
 	"gocloud.dev/gcp"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
+
+	"github.com/currents-connect/currents-connect/internal/redact"
 )
 
 // Check refuses a bucket URL, given in the config field field, that no
@@ -230,7 +232,7 @@ func cleanOpenError(raw, open string, err error) error {
 		msg = strings.ReplaceAll(msg, u.String(), Name(raw))
 	}
 	msg = strings.TrimPrefix(msg, "open bucket "+Name(raw)+": ")
-	return Redact(redacted{msg, err})
+	return Redact(redact.Error(msg, err))
 }
 
 // Name is a bucket URL without its query, which may hold settings (an
@@ -264,14 +266,5 @@ func Redact(err error) error {
 	if clean == msg {
 		return err
 	}
-	return redacted{clean, err}
+	return redact.Error(clean, err)
 }
-
-// redacted shows the redacted text and unwraps to the original error.
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r redacted) Error() string { return r.msg }
-func (r redacted) Unwrap() error { return r.err }

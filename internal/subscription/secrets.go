@@ -4,73 +4,57 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/currents-connect/currents-connect/internal/redact"
 )
 
-// secretParam matches query parameter names that may hold a secret: their
-// values are never logged or put in errors.
+// secretParam matches the names of the Service Bus connection string's
+// parts that may hold a secret.
 var secretParam = regexp.MustCompile(`(?i)key|secret|token|password|passwd|sig|credential|connection`)
 
-// ShownURL is u as logs and errors show it: its password (or its user, when
-// alone) and the values of the query parameters that may hold a secret
-// written xxxxx. secrets are the values hidden, each as written and
-// escaped: a driver's error may quote the URL encoded again (the Rabbit
-// subscription adds its prefetch_count). A rabbit URL's include
-// RABBIT_SERVER_URL's, which gocloud's opener quotes when it cannot parse
-// it; an azuresb URL's the connection string's.
+// ShownURL is u as logs and errors show it (redact.URL): its password (or
+// its user, when alone) and every query value written xxxxx. secrets are
+// what must not show of them where a driver's error quotes them out of the
+// URL: the password, as written and escaped, the user alone, and each
+// query value in quotes (gocloud's "invalid value %q"). A rabbit URL's
+// include RABBIT_SERVER_URL's, which gocloud's opener quotes when it cannot
+// parse it; an azuresb URL's the connection string's.
 func ShownURL(u *url.URL) (shown string, secrets []string) {
-	c := *u
-	if p := passwordSecrets(c.User); p != nil {
+	if p := passwordSecrets(u.User); p != nil {
 		secrets = append(secrets, p...)
-	} else if name := c.User.Username(); name != "" {
-		// A user alone is how NATS and others take a token: no driver
-		// here reads a URL's user, so hiding it costs nothing.
+	} else if name := u.User.Username(); name != "" {
 		secrets = append(secrets, name, url.User(name).String())
-		c.User = url.User("xxxxx")
 	}
-	query := c.Query()
-	for name, vals := range query {
-		if !secretParam.MatchString(name) {
-			continue
-		}
-		for i, v := range vals {
+	for _, vals := range u.Query() {
+		for _, v := range vals {
 			if v != "" {
-				secrets = append(secrets, v, url.QueryEscape(v))
-				vals[i] = "xxxxx"
+				secrets = append(secrets, strconv.Quote(v))
 			}
 		}
 	}
-	switch c.Scheme {
+	switch u.Scheme {
 	case "rabbit":
 		secrets = append(secrets, RabbitServerSecrets()...)
 	case "azuresb":
 		secrets = append(secrets, serviceBusSecrets()...)
 	}
-	c.RawQuery = query.Encode()
-	return c.Redacted(), secrets
+	return redact.URL(u), secrets
 }
 
 // HideURL is err, from opening or using the subscription or topic at raw,
-// with raw shown as ShownURL shows it and its secrets written xxxxx:
-// gocloud's errors quote the URL whole. It unwraps to err.
+// with raw shown as ShownURL shows it, the query values of any URL it
+// quotes (raw encoded again) and the secrets written xxxxx: gocloud's
+// errors quote the URL whole. It unwraps to err.
 func HideURL(raw string, err error) error {
 	u, perr := url.Parse(raw)
 	if perr != nil {
-		return hidden{HideSecrets(err.Error(), []string{raw}), err}
+		return redact.Error(HideSecrets(err.Error(), []string{raw}), err)
 	}
 	shown, secrets := ShownURL(u)
-	return hidden{HideSecrets(strings.ReplaceAll(err.Error(), raw, shown), secrets), err}
+	return redact.Error(HideSecrets(redact.Query(strings.ReplaceAll(err.Error(), raw, shown)), secrets), err)
 }
-
-// hidden shows an error's text with its secrets hidden, and unwraps to the
-// error, for errors.Is and gcerrors.Code.
-type hidden struct {
-	msg string
-	err error
-}
-
-func (h hidden) Error() string { return h.msg }
-func (h hidden) Unwrap() error { return h.err }
 
 // RabbitServerSecrets are what must not show of RABBIT_SERVER_URL: the
 // whole value (url's errors quote it) and its password, as written and

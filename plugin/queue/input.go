@@ -112,7 +112,7 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queue
 func (in *queueInput) Connect(ctx context.Context) error {
 	sub, err := subscription.Open(driverlog.With(ctx, in.log), in.url.raw, cap(in.sem))
 	if err != nil {
-		return in.url.scrub("opening subscription", err)
+		return in.url.named("opening subscription", err) // Open hid the URL's secrets
 	}
 	in.mu.Lock()
 	in.sub = sub

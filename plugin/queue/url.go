@@ -82,11 +82,18 @@ func parseURL(field, raw string, topics bool) (*queueURL, error) {
 }
 
 // scrub rewrites a driver's error so that it shows neither the URL's
-// secrets nor the raw URL, and names the redacted URL.
+// secrets nor the raw URL, named as named names it.
 func (q *queueURL) scrub(what string, err error) error {
-	hidden := subscription.HideURL(q.raw, err)
-	if strings.Contains(hidden.Error(), q.redacted) { // gocloud's open errors name the URL
-		return fmt.Errorf("%s: %w", what, hidden)
+	return q.named(what, subscription.HideURL(q.raw, err))
+}
+
+// named is err, whose text hides the URL's secrets already, after what and
+// the redacted URL, unless it names the URL: gocloud's open errors do, with
+// the query encoded again (its parameters sorted), so its scheme, host and
+// path are looked for.
+func (q *queueURL) named(what string, err error) error {
+	if base, _, _ := strings.Cut(q.redacted, "?"); strings.Contains(err.Error(), base) {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("%s %s: %w", what, q.redacted, hidden)
+	return fmt.Errorf("%s %s: %w", what, q.redacted, err)
 }

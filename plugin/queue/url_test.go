@@ -58,6 +58,30 @@ func TestURLSecretsHidden(t *testing.T) {
 	t.Log(err)
 }
 
+// TestURLQueryValuesHidden: a secret may sit under any name (?auth=,
+// ?k=): the refusal of a scheme and the drivers' errors, which quote the
+// query, write every value xxxxx and keep the names.
+func TestURLQueryValuesHidden(t *testing.T) {
+	_, err := parseURL("url", "pulsar://host/s?auth=auth-never-print&k=k-never-print", false)
+	if err == nil || strings.Contains(err.Error(), "never-print") || !strings.Contains(err.Error(), "pulsar://host/s?auth=xxxxx&k=xxxxx") {
+		t.Errorf("scheme refused with %v, want the URL named with its values written xxxxx", err)
+	}
+	const sqs = `url: "awssqs://sqs.us-east-2.amazonaws.com/1/q?region=us-east-2&bogus=1&auth=auth-never-print"`
+	out, err := buildOutput(sqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := buildInput(sqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, connect := range map[string]func(context.Context) error{"output": out.Connect, "input": in.Connect} {
+		if err := connect(context.Background()); err == nil || strings.Contains(err.Error(), "never-print") || !strings.Contains(err.Error(), "auth=xxxxx") {
+			t.Errorf("%s: Connect gave %v, want the URL named with its values written xxxxx", what, err)
+		}
+	}
+}
+
 // TestRabbitServerURLHidden: a RABBIT_SERVER_URL that is not a URL (a %
 // left unescaped in the password, a typo in the port) fails the input's
 // Connect without showing it: url's errors quote it whole, and Connect's

@@ -7,16 +7,15 @@ import (
 	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/currents-connect/currents-connect/internal/redact"
 )
 
-// redactedURL is raw with its password (or its user, when alone) and each
-// query value, if any, written xxxxx, for the messages that name the
-// endpoint: a proxy's URL may carry credentials, as user:password@, a token
-// as the user or in the query (?token=…, ?api_key=…), which connect echo
-// scrubs too. The query's names stay, to tell which setting is wrong; a
-// part without = may be a bare token and goes whole. One that does not
-// parse is named by the parser's reason alone (a bad port, a space before
-// the scheme), which quotes no more of it.
+// redactedURL is raw as the messages that name the endpoint show it
+// (redact.URL): a proxy's URL may carry credentials, as user:password@, a
+// token as the user or in the query (?token=…, ?api_key=…), which connect
+// echo scrubs too. One that does not parse is named by the parser's reason
+// alone (a bad port, a space before the scheme), which quotes no more of it.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
 	var uerr *url.Error
@@ -26,21 +25,7 @@ func redactedURL(raw string) string {
 	if err != nil {
 		return "(not a URL)"
 	}
-	if u.RawQuery != "" {
-		parts := strings.Split(u.RawQuery, "&")
-		for i, part := range parts {
-			if name, _, ok := strings.Cut(part, "="); ok {
-				parts[i] = name + "=xxxxx"
-			} else if part != "" {
-				parts[i] = "xxxxx"
-			}
-		}
-		u.RawQuery = strings.Join(parts, "&")
-	}
-	if _, ok := u.User.Password(); !ok && u.User.Username() != "" {
-		u.User = url.User("xxxxx") // a user alone may be a token, sent as Basic auth's user
-	}
-	return u.Redacted()
+	return redact.URL(u)
 }
 
 // checkEndpoint refuses an endpoint that is not an http or https URL with a
