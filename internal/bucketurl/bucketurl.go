@@ -38,7 +38,7 @@ import (
 func Check(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return ParseError(field, err)
+		return redact.ParseError(field, err)
 	}
 	schemes := strings.Join(blob.DefaultURLMux().BucketSchemes(), ", ")
 	switch {
@@ -151,18 +151,6 @@ func checkS3Region(u *url.URL) error {
 		return nil // an error the opener reported already
 	}
 	return errors.New("no AWS region: add ?region=<the bucket's region> to the URL, or set AWS_REGION")
-}
-
-// ParseError is the refusal of a URL, given in the config field field,
-// that url.Parse refused with err: the parser's reason (a bad escape, a bad
-// port), not its error whole, which quotes the URL with its password or
-// token.
-func ParseError(field string, err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return fmt.Errorf("%s is not a URL: %v", field, uerr.Err)
-	}
-	return fmt.Errorf("%s is not a URL", field)
 }
 
 // CheckLocalDir opens a file:// bucket: a directory that does not exist is

@@ -42,6 +42,22 @@ func TestRedactHidesRequestSignatures(t *testing.T) {
 	}
 }
 
+// TestCheckQuotesNothingOfAnUnparsableURL: url.Parse's reasons quote a
+// bad escape's three characters and what it took for a port, both pieces
+// of a password pasted unescaped (a % or a / in it): the refusal names the
+// setting and the reason, without them.
+func TestCheckQuotesNothingOfAnUnparsableURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"s3://AKIA:se%zzkret@currents?region=us-east-1": "url is not a URL: an invalid % escape",
+		"s3://AKIA:sekret/word@currents":                "url is not a URL: an invalid port after the host",
+	} {
+		err := Check("url", raw)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "%zz") || strings.Contains(err.Error(), "sekret") {
+			t.Errorf("%s: refused with %v, want %q and no part of the password", raw, err, want)
+		}
+	}
+}
+
 // LocalDir resolves a file:// bucket's directory as fileblob does: absolute,
 // or relative to the working directory when the host is ".".
 func TestLocalDir(t *testing.T) {

@@ -7,6 +7,8 @@
 package redact
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -49,6 +51,33 @@ func Query(msg string) string {
 		value := sub[2]
 		return sub[1] + "xxxxx" + value[len(strings.TrimRight(value, ":,;)")):]
 	})
+}
+
+// ParseError is the refusal of a URL, given in the config field field,
+// that url.Parse refused with err.
+func ParseError(field string, err error) error {
+	return fmt.Errorf("%s is not a URL: %s", field, ParseReason(err))
+}
+
+// ParseReason is why url.Parse refused a URL, quoting nothing of it: its
+// reasons quote a bad escape's three characters and what it took for a port,
+// pieces of a password pasted unescaped (a % in it, or a / that ends the
+// host early), and url.Error quotes the URL whole.
+func ParseReason(err error) string {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	var escape url.EscapeError
+	switch {
+	case errors.As(err, &escape):
+		return "an invalid % escape (write a % as %25, and a reserved character of a password percent-encoded)"
+	case strings.HasPrefix(err.Error(), "invalid port "):
+		return "an invalid port after the host (a port that is not a number, or a / ? or # in a password, which must be percent-encoded)"
+	case uerr == nil:
+		return "it does not parse"
+	}
+	return err.Error()
 }
 
 // Error is an error whose text shows msg, its secrets hidden, and which

@@ -46,11 +46,12 @@ func ShownURL(u *url.URL) (shown string, secrets []string) {
 // HideURL is err, from opening or using the subscription or topic at raw,
 // with raw shown as ShownURL shows it, the query values of any URL it
 // quotes (raw encoded again) and the secrets written xxxxx: gocloud's
-// errors quote the URL whole. It unwraps to err.
+// errors quote the URL whole. One that does not parse is named by
+// url.Parse's reason alone. It unwraps to err.
 func HideURL(raw string, err error) error {
 	u, perr := url.Parse(raw)
 	if perr != nil {
-		return redact.Error(HideSecrets(err.Error(), []string{raw}), err)
+		return redact.Error("not a URL: "+redact.ParseReason(perr), err)
 	}
 	shown, secrets := ShownURL(u)
 	return redact.Error(HideSecrets(redact.Query(strings.ReplaceAll(err.Error(), raw, shown)), secrets), err)

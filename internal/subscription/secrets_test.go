@@ -45,3 +45,14 @@ func TestOpenErrorsHideEveryQueryValue(t *testing.T) {
 		t.Errorf("HideURL gave %v, want no query value", err)
 	}
 }
+
+// TestHideURLOfAnUnparsableURL: a URL that does not parse is named by the
+// parser's reason alone, not the bad escape it quotes, a piece of a secret.
+func TestHideURLOfAnUnparsableURL(t *testing.T) {
+	raw := "rabbit://guest:pass%zzword@orders"
+	_, perr := url.Parse(raw)
+	err := HideURL(raw, fmt.Errorf("open pubsub.Subscription: %w", perr))
+	if strings.Contains(err.Error(), "%zz") || !strings.Contains(err.Error(), "an invalid % escape") {
+		t.Errorf("HideURL gave %v, want the reason without the escape", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"gocloud.dev/pubsub"
 
 	"github.com/currents-connect/currents-connect/internal/bucketurl"
+	"github.com/currents-connect/currents-connect/internal/redact"
 )
 
 // inputConfig is the parsed configuration of the braze_currents input.
@@ -248,7 +249,7 @@ func (c *inputConfig) validateNotifications() error {
 	}
 	u, err := url.Parse(c.notifications)
 	if err != nil {
-		return bucketurl.ParseError(inFieldNotifications, err)
+		return redact.ParseError(inFieldNotifications, err)
 	}
 	mux := pubsub.DefaultURLMux()
 	if !mux.ValidSubscriptionScheme(u.Scheme) {

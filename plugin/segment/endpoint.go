@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -18,12 +17,8 @@ import (
 // alone (a bad port, a space before the scheme), which quotes no more of it.
 func redactedURL(raw string) string {
 	u, err := url.Parse(raw)
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return fmt.Sprintf("(not a URL: %v)", uerr.Err)
-	}
 	if err != nil {
-		return "(not a URL)"
+		return "(not a URL: " + redact.ParseReason(err) + ")"
 	}
 	return redact.URL(u)
 }
