@@ -56,3 +56,13 @@ func TestHideURLOfAnUnparsableURL(t *testing.T) {
 		t.Errorf("HideURL gave %v, want the reason without the escape", err)
 	}
 }
+
+// TestRabbitServerURLQueryValuesHidden: the broker's URL, named when it
+// cannot be reached, shows no query value either.
+func TestRabbitServerURLQueryValuesHidden(t *testing.T) {
+	t.Setenv(RabbitServerEnv, "amqp://guest:pass-never-print@127.0.0.1:9/?auth=auth-never-print")
+	_, err := rabbitDial()
+	if err == nil || strings.Contains(err.Error(), "never-print") || !strings.Contains(err.Error(), "amqp://guest:xxxxx@127.0.0.1:9/?auth=xxxxx") {
+		t.Errorf("rabbitDial gave %v, want the broker named with its password and query values written xxxxx", err)
+	}
+}

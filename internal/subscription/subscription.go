@@ -31,6 +31,7 @@ import (
 
 	"github.com/currents-connect/currents-connect/internal/awsqueue"
 	"github.com/currents-connect/currents-connect/internal/driverlog"
+	"github.com/currents-connect/currents-connect/internal/redact"
 )
 
 // RabbitServerEnv names the variable that holds the RabbitMQ server's URL.
@@ -184,8 +185,9 @@ func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *le
 }
 
 // rabbitDial connects to RABBIT_SERVER_URL's broker. Its errors name the
-// broker without the password: one that is not a URL is not dialled, as
-// url's and amqp's errors quote it whole.
+// broker as redact.URL shows it, its password and query values written
+// xxxxx: one that is not a URL is not dialled, as url's and amqp's errors
+// quote it whole.
 func rabbitDial() (*amqp.Connection, error) {
 	server := os.Getenv(RabbitServerEnv)
 	if server == "" {
@@ -197,7 +199,7 @@ func rabbitDial() (*amqp.Connection, error) {
 	}
 	conn, err := amqp.Dial(server)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, u.Redacted(), HideSecrets(err.Error(), RabbitServerSecrets()))
+		return nil, fmt.Errorf("connecting to %s %s: %s", RabbitServerEnv, redact.URL(u), HideSecrets(err.Error(), RabbitServerSecrets()))
 	}
 	return conn, nil
 }
