@@ -47,7 +47,16 @@ type httpPipeline struct {
 	deadLetters string
 }
 
+// startHTTPPipeline starts the pipeline with a shorter grace than Connect's
+// 20s default, for the tests that stop it with calls in flight: how long
+// the grace is is not tested.
 func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) *httpPipeline {
+	t.Helper()
+	return startHTTPPipelineArgs(t, token, timeout, []string{"--set", "shutdown_timeout=3s"}, extraEnv...)
+}
+
+// startHTTPPipelineArgs starts the pipeline with args after the config's.
+func startHTTPPipelineArgs(t *testing.T, token, timeout string, args []string, extraEnv ...string) *httpPipeline {
 	t.Helper()
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	p := &httpPipeline{t: t, srv: srv, addr: freeAddr(t), metrics: freeAddr(t),
@@ -58,9 +67,7 @@ func startHTTPPipeline(t *testing.T, token, timeout string, extraEnv ...string) 
 	events := newNotifier()
 	srv.OnRequest(func(*http.Request, []segmentapi.Call) { events.notify() })
 	// Debug logs: the token must not appear even there.
-	// A shorter grace than Connect's 20s default, for the tests that stop
-	// it with calls in flight: how long the grace is is not tested.
-	p.proc = startConnect(t, repoRoot, env, events, "--log.level", "debug", "-c", httpConfig, "--set", "shutdown_timeout=3s")
+	p.proc = startConnect(t, repoRoot, env, events, append([]string{"--log.level", "debug", "-c", httpConfig}, args...)...)
 	p.proc.waitLines(1, time.Minute, "Receiving Braze Currents events at")
 	return p
 }

@@ -121,3 +121,80 @@ func stopWhileHeld(t *testing.T, env []string, events *notifier, proxy *recordin
 	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
 	return p
 }
+
+// TestCustomHTTPStopTurnsReadyDown stops the Custom HTTP pipeline with
+// SIGTERM while Segment holds a request's calls: from the signal on, /ready
+// answers 503 while the pipeline drains, so that a load balancer checking it
+// sends Braze's requests to another process (Connect's own /ready stayed 200
+// until the process exited, up to shutdown_timeout later), while /ping and
+// /metrics still answer. A request arriving during the stop is answered 503
+// and none of its events reaches Segment; the calls held at the signal are
+// delivered by the drain once Segment answers, and the process exits 0.
+func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
+	t.Parallel()
+	// The grace outlasts the test's steps, the drain ending when Segment
+	// answers, which the test decides; and the held calls do not make
+	// Segment unreachable (/ready 503 for another reason) meanwhile.
+	p := startHTTPPipelineArgs(t, "tok-drain", "3s", []string{"--set", "shutdown_timeout=2m",
+		"--set", "output.fallback.0.reject_errored.segment.unreachable_after=10m"})
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	p.srv.OnRequest(func(*http.Request, []segmentapi.Call) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	held := namedEvents(t, "users.messages.email.Send", 5, 95)
+	codes := make(chan int, 1)
+	go func() { codes <- p.postBytes("Bearer tok-drain", customHTTPBody(t, "users.messages.email.Send", held)) }()
+	select {
+	case <-arrived:
+	case <-time.After(time.Minute):
+		t.Fatalf("no request reached Segment:\n%s", lastLines(p.proc.logs(), 30))
+	}
+	base := "http://" + p.metrics
+	if code, body := httpGet(t, base+"/ready"); code != http.StatusOK {
+		t.Fatalf("/ready before the stop: %d %s", code, body)
+	}
+	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "/ready answering 503 during the stop", func() bool {
+		if p.proc.exited() {
+			t.Fatalf("the process exited before /ready answered 503:\n%s", lastLines(p.proc.logs(), 30))
+		}
+		code, _ := httpGet(t, base+"/ready")
+		return code == http.StatusServiceUnavailable
+	})
+	if _, body := httpGet(t, base+"/ready"); !strings.Contains(body, "Received SIGTERM") {
+		t.Errorf("/ready during the stop does not say why: %s", body)
+	}
+	for _, path := range []string{"/ping", "/metrics"} {
+		if code, body := httpGet(t, base+path); code != http.StatusOK {
+			t.Errorf("%s during the stop: %d %s", path, code, body)
+		}
+	}
+	late := namedEvents(t, "users.messages.email.Send", 3, 96)
+	if code := p.postBytes("Bearer tok-drain", customHTTPBody(t, "users.messages.email.Send", late)); code != http.StatusServiceUnavailable {
+		t.Fatalf("a request arriving during the stop was answered %d", code)
+	}
+	if code := <-codes; code != http.StatusServiceUnavailable {
+		t.Fatalf("the request whose calls Segment held was answered %d", code)
+	}
+	released = true
+	close(release)
+	p.proc.wait(time.Minute)
+	p.checkDelivered(held)
+	for _, e := range late {
+		if n := p.srv.Count(e["id"].(string)); n != 0 {
+			t.Fatalf("event %s of the request answered 503 during the stop reached Segment", e["id"])
+		}
+	}
+}

@@ -40,6 +40,8 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	httpFailed := newHTTPFailure(cancel)
+	stop := &connectStop{}
+	ready := &readiness{stop: stop}
 	startWarnings := logStartWarnings(os.Getenv)
 	service.RunCLI(ctx,
 		service.CLIOptSetVersion(version, dateBuilt),
@@ -47,10 +49,15 @@ func main() {
 		service.CLIOptSetProductName("Currents Connect"),
 		service.CLIOptOnLoggerInit(func(l *service.Logger) {
 			httpFailed.setLogger(l)
+			ready.setLogger(l)
 			startWarnings(l)
 		}),
-		service.CLIOptAddTeeLogger(slog.New(httpFailed)),
-		service.CLIOptOnConfigParse(refuseMissingInputFile),
+		service.CLIOptAddTeeLogger(slog.New(slog.NewMultiHandler(httpFailed, stop))),
+		service.CLIOptOnConfigParse(func(conf *service.ParsedConfig) error {
+			ready.takeManager(conf)
+			return refuseMissingInputFile(conf)
+		}),
+		service.CLIOptOnStreamStart(ready.onStreamStart),
 	)
 	// Connect ends a run whose context was cancelled with status 0.
 	if reason := httpFailed.failed(); reason != "" {
