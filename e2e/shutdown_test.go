@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -196,5 +197,37 @@ func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 		if n := p.srv.Count(e["id"].(string)); n != 0 {
 			t.Fatalf("event %s of the request answered 503 during the stop reached Segment", e["id"])
 		}
+	}
+}
+
+// TestReplayStoppedBySignalExitsOne stops config/dead_letters_to_segment.yaml
+// with SIGTERM while Segment holds its calls: it exits with status 1 and says
+// the replay did not end, so that a script does not take it for done and
+// delete the file it read (it exited 0, as a replay that ended).
+func TestReplayStoppedBySignalExitsOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	letters := filepath.Join(dir, "dead-letter.jsonl")
+	var lines strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&lines, `{"error":"x","event_type":"users.messages.email.Send","source":"currents/x.avro","message":{"type":"track","messageId":"m-%d","userId":"u-%d","event":"Email Sent","timestamp":"2026-01-01T00:00:00Z"}}`+"\n", i, i)
+	}
+	if err := os.WriteFile(letters, []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := segmentapi.StartT(t, keyDefault)
+	srv.SlowNext(10000, time.Hour)
+	p := startConnect(t, repoRoot, []string{"DEAD_LETTERS=" + letters, "DEAD_LETTER_PATH=" + filepath.Join(dir, "replayed.jsonl"),
+		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault}, nil,
+		"-c", "config/dead_letters_to_segment.yaml", "--set", "shutdown_timeout=3s")
+	waitUntil(t, "a request at Segment", func() bool { return srv.Stats().Requests > 0 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(lastLines(p.logs(), 1), "Exiting with status 1: the file input's run was stopped by a signal (Received SIGTERM") {
+		t.Fatalf("a replay stopped by SIGTERM exited with %v:\n%s", p.err, lastLines(p.logs(), 5))
 	}
 }

@@ -20,18 +20,11 @@ import (
 // done, at a directory. A glob that matches nothing ends the run at once
 // (replayPathWarning warns of it).
 func refuseMissingInputFile(conf *service.ParsedConfig) error {
-	// Connect keeps a component's config as its YAML.
-	raw, err := conf.FieldAny("input")
-	node, ok := raw.(*yaml.Node)
-	var input struct {
-		File struct {
-			Paths []string `yaml:"paths"`
-		} `yaml:"file"`
+	file := fileInput(conf)
+	if file == nil {
+		return nil
 	}
-	if err != nil || !ok || node.Decode(&input) != nil {
-		return nil // no input, or one Connect reports the faults of
-	}
-	for _, path := range input.File.Paths {
+	for _, path := range file.Paths {
 		if strings.ContainsAny(path, `*?[\`) { // a glob, as the file input tells them
 			continue
 		}
@@ -45,4 +38,24 @@ func refuseMissingInputFile(conf *service.ParsedConfig) error {
 		}
 	}
 	return nil
+}
+
+// fileInputConf is what of a file input's config the binary reads.
+type fileInputConf struct {
+	Paths []string `yaml:"paths"`
+}
+
+// fileInput is the config's input when it is a file input, else nil (no
+// input, another, or one Connect reports the faults of).
+func fileInput(conf *service.ParsedConfig) *fileInputConf {
+	// Connect keeps a component's config as its YAML.
+	raw, err := conf.FieldAny("input")
+	node, ok := raw.(*yaml.Node)
+	var input struct {
+		File *fileInputConf `yaml:"file"`
+	}
+	if err != nil || !ok || node.Decode(&input) != nil {
+		return nil
+	}
+	return input.File
 }

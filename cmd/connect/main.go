@@ -55,6 +55,7 @@ func main() {
 		service.CLIOptAddTeeLogger(slog.New(slog.NewMultiHandler(httpFailed, stop))),
 		service.CLIOptOnConfigParse(func(conf *service.ParsedConfig) error {
 			ready.takeManager(conf)
+			stop.setReadsFiles(fileInput(conf) != nil)
 			return refuseMissingInputFile(conf)
 		}),
 		service.CLIOptOnStreamStart(ready.onStreamStart),
@@ -64,8 +65,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, reason)
 		os.Exit(1)
 	}
-	if reason := brazecurrents.Unfinished(); reason != "" {
-		fmt.Fprintln(os.Stderr, "Exiting with status 1: "+reason)
-		os.Exit(1)
+	for _, reason := range []string{brazecurrents.Unfinished(), stop.fileRunStopped()} {
+		if reason != "" {
+			fmt.Fprintln(os.Stderr, "Exiting with status 1: "+reason)
+			os.Exit(1)
+		}
 	}
 }

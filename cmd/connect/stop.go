@@ -19,10 +19,15 @@ const (
 
 // connectStop reads Connect's log through a tee (a slog.Handler) for the line
 // that says its service stops, and keeps it: from then on /ready answers 503
-// (readiness).
+// (readiness) and, if a signal stopped a run of the file input, main exits
+// non-zero (fileRunStopped).
 type connectStop struct {
-	mu  sync.Mutex
-	why string // Connect's line, once the stop began
+	mu       sync.Mutex
+	why      string // Connect's line, once the stop began
+	bySignal bool
+	// readsFiles is set when the config's input is a file input, which
+	// reads its files once and ends: a dead letter replay.
+	readsFiles bool
 }
 
 // began is Connect's line saying why its service stops, or "" before.
@@ -30,6 +35,26 @@ func (s *connectStop) began() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.why
+}
+
+func (s *connectStop) setReadsFiles(files bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readsFiles = files
+}
+
+// fileRunStopped is why a run of the file input must exit non-zero, or "":
+// Connect ends a run stopped by a signal with status 0, as one whose input
+// read every line and delivered it, so a script that replays dead letters
+// and then deletes the file read could not tell the two apart.
+func (s *connectStop) fileRunStopped() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.readsFiles || !s.bySignal {
+		return ""
+	}
+	return "the file input's run was stopped by a signal (" + s.why + ") before it read and delivered every line: " +
+		"lines may be left neither sent nor dead-lettered; run it again before deleting what it read"
 }
 
 func (s *connectStop) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
@@ -42,7 +67,7 @@ func (s *connectStop) Handle(_ context.Context, r slog.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.why == "" {
-		s.why = r.Message
+		s.why, s.bySignal = r.Message, signal
 	}
 	return nil
 }
