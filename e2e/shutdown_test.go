@@ -161,9 +161,12 @@ func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 		t.Fatalf("no request reached Segment:\n%s", lastLines(p.proc.logs(), 30))
 	}
 	base := "http://" + p.metrics
-	if code, body := httpGet(t, base+"/ready"); code != http.StatusOK {
-		t.Fatalf("/ready before the stop: %d %s", code, body)
-	}
+	// The dead letter output becomes active after the first request may
+	// have reached Segment: /ready turns 200 once it has.
+	waitUntil(t, "/ready answering 200 before the stop", func() bool {
+		code, _ := httpGet(t, base+"/ready")
+		return code == http.StatusOK
+	})
 	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
