@@ -15,6 +15,7 @@ import (
 	_ "gocloud.dev/pubsub/mempubsub"
 	_ "gocloud.dev/pubsub/rabbitpubsub"
 
+	"github.com/currents-connect/currents-connect/internal/redact"
 	"github.com/currents-connect/currents-connect/internal/subscription"
 )
 
@@ -68,8 +69,8 @@ type queueURL struct {
 func parseURL(field, raw string, topics bool) (*queueURL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url's errors quote the whole URL: name the field only.
-		return nil, fmt.Errorf("field %s: not a URL", field)
+		// url's errors quote the whole URL: the field and the reason only.
+		return nil, redact.ParseError("field "+field, err)
 	}
 	q := &queueURL{raw: raw}
 	q.redacted, _ = subscription.ShownURL(u)

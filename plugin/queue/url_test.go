@@ -134,3 +134,14 @@ func urlError(raw string) error {
 	}
 	return err
 }
+
+// TestURLThatDoesNotParseSaysWhy: the refusal names the field and the
+// parser's reason, quoting nothing of the URL (a bad escape's characters
+// may be a password's).
+func TestURLThatDoesNotParseSaysWhy(t *testing.T) {
+	_, err := parseURL("url", "nats://user:pa%zzss-never-print@host/subject", false)
+	if err == nil || strings.Contains(err.Error(), "zz") || strings.Contains(err.Error(), "never-print") ||
+		!strings.Contains(err.Error(), "field url is not a URL: an invalid % escape") {
+		t.Fatalf("refused with %v, want the field and the reason, nothing of the URL", err)
+	}
+}
