@@ -3,6 +3,7 @@ package subscription
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -60,20 +61,28 @@ func openServiceBus(ctx context.Context, u *url.URL) (*Subscription, error) {
 // sbReceiver is a receiver of the subscription at u, made by gocloud's URL
 // opener. It attaches its links when first used.
 func sbReceiver(ctx context.Context, u *url.URL) (*azservicebus.Receiver, error) {
+	return openedClient[*azservicebus.Receiver](ctx, u)
+}
+
+// openedClient is the client of type T of the subscription that gocloud's
+// URL opener opens at u, for a driver of our own: the opener dials (with
+// the emulator, credentials or connection string) and checks the URL.
+// gocloud's driver receives only when received from and closes nothing, so
+// its subscription is shut down at once.
+func openedClient[T any](ctx context.Context, u *url.URL) (T, error) {
+	var c T
 	opened, err := pubsub.OpenSubscription(ctx, u.String())
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	var r *azservicebus.Receiver
-	if !opened.As(&r) {
-		_ = opened.Shutdown(ctx)
-		return nil, errors.New("azuresb: no Service Bus receiver")
-	}
-	// Its driver fetches only when received from, and closes nothing.
+	ok := opened.As(&c)
 	if err := opened.Shutdown(ctx); err != nil {
-		return nil, err
+		return c, err
 	}
-	return r, nil
+	if !ok {
+		return c, fmt.Errorf("%s: gocloud's driver gave no %T", u.Scheme, c)
+	}
+	return c, nil
 }
 
 // sbDriver receives in peek-lock mode, completes (ack) and abandons

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,6 +164,79 @@ func TestGCPPubSubShutdownSendsBackHeld(t *testing.T) {
 	if n := ps.Acked(name); n != 1 {
 		t.Fatalf("%d messages acknowledged on the server, want 1", n)
 	}
+}
+
+// TestGCPPubSubShutdownSendsBackFetchedAhead: what gocloud pulled ahead of
+// the input and never handed to it is extended while it waits, and sent
+// back at shutdown with what the input held, delivered again at once.
+// Before, only the messages the input had received were: the others were
+// never extended, and at shutdown waited out the subscription's ack
+// deadline (10 s here, up to 10 minutes) before another consumer got them.
+func TestGCPPubSubShutdownSendsBackFetchedAhead(t *testing.T) {
+	ps := pubsubServer
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	bodies := make([]string, 20)
+	for i := range bodies {
+		bodies[i] = strconv.Itoa(i)
+	}
+	name, sub := openGCP(t, ctx, bodies...)
+	// Received one after another, faster than gocloud expects: its batches
+	// grow, and it pulls the next ahead.
+	start := time.Now()
+	received := map[string]bool{}
+	for len(received) < 4 || countDelivered(ps, name, bodies) <= len(received) {
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		received[string(m.Body)] = true
+		if m.Body[0]%2 == 0 {
+			sub.Ack(m)
+		}
+		if len(received) == len(bodies) {
+			t.Fatal("gocloud pulled nothing ahead of the receives")
+		}
+	}
+	// No Receive starts a pull any more: the last one started returns.
+	queues.Eventually(t, ctx, "the pulls answered", func() bool { return ps.Answered("Pull") == ps.Calls("Pull") })
+	var ahead []string
+	for _, b := range bodies {
+		if !received[b] && ps.Deliveries(name, []byte(b)) > 0 {
+			ahead = append(ahead, b)
+		}
+	}
+	// Held from redelivery while they wait, as the messages received are.
+	queues.Eventually(t, ctx, "an extension of what was pulled ahead", func() bool {
+		for _, b := range ahead {
+			if !extendedSince(ps, name, []byte(b), start) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := sub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every message not acknowledged, received or not, is delivered again
+	// at once; those never delivered too.
+	got, acked := len(ps.Pull(t, name)), ps.Acked(name)
+	if got+acked != len(bodies) {
+		t.Fatalf("pulled %d right after the shutdown, %d acknowledged, of %d: %d received, %d pulled ahead",
+			got, acked, len(bodies), len(received), len(ahead))
+	}
+}
+
+// countDelivered is how many of the messages of bodies the server
+// delivered at least once.
+func countDelivered(ps *queues.PubSub, topic string, bodies []string) int {
+	n := 0
+	for _, b := range bodies {
+		if ps.Deliveries(topic, []byte(b)) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // TestGCPPubSubExtensionFailureLogged: extensions that fail (the

@@ -2,7 +2,6 @@ package subscription
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"strconv"
 	"sync"
@@ -32,18 +31,9 @@ const shutdownNacks = 30 * time.Second
 // the client end its streaming pull first, then nack everything it holds
 // (ShutdownBehaviorNackImmediately), before Shutdown returns.
 func openPubSubV2(ctx context.Context, u *url.URL, maxOutstanding int) (*Subscription, error) {
-	opened, err := pubsub.OpenSubscription(ctx, u.String())
+	rs, err := openedClient[*rawpubsub.Subscriber](ctx, u)
 	if err != nil {
 		return nil, err
-	}
-	var rs *rawpubsub.Subscriber
-	ok := opened.As(&rs)
-	// Its driver receives only when received from.
-	if err := opened.Shutdown(ctx); err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, errors.New("gcppubsubv2: no Pub/Sub subscriber")
 	}
 	boundLeases(rs, maxOutstanding)
 	// The client stops extending a message it holds after MaxExtension, 60
@@ -81,6 +71,7 @@ func boundLeases(rs *rawpubsub.Subscriber, n int) {
 // ReceiveBatch until Close. Each message's callback waits until the
 // message is settled, or given up (left to the client's shutdown nacks).
 type v2Driver struct {
+	grpcErrors
 	sub    *rawpubsub.Subscriber
 	ctx    context.Context // the Receive's; Close cancels it
 	cancel context.CancelFunc
@@ -239,10 +230,6 @@ func (d *v2Driver) SendNacks(_ context.Context, ids []driver.AckID) error {
 	return nil
 }
 
-// IsRetryable: the client retries itself, DeadlineExceeded aside (as
-// gocloud's driver).
-func (d *v2Driver) IsRetryable(err error) bool { return d.ErrorCode(err) == gcerrors.DeadlineExceeded }
-
 func (d *v2Driver) As(i any) bool {
 	p, ok := i.(**rawpubsub.Subscriber)
 	if ok {
@@ -251,7 +238,15 @@ func (d *v2Driver) As(i any) bool {
 	return ok
 }
 
-func (d *v2Driver) ErrorAs(err error, i any) bool {
+// grpcErrors are the error methods of the Pub/Sub drivers, whose clients
+// speak gRPC.
+type grpcErrors struct{}
+
+// IsRetryable: the client retries itself, DeadlineExceeded aside (as
+// gocloud's drivers).
+func (e grpcErrors) IsRetryable(err error) bool { return e.ErrorCode(err) == gcerrors.DeadlineExceeded }
+
+func (grpcErrors) ErrorAs(err error, i any) bool {
 	s, ok := status.FromError(err)
 	p, isStatus := i.(**status.Status)
 	if ok && isStatus {
@@ -260,7 +255,7 @@ func (d *v2Driver) ErrorAs(err error, i any) bool {
 	return ok && isStatus
 }
 
-func (d *v2Driver) ErrorCode(err error) gcerrors.ErrorCode {
+func (grpcErrors) ErrorCode(err error) gcerrors.ErrorCode {
 	switch status.Code(err) {
 	case codes.NotFound:
 		return gcerrors.NotFound

@@ -9,8 +9,9 @@
 // also bounds what gcppubsubv2's client leases ahead, and keeps what
 // gcppubsub, awssqs and azuresb subscriptions hold from redelivery
 // (leases.go), which their drivers do not; SQS through internal/awsqueue,
-// whose requests time out, and Service Bus through a driver of its own
-// (azuresbdriver.go), which tells what it fetched; gcppubsubv2 through a
+// whose requests time out, Service Bus through a driver of its own
+// (azuresbdriver.go) and gcppubsub through one too (gcppubsub.go), both of
+// which tell what they fetched; gcppubsubv2 through a
 // driver of its own too (gcppubsubv2.go), whose Shutdown ends the streaming
 // pull, then nacks what the client holds, before it returns.
 package subscription
@@ -25,7 +26,6 @@ import (
 	"strconv"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redpanda-data/benthos/v4/public/service"
 	"gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/rabbitpubsub"
 
@@ -124,7 +124,8 @@ func (s *Subscription) Shutdown(ctx context.Context) error {
 // memory and from the subscription's other consumers. A rabbit subscription
 // gets a connection of its own, which its Shutdown closes. A gcppubsub,
 // awssqs or azuresb subscription extends the deadline (visibility, lock)
-// of the messages received until they are settled.
+// of the messages fetched until they are settled, and its Shutdown sends
+// back those still held.
 // Its errors show the URL as ShownURL does.
 func Open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, error) {
 	sub, err := open(ctx, raw, maxOutstanding)
@@ -145,12 +146,15 @@ func open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 	if err == nil && u.Scheme == "gcppubsubv2" {
 		return openPubSubV2(ctx, u, maxOutstanding)
 	}
+	if err == nil && u.Scheme == "gcppubsub" {
+		return openPubSub(ctx, u)
+	}
 	if err != nil || u.Scheme != rabbitpubsub.Scheme {
 		sub, err := pubsub.OpenSubscription(ctx, raw)
 		if err != nil {
 			return nil, err
 		}
-		return &Subscription{Subscription: sub, leases: extendLeases(sub, u, driverlog.From(ctx))}, nil
+		return &Subscription{Subscription: sub}, nil
 	}
 	if q := u.Query(); !q.Has("prefetch_count") {
 		q.Set("prefetch_count", strconv.Itoa(maxOutstanding))
@@ -173,15 +177,6 @@ func open(ctx context.Context, raw string, maxOutstanding int) (*Subscription, e
 		}
 		return nil
 	}}, nil
-}
-
-// extendLeases starts extending the leases of what sub receives if it is
-// a gcppubsub subscription, u its URL.
-func extendLeases(sub *pubsub.Subscription, u *url.URL, log *service.Logger) *leases {
-	if svc, ok := pubsubLeasesOf(sub, u); ok {
-		return startLeases(svc, log)
-	}
-	return nil
 }
 
 // rabbitDial connects to RABBIT_SERVER_URL's broker. Its errors name the

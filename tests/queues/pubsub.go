@@ -36,6 +36,8 @@ type PubSub struct {
 	offset time.Duration  // how far Advance moved the server's clock
 	names  int            // names handed out by Name
 	calls  map[string]int // unary calls by method, failed ones too
+	// answered are the unary calls by method that the server answered.
+	answered map[string]int
 	// refused are the subscriptions whose extensions fail
 	// (RefuseExtensions), held those whose extensions wait for the
 	// channel's close (HoldExtensions).
@@ -55,7 +57,7 @@ func StartPubSub(t testing.TB) *PubSub {
 // TestMain): gocloud's gcppubsubv2 driver reads PUBSUB_EMULATOR_HOST once
 // per process, so the tests of one package share one server.
 func NewPubSub() *PubSub {
-	p := &PubSub{Project: "currents-test", srv: pstest.NewServer(), calls: map[string]int{}, refused: map[string]bool{},
+	p := &PubSub{Project: "currents-test", srv: pstest.NewServer(), calls: map[string]int{}, answered: map[string]int{}, refused: map[string]bool{},
 		held: map[string]chan struct{}{}}
 	p.pulls.open = map[string]int{}
 	p.pulls.changed = make(chan struct{})
@@ -175,11 +177,26 @@ func (p *PubSub) HoldExtensions(sub string) (release func()) {
 	return sync.OnceFunc(func() { close(gate) })
 }
 
+// Answered is how many unary calls of method the server has answered,
+// for every subscription: Calls counts them as they arrive, so the two
+// differ by the calls under way.
+func (p *PubSub) Answered(method string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.answered[method]
+}
+
 // countCall counts the unary calls, and refuses or holds the extensions
 // RefuseExtensions or HoldExtensions names.
 func (p *PubSub) countCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	defer func() {
+		p.mu.Lock()
+		p.answered[method]++
+		p.mu.Unlock()
+	}()
 	p.mu.Lock()
-	p.calls[info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]]++
+	p.calls[method]++
 	var refused bool
 	var gate chan struct{}
 	if mod, ok := req.(*pubsubpb.ModifyAckDeadlineRequest); ok && mod.AckDeadlineSeconds > 0 {
