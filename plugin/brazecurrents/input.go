@@ -377,6 +377,9 @@ func (in *currentsInput) Close(ctx context.Context) error {
 	if in.stop == nil {
 		return nil
 	}
+	// Before the stop: the notifications of the reads it cuts short are
+	// sent back once the stream ended, as those held back are (below).
+	in.subStopping()
 	in.stop()
 	select {
 	case <-in.stopped:
@@ -388,7 +391,7 @@ func (in *currentsInput) Close(ctx context.Context) error {
 		err = in.saver.release(ctx)
 	}
 	if in.sub != nil {
-		in.sub.Stopping() // what is sent back now goes once the stream ended
+		in.sub.Stopping() // again, should it have been opened again meanwhile
 		in.sendBackHeld()
 		// Sends the acks still pending; unsettled notifications come back.
 		_ = in.sub.Shutdown(ctx)

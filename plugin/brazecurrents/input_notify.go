@@ -45,8 +45,25 @@ func (in *currentsInput) openSub(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	in.mu.Lock() // Close reads it while receive may open it again
 	in.sub = sub
+	in.mu.Unlock()
 	return nil
+}
+
+// subStopping tells the subscription, if any, that its Shutdown comes next
+// (subscription.Stopping): a notification nacked from now on is sent back
+// once gcppubsubv2's streaming pull ended. Nacked on the open stream before,
+// as the stop cut its object's read short, it was dropped by the client as
+// the stream closed, or delivered again onto that stream, and waited out
+// the stream's ack deadline (60 s) before another replica got it.
+func (in *currentsInput) subStopping() {
+	in.mu.Lock()
+	sub := in.sub
+	in.mu.Unlock()
+	if sub != nil {
+		sub.Stopping()
+	}
 }
 
 // receive hands the objects notifications name to the readers until ctx

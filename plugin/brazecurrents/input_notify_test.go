@@ -317,7 +317,11 @@ func TestNoticeBucketNames(t *testing.T) {
 }
 
 // An input stopped while a notification's object waits for a reader sends
-// the notification back: its object was not read.
+// the notification back: its object was not read. So is the one whose object
+// was being read. Both are delivered again at once: nacked before the stop
+// began, they were nacked on the streaming pull about to close, which took
+// them again, or dropped by the client as the stream closed, and waited out
+// the stream's ack deadline.
 func TestNotificationWaitingForAReaderAtStopIsSentBack(t *testing.T) {
 	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send", "users.messages.sms.Send"},
 		RecordsPerFile: 2, Seed: 12}, "max_parallel_objects: 1\nauto_replay_nacks: false")
@@ -345,6 +349,11 @@ func TestNotificationWaitingForAReaderAtStopIsSentBack(t *testing.T) {
 		if s := n.nextSettled(); s.acked {
 			t.Fatalf("%+v acknowledged at a stop before its object was read", s)
 		}
+	}
+	// Both are delivered again at once, to the next consumer.
+	n.ps.WaitPullsClosed(t, n.topic)
+	if got := n.ps.Pull(t, n.topic); len(got) != 2 {
+		t.Fatalf("%d notifications pulled right after the stop, want both back", len(got))
 	}
 }
 
