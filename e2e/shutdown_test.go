@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -129,14 +130,18 @@ func stopWhileHeld(t *testing.T, env []string, events *notifier, proxy *recordin
 // sends Braze's requests to another process (Connect's own /ready stayed 200
 // until the process exited, up to shutdown_timeout later), while /ping and
 // /metrics still answer. A request arriving during the stop is answered 503
-// and none of its events reaches Segment; the calls held at the signal are
-// delivered by the drain once Segment answers, and the process exits 0.
+// at once, with Retry-After, while Segment still holds the calls (it was held
+// until the drain ended or CURRENTS_HTTP_TIMEOUT, and Braze waited that long
+// for nothing), and none of its events reaches Segment; the calls held at
+// the signal are delivered by the drain once Segment answers, their request
+// answered 200, and the process exits 0.
 func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 	t.Parallel()
-	// The grace outlasts the test's steps, the drain ending when Segment
-	// answers, which the test decides; and the held calls do not make
-	// Segment unreachable (/ready 503 for another reason) meanwhile.
-	p := startHTTPPipelineArgs(t, "tok-drain", "3s", []string{"--set", "shutdown_timeout=2m",
+	// The grace and CURRENTS_HTTP_TIMEOUT outlast the test's steps, the drain
+	// ending when Segment answers, which the test decides; and the held calls
+	// do not make Segment unreachable (/ready 503 for another reason)
+	// meanwhile.
+	p := startHTTPPipelineArgs(t, "tok-drain", "5m", []string{"--set", "shutdown_timeout=2m",
 		"--set", "output.fallback.0.reject_errored.segment.unreachable_after=10m"})
 	arrived, release := make(chan struct{}, 1), make(chan struct{})
 	p.srv.OnRequest(func(*http.Request, []segmentapi.Call) {
@@ -185,15 +190,36 @@ func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 			t.Errorf("%s during the stop: %d %s", path, code, body)
 		}
 	}
+	// The input sees the stop once Connect stops reading, just after the signal.
+	p.proc.waitLines(1, time.Minute, "Stopping: new requests are answered 503 at once")
 	late := namedEvents(t, "users.messages.email.Send", 3, 96)
-	if code := p.postBytes("Bearer tok-drain", customHTTPBody(t, "users.messages.email.Send", late)); code != http.StatusServiceUnavailable {
-		t.Fatalf("a request arriving during the stop was answered %d", code)
+	lateBody := customHTTPBody(t, "users.messages.email.Send", late)
+	type answered struct {
+		code   int
+		header http.Header
 	}
-	if code := <-codes; code != http.StatusServiceUnavailable {
-		t.Fatalf("the request whose calls Segment held was answered %d", code)
+	lateAnswer := make(chan answered, 1)
+	go func() {
+		code, header := p.post("Bearer tok-drain", bytes.NewReader(lateBody), int64(len(lateBody)))
+		lateAnswer <- answered{code, header}
+	}()
+	// Segment still holds the calls: the answer comes before the drain ends
+	// (the bound only fails the test; CURRENTS_HTTP_TIMEOUT is 5m).
+	select {
+	case a := <-lateAnswer:
+		if a.code != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+			t.Fatalf("a request arriving during the stop was answered %d (Retry-After %q)", a.code, a.header.Get("Retry-After"))
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("a request arriving during the stop is held while the drain waits for Segment:\n%s", lastLines(p.proc.logs(), 30))
 	}
+	// Logged once answered: it says the process shuts down.
+	p.proc.waitLines(1, time.Minute, "http request 2 ", "503", "shutting down")
 	released = true
 	close(release)
+	if code := <-codes; code != http.StatusOK {
+		t.Fatalf("the request whose calls Segment held, delivered by the drain, was answered %d", code)
+	}
 	p.proc.wait(time.Minute)
 	p.checkDelivered(held)
 	for _, e := range late {

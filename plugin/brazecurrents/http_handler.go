@@ -31,6 +31,10 @@ type answer struct {
 	reason string
 }
 
+// shuttingDown answers a request whose events were not taken when the
+// stream began to stop: none of them will be.
+var shuttingDown = answer{http.StatusServiceUnavailable, "shutting down: this process takes no more events; Braze's retry delivers them"}
+
 // ServeHTTP answers one POST of Currents' Custom HTTP connector. The order
 // matters: the token is checked before a byte of the body is read, and the
 // body's size before it is held.
@@ -123,6 +127,9 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		in.warnings.warn("previous token", fmt.Sprintf("%s carries %s, not %s: Braze's Custom HTTP connector still sends the old token. "+
 			"Once braze_currents_http_previous_token_requests stays flat, remove %s", source, httpFieldPreviousToken, httpFieldToken, httpFieldPreviousToken))
 	}
+	if in.isStopping() {
+		return shuttingDown
+	}
 	if r.ContentLength > in.maxBody {
 		return answer{http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is %d bytes, over the limit of %d", r.ContentLength, in.maxBody)}
 	}
@@ -137,13 +144,12 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	defer cancel()
 	// Closing ends every wait, for budget as well: a request must not hold
 	// Connect's shutdown until its timeout.
-	go func() {
-		select {
-		case <-in.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	cancelOn(ctx, cancel, in.closed)
+	// Until its events are taken, the stop's start ends its waits: Connect
+	// takes no more, and Braze should not wait for the drain to be told.
+	taking, stopTaking := context.WithCancel(ctx)
+	defer stopTaking()
+	cancelOn(taking, stopTaking, in.stopping)
 	// A body of known length is charged before it is read. One of unknown
 	// length (chunked, gzip) is charged as it is read, a chunk at a time,
 	// ahead of the requests waiting to take: charged max_body_size until
@@ -153,7 +159,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	if r.ContentLength >= 0 && !gzipped {
 		held = r.ContentLength
 	}
-	if err := in.buffered.take(ctx, held); err != nil {
+	if err := in.buffered.take(taking, held); err != nil {
 		return in.busy(r, start, err)
 	}
 	var noRoom error // why the body's next chunk got no share
@@ -164,7 +170,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 		if n <= held {
 			return nil
 		}
-		if noRoom = in.buffered.grow(ctx, n-held); noRoom != nil {
+		if noRoom = in.buffered.grow(taking, n-held); noRoom != nil {
 			return noRoom
 		}
 		held = n
@@ -200,7 +206,7 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	}
 	// The body's bytes stay held meanwhile: they are in memory. Ahead of
 	// the requests waiting for their bodies' share (budget.grow).
-	if err := in.buffered.grow(ctx, charge-held); err != nil {
+	if err := in.buffered.grow(taking, charge-held); err != nil {
 		in.buffered.done(held)
 		return in.busy(r, start, err)
 	}
@@ -242,10 +248,10 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	case in.requests <- req:
 		types.flush(in.received, in.labels)
 		in.malformed.Incr(int64(malformed))
-	case <-ctx.Done():
+	case <-taking.Done():
 		in.buffered.done(held)
-		if in.isClosed() {
-			return answer{http.StatusServiceUnavailable, "shutting down"}
+		if in.isStopping() {
+			return shuttingDown
 		}
 		if left := clientLeft(r, start); left != "" {
 			return answer{http.StatusServiceUnavailable, left + " before the pipeline took its events"}
@@ -284,15 +290,6 @@ func (in *httpInput) serve(w http.ResponseWriter, r *http.Request, source string
 	return answer{http.StatusServiceUnavailable, fmt.Sprintf("%d events %s and Segment deduplicates the retry", len(events), why)}
 }
 
-func (in *httpInput) isClosed() bool {
-	select {
-	case <-in.closed:
-		return true
-	default:
-		return false
-	}
-}
-
 // clientLeft says so when the client, not the timeout, ended the wait of a
 // request started at start: it closed the connection, as a proxy's or its
 // own timeout shorter than ours does. Blaming the timeout (and Segment)
@@ -308,8 +305,8 @@ func clientLeft(r *http.Request, start time.Time) string {
 // busy is the answer to a request, started at start, that got no share of
 // max_buffered_size, for err.
 func (in *httpInput) busy(r *http.Request, start time.Time, err error) answer {
-	if in.isClosed() {
-		return answer{http.StatusServiceUnavailable, "shutting down"}
+	if in.isStopping() {
+		return shuttingDown
 	}
 	if left := clientLeft(r, start); left != "" {
 		return answer{http.StatusServiceUnavailable, left + " while earlier requests held max_buffered_size"}

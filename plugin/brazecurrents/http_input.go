@@ -79,7 +79,10 @@ what became of the events:
 - **503** with `+"`Retry-After`"+` when the events were not all delivered within `+"`timeout`"+` (Segment
   unreachable, its write key refused: the `+"`segment`"+` output holds calls then, it never drops them), when
   the body itself was not all received within `+"`timeout`"+` (a slow link), when they were refused
-  downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. A client that closes the
+  downstream, or while `+"`max_buffered_size`"+` of bodies is already in flight. At once, saying `+"`shutting down`"+`,
+  to a request whose events were not taken yet once the stream begins to stop (a signal): Connect takes no more
+  events then, and Braze need not wait for the drain to be told; a request whose events were taken still gets its
+  200 if they are delivered while the pipeline drains. A client that closes the
   connection first (a timeout of its own, or a proxy's, shorter than `+"`timeout`"+`) is logged as such:
   `+"`the client closed the connection after …`"+`. Events
   already handed to the pipeline are still delivered; Braze's retry is deduplicated by Segment through
@@ -183,9 +186,14 @@ type httpInput struct {
 	buffered *budget // body bytes held, from reading to acknowledgement
 	maxBuf   int64
 	requests chan httpRequest
-	closed   chan struct{}
-	stop     sync.Once
-	counter  atomic.Uint64
+	// stopping is closed once the stream begins to stop (beginStop) or the
+	// input closes; closed once it closes, at the end of the drain.
+	stopping  chan struct{}
+	closed    chan struct{}
+	watchStop sync.Once // of ReadBatch's context
+	stopBegun sync.Once
+	stop      sync.Once
+	counter   atomic.Uint64
 
 	log       *service.Logger
 	warnings  *logThrottle // what requests repeat, at most once a minute of each kind
@@ -284,6 +292,12 @@ func (in *httpInput) Connect(ctx context.Context) error {
 // ReadBatch hands over the events of one request; acknowledging them answers
 // the request.
 func (in *httpInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	// Connect (benthos v4.60.0's AsyncReader) passes every call the same
+	// context, cancelled when the stream begins to stop, and calls Close only
+	// once every batch read was acknowledged or shutdown_timeout ran out.
+	// Watched beyond the call: while the pipeline is full, Connect is not in
+	// ReadBatch when the stop begins, and calls it no more.
+	in.watchStop.Do(func() { context.AfterFunc(ctx, in.beginStop) })
 	select {
 	case r := <-in.requests:
 		return r.batch, func(_ context.Context, err error) error {
@@ -297,9 +311,44 @@ func (in *httpInput) ReadBatch(ctx context.Context) (service.MessageBatch, servi
 	}
 }
 
+func (in *httpInput) isClosed() bool { return isDone(in.closed) }
+
+func (in *httpInput) isStopping() bool { return isDone(in.stopping) }
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// cancelOn calls cancel once ch is closed, unless ctx ends first.
+func cancelOn(ctx context.Context, cancel context.CancelFunc, ch <-chan struct{}) {
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// beginStop is the stream's stop seen: a request whose events were not
+// taken yet is answered 503 at once, not held until the input closes at the
+// end of the drain (up to shutdown_timeout) or until its timeout.
+func (in *httpInput) beginStop() {
+	in.stopBegun.Do(func() {
+		close(in.stopping)
+		in.log.Infof("Stopping: new requests are answered 503 at once; those whose events were taken are answered once they are delivered (200) or the input closes (503)")
+	})
+}
+
 // Close stops the server. Requests still waiting are answered 503, so Braze
 // sends them again.
 func (in *httpInput) Close(ctx context.Context) error {
+	in.beginStop()
 	in.stop.Do(func() { close(in.closed) })
 	if in.server == nil {
 		return nil

@@ -13,7 +13,7 @@ import (
 )
 
 func httpInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*httpInput, error) {
-	in := &httpInput{requests: make(chan httpRequest), closed: make(chan struct{}), bound: make(chan string, 1), now: time.Now,
+	in := &httpInput{requests: make(chan httpRequest), stopping: make(chan struct{}), closed: make(chan struct{}), bound: make(chan string, 1), now: time.Now,
 		log: mgr.Logger(), answered: mgr.Metrics().NewCounter("braze_currents_http_requests", "status"),
 		received:  mgr.Metrics().NewCounter("braze_currents_http_events_received", eventTypeLabel),
 		malformed: mgr.Metrics().NewCounter("braze_currents_http_events_malformed"), labels: &typeLabels{},

@@ -297,33 +297,24 @@ func TestHTTPInputRefusesMethodsAndEmptyBatches(t *testing.T) {
 // dropped the first properties from it), the other events as usual.
 func TestHTTPInputRefusesDuplicateKeys(t *testing.T) {
 	in, url := startHTTPInput(t, "")
+	reads := reader(t, in)
 	answer := postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`], "events": []}`)
-	ctx, cancel := context.WithCancel(context.Background())
-	read, stopped := make(chan service.MessageBatch, 1), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		if batch, ack, err := in.ReadBatch(ctx); err == nil {
-			read <- batch
-			_ = ack(context.Background(), nil)
-		}
-	}()
 	select {
-	case batch := <-read:
-		v, _ := batch[0].AsStructured()
+	case r := <-reads:
+		v, _ := r.batch[0].AsStructured()
 		t.Errorf("a body with a duplicate key was handed over as %v", v)
+		_ = r.ack(context.Background(), nil)
 		<-answer
 	case r := <-answer:
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, `the key "events" appears twice`) {
 			t.Errorf("a body naming events twice: %d %q, want 400 naming the key", r.status, strings.TrimSpace(r.body))
 		}
 	}
-	cancel()
-	<-stopped
 
 	const twice = `{"event_type": "users.messages.email.Open", "id": "e2", "time": 1764590400,
 			"properties": {"email_address": "a@example.com"}, "properties": {}, "user": {"external_user_id": "u1"}}`
 	answer = postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`, `+twice+`]}`)
-	batch, ack := readOrAnswer(t, in, answer)
+	batch, ack := readOrAnswer(t, reads, answer)
 	if len(batch) != 2 || batch[0].GetError() != nil {
 		t.Fatalf("%d messages (the first errored: %v), want the good event and the errored one", len(batch), batch[0].GetError())
 	}

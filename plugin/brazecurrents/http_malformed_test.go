@@ -175,7 +175,7 @@ func TestHTTPInputCountsMalformedEvents(t *testing.T) {
 	in, url := startHTTPInputWith(t, res, "token: tok")
 	promscrape.WantZero(t, promscrape.Get(t, metricsURL), []promscrape.Series{{Name: "braze_currents_http_events_malformed"}})
 	answer := postAsync(http.DefaultClient, url, `{"events": [1, `+testEvent+`, {"id": "x"}]}`)
-	batch, ack := readOrAnswer(t, in, answer)
+	batch, ack := readOrAnswer(t, reader(t, in), answer)
 	_ = ack(context.Background(), nil)
 	if r := <-answer; r.status != http.StatusOK {
 		t.Fatalf("%d %q", r.status, r.body)
@@ -196,24 +196,42 @@ func TestHTTPInputCountsMalformedEvents(t *testing.T) {
 	}
 }
 
-// readOrAnswer reads the batch of the request whose answer is coming on
-// answer, failing t if the request is answered first (refused whole).
-func readOrAnswer(t *testing.T, in *httpInput, answer <-chan reply) (service.MessageBatch, service.AckFunc) {
-	t.Helper()
-	type read struct {
-		batch service.MessageBatch
-		ack   service.AckFunc
-	}
+// read is a batch ReadBatch returned, with its AckFunc.
+type read struct {
+	batch service.MessageBatch
+	ack   service.AckFunc
+}
+
+// reader reads in as Connect does, with one context for the input's life:
+// cancelled, it is the stream's stop (beginStop). Each batch read comes on
+// the channel.
+func reader(t *testing.T, in *httpInput) <-chan read {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan read, 1)
+	t.Cleanup(cancel)
+	reads := make(chan read)
 	go func() {
-		if batch, ack, err := in.ReadBatch(ctx); err == nil {
-			got <- read{batch, ack}
+		for {
+			batch, ack, err := in.ReadBatch(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case reads <- read{batch, ack}:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
+	return reads
+}
+
+// readOrAnswer reads from reads the batch of the request whose answer is
+// coming on answer, failing t if the request is answered first (refused
+// whole).
+func readOrAnswer(t *testing.T, reads <-chan read, answer <-chan reply) (service.MessageBatch, service.AckFunc) {
+	t.Helper()
 	select {
-	case r := <-got:
+	case r := <-reads:
 		return r.batch, r.ack
 	case r := <-answer:
 		t.Fatalf("answered %d %q without handing the events over", r.status, r.body)
