@@ -58,6 +58,14 @@ type delivery struct {
 // refuses it (an error), as the shipped configs' outputs do.
 func startHTTPStream(t *testing.T) (string, <-chan delivery, *streamLog) {
 	t.Helper()
+	_, url, deliveries, logs := runHTTPStream(t)
+	return url, deliveries, logs
+}
+
+// runHTTPStream is startHTTPStream with the stream, for a test that stops
+// it; stopped again at the test's end.
+func runHTTPStream(t *testing.T) (*service.Stream, string, <-chan delivery, *streamLog) {
+	t.Helper()
 	logs := &streamLog{url: make(chan string, 1)}
 	deliveries := make(chan delivery)
 	b := service.NewStreamBuilder()
@@ -100,11 +108,11 @@ func startHTTPStream(t *testing.T) (string, <-chan delivery, *streamLog) {
 	})
 	select {
 	case url := <-logs.url:
-		return url, deliveries, logs
+		return s, url, deliveries, logs
 	case err := <-done:
 		t.Fatalf("the stream ended before listening: %v\n%s", err, logs)
 	}
-	return "", nil, nil
+	return nil, "", nil, nil
 }
 
 // TestHTTPInputSendsMalformedEventsOnAsErrors: a request of three events, one

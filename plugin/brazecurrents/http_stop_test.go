@@ -48,3 +48,30 @@ func TestHTTPInputStopRefusesNewRequestsAtOnce(t *testing.T) {
 		t.Fatalf("the request whose events were taken before the stop, delivered by the drain: %d %q, want 200", r.status, r.body)
 	}
 }
+
+// TestHTTPInputStreamStopRefusesNewRequestsAtOnce: the same through a
+// stream of Connect's, stopped gracefully while its output holds a
+// request's events: the input learns of the stop from Connect itself (the
+// context it passes ReadBatch), a request arriving then is answered 503 at
+// once, before the drain ends, and the held request gets its 200 once the
+// output delivers its events.
+func TestHTTPInputStreamStopRefusesNewRequestsAtOnce(t *testing.T) {
+	s, url, deliveries, logs := runHTTPStream(t)
+	taken := postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`]}`)
+	held := <-deliveries
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(context.Background()) }()
+	for !strings.Contains(logs.String(), "Stopping: new requests are answered 503 at once") {
+		runtime.Gosched()
+	}
+	if r := <-postAsync(http.DefaultClient, url, `{"events": [`+testEvent+`]}`); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "shutting down") {
+		t.Errorf("a request arriving during the stop: %d %q, want 503 at once saying it is shutting down", r.status, r.body)
+	}
+	held.ack <- nil
+	if r := <-taken; r.status != http.StatusOK {
+		t.Errorf("the request whose events the output held at the stop, then delivered: %d %q, want 200", r.status, r.body)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
