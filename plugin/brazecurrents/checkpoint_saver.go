@@ -2,43 +2,14 @@ package brazecurrents
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
-
-// errCheckpointHeld says that another process holds the checkpoint: two
-// processes on one checkpoint would each send every event.
-var errCheckpointHeld = errors.New("checkpoint held by another process")
-
-// ownerStamp names the process holding a checkpoint, until Expires unless it
-// renews it. Stores offer no compare-and-swap that every cloud shares, so
-// ownership is a lease written into the document and read back.
-type ownerStamp struct {
-	ID      string    `json:"id"`
-	Host    string    `json:"host"`
-	PID     int       `json:"pid"`
-	Expires time.Time `json:"expires"`
-}
-
-func (o *ownerStamp) String() string {
-	return fmt.Sprintf("%s (pid %d on %s)", o.ID, o.PID, o.Host)
-}
-
-func newOwner() ownerStamp {
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return ownerStamp{ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])), Host: host, PID: os.Getpid()}
-}
 
 // checkpointSaver holds the checkpoint's lease and writes the checkpoint
 // whenever it changed, one write at a time: done objects that arrive during
@@ -56,14 +27,16 @@ type checkpointSaver struct {
 	renewed func()      // after each lease renewal that succeeded
 	wake    chan struct{}
 
-	mu      sync.Mutex // one write at a time
-	lost    bool
-	expires time.Time // when the lease in the store runs out: set by writes that succeeded only
-	fresh   bool      // acquire found no checkpoint: this run starts from the beginning
+	mu    sync.Mutex // one write at a time
+	lost  bool
+	fresh bool // acquire found no checkpoint: this run starts from the beginning
 
-	savedMu sync.Mutex
-	saved   uint64        // objects done that the stored checkpoint holds
-	onSave  chan struct{} // closed, and replaced, by each successful write
+	// Under savedMu, which readers take (waitSaved) while a write holds mu.
+	savedMu   sync.Mutex
+	saved     uint64        // objects done that the stored checkpoint holds
+	onSave    chan struct{} // closed, and replaced, by each successful write and a claim that resumes
+	expires   time.Time     // when the lease in the store runs out: set by writes that succeeded only
+	suspended bool          // the lease lapsed: no object starts until it is claimed again (holdingLocked)
 }
 
 func (s *checkpointSaver) poke() {
@@ -143,38 +116,7 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 			return fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
 		}
 	}
-	if err := s.renew(context.WithoutCancel(ctx)); err != nil {
-		return err
-	}
-	// Two processes starting together both find the checkpoint free and both
-	// claim it; the slot read back after a pause names the one that won.
-	if !sleepCtx(ctx, s.clock, s.settle()) {
-		return ctx.Err()
-	}
-	return s.verify(ctx)
-}
-
-// heldBy says whether another live process holds the lease: one that has
-// not let it expire, unless it ran on this host and has exited (a restart
-// after a crash, in a container or not, need not wait for the lease).
-func (s *checkpointSaver) heldBy(o *ownerStamp) bool {
-	if o.ID == s.me.ID || !s.clock.Now().Before(o.Expires) {
-		return false
-	}
-	if o.Host == s.me.Host && (o.PID == s.me.PID || processGone(o.PID)) {
-		return false
-	}
-	return true
-}
-
-// processGone says whether no process with pid runs on this host.
-func processGone(pid int) bool {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return true
-	}
-	err = p.Signal(syscall.Signal(0))
-	return errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH)
+	return s.claim(ctx)
 }
 
 // loadDoc reads the checkpoint; with every, a slot the store fails to read
@@ -258,11 +200,7 @@ func (s *checkpointSaver) run(ctx context.Context) {
 			// after it ended: after a call cut by its limit, at once.
 			due := s.clock.Now().Add(s.lease / 3)
 			renewCtx, done := s.bounded(context.WithoutCancel(ctx), s.clock)
-			err := s.verify(renewCtx)
-			if err == nil {
-				err = s.renew(renewCtx)
-			}
-			err = done(err)
+			err := done(s.renewLease(renewCtx))
 			if errors.Is(err, errCheckpointHeld) {
 				s.onLost(err)
 				return
@@ -279,10 +217,10 @@ func (s *checkpointSaver) run(ctx context.Context) {
 	}
 }
 
-// lapsedLocked says whether the lease in the store has run out, by this
-// process's clock.
-func (s *checkpointSaver) lapsedLocked() bool {
-	return !s.expires.IsZero() && !s.clock.Now().Before(s.expires)
+// changedLocked wakes the readers waiting in waitSaved.
+func (s *checkpointSaver) changedLocked() {
+	close(s.onSave)
+	s.onSave = make(chan struct{})
 }
 
 func (s *checkpointSaver) isLost() bool {
@@ -306,7 +244,7 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	// renewals the store refused) may have been taken over meanwhile: it
 	// reads the checkpoint back rather than write over the new holder's
 	// progress (and stop it instead).
-	if s.lapsedLocked() {
+	if !s.holding() {
 		if err := s.verifyLocked(ctx); err != nil {
 			return err
 		}
@@ -329,38 +267,40 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	// store, a pause mid-write) may have landed after another process took
 	// over: it reads the checkpoint back before counting on its new lease,
 	// which would let it write on over the new holder's progress.
-	if !lease.IsZero() && s.lapsedLocked() {
+	if !lease.IsZero() && !s.holding() {
 		if err := s.verifyLocked(ctx); err != nil {
 			s.ckpt.markDirty()
 			return err
 		}
 	}
+	s.savedMu.Lock()
 	if !lease.IsZero() { // a release keeps the last lease's expiry
 		s.expires = lease
 	}
-	s.savedMu.Lock()
 	s.saved = finishes
-	close(s.onSave)
-	s.onSave = make(chan struct{})
+	s.changedLocked()
 	s.savedMu.Unlock()
 	return nil
 }
 
 // waitSaved holds a reader back while more than limit done objects are not
 // yet in the stored checkpoint: what a crash re-sends stays bounded however
-// slow the store is. False when ctx ended first.
+// slow the store is. So it does while the lease lapsed (holdingLocked).
+// False when ctx ended first.
 func (s *checkpointSaver) waitSaved(ctx context.Context, limit uint64) bool {
 	if s.store == nil {
 		return true
 	}
 	for {
 		s.savedMu.Lock()
-		lag, saved := s.ckpt.finishedCount()-s.saved, s.onSave
+		lag, saved, held := s.ckpt.finishedCount()-s.saved, s.onSave, s.holdingLocked()
 		s.savedMu.Unlock()
-		if lag <= limit {
+		if lag <= limit && held {
 			return true
 		}
-		s.poke()
+		if lag > limit {
+			s.poke()
+		}
 		select {
 		case <-saved:
 		case <-ctx.Done():

@@ -29,11 +29,14 @@ func (in *currentsInput) run(ctx context.Context) {
 					continue
 				}
 				// A reader whose object was handed out before a stop reads
-				// on and abandons it, which releases it.
-				if in.saver != nil {
-					in.saver.waitSaved(ctx, uint64(in.conf.parallel))
+				// on and abandons it, which releases it; one stopped while
+				// held back (the store lagging, the lease lapsed: the
+				// checkpoint may be another's) releases it unread.
+				if in.saver == nil || in.saver.waitSaved(ctx, uint64(in.conf.parallel)) {
+					in.readObject(ctx, o)
+				} else {
+					(&objectRun{in: in, obj: o, started: time.Now()}).readFinished(outcomeAbandoned)
 				}
-				in.readObject(ctx, o)
 				if o.notice != nil {
 					in.noticeReading(-1)
 				}
