@@ -43,6 +43,7 @@ func newOwner() ownerStamp {
 // that both found the checkpoint free both claim it, and the slot read back
 // names the one that won.
 func (s *checkpointSaver) claim(ctx context.Context) error {
+	s.claimed = s.clock.Now()
 	if err := s.renew(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}

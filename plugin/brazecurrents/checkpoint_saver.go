@@ -27,9 +27,10 @@ type checkpointSaver struct {
 	renewed func()      // after each lease renewal that succeeded
 	wake    chan struct{}
 
-	mu    sync.Mutex // one write at a time
-	lost  bool
-	fresh bool // acquire found no checkpoint: this run starts from the beginning
+	mu      sync.Mutex // one write at a time
+	lost    bool
+	fresh   bool      // acquire found no checkpoint: this run starts from the beginning
+	claimed time.Time // when the last claim began: the first renewal is due a third of the lease after
 
 	// Under savedMu, which readers take (waitSaved) while a write holds mu.
 	savedMu   sync.Mutex
@@ -174,7 +175,9 @@ func (s *checkpointSaver) run(ctx context.Context) {
 	if s.store == nil {
 		return
 	}
-	renewal := s.clock.NewTimer(s.lease / 3)
+	// The first renewal is due a third of the lease after the claim began,
+	// not after this loop started (a second later, past the claim's pause).
+	renewal := s.clock.NewTimer(s.claimed.Add(s.lease / 3).Sub(s.clock.Now()))
 	defer renewal.Stop()
 	for {
 		select {

@@ -352,3 +352,29 @@ func TestCheckpointSaverRenewsEveryThirdOfTheLease(t *testing.T) {
 		}
 	}
 }
+
+// The first renewal is due a third of the lease after the claim began, as
+// each later one is after the last began: timed from the run loop's start,
+// past the claim's pause (a second in production), it came that much late.
+func TestCheckpointSaverFirstRenewalIsTimedFromTheClaim(t *testing.T) {
+	s := leaseSaver(t, memStore{}, at(14))
+	acquireOn(t, s) // claimed at 14:00:00, the clock past the pause
+	renewed := make(chan struct{}, 1)
+	s.renewed = func() { renewed <- struct{}{} }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.run(ctx)
+	clock := s.clock.(*clockwork.FakeClock)
+	if err := clock.BlockUntilContext(ctx, 1); err != nil { // the renewal timer
+		t.Fatal(err)
+	}
+	clock.Advance(at(14).Add(s.lease / 3).Sub(clock.Now()))
+	select {
+	case <-renewed:
+	case <-time.After(time.Minute): // a guard against a hang, not a timing
+		t.Fatalf("no renewal at %v, a third of the lease after the claim", clock.Now())
+	}
+	if doc := storedDoc(t, s); doc.Owner == nil || !doc.Owner.Expires.Equal(at(14).Add(s.lease/3+s.lease)) {
+		t.Fatalf("the stored lease is %v, want it renewed at 14:00:20", doc.Owner)
+	}
+}
