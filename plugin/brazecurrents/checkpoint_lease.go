@@ -97,6 +97,7 @@ func (s *checkpointSaver) renewLease(ctx context.Context) error {
 	s.suspended = false
 	s.changedLocked()
 	s.savedMu.Unlock()
+	s.stats.leaseLapsedSet(false)
 	s.log.Infof("Checkpoint lease in %s: no other process took it over while it lapsed, and this process claimed it again; starting objects again", s.store.describe())
 	return nil
 }
@@ -118,6 +119,7 @@ func (s *checkpointSaver) holding() bool {
 func (s *checkpointSaver) holdingLocked() bool {
 	if !s.suspended && !s.expires.IsZero() && !s.clock.Now().Before(s.expires) {
 		s.suspended = true
+		s.stats.leaseLapsedSet(true)
 		s.log.Errorf("Checkpoint lease in %s lapsed at %s: no renewal landed for %v, and another process may hold the checkpoint now. Starting no more objects until this process claims the lease again (objects in flight finish; their saves read the checkpoint back first)",
 			s.store.describe(), s.expires.Format(time.RFC3339), s.lease)
 	}

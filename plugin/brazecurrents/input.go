@@ -141,7 +141,9 @@ hour, not read for not being `+"`.avro`"+`, each counted once while listings kee
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
 256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
 `+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
-object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
+object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_checkpoint_lease_lapsed`"+`
+(1 while no renewal of the checkpoint's lease has landed for a whole lease and no object starts, until this process claims it again; else 0, a
+standby's included), `+"`braze_currents_shards_missing`"+` and `+"`braze_currents_shards_mismatched`"+` (shards of this
 replica's N with no running replica, and running replicas of another N, past the grace; set with the checkpoint
 in the bucket on its default key), `+"`braze_currents_notifications_held_back`"+` (with `+"`notifications`"+`: objects that
 cannot be read whose notifications are held before they are sent back; at 2 a reader the input receives no more),

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
+
+	"github.com/currents-connect/currents-connect/tests/promscrape"
 )
 
 // outageBuckets are two replicas' file:// buckets holding the same objects,
@@ -72,19 +74,43 @@ func (b *outageBuckets) conf(i int) string {
 	return fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1m\nprogress_interval: 0s\nsummary_interval: 0s\ncheckpoint:\n  in_bucket: true\n  key: ck/lease.json\n  lease: 1m", b.dirs[i])
 }
 
-const lapsedLine = "no renewal landed for 1m0s"
+const (
+	lapsedLine        = "no renewal landed for 1m0s"
+	leaseLapsedMetric = "braze_currents_checkpoint_lease_lapsed"
+)
+
+// exporting gives an input its own prometheus exporter before it connects,
+// and returns the URL of its /metrics.
+func exporting(t *testing.T) (func(*currentsInput), string) {
+	res, url := promscrape.Resources(t)
+	return func(in *currentsInput) { in.stats = newInputStats(res.Metrics(), in.log) }, url
+}
+
+// wantLapsed fails t unless the scrape at url has the lapse gauge at want.
+func wantLapsed(t *testing.T, url string, want float64, who string) {
+	t.Helper()
+	if v, ok := promscrape.Get(t, url).Gauge(leaseLapsedMetric); !ok || v != want {
+		t.Fatalf("%s: %s is %v (present %v), want %v", who, leaseLapsedMetric, v, ok, want)
+	}
+}
 
 // lapseAcrossTheHour starts a holder on replica 0 at 14:59, which reads an
 // object of hour 14 and saves it; then cuts its store off, writes an object
 // of hour 15 and lets the holder poll at 15:00:31, its lease lapsed at 15:00
-// with no renewal landed. It returns the holder, the two objects' events.
-func lapseAcrossTheHour(t *testing.T, b *outageBuckets) (*clockRun, map[string]bool, map[string]bool) {
+// with no renewal landed. It returns the holder, the URL of its /metrics,
+// the two objects' events.
+func lapseAcrossTheHour(t *testing.T, b *outageBuckets) (*clockRun, string, map[string]bool, map[string]bool) {
 	t.Helper()
 	first := b.file(at14(0), 0)
-	r1 := startClockRun(t, b.conf(0), at14(59))
+	setup, metrics := exporting(t)
+	r1, err := connectClockRunWith(t, b.conf(0), at14(59), setup)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r1.pass(0)
 	r1.got.waitFor(t, first)
 	r1.waitCheckpointed(1)
+	wantLapsed(t, metrics, 0, "the holder")
 
 	b.cut(0)
 	next := b.file(at14(60), 0)
@@ -94,11 +120,13 @@ func lapseAcrossTheHour(t *testing.T, b *outageBuckets) (*clockRun, map[string]b
 	if line := r1.logs.waitFor(t, lapsedLine, 1); r1.logs.count(lapsedLine) != 1 {
 		t.Fatalf("the lapse logged more than once: %s", line)
 	}
+	// What on-call pages on: the line alone left only the lag to see.
+	wantLapsed(t, metrics, 1, "the holder whose lease lapsed")
 	expectExactly(t, r1.got, first)
 	// The renewal due at 14:59:20, run as the clock moved, failed: the next
 	// is due at 15:00:51. The store is not restored under it.
 	r1.logs.waitFor(t, "Renewing the checkpoint lease failed", 1)
-	return r1, first, next
+	return r1, metrics, first, next
 }
 
 // A holder whose store fails every read and write lets its lease lapse, and
@@ -107,12 +135,17 @@ func lapseAcrossTheHour(t *testing.T, b *outageBuckets) (*clockRun, map[string]b
 // new holder and it stops. Restarted, it waits as a standby.
 func TestInputLeaseLapsedInAStoreOutageStartsNothingAndStops(t *testing.T) {
 	b := newOutageBuckets(t)
-	r1, first, next := lapseAcrossTheHour(t, b)
+	r1, _, first, next := lapseAcrossTheHour(t, b)
 
-	r2 := startClockRun(t, b.conf(1), at14(60).Add(35*time.Second))
+	setup, metrics := exporting(t)
+	r2, err := connectClockRunWith(t, b.conf(1), at14(60).Add(35*time.Second), setup)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r2.pass(0)
 	r2.got.waitFor(t, next)
 	expectExactly(t, r2.got, next)
+	wantLapsed(t, metrics, 0, "the new holder")
 
 	b.restore(0)
 	if err := r1.clock.BlockUntilContext(r1.ctx, 2); err != nil { // the next poll's and renewal's timers
@@ -129,10 +162,13 @@ func TestInputLeaseLapsedInAStoreOutageStartsNothingAndStops(t *testing.T) {
 		t.Fatalf("checkpoint owner %v, want %s", doc.Owner, r2.in.owner.ID)
 	}
 
-	// Restarted at 15:00:55, the first holder waits for r2's lease.
-	if _, err := connectClockRun(t, b.conf(0), at14(60).Add(55*time.Second)); !errors.Is(err, errCheckpointHeld) {
+	// Restarted at 15:00:55, the first holder waits for r2's lease: a
+	// standby, not lapsed.
+	setup, metrics = exporting(t)
+	if _, err := connectClockRunWith(t, b.conf(0), at14(60).Add(55*time.Second), setup); !errors.Is(err, errCheckpointHeld) {
 		t.Fatalf("the restarted holder connected while r2 held the checkpoint: %v", err)
 	}
+	wantLapsed(t, metrics, 0, "the standby")
 }
 
 // A holder whose store fails every read and write lets its lease lapse;
@@ -141,7 +177,7 @@ func TestInputLeaseLapsedInAStoreOutageStartsNothingAndStops(t *testing.T) {
 // the object of hour 15 it held back, once.
 func TestInputLeaseLapsedInAStoreOutageResumesOnceClaimedAgain(t *testing.T) {
 	b := newOutageBuckets(t)
-	r1, first, next := lapseAcrossTheHour(t, b)
+	r1, metrics, first, next := lapseAcrossTheHour(t, b)
 
 	b.restore(0)
 	if err := r1.clock.BlockUntilContext(r1.ctx, 2); err != nil { // the next poll's and renewal's timers
@@ -150,6 +186,7 @@ func TestInputLeaseLapsedInAStoreOutageResumesOnceClaimedAgain(t *testing.T) {
 	r1.clock.Advance(20 * time.Second)
 	r1.got.waitFor(t, next)
 	r1.logs.waitFor(t, "claimed it again", 1)
+	wantLapsed(t, metrics, 0, "the holder that claimed its lease again")
 	expectExactly(t, r1.got, union(first, next))
 	if doc := b.doc(0); doc.Owner == nil || doc.Owner.ID != r1.in.owner.ID {
 		t.Fatalf("checkpoint owner %v, want %s", doc.Owner, r1.in.owner.ID)

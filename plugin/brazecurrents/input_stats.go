@@ -25,6 +25,7 @@ type inputStats struct {
 	skipped                      *service.MetricCounter // objects listed and not read for not being .avro, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge
+	leaseLapsed                  *service.MetricGauge   // 1 while the checkpoint's lease lapsed (holdingLocked), else 0
 	shardsMissing                *service.MetricGauge   // shards of this count with no running replica past the grace
 	shardsMismatched             *service.MetricGauge   // replicas of another shard count running past the grace
 	heldBack                     *service.MetricGauge   // unreadable objects whose notifications wait to be sent back
@@ -63,6 +64,7 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		skipped:        m.NewCounter("braze_currents_objects_skipped", "reason"),
 		saves:          m.NewCounter("braze_currents_checkpoint_saves", "result"),
 		lag:            m.NewGauge("braze_currents_checkpoint_lag_seconds"),
+		leaseLapsed:    m.NewGauge("braze_currents_checkpoint_lease_lapsed"),
 
 		shardsMissing:    m.NewGauge("braze_currents_shards_missing"),
 		shardsMismatched: m.NewGauge("braze_currents_shards_mismatched"),
@@ -73,6 +75,9 @@ func newInputStats(m *service.Metrics, log *service.Logger) *inputStats {
 		eventsByType: map[string]int64{},
 	}
 	s.startAtZero()
+	// There at 0 on a holder and on a standby alike, so that an alert on
+	// it tells a replica that is not lapsed from one that is not scraped.
+	s.leaseLapsed.Set(0)
 	return s
 }
 
@@ -179,6 +184,16 @@ func (s *inputStats) checkpointSaved(err error) {
 		return
 	}
 	s.saves.Incr(1, saveOK)
+}
+
+// leaseLapsedSet says whether the checkpoint's lease lapsed: no object
+// starts until this process claims it again.
+func (s *inputStats) leaseLapsedSet(lapsed bool) {
+	if lapsed {
+		s.leaseLapsed.Set(1)
+		return
+	}
+	s.leaseLapsed.Set(0)
 }
 
 // shardsChecked sets what the last look at the other shards' checkpoints

@@ -99,6 +99,16 @@ func (s Scrape) Counter(name, label, value string) (float64, bool) {
 	return sum, found
 }
 
+// Gauge is the value of the gauge name's first sample, and whether there is
+// one.
+func (s Scrape) Gauge(name string) (float64, bool) {
+	f := s[name]
+	if f == nil || f.GetType() != dto.MetricType_GAUGE || len(f.GetMetric()) == 0 {
+		return 0, false
+	}
+	return f.GetMetric()[0].GetGauge().GetValue(), true
+}
+
 func hasLabel(m *dto.Metric, name, value string) bool {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {
