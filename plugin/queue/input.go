@@ -81,8 +81,11 @@ type queueInput struct {
 	// nack: they are read again before new ones. At most max_in_flight.
 	retry chan *pubsub.Message
 
-	mu  sync.Mutex
-	sub *subscription.Subscription
+	watchStop sync.Once // of Read's context
+
+	mu       sync.Mutex
+	sub      *subscription.Subscription
+	stopping bool // the stream began to stop: each subscription is told (beginStop)
 }
 
 func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*queueInput, error) {
@@ -116,11 +119,20 @@ func (in *queueInput) Connect(ctx context.Context) error {
 	}
 	in.mu.Lock()
 	in.sub = sub
+	stopping := in.stopping
 	in.mu.Unlock()
+	if stopping {
+		sub.Stopping()
+	}
 	return nil
 }
 
 func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFunc, error) {
+	// Connect (benthos v4.60.0's AsyncReader) passes every call the same
+	// context, cancelled when the stream begins to stop, and calls Close only
+	// once every message read was acknowledged or shutdown_timeout ran out.
+	// Watched beyond the call, as the nacks of the drain come after it.
+	in.watchStop.Do(func() { context.AfterFunc(ctx, in.beginStop) })
 	select {
 	case in.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -141,6 +153,9 @@ func (in *queueInput) Read(ctx context.Context) (*service.Message, service.AckFu
 		case err == nil:
 			sub.Ack(m)
 		case m.Nackable():
+			if ctx.Err() != nil {
+				in.beginStop() // AfterFunc's goroutine may not have run yet
+			}
 			sub.Nack(m)
 		default:
 			in.retry <- m // never blocks: at most max_in_flight messages are out
@@ -199,9 +214,25 @@ func (in *queueInput) closeSub(ctx context.Context) {
 	}
 }
 
+// beginStop tells the subscription that its Shutdown comes next: a
+// gcppubsubv2 message nacked from now on is nacked by the Shutdown, once the
+// streaming pull ended. Nacked on the open stream, the server could deliver
+// it onto that ending stream again, or the client drop the nack as the
+// stream closed: either way it waited out the stream's 60 s ack deadline.
+func (in *queueInput) beginStop() {
+	in.mu.Lock()
+	in.stopping = true
+	sub := in.sub
+	in.mu.Unlock()
+	if sub != nil {
+		sub.Stopping()
+	}
+}
+
 // Close flushes the acknowledgements sent so far: Connect calls it once the
 // messages in flight were acknowledged or shutdown ran out of time.
 func (in *queueInput) Close(ctx context.Context) error {
+	in.beginStop()
 	in.closeSub(ctx)
 	return nil
 }
