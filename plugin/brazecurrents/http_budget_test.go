@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"runtime"
@@ -284,4 +285,44 @@ func (c *chargeCheck) Read(p []byte) (int, error) {
 	c.rest = c.rest[n:]
 	c.read += int64(n)
 	return n, nil
+}
+
+// TestHTTPInputTakesUnknownLengthBodiesNearTheLimit: with the defaults
+// (max_body_size and max_buffered_size 8 MiB), a chunked or a gzip body
+// just within max_body_size is answered 200. Its copy out of the chunks is
+// held beside them for a moment, uncharged: charging it would mean refusing
+// such a body for good (413), and Braze retries a 413 as it is, so its
+// events would never arrive. A body of many events and one of a long
+// string; every byte charged is given back once it is answered.
+func TestHTTPInputTakesUnknownLengthBodiesNearTheLimit(t *testing.T) {
+	in, url := startAckedInput(t, "")
+	event := `{"event_type": "users.behaviors.CustomEvent", "id": "%d", "properties": {"a": ["` + strings.Repeat("y", 30<<10) + `"]}}`
+	var events []string
+	for i := range int(in.maxBody-4*chunkSize) / len(event) {
+		events = append(events, fmt.Sprintf(event, i))
+	}
+	many := `{"events": [` + strings.Join(events, ", ") + `]}`
+	long := paddedBody(int(in.maxBody) - 2*eventCharge)
+	for name, body := range map[string]string{"events of strings under a chunk": many, "a long string": long} {
+		t.Run(name, func(t *testing.T) { postUnknownLength(t, in, url, body) })
+	}
+}
+
+// postUnknownLength POSTs body chunked and gzipped, wanting 200 for each,
+// and then the whole budget free.
+func postUnknownLength(t *testing.T, in *httpInput, url, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer tok")
+	for name, r := range map[string]reply{"chunked": <-doAsync(http.DefaultClient, req), "gzip": postEncoded(t, url, "gzip", gzipped(t, strings.NewReader(body)))} {
+		if r.status != http.StatusOK {
+			t.Errorf("a %s body of %d bytes, max_body_size %d: %d %q, want 200", name, len(body), in.maxBody, r.status, r.body)
+		}
+	}
+	in.buffered.mu.Lock()
+	defer in.buffered.mu.Unlock()
+	if in.buffered.free != in.maxBuf || in.buffered.holders != 0 {
+		t.Errorf("%d of %d free and %d holders once every request was answered, want all free and none", in.buffered.free, in.maxBuf, in.buffered.holders)
+	}
 }
