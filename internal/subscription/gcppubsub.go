@@ -36,14 +36,14 @@ func openPubSub(ctx context.Context, u *url.URL) (*Subscription, error) {
 		return nil, err
 	}
 	q := u.Query()
-	d := &pullDriver{client: client, path: subscriptionPath(u), maxBatch: 1000}
+	d := &pullDriver{sub: pubsubLeases{client: client, path: subscriptionPath(u)}, maxBatch: 1000}
 	if v := q.Get("max_recv_batch_size"); v != "" {
 		d.maxBatch, _ = strconv.Atoi(v) // checked by the opener
 	}
 	if v := q.Get("nacklazy"); v != "" {
 		d.nackLazy, _ = strconv.ParseBool(v)
 	}
-	l := startLeases(pubsubLeases{client: client, path: d.path}, driverlog.From(ctx))
+	l := startLeases(d.sub, driverlog.From(ctx))
 	d.fetched = func(ids []string) { l.hold(ids, leasePeriod) }
 	// gocloud's batching for gcppubsub.
 	sub := pubsub.NewSubscription(d, &batcher.Options{MaxBatchSize: d.maxBatch, MaxHandlers: 10},
@@ -56,8 +56,7 @@ func openPubSub(ctx context.Context, u *url.URL) (*Subscription, error) {
 // what each Pull returned to fetched.
 type pullDriver struct {
 	grpcErrors
-	client   *raw.SubscriberClient
-	path     string // projects/<project>/subscriptions/<name>
+	sub      pubsubLeases // the client and the subscription, which the leases extend
 	maxBatch int
 	nackLazy bool // a nack leaves the message to its deadline
 	fetched  func(ackIDs []string)
@@ -67,7 +66,7 @@ func (d *pullDriver) ReceiveBatch(ctx context.Context, max int) ([]*driver.Messa
 	// Asking for a whole batch, gocloud makes several calls at once: none
 	// waits for messages (gocloud's rule).
 	now := max == d.maxBatch
-	resp, err := d.client.Pull(ctx, &pubsubpb.PullRequest{Subscription: d.path, ReturnImmediately: now, MaxMessages: int32(max)})
+	resp, err := d.sub.client.Pull(ctx, &pubsubpb.PullRequest{Subscription: d.sub.path, ReturnImmediately: now, MaxMessages: int32(max)})
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +103,7 @@ func pulledAs(rm *pubsubpb.ReceivedMessage) func(any) bool {
 }
 
 func (d *pullDriver) SendAcks(ctx context.Context, ids []driver.AckID) error {
-	return d.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: d.path, AckIds: ackIDs(ids)})
+	return d.sub.client.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: d.sub.path, AckIds: ackIDs(ids)})
 }
 
 func (d *pullDriver) CanNack() bool { return true }
@@ -113,7 +112,7 @@ func (d *pullDriver) SendNacks(ctx context.Context, ids []driver.AckID) error {
 	if d.nackLazy {
 		return nil
 	}
-	return d.client.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: d.path, AckIds: ackIDs(ids)})
+	return d.sub.modify(ctx, ackIDs(ids), 0)
 }
 
 func ackIDs(ids []driver.AckID) []string {
@@ -127,7 +126,7 @@ func ackIDs(ids []driver.AckID) []string {
 func (d *pullDriver) As(i any) bool {
 	p, ok := i.(**raw.SubscriberClient)
 	if ok {
-		*p = d.client
+		*p = d.sub.client
 	}
 	return ok
 }
