@@ -31,7 +31,9 @@ Each message counts once, under its `+"`braze_event_type`"+` metadata (set by th
 carries an error (from a failed mapping, or a malformed event the `+"`braze_currents_http`"+` input sent on flagged: after
 the shipped mapping, `+"`currents_events_unmappable`"+` counts those too) and that field is set, in the counter `+"`name`"+` otherwise.
 Types outside Braze's known ones get series of their own for the first 64 of them; later ones count under
-`+"`other`"+` (with one warning), as types from request bodies could otherwise make series without end.
+`+"`other`"+` (with one warning), as types from request bodies could otherwise make series without end. So does
+any such type over 128 bytes (a malformed event's `+"`event_type`"+` may be megabytes long, and its series would
+hold it for good and print it at every scrape).
 
 It counts what a `+"`metric`"+` processor with `+"`labels: {event_type: ${! @braze_event_type }}`"+` counts, for a
 fraction of the cost: the counts are added up per batch, and each counter is incremented once per event type
@@ -111,6 +113,12 @@ type countProcessor struct {
 // then, and those deserve theirs.
 const maxOtherTypeLabels = 64
 
+// maxTypeLabelLen is the longest type outside knownEventTypes given a series
+// of its own, in bytes: over twice Braze's longest (51). A malformed Custom
+// HTTP event keeps its event_type, which may be megabytes long, and its
+// series would hold those bytes for good and print them at every scrape.
+const maxTypeLabelLen = 128
+
 func (p *countProcessor) ProcessBatch(_ context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var okBuf, erroredBuf [4]typeCount
 	ok, errored := tally{counts: okBuf[:0]}, tally{counts: erroredBuf[:0]}
@@ -189,8 +197,8 @@ func (t tally) flush(c *service.MetricCounter, labels *typeLabels) {
 // counter's series stay bounded: types can come from request bodies (Custom
 // HTTP), and each distinct string would otherwise be a series held for the
 // life of the process. Known types keep their own label, no type ("") is
-// unknownEventType, the first maxOthers other types keep theirs, and later
-// ones count under otherEventType.
+// unknownEventType, the first maxOthers other types no longer than
+// maxTypeLabelLen keep theirs, and the rest count under otherEventType.
 type typeLabels struct {
 	maxOthers int
 	log       *service.Logger // warned once maxOthers types have their own series
@@ -205,6 +213,9 @@ func (l *typeLabels) label(eventType string) string {
 	}
 	if knownEventTypeSet[eventType] {
 		return eventType
+	}
+	if len(eventType) > maxTypeLabelLen {
+		return otherEventType
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

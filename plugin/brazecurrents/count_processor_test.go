@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -269,5 +271,38 @@ func TestCountProcessorBoundsUnknownTypes(t *testing.T) {
 	}
 	if total != 2*invented {
 		t.Errorf("%v messages counted, want %d", total, 2*invented)
+	}
+}
+
+// A malformed Custom HTTP event keeps its event_type, of any length up to
+// max_body_size, and goes to the unmappable and dead letter counters: each
+// long type given a series of its own held its bytes for the life of the
+// process, and rendered them at every scrape (64 of 8 MiB: half a
+// gigabyte). Types longer than any Braze type count as other, without
+// taking one of the bounded places.
+func TestCountProcessorCountsLongUnknownTypesAsOther(t *testing.T) {
+	res, url := countResources(t, "label: mapped\nbraze_currents_count: {name: events_mapped, errored_name: events_unmappable}")
+	const long = 8
+	for i := range long {
+		runCount(t, res, "mapped", service.MessageBatch{event(fmt.Sprintf("%d.%s", i, strings.Repeat("x", 256<<10)), true)})
+	}
+	runCount(t, res, "mapped", service.MessageBatch{event("users.messages.email.NewType", true)})
+	scraped, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(scraped.Body)
+	scraped.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) > 64<<10 {
+		t.Errorf("the scrape is %d bytes, want under 64 KiB", len(body))
+	}
+	got := countsByType(t, url)["events_unmappable"]
+	want := map[string]float64{otherEventType: long, "users.messages.email.NewType": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("events_unmappable: %d series, other %v, the new type %v; want other %d and the new type 1",
+			len(got), got[otherEventType], got["users.messages.email.NewType"], long)
 	}
 }
