@@ -224,6 +224,67 @@ func TestAlertRules(t *testing.T) {
 	t.Logf("%d alerts", len(rules))
 }
 
+// TestAlertsShownOnDashboard checks what the runbook page promises: the
+// dashboard shows what each alert saw. Every metric an alert selects (but
+// Prometheus's own up) is queried by a panel, with each label value the
+// alert matches with = (a path): an on-call paged for a dead letter file
+// that cannot be written, or for shards nobody runs, found no panel of it.
+func TestAlertsShownOnDashboard(t *testing.T) {
+	t.Parallel()
+	rules := loadAlertRules(t)
+	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown []labelledSelector
+	for _, q := range loadDashboard(t, data) {
+		if q.panel {
+			for _, sel := range metricSelectors(q.expr) {
+				shown = append(shown, exactSelector(t, sel))
+			}
+		}
+	}
+	for _, r := range rules {
+		for _, sel := range r.selectors {
+			if slices.Contains(promSynthetic, sel.metric) {
+				continue
+			}
+			want := exactSelector(t, sel)
+			if !slices.ContainsFunc(shown, want.within) {
+				t.Errorf("alert %s selects %s{%s}, which no panel of %s shows", r.name, sel.metric, sel.matchers, dashboardPath)
+			}
+		}
+	}
+}
+
+// labelledSelector is a metric with the labels a selector matches with =,
+// but the target's.
+type labelledSelector struct {
+	metric string
+	exact  []labelMatcher
+}
+
+func exactSelector(t *testing.T, sel promSelector) labelledSelector {
+	t.Helper()
+	matchers, err := parseMatchers(sel.matchers)
+	if err != nil {
+		t.Fatalf("%s: %v", sel.metric, err)
+	}
+	out := labelledSelector{metric: sel.metric}
+	for _, m := range matchers {
+		if m.op == "=" && !slices.Contains(promTargetLabels, m.name) {
+			out.exact = append(out.exact, m)
+		}
+	}
+	return out
+}
+
+// within says whether o selects the series of s: the same metric, with no =
+// matcher s has not (a panel by result shows the alert's result="ok").
+func (s labelledSelector) within(o labelledSelector) bool {
+	return o.metric == s.metric && !slices.ContainsFunc(o.exact, func(m labelMatcher) bool { return !slices.Contains(s.exact, m) })
+}
+
 // mdLink is the target of a Markdown link.
 var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
