@@ -34,15 +34,18 @@ func (in *currentsInput) notAvroListed() string {
 
 // maxSkippedTracked bounds the skipped keys remembered between passes (by a
 // hash each) so that the metric counts an object once, not at every poll
-// that lists it again. Past it, objects a later pass lists again count again.
+// that lists it again. Past it, a pass's objects are only counted, by
+// reason, and the metric counts how many more there are than the last
+// passes found.
 const maxSkippedTracked = 1 << 16
 
 // skippedPass is what the walks since reset skipped for not being .avro.
 type skippedPass struct {
-	own      []string       // keys the input writes in the bucket itself (its checkpoint), never counted
-	byReason map[string]int // how many, by reason
-	example  string         // the first of them
-	sums     map[uint64]string
+	own       []string       // keys the input writes in the bucket itself (its checkpoint), never counted
+	byReason  map[string]int // how many, by reason
+	example   string         // the first of them
+	sums      map[uint64]string
+	untracked map[string]int // by reason, those past maxSkippedTracked, not in sums
 }
 
 func (p *skippedPass) reset() { *p = skippedPass{own: p.own} }
@@ -55,17 +58,19 @@ func (p *skippedPass) note(sel selection, key string) {
 		return
 	}
 	if p.byReason == nil {
-		p.byReason, p.sums = map[string]int{}, map[uint64]string{}
+		p.byReason, p.sums, p.untracked = map[string]int{}, map[uint64]string{}, map[string]int{}
 	}
 	if p.example == "" {
 		p.example = key
 	}
 	p.byReason[reason]++
-	if len(p.sums) < maxSkippedTracked {
-		h := fnv.New64a()
-		_, _ = io.WriteString(h, key)
-		p.sums[h.Sum64()] = reason
+	if len(p.sums) >= maxSkippedTracked {
+		p.untracked[reason]++
+		return
 	}
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, key)
+	p.sums[h.Sum64()] = reason
 }
 
 func (p *skippedPass) total() int {
@@ -104,8 +109,9 @@ func (s selection) skipReason(key string) string {
 // skippedObjects follows the skipped objects across passes (and, with
 // notifications, across notifications: the receiving loop's own).
 type skippedObjects struct {
-	counted map[uint64]string // the keys counted, as the last passes found them
-	warned  bool              // the last passes skipped some, and said so
+	counted   map[uint64]string // the keys counted, as the last passes found them
+	untracked map[string]int    // by reason, the objects counted past maxSkippedTracked
+	warned    bool              // the last passes skipped some, and said so
 }
 
 // noteSkipped counts the objects a pass skipped that the passes before did
@@ -117,11 +123,19 @@ func (in *currentsInput) noteSkipped(w *walker) {
 			in.stats.skipped.Incr(1, reason)
 		}
 	}
+	for reason, n := range w.skipped.untracked {
+		if n > sk.untracked[reason] {
+			in.stats.skipped.Incr(int64(n-sk.untracked[reason]), reason)
+		}
+	}
 	if complete || sk.counted == nil || len(sk.counted) >= maxSkippedTracked {
-		sk.counted = w.skipped.sums // reset gives the walker a new map
+		sk.counted, sk.untracked = w.skipped.sums, w.skipped.untracked // reset gives the walker new maps
 	} else {
 		// A pass that missed a directory lists its objects again later.
 		maps.Copy(sk.counted, w.skipped.sums)
+		for reason, n := range w.skipped.untracked {
+			sk.untracked[reason] = max(sk.untracked[reason], n)
+		}
 	}
 	n := w.skipped.total()
 	if n == 0 {

@@ -2,6 +2,7 @@ package brazecurrents
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"path"
 	"strings"
@@ -174,4 +175,34 @@ func TestNotificationOfObjectsNotAvroWarned(t *testing.T) {
 	if got := n.logs.matching("which is not .avro"); len(got) != 2 || !containsAll(got[1], w.Key+`.tmp\"`, "(partial)") {
 		t.Fatalf("warnings %q, want a second one naming %s.tmp", got, w.Key)
 	}
+}
+
+// A pass remembers the keys of at most maxSkippedTracked skipped objects,
+// and counted only those: 100,000 .avro.gz objects showed as 65,536 in
+// braze_currents_objects_skipped, at every pass. Those past the bound are
+// counted by number, when it grows; the ones remembered still count once.
+func TestSkippedPastTheTrackedBoundCount(t *testing.T) {
+	res, metrics := countResources(t)
+	in := &currentsInput{log: res.Logger(), stats: newInputStats(res.Metrics(), res.Logger())}
+	every := selection{include: []string{"*"}, shards: 1}
+	dir := "currents/dataexport.prod-01.S3.integration.aaaaaaaaaaaaaaaaaaaaaaaa/event_type=" + emailSend + "/date=2026-12-01-13/version=1/prod/"
+	pass := func(n int) *walker {
+		w := &walker{}
+		for i := range n {
+			w.skipped.note(every, fmt.Sprintf("%sf+0+%d.avro.gz", dir, i))
+		}
+		return w
+	}
+	skipped := func(when string, want float64) {
+		t.Helper()
+		if got := countsByLabel(t, metrics, "reason")["braze_currents_objects_skipped"][skipCompressed]; got != want {
+			t.Errorf("%s: braze_currents_objects_skipped{reason=%q} %v, want %v", when, skipCompressed, got, want)
+		}
+	}
+	in.noteSkipped(pass(maxSkippedTracked + 10))
+	skipped("first pass", maxSkippedTracked+10)
+	in.noteSkipped(pass(maxSkippedTracked + 10))
+	skipped("the same objects again", maxSkippedTracked+10)
+	in.noteSkipped(pass(maxSkippedTracked + 15))
+	skipped("5 more", maxSkippedTracked+15)
 }
