@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -114,5 +116,39 @@ func TestCustomHTTPDeadLettersATooDeepEvent(t *testing.T) {
 	if len(letters) != 1 || json.Unmarshal([]byte(letters[0].Message), &text) != nil || text != deep ||
 		!strings.HasPrefix(letters[0].Error, `event 1 (id "deep-1"): nested deeper than the 10000 levels`) || letters[0].EventType != "users.messages.email.Open" {
 		t.Fatalf("dead letters: %.300v; want the deep event alone, as its text", letters)
+	}
+}
+
+// TestCustomHTTPLongEventTypesCountAsOther: a malformed event keeps its
+// event_type, and a body may hold one of megabytes. The shipped pipeline's
+// counters gave each of the first 64 such types a series of its own, which
+// held its bytes for good and printed them at every scrape: a few requests
+// made /metrics megabytes long. They count under other.
+func TestCustomHTTPLongEventTypesCountAsOther(t *testing.T) {
+	t.Parallel()
+	p := startHTTPPipeline(t, "braze-token", "60s")
+	const requests = 4
+	for i := range requests {
+		long := fmt.Sprintf("users.%d.%s", i, strings.Repeat("x", 1<<20))
+		body := `{"events": [{"event_type": "` + long + `", "id": "long-` + strconv.Itoa(i) + `", "time": 1764590400, "properties": "oops"}]}`
+		if code := p.postBytes("Bearer braze-token", []byte(body)); code != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200\n%s", i+1, code, lastLines(p.proc.logs(), 30))
+		}
+	}
+	code, text := httpGet(t, "http://"+p.metrics+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics answered %d", code)
+	}
+	if len(text) > 256<<10 {
+		t.Errorf("/metrics is %d bytes, want under 256 KiB", len(text))
+	}
+	s, err := parseScrape(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"currents_events_unmappable", "currents_dead_letters"} {
+		if got := s.sum(name, `event_type="other"`); got != requests {
+			t.Errorf("%s{event_type=\"other\"} = %v, want %d", name, got, requests)
+		}
 	}
 }
