@@ -185,7 +185,8 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 		}
 		wait := policy.NextBackOff()
 		if wait == backoff.Stop || (d.s.maxRetries > 0 && attempt >= d.s.maxRetries) {
-			failure.Detail += fmt.Sprintf(" (gave up after %d attempts)", attempt+1)
+			// For the dead letters: an answer's body need not say whose it is.
+			failure.Detail += fmt.Sprintf(" (Segment at %s, gave up after %d attempts)", d.s.where, attempt+1)
 			return nil, failure
 		}
 		wait = max(wait, res.retryAfter) // capped at maxRetryAfter

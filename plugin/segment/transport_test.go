@@ -258,14 +258,18 @@ func TestInvalidCallsFailAloneAndAreNeverSent(t *testing.T) {
 	}
 }
 
+// The calls of a request that gave up go to the dead letter output with
+// this error: it names where they were sent, as an answer's body (here
+// empty) need not.
 func TestRetriesStopAtMaxRetries(t *testing.T) {
 	srv := segmentapi.StartT(t, testKey)
 	srv.FailNext(10, http.StatusInternalServerError)
 	out := newTestOutput(t, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_retries: 2, backoff: {initial_interval: 1ms, max_interval: 2ms}}`, testKey, srv.URL()))
 	batch := trackBatch(3, 0, "x")
+	want := fmt.Sprintf("Segment at %s (endpoint set, region us), gave up after 3 attempts", srv.URL())
 	for _, err := range batchErrors(batch, out.WriteBatch(context.Background(), batch)) {
-		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "gave up after 3 attempts") {
-			t.Fatalf("error %v, want a transient failure after 3 attempts", err)
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want a transient failure naming %q", err, want)
 		}
 	}
 	if got := srv.Stats().Requests; got != 3 {
