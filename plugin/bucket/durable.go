@@ -1,7 +1,9 @@
 package bucket
 
 import (
+	"bufio"
 	"context"
+	"crypto/md5"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,36 +25,58 @@ type durable struct {
 	synced map[string]bool // directories whose entry in their parent is on disk
 }
 
+// writeBufferSize is how much of an object is gathered before a write to
+// the store.
+const writeBufferSize = 64 << 10
+
+var newline = []byte{'\n'}
+
 func newDurable(root string) *durable {
 	return &durable{root: root, sync: (*os.File).Sync, synced: map[string]bool{}}
 }
 
-// write stores body under key: for a directory, the data is synced before
-// the temporary file is renamed into place, and the rename after.
-func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, body []byte, contentType string) error {
-	if d.root == "" {
-		return bucket.WriteAll(ctx, key, body, &blob.WriterOptions{ContentType: contentType})
+// write stores lines under key, each followed by a newline: for a
+// directory, the data is synced before the temporary file is renamed into
+// place, and the rename after. The object's MD5, taken first, lets the
+// store refuse what did not arrive as sent, as WriteAll would.
+func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, lines [][]byte, contentType string) error {
+	sum := md5.New()
+	for _, line := range lines {
+		sum.Write(line)
+		sum.Write(newline)
 	}
 	var file *os.File
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := bucket.NewWriter(ctx, key, &blob.WriterOptions{
-		ContentType: contentType,
+	opts := &blob.WriterOptions{ContentType: contentType, ContentMD5: sum.Sum(nil)}
+	if d.root != "" {
 		// Detection would open the file only at Close, after the rename.
-		DisableContentTypeDetection: true,
-		BeforeWrite:                 func(as func(any) bool) error { as(&file); return nil },
-	})
+		opts.DisableContentTypeDetection = true
+		opts.BeforeWrite = func(as func(any) bool) error { as(&file); return nil }
+	}
+	w, err := bucket.NewWriter(ctx, key, opts)
 	if err != nil {
 		return err
 	}
-	// A cancelled writer removes its temporary file: nothing is stored.
+	// A cancelled writer stores nothing: a directory's removes its
+	// temporary file, a cloud store's never completes the object.
 	abort := func(err error) error {
 		cancel()
 		_ = w.Close()
 		return err
 	}
-	if _, err := w.Write(body); err != nil {
+	// Lines are often small: gathered, they make fewer writes to the file
+	// or to the upload.
+	buf := bufio.NewWriterSize(w, writeBufferSize)
+	for _, line := range lines {
+		buf.Write(line)
+		buf.Write(newline)
+	}
+	if err := buf.Flush(); err != nil {
 		return abort(err)
+	}
+	if d.root == "" {
+		return w.Close()
 	}
 	if file == nil {
 		return abort(fmt.Errorf("the directory's writer gave no file to sync"))

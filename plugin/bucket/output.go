@@ -4,7 +4,6 @@
 package bucket
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -162,20 +161,19 @@ func (o *bucketOutput) WriteBatch(ctx context.Context, batch service.MessageBatc
 	if key == "" {
 		return fmt.Errorf("%s interpolated to an empty key: no object can be written to bucket %s", outFieldPath, bucketurl.Name(o.url))
 	}
-	var body bytes.Buffer
-	for _, msg := range batch {
-		b, err := msg.AsBytes()
-		if err != nil {
-			return err
+	// The messages' own bytes, written one after the other: a copy of the
+	// whole batch as one body would hold it twice for the whole write.
+	lines := make([][]byte, len(batch))
+	for i, msg := range batch {
+		if lines[i], err = msg.AsBytes(); err != nil {
+			return o.writeError(key, err)
 		}
-		body.Write(b)
-		body.WriteByte('\n')
 	}
 	// write returns only once the object was stored whole (and, in a
 	// directory, synced to disk): only then may the batch be acknowledged.
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := o.durable.write(ctx, o.bucket, key, body.Bytes(), o.contentType); err != nil {
+	if err := o.durable.write(ctx, o.bucket, key, lines, o.contentType); err != nil {
 		return o.writeError(key, err)
 	}
 	return nil
