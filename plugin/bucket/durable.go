@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"gocloud.dev/blob"
@@ -30,6 +33,10 @@ type durable struct {
 const writeBufferSize = 64 << 10
 
 var newline = []byte{'\n'}
+
+// attrsSuffix ends the name of the file where fileblob keeps an object's
+// attributes, beside it.
+const attrsSuffix = ".attrs"
 
 func newDurable(root string) *durable {
 	return &durable{root: root, sync: (*os.File).Sync, synced: map[string]bool{}}
@@ -87,6 +94,14 @@ func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, li
 	if err := w.Close(); err != nil {
 		return err
 	}
+	// fileblob wrote the object's content type in KEY.attrs just before the
+	// rename, unsynced: a crash could leave it empty, and fileblob reads no
+	// object whose attributes it cannot decode. The URL's metadata=skip
+	// writes none. The temporary file's name is KEY.<hex>.tmp.
+	object := strings.TrimSuffix(file.Name(), filepath.Ext(strings.TrimSuffix(file.Name(), ".tmp"))+".tmp")
+	if err := d.syncFile(object + attrsSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("syncing %s to disk: %w", object+attrsSuffix, err)
+	}
 	// The temporary file was beside the object, so its directory is the
 	// object's (bucketurl.Open asks fileblob for that).
 	return d.syncDirs(filepath.Dir(file.Name()))
@@ -119,13 +134,17 @@ func (d *durable) syncDirs(dir string) error {
 }
 
 func (d *durable) syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory to disk: %w", err)
-	}
-	defer f.Close()
-	if err := d.sync(f); err != nil {
+	if err := d.syncFile(dir); err != nil {
 		return fmt.Errorf("syncing directory %s to disk: %w", dir, err)
 	}
 	return nil
+}
+
+func (d *durable) syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return d.sync(f)
 }

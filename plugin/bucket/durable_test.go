@@ -17,13 +17,15 @@ import (
 
 // A machine that crashes after a batch was acknowledged must still hold its
 // object: in a directory, the object's data is synced before the rename that
-// stores it, then its directory (the rename), and, once, each directory up
-// to the bucket's own, whose entries a key's new prefix created. The power
+// stores it, then its content type's file (KEY.attrs: fileblob reads no
+// object whose attributes file is empty, as an unsynced new file can be
+// after a crash), then its directory (the rename), and, once, each directory
+// up to the bucket's own, whose entries a key's new prefix created. The power
 // cut itself cannot be staged here: the test records what is synced, and in
 // which order, through the output's sync.
 func TestOutputDirectorySyncsBeforeTheAck(t *testing.T) {
 	root := t.TempDir()
-	o := directoryOutput(t, root)
+	o := directoryOutput(t, root, "")
 	var synced []string
 	tmp := regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
 	o.durable.sync = func(f *os.File) error {
@@ -44,9 +46,9 @@ func TestOutputDirectorySyncsBeforeTheAck(t *testing.T) {
 		key  string
 		want []string
 	}{
-		{"a/b/one.jsonl", []string{"a/b/one.jsonl (data)", "a/b", "a", ".", ".."}},
-		{"a/b/two.jsonl", []string{"a/b/two.jsonl (data)", "a/b"}},
-		{"a/c/three.jsonl", []string{"a/c/three.jsonl (data)", "a/c", "a"}},
+		{"a/b/one.jsonl", []string{"a/b/one.jsonl (data)", "a/b/one.jsonl.attrs", "a/b", "a", ".", ".."}},
+		{"a/b/two.jsonl", []string{"a/b/two.jsonl (data)", "a/b/two.jsonl.attrs", "a/b"}},
+		{"a/c/three.jsonl", []string{"a/c/three.jsonl (data)", "a/c/three.jsonl.attrs", "a/c", "a"}},
 	} {
 		synced = nil
 		if err := o.WriteBatch(t.Context(), service.MessageBatch{service.NewMessage([]byte(c.key))}); err != nil {
@@ -61,11 +63,24 @@ func TestOutputDirectorySyncsBeforeTheAck(t *testing.T) {
 	}
 }
 
+// A directory whose URL asks fileblob for no attributes files
+// (metadata=skip) has none to sync: the object is written and synced.
+func TestOutputDirectoryWithoutAttributes(t *testing.T) {
+	root := t.TempDir()
+	o := directoryOutput(t, root, "?metadata=skip")
+	if err := o.WriteBatch(t.Context(), service.MessageBatch{service.NewMessage([]byte("a/one.jsonl"))}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "a", "*")); len(left) != 1 || filepath.Base(left[0]) != "one.jsonl" {
+		t.Fatalf("the directory holds %q, want one.jsonl alone", left)
+	}
+}
+
 // A sync that fails fails the batch, which Connect retries, and stores
 // nothing: no object, no temporary file.
 func TestOutputFailedSyncFailsTheBatch(t *testing.T) {
 	root := t.TempDir()
-	o := directoryOutput(t, root)
+	o := directoryOutput(t, root, "")
 	o.durable.sync = func(*os.File) error { return errors.New("input/output error") }
 	err := o.WriteBatch(t.Context(), service.MessageBatch{service.NewMessage([]byte("x/one.jsonl"))})
 	if err == nil || !strings.Contains(err.Error(), "syncing to disk: input/output error") || !strings.Contains(err.Error(), `"x/one.jsonl"`) {
@@ -77,11 +92,11 @@ func TestOutputFailedSyncFailsTheBatch(t *testing.T) {
 	}
 }
 
-// directoryOutput is a connected bucket output into root, keyed by the
-// content of a batch's first message.
-func directoryOutput(t *testing.T, root string) *bucketOutput {
+// directoryOutput is a connected bucket output into root, its URL ending
+// in query, keyed by the content of a batch's first message.
+func directoryOutput(t *testing.T, root, query string) *bucketOutput {
 	t.Helper()
-	conf, err := outputSpec().ParseYAML(fmt.Sprintf("url: file://%s\npath: ${! content() }", root), nil)
+	conf, err := outputSpec().ParseYAML(fmt.Sprintf("url: file://%s%s\npath: ${! content() }", root, query), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +117,7 @@ func directoryOutput(t *testing.T, root string) *bucketOutput {
 // into a directory allocates no more than a few of its buffers.
 func TestOutputWritesTheBatchWithoutCopyingIt(t *testing.T) {
 	root := t.TempDir()
-	o := directoryOutput(t, root)
+	o := directoryOutput(t, root, "")
 	var batch service.MessageBatch
 	batch = append(batch, service.NewMessage([]byte("big.jsonl")))
 	line := bytes.Repeat([]byte("x"), 1<<20)

@@ -46,7 +46,7 @@ chain; the credentials need to create objects only (no list or read). Errors nam
 without its query, and the object key.`).
 		Fields(
 			service.NewStringField(outFieldURL).
-				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`). A directory receives an object as a temporary file beside it, `KEY.<hex>.tmp`, renamed once whole (a process killed mid-write may leave one behind), and its content type in `KEY.attrs`; the object is synced to disk, and so is its rename, before its batch is acknowledged, so that a crash of the machine cannot lose it.").
+				Description("The bucket: `s3://bucket?region=…`, `gs://bucket`, `azblob://container` or `file:///path/to/dir` (the directory must exist, unless the URL asks `create_dir=true`). A directory receives an object as a temporary file beside it, `KEY.<hex>.tmp`, renamed once whole (a process killed mid-write may leave one behind), and its content type in `KEY.attrs`; the object and `KEY.attrs` are synced to disk, and so is the rename, before its batch is acknowledged, so that a crash of the machine cannot lose the object or leave it unreadable.").
 				Examples("s3://my-currents-bucket?region=us-east-1", "gs://my-bucket", "azblob://my-container", "file:///var/lib/currents-connect/dead-letters").
 				Secret(), // a URL may carry a password or a token: echo scrubs it
 			service.NewInterpolatedStringField(outFieldPath).
