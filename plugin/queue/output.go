@@ -138,7 +138,7 @@ func (o *queueOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 		}
 		wg.Go(func() {
 			if err := tooLargeForServiceBus(ctx, topic, m); err != nil {
-				errs[i] = err
+				errs[i] = o.url.named("sending to", err)
 				return
 			}
 			if err := topic.Send(ctx, m); err != nil {

@@ -95,7 +95,8 @@ metadata:
 	bad := ps.badMessage()
 	batch := service.MessageBatch{service.NewMessage([]byte(body(0))), bad, service.NewMessage([]byte(body(2)))}
 	idx := batch.Index() // before the write, as a pipeline indexes its batches
-	failed := failedMessages(t, out.WriteBatch(ctx, batch), idx)
+	err = out.WriteBatch(ctx, batch)
+	failed := failedMessages(t, err, idx)
 	if _, rabbit := ps.(testRabbit); rabbit {
 		// The broker closes the channel on the refusal: the messages the
 		// driver sent with it on that channel fail too, even those it had
@@ -120,6 +121,11 @@ metadata:
 	}
 	if len(failed) != 1 || failed[0] != 1 {
 		t.Fatalf("failed messages %v, want [1]", failed)
+	}
+	// Its error names the topic, as every failed send's does.
+	topic, _, _ := strings.Cut(ps.TopicURL("out"), "?")
+	if err := messageErrors(t, err, idx)[1]; !strings.Contains(err.Error(), topic) {
+		t.Errorf("the refused message's error %q does not name the topic %s", err, topic)
 	}
 	got := receive(t, ps.SubscriptionURL("out-sub"), 2)
 	if got[body(0)] == nil || got[body(2)] == nil {
@@ -181,16 +187,28 @@ func writeToSQS(t *testing.T, batch service.MessageBatch) (testSQS, error) {
 // index idx that the batch was given before its write.
 func failedMessages(t *testing.T, err error, idx *service.Indexer) []int {
 	t.Helper()
+	var failed []int
+	for i := range messageErrors(t, err, idx) {
+		failed = append(failed, i)
+	}
+	slices.Sort(failed)
+	return failed
+}
+
+// messageErrors is the error err, a BatchError, gives each message that
+// failed, by the index idx that the batch was given before its write.
+func messageErrors(t *testing.T, err error, idx *service.Indexer) map[int]error {
+	t.Helper()
 	var batchErr *service.BatchError
 	if !errors.As(err, &batchErr) {
 		t.Fatalf("WriteBatch: %v, want a BatchError", err)
 	}
-	var failed []int
+	errs := map[int]error{}
 	batchErr.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, err error) bool {
 		if err != nil {
-			failed = append(failed, i)
+			errs[i] = err
 		}
 		return true
 	})
-	return failed
+	return errs
 }
