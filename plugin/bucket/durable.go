@@ -44,19 +44,22 @@ func newDurable(root string) *durable {
 
 // write stores lines under key, each followed by a newline: for a
 // directory, the data is synced before the temporary file is renamed into
-// place, and the rename after. The object's MD5, taken first, lets the
-// store refuse what did not arrive as sent, as WriteAll would.
+// place, and the rename after.
 func (d *durable) write(ctx context.Context, bucket *blob.Bucket, key string, lines [][]byte, contentType string) error {
-	sum := md5.New()
-	for _, line := range lines {
-		sum.Write(line)
-		sum.Write(newline)
-	}
 	var file *os.File
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	opts := &blob.WriterOptions{ContentType: contentType, ContentMD5: sum.Sum(nil)}
-	if d.root != "" {
+	opts := &blob.WriterOptions{ContentType: contentType}
+	if d.root == "" {
+		// The object's MD5, taken first, lets a cloud store refuse what
+		// did not arrive as sent, as WriteAll would.
+		sum := md5.New()
+		for _, line := range lines {
+			sum.Write(line)
+			sum.Write(newline)
+		}
+		opts.ContentMD5 = sum.Sum(nil)
+	} else {
 		// Detection would open the file only at Close, after the rename.
 		opts.DisableContentTypeDetection = true
 		opts.BeforeWrite = func(as func(any) bool) error { as(&file); return nil }
