@@ -42,8 +42,8 @@ the subject unless it exists, without it some stream must capture the subject; t
 
 Delivery is at least once: a batch is acknowledged only once every one of its messages was accepted by the
 queue; the messages that failed are reported one by one, so only they are retried (or routed by a
-` + "`fallback`" + `). The drivers batch sends to the queue themselves, SQS and SNS excepted (one message a request, up
-to 100 at once: a request fails as a whole); ` + "`batching`" + ` and ` + "`max_in_flight`" + ` decide how many messages are
+` + "`fallback`" + `). The drivers batch sends to the queue themselves, except SQS and SNS (one message a request, up
+to 100 at once: a request fails as a whole) and NATS (one message a publish, up to 100 at once); ` + "`batching`" + ` and ` + "`max_in_flight`" + ` decide how many messages are
 being sent at once. A connection closed for good (NATS after its reconnect attempts, or
 RabbitMQ's) makes the output connect again and resend the batch.
 
