@@ -44,7 +44,8 @@ Before each batch it checks that the file open is still the one at `+"`path`"+`:
 `+"`file`"+` output would go on writing into the file moved, or into a deleted one no path names.
 
 A batch is acknowledged only once its lines are on disk: after its writes the file is synced (fsync), and
-its directory when the file was created. The `+"`file`"+` output does not sync, so a crash of the machine (not
+its directory when the file was created (a path that is no regular file, a FIFO or `+"`/dev/stdout`"+`, is not
+synced: it cannot be). The `+"`file`"+` output does not sync, so a crash of the machine (not
 of the process) can lose the dead letters it acknowledged: their events are then nowhere, the input having
 counted them done. A sync that fails fails the whole batch, which is written again (a line may then be in
 the file twice; a replay sends both, and Segment keeps one by `+"`messageId`"+`).`).
@@ -98,6 +99,7 @@ type fileOutput struct {
 	file    *os.File
 	cut     bool // the file may end in a fragment that could not be taken back
 	created bool // the file was created and its directory is not synced yet
+	special bool // not a regular file (a FIFO, /dev/stdout): nothing to sync
 }
 
 // Connect opens nothing: the file is opened at the first write, so that a
@@ -138,7 +140,12 @@ func (o *fileOutput) open() error {
 	if err != nil {
 		return err
 	}
-	o.file, o.created = f, created
+	info, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return err
+	}
+	o.file, o.created, o.special = f, created, !info.Mode().IsRegular()
 	if EndsInCutLine(f) {
 		o.cut = true
 		o.log.Warnf("%s ends in a line with no newline (a run killed while writing it): the next line starts a line of its own; if that line is cut short, a replay reports it as not JSON", o.path)
@@ -216,9 +223,11 @@ func (o *fileOutput) write(msg *service.Message) error {
 }
 
 // flush syncs the file, and its directory when the file is new, so that
-// the lines written are on disk before they are acknowledged.
+// the lines written are on disk before they are acknowledged. A pipe or a
+// device is not synced: it refuses (EINVAL), and what it was written is
+// its reader's already.
 func (o *fileOutput) flush() error {
-	if o.sync == nil {
+	if o.sync == nil || o.special {
 		return nil
 	}
 	if err := o.sync(o.file); err != nil {

@@ -256,3 +256,31 @@ func TestFileOutputFailsOnlyTheLinesNotWritten(t *testing.T) {
 		t.Fatalf("the file holds %q (%v), want the line before the failed one, the cut one taken back", data, err)
 	}
 }
+
+// TestFileOutputWritesToAPipe: a path that is no regular file (a FIFO, or
+// /dev/stdout under a container's log collector) takes the lines without a
+// sync, which such files refuse (EINVAL): the sync failed every batch, each
+// retry writing its lines into the pipe again, for ever.
+func TestFileOutputWritesToAPipe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dead-letters.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Opened read-write, the reader's end never blocks the writer's open.
+	reader, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	o := parsedOutput(t, "path: "+path)
+	ctx := context.Background()
+	defer o.Close(ctx)
+	if err := writeLine(ctx, o, `{"a":1}`); err != nil {
+		t.Fatalf("a line to a FIFO failed: %v", err)
+	}
+	got := make([]byte, 64)
+	n, err := reader.Read(got)
+	if err != nil || string(got[:n]) != `{"a":1}`+"\n" {
+		t.Fatalf("the FIFO holds %q (%v), want the line once", got[:n], err)
+	}
+}
