@@ -230,8 +230,9 @@ func (o *fileOutput) flush() error {
 	if o.sync == nil || o.special {
 		return nil
 	}
+	// Sync's error names the file: "sync <path>: <reason>".
 	if err := o.sync(o.file); err != nil {
-		return fmt.Errorf("sync %s: %w", o.path, err)
+		return err
 	}
 	if !o.created {
 		return nil
@@ -242,7 +243,7 @@ func (o *fileOutput) flush() error {
 	}
 	defer dir.Close()
 	if err := o.sync(dir); err != nil {
-		return fmt.Errorf("sync %s: %w", dir.Name(), err)
+		return err
 	}
 	o.created = false
 	return nil

@@ -3,6 +3,7 @@ package deadletter
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,7 +179,7 @@ func TestFileOutputSyncsBeforeAcknowledging(t *testing.T) {
 			synced = append(synced, string(data))
 		}
 		if fail != nil {
-			return fail
+			return &fs.PathError{Op: "sync", Path: f.Name(), Err: fail} // as (*os.File).Sync fails
 		}
 		return f.Sync()
 	}
@@ -195,7 +196,7 @@ func TestFileOutputSyncsBeforeAcknowledging(t *testing.T) {
 	fail = errors.New("input/output error")
 	err := o.WriteBatch(ctx, batch("4"))
 	var be *service.BatchError
-	if err == nil || errors.As(err, &be) || !strings.Contains(err.Error(), "sync "+path+": input/output error") {
+	if err == nil || errors.As(err, &be) || err.Error() != "sync "+path+": input/output error" {
 		t.Fatalf("a failed sync returned %v, want the whole batch failed with the path and the reason", err)
 	}
 	fail = nil
