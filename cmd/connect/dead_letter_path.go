@@ -48,9 +48,12 @@ func endCutLine(getenv func(string) string) string {
 	if path == "" {
 		return ""
 	}
+	if info, err := os.Stat(path); err != nil || !info.Mode().IsRegular() {
+		return "" // absent, or a FIFO or a device, which has no last line (see writableFile)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
-		return "" // absent, or deadLetterPathWarning says why not writable
+		return "" // deadLetterPathWarning says why not writable
 	}
 	defer f.Close()
 	if !deadletter.EndsInCutLine(f) {
@@ -69,6 +72,12 @@ func writableFile(path string) error {
 	if info, err := os.Stat(path); err == nil {
 		if info.IsDir() {
 			return fmt.Errorf("%s is a directory", path)
+		}
+		// A FIFO (a log shipper's) or a device is not opened: a FIFO's
+		// open for writing waits for a reader, and its close would end
+		// the stream of a reader waiting.
+		if !info.Mode().IsRegular() {
+			return nil
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A DEAD_LETTER_PATH that cannot be written is warned of; one in a
@@ -101,5 +103,28 @@ func TestEndCutLine(t *testing.T) {
 	}
 	if _, err := os.Stat(absent); err == nil {
 		t.Errorf("the check made %s", absent)
+	}
+}
+
+// TestDeadLetterPathChecksLeaveAFIFOAlone: a DEAD_LETTER_PATH that is a
+// FIFO (a log shipper's) is neither warned of nor opened at start: opened
+// for writing with no reader yet, the open blocked, and the binary hung
+// before its first log line; with a reader waiting, the check's open and
+// close gave it an end of file.
+func TestDeadLetterPathChecksLeaveAFIFOAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dead-letters.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(string) string { return path }
+	done := make(chan string)
+	go func() { done <- deadLetterPathWarning(getenv) + endCutLine(getenv) }()
+	select {
+	case warn := <-done:
+		if warn != "" {
+			t.Fatalf("warned %q", warn)
+		}
+	case <-time.After(time.Minute): // a hang, not a slow machine
+		t.Fatal("the checks of a FIFO with no reader did not return")
 	}
 }
