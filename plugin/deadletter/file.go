@@ -44,7 +44,7 @@ Before each batch it checks that the file open is still the one at `+"`path`"+`:
 `+"`file`"+` output would go on writing into the file moved, or into a deleted one no path names.
 
 A batch is acknowledged only once its lines are on disk: after its writes the file is synced (fsync), and
-its directory when the file was created (a path that is no regular file, a FIFO or `+"`/dev/stdout`"+`, is not
+when the file was created, its directory and the parent of each directory made for it (a path that is no regular file, a FIFO or `+"`/dev/stdout`"+`, is not
 synced: it cannot be). The `+"`file`"+` output does not sync, so a crash of the machine (not
 of the process) can lose the dead letters it acknowledged: their events are then nowhere, the input having
 counted them done. A sync that fails fails the whole batch, which is written again (a line may then be in
@@ -95,11 +95,11 @@ type fileOutput struct {
 	log  *service.Logger
 	sync func(*os.File) error // nil: not synced
 
-	mu      sync.Mutex
-	file    *os.File
-	cut     bool // the file may end in a fragment that could not be taken back
-	created bool // the file was created and its directory is not synced yet
-	special bool // not a regular file (a FIFO, /dev/stdout): nothing to sync
+	mu       sync.Mutex
+	file     *os.File
+	cut      bool     // the file may end in a fragment that could not be taken back
+	unsynced []string // directories holding an entry made here, not synced yet
+	special  bool     // not a regular file (a FIFO, /dev/stdout): nothing to sync
 }
 
 // Connect opens nothing: the file is opened at the first write, so that a
@@ -126,11 +126,22 @@ func (o *fileOutput) open() error {
 		_ = o.file.Close()
 		o.file, o.cut = nil, false
 	}
+	// Each directory made is a new entry of its parent, to sync as the
+	// file's own entry is.
+	var made []string
+	for dir := filepath.Dir(o.path); dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		made = append(made, filepath.Dir(dir))
+	}
 	if err := os.MkdirAll(filepath.Dir(o.path), 0o777); err != nil {
 		return err
 	}
-	_, err := os.Lstat(o.path)
-	created := errors.Is(err, fs.ErrNotExist)
+	o.unsynced = append(o.unsynced, made...)
+	if _, err := os.Lstat(o.path); errors.Is(err, fs.ErrNotExist) {
+		o.unsynced = append(o.unsynced, filepath.Dir(o.path))
+	}
 	// Read too, for its last byte; a file this user may only write is
 	// written without that check.
 	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o666)
@@ -145,7 +156,7 @@ func (o *fileOutput) open() error {
 		_ = f.Close()
 		return err
 	}
-	o.file, o.created, o.special = f, created, !info.Mode().IsRegular()
+	o.file, o.special = f, !info.Mode().IsRegular()
 	if EndsInCutLine(f) {
 		o.cut = true
 		o.log.Warnf("%s ends in a line with no newline (a run killed while writing it): the next line starts a line of its own; if that line is cut short, a replay reports it as not JSON", o.path)
@@ -222,8 +233,9 @@ func (o *fileOutput) write(msg *service.Message) error {
 	return err // "write <path>: no space left on device"
 }
 
-// flush syncs the file, and its directory when the file is new, so that
-// the lines written are on disk before they are acknowledged. A pipe or a
+// flush syncs the file, and the directories of the entries open made (the
+// file's, and the directories made for it), so that the lines written are
+// on disk before they are acknowledged. A pipe or a
 // device is not synced: it refuses (EINVAL), and what it was written is
 // its reader's already.
 func (o *fileOutput) flush() error {
@@ -234,19 +246,22 @@ func (o *fileOutput) flush() error {
 	if err := o.sync(o.file); err != nil {
 		return err
 	}
-	if !o.created {
-		return nil
+	for len(o.unsynced) > 0 {
+		if err := o.syncDir(o.unsynced[0]); err != nil {
+			return err
+		}
+		o.unsynced = o.unsynced[1:]
 	}
-	dir, err := os.Open(filepath.Dir(o.path))
+	return nil
+}
+
+func (o *fileOutput) syncDir(path string) error {
+	dir, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	if err := o.sync(dir); err != nil {
-		return err
-	}
-	o.created = false
-	return nil
+	return o.sync(dir)
 }
 
 // takeBack truncates the file to before when it ends with the n bytes of

@@ -285,3 +285,31 @@ func TestFileOutputWritesToAPipe(t *testing.T) {
 		t.Fatalf("the FIFO holds %q (%v), want the line once", got[:n], err)
 	}
 }
+
+// TestFileOutputSyncsTheDirectoriesItMakes: a file created with its
+// directories is acknowledged only once each new entry is on disk: the
+// file's in its directory, and each directory made in its parent. Only the
+// file's directory was synced, so a crash of the machine could lose a new
+// directory, and the acknowledged lines in it.
+func TestFileOutputSyncsTheDirectoriesItMakes(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "a", "b", "dead-letter.jsonl")
+	o := parsedOutput(t, "path: "+path)
+	ctx := context.Background()
+	defer o.Close(ctx)
+	var synced []string
+	o.sync = func(f *os.File) error {
+		synced = append(synced, f.Name())
+		return f.Sync()
+	}
+	for range 2 {
+		if err := writeLine(ctx, o, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(synced)
+	want := []string{root, filepath.Join(root, "a"), filepath.Join(root, "a", "b"), path, path}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("synced %q, want %q (each new entry's directory once, the file at each batch)", synced, want)
+	}
+}
