@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,5 +186,30 @@ func TestReplayHoldsWhatItCannotDeadLetter(t *testing.T) {
 	again := deadletter.Read(t, replayed, false)
 	if len(again) != 2 {
 		t.Fatalf("%d lines in the new dead letter file, want the 2 read", len(again))
+	}
+}
+
+// TestReplayThatCouldNotReadALineExitsOne: a line the file input cannot read
+// (longer than its scanner's max_buffer_size, here lowered to 4 KiB from the
+// config's 1 GiB; or a read error of the disk) ends the read of its file,
+// the lines after it neither sent nor dead-lettered; the run exited with
+// status 0, as one that read everything, after which the README says to
+// delete the file read. It now exits 1, saying why.
+func TestReplayThatCouldNotReadALineExitsOne(t *testing.T) {
+	t.Parallel()
+	srv := segmentapi.StartT(t, keyDefault)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dead-letter.jsonl")
+	if err := os.WriteFile(file, []byte("not a dead letter\n"+strings.Repeat("x", 5000)+"\nnor this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startConnect(t, repoRoot, []string{"DEAD_LETTERS=" + file, "DEAD_LETTER_PATH=" + filepath.Join(dir, "replayed.jsonl"),
+		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault}, nil,
+		"-c", "config/dead_letters_to_segment.yaml", "--set", "input.file.scanner.lines.max_buffer_size=4096")
+	p.waitExit(time.Minute)
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(lastLines(p.logs(), 1), "Exiting with status 1: the file input could not read a file to its end (bufio.Scanner: token too long)") {
+		t.Fatalf("a replay that skipped lines exited with %v:\n%s", p.err, lastLines(p.logs(), 5))
 	}
 }
