@@ -64,6 +64,13 @@ func TestDeadLetterFileFullThenFreed(t *testing.T) {
 			t.Fatalf("line %d of the dead letter file is not one whole dead letter: %.200s … %.200s", i+1, line, line[max(0, len(line)-200):])
 		}
 	}
+	checkEveryEventDeadLettered(t, path, byGroup)
+}
+
+// checkEveryEventDeadLettered fails the test unless every sendable event of
+// routingTree's byGroup is in the dead letter file at path.
+func checkEveryEventDeadLettered(t *testing.T, path string, byGroup map[string][]string) {
+	t.Helper()
 	got := map[string]bool{}
 	for _, d := range deadletter.Read(t, path, false) {
 		got[d.ID] = true
@@ -74,5 +81,41 @@ func TestDeadLetterFileFullThenFreed(t *testing.T) {
 				t.Fatalf("event %s of %s is not in the dead letter file", id, g)
 			}
 		}
+	}
+}
+
+// TestStoppedWhileDeadLettersFailLosesNone runs config/currents_to_segment.yaml,
+// watching, with no write key for any event and DEAD_LETTER_PATH under a
+// regular file, so that every dead letter write fails; it is stopped (SIGTERM,
+// then in a second round SIGKILL) while they are retried. A run after the
+// path is made writable dead-letters every event: none was counted done in
+// the checkpoint while its dead letter was not written.
+func TestStoppedWhileDeadLettersFailLosesNone(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Logf("stopped by %v", sig)
+		dir := t.TempDir()
+		bucket := filepath.Join(dir, "bucket")
+		byGroup := routingTree(t, bucket, 40, 1700)
+		srv := segmentapi.StartT(t, keyDefault)
+		blocker := filepath.Join(dir, "volume")
+		if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(blocker, "dead-letter.jsonl")
+		env := append(pipelineEnv("file://"+bucket, srv, path, "BRAZE_INCLUDE_ANONYMOUS=true",
+			"BRAZE_EVENT_TYPES=users.messages.email.Send,users.canvas.experimentstep.SplitEntry",
+			"SEGMENT_WRITE_KEYS=no-such-group="+keyGroupA), "SEGMENT_WRITE_KEY=")
+		p := startConnect(t, repoRoot, append(env, "CURRENTS_WATCH=true"), nil, "-c", "config/currents_to_segment.yaml")
+		p.waitLines(6, time.Minute, "Failed to send message to dead_letter_file", "not a directory")
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		p.waitExit(time.Minute)
+		if err := os.Remove(blocker); err != nil {
+			t.Fatal(err)
+		}
+		runToEnd(t, env, "-c", "config/currents_to_segment.yaml")
+		checkEveryEventDeadLettered(t, path, byGroup)
 	}
 }
