@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -144,9 +145,17 @@ func (o *fileOutput) open() error {
 	}
 	// Read too, for its last byte; a file this user may only write is
 	// written without that check.
-	f, err := os.OpenFile(o.path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o666)
+	flags := os.O_CREATE | os.O_RDWR | os.O_APPEND
+	if info, err := os.Stat(o.path); err == nil && !info.Mode().IsRegular() {
+		// A FIFO or a pipe (/dev/stdout) write-only: one with no reader
+		// then fails the open (ENXIO, not waiting: non-blocking) or the
+		// write (EPIPE), rather than filling a pipe this process reads
+		// too, its lines acknowledged and lost.
+		flags = os.O_WRONLY | os.O_APPEND | syscall.O_NONBLOCK
+	}
+	f, err := os.OpenFile(o.path, flags, 0o666)
 	if errors.Is(err, fs.ErrPermission) {
-		f, err = os.OpenFile(o.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+		f, err = os.OpenFile(o.path, flags&^os.O_RDWR|os.O_WRONLY, 0o666)
 	}
 	if err != nil {
 		return err
@@ -226,6 +235,13 @@ func (o *fileOutput) write(msg *service.Message) error {
 	if err == nil {
 		o.cut = false
 		return nil
+	}
+	if o.special {
+		// Reopened at the next batch: a FIFO's next reader is not this
+		// file's.
+		_ = o.file.Close()
+		o.file = nil
+		return err
 	}
 	if n > 0 {
 		o.cut = o.cut || !o.takeBack(before, int64(n))

@@ -313,3 +313,41 @@ func TestFileOutputSyncsTheDirectoriesItMakes(t *testing.T) {
 		t.Fatalf("synced %q, want %q (each new entry's directory once, the file at each batch)", synced, want)
 	}
 }
+
+// TestFileOutputFailsAFIFOWithNoReader: lines to a FIFO no one reads (its
+// reader not started yet, or gone) fail, to be retried, and reach a reader
+// that comes later. The output opened the FIFO read-write, a reader of it
+// itself: its writes went into the pipe's buffer and were acknowledged, then
+// lost with the process.
+func TestFileOutputFailsAFIFOWithNoReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dead-letters.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := parsedOutput(t, "path: "+path)
+	ctx := context.Background()
+	defer o.Close(ctx)
+	if err := writeLine(ctx, o, "1"); !errors.Is(err, syscall.ENXIO) {
+		t.Fatalf("a line to a FIFO with no reader returned %v, want ENXIO", err)
+	}
+	read := func(want string) {
+		t.Helper()
+		reader, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reader.Close()
+		if err := writeLine(ctx, o, want); err != nil {
+			t.Fatalf("a line to a FIFO read failed: %v", err)
+		}
+		got := make([]byte, 64)
+		if n, err := reader.Read(got); err != nil || string(got[:n]) != want+"\n" {
+			t.Fatalf("the reader got %q (%v), want %q", got[:n], err, want+"\n")
+		}
+	}
+	read("2")
+	if err := writeLine(ctx, o, "3"); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("a line to a FIFO whose reader left returned %v, want EPIPE", err)
+	}
+	read("4")
+}
