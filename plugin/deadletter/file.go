@@ -45,11 +45,16 @@ Before each batch it checks that the file open is still the one at `+"`path`"+`:
 `+"`file`"+` output would go on writing into the file moved, or into a deleted one no path names.
 
 A batch is acknowledged only once its lines are on disk: after its writes the file is synced (fsync), and
-when the file was created, its directory and the parent of each directory made for it (a path that is no regular file, a FIFO or `+"`/dev/stdout`"+`, is not
-synced: it cannot be). The `+"`file`"+` output does not sync, so a crash of the machine (not
-of the process) can lose the dead letters it acknowledged: their events are then nowhere, the input having
-counted them done. A sync that fails fails the whole batch, which is written again (a line may then be in
-the file twice; a replay sends both, and Segment keeps one by `+"`messageId`"+`).`).
+when the file was created, its directory and the parent of each directory made for it. The `+"`file`"+`
+output does not sync, so a crash of the machine (not of the process) can lose the dead letters it
+acknowledged: their events are then nowhere, the input having counted them done. A sync that fails fails
+the whole batch, which is written again (a line may then be in the file twice; a replay sends both, and
+Segment keeps one by `+"`messageId`"+`).
+
+A FIFO, or `+"`/dev/stdout`"+` where it is a pipe (a container's), is written without a sync, which it cannot
+take: a line is acknowledged once the pipe took it. With no process reading it, the lines fail and are
+retried until one does. `+"`/dev/stdout`"+` redirected to a file is appended to at the file's end, where the
+process's own writes to stdout (its logs) may overwrite the lines: give the dead letters a file of their own.`).
 		Fields(
 			service.NewStringField(fileFieldPath).
 				Description("The file to append to.").
@@ -100,7 +105,7 @@ type fileOutput struct {
 	file     *os.File
 	cut      bool     // the file may end in a fragment that could not be taken back
 	unsynced []string // directories holding an entry made here, not synced yet
-	special  bool     // not a regular file (a FIFO, /dev/stdout): nothing to sync
+	special  bool     // not a regular file (a FIFO, a pipe): nothing to sync
 }
 
 // Connect opens nothing: the file is opened at the first write, so that a
