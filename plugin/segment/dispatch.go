@@ -191,7 +191,7 @@ func (d *dispatcher) try(body []byte) (*postResult, error) {
 		}
 		wait = max(wait, res.retryAfter) // capped at maxRetryAfter
 		d.s.metrics.retries.Incr(1)
-		d.s.log.Debugf("Segment request failed (%v), retrying in %v", failure, wait)
+		d.s.log.Debugf("Segment request failed (%v), retrying in %v (Segment at %s)", failure, wait, d.s.where)
 		select {
 		case <-time.After(wait):
 		case <-d.s.closing.Done():

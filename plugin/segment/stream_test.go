@@ -87,6 +87,10 @@ func TestStreamServerErrorsRetried(t *testing.T) {
 			t.Errorf("no retry logged for HTTP %s", code)
 		}
 	}
+	// Each retry says where it went, as several outputs may share a log.
+	if n := r.logs.count("(Segment at " + api.URL() + " (endpoint set, region us))"); n != 5 {
+		t.Errorf("%d retries logged naming the endpoint, want 5", n)
+	}
 }
 
 func TestStreamRateLimitHonoursRetryAfter(t *testing.T) {
