@@ -162,6 +162,9 @@ func (o *fileOutput) open() error {
 	if errors.Is(err, fs.ErrPermission) {
 		f, err = os.OpenFile(o.path, flags&^os.O_RDWR|os.O_WRONLY, 0o666)
 	}
+	if errors.Is(err, syscall.ENXIO) {
+		return fmt.Errorf("no process reads the FIFO %s (yet): %w", o.path, err)
+	}
 	if err != nil {
 		return err
 	}

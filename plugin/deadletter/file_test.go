@@ -327,8 +327,8 @@ func TestFileOutputFailsAFIFOWithNoReader(t *testing.T) {
 	o := parsedOutput(t, "path: "+path)
 	ctx := context.Background()
 	defer o.Close(ctx)
-	if err := writeLine(ctx, o, "1"); !errors.Is(err, syscall.ENXIO) {
-		t.Fatalf("a line to a FIFO with no reader returned %v, want ENXIO", err)
+	if err := writeLine(ctx, o, "1"); !errors.Is(err, syscall.ENXIO) || !strings.Contains(err.Error(), "no process reads the FIFO "+path) {
+		t.Fatalf("a line to a FIFO with no reader returned %v, want ENXIO saying no process reads it", err)
 	}
 	read := func(want string) {
 		t.Helper()
