@@ -10,7 +10,7 @@ import (
 // selector reading, the scrape matching, the annotations and anchors), so
 // that the shipped file passing them means something.
 func TestAlertRuleChecks(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	sels := alertSelectors(`sum by (job, instance) (increase(a{x!="y", path="p}"}[10m])) > 3 * 3600 and 1e3 < bool b offset 5m
 		unless on (job, instance) max without (le) (b) / ignoring (z) group_left (w) c_bucket{le="+Inf"}[1h:5m]
 		or absent(up{job="j"}) or label_replace(x:y, "d", "$1", "s", "(.*)") or sum(z) by (job)`)

@@ -53,7 +53,7 @@ func runPromtool(t *testing.T, args ...string) {
 
 // TestAlertRulesPromtoolCheck checks the rule file as Prometheus loads it.
 func TestAlertRulesPromtoolCheck(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	runPromtool(t, "check", "rules", alertsPath)
 }
 
@@ -62,7 +62,7 @@ func TestAlertRulesPromtoolCheck(t *testing.T) {
 // itself passes an alert no test names, and a test naming no alert of the
 // file (a typo) with exp_alerts: [].
 func TestAlertRulesPromtoolTest(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	data, err := os.ReadFile(filepath.Join(repoRoot, alertsTestPath))
 	if err != nil {
 		t.Fatal(err)

@@ -191,7 +191,7 @@ func loadAlertRules(t *testing.T) []alertRule {
 // annotations and runbook; and that every alert the runbook page describes
 // is a rule.
 func TestAlertRules(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	rules := loadAlertRules(t)
 	var names []string
 	for _, r := range rules {
@@ -294,7 +294,7 @@ var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 // (dashboardNotificationsScrape), and the Custom HTTP pipeline answering
 // Braze 200 and 503 (its write key refused, then taken again).
 func TestAlertRulesMatchScrape(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	rules := loadAlertRules(t)
 	if t.Failed() {
 		t.FailNow()

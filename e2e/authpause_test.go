@@ -17,7 +17,7 @@ import (
 // works again delivers everything. Braze's own connector loses events this
 // way after 48 hours.
 func TestFaultRevokedKeyLosesNothing(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	revokedKeyRun(t, 5, 0, quickRetries...)
 }
 

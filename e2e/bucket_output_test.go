@@ -21,7 +21,7 @@ import (
 // every event lands once, with its reason, in objects beside the Currents
 // files.
 func TestDeadLettersToTheBucket(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	b := buckets.StartGCS(t)
 	tree := t.TempDir()
 	written, err := fixtures.WriteTree(tree, fixtures.TreeOptions{EventTypes: fixtures.SegmentEventTypes()[:3],

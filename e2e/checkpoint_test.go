@@ -34,7 +34,7 @@ func checkpointTree(t *testing.T, seed uint64) (string, map[string]string) {
 // default checkpoint key), then a full run: every event reaches Segment,
 // those before and after the window included.
 func TestBackfillRecipeThenFullRun(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir, want := checkpointTree(t, 81)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	dead := filepath.Join(t.TempDir(), "dead.jsonl")
@@ -85,7 +85,7 @@ func startCheckpointHolder(t *testing.T, seed uint64, lease string) checkpointHo
 // sends nothing until the first stops; then it takes over where the first
 // stopped. Nothing is sent twice.
 func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	// The default lease, not shortLease: on a busy machine a lease of
 	// seconds may lapse between renewals, and the second process would
 	// then rightly take the checkpoint over.
@@ -128,7 +128,7 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 // at the freeze and lands over the new holder's claim: then the new holder
 // loses. Either way exactly one exits, with status 1.
 func TestProcessThatLostItsCheckpointExitsWithFailure(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	h := startCheckpointHolder(t, 86, "3s")
 	first, events := h.first, h.events
 	if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -162,7 +162,7 @@ func TestProcessThatLostItsCheckpointExitsWithFailure(t *testing.T) {
 // the next run starts without a checkpoint, saying so, reads everything and
 // saves; the one after reads nothing. It failed to connect, for ever.
 func TestCheckpointFirstSaveCutInACache(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: fixtures.EventTypes()[:3], FilesPerType: 2,

@@ -9,7 +9,7 @@ import (
 // stops the pipeline at start, with a non-zero exit and a message naming it,
 // instead of retrying for ever.
 func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	base := map[string]string{"CURRENTS_URL": "file://" + t.TempDir(), "SEGMENT_WRITE_KEY": e2eWriteKey,
 		"SEGMENT_ENDPOINT": "http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS": "127.0.0.1:0", "CURRENTS_WATCH": "false"}
 	for _, c := range []struct{ name, key, value, want string }{
@@ -43,7 +43,7 @@ func TestShippedConfigFailsFastOnBadSettings(t *testing.T) {
 // the two characters \n, which the config's block scalar keeps: the token
 // was then the key and a backslash and an n, and every Braze request got 401.
 func TestCustomHTTPConfigRefusesATokenInNewlines(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for _, token := range []string{"s3cret\n", "\ns3cret"} {
 		env := []string{"CURRENTS_HTTP_TOKEN=" + token, "CURRENTS_HTTP_ADDRESS=127.0.0.1:0",
 			"SEGMENT_WRITE_KEY=" + e2eWriteKey, "SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0"}

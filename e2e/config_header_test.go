@@ -24,7 +24,7 @@ var (
 // and every variable the header lists is read, so that a variable that does
 // nothing in a config is not documented there.
 func TestShippedConfigHeadersListTheirVariables(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	var mapping []string
 	blobls, _ := filepath.Glob(filepath.Join(repoRoot, "bloblang", "*.blobl"))
 	for _, b := range blobls {

@@ -96,7 +96,7 @@ func countsMix(t *testing.T, bucket string, seed uint64) ([]fixtures.Written, ma
 // TestNotificationCountsByType: the notification pipeline counts a known mix
 // per type, one replica reading the objects a Pub/Sub subscription names.
 func TestNotificationCountsByType(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := filepath.Join(t.TempDir(), "acme-currents") // the bucketId the notifications carry
 	written, want := countsMix(t, dir, 31)
 	ps := queues.StartPubSub(t)
@@ -128,7 +128,7 @@ func TestNotificationCountsByType(t *testing.T) {
 // and one without an id (unmappable, dead-lettered). The 200 answer means
 // every event was delivered or dead-lettered, so counted.
 func TestCustomHTTPCountsByType(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	named := namedEvents(t, "users.messages.email.Open", 6, 41)
 	anonymous := namedEvents(t, "users.messages.email.Open", 3, 42)

@@ -66,7 +66,7 @@ func checkSelectorConventions(sel promSelector) []string {
 // TestDashboardMetricNames checks the PromQL and scrape reading on their
 // own, so that a scrape check passing means something.
 func TestDashboardMetricNames(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	sels := metricSelectors(`clamp_min(sum by (le) (rate(a_bucket{job=~"$job",x="by (b)"}[$__rate_interval])) - ` +
 		`(sum(rate(b{instance=~"$instance"}[1h])) or vector(0)), 0) / max(c{})`)
 	want := []promSelector{{"a_bucket", `job=~"$job",x="by (b)"`, "$__rate_interval"}, {"b", `instance=~"$instance"`, "1h"}, {"c", "", ""}}
@@ -165,7 +165,7 @@ var (
 // the Custom HTTP one (dashboardHTTPScrape) and the notifications one
 // (dashboardNotificationsScrape).
 func TestDashboardMatchesScrape(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // data; the image runs as non-root from /app, holding bloblang/ and config/
 // so Bloblang imports resolve.
 func TestDockerImageBuildsLikeCI(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dockerfile := readRepoFile(t, "Dockerfile")
 	ci := readRepoFile(t, ".ci/run")
 	if !regexp.MustCompile(`(?m)^RUN .*\.ci/build /out/connect`).MatchString(dockerfile) {
@@ -90,7 +90,7 @@ func readRepoFile(t *testing.T, name string) string {
 // emails, phone numbers) to its default DEAD_LETTER_PATH there. Git must not
 // offer that file for a commit, nor the Docker build send it as context.
 func TestDefaultDeadLettersStayOutOfGitAndImage(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	def := regexp.MustCompile(`\$\{DEAD_LETTER_PATH:\./([^}]+)\}`)
 	dockerignore := strings.Fields(readRepoFile(t, ".dockerignore"))
 	for _, config := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml", "config/currents_http_to_segment.yaml",

@@ -84,7 +84,7 @@ var retiredMetrics = []string{"currents_events_in"}
 // configs' braze_currents_count processors keep; and that the component
 // reference names every metric the code registers.
 func TestDocsNameExportedMetrics(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srcs := goSources(t, "plugin")
 	consts := map[string]string{}
 	for _, src := range srcs {
@@ -206,7 +206,7 @@ var (
 // TestDocsNameReadEnvironment checks that every variable of ours the docs
 // name is one a shipped config or mapping interpolates, or the binary reads.
 func TestDocsNameReadEnvironment(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	read := map[string]bool{}
 	for _, pattern := range []string{"config/*.yaml", "bloblang/*.blobl"} {
 		paths, _ := filepath.Glob(filepath.Join(repoRoot, pattern))
@@ -250,7 +250,7 @@ var (
 // tell users to run (by name, or by a -run, -fuzz or -bench pattern) exist, and that
 // docs/testing.md lists every fuzzer.
 func TestDocsNameExistingTests(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	var funcs []string
 	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

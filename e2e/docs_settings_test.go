@@ -34,7 +34,7 @@ var (
 // (…, numbers, identifiers) is in the source of the binary (ours, or
 // benthos's for Connect's own lines).
 func TestDocsQuoteRealMessages(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	readme := readRepoFile(t, "README.md")
 	start := strings.Index(readme, "## Troubleshooting")
 	end := strings.Index(readme[start+1:], "\n## ")
@@ -151,7 +151,7 @@ var otherSystems = map[string]string{"strategy": "a Kubernetes Deployment's", "s
 // quote names fields that exist: every part of name is a field of some
 // component the binary has, ours or Connect's (its JSON schema lists them).
 func TestDocsSettingsAreFields(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	out, err := exec.Command(binary, "list", "--format", "jsonschema").Output()
 	if err != nil {
 		t.Fatalf("connect list --format jsonschema: %v", err)

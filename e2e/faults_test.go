@@ -30,7 +30,7 @@ import (
 // backfill (calls sent but no object done yet, then after a varying number of
 // finished objects), then lets a clean run finish.
 func TestFaultKill9(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newFaultRig(t, 6, 10, 71)
 	srv, events := r.srv, r.events
 	// A dead letter file per run: a killed run may leave a cut last line.
@@ -107,7 +107,7 @@ func TestFaultKill9(t *testing.T) {
 // then answers 503 to everything, then recovers; each phase lasts until the
 // pipeline has logged retries of its kind.
 func TestFaultSegmentOutage(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newFaultRig(t, 3, 20, 72)
 	srv, env := r.srv, r.env()
 	if err := srv.Down(); err != nil {
@@ -139,7 +139,7 @@ func TestFaultSegmentOutage(t *testing.T) {
 // requests: everything must be delivered, and no request answered 429 may be
 // retried before its Retry-After has passed.
 func TestFaultRateLimitStorm(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newFaultRig(t, 3, 20, 73)
 	srv := r.srv
 	const storm, retryAfter = 20, time.Second
@@ -192,7 +192,7 @@ func TestFaultRateLimitStorm(t *testing.T) {
 // the size of the largest calls: Segment rejects those with 400, they land
 // in the dead letter file with the reason, and the rest flow.
 func TestFaultPermanentRejections(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	// Calls of these fixtures weigh 250 to 1,300 bytes; about one in ten is over 1,000.
 	const limit = 1000
 	r := newFaultRig(t, 3, 20, 74, segmentapi.WithMaxCallBytes(limit))
@@ -226,7 +226,7 @@ func TestFaultPermanentRejections(t *testing.T) {
 // delivered, with the cut file's events before the damage, the bad objects
 // are reported by key, and the run ends cleanly.
 func TestFaultBadObjects(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newFaultRig(t, 2, 20, 75)
 
 	badSpec := func(et string, offset int) fixtures.FileSpec {
@@ -303,7 +303,7 @@ func intactRecords(t *testing.T, data []byte) int {
 // starts it again on the same address, twice: when the first objects are
 // done, and again a little later.
 func TestFaultBucketRestart(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	r := newFaultRig(t, 6, 10, 76)
 	// One attempt per S3 request: the SDK's own retries of a refused
 	// connection (3 attempts, seconds apart) only delay the failures the

@@ -18,7 +18,7 @@ import (
 // once both are done. It got 400: Braze re-sent each event alone, dropping
 // for good the one answered 400 again.
 func TestCustomHTTPDeadLettersMalformedEvents(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	var good []string
 	events := namedEvents(t, "users.messages.email.Open", 4, 67)
@@ -94,7 +94,7 @@ func TestCustomHTTPDeadLettersMalformedEvents(t *testing.T) {
 // message its text as a JSON string (Connect reads no JSON so deep), and the
 // request's good events to Segment, with 200. The whole request got 400.
 func TestCustomHTTPDeadLettersATooDeepEvent(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	events := namedEvents(t, "users.messages.email.Open", 2, 68)
 	var good []string

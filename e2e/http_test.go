@@ -22,7 +22,7 @@ const httpConfig = "config/currents_http_to_segment.yaml"
 // TestCustomHTTPDelivers: Braze gets 200 only once Segment accepted every
 // event of the request.
 func TestCustomHTTPDelivers(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	events := namedEvents(t, "users.messages.email.Open", 30, 61)
 	if code := p.postBytes("Bearer braze-token", customHTTPBody(t, "users.messages.email.Open", events)); code != http.StatusOK {
@@ -56,7 +56,7 @@ func TestCustomHTTPDelivers(t *testing.T) {
 // is sent or dead-lettered. The configured token is the injection that
 // turned authentication off in the Bloblang version.
 func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	const token = `x" && false && "`
 	p := startHTTPPipeline(t, token, "60s")
 	// Before any request the 401 series is there at 0, so that increase()
@@ -118,7 +118,7 @@ func TestCustomHTTPRefusesUnauthorised(t *testing.T) {
 // TestCustomHTTPDeadLettersMalformedEvents), 413 past the size limit, with
 // and without a length; nothing sent, nothing dead-lettered.
 func TestCustomHTTPRefusesBadBodies(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s", "CURRENTS_HTTP_MAX_BODY_SIZE=1MiB")
 	for _, c := range []struct{ name, body string }{
 		{"not JSON", "hello"},
@@ -161,7 +161,7 @@ func TestCustomHTTPRefusesBadBodies(t *testing.T) {
 // with Retry-After, the events in flight are kept, and Braze's retry after
 // the outage gets 200.
 func TestCustomHTTPSegmentDown(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "2s")
 	events := namedEvents(t, "users.messages.sms.Send", 10, 5)
 	body := customHTTPBody(t, "users.messages.sms.Send", events)
@@ -188,7 +188,7 @@ func TestCustomHTTPSegmentDown(t *testing.T) {
 // Braze, nothing dead-lettered); once the key works they are delivered
 // without Braze sending them again.
 func TestCustomHTTPKeyRefused(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "2s")
 	events := namedEvents(t, "users.messages.pushnotification.Send", 10, 9)
 	p.srv.RevokeKey(true)
@@ -216,7 +216,7 @@ func TestCustomHTTPKeyRefused(t *testing.T) {
 // TestCustomHTTPTimeout: a Segment slower than the timeout gets Braze a 503,
 // and the events in flight are still delivered.
 func TestCustomHTTPTimeout(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	p := startHTTPPipeline(t, "braze-token", "1s")
 	events := namedEvents(t, "users.messages.email.Click", 5, 3)
 	p.srv.SlowNext(1, 3*time.Second)
@@ -329,7 +329,7 @@ func (r repeatReader) Read(p []byte) (int, error) {
 // TestCustomHTTPGzip: a gzip body reaches Segment as a plain one does, and
 // Braze's retry of it is deduplicated there through the same messageIds.
 func TestCustomHTTPGzip(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	events := namedEvents(t, "users.messages.email.Delivery", 20, 13)
 	var buf bytes.Buffer
@@ -356,7 +356,7 @@ func TestCustomHTTPGzip(t *testing.T) {
 // requests): 12 to 18 times it (387 MB at 32 MiB), and the shipped config
 // had no way to set it.
 func TestCustomHTTPBufferedSizeSetting(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "1s", "CURRENTS_HTTP_MAX_BODY_SIZE=64KiB", "CURRENTS_HTTP_MAX_BUFFERED_SIZE=64KiB")
 	if err := p.srv.Down(); err != nil {
 		t.Fatal(err)

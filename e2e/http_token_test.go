@@ -13,7 +13,7 @@ import (
 // one are delivered, another token gets 401, the old one is warned of, and
 // neither token reaches the logs (debug level included).
 func TestCustomHTTPTokenRotation(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	const current, previous = "braze-token-2026", "braze-token-2025"
 	p := startHTTPPipeline(t, current, "10s", "CURRENTS_HTTP_PREVIOUS_TOKEN="+previous)
 	for i, c := range []struct {

@@ -222,7 +222,7 @@ func (l imageLayout) run(t *testing.T, root string, env []string, args ...string
 // filesystem, as its user: it must read the bundled sample and print the
 // request bodies.
 func TestImageDefaultCommand(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	l := parseDockerfile(t, readRepoFile(t, "Dockerfile"))
 	root := l.layOut(t)
 	stdout, stderr, err := l.run(t, root, nil)
@@ -240,7 +240,7 @@ func TestImageDefaultCommand(t *testing.T) {
 // dead letters land where the image's environment says, writable by its
 // user, and the pipeline ends.
 func TestImageWritesDeadLetters(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	l := parseDockerfile(t, readRepoFile(t, "Dockerfile"))
 	root := l.layOut(t)
 	srv, err := segmentapi.Start(e2eWriteKey)

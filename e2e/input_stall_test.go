@@ -20,7 +20,7 @@ import (
 // the event it reached: every event arrives, and the log says why. Before
 // read_timeout the read, and the object's slot, waited until TCP gave up.
 func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	dir := filepath.Join(t.TempDir(), "tree")
 	written, err := fixtures.WriteTree(dir, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"},
 		RecordsPerFile: 4000, Seed: 79})
@@ -54,7 +54,7 @@ func TestBucketReadOverAConnectionGoneSilent(t *testing.T) {
 // that reason; the start is tried again, the pass listed again, and every
 // event arrives. Before, each waited until TCP gave up, the input idle.
 func TestBucketListingOverAConnectionGoneSilent(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	r := newFaultRig(t, 1, 10, 80)
 	// The check at start lists one key (max-keys=1), a pass lists by
 	// directory (delimiter /); the shards' check lists the checkpoints.

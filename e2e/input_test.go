@@ -45,7 +45,7 @@ logger:
 // a backfill, then lets a last run finish: every event must come out, and
 // the re-sent objects must be no more than those in flight at each kill.
 func TestKill9ThenResume(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 3, RecordsPerFile: 40, Seed: 21})
@@ -130,7 +130,7 @@ func readKilledLines(t *testing.T, path string) (ids, keys map[string]int, torn 
 
 // TestProgressIsLogged checks the per-object line and the periodic summary.
 func TestProgressIsLogged(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	// A dozen objects: the lines are tested, not a long run.

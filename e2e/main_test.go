@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/currents-connect/currents-connect/tests/buckets"
 )
@@ -24,26 +25,70 @@ import (
 // executable, and links with debug information, which `go run` omits).
 var binary, s3Server, readmeRepo string
 
-// parallelTests is how many tests run at once unless -parallel says. The
-// tests are marked parallel (each has its own ports, directories and
-// servers), but on the project's 2-core machine `go test ./...` was fastest
-// with one at a time: the unit packages run beside this one, and the machine
-// is CPU-bound (.ci/run on a fresh clone, 2026-12-02: 6m06s at 1, 6m24s at
-// 2, 6m42s at 4; CPU 7m07s, 8m37s, 9m01s). A bigger machine can give more
-// with -parallel. Tests that cannot share the process run first, alone: the
-// queue tests set its environment (t.Setenv) for their receivers, and
+// parallelTests is how many tests that keep a core busy (parallelCPU) run
+// at once unless -parallel says. The tests are marked parallel (each has its
+// own ports, directories and servers), but on the project's 2-core machine
+// `go test ./...` was fastest with one at a time: the unit packages run
+// beside this one, and the machine is CPU-bound (.ci/run on a fresh clone,
+// 2026-12-02: 6m06s at 1, 6m24s at 2, 6m42s at 4; CPU 7m07s, 8m37s,
+// 9m01s). A bigger machine can give more with -parallel. Tests that cannot
+// share the process run first, alone: the queue tests set its environment
+// (t.Setenv) for their receivers, and
 // TestCustomHTTPMemoryUnderOversizeRequests measures a peak RSS.
 const parallelTests = 1
 
+// waitingTests is how many tests that mostly wait (parallelWaiting) run
+// beside those: for a timeout, a lease, a backoff or an outage that is their
+// subject, using 0.2 to 0.5 of a core on average. Run in the CPU-bound
+// tests' turn they added about 170 s to the package (docs/testing.md).
+const waitingTests = 1
+
+// cpuSlots and waitingSlots hold a token for each test running of its kind.
+// The runner itself starts every parallel test at once (TestMain lifts
+// -parallel), as a test it started could not give its place to another
+// while it waits for a slot.
+var cpuSlots, waitingSlots chan struct{}
+
+// parallelCPU marks t parallel and waits for a slot among the tests that
+// keep a core busy.
+func parallelCPU(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	takeSlot(t, cpuSlots)
+}
+
+// parallelWaiting marks t parallel and waits for a slot among the tests that
+// mostly wait, which run beside the others.
+func parallelWaiting(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	takeSlot(t, waitingSlots)
+}
+
+// takeSlot holds one of slots until t and its clean-ups end; the wait
+// counts in t's elapsed time, so it is logged.
+func takeSlot(t *testing.T, slots chan struct{}) {
+	t.Helper()
+	began := time.Now()
+	slots <- struct{}{}
+	t.Cleanup(func() { <-slots })
+	if waited := time.Since(began); waited >= time.Second {
+		t.Logf("waited %v for a slot to run in", waited.Round(time.Millisecond))
+	}
+}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		if err := flag.Set("test.parallel", fmt.Sprint(parallelTests)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	slots := parallelTests
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "test.parallel" {
+			slots = f.Value.(flag.Getter).Get().(int)
 		}
+	})
+	cpuSlots, waitingSlots = make(chan struct{}, max(slots, 1)), make(chan struct{}, waitingTests)
+	if err := flag.Set("test.parallel", "1000"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	if err := readProductFiles(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

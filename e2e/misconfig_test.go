@@ -23,7 +23,7 @@ import (
 // --env-file keeps the quotes) stops the pipeline at start without printing
 // the key: Segment answers 200 to the quoted key and drops every call.
 func TestShippedConfigRefusesAQuotedWriteKey(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	env := []string{"CURRENTS_URL=file://" + t.TempDir(), "SEGMENT_WRITE_KEY='" + e2eWriteKey + "'",
 		"SEGMENT_ENDPOINT=http://127.0.0.1:9", "CONNECT_HTTP_ADDRESS=127.0.0.1:0", "CURRENTS_WATCH=false"}
 	out, err := runConnect(t, repoRoot, env, "-c", shippedConfig)
@@ -36,7 +36,7 @@ func TestShippedConfigRefusesAQuotedWriteKey(t *testing.T) {
 // of the export's hours, or event types the export does not hold, read
 // nothing for ever; the pipeline now logs what it found and why it reads none.
 func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	bucket := t.TempDir()
 	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 5}); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestWatchOverASelectionOfNothingSaysSo(t *testing.T) {
 // binary now logs so at start (the demo's logger: logfmt on stderr), and the
 // run is otherwise the same.
 func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	_, stderr, err := runSplit(t, repoRoot, []string{"BRAZE_INCLUDE_ANONYMOUS=1"}, "-c", "config/demo.yaml")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, lastLines(stderr, 10))
@@ -79,7 +79,7 @@ func TestDemoWarnsOfAnOptionValueTheMappingDoesNotKnow(t *testing.T) {
 // object for ever with /ready at 200; the binary now logs so at start (the
 // shipped config's logger: logfmt on stdout).
 func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	notADir := filepath.Join(dir, "volume")
 	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
@@ -99,7 +99,7 @@ func TestUnwritableDeadLetterPathIsWarnedOfAtStart(t *testing.T) {
 // unseen by Prometheus and its alerts; the binary now stops the run, in watch
 // mode too, with a non-zero exit naming the setting.
 func TestMetricsAddressThatCannotBeServedStopsTheRun(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestMetricsAddressThatCannotBeServedStopsTheRun(t *testing.T) {
 // with status 0 and nothing replayed, as if done, after one error line. Both
 // now exit 1 at start, naming the path, what is wrong and the setting.
 func TestReplayOfAMissingFileStops(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	for path, want := range map[string]string{filepath.Join(dir, "dead-letter.jsonl"): "does not exist", dir: "is a directory"} {
 		env := []string{"DEAD_LETTERS=" + path, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "again.jsonl"),

@@ -20,7 +20,7 @@ import (
 // letter file. Before the input renewed locks, every notification held came
 // back when its lock ended, and its object was read again.
 func TestNotificationsFromBlobStorageOverServiceBus(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	r := newRigOn(t, buckets.StartAzurite(t), 1, 100, 94)
 	sb := queues.StartServiceBus(t)
 	sb.CreateSubscription(t, "currents-created", "connect", 6*time.Second, 0)

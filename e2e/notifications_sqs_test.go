@@ -22,7 +22,7 @@ import (
 // the first after 4.6 s of outage with a 5 s timeout), and its object was
 // read again (400 duplicates).
 func TestNotificationsFromS3OverSQS(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	r := newFaultRig(t, 1, 100, 93)
 	sqs := queues.StartSQS(t)
 	queue := sqs.CreateQueue(t, "currents-created", map[string]string{"VisibilityTimeout": "10"})

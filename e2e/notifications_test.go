@@ -83,7 +83,7 @@ func (r *noticeRig) waitDelivered(n int, procs ...*connectProc) {
 // middle and restarted: its notifications come back and every event is
 // delivered.
 func TestNotificationReplicasSurviveKill(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newNoticeRig(t)
 	procs := []*connectProc{r.start(), r.start(), r.start()}
 	began := time.Now()
@@ -112,7 +112,7 @@ func TestNotificationReplicasSurviveKill(t *testing.T) {
 // One replica starts alone, two more join mid-run: nothing is lost, and
 // each phase's rate is logged.
 func TestNotificationScaleOut(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newNoticeRig(t)
 	first := r.start()
 	began := time.Now()

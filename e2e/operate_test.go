@@ -39,7 +39,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // what operators rely on: the Prometheus scrape carries Connect's metrics and
 // ours, and /ready turns 503 while Segment is unreachable and 200 once back.
 func TestMetricsAndReadiness(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 71,

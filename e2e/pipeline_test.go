@@ -48,7 +48,7 @@ func pipelineEnv(bucketURL string, srv *segmentapi.Server, deadLetter string, ex
 // into the Segment stand-in, and checks each call against Braze's table
 // (facts/segment_events.tsv) and Segment's limits.
 func TestShippedPipelineMapsEveryEventType(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 2, RecordsPerFile: 30, Seed: 51})
@@ -226,7 +226,7 @@ var shippedConfigsEnv = []string{"CURRENTS_URL=file:///tmp", "SEGMENT_WRITE_KEY=
 // TestShippedConfigsLint lints every config in config/ as `connect lint`
 // does, with the required environment set.
 func TestShippedConfigsLint(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	configs, _ := filepath.Glob(filepath.Join(repoRoot, "config", "*.yaml"))
 	if len(configs) < 3 {
 		t.Fatalf("only %d configs", len(configs))
@@ -245,7 +245,7 @@ func TestShippedConfigsLint(t *testing.T) {
 // config: the pipeline's threads are GOMAXPROCS (what a container's CPU quota
 // gives) unless CURRENTS_PIPELINE_THREADS sets them.
 func TestShippedConfigsPipelineThreads(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	configs, _ := filepath.Glob(filepath.Join(repoRoot, "config", "*.yaml"))
 	for _, c := range configs {
 		rel, _ := filepath.Rel(repoRoot, c)
@@ -261,7 +261,7 @@ func TestShippedConfigsPipelineThreads(t *testing.T) {
 // The bucket configs send SEGMENT_MAX_IN_FLIGHT batches at once, 8 unless
 // set: what bounds a backfill's throughput against a distant Segment.
 func TestBucketConfigsMaxInFlight(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for _, rel := range []string{"config/currents_to_segment.yaml", "config/currents_notifications_to_segment.yaml"} {
 		for _, c := range []struct {
 			env  []string

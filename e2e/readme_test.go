@@ -40,7 +40,7 @@ func readmeCommands(t *testing.T) []string {
 // bucket and the Segment stand-in; then it checks that the regenerated files
 // are the checked-in ones. `go test ./...` is the suite itself: CI runs it.
 func TestReadmeCommands(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	cmds := readmeCommands(t)
 	if len(cmds) < 8 {
 		t.Fatalf("only %d README commands found: %v", len(cmds), cmds)

@@ -23,7 +23,7 @@ import (
 // reaches Segment but the cut one, which goes to the new dead letter file
 // with the error that it is no JSON object; none is glued to the next run's first.
 func TestReplayAfterKilledRuns(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, keyDefault)
 	dir := t.TempDir()
 	dead := filepath.Join(dir, "dead-letter.jsonl")

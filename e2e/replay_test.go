@@ -26,7 +26,7 @@ import (
 // their object key), the lines that cannot be sent go to the new dead letter
 // file with their reason, and the files read are left as they were.
 func TestReplayDeadLetters(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	byGroup := routingTree(t, bucket, 8, 900)
@@ -102,7 +102,7 @@ func TestReplayDeadLetters(t *testing.T) {
 // failed again would be appended to the file being read; the binary says so
 // at start. (Here every line is sent, so nothing is appended.)
 func TestReplayIntoTheFileReadIsWarnedOf(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, keyDefault)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "dead-letter.replayed.jsonl")
@@ -127,7 +127,7 @@ func TestReplayIntoTheFileReadIsWarnedOf(t *testing.T) {
 // limit below it, the file input stopped at it and the run ended as if the
 // file were done, so the lines after it were neither sent nor dead-lettered.
 func TestReplayReadsOnAfterAHugeLine(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, keyDefault)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "dead-letter.jsonl")
@@ -159,7 +159,7 @@ func TestReplayReadsOnAfterAHugeLine(t *testing.T) {
 // no file but the one read, which the README says to delete once a run ends
 // with nothing new dead-lettered.
 func TestReplayHoldsWhatItCannotDeadLetter(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, keyDefault)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "dead-letter.jsonl")

@@ -49,7 +49,7 @@ func routingTree(t *testing.T, bucket string, records int, seed uint64) map[stri
 // no key is printed. Without a default key, the third app group's events go
 // to the dead letters, saying why.
 func TestSeveralSegmentSources(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	byGroup := routingTree(t, bucket, 40, 700)

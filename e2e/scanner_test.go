@@ -14,7 +14,7 @@ import (
 )
 
 func TestBinaryListsScannerAndVersion(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	out, err := runConnect(t, ".", nil, "list", "scanners")
 	if err != nil || !strings.Contains(out, "- braze_currents\n") {
 		t.Fatalf("list scanners: %v\n%s", err, out)
@@ -30,7 +30,7 @@ func TestBinaryListsScannerAndVersion(t *testing.T) {
 // in, and checks that every event came out exactly once and that each bad
 // file was reported by name while the others flowed.
 func TestFileInputDecodesEveryFixtureOnce(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	want := map[string]string{} // event id -> event type
@@ -141,7 +141,7 @@ logger:
 // 50 types whose user has an external_user_id (Braze skips anonymous users);
 // and on stderr only the two lines that account for every event read.
 func TestDemoCommand(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	out, stderr, err := runSplit(t, "..", nil, "-c", "config/demo.yaml")
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, stderr)

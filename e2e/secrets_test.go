@@ -17,7 +17,7 @@ import (
 // connections. azblob appends the token to every request, and a network
 // error quotes the request URL: its signature must not reach the log.
 func TestSASTokenNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	const sig = "sas-sig-never-print-me%2B0043%3D"
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	admin := freeAddr(t)
@@ -42,7 +42,7 @@ func TestSASTokenNeverPrinted(t *testing.T) {
 // token for a user or a signature in the query, literally or from the
 // environment: echo prints none of them.
 func TestURLSecretsNeverEchoed(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	secrets := map[string]string{ // field: URL, each with a secret of its own
 		"braze_currents url":           "azblob://currents?sv=2022-11-02&sig=input-sig-never-echo",
 		"braze_currents notifications": "gcppubsubv2://acme/created?token=notify-token-never-echo",
@@ -97,7 +97,7 @@ output:
 // warning (an endpoint ending in /v1) and the refusal of one that is not
 // http(s) name the parameter with its value written xxxxx.
 func TestEndpointQuerySecretsNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for endpoint, want := range map[string]string{
 		"http://127.0.0.1:9/v1?token=endpoint-token-never-print": "endpoint http://127.0.0.1:9/v1?token=xxxxx ends in /v1",
 		"ftp://proxy.example/?api_key=endpoint-key-never-print":  "endpoint ftp://proxy.example/?api_key=xxxxx is not an http:// or https:// URL",
@@ -118,7 +118,7 @@ func TestEndpointQuerySecretsNeverPrinted(t *testing.T) {
 // why, not the URL, which Go's parse error quotes whole, password and all,
 // nor the bad escape, which the parser's reason quotes (a piece of a secret).
 func TestUnparsableURLSecretsNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	file := "file://" + t.TempDir()
 	for _, c := range []struct{ config, key, value, want string }{
 		{shippedConfig, "CURRENTS_URL", "s3://AKIAEXAMPLE:bucket-pass%never-print@currents?region=us-east-1", "url is not a URL: an invalid % escape"},
@@ -143,7 +143,7 @@ func TestUnparsableURLSecretsNeverPrinted(t *testing.T) {
 // neither secret, naming the URL's parameter with its value written xxxxx,
 // whatever the parameter's name (?auth= as well as ?access_token=).
 func TestNotificationURLSecretsNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for _, c := range []struct{ url, env, want string }{
 		{"gcppubsubv2://acme/created?access_token=notify-token-never-print", "", "access_token=xxxxx"},
 		{"gcppubsubv2://acme/created?auth=notify-auth-never-print", "", "auth=xxxxx"},
@@ -167,7 +167,7 @@ func TestNotificationURLSecretsNeverPrinted(t *testing.T) {
 // NATS_SERVER_URL), which the driver refuses: the error, logged at every
 // attempt to connect, writes the user xxxxx, as it does a password.
 func TestQueueURLUserTokenNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	config := "input:\n  queue:\n    url: \"nats://user-token-never-print@nats.example:4222/subject\"\noutput:\n  drop: {}\n"
 	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(config), 0o644); err != nil {
@@ -185,7 +185,7 @@ func TestQueueURLUserTokenNeverPrinted(t *testing.T) {
 // errors logged at every attempt to connect, and the refusal of a scheme
 // not compiled in, name the URL with every query value written xxxxx.
 func TestQueueURLQueryValuesNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	const noHTTP = "http:\n  enabled: false\n" // the two run at once
 	configs := map[string]string{

@@ -18,7 +18,7 @@ const e2eWriteKey = "sk-e2e-never-print-me-0042"
 // with the write key in the environment, and checks the key appears in none
 // of its output, plain or as a Basic auth header.
 func TestWriteKeyNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	srv.FailNext(10, 401)
 	dir := t.TempDir()
@@ -73,7 +73,7 @@ logger:
 // against a Segment that refuses the key: the error naming the endpoint
 // leaves the password out, as `connect echo` and Go's own errors do.
 func TestEndpointCredentialsNeverPrinted(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	const password = "proxy-pass-never-print-me-7"
 	bucket := t.TempDir()
 	if _, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 5, Seed: 83,
@@ -105,7 +105,7 @@ func TestEndpointCredentialsNeverPrinted(t *testing.T) {
 // without an error: the output takes the key without it, as it takes the
 // keys of write_keys.
 func TestWriteKeyWithNewlineDelivers(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	bucket := t.TempDir()
 	written, err := fixtures.WriteTree(bucket, fixtures.TreeOptions{FilesPerType: 1, RecordsPerFile: 10, Seed: 84,
 		EventTypes: []string{"users.messages.email.Send"}})

@@ -24,7 +24,7 @@ import (
 // negotiated HTTP/2 (Go then closes the extras): none for a failed request,
 // as HTTP/1.1 needs after each dropped connection.
 func TestFaultStormOverTLSAndHTTP2(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	r := newFaultRig(t, 3, 20, 76, segmentapi.WithTLS())
 	srv := r.srv
 	if err := srv.Storm(segmentapi.StormSpec{Fail503: 0.15, RateLimit429: 0.1, RetryAfter: time.Second, Drop: 0.05, Seed: 76}); err != nil {
@@ -56,7 +56,7 @@ func TestFaultStormOverTLSAndHTTP2(t *testing.T) {
 // that only the proxy reaches (no resolver knows a .invalid name). Loopback
 // addresses bypass a proxy in Go, so the bucket is read directly.
 func TestSegmentThroughAnOutboundProxy(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	r := newFaultRig(t, 1, 10, 77)
 	proxy := startRecordingProxy(t, r.srv.URL(), nil)
 	env := append(r.env(), "SEGMENT_ENDPOINT=http://segment.invalid", "HTTP_PROXY="+proxy.url, "NO_PROXY=")
@@ -76,7 +76,7 @@ func TestSegmentThroughAnOutboundProxy(t *testing.T) {
 // transport pinged its connections; over HTTP/1.1 a timed-out request's
 // connection is closed.
 func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for _, overTLS := range []bool{true, false} {
 		t.Run(map[bool]string{true: "HTTP2", false: "HTTP1"}[overTLS], func(t *testing.T) {
 			var opts []segmentapi.Option

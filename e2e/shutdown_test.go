@@ -25,7 +25,7 @@ import (
 // pass did not end: with 0 a supervisor (a Kubernetes Job whose pod was
 // evicted, a script's &&) took the backfill for done.
 func TestSigtermWithCallsInFlight(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	tree, written := faultTree(t, 3, 40, 91)
 	want, _ := expectedIDs(written)
 	srv := segmentapi.StartT(t, e2eWriteKey)
@@ -67,7 +67,7 @@ func TestSigtermWithCallsInFlight(t *testing.T) {
 // request waits for Segment: Braze gets 503, so it retries, and the log says
 // the request was cut short by the shutdown.
 func TestCustomHTTPSigterm(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	p := startHTTPPipeline(t, "tok-sigterm", "5m")
 	p.srv.SlowNext(10000, time.Hour)
 	body := customHTTPBody(t, "users.messages.email.Send", namedEvents(t, "users.messages.email.Send", 5, 93))
@@ -92,7 +92,7 @@ func TestCustomHTTPSigterm(t *testing.T) {
 // reads every object again: it said the next run resumes from its
 // checkpoint, which there is none of.
 func TestSigtermWithNoCheckpoint(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	tree, _ := faultTree(t, 2, 20, 93)
 	srv := segmentapi.StartT(t, e2eWriteKey)
 	events := newNotifier()
@@ -136,7 +136,7 @@ func stopWhileHeld(t *testing.T, env []string, events *notifier, proxy *recordin
 // the signal are delivered by the drain once Segment answers, their request
 // answered 200, and the process exits 0.
 func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	// The grace and CURRENTS_HTTP_TIMEOUT outlast the test's steps, the drain
 	// ending when Segment answers, which the test decides; and the held calls
 	// do not make Segment unreachable (/ready 503 for another reason)
@@ -234,7 +234,7 @@ func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 // the replay did not end, so that a script does not take it for done and
 // delete the file it read (it exited 0, as a replay that ended).
 func TestReplayStoppedBySignalExitsOne(t *testing.T) {
-	t.Parallel()
+	parallelWaiting(t)
 	dir := t.TempDir()
 	letters := filepath.Join(dir, "dead-letter.jsonl")
 	var lines strings.Builder

@@ -51,7 +51,7 @@ func startWarningsSetup(t *testing.T) (config, envFile, deadLetter string, env [
 // lines on stderr, which a JSON log pipeline cannot parse, and a value from
 // an env file (-e) was not checked at all: it is read after main started.
 func TestStartWarningsAreLogLinesOfTheConfigsLogger(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	config, envFile, deadLetter, env := startWarningsSetup(t)
 	stdout, stderr, err := runSplit(t, repoRoot, env, "-e", envFile, "-c", config)
 	if err != nil {
@@ -92,7 +92,7 @@ func TestStartWarningsAreLogLinesOfTheConfigsLogger(t *testing.T) {
 // stream, read no option, and write no warning of one (they did, before
 // their own output).
 func TestStartWarningsOnlyWhenAStreamRuns(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	config, envFile, _, env := startWarningsSetup(t)
 	for _, args := range [][]string{{"lint", config}, {"-e", envFile, "lint", config}, {"list", "inputs"}, {"--version"}} {
 		stdout, stderr, err := runSplit(t, repoRoot, env, args...)
