@@ -230,7 +230,7 @@ func TestAlertRules(t *testing.T) {
 // alert matches with = (a path): an on-call paged for a dead letter file
 // that cannot be written, or for shards nobody runs, found no panel of it.
 func TestAlertsShownOnDashboard(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	rules := loadAlertRules(t)
 	data, err := os.ReadFile(filepath.Join(repoRoot, dashboardPath))
 	if err != nil {

@@ -91,7 +91,7 @@ func checkEveryEventDeadLettered(t *testing.T, path string, byGroup map[string][
 // path is made writable dead-letters every event: none was counted done in
 // the checkpoint while its dead letter was not written.
 func TestStoppedWhileDeadLettersFailLosesNone(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Logf("stopped by %v", sig)
 		dir := t.TempDir()

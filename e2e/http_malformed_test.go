@@ -125,7 +125,7 @@ func TestCustomHTTPDeadLettersATooDeepEvent(t *testing.T) {
 // held its bytes for good and printed them at every scrape: a few requests
 // made /metrics megabytes long. They count under other.
 func TestCustomHTTPLongEventTypesCountAsOther(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	p := startHTTPPipeline(t, "braze-token", "60s")
 	const requests = 4
 	for i := range requests {

@@ -2,6 +2,7 @@
 package e2e
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -179,4 +180,26 @@ func readProductFiles() error {
 		}
 	}
 	return nil
+}
+
+// TestEveryParallelTestTakesASlot: TestMain lifts -parallel, so a test
+// marked parallel with t.Parallel alone would run beside every other,
+// unbounded; each must take its slot (parallelCPU or parallelWaiting).
+func TestEveryParallelTestTakesASlot(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if name == "main_test.go" {
+			continue
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(src, []byte("t.Parallel()")); n > 0 {
+			t.Errorf("%s calls t.Parallel() %d times: call parallelCPU(t) or parallelWaiting(t)", name, n)
+		}
+	}
 }

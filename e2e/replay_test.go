@@ -196,7 +196,7 @@ func TestReplayHoldsWhatItCannotDeadLetter(t *testing.T) {
 // status 0, as one that read everything, after which the README says to
 // delete the file read. It now exits 1, saying why.
 func TestReplayThatCouldNotReadALineExitsOne(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	srv := segmentapi.StartT(t, keyDefault)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "dead-letter.jsonl")
