@@ -32,13 +32,15 @@ func TestInputReportsHostileObjects(t *testing.T) {
 		blockLimit:            hostile(t, func(w io.Writer) error { return fixtures.GiantRecords(w, "null", 1, avro.MaxBlockBytes) }),
 		"is not a Currents event schema": ocfFile(t, `{"type":"record","name":"com.example.Event","fields":[{"name":"id","type":"string"}]}`,
 			"null", []any{map[string]any{"id": "not-currents"}}),
-		"skipping record 6": ocfFile(t, mixedSchema, "null", oversizeRecords()),
+		"record 6 of": ocfFile(t, mixedSchema, "null", oversizeRecords()),
 	}
 	for _, r := range oversizeRecords() {
-		if id := r.(map[string]any)["id"]; id != "id-3" && id != "id-6" {
-			want[id.(string)] = true
-		}
+		want[r.(map[string]any)["id"].(string)] = true
 	}
+	// Records 3 and 6, over the record limit, go on flagged with an error.
+	delete(want, "id-3")
+	delete(want, "id-6")
+	want[flaggedID(3)], want[flaggedID(6)] = true, true
 	keys := map[string]string{}
 	for fragment, data := range objects {
 		keys[fragment] = putObject(t, url, len(keys), data)

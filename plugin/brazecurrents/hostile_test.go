@@ -3,6 +3,7 @@ package brazecurrents
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +101,12 @@ func oversizeRecords() []any {
 	return records
 }
 
-func TestScannerSkipsOversizeRecordsAndGoesOn(t *testing.T) {
+// TestScannerFlagsOversizeRecordsAndGoesOn: records 3 and 6, over the
+// record limit, go on in their place as messages flagged with an error
+// naming the source, the index, the size and the limit, their content a small
+// JSON object saying where the record is (not the record), their metadata as
+// every event's; the records around them are delivered.
+func TestScannerFlagsOversizeRecordsAndGoesOn(t *testing.T) {
 	data := ocfFile(t, mixedSchema, "deflate", oversizeRecords()[:5], oversizeRecords()[5:])
 	for _, conf := range []string{"batch_size: 4\nstructured: true", "batch_size: 4\nstructured: false"} {
 		s := newTestScanner(t, conf, emailSendKey, bytes.NewReader(data))
@@ -111,18 +117,46 @@ func TestScannerSkipsOversizeRecordsAndGoesOn(t *testing.T) {
 		var got []string
 		for _, b := range batches {
 			for _, m := range b.msgs {
-				got = append(got, meta(t, m, MetaRecordIndex))
-				if raw, _ := m.AsBytes(); !strings.Contains(string(raw), `"id":"id-`+got[len(got)-1]+`"`) {
-					t.Fatalf("%s: record %s is %.100s", conf, got[len(got)-1], raw)
+				index := meta(t, m, MetaRecordIndex)
+				got = append(got, index)
+				raw, _ := m.AsBytes()
+				if index != "3" && index != "6" {
+					if m.GetError() != nil || !strings.Contains(string(raw), `"id":"id-`+index+`"`) {
+						t.Fatalf("%s: record %s is %.100s (error %v)", conf, index, raw, m.GetError())
+					}
+					continue
+				}
+				var content struct {
+					Oversize struct {
+						Source      string `json:"source"`
+						RecordIndex int64  `json:"record_index"`
+						EventType   string `json:"event_type"`
+						AvroBytes   int    `json:"avro_bytes"`
+						LimitBytes  int    `json:"limit_bytes"`
+					} `json:"oversize_record"`
+				}
+				if err := json.Unmarshal(raw, &content); err != nil || len(raw) > 1024 {
+					t.Fatalf("%s: record %s content %.200s: %v", conf, index, raw, err)
+				}
+				o := content.Oversize
+				if fmt.Sprint(o.RecordIndex) != index || o.Source != emailSendKey || o.EventType != emailSend || o.AvroBytes <= avro.MaxRecordBytes || o.LimitBytes != avro.MaxRecordBytes {
+					t.Fatalf("%s: record %s content %s", conf, index, raw)
+				}
+				want := fmt.Sprintf("record %s of %q: %d bytes of Avro, over the %d-byte record limit", index, emailSendKey, o.AvroBytes, avro.MaxRecordBytes)
+				if m.GetError() == nil || !strings.Contains(m.GetError().Error(), want) {
+					t.Fatalf("%s: record %s error %v, want %q in it", conf, index, m.GetError(), want)
+				}
+				if meta(t, m, MetaEventType) != emailSend || meta(t, m, MetaSource) != emailSendKey || meta(t, m, MetaIntegrationID) != "5a1b2c3d4e5f60718293a4b5" {
+					t.Fatalf("%s: record %s metadata event type %q, source %q", conf, index, meta(t, m, MetaEventType), meta(t, m, MetaSource))
 				}
 			}
 		}
-		if strings.Join(got, ",") != "0,1,2,4,5,7,8,9" {
+		if strings.Join(got, ",") != "0,1,2,3,4,5,6,7,8,9" {
 			t.Fatalf("%s: records %v delivered", conf, got)
 		}
 		logs := s.logs.String()
 		for _, index := range []string{"3", "6"} {
-			want := "skipping record " + index + ` of \"` + emailSendKey
+			want := "record " + index + ` of \"` + emailSendKey
 			if !strings.Contains(logs, want) || !strings.Contains(logs, fmt.Sprintf("over the %d-byte record limit", avro.MaxRecordBytes)) {
 				t.Fatalf("%s: no %q in the logs:\n%s", conf, want, logs)
 			}
@@ -132,7 +166,7 @@ func TestScannerSkipsOversizeRecordsAndGoesOn(t *testing.T) {
 
 // A read resumed after record 4 (as the input does after a failed
 // download) skips the oversize record 3 silently: the read that met it
-// reported it.
+// reported it and sent it on flagged. Record 6 is flagged.
 func TestScannerResumesPastOversizeRecords(t *testing.T) {
 	logs := &bytes.Buffer{}
 	parsed, err := scannerSpec().ParseYAML("", nil)
@@ -157,12 +191,15 @@ func TestScannerResumesPastOversizeRecords(t *testing.T) {
 		}
 		for _, m := range batch {
 			got = append(got, meta(t, m, MetaRecordIndex))
+			if flagged := m.GetError() != nil; flagged != (got[len(got)-1] == "6") {
+				t.Fatalf("record %s flagged: %v", got[len(got)-1], m.GetError())
+			}
 		}
 	}
-	if strings.Join(got, ",") != "4,5,7,8,9" || s.next != 10 {
+	if strings.Join(got, ",") != "4,5,6,7,8,9" || s.next != 10 {
 		t.Fatalf("records %v delivered, %d read", got, s.next)
 	}
-	if strings.Contains(logs.String(), "skipping record 3") || !strings.Contains(logs.String(), "skipping record 6") {
+	if strings.Contains(logs.String(), "record 3 of") || !strings.Contains(logs.String(), "record 6 of") {
 		t.Fatalf("logs:\n%s", logs)
 	}
 }

@@ -139,7 +139,7 @@ directory under it, that failed: the pass lists again; `+"`/ready`"+` stays 200,
 `+"`reason`"+`: `+"`compressed`"+`, `+"`partial`"+` or `+"`other`"+`; objects under an `+"`event_type=`"+` directory, of a selected type and
 hour, not read for not being `+"`.avro`"+`, each counted once while listings keep finding it), `+"`braze_currents_events_read`"+` (label
 `+"`event_type`"+`: the first 64 types outside Braze's known ones keep theirs, later ones and those over 128 bytes count as `+"`other`"+`), `+"`braze_currents_records_rejected`"+` (label `+"`reason`"+`: `+"`too_large`"+`, records over the
-256 KiB record limit, skipped while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
+256 KiB record limit, sent on flagged with an error, without their content, while the rest of their object is read), `+"`braze_currents_checkpoint_saves`"+` (label
 `+"`result`"+`), `+"`braze_currents_checkpoint_lag_seconds`"+` (how far the end of the newest queue hour with a done
 object is behind now; with a checkpoint, from its start, the newest such hour before a restart included), `+"`braze_currents_checkpoint_lease_lapsed`"+`
 (1 while no renewal of the checkpoint's lease has landed for a whole lease and no object starts, until this process claims it again; else 0, a

@@ -228,7 +228,8 @@ func listenLoopback(t *testing.T) net.Listener {
 }
 
 // A download that breaks right after a block of records too large to send
-// resumes past them: each is reported (logged and counted) once.
+// resumes past them: each is reported (logged, counted and sent on flagged)
+// once.
 func TestInputReportsOversizeRecordsOnceAcrossBrokenDownloads(t *testing.T) {
 	b := buckets.StartS3(t)
 	for k, v := range b.Env {
@@ -252,10 +253,10 @@ func TestInputReportsOversizeRecordsOnceAcrossBrokenDownloads(t *testing.T) {
 	proxy := &faultyProxy{key: key, failures: 1, cutAfter: int(third.Offset)}
 	got := newCollected()
 	lines := runLogged(t, "url: \""+proxy.front(t, b)+"\"\nbatch_size: 100\nread_attempts: 5", got.consume)
-	expectExactly(t, got, map[string]bool{"id-0": true, "id-1": true, "id-2": true, "id-4": true, "id-5": true})
+	expectExactly(t, got, map[string]bool{"id-0": true, "id-1": true, "id-2": true, "id-4": true, "id-5": true, flaggedID(3): true})
 	skipped := 0
 	for _, l := range lines {
-		if strings.Contains(l, "skipping record 3 ") {
+		if strings.Contains(l, "record 3 of ") {
 			skipped++
 		}
 	}

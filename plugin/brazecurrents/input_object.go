@@ -333,6 +333,9 @@ var externalUserID = []byte(`"external_user_id":`)
 func withoutExternalUserID(batch service.MessageBatch) int {
 	n := 0
 	for _, m := range batch {
+		if m.GetError() != nil { // an oversize record, sent on without its content
+			continue
+		}
 		if m.HasStructured() {
 			v, _ := m.AsStructured()
 			ev, _ := v.(map[string]any)

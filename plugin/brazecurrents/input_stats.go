@@ -21,7 +21,7 @@ type inputStats struct {
 	late                         *service.MetricCounter // objects found in an hour already counted as done
 	listingsFailed               *service.MetricCounter // listings of the prefix or of a directory under it that failed
 	events                       *service.MetricCounter // by event_type
-	rejected                     *service.MetricCounter // records dropped from objects otherwise read, by reason
+	rejected                     *service.MetricCounter // records sent on flagged (not decoded) from objects otherwise read, by reason
 	skipped                      *service.MetricCounter // objects listed and not read for not being .avro, by reason
 	saves                        *service.MetricCounter // checkpoint writes, by result
 	lag                          *service.MetricGauge

@@ -99,7 +99,7 @@ func TestInputSummaryCountsRefusedEvents(t *testing.T) {
 
 // An empty external_user_id is counted as none, as the mapping tells it
 // (and skips the event unless include_anonymous), in structured events and
-// in JSON text alike.
+// in JSON text alike; a message flagged with an error is no event.
 func TestWithoutExternalUserIDCountsAnEmptyOne(t *testing.T) {
 	batch := service.MessageBatch{
 		service.NewMessage([]byte(`{"id":"a","external_user_id":""}`)),
@@ -112,6 +112,11 @@ func TestWithoutExternalUserIDCountsAnEmptyOne(t *testing.T) {
 		m.SetStructured(ev)
 		batch = append(batch, m)
 	}
+	// An oversize record, sent on flagged, holds no event: it is not counted.
+	flagged := service.NewMessage(nil)
+	flagged.SetStructured(map[string]any{"oversize_record": map[string]any{"record_index": 3}})
+	flagged.SetError(errors.New("record 3: over the record limit"))
+	batch = append(batch, flagged)
 	if got := withoutExternalUserID(batch); got != 4 {
 		t.Errorf("%d events without external_user_id, want 4 (an empty one and a null one in each form)", got)
 	}

@@ -42,6 +42,10 @@ func (c *collected) consume(_ context.Context, batch service.MessageBatch) error
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			return err
 		}
+		if m.GetError() != nil { // an oversize record, sent on flagged without its content
+			index, _ := m.MetaGetMut(MetaRecordIndex)
+			ev.ID = flaggedID(index.(int64))
+		}
 		c.events[ev.ID]++
 		meta := map[string]any{}
 		_ = m.MetaWalkMut(func(k string, v any) error { meta[k] = v; return nil })
@@ -53,6 +57,10 @@ func (c *collected) consume(_ context.Context, batch service.MessageBatch) error
 	}
 	return nil
 }
+
+// flaggedID is how collected names a message flagged with an error: by its
+// record index.
+func flaggedID(index int64) string { return fmt.Sprintf("flagged %d", index) }
 
 func (c *collected) count(id string) int {
 	c.mu.Lock()

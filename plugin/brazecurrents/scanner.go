@@ -55,8 +55,11 @@ and an int or long `+"`time`"+`): reading it again cannot help.
 
 Memory is bounded whatever a file holds: a block may take at most 4 MiB, compressed or decompressed
 (decompression stops there), and the header 256 KiB; a file over either is reported as damaged at that
-block. A record over 256 KiB of Avro, eight times what one Segment call may carry, is skipped with an
-error log naming the source, its index and size, and the rest of the file is read. A batch holds at most
+block. A record over 256 KiB of Avro, eight times what one Segment call may carry, is not decoded: it
+goes on in its place as a message flagged with an error naming the source, its index, its size and the
+limit (logged too), its metadata as every event's, its content not the record but where it is:
+`+"`{\"oversize_record\": {\"source\", \"record_index\", \"event_type\", \"avro_bytes\", \"limit_bytes\"}}`"+`.
+A pipeline's error path (the shipped configs' dead letters) takes it; the rest of the file is read. A batch holds at most
 512 KiB of Avro, so blocks of large records go downstream a few at a time.
 
 == Metadata
@@ -154,7 +157,7 @@ type eventScanner struct {
 	skip     int64            // events before this index are not emitted
 	extra    map[string]any
 	failure  error                  // returned once the events before it are out
-	rejected *service.MetricCounter // records dropped, by reason; nil outside the input
+	rejected *service.MetricCounter // records sent on flagged, by reason; nil outside the input
 }
 
 // rejectTooLarge is the reason label of records over avro.MaxRecordBytes.

@@ -47,7 +47,8 @@ func (s *eventScanner) openBlock() error {
 
 // decodeBatch decodes the current block's next batch of events. Events
 // decoded before any damage are returned; the damage is left in failure.
-// Oversize records are dropped and reported (reject), and decoding goes on.
+// Oversize records go on in their place as flagged messages (reject), and
+// decoding goes on.
 func (s *eventScanner) decodeBatch() service.MessageBatch {
 	c := s.block
 	size := int(min(c.block.Count-c.done, int64(s.c.batchSize)))
@@ -56,6 +57,7 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 		out     []byte // JSON mode: the batch's events
 		ends    []int  // JSON mode: where each event's JSON ends in out
 		indexes = make([]int64, 0, size)
+		over    map[int]int // oversize records: position in the batch -> Avro bytes
 		err     error
 	)
 	if s.c.structured {
@@ -83,12 +85,17 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 		}
 		c.done++
 		index := s.next
-		if s.next++; s.next <= s.skip || c.d.Oversize() {
-			if index >= s.skip {
-				s.reject(index, c.d.Pos()-start)
-			}
-			out = out[:end] // already delivered by an earlier read, or dropped
+		if s.next++; s.next <= s.skip {
+			out = out[:end] // already delivered by an earlier read
 			continue
+		}
+		if c.d.Oversize() {
+			if over == nil {
+				over = map[int]int{}
+			}
+			over[len(indexes)] = c.d.Pos() - start
+			s.reject(index, over[len(indexes)])
+			out, v = out[:end], nil // the record's partial decoding
 		}
 		indexes = append(indexes, index)
 		if s.c.structured {
@@ -104,14 +111,13 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 			s.failure, s.block = c.after, nil
 		}
 	}
-	return s.messages(indexes, values, ends, out)
+	return s.messages(indexes, values, ends, out, over)
 }
 
 // reject reports a record over avro.MaxRecordBytes. Its framing is intact, so
 // the rest of the source is still read; an input counts it.
 func (s *eventScanner) reject(index int64, size int) {
-	s.c.log.Errorf("braze_currents: skipping record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB); the rest of the object is read",
-		index, s.source, size, avro.MaxRecordBytes)
+	s.c.log.Errorf("%v: sent on as an error, without its content; the rest of the object is read", s.tooLarge(index, size))
 	if s.rejected != nil {
 		s.rejected.Incr(1, rejectTooLarge)
 	}
@@ -122,8 +128,17 @@ func (s *eventScanner) fail(err error) {
 	s.failure, s.block = s.wrap(err), nil
 }
 
+// tooLarge is the error of a record over avro.MaxRecordBytes.
+func (s *eventScanner) tooLarge(index int64, size int) error {
+	return fmt.Errorf("braze_currents: record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB)",
+		index, s.source, size, avro.MaxRecordBytes)
+}
+
 // messages wraps decoded events, the ith being record indexes[i] of the file.
-func (s *eventScanner) messages(indexes []int64, values []any, ends []int, out []byte) service.MessageBatch {
+// An oversize record (in over, with its size) goes on flagged with its error,
+// its content where it is rather than the record, so that the pipeline hands it
+// to the error path (the dead letters) with the events' metadata.
+func (s *eventScanner) messages(indexes []int64, values []any, ends []int, out []byte, over map[int]int) service.MessageBatch {
 	events := make(service.MessageBatch, 0, len(indexes))
 	start := 0
 	for i, index := range indexes {
@@ -133,6 +148,13 @@ func (s *eventScanner) messages(indexes []int64, values []any, ends []int, out [
 		} else {
 			msg.SetBytes(out[start:ends[i]:ends[i]])
 			start = ends[i]
+		}
+		if size, oversize := over[i]; oversize {
+			msg.SetStructuredMut(map[string]any{"oversize_record": map[string]any{
+				"source": s.source, "record_index": index, "event_type": s.prog.EventType(),
+				"avro_bytes": size, "limit_bytes": avro.MaxRecordBytes,
+			}})
+			msg.SetError(s.tooLarge(index, size))
 		}
 		msg.MetaSetMut(MetaRecordIndex, index)
 		events = append(events, msg)
