@@ -22,7 +22,7 @@ import (
 // the record. Replayed (config/dead_letters_to_segment.yaml), the line sends
 // nothing and is dead-lettered again with a reason saying why.
 func TestOversizeRecordIsDeadLettered(t *testing.T) {
-	t.Parallel()
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	spec := fixtures.FileSpec{EventType: "users.messages.email.Send", Records: 20, BlockRecords: 8, Seed: 97, Codec: "deflate"}
