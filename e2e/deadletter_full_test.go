@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +25,8 @@ import (
 // taken back before its retry. Before, benthos' file output left the
 // fragment and appended the retried line to it, one line that is not JSON,
 // which the replay dead-letters as such instead of sending its call.
-//
-// Not parallel: the limit is set on this process while it starts the
-// binary, which inherits it.
 func TestDeadLetterFileFullThenFreed(t *testing.T) {
+	parallelCPU(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	byGroup := routingTree(t, bucket, 40, 1300)
@@ -41,14 +40,11 @@ func TestDeadLetterFileFullThenFreed(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
 		t.Fatal(err)
 	}
-	limited := syscall.Rlimit{Cur: 16 << 10, Max: was.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
-		t.Fatal(err)
-	}
-	p := startConnect(t, repoRoot, env, nil, "-c", "config/currents_to_segment.yaml")
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &was); err != nil {
-		t.Fatal(err)
-	}
+	// prlimit(1) (util-linux, in every Debian) limits itself, then execs the
+	// binary: a limit set on this process while it started the binary would
+	// fail any file written meanwhile, the test framework's own log too.
+	p := startConnectThrough(t, []string{"prlimit", fmt.Sprintf("--fsize=%d:", 16<<10), "--"}, repoRoot, env, nil,
+		"-c", "config/currents_to_segment.yaml")
 	p.waitLines(3, time.Minute, "file too large")
 	if err := unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: was.Cur, Max: was.Max}, nil); err != nil {
 		t.Fatal(err)

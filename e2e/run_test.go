@@ -64,13 +64,22 @@ var defaultEnv = []string{"CONNECT_HTTP_ADDRESS=127.0.0.1:0"}
 // when the process ends. The process is killed when the test ends.
 func startConnect(t *testing.T, dir string, env []string, events *notifier, args ...string) *connectProc {
 	t.Helper()
+	return startConnectThrough(t, nil, dir, env, events, args...)
+}
+
+// startConnectThrough is startConnect with the binary run by a command that
+// execs it (prefix, then the binary and args), so that the process is the
+// binary's: e.g. prlimit(1), for a limit of the binary's alone.
+func startConnectThrough(t *testing.T, prefix []string, dir string, env []string, events *notifier, args ...string) *connectProc {
+	t.Helper()
 	if len(args) == 0 {
 		args = []string{"-c", shippedConfig}
 	}
 	if events == nil {
 		events = newNotifier()
 	}
-	cmd := exec.Command(binary, args...)
+	argv := append(append(append([]string{}, prefix...), binary), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), defaultEnv...), env...)
 	stdout, err := cmd.StdoutPipe()

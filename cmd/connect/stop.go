@@ -66,8 +66,8 @@ func (s *connectStop) fileRunStopped() string {
 			"lines may be left neither sent nor dead-lettered; run it again before deleting what it read"
 	case s.readFailed != "":
 		return "the file input could not read a file to its end (" + s.readFailed + "): what followed in that file " +
-			"was neither sent nor dead-lettered; fix the cause (a line over the scanner's max_buffer_size, a read error) " +
-			"and run it again before deleting what it read"
+			"was neither sent nor dead-lettered; fix the cause (a line over the scanner's max_buffer_size, a read error, " +
+			"a damaged Avro file) and run it again before deleting what it read"
 	}
 	return ""
 }

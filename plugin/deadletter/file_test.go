@@ -1,10 +1,12 @@
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -212,12 +214,27 @@ func TestFileOutputSyncsBeforeAcknowledging(t *testing.T) {
 	}
 }
 
+// sizeLimitChild is set in the environment of this test binary run again
+// for TestFileOutputFailsOnlyTheLinesNotWritten alone.
+const sizeLimitChild = "CURRENTS_CONNECT_DEADLETTER_SIZE_LIMIT_CHILD"
+
 // TestFileOutputFailsOnlyTheLinesNotWritten: a line that cannot be written
 // (past a file size limit, as on a full disk) fails with those after it;
 // those before it are synced and acknowledged, not written twice by the
-// retry. Not parallel: the limit is this process's while the batch is
-// written (Go ignores the SIGXFSZ it raises: the write fails with EFBIG).
+// retry. The limit is a process's (Go ignores the SIGXFSZ it raises: the
+// write fails with EFBIG), so the test runs in a child of its own: in this
+// process it also failed the test framework's own log (testlog.txt) when
+// that was written meanwhile, failing the package.
 func TestFileOutputFailsOnlyTheLinesNotWritten(t *testing.T) {
+	if os.Getenv(sizeLimitChild) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFileOutputFailsOnlyTheLinesNotWritten$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), sizeLimitChild+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestFileOutputFailsOnlyTheLinesNotWritten")) {
+			t.Fatalf("the test in a child process: %v\n%s", err, out)
+		}
+		return
+	}
 	path := filepath.Join(t.TempDir(), "dead-letter.jsonl")
 	o := parsedOutput(t, "path: "+path)
 	ctx := context.Background()
