@@ -185,27 +185,84 @@ func proxyS3(t *testing.T, b *buckets.Bucket, serve func(w http.ResponseWriter, 
 // may hold objects it never saw. Here the listing of hour 13 fails once; the
 // retry must still list hour 13 (not prune it as done) and read its object.
 func TestInputFailedListingSettlesNoHour(t *testing.T) {
-	b := buckets.StartS3(t)
-	for k, v := range b.Env {
-		t.Setenv(k, v)
-	}
-	thirteen := at14(0).Add(-time.Hour)
-	spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 5, Seed: 17, DateHour: thirteen}
-	want := uploadFixture(t, b, spec)
-	hour := "/date=" + thirteen.Format(DateHourLayout) + "/"
+	b, want, hour := objectInHour13(t)
 	proxied := refuseOnce(t, b, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Query().Get("prefix"), hour) })
 	r := startClockRun(t, "url: \""+proxied+"\"\nlate_arrival: 1m\nprogress_interval: 0s", at14(50))
 	// The failed listing is retried after a backoff on the input's clock.
 	if err := r.clock.BlockUntilContext(r.ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	r.retryToEnd(want)
+}
+
+// objectInHour13 is an S3 stand-in holding one object in hour 13, the
+// object's event ids, and its hour's directory (/date=<hour>/).
+func objectInHour13(t *testing.T) (*buckets.Bucket, map[string]bool, string) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	thirteen := at14(0).Add(-time.Hour)
+	spec := fixtures.FileSpec{EventType: emailSend, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 5, Seed: 17, DateHour: thirteen}
+	return b, uploadFixture(t, b, spec), "/date=" + thirteen.Format(DateHourLayout) + "/"
+}
+
+// retryToEnd lets a one-pass run's backoff after a failed listing run out
+// and checks that the pass then read exactly want and ended.
+func (r *clockRun) retryToEnd(want map[string]bool) {
+	r.t.Helper()
 	r.clock.Advance(time.Minute)
 	select {
 	case <-r.done: // a one-pass run: it ends once it read everything
 	case <-r.ctx.Done():
-		t.Fatal("the run never ended")
+		r.t.Fatal("the run never ended")
 	}
-	expectExactly(t, r.got, want)
+	expectExactly(r.t, r.got, want)
+}
+
+// A listing whose connection the store (or a proxy, a load balancer) closes
+// fails with an error that wraps io.EOF: it is a failed listing, not its
+// end. Before, the walk took it for the end: the hour counted as listed in
+// full and settled with its object unread, and a cut listing of the prefix
+// was logged as "Found nothing under prefix", a wrong url or prefix.
+func TestInputListingCutShortIsAFailure(t *testing.T) {
+	b, want, hour := objectInHour13(t)
+	var mu sync.Mutex
+	healed := false
+	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		mu.Lock()
+		cutting := strings.HasSuffix(r.URL.Query().Get("prefix"), hour) && !healed
+		mu.Unlock()
+		if !cutting {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = conn.Close()
+	})
+	r := startClockRun(t, "url: \""+proxied+"\"\nlate_arrival: 1m\nprogress_interval: 0s", at14(50))
+	blocked := make(chan error, 1)
+	go func() { blocked <- r.clock.BlockUntilContext(r.ctx, 1) }()
+	select {
+	case <-r.done:
+		t.Fatalf("the one pass ended without listing %s again, the cut listing taken for its end", hour)
+	case err := <-blocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pass waits to list it again: the store works again by then.
+	mu.Lock()
+	healed = true
+	mu.Unlock()
+	r.retryToEnd(want)
+	if got := r.logs.count("Cannot list", hour, "EOF"); got != 1 {
+		t.Fatalf("%d errors naming the cut listing of %s, want 1:\n%s", got, hour, r.logs)
+	}
 }
 
 // An object that could not be read (read_attempts ran out) is left for a

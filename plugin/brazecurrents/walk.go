@@ -141,7 +141,9 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 		pageCtx, done := callCtx(ctx, w.timeout)
 		obj, err := iter.Next(pageCtx)
 		err = done(err)
-		if errors.Is(err, io.EOF) {
+		// The end is io.EOF itself: an error that wraps it is a connection
+		// the store closed mid-listing, which must not pass for the end.
+		if err == io.EOF {
 			if learns != "" {
 				w.setByHour(learns, hourly, began)
 			}
