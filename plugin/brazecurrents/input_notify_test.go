@@ -372,3 +372,20 @@ func TestNotificationReceiveFailuresCounted(t *testing.T) {
 		t.Fatalf("braze_currents_notification_receives_failed %v, want at least 1", got)
 	}
 }
+
+// Once the subscription is back, the input says so, once: before, the
+// errors just stopped, and the log left the on-call engineer to guess
+// whether the queue was read again.
+func TestNotificationReceiveRecoveryLogged(t *testing.T) {
+	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 2, Seed: 22}, "")
+	n.ps.DeleteSubscription(t, n.topic)
+	n.logs.waitFor(t, "Receiving notifications from", 2)
+	n.ps.CreateSubscription(t, n.topic, n.topic, 10*time.Second)
+	w := n.written[0]
+	n.publishGCS("acme-currents", w.Key, "OBJECT_FINALIZE")
+	n.read(len(w.Records))
+	again := n.logs.matching("works again")
+	if len(again) != 1 || !strings.Contains(again[0], "level=INFO") || !strings.Contains(again[0], n.topic) {
+		t.Fatalf("want one info line naming %s once it receives again, got:\n%s", n.topic, n.logs)
+	}
+}

@@ -123,12 +123,18 @@ func (p *PubSub) CreateTopic(t testing.TB, topic, sub string, ackDeadline time.D
 	if _, err := p.srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: name}); err != nil {
 		t.Fatal(err)
 	}
-	if sub == "" {
-		return
+	if sub != "" {
+		p.CreateSubscription(t, topic, sub, ackDeadline)
 	}
-	if _, err := p.srv.GServer.CreateSubscription(ctx, &pubsubpb.Subscription{
+}
+
+// CreateSubscription creates the subscription sub of topic, which exists
+// (again, after DeleteSubscription).
+func (p *PubSub) CreateSubscription(t testing.TB, topic, sub string, ackDeadline time.Duration) {
+	t.Helper()
+	if _, err := p.srv.GServer.CreateSubscription(context.Background(), &pubsubpb.Subscription{
 		Name:  p.subscriptionName(sub),
-		Topic: name, AckDeadlineSeconds: int32(ackDeadline / time.Second),
+		Topic: p.topicName(topic), AckDeadlineSeconds: int32(ackDeadline / time.Second),
 		RetryPolicy: &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second)},
 	}); err != nil {
 		t.Fatal(err)
