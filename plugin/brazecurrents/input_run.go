@@ -128,6 +128,7 @@ func (in *currentsInput) summarise() {
 // below it that fails is left out, and the pass is not complete.
 func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) (complete bool) {
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
+	var failingSince time.Time // of the pass's first failed listing, zero if none failed
 	for {
 		started := in.clock.Now()
 		w.reset()
@@ -167,6 +168,10 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			}
 		})
 		if err == nil {
+			if !failingSince.IsZero() {
+				// Said once: the errors stopping would leave it to guess.
+				in.log.Infof("Listing %s works again, after failing for %v", bucketName(in.conf.url), in.clock.Since(failingSince).Round(time.Second))
+			}
 			// Only a complete listing of a partition settles its hours: a
 			// failed one may have missed objects in them. Those listed in
 			// full settled as the walk left them; again does no harm.
@@ -186,6 +191,9 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 		}
 		if ctx.Err() != nil {
 			return false
+		}
+		if failingSince.IsZero() {
+			failingSince = in.clock.Now()
 		}
 		wait := policy.NextBackOff()
 		in.stats.listingsFailed.Incr(1)
