@@ -249,3 +249,35 @@ func hasPrefix(prefixes []string, prefix string) bool {
 	}
 	return false
 }
+
+// A directory that cannot be listed is logged as the walk meets it, not when
+// the pass ends: a pass may take long after it (a large backfill, other
+// directories whose listings are retried or stall), and until then the log
+// said nothing of the failure. Here the listing of a later partition is held
+// until the error is seen.
+func TestInputUnlistableDirLoggedAtOnce(t *testing.T) {
+	b := buckets.StartS3(t)
+	for k, v := range b.Env {
+		t.Setenv(k, v)
+	}
+	for i, et := range []string{uninstall, emailSend} {
+		uploadFixture(t, b, fixtures.FileSpec{EventType: et, IntegrationID: "aaaaaaaaaaaaaaaaaaaaaaaa", Records: 2, Seed: uint64(40 + i), DateHour: at14(0).Add(-time.Hour)})
+	}
+	held := make(chan struct{})
+	proxied := proxyS3(t, b, func(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+		switch prefix := r.URL.Query().Get("prefix"); {
+		case strings.Contains(prefix, "event_type="+uninstall+"/"):
+			denyS3(w)
+			return
+		case strings.Contains(prefix, "event_type="+emailSend+"/"):
+			<-held
+		}
+		forward.ServeHTTP(w, r)
+	})
+	t.Cleanup(func() { close(held) }) // before the proxy closes: it waits for its requests
+	r := startClockRun(t, "url: \""+proxied+"\"\nprogress_interval: 0s", at14(50))
+	line := r.logs.waitFor(t, "Cannot list", 1)
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, uninstall) {
+		t.Fatalf("want an error naming the partition of %s: %s", uninstall, line)
+	}
+}

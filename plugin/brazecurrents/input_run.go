@@ -65,7 +65,8 @@ func (in *currentsInput) run(ctx context.Context) {
 // a one-pass run until every directory was listed.
 func (in *currentsInput) listPasses(ctx context.Context, objects, retries chan<- object) {
 	w := &walker{bucket: in.bucket, sel: in.conf.sel, skipHour: in.skipHour, hours: in.hoursToList, now: in.clock.Now,
-		timeout: in.conf.readTimeout, reopen: in.reopen, relayout: in.relayout, watermark: in.ckpt.watermark}
+		timeout: in.conf.readTimeout, reopen: in.reopen, relayout: in.relayout, unlisted: in.logUnlisted,
+		watermark: in.ckpt.watermark}
 	w.skipped.own = in.ownKeys()
 	retryCap := time.Minute
 	if in.conf.watch {
@@ -179,7 +180,9 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 				settle(partition)
 			}
 			in.saver.poke()
-			in.logUnlisted(w)
+			in.unlisted.endWhere(in.clock.Now(), w.relisted, func(dir string, lasted time.Duration) {
+				in.log.Infof("Listing %q of %s works again, after failing for %v", dir, bucketName(in.conf.url), lasted)
+			})
 			in.noteSkipped(w)
 			if len(w.failed) > 0 {
 				return false
@@ -224,23 +227,17 @@ func (in *currentsInput) relayout(partition, entry string, from time.Time) {
 		bucketName(in.conf.url), entry, partition, partition)
 }
 
-// logUnlisted logs the directories a pass could not list: as an error when
-// one starts failing, at debug level at each pass while it goes on, and once
-// it is listed again.
-func (in *currentsInput) logUnlisted(w *walker) {
-	now := in.clock.Now()
-	for _, f := range w.failed {
-		in.stats.listingsFailed.Incr(1)
-		if !in.unlisted.failed(f.dir, now) {
-			in.log.Debugf("Listing %q of %s still fails: %v", f.dir, bucketName(in.conf.url), f.err)
-			continue
-		}
-		in.log.Errorf("Cannot list %q of %s, reading the rest without it: %v; every pass lists it again, and until one can, nothing under it is read or counted as done",
-			f.dir, bucketName(in.conf.url), f.err)
+// logUnlisted logs a directory the walk could not list, as it meets it: as
+// an error when it starts failing, at debug level at each pass while it
+// goes on; the pass that lists it again says so.
+func (in *currentsInput) logUnlisted(f listFailure) {
+	in.stats.listingsFailed.Incr(1)
+	if !in.unlisted.failed(f.dir, in.clock.Now()) {
+		in.log.Debugf("Listing %q of %s still fails: %v", f.dir, bucketName(in.conf.url), f.err)
+		return
 	}
-	in.unlisted.endWhere(now, w.relisted, func(dir string, lasted time.Duration) {
-		in.log.Infof("Listing %q of %s works again, after failing for %v", dir, bucketName(in.conf.url), lasted)
-	})
+	in.log.Errorf("Cannot list %q of %s, reading the rest without it: %v; every pass lists it again, and until one can, nothing under it is read or counted as done",
+		f.dir, bucketName(in.conf.url), f.err)
 }
 
 // dueRetries are the objects that could not be read so far to try again

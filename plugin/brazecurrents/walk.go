@@ -61,7 +61,10 @@ type walker struct {
 	// before date= (version=2/) lists after the hours and may hold objects
 	// of theirs. The hours from from (zero: all) are taken back before entry
 	// is read, and the partition settles only as a whole (unordered).
-	relayout  func(partition, entry string, from time.Time)
+	relayout func(partition, entry string, from time.Time)
+	// unlisted, when set, is told of each directory that fails to list as
+	// the walk meets it: the walk goes on, and may take long to end.
+	unlisted  func(f listFailure)
 	watermark func(partition string) (time.Time, bool)
 	unordered map[string]bool
 	// byHour holds, for a partition whose last complete listing held
@@ -195,7 +198,11 @@ func (w *walker) walk(ctx context.Context, prefix string, fn func(object) error)
 				if ctx.Err() != nil {
 					return err
 				}
-				w.failed = append(w.failed, listFailure{dir: dir, partition: partitionOf(dir), err: errors.Unwrap(err)}) // err names dir
+				f := listFailure{dir: dir, partition: partitionOf(dir), err: errors.Unwrap(err)} // err names dir
+				w.failed = append(w.failed, f)
+				if w.unlisted != nil {
+					w.unlisted(f)
+				}
 			}
 		}
 		if partition != "" && w.listed != nil && !w.failedUnder(partition) {
