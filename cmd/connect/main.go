@@ -65,7 +65,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, reason)
 		os.Exit(1)
 	}
-	for _, reason := range []string{brazecurrents.Unfinished(), stop.fileRunStopped()} {
+	for _, reason := range []string{brazecurrents.Unfinished(), stop.fileRunUnfinished()} {
 		if reason != "" {
 			fmt.Fprintln(os.Stderr, "Exiting with status 1: "+reason)
 			os.Exit(1)

@@ -24,7 +24,7 @@ const (
 // connectStop reads Connect's log through a tee (a slog.Handler) for the line
 // that says its service stops, and keeps it: from then on /ready answers 503
 // (readiness) and, if a signal stopped a run of the file input, main exits
-// non-zero (fileRunStopped); so it does when that input failed a read.
+// non-zero (fileRunUnfinished); so it does when that input failed a read.
 type connectStop struct {
 	mu       sync.Mutex
 	why      string // Connect's line, once the stop began
@@ -49,13 +49,13 @@ func (s *connectStop) setReadsFiles(files bool) {
 	s.readsFiles = files
 }
 
-// fileRunStopped is why a run of the file input must exit non-zero, or "":
+// fileRunUnfinished is why a run of the file input must exit non-zero, or "":
 // Connect ends a run stopped by a signal, or one whose input left the rest of
 // a file unread (a line over the scanner's max_buffer_size, a read error of
 // the disk), with status 0, as one whose input read every line and
 // delivered it, so a script that replays dead letters and then deletes the
 // file read could not tell them apart.
-func (s *connectStop) fileRunStopped() string {
+func (s *connectStop) fileRunUnfinished() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -35,9 +35,9 @@ func TestConnectStopKeepsWhyTheServiceStops(t *testing.T) {
 			if got := s.began(); got != c.why {
 				t.Errorf("began() = %q, want %q", got, c.why)
 			}
-			got := s.fileRunStopped()
+			got := s.fileRunUnfinished()
 			if (c.exit == "") != (got == "") || !strings.Contains(got, c.exit) {
-				t.Errorf("fileRunStopped() = %q, want one with %q", got, c.exit)
+				t.Errorf("fileRunUnfinished() = %q, want one with %q", got, c.exit)
 			}
 		})
 	}
