@@ -121,12 +121,15 @@ func (o *fileOutput) Connect(context.Context) error {
 // every later line out of reach: into a file no path names, lost at the
 // process's end, or into the one moved, after its replay.
 func (o *fileOutput) open() error {
+	// What is at path, looked at once: the file held, nothing (an entry to
+	// make and sync), or another file (a FIFO, a pipe).
+	at, atErr := os.Stat(o.path)
 	if o.file != nil {
 		held, err := o.file.Stat()
 		if err != nil {
 			return err
 		}
-		if now, err := os.Stat(o.path); err == nil && os.SameFile(held, now) {
+		if atErr == nil && os.SameFile(held, at) {
 			return nil
 		}
 		_ = o.file.Close()
@@ -145,13 +148,13 @@ func (o *fileOutput) open() error {
 		return err
 	}
 	o.unsynced = append(o.unsynced, made...)
-	if _, err := os.Lstat(o.path); errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(atErr, fs.ErrNotExist) {
 		o.unsynced = append(o.unsynced, filepath.Dir(o.path))
 	}
 	// Read too, for its last byte; a file this user may only write is
 	// written without that check.
 	flags := os.O_CREATE | os.O_RDWR | os.O_APPEND
-	if info, err := os.Stat(o.path); err == nil && !info.Mode().IsRegular() {
+	if atErr == nil && !at.Mode().IsRegular() {
 		// A FIFO or a pipe (/dev/stdout) write-only: one with no reader
 		// then fails the open (ENXIO, not waiting: non-blocking) or the
 		// write (EPIPE), rather than filling a pipe this process reads
@@ -168,6 +171,7 @@ func (o *fileOutput) open() error {
 	if err != nil {
 		return err
 	}
+	// The file opened decides, should another have taken path meanwhile.
 	info, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
