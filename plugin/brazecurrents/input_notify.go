@@ -71,7 +71,7 @@ func (in *currentsInput) subStopping() {
 func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
 	bucket := noticeBucket(in.conf.url)
-	var failingSince time.Time // of the first failure of a spell, zero while receiving works
+	var failing outage // receiving
 	for {
 		if !in.waitRoom(ctx) {
 			return
@@ -81,19 +81,14 @@ func (in *currentsInput) receive(ctx context.Context, objects chan<- object) {
 			return
 		}
 		if err == nil {
-			if !failingSince.IsZero() {
-				// Said once: the errors stopping would leave it to guess.
-				in.log.Infof("Receiving notifications from %s works again, after failing for %v",
-					bucketName(in.conf.notifications), in.clock.Since(failingSince).Round(time.Second))
-				failingSince = time.Time{}
+			if lasted, ok := failing.ended(in.clock.Now()); ok {
+				in.log.Infof("Receiving notifications from %s works again, after failing for %v", bucketName(in.conf.notifications), lasted)
 			}
 			policy.Reset()
 			in.handleNotice(ctx, m, bucket, objects)
 			continue
 		}
-		if failingSince.IsZero() {
-			failingSince = in.clock.Now()
-		}
+		failing.failed(in.clock.Now())
 		wait := policy.NextBackOff()
 		in.stats.receivesFailed.Incr(1)
 		in.log.Errorf("Receiving notifications from %s failed, opening it again in %v: %v", bucketName(in.conf.notifications), wait, err)

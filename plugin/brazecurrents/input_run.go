@@ -127,7 +127,7 @@ func (in *currentsInput) summarise() {
 // below it that fails is left out, and the pass is not complete.
 func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<- object) (complete bool) {
 	policy := backoff.NewExponentialBackOff(backoff.WithMaxInterval(time.Minute), backoff.WithMaxElapsedTime(0))
-	var failingSince time.Time // of the pass's first failed listing, zero if none failed
+	var failing outage // the listing of the prefix, in this pass
 	for {
 		started := in.clock.Now()
 		w.reset()
@@ -167,9 +167,8 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 			}
 		})
 		if err == nil {
-			if !failingSince.IsZero() {
-				// Said once: the errors stopping would leave it to guess.
-				in.log.Infof("Listing %s works again, after failing for %v", bucketName(in.conf.url), in.clock.Since(failingSince).Round(time.Second))
+			if lasted, ok := failing.ended(in.clock.Now()); ok {
+				in.log.Infof("Listing %s works again, after failing for %v", bucketName(in.conf.url), lasted)
 			}
 			// Only a complete listing of a partition settles its hours: a
 			// failed one may have missed objects in them. Those listed in
@@ -193,9 +192,7 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 		if ctx.Err() != nil {
 			return false
 		}
-		if failingSince.IsZero() {
-			failingSince = in.clock.Now()
-		}
+		failing.failed(in.clock.Now())
 		wait := policy.NextBackOff()
 		in.stats.listingsFailed.Incr(1)
 		in.log.Errorf("Listing %s failed, retrying in %v: %v", bucketName(in.conf.url), wait, err)

@@ -131,3 +131,29 @@ func (s *spells) endWhere(now time.Time, over func(name string) bool, fn func(na
 		}
 	}
 }
+
+// outage follows one thing that works or fails as a whole (the listing of
+// the prefix, receiving notifications), so that its working again after
+// failures is said once, with how long it failed: the errors stopping would
+// leave it to guess. Its owner's goroutine alone uses it.
+type outage struct {
+	since time.Time // the first failure's; zero while it works
+}
+
+// failed notes a failure at now; the first starts the outage.
+func (o *outage) failed(now time.Time) {
+	if o.since.IsZero() {
+		o.since = now
+	}
+}
+
+// ended ends the outage at now, if there was one, and says how long it
+// lasted.
+func (o *outage) ended(now time.Time) (time.Duration, bool) {
+	if o.since.IsZero() {
+		return 0, false
+	}
+	lasted := now.Sub(o.since).Round(time.Second)
+	o.since = time.Time{}
+	return lasted, true
+}
