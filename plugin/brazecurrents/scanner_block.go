@@ -94,7 +94,6 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 				over = map[int]int{}
 			}
 			over[len(indexes)] = c.d.Pos() - start
-			s.reject(index, over[len(indexes)])
 			out, v = out[:end], nil // the record's partial decoding
 		}
 		indexes = append(indexes, index)
@@ -114,24 +113,22 @@ func (s *eventScanner) decodeBatch() service.MessageBatch {
 	return s.messages(indexes, values, ends, out, over)
 }
 
-// reject reports a record over avro.MaxRecordBytes. Its framing is intact, so
-// the rest of the source is still read; an input counts it.
-func (s *eventScanner) reject(index int64, size int) {
-	s.c.log.Errorf("%v: sent on as an error, without its content; the rest of the object is read", s.tooLarge(index, size))
+// reject reports a record over avro.MaxRecordBytes and returns the error
+// its message carries. Its framing is intact, so the rest of the source is
+// still read; an input counts it.
+func (s *eventScanner) reject(index int64, size int) error {
+	err := fmt.Errorf("braze_currents: record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB)",
+		index, s.source, size, avro.MaxRecordBytes)
+	s.c.log.Errorf("%v: sent on as an error, without its content; the rest of the object is read", err)
 	if s.rejected != nil {
 		s.rejected.Incr(1, rejectTooLarge)
 	}
+	return err
 }
 
 // fail ends the source: the damage comes before any found after the block.
 func (s *eventScanner) fail(err error) {
 	s.failure, s.block = s.wrap(err), nil
-}
-
-// tooLarge is the error of a record over avro.MaxRecordBytes.
-func (s *eventScanner) tooLarge(index int64, size int) error {
-	return fmt.Errorf("braze_currents: record %d of %q: %d bytes of Avro, over the %d-byte record limit (a Segment call carries at most 32 KB)",
-		index, s.source, size, avro.MaxRecordBytes)
 }
 
 // messages wraps decoded events, the ith being record indexes[i] of the file.
@@ -154,7 +151,7 @@ func (s *eventScanner) messages(indexes []int64, values []any, ends []int, out [
 				"source": s.source, "record_index": index, "event_type": s.prog.EventType(),
 				"avro_bytes": size, "limit_bytes": avro.MaxRecordBytes,
 			}})
-			msg.SetError(s.tooLarge(index, size))
+			msg.SetError(s.reject(index, size))
 		}
 		msg.MetaSetMut(MetaRecordIndex, index)
 		events = append(events, msg)
