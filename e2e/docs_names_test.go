@@ -248,7 +248,7 @@ var (
 
 // TestDocsNameExistingTests checks the tests the docs cite as evidence or
 // tell users to run (by name, or by a -run, -fuzz or -bench pattern) exist, and that
-// docs/testing.md lists every fuzzer.
+// docs/testing.md and the README's list of long runs name every fuzzer.
 func TestDocsNameExistingTests(t *testing.T) {
 	parallelCPU(t)
 	var funcs []string
@@ -286,8 +286,10 @@ func TestDocsNameExistingTests(t *testing.T) {
 		}
 	}
 	for _, f := range funcs {
-		if strings.HasPrefix(f, "Fuzz") && !strings.Contains(docs["docs/testing.md"], f) {
-			t.Errorf("docs/testing.md does not list the fuzzer %s", f)
+		for _, doc := range []string{"docs/testing.md", "README.md"} {
+			if strings.HasPrefix(f, "Fuzz") && !strings.Contains(docs[doc], f) {
+				t.Errorf("%s does not list the fuzzer %s", doc, f)
+			}
 		}
 	}
 }
