@@ -293,3 +293,42 @@ func TestDocsNameExistingTests(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsNameEveryPackage checks that the README's tree of the repository
+// (Development) names every package directory under cmd/, plugin/, internal/
+// and tests/, and that docs/architecture.md's table of packages names every
+// one under plugin/ and internal/, so that a package added is not missing
+// from the map an engineer reads first.
+func TestDocsNameEveryPackage(t *testing.T) {
+	parallelCPU(t)
+	readme := readRepoFile(t, "README.md")
+	start := strings.Index(readme, "## Development")
+	if start < 0 {
+		t.Fatal("the README has no Development section")
+	}
+	tree := readme[start:]
+	architecture := readRepoFile(t, "docs/architecture.md")
+	var dirs []string
+	for _, parent := range []string{"cmd", "plugin", "internal", "tests"} {
+		entries, err := os.ReadDir(filepath.Join(repoRoot, parent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs = append(dirs, parent+"/"+e.Name())
+			}
+		}
+	}
+	if len(dirs) < 20 {
+		t.Fatalf("only %d package directories found: %v", len(dirs), dirs)
+	}
+	for _, dir := range dirs {
+		if !strings.Contains(tree, dir+"/") {
+			t.Errorf("the README's Development tree does not name %s/", dir)
+		}
+		if !strings.HasPrefix(dir, "cmd/") && !strings.HasPrefix(dir, "tests/") && !strings.Contains(architecture, "`"+dir+"`") {
+			t.Errorf("docs/architecture.md's table of packages does not name %s", dir)
+		}
+	}
+}
