@@ -3,6 +3,8 @@ package queues
 import (
 	"context"
 	"os"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,16 @@ import (
 // rabbit is the broker of the tests below, each on queues of its own: each
 // restarts it.
 var rabbit = &SharedRabbit{}
+
+var runs atomic.Int32
+
+// ownNames gives a test run names of its own: the broker outlives a run
+// (-count), and the durable queues a run declared, messages included, are
+// there at the next.
+func ownNames() func(string) string {
+	run := "-" + strconv.Itoa(int(runs.Add(1)))
+	return func(name string) string { return name + run }
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -30,14 +42,15 @@ func TestRabbitRedeliversAndRestarts(t *testing.T) {
 		t.Fatalf("Env %v", got)
 	}
 	t.Setenv("RABBIT_SERVER_URL", r.URL())
-	r.Declare(t, "ex", "q", Quorum)
-	r.Publish(t, "ex", []byte("hello"), map[string]string{"k": "v"})
-	if s := r.State(t, "q"); s != (QueueState{Ready: 1}) {
+	own := ownNames()
+	r.Declare(t, own("ex"), own("q"), Quorum)
+	r.Publish(t, own("ex"), []byte("hello"), map[string]string{"k": "v"})
+	if s := r.State(t, own("q")); s != (QueueState{Ready: 1}) {
 		t.Fatalf("queue state %+v after one publish", s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sub, err := pubsub.OpenSubscription(ctx, r.SubscriptionURL("q"))
+	sub, err := pubsub.OpenSubscription(ctx, r.SubscriptionURL(own("q")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +63,10 @@ func TestRabbitRedeliversAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.Declare(t, "durable", "kept", Classic)
-	r.Publish(t, "durable", []byte("kept"), nil)
+	r.Declare(t, own("durable"), own("kept"), Classic)
+	r.Publish(t, own("durable"), []byte("kept"), nil)
 	r.Restart(t)
-	if s := r.State(t, "kept"); s.Ready != 1 {
+	if s := r.State(t, own("kept")); s.Ready != 1 {
 		t.Fatalf("after the restart the queue has %d messages, want the 1 published", s.Ready)
 	}
 }
@@ -71,13 +84,14 @@ func TestRabbitRestartKeepsFreshDefinitions(t *testing.T) {
 	if err := r.call("ok", "sys", "suspend", "[mnesia_recover]"); err != nil {
 		t.Fatal(err)
 	}
-	r.Declare(t, "fresh", "fresh-q", Classic)
+	own := ownNames()
+	r.Declare(t, own("fresh"), own("fresh-q"), Classic)
 	if err := r.call("ok", "sys", "resume", "[mnesia_recover]"); err != nil {
 		t.Fatal(err)
 	}
 	r.Restart(t)
-	r.Publish(t, "fresh", []byte("after"), nil)
-	if s := r.State(t, "fresh-q"); s.Ready != 1 {
+	r.Publish(t, own("fresh"), []byte("after"), nil)
+	if s := r.State(t, own("fresh-q")); s.Ready != 1 {
 		t.Fatalf("after the restart the queue has %d messages, want the 1 published to its exchange", s.Ready)
 	}
 }
