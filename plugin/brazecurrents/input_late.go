@@ -37,7 +37,7 @@ func (in *currentsInput) skipHour(partition string, hour time.Time) bool {
 	if !in.ckpt.lookingBack(partition, hour) {
 		return true
 	}
-	if last, ok := in.late.last[partition]; ok && in.clock.Now().Sub(last) < lookbackEvery && !in.late.looking[partition] {
+	if last, ok := in.late.last[partition]; ok && !due(in.clock.Now(), last, lookbackEvery) && !in.late.looking[partition] {
 		return true
 	}
 	in.lookingAt(partition)

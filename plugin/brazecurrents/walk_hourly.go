@@ -33,7 +33,7 @@ const relearnLayout = time.Hour
 
 func (w *walker) hoursOf(partition string) ([]time.Time, bool) {
 	learned, ok := w.byHour[partition]
-	if w.hours == nil || !ok || w.now().Sub(learned.ended) >= relearnLayout {
+	if w.hours == nil || !ok || due(w.now(), learned.ended, relearnLayout) {
 		return nil, false
 	}
 	hours, ok := w.hours(partition)
@@ -55,4 +55,14 @@ func (w *walker) setByHour(partition string, hourly bool, began time.Time) {
 		w.byHour = map[string]layoutSeen{}
 	}
 	w.byHour[partition] = layoutSeen{started: began, ended: w.now()}
+}
+
+// due says whether something done at last, every every, is due again at
+// now; also when now is before last. In-process readings of the real clock
+// compare by their monotonic reading, which never goes back; a fake clock's
+// (the tests') do, as a wall clock set back would, and would hold it back
+// for as long as the jump.
+func due(now, last time.Time, every time.Duration) bool {
+	since := now.Sub(last)
+	return since < 0 || since >= every
 }
