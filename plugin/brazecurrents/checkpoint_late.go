@@ -41,10 +41,13 @@ func (c *checkpoint) rememberLocked(partition, key string, hour time.Time) {
 
 // recordedLocked says whether the objects done in hour are remembered: the
 // hour is within the lookback before now, and not before the hours this
-// checkpoint began to remember.
+// checkpoint began to remember; or it is ahead of the clock.
 func (c *checkpoint) recordedLocked(partition string, hour time.Time) bool {
 	if c.lookback <= 0 {
 		return false
+	}
+	if c.aheadLocked(hour) {
+		return true
 	}
 	if from, ok := c.recordedFrom[partition]; ok && hour.Before(from) {
 		return false
@@ -52,18 +55,45 @@ func (c *checkpoint) recordedLocked(partition string, hour time.Time) bool {
 	return hour.After(c.lookbackStart())
 }
 
+// aheadLocked says whether hour had not closed by now. Behind a watermark,
+// it settled on a clock ahead of this one (a clock that jumped forward and
+// back, or this host's clock behind the one that saved the document), and
+// Braze may still write into it on time: it is looked back at, whatever the
+// document remembers. A clock days ahead settled such hours out of its
+// lookback, whose start the document then recorded: they were never listed
+// again, and the files Braze wrote into them on time were lost.
+func (c *checkpoint) aheadLocked(hour time.Time) bool { return hour.After(c.closedBy(c.now())) }
+
 // lookbackStart is the end of the last hour out of the lookback: hours
 // after it are looked back at.
 func (c *checkpoint) lookbackStart() time.Time { return c.now().Add(-c.lookback) }
 
+// ahead is the partition whose watermark is furthest ahead of the clock
+// (aheadLocked), and that watermark; ok is false when none is.
+func (c *checkpoint) ahead() (partition string, watermark time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, w := range c.watermarks {
+		if c.aheadLocked(w) && w.After(watermark) {
+			partition, watermark, ok = p, w, true
+		}
+	}
+	return partition, watermark, ok
+}
+
 // forgetRecentLocked drops the hours of partition that fell out of the
-// lookback.
+// lookback, and remembers from the first hour in it on, as a restart on
+// the document would: the hours it forgot when the clock ran ahead are not
+// all taken as late once the clock is set back.
 func (c *checkpoint) forgetRecentLocked(partition string) {
 	start := c.lookbackStart()
 	for h := range c.recent[partition] {
-		if !h.After(start) {
+		if !h.After(start) && !c.aheadLocked(h) {
 			delete(c.recent[partition], h)
 		}
+	}
+	if from := start.Truncate(time.Hour).Add(time.Hour); c.lookback > 0 && from.After(c.recordedFrom[partition]) {
+		c.recordedFrom[partition] = from
 	}
 }
 
@@ -155,7 +185,7 @@ func (c *checkpoint) snapshotRecentLocked(partition string, pd *partitionDone) {
 	}
 	pd.Recorded = from.Format(DateHourLayout)
 	for h, set := range c.recent[partition] {
-		if len(set) == 0 || h.After(w) || !h.After(c.lookbackStart()) {
+		if len(set) == 0 || h.After(w) || (!h.After(c.lookbackStart()) && !c.aheadLocked(h)) {
 			continue
 		}
 		sums := slices.Sorted(maps.Keys(set))

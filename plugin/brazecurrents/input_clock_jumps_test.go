@@ -28,16 +28,25 @@ type clockJumps struct {
 	runs    []*clockRun
 }
 
-// newClockJumps starts the input at the true time start, with the clock
-// right. Polls come every step, as Braze writes.
-func newClockJumps(t *testing.T, start time.Time, step time.Duration) *clockJumps {
-	dir := t.TempDir()
-	c := &clockJumps{t: t, dir: dir, truth: start, step: step, written: map[string]time.Time{}, read: map[string]time.Time{},
+// newClockJumps starts the input at 06:05, true time, with the clock right,
+// and lets 5 hours pass: Braze writes, and the input polls, every 10 minutes.
+func newClockJumps(t *testing.T) *clockJumps {
+	dir, step := t.TempDir(), 10*time.Minute
+	c := &clockJumps{t: t, dir: dir, truth: at2(6).Add(5 * time.Minute), step: step, written: map[string]time.Time{}, read: map[string]time.Time{},
 		conf: fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: %v\nmax_parallel_objects: 2\nprogress_interval: 0s\nsummary_interval: 0s\n"+
 			"checkpoint:\n  in_bucket: true\n  lease: 1000h", dir, step)}
 	c.write()
 	c.start(0)
+	c.advance(30, 0)
 	return c
+}
+
+// clockJumpsEach runs scenario on a process that runs on, then on one that
+// restarts where the scenario says.
+func clockJumpsEach(t *testing.T, scenario func(c *clockJumps, restart bool)) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) { scenario(newClockJumps(t), restart) })
+	}
 }
 
 // write is Braze at the true time: a file into its hour and the one before.
@@ -106,20 +115,20 @@ func (c *clockJumps) settle() {
 
 // check lets the clock, right, run on for bound with Braze done writing,
 // then fails unless every file written was read, each within bound of being
-// written (true time), and logs the longest delay and how many were read
-// twice.
-func (c *clockJumps) check(bound time.Duration) {
+// written (true time). It logs the longest delay, and returns the events read
+// more than once.
+func (c *clockJumps) check(bound time.Duration) (twice map[string]bool) {
 	c.t.Helper()
 	c.steps(int(bound/c.step), 0, false)
 	var lost []string
-	longest, twice := time.Duration(0), 0
+	longest, twice := time.Duration(0), map[string]bool{}
 	for id, w := range c.written {
 		n := 0
 		for _, r := range c.runs {
 			n += r.got.count(id)
 		}
 		if n > 1 {
-			twice++
+			twice[id] = true
 		}
 		r, ok := c.read[id]
 		if !ok {
@@ -129,12 +138,23 @@ func (c *clockJumps) check(bound time.Duration) {
 		longest = max(longest, r.Sub(w))
 	}
 	sort.Strings(lost)
-	c.t.Logf("%d files written on time, %d events; %d events never read, %d read more than once; longest delay %v", c.files, len(c.written), len(lost), twice, longest)
+	c.t.Logf("%d files written on time, %d events; %d events never read, %d read more than once; longest delay %v", c.files, len(c.written), len(lost), len(twice), longest)
 	if len(lost) > 0 {
 		c.t.Fatalf("%d of %d events written on time never read, written at %v … %v", len(lost), len(c.written), lost[0], lost[len(lost)-1])
 	}
 	if longest > bound {
 		c.t.Fatalf("an event written on time was read %v after it was written, want at most %v", longest, bound)
+	}
+	return twice
+}
+
+// warnedAhead checks that the process running now warned that a watermark
+// is ahead of its clock, and, if over, said when that ended.
+func (c *clockJumps) warnedAhead(over bool) {
+	c.t.Helper()
+	c.r.logs.waitFor(c.t, "which had not closed by this host's clock", 1)
+	if over {
+		c.r.logs.waitFor(c.t, "No watermark is ahead of this host's clock any more", 1)
 	}
 }
 
@@ -148,11 +168,44 @@ func at2(h int) time.Time { return time.Date(2026, 12, 2, h, 0, 0, 0, time.UTC) 
 // listing of the partition's directory, for the 3 hours of the jump: read
 // 3h50m late (the real clock's monotonic readings never held them).
 func TestInputClockJumpsHoursAheadLosesNoFile(t *testing.T) {
-	c := newClockJumps(t, at2(6).Add(5*time.Minute), 10*time.Minute)
-	c.advance(30, 0)
+	c := newClockJumps(t)
 	c.advance(3, 3*time.Hour)
 	c.advance(18, 0)
-	c.check(90 * time.Minute)
+	if twice := c.check(90 * time.Minute); len(twice) > 0 {
+		t.Fatalf("%d events read twice", len(twice))
+	}
+	c.warnedAhead(true)
+}
+
+// The clock jumps 3 days ahead, more than late_lookback, for three polls,
+// then back: the watermark is then days ahead of the clock, and the hours up
+// to it are read as late files (the process warns of it). Before, the
+// document recorded that it remembered no hour before the lookback's start
+// on that clock, days ahead: a process restarted on it (while the clock was
+// ahead, or once set back, before its next save) never listed the hours Braze
+// then wrote into, and lost every file of the next two days (here 210 of
+// 210 events written after the jump); running on, it read them, and a day of
+// files again (the day's hours it forgot, on that clock, taken as late).
+// Read twice now: those of the hours the jump settled early.
+func TestInputClockJumpsDaysAheadLosesNoFile(t *testing.T) {
+	clockJumpsEach(t, func(c *clockJumps, restart bool) {
+		jumped := c.truth
+		c.advance(3, 72*time.Hour)
+		if restart {
+			c.restart(72 * time.Hour)
+		}
+		c.advance(1, 0)
+		if restart {
+			c.restart(0)
+		}
+		c.advance(18, 0)
+		for id := range c.check(90 * time.Minute) {
+			if c.written[id].Before(jumped.Add(-3 * time.Hour)) {
+				t.Fatalf("an event written at %v, 3 hours before the jump and more, read twice", c.written[id])
+			}
+		}
+		c.warnedAhead(false)
+	})
 }
 
 // A VM restored from a snapshot: the clock a day behind for three hours, on
@@ -161,16 +214,15 @@ func TestInputClockJumpsHoursAheadLosesNoFile(t *testing.T) {
 // (none after the watermark is before the clock); the listing of the
 // partition's directory, once an hour, reads what Braze writes meanwhile.
 func TestInputClockADayBehindLosesNoFile(t *testing.T) {
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
-			c := newClockJumps(t, at2(6).Add(5*time.Minute), 10*time.Minute)
-			c.advance(30, 0)
-			if restart {
-				c.restart(-24 * time.Hour)
-			}
-			c.advance(18, -24*time.Hour)
-			c.advance(18, 0)
-			c.check(90 * time.Minute)
-		})
-	}
+	clockJumpsEach(t, func(c *clockJumps, restart bool) {
+		if restart {
+			c.restart(-24 * time.Hour)
+		}
+		c.advance(18, -24*time.Hour)
+		c.advance(18, 0)
+		if twice := c.check(90 * time.Minute); len(twice) > 0 {
+			t.Fatalf("%d events read twice", len(twice))
+		}
+		c.warnedAhead(true)
+	})
 }

@@ -15,6 +15,7 @@ type lateLookback struct {
 	// settled hours started; those of the pass under way.
 	last    map[string]time.Time
 	looking map[string]bool
+	ahead   bool // a watermark was ahead of the clock at the last pass
 }
 
 // lookbackEvery is how often a partition's settled hours are listed again:
@@ -74,4 +75,25 @@ func (in *currentsInput) noteLate(o object) {
 	in.late.log.warn("late", fmt.Sprintf("Found %s in hour %s, which had already counted as done (the watermark of its event type is at %s; %s %v): "+
 		"Braze wrote it after a listing settled that hour; it is read now and counted in braze_currents_objects_late",
 		o.key, o.hour.Format(DateHourLayout), w.Format(DateHourLayout), inFieldLateArrival, in.conf.lateArrival))
+}
+
+// noteAhead warns, once while it lasts, of a watermark ahead of the clock:
+// hours settled on a clock ahead of this one, into which Braze still writes
+// on time. Those files are read only as late ones, and not at all with
+// late_lookback 0.
+func (in *currentsInput) noteAhead() {
+	partition, w, ahead := in.ckpt.ahead()
+	switch {
+	case ahead && !in.late.ahead:
+		read := "read as late files (braze_currents_objects_late), within about an hour and a poll, until the clock passes it"
+		if in.conf.lateLookback <= 0 {
+			read = fmt.Sprintf("not read, as %s is 0: replay those hours (a new checkpoint.key, with since and until around them)", inFieldLateLookback)
+		}
+		in.log.Warnf("The watermark of %s is at hour %s, which had not closed by this host's clock (%s; %s %v): it settled on a clock ahead of this one, "+
+			"which jumped back since or is behind the one of the host that saved the checkpoint. The files Braze writes into the hours up to it are %s; check the clocks (NTP)",
+			partition, w.Format(DateHourLayout), in.clock.Now().UTC().Format(time.RFC3339), inFieldLateArrival, in.conf.lateArrival, read)
+	case !ahead && in.late.ahead:
+		in.log.Infof("No watermark is ahead of this host's clock any more: its hours are listed as usual")
+	}
+	in.late.ahead = ahead
 }

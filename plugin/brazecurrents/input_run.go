@@ -132,6 +132,7 @@ func (in *currentsInput) listPass(ctx context.Context, w *walker, objects chan<-
 		started := in.clock.Now()
 		w.reset()
 		clear(in.late.looking)
+		in.noteAhead()
 		// A partition listed in full settles at once, by the pass's start
 		// (hour by hour, by its directory's last listing: settleBy), as the
 		// walk's end would settle it.
