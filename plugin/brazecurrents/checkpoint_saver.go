@@ -110,14 +110,26 @@ func (s *checkpointSaver) acquire(ctx context.Context) error {
 	s.fresh = doc == nil
 	if doc != nil {
 		if o := doc.Owner; o != nil && s.heldBy(o) {
-			return fmt.Errorf("%w: %s is held by %s until %s unless renewed; waiting for it to stop or its lease to expire (give each replica its own shard or checkpoint key)",
-				errCheckpointHeld, s.store.describe(), o, o.Expires.Format(time.RFC3339))
+			return fmt.Errorf("%w: %s is held by %s until %s unless renewed%s; waiting for it to stop or its lease to expire (give each replica its own shard or checkpoint key)",
+				errCheckpointHeld, s.store.describe(), o, o.Expires.Format(time.RFC3339), s.skewed(o))
 		}
 		if err := s.ckpt.restore(doc); err != nil {
 			return fmt.Errorf("the checkpoint in %s: %w (use a new checkpoint key to start over)", s.store.describe(), err)
 		}
 	}
 	return s.claim(ctx)
+}
+
+// skewed says when o's lease runs out more than a lease after this host's
+// clock: the holder's clock ahead of this one (or a longer lease). A holder
+// that stopped without releasing it is then waited for that much longer.
+func (s *checkpointSaver) skewed(o *ownerStamp) string {
+	ahead := o.Expires.Sub(s.clock.Now())
+	if ahead <= s.lease {
+		return ""
+	}
+	return fmt.Sprintf(", %v from now by this host's clock, more than %s.%s (%v): the holder's lease is longer, or the two hosts' clocks disagree (check NTP); if the holder stopped without releasing it, this process waits that long",
+		ahead.Round(time.Second), inFieldCheckpoint, inFieldCheckpointLease, s.lease)
 }
 
 // loadDoc reads the checkpoint; with every, a slot the store fails to read

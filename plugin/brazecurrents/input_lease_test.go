@@ -42,13 +42,7 @@ func TestInputLeaseKeepsASecondProcessWaiting(t *testing.T) {
 // A process that crashed holds its lease until it expires; a process that
 // finds its checkpoint taken over stops instead of sending every event twice.
 func TestInputLeaseExpiresAndATakenOverProcessStops(t *testing.T) {
-	dir := t.TempDir()
-	conf := fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1h\nprogress_interval: 0s\nsummary_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1m", dir)
-	first := hourFile(t, dir, emailSend, at14(0), 0)
-	r1 := startClockRun(t, conf, at14(10))
-	r1.pass(0)
-	r1.got.waitFor(t, first)
-	r1.waitCheckpointed(1)
+	dir, conf, r1 := startLeaseHolder(t)
 
 	// r1 stalls (its clock stands still): its lease runs out for r2.
 	if _, err := connectClockRun(t, conf, at14(10).Add(50*time.Second)); !errors.Is(err, errCheckpointHeld) {
@@ -75,6 +69,20 @@ func TestInputLeaseExpiresAndATakenOverProcessStops(t *testing.T) {
 	if doc.Owner == nil || doc.Owner.ID != r2.in.owner.ID {
 		t.Fatalf("checkpoint owner %v, want %s", doc.Owner, r2.in.owner.ID)
 	}
+}
+
+// startLeaseHolder starts, at 14:10, a process on a checkpoint with a lease
+// of 1m in a new file:// bucket, polling hourly, and waits until it has read
+// a file and saved the checkpoint.
+func startLeaseHolder(t *testing.T) (dir, conf string, r *clockRun) {
+	dir = t.TempDir()
+	conf = fmt.Sprintf("url: file://%s\nwatch: true\npoll_interval: 1h\nprogress_interval: 0s\nsummary_interval: 0s\ncheckpoint:\n  in_bucket: true\n  lease: 1m", dir)
+	first := hourFile(t, dir, emailSend, at14(0), 0)
+	r = startClockRun(t, conf, at14(10))
+	r.pass(0)
+	r.got.waitFor(t, first)
+	r.waitCheckpointed(1)
+	return dir, conf, r
 }
 
 // A restart on the same host after a crash (kill -9, a container restarted
