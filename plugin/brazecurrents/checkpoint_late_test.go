@@ -125,3 +125,41 @@ func TestCheckpointBackfillRemembersNothingOlderThanTheLookback(t *testing.T) {
 		t.Fatalf("an object of 3 hours ago, read and settled, not remembered: %s", doc)
 	}
 }
+
+// A document saved while the clock ran days ahead: its watermark is days
+// ahead of this clock, and it remembers nothing before the lookback's start
+// on that clock. The hours behind the watermark that have not closed by this
+// clock (after hour 7 here, late_arrival 1h) are looked back at all the same:
+// an object Braze writes into one on time is late, read, then remembered,
+// across a restart too. Closed hours before "recorded" are not looked back at
+// (their objects are not known). Before, no hour before "recorded" was, and
+// the files Braze wrote into them were never read. With late_lookback 0,
+// nothing is.
+func TestCheckpointLooksBackAtHoursAheadOfTheClock(t *testing.T) {
+	p := "currents/x/event_type=a"
+	doc := []byte(`{"version":1,"partitions":{"` + p + `":{"watermark":"2026-11-30-08","recorded":"2026-11-29-09"}}}`)
+	c := restored(t, doc, 24*time.Hour)
+	onTime, closed := hourObj(p, at(9), 0), hourObj(p, at(6), 0)
+	if !c.lookingBack(p, at(9)) || !c.isLate(onTime) || c.isDone(onTime) {
+		t.Fatalf("hour 9, not closed by the clock: looked back at %v, an object late %v, done %v; want looked back at, late, not done",
+			c.lookingBack(p, at(9)), c.isLate(onTime), c.isDone(onTime))
+	}
+	if c.lookingBack(p, at(6)) || c.isLate(closed) || !c.isDone(closed) {
+		t.Fatalf("hour 6, closed: looked back at %v, late %v, done %v; want done only", c.lookingBack(p, at(6)), c.isLate(closed), c.isDone(closed))
+	}
+	if got, w, ok := c.ahead(); !ok || got != p || !w.Equal(at(8).Add(48*time.Hour)) {
+		t.Fatalf("ahead: %q %v %v; want %s at 2026-11-30-08", got, w, ok, p)
+	}
+	c.opened(onTime)
+	c.finished(onTime)
+	saved, _, _, err := c.snapshot(true)
+	if err != nil || c.isLate(onTime) {
+		t.Fatalf("the late object read is still late (%v)", err)
+	}
+	if again := restored(t, saved, 24*time.Hour); again.isLate(onTime) || !again.isLate(hourObj(p, at(9), 1)) {
+		t.Fatalf("after a restart the object read is late %v, another not; document %s", again.isLate(onTime), saved)
+	}
+	if off := restored(t, doc, 0); off.lookingBack(p, at(9)) || off.isLate(onTime) {
+		t.Fatal("late_lookback 0 looks back at an hour ahead of the clock")
+	}
+}
