@@ -82,7 +82,7 @@ func (r *readiness) onStreamStart(s *service.RunningStreamSummary) error {
 	defer r.mu.Unlock()
 	if r.reg != nil {
 		r.reg.RegisterEndpoint(readyPath, "Returns 200 OK if all inputs and outputs are connected, otherwise a 503 is returned; 503 once the service begins to stop.",
-			func(w http.ResponseWriter, _ *http.Request) { r.serve(w, s) })
+			func(w http.ResponseWriter, _ *http.Request) { r.serve(w, s.ConnectionStatuses) })
 	}
 	return nil
 }
@@ -101,21 +101,31 @@ var dotPath = strings.NewReplacer("~", "~0", ".", "~1")
 // serve answers as Connect's /ready does (200 when the input and the output
 // have statuses and all are connected, else 503, the statuses as JSON), but
 // 503 once the service stops, saying why, without statuses: Connect's
-// stream holds them behind a lock for as long as it stops.
-func (r *readiness) serve(w http.ResponseWriter, s *service.RunningStreamSummary) {
+// stream holds them behind a lock for as long as it stops. A request that
+// asked for them just before the stop began would wait for the whole drain
+// (up to shutdown_timeout, a load balancer's check timing out meanwhile): it
+// is answered when the stop begins instead.
+func (r *readiness) serve(w http.ResponseWriter, statuses func() []service.ConnectionStatus) {
 	w.Header().Set("Content-Type", "application/json")
 	res := struct {
 		Error    string       `json:"error,omitempty"`
 		Statuses []connStatus `json:"statuses"`
 	}{}
 	if why := r.stop.began(); why != "" {
-		res.Error = "stopping: " + why
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(res)
+		r.stopping(w, why)
+		return
+	}
+	got := make(chan []service.ConnectionStatus, 1)
+	go func() { got <- statuses() }() // returns once the stop ends, if it waits on it
+	var conns []service.ConnectionStatus
+	select {
+	case conns = <-got:
+	case <-r.stop.stopped():
+		r.stopping(w, r.stop.began())
 		return
 	}
 	connected, layers := true, map[string]bool{}
-	for _, c := range s.ConnectionStatuses() {
+	for _, c := range conns {
 		path := c.Path()
 		escaped := make([]string, len(path))
 		for i, p := range path {
@@ -135,4 +145,13 @@ func (r *readiness) serve(w http.ResponseWriter, s *service.RunningStreamSummary
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// stopping answers 503 for a service that began to stop, saying why.
+func (r *readiness) stopping(w http.ResponseWriter, why string) {
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error    string       `json:"error"`
+		Statuses []connStatus `json:"statuses"`
+	}{Error: "stopping: " + why})
 }

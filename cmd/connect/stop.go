@@ -34,6 +34,8 @@ type connectStop struct {
 	// readsFiles is set when the config's input is a file input, which
 	// reads its files once and ends: a dead letter replay.
 	readsFiles bool
+	// closed once the stop began (made on first use).
+	stopping chan struct{}
 }
 
 // began is Connect's line saying why its service stops, or "" before.
@@ -41,6 +43,20 @@ func (s *connectStop) began() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.why
+}
+
+// stopped is closed once the service begins to stop.
+func (s *connectStop) stopped() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stoppingLocked()
+}
+
+func (s *connectStop) stoppingLocked() chan struct{} {
+	if s.stopping == nil {
+		s.stopping = make(chan struct{})
+	}
+	return s.stopping
 }
 
 func (s *connectStop) setReadsFiles(files bool) {
@@ -91,6 +107,7 @@ func (s *connectStop) Handle(_ context.Context, r slog.Record) error {
 	defer s.mu.Unlock()
 	if s.why == "" {
 		s.why, s.bySignal = r.Message, signal
+		close(s.stoppingLocked())
 	}
 	return nil
 }
