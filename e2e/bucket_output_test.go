@@ -71,7 +71,7 @@ func TestDeadLettersToTheBucket(t *testing.T) {
 	if len(rejected) != len(want) {
 		t.Fatalf("%d of the %d rejected calls are in the bucket", len(rejected), len(want))
 	}
-	t.Logf("%d dead letters in %d objects", len(want)+len(noUser), objects)
+	t.Logf("%d dead letters in %d objects", len(want), objects)
 }
 
 // bucketDeadLetterConfig is the shipped config with the bucket output of its

@@ -57,7 +57,8 @@ func checkTypeCounts(t *testing.T, s scrape, read string, want map[string]typeCo
 // countsMix writes to bucket the events of the bucket pipelines' tests: two
 // types the mapping sends, one it filters out (outside Braze's 50; the
 // pipeline must select it, as startWatchingPipeline does), and a file of
-// events without any user, which it cannot map. It returns the files and
+// events whose time (a long) is past the year 9999, which no Segment
+// timestamp holds: the mapping cannot map them. It returns the files and
 // what each type's counters should read with anonymous users included.
 func countsMix(t *testing.T, bucket string, seed uint64) ([]fixtures.Written, map[string]typeCounts) {
 	t.Helper()
@@ -66,22 +67,21 @@ func countsMix(t *testing.T, bucket string, seed uint64) ([]fixtures.Written, ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	var noUser []fixtures.Field
-	for _, f := range fixtures.Fields("users.messages.email.Open") {
-		if f.Name != "user_id" && f.Name != "external_user_id" {
-			noUser = append(noUser, f)
-		}
+	late := writeSpec(t, bucket, fixtures.FileSpec{EventType: "users.messages.email.Open", TimeLong: true, Records: 4, BlockRecords: 4,
+		Seed: seed + 1, IntegrationID: written[0].Spec.IntegrationID})
+	for _, r := range late.Records {
+		r["time"] = int64(253402300800) // 10000-01-01T00:00:00Z
 	}
-	written = append(written, writeSpec(t, bucket, fixtures.FileSpec{EventType: "users.messages.email.Open", Fields: noUser, Records: 4,
-		Seed: seed + 1, IntegrationID: written[0].Spec.IntegrationID}))
+	writeRecords(t, late)
+	written = append(written, late)
 	want := map[string]typeCounts{}
 	for _, w := range written {
 		c := want[w.Spec.EventType]
-		for _, r := range w.Records {
+		for range w.Records {
 			switch _, sent := fixtures.SegmentEvents()[w.Spec.EventType]; {
 			case !sent:
 				c.filtered++
-			case r["user_id"] == nil && r["external_user_id"] == nil:
+			case w.Key == late.Key:
 				c.unmappable++
 				c.deadLetters++
 			default:

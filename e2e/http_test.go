@@ -32,7 +32,7 @@ func TestCustomHTTPDelivers(t *testing.T) {
 	if p.srv.UniqueMessageIDs() != 30 || len(deadletter.Read(t, p.deadLetters, false)) != 0 {
 		t.Fatalf("%d calls in Segment, %d dead letters; want 30 and 0", p.srv.UniqueMessageIDs(), len(deadletter.Read(t, p.deadLetters, false)))
 	}
-	// An event the mapping cannot map (no user at all) is dead-lettered, and
+	// An event the mapping cannot map (no id) is dead-lettered, and
 	// the request still gets its 200: the event reached an error path.
 	orphan := map[string]any{"event_type": "users.messages.email.Open", "time": 1764590400,
 		"properties": map[string]any{"email_address": "x@example.com"}, "user": map[string]any{"external_user_id": "u-1"}}

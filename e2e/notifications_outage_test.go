@@ -17,7 +17,7 @@ import (
 // held ("" while none was), checked throughout the outage. Then every event
 // arrives, none twice (an object read again sends its events again),
 // emptied says the queue was left empty, and the events without a user are
-// in the dead letter file.
+// skipped, neither sent nor in the dead letter file.
 func (r *faultRig) notificationsThroughOutage(notifications string, queueEnv map[string]string, cameBack func() string, emptied func() bool) {
 	t := r.t
 	t.Helper()

@@ -16,8 +16,8 @@ import (
 // config/currents_notifications_to_segment.yaml. Segment answers 503 for
 // over two lock durations (13 s): no notification comes back meanwhile (the
 // input renews the locks it holds), then every event arrives once, every
-// notification is completed, and the events without a user are in the dead
-// letter file. Before the input renewed locks, every notification held came
+// notification is completed, and the events without a user are skipped (not in
+// the dead letter file). Before the input renewed locks, every notification held came
 // back when its lock ended, and its object was read again.
 func TestNotificationsFromBlobStorageOverServiceBus(t *testing.T) {
 	parallelWaiting(t)

@@ -17,7 +17,7 @@ import (
 // longer than that timeout (13 s): no notification comes back meanwhile
 // (those fetched ahead of the input neither), then every event arrives
 // once, every notification is deleted, and the events without a user are
-// in the dead letter file. Before the input extended the visibility
+// skipped (not in the dead letter file). Before the input extended the visibility
 // timeout, every notification held came back when it ran out (the test saw
 // the first after 4.6 s of outage with a 5 s timeout), and its object was
 // read again (400 duplicates).

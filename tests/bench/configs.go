@@ -60,7 +60,7 @@ processor_resources:
       - mapping: |
           import "./bloblang/currents_to_segment.blobl"
           root = {"event": this, "event_type": @braze_event_type, "options": {"include_anonymous": true}}.apply("currents_to_segment")
-      # Events the mapping refuses (no user at all) are dropped, not sent.
+      # Events the mapping refuses (none of the bench's: those of no user it skips) are dropped, not sent.
       - catch:
           - mapping: root = deleted()
 `
