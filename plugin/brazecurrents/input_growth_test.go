@@ -151,8 +151,8 @@ func TestInputEventsReadSeriesStayBounded(t *testing.T) {
 	stats := newInputStats(res.Metrics(), res.Logger())
 	const invented = 3 * maxOtherTypeLabels
 	for i := range invented {
-		stats.eventsRead(2, 0, fmt.Sprintf("made.up.%d", i))
-		stats.eventsRead(1, 0, emailSend)
+		stats.eventsRead(2, 0, 0, fmt.Sprintf("made.up.%d", i))
+		stats.eventsRead(1, 0, 0, emailSend)
 	}
 	got := countsByType(t, url)["braze_currents_events_read"]
 	if len(got) != maxOtherTypeLabels+2 || got[emailSend] != invented || got[otherEventType] != 2*(invented-maxOtherTypeLabels) {

@@ -12,16 +12,16 @@ import (
 // inputCounts are the input's running totals at one moment: what it did in
 // an interval is the difference of two.
 type inputCounts struct {
-	done, corrupt, abandoned       int64 // objects
-	read, anonymous, acked, nacked int64 // events
-	inFlight                       int   // objects being read or awaiting acks
+	done, corrupt, abandoned               int64 // objects
+	read, anonymous, noUser, acked, nacked int64 // events
+	inFlight                               int   // objects being read or awaiting acks
 }
 
 func (in *currentsInput) counts() inputCounts {
 	s := in.stats
 	s.mu.Lock()
 	c := inputCounts{done: s.objectsDone, corrupt: s.objectsCorrupt, abandoned: s.objectsAbandoned,
-		read: s.eventsHanded, anonymous: s.eventsAnonymous, acked: s.eventsAcked, nacked: s.eventsNacked}
+		read: s.eventsHanded, anonymous: s.eventsAnonymous, noUser: s.eventsNoUser, acked: s.eventsAcked, nacked: s.eventsNacked}
 	s.mu.Unlock()
 	in.mu.Lock()
 	c.inFlight = len(in.inFlight)
@@ -73,7 +73,8 @@ func intervalSummary(last, now inputCounts, period time.Duration) (string, bool)
 	if n := now.nacked - last.nacked; n > 0 {
 		fmt.Fprintf(&b, ", %d not (read again)", n)
 	}
-	fmt.Fprintf(&b, "; %d had no external_user_id (the mapping skips those unless include_anonymous)", now.anonymous-last.anonymous)
+	fmt.Fprintf(&b, "; %d had no external_user_id (the mapping skips those unless include_anonymous, and always the %d with no user_id either)",
+		now.anonymous-last.anonymous, now.noUser-last.noUser)
 	settled := now.acked+now.nacked > last.acked+last.nacked
 	awaiting := last.read - last.acked - last.nacked
 	switch {

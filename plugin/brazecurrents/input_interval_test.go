@@ -167,7 +167,7 @@ func TestInputWatchLogsASummaryEachInterval(t *testing.T) {
 
 	// Interval 3: nothing moved while those events waited: a stall.
 	tick(3, "WARN", "0 objects read (0 corrupt), 0 left for a later pass, 1 in flight; 0 events read, 0 acknowledged; 0 had no external_user_id "+
-		"(the mapping skips those unless include_anonymous); stalled: none of the 20 events awaiting acknowledgement 1h0m0s ago got it since")
+		"(the mapping skips those unless include_anonymous, and always the 0 with no user_id either); stalled: none of the 20 events awaiting acknowledgement 1h0m0s ago got it since")
 
 	// Interval 4: delivered at last.
 	r.resume()

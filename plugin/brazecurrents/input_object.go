@@ -223,7 +223,8 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 			return stalledErr(readCtx, err)
 		}
 		// Counted before the pipeline has the batch, which may change it.
-		n, anonymous := len(batch), withoutExternalUserID(batch)
+		n := len(batch)
+		anonymous, noUser := withoutExternalUserID(batch)
 		run.handedOut(n)
 		ack := func(_ context.Context, err error) error {
 			in.stats.eventsSettled(n, err)
@@ -233,7 +234,7 @@ func (in *currentsInput) readAttempt(ctx context.Context, run *objectRun, emitte
 		select {
 		case in.batches <- readBatch{batch: batch, ack: ack}:
 			*emitted = s.next
-			in.stats.eventsRead(n, anonymous, o.eventType)
+			in.stats.eventsRead(n, anonymous, noUser, o.eventType)
 		case <-ctx.Done():
 			run.returned()
 			return ctx.Err()
@@ -321,17 +322,20 @@ func (r *objectRun) complete() {
 	}
 }
 
-// externalUserID is the field's key as the decoder writes it, with no space
-// before the value. Quotes inside strings are escaped, so no value matches.
-var externalUserID = []byte(`"external_user_id":`)
+// The fields' keys as the decoder writes them, with no space before the
+// value. Quotes inside strings are escaped, so no value matches.
+var (
+	externalUserID = []byte(`"external_user_id":`)
+	userID         = []byte(`"user_id":`)
+)
 
 // withoutExternalUserID counts the events of batch with no
 // external_user_id (absent, null or empty, as the mapping tells them), which
-// the mapping skips unless include_anonymous: a map lookup per structured
-// event; in JSON text, a search that stops at the field, which Currents
-// schemas put near the start.
-func withoutExternalUserID(batch service.MessageBatch) int {
-	n := 0
+// the mapping skips unless include_anonymous, and of those, the events with
+// no user_id either (no user at all), which it skips in any case: a map
+// lookup per structured event, two for those; in JSON text, a search that
+// stops at the field, which Currents schemas put near the start.
+func withoutExternalUserID(batch service.MessageBatch) (anonymous, noUser int) {
 	for _, m := range batch {
 		if m.GetError() != nil { // an oversize record, sent on without its content
 			continue
@@ -340,17 +344,29 @@ func withoutExternalUserID(batch service.MessageBatch) int {
 			v, _ := m.AsStructured()
 			ev, _ := v.(map[string]any)
 			if id := ev["external_user_id"]; id == nil || id == "" {
-				n++
+				anonymous++
+				if id := ev["user_id"]; id == nil || id == "" {
+					noUser++
+				}
 			}
 			continue
 		}
 		b, _ := m.AsBytes()
-		i := bytes.Index(b, externalUserID) + len(externalUserID)
-		if i < len(externalUserID) || i >= len(b) || b[i] == 'n' || bytes.HasPrefix(b[i:], []byte(`""`)) { // absent, null or ""
-			n++
+		if emptyField(b, externalUserID) {
+			anonymous++
+			if emptyField(b, userID) {
+				noUser++
+			}
 		}
 	}
-	return n
+	return anonymous, noUser
+}
+
+// emptyField says whether the field of key in the JSON text b is absent,
+// null or "".
+func emptyField(b, key []byte) bool {
+	i := bytes.Index(b, key) + len(key)
+	return i < len(key) || i >= len(b) || b[i] == 'n' || bytes.HasPrefix(b[i:], []byte(`""`))
 }
 
 // keptCorrupt tells, where done objects are deleted or moved, that a corrupt

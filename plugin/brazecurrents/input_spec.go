@@ -49,8 +49,8 @@ and hours are pruned while listing, so they are never downloaded.
 
 Without `+"`watch`"+` the input makes one pass and ends once every event was acknowledged, with one summary line
 at level warn (so that it shows at any level): objects read, corrupt and left for a later pass; events read,
-acknowledged and not; how many had no `+"`external_user_id`"+`, which the mapping skips unless `+"`include_anonymous`"+`; and
-events by event type. With `+"`watch`"+`
+acknowledged and not; how many had no `+"`external_user_id`"+`, which the mapping skips unless `+"`include_anonymous`"+`,
+and how many of those had no `+"`user_id`"+` either (no user at all), which it skips in any case; and events by event type. With `+"`watch`"+`
 it polls; a poll lists, per event type, the `+"`date=`"+` hours after the checkpoint's watermark up to now, so its
 cost does not grow with the bucket's history and a poll delayed by a stall catches up on every hour. An event
 type whose last listing found anything but `+"`date=<hour>/`"+` directories in it (another layout) is listed whole.

@@ -44,6 +44,7 @@ type inputStats struct {
 	newestDoneHour   time.Time // the newest queue hour with a done object
 	eventsHanded     int64     // events handed to the pipeline
 	eventsAnonymous  int64     // of those, without external_user_id
+	eventsNoUser     int64     // of those, without user_id either
 	eventsByType     map[string]int64
 	eventsAcked      int64
 	eventsNacked     int64
@@ -122,15 +123,17 @@ func (s *inputStats) listingCompleted() {
 }
 
 // eventsRead counts a batch handed to the pipeline: n events of eventType,
-// anonymous of them without external_user_id.
+// anonymous of them without external_user_id, noUser of those without
+// user_id either.
 // Types past Braze's known ones count apart up to a bound, then as other:
 // each would be a series, and an entry of the summary, for ever.
-func (s *inputStats) eventsRead(n, anonymous int, eventType string) {
+func (s *inputStats) eventsRead(n, anonymous, noUser int, eventType string) {
 	label := s.labels.label(eventType)
 	s.events.Incr(int64(n), label)
 	s.mu.Lock()
 	s.eventsHanded += int64(n)
 	s.eventsAnonymous += int64(anonymous)
+	s.eventsNoUser += int64(noUser)
 	s.eventsByType[label] += int64(n)
 	s.mu.Unlock()
 }
@@ -273,7 +276,8 @@ const summaryTypes = 5
 
 // runSummary is the line a one-pass run ends with. The mapping drops events
 // without a trace (deleted()), so the line says how many had no
-// external_user_id, the likely share of what the output did not send.
+// external_user_id, the likely share of what the output did not send, and
+// how many of those no user at all, which it drops whatever its options.
 func (s *inputStats) runSummary() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,7 +287,8 @@ func (s *inputStats) runSummary() string {
 	if s.eventsNacked > 0 {
 		fmt.Fprintf(&b, ", %d not (read again on the next run)", s.eventsNacked)
 	}
-	fmt.Fprintf(&b, "; %d had no external_user_id: the mapping skips those, as Braze's Segment connector does, unless include_anonymous (BRAZE_INCLUDE_ANONYMOUS=true)", s.eventsAnonymous)
+	fmt.Fprintf(&b, "; %d had no external_user_id: the mapping skips those, as Braze's Segment connector does, unless include_anonymous "+
+		"(BRAZE_INCLUDE_ANONYMOUS=true), and always the %d with no user_id either (no user at all)", s.eventsAnonymous, s.eventsNoUser)
 	if len(s.eventsByType) > 0 {
 		types := make([]string, 0, len(s.eventsByType))
 		for t := range s.eventsByType {

@@ -69,7 +69,8 @@ func TestInputOnePassEndsWithSummary(t *testing.T) {
 			got := newCollected()
 			line := summaryLine(t, runLogged(t, fmt.Sprintf("url: %s\nstructured: %v\nbatch_size: 4", url, structured), got.consume))
 			want := fmt.Sprintf("Run done: 7 objects read (1 corrupt), 0 left for a later pass; 90 events read, 90 acknowledged; "+
-				"%d had no external_user_id: the mapping skips those, as Braze's Segment connector does, unless include_anonymous", anon)
+				"%d had no external_user_id: the mapping skips those, as Braze's Segment connector does, unless include_anonymous "+
+				"(BRAZE_INCLUDE_ANONYMOUS=true), and always the 0 with no user_id either (no user at all)", anon)
 			byType := "events by type (3 types): users.behaviors.Uninstall 30, users.messages.email.Send 30, users.messages.sms.Send 30"
 			if !strings.Contains(line, want) || !strings.Contains(line, byType) || got.total() != 90 {
 				t.Fatalf("%d events delivered; summary\n%s\nwant\n%s\n%s", got.total(), line, want, byType)
@@ -98,16 +99,22 @@ func TestInputSummaryCountsRefusedEvents(t *testing.T) {
 }
 
 // An empty external_user_id is counted as none, as the mapping tells it
-// (and skips the event unless include_anonymous), in structured events and
-// in JSON text alike; a message flagged with an error is no event.
+// (and skips the event unless include_anonymous), and so is an empty user_id
+// among those (no user at all: skipped in any case), in structured events
+// and in JSON text alike; a message flagged with an error is no event.
 func TestWithoutExternalUserIDCountsAnEmptyOne(t *testing.T) {
 	batch := service.MessageBatch{
 		service.NewMessage([]byte(`{"id":"a","external_user_id":""}`)),
-		service.NewMessage([]byte(`{"id":"b","external_user_id":null}`)),
+		service.NewMessage([]byte(`{"id":"b","user_id":"u","external_user_id":null}`)),
 		service.NewMessage([]byte(`{"id":"c","external_user_id":"x"}`)),
 		service.NewMessage([]byte(`{"id":"d","external_user_id":"\"\""}`)),
+		service.NewMessage([]byte(`{"id":"e","user_id":null,"external_user_id":null}`)),
+		service.NewMessage([]byte(`{"id":"f","user_id":"","external_user_id":""}`)),
+		// The field's name inside a value is no field (its quotes are escaped).
+		service.NewMessage([]byte(`{"id":"g","message_body":"\"user_id\":\"x\"","external_user_id":null}`)),
 	}
-	for _, ev := range []map[string]any{{"external_user_id": ""}, {}, {"external_user_id": "x"}} {
+	for _, ev := range []map[string]any{{"external_user_id": ""}, {}, {"external_user_id": "x"},
+		{"user_id": "u", "external_user_id": nil}, {"user_id": "", "external_user_id": ""}} {
 		m := service.NewMessage(nil)
 		m.SetStructured(ev)
 		batch = append(batch, m)
@@ -117,7 +124,7 @@ func TestWithoutExternalUserIDCountsAnEmptyOne(t *testing.T) {
 	flagged.SetStructured(map[string]any{"oversize_record": map[string]any{"record_index": 3}})
 	flagged.SetError(errors.New("record 3: over the record limit"))
 	batch = append(batch, flagged)
-	if got := withoutExternalUserID(batch); got != 4 {
-		t.Errorf("%d events without external_user_id, want 4 (an empty one and a null one in each form)", got)
+	if anonymous, noUser := withoutExternalUserID(batch); anonymous != 9 || noUser != 7 {
+		t.Errorf("%d events without external_user_id, %d of them without user_id either; want 9 and 7", anonymous, noUser)
 	}
 }
