@@ -193,9 +193,9 @@ func checkStructuredMatchesParsed(t *testing.T, body string, flags segjson.Appen
 // the wrappers Bloblang adds at each level of assignment.
 func TestMessageCallGivesAnUpstreamErrorsPlainReason(t *testing.T) {
 	msg := service.NewMessage([]byte(`{}`))
-	msg.SetError(errors.New("failed assignment (line 2): failed assignment (line 1119): failed to resolve 'anonymousId' value: users.messages.sms.InboundReceive event x has neither external_user_id nor user_id"))
+	msg.SetError(errors.New("failed assignment (line 2): failed assignment (line 1119): failed to resolve 'timestamp' value: users.messages.email.Open event x has no time"))
 	_, _, err := messageCall(msg, nil, segjson.EscapeHTML|segjson.SortMapKeys)
-	want := "segment: permanent failure (invalid): the message failed before the output: users.messages.sms.InboundReceive event x has neither external_user_id nor user_id"
+	want := "segment: permanent failure (invalid): the message failed before the output: users.messages.email.Open event x has no time"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}
