@@ -107,10 +107,7 @@ var dotPath = strings.NewReplacer("~", "~0", ".", "~1")
 // is answered when the stop begins instead.
 func (r *readiness) serve(w http.ResponseWriter, statuses func() []service.ConnectionStatus) {
 	w.Header().Set("Content-Type", "application/json")
-	res := struct {
-		Error    string       `json:"error,omitempty"`
-		Statuses []connStatus `json:"statuses"`
-	}{}
+	var res readyAnswer
 	if why := r.stop.began(); why != "" {
 		r.stopping(w, why)
 		return
@@ -150,8 +147,11 @@ func (r *readiness) serve(w http.ResponseWriter, statuses func() []service.Conne
 // stopping answers 503 for a service that began to stop, saying why.
 func (r *readiness) stopping(w http.ResponseWriter, why string) {
 	w.WriteHeader(http.StatusServiceUnavailable)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error    string       `json:"error"`
-		Statuses []connStatus `json:"statuses"`
-	}{Error: "stopping: " + why})
+	_ = json.NewEncoder(w).Encode(readyAnswer{Error: "stopping: " + why})
+}
+
+// readyAnswer is the body of /ready, as Connect writes it.
+type readyAnswer struct {
+	Error    string       `json:"error,omitempty"`
+	Statuses []connStatus `json:"statuses"`
 }
