@@ -98,9 +98,7 @@ func TestSecondProcessOnOneCheckpointWaits(t *testing.T) {
 	}
 
 	// The first stops cleanly; the second takes over and reads a new file.
-	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	first.sigterm()
 	first.wait(time.Minute)
 	more := writeSpec(t, dir, fixtures.FileSpec{EventType: fixtures.SegmentEventTypes()[0], Records: 5, Seed: 83,
 		DateHour: fixtures.DefaultDateHour.Add(3 * time.Hour)})

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"syscall"
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
@@ -49,9 +48,7 @@ func (r *faultRig) notificationsThroughOutage(notifications string, queueEnv map
 		t.Fatalf("%d duplicates: objects were read again", d)
 	}
 	queues.Eventually(t, ctx, "the queue left empty", emptied)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.sigterm()
 	p.wait(30 * time.Second)
 	checkDeadLetters(t, r.srv, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), r.want, r.noUser, true)
 	t.Logf("%d objects, %d events delivered after %v of outage, no duplicates", len(r.written), len(r.want), time.Since(outage).Round(time.Second))

@@ -167,6 +167,19 @@ func (p *connectProc) waitLines(n int, timeout time.Duration, subs ...string) {
 	})
 }
 
+// sigterm sends the process SIGTERM once Connect logged "Launching a …
+// instance", just before it installs its signal handler: Connect (v4.60.0)
+// starts the stream first, so a SIGTERM sent as soon as a request reached
+// Segment could come before the handler and kill the process outright
+// ("signal: terminated"), with none of the stop under test.
+func (p *connectProc) sigterm() {
+	p.t.Helper()
+	p.waitLines(1, time.Minute, "Launching a ")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
 // kill9 kills the process with SIGKILL and waits for it.
 func (p *connectProc) kill9() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)

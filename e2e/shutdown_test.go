@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,9 +73,7 @@ func TestCustomHTTPSigterm(t *testing.T) {
 	codes := make(chan int, 1)
 	go func() { codes <- p.postBytes("Bearer tok-sigterm", body) }()
 	waitUntil(t, "the request at Segment", func() bool { return p.srv.Stats().Requests > 0 })
-	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.proc.sigterm()
 	if code := <-codes; code != http.StatusServiceUnavailable {
 		t.Fatalf("a request cut short by shutdown was answered %d", code)
 	}
@@ -117,9 +114,7 @@ func stopWhileHeld(t *testing.T, env []string, events *notifier, proxy *recordin
 	t.Helper()
 	p := startConnect(t, repoRoot, env, events, "-c", shippedConfig, "--set", "shutdown_timeout=3s")
 	waitFor(t, events, time.Minute, "a request held by Segment", func() (bool, error) { return proxy.requests() > answered, nil })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.sigterm()
 	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
 	return p
 }
@@ -172,9 +167,7 @@ func TestCustomHTTPStopTurnsReadyDown(t *testing.T) {
 		code, _ := httpGet(t, base+"/ready")
 		return code == http.StatusOK
 	})
-	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.proc.sigterm()
 	waitUntil(t, "/ready answering 503 during the stop", func() bool {
 		if p.proc.exited() {
 			t.Fatalf("the process exited before /ready answered 503:\n%s", lastLines(p.proc.logs(), 30))
@@ -250,9 +243,7 @@ func TestReplayStoppedBySignalExitsOne(t *testing.T) {
 		"SEGMENT_ENDPOINT=" + srv.URL(), "SEGMENT_WRITE_KEY=" + keyDefault}, nil,
 		"-c", "config/dead_letters_to_segment.yaml", "--set", "shutdown_timeout=3s")
 	waitUntil(t, "a request at Segment", func() bool { return srv.Stats().Requests > 0 })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.sigterm()
 	p.waitExit(2 * time.Minute) // shutdown_timeout bounds it
 	var exit *exec.ExitError
 	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 ||
