@@ -25,3 +25,20 @@ func TestCountersStartAtZero(t *testing.T) {
 	}
 	promscrape.WantZero(t, promscrape.Get(t, url), want)
 }
+
+// The outcome of a batch whose calls were all accepted allocates nothing:
+// it is read for every batch, and errors.As on each call's nil error cost
+// an allocation a call.
+func TestOutcomeOfAnAcceptedBatchAllocatesNothing(t *testing.T) {
+	out := newTestOutput(t, "write_key: a-write-key")
+	batch := trackBatch(100, 0, "")
+	errs := make([]error, len(batch))
+	allocs := testing.AllocsPerRun(10, func() {
+		if err := out.s.outcome(batch, errs); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("the outcome of 100 accepted calls allocated %v times", allocs)
+	}
+}

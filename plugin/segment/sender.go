@@ -116,6 +116,9 @@ func (s *sender) send(ctx context.Context, batch service.MessageBatch) error {
 // outcome turns the calls' errors into WriteBatch's answer.
 func (s *sender) outcome(batch service.MessageBatch, errs []error) error {
 	for _, err := range errs {
+		if err == nil {
+			continue // most calls: errors.As would allocate for each
+		}
 		var ce *CallError
 		if errors.As(err, &ce) && (ce.Cause == CauseUnreachable || ce.Cause == CauseUnauthorized) {
 			return service.ErrNotConnected // the whole batch waits, and is written again
