@@ -151,6 +151,7 @@ func TestStructuredCallsMatchParsedCalls(t *testing.T) {
 		`{"type":"identify","anonymousId":"a","messageId":"m2","traits":{"plan":"pro"}}`,
 		`{"type":"alias","userId":"u","previousId":"p","messageId":"m6"}`,
 		`{"type":"track","event":"E","userId":"u","messageId":null,"properties":{"a":"<&>"}}`,
+		`{"type":"track","event":"E","userId":"u","messageId":"","properties":{}}`,
 		`{"type":"track","event":"E"}`,
 		`{"type":"track","event":"E","userId":"u","colour":"red"}`,
 		`{"type":"track","event":"E","userId":5}`,
