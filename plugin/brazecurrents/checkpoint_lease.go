@@ -77,11 +77,19 @@ func processGone(pid int) bool {
 }
 
 // renewLease renews a lease that is held; one that lapsed it claims again,
-// and lets readers start objects again once the claim landed.
+// and lets readers start objects again once the claim landed. Its read-back
+// and its write are one step under mu, which the release takes too.
 func (s *checkpointSaver) renewLease(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released {
+		// The renewal loop picked a renewal due as the input stopped: read
+		// back, the released document names no owner, which is no takeover.
+		return nil
+	}
 	held := s.holding()
 	if held {
-		if err := s.verify(ctx); err != nil {
+		if err := s.verifyLocked(ctx); err != nil {
 			return err
 		}
 	}
@@ -90,7 +98,7 @@ func (s *checkpointSaver) renewLease(ctx context.Context) error {
 	// does not pause and read its claim back: a standby claiming at the same
 	// instant may then hold it too, until the next renewal (no
 	// compare-and-swap; docs/input.md).
-	if err := s.renew(ctx); err != nil || held {
+	if err := s.renewLocked(ctx); err != nil || held {
 		return err
 	}
 	s.savedMu.Lock()

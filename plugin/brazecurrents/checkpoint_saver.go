@@ -27,10 +27,11 @@ type checkpointSaver struct {
 	renewed func()      // after each lease renewal that succeeded
 	wake    chan struct{}
 
-	mu      sync.Mutex // one write at a time
-	lost    bool
-	fresh   bool      // acquire found no checkpoint: this run starts from the beginning
-	claimed time.Time // when the last claim began: the first renewal is due a third of the lease after
+	mu       sync.Mutex // one write at a time
+	lost     bool
+	released bool      // release wrote the last checkpoint: nothing is renewed or written after it
+	fresh    bool      // acquire found no checkpoint: this run starts from the beginning
+	claimed  time.Time // when the last claim began: the first renewal is due a third of the lease after
 
 	// Under savedMu, which readers take (waitSaved) while a write holds mu.
 	savedMu   sync.Mutex
@@ -177,10 +178,16 @@ func (s *checkpointSaver) verifyLocked(ctx context.Context) error {
 // renew writes the checkpoint with a fresh lease. Until a write stores it,
 // the lease in the store is the old one, which may lapse (write).
 func (s *checkpointSaver) renew(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.renewLocked(ctx)
+}
+
+func (s *checkpointSaver) renewLocked(ctx context.Context) error {
 	stamp := s.me
 	stamp.Expires = s.clock.Now().Add(s.lease).UTC()
 	s.ckpt.stamp(&stamp)
-	return s.write(ctx, true)
+	return s.writeLocked(ctx, true)
 }
 
 func (s *checkpointSaver) run(ctx context.Context) {
@@ -252,8 +259,17 @@ func (s *checkpointSaver) write(ctx context.Context, force bool) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(ctx, force)
+}
+
+func (s *checkpointSaver) writeLocked(ctx context.Context, force bool) error {
 	if s.lost {
 		return errCheckpointHeld
+	}
+	// After the release, the document is the next holder's: a save of an
+	// object finished since (a shutdown cut short) would write over its claim.
+	if s.released {
+		return nil
 	}
 	// A process whose stored lease lapsed (a long pause, a frozen VM,
 	// renewals the store refused) may have been taken over meanwhile: it
@@ -325,13 +341,21 @@ func (s *checkpointSaver) waitSaved(ctx context.Context, limit uint64) bool {
 }
 
 // release writes the last checkpoint without the lease, so that the next
-// process (a rolling update) takes over at once.
+// process (a rolling update) takes over at once. It waits for a renewal
+// under way; one that comes after it does nothing (renewLease).
 func (s *checkpointSaver) release(ctx context.Context) error {
-	if s.store == nil || s.isLost() {
+	if s.store == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost || s.released {
 		return nil
 	}
 	s.ckpt.stamp(nil)
-	return s.write(context.WithoutCancel(ctx), true)
+	err := s.writeLocked(context.WithoutCancel(ctx), true)
+	s.released = true
+	return err
 }
 
 // sleepCtx waits d on clock; false when ctx ended first.
