@@ -168,10 +168,8 @@ func (p *connectProc) waitLines(n int, timeout time.Duration, subs ...string) {
 }
 
 // sigterm sends the process SIGTERM once Connect logged "Launching a …
-// instance", just before it installs its signal handler: Connect (v4.60.0)
-// starts the stream first, so a SIGTERM sent as soon as a request reached
-// Segment could come before the handler and kill the process outright
-// ("signal: terminated"), with none of the stop under test.
+// instance": the stop under test is a running stream's. (One before is
+// held until the stream runs: early_signal_test.go.)
 func (p *connectProc) sigterm() {
 	p.t.Helper()
 	p.waitLines(1, time.Minute, "Launching a ")

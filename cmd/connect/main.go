@@ -31,6 +31,8 @@ var (
 )
 
 func main() {
+	stop := &connectStop{}
+	signals := catchSignals(stop) // first: a signal at any moment stops the run gracefully
 	applyMemoryDefaults(os.Getenv)
 	// Fatal before any config is read, so there is no logger yet: stderr.
 	if err := applyPipelineThreadsDefault(os.Getenv, os.Setenv); err != nil {
@@ -40,7 +42,6 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	httpFailed := newHTTPFailure(cancel)
-	stop := &connectStop{}
 	ready := &readiness{stop: stop}
 	startWarnings := logStartWarnings(os.Getenv)
 	service.RunCLI(ctx,
@@ -48,6 +49,7 @@ func main() {
 		service.CLIOptSetBinaryName("connect"),
 		service.CLIOptSetProductName("Currents Connect"),
 		service.CLIOptOnLoggerInit(func(l *service.Logger) {
+			signals.configLoaded()
 			httpFailed.setLogger(l)
 			ready.setLogger(l)
 			startWarnings(l)
@@ -58,7 +60,10 @@ func main() {
 			stop.setReadsFiles(fileInput(conf) != nil)
 			return refuseMissingInputFile(conf)
 		}),
-		service.CLIOptOnStreamStart(ready.onStreamStart),
+		service.CLIOptOnStreamStart(func(s *service.RunningStreamSummary) error {
+			signals.streamStarted()
+			return ready.onStreamStart(s)
+		}),
 	)
 	// Connect ends a run whose context was cancelled with status 0.
 	if reason := httpFailed.failed(); reason != "" {

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// handOverRetry is how long a signal taken while Connect's stream runs is
+// left to Connect's own handler before it is sent again: Connect takes it
+// and logs its stop line at once, unless its handler was not in yet.
+const handOverRetry = 50 * time.Millisecond
+
+// startPhase is how far Connect's start went, for a signal received then.
+type startPhase int
+
+const (
+	// Before Connect loaded the config and made its logger: nothing runs,
+	// so nothing is to stop.
+	beforeConfig startPhase = iota
+	// Connect builds the config's components; the input may have started
+	// (a braze_currents input takes its checkpoint's lease).
+	building
+	// The stream started: Connect's handler is in, or about to be.
+	streaming
+)
+
+// earlySignals takes SIGINT and SIGTERM from the start of main, so that one
+// stops the run gracefully at any moment. Connect (benthos v4.60.0,
+// RunManagerUntilStopped) installs its own handler only once the stream
+// runs, after "Launching a … instance": before, Go's default action killed
+// the process outright, with no graceful stop (the checkpoint's lease kept
+// from the next process until it expired) and no exit status of Connect's.
+//
+// A signal before the config is loaded exits at once, with status 1 (which
+// run it was, a replay a script must not take for done, is not known yet;
+// so for the subcommands that load none, such as lint). One while the
+// components are built is held until the stream started (a build stuck
+// for ever is left to SIGKILL), then
+// handed to Connect's handler; so is one in the moment before that handler
+// is in. Handing it over is sending it again until Connect logs that its
+// service stops: a signal Connect takes itself is not acted on twice, and
+// stop.go sees the stop as by a signal. The run is never stopped by
+// cancelling its context: Connect (v4.60.0) then stops the stream with that
+// context, already done, so without draining, and exits before its
+// components closed. Once a signal was taken, others are left to Connect,
+// which ignores them while it stops (its shutdown_delay, which none of the
+// shipped configs sets, ends at one, possibly one sent again).
+type earlySignals struct {
+	stop   *connectStop
+	stderr io.Writer
+	exit   func(code int)
+	raise  func(os.Signal) error   // sends the process the signal again
+	retry  func() <-chan time.Time // when to send it again, handing it over
+
+	mu       sync.Mutex
+	phase    startPhase
+	got      os.Signal      // the first signal received, or nil
+	handOffs sync.WaitGroup // hand-overs under way
+}
+
+// catchSignals takes SIGINT and SIGTERM from now on, for the run stop
+// reports the stop of.
+func catchSignals(stop *connectStop) *earlySignals {
+	s := &earlySignals{
+		stop:   stop,
+		stderr: os.Stderr,
+		exit:   os.Exit,
+		raise: func(sig os.Signal) error {
+			p, err := os.FindProcess(os.Getpid())
+			if err != nil {
+				return err
+			}
+			return p.Signal(sig)
+		},
+		retry: func() <-chan time.Time { return time.After(handOverRetry) },
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM) // Go's default action no longer applies
+	go func() {
+		for sig := range ch {
+			s.take(sig)
+		}
+	}()
+	return s
+}
+
+func (s *earlySignals) take(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.got != nil {
+		return
+	}
+	s.got = sig
+	switch s.phase {
+	case beforeConfig:
+		fmt.Fprintf(s.stderr, "Exiting with status 1: received %s before the config was loaded: nothing was run\n", signalName(sig))
+		s.exit(1)
+	case streaming:
+		s.goHandOver(sig)
+	}
+}
+
+// configLoaded is called once Connect made the config's logger.
+func (s *earlySignals) configLoaded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase == beforeConfig {
+		s.phase = building
+	}
+}
+
+// streamStarted is called as Connect starts the stream, just before it
+// installs its handler: a signal held meanwhile is handed over.
+func (s *earlySignals) streamStarted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase == streaming {
+		return
+	}
+	s.phase = streaming
+	if s.got != nil {
+		s.goHandOver(s.got)
+	}
+}
+
+// goHandOver sends sig again until Connect's service begins to stop (by
+// it, or for another reason, such as the pipeline's end).
+func (s *earlySignals) goHandOver(sig os.Signal) {
+	s.handOffs.Add(1)
+	go func() {
+		defer s.handOffs.Done()
+		for {
+			select {
+			case <-s.stop.stopped():
+				return
+			case <-s.retry():
+			}
+			select {
+			case <-s.stop.stopped(): // meanwhile
+				return
+			default:
+				_ = s.raise(sig)
+			}
+		}
+	}()
+}
+
+// signalName names sig as Connect does in its stop line.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
