@@ -61,6 +61,7 @@ func NewPubSub() *PubSub {
 		held: map[string]chan struct{}{}}
 	p.pulls.open = map[string]int{}
 	p.pulls.changed = make(chan struct{})
+	p.pulls.gone = map[string]chan struct{}{}
 	// pstest takes no gRPC options, so its API is served again here,
 	// behind an interceptor that counts each subscription's open streams
 	// (see WaitPullsClosed). pstest's own listener goes unused.
@@ -142,7 +143,8 @@ func (p *PubSub) CreateSubscription(t testing.TB, topic, sub string, ackDeadline
 }
 
 // DeleteSubscription deletes the subscription sub: the calls of its
-// clients fail from then on.
+// clients fail from then on, and its open streaming pulls end with
+// NOT_FOUND (after pstest's delete, so that no pull opens in between).
 func (p *PubSub) DeleteSubscription(t testing.TB, sub string) {
 	t.Helper()
 	if _, err := p.srv.GServer.DeleteSubscription(context.Background(), &pubsubpb.DeleteSubscriptionRequest{
@@ -150,6 +152,7 @@ func (p *PubSub) DeleteSubscription(t testing.TB, sub string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	p.pulls.end(p.subscriptionName(sub))
 }
 
 // Calls is how many unary calls of method (such as "ModifyAckDeadline")

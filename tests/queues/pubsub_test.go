@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"gocloud.dev/gcerrors"
 	"gocloud.dev/pubsub"
 	_ "gocloud.dev/pubsub/gcppubsubv2"
 )
@@ -92,4 +93,33 @@ func TestPubSubCountsPulls(t *testing.T) {
 	if n := ps.openPulls(name); n != 0 {
 		t.Fatalf("%d streaming pulls counted after WaitPullsClosed", n)
 	}
+}
+
+// TestPubSubDeleteEndsPulls: deleting a subscription ends the streaming
+// pulls open on it with NOT_FOUND, as Pub/Sub does, and a receive fails.
+// pstest alone left them open and silent, and a client that had started
+// receiving before the delete never saw an error.
+func TestPubSubDeleteEndsPulls(t *testing.T) {
+	ps := sharedPubSub()
+	t.Setenv("PUBSUB_EMULATOR_HOST", ps.Addr)
+	name := ps.Name(t)
+	ps.CreateTopic(t, name, name, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := pubsub.OpenSubscription(ctx, ps.SubscriptionURL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Shutdown(ctx)
+	received := make(chan error, 1)
+	go func() {
+		_, err := sub.Receive(ctx)
+		received <- err
+	}()
+	ps.WaitPullOpen(t, name)
+	ps.DeleteSubscription(t, name)
+	if err := <-received; gcerrors.Code(err) != gcerrors.NotFound {
+		t.Fatalf("receiving from the deleted subscription: %v, want NotFound", err)
+	}
+	ps.WaitPullsClosed(t, name)
 }
