@@ -363,6 +363,10 @@ func TestNotificationWaitingForAReaderAtStopIsSentBack(t *testing.T) {
 // (before, only the log said that nothing could be received).
 func TestNotificationReceiveFailuresCounted(t *testing.T) {
 	n := startNotified(t, fixtures.TreeOptions{EventTypes: []string{"users.messages.email.Send"}, RecordsPerFile: 2, Seed: 21}, "")
+	// Deleted under the input's open streaming pull, which Pub/Sub ends with
+	// NOT_FOUND: before, the test raced the delete with the pull's opening,
+	// and a pull opened first stayed open and silent on the test server.
+	n.ps.WaitPullOpen(t, n.topic)
 	n.ps.DeleteSubscription(t, n.topic)
 	line := n.logs.waitFor(t, "Receiving notifications from", 1)
 	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, n.topic) {
