@@ -2,6 +2,7 @@ package brazecurrents
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -40,6 +41,13 @@ func inputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*curre
 	}
 	if err := checkLocalDir(context.Background(), c.url); err != nil {
 		return nil, err
+	}
+	// A cache is looked up at each use: a label no resource has (a typo, a
+	// resources file left out) failed every connect, for ever. Benthos' own
+	// cache users check it here too.
+	if c.ckptCache != "" && !mgr.HasCache(c.ckptCache) {
+		return nil, fmt.Errorf("%s.%s: cache resource %q was not found: define it under cache_resources, in the config or in a resources file given with -r",
+			inFieldCheckpoint, inFieldCheckpointCache, c.ckptCache)
 	}
 	warnUnknownTypes(mgr.Logger(), inFieldInclude, c.sel.include)
 	warnUnknownTypes(mgr.Logger(), inFieldExclude, c.sel.exclude)

@@ -48,6 +48,8 @@ func TestInputRejectsBadConfig(t *testing.T) {
 		{"prefix inside an event type", "url: file:///tmp\nprefix: currents/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Send/",
 			[]string{`prefix "currents/dataexport.prod-01.S3.integration.abc/event_type=users.messages.email.Send/" is inside an event type's directory`, `include_event_types to "users.messages.email.Send"`}},
 		{"two checkpoints", "url: file:///tmp\ncheckpoint: {cache: c, in_bucket: true}", []string{"set cache or in_bucket, not both"}},
+		// Looked up only at each use, it failed every connect, for ever.
+		{"undefined cache", "url: file:///tmp\ncheckpoint: {cache: progres}", []string{`checkpoint.cache: cache resource "progres" was not found`, "given with -r"}},
 		// A negative late_arrival would settle hours before they end.
 		{"negative late arrival", "url: file:///tmp\nlate_arrival: -2h", []string{"late_arrival must not be negative, got -2h0m0s"}},
 		{"negative late lookback", "url: file:///tmp\nlate_lookback: -1h", []string{"late_lookback must not be negative (0 turns the lookback off), got -1h0m0s"}},

@@ -166,7 +166,7 @@ with their first event), so that `+"`rate()`"+` and `+"`increase()`"+` see their
 				Description("How far back from now the hours already counted as done are listed again, once an hour per event type, for late files: objects Braze wrote into an hour after it settled (a delay longer than `late_arrival`, or a local clock ahead). The checkpoint remembers the objects done in those hours by an 8-byte hash of each key; an object there it does not remember is counted in `braze_currents_objects_late`, logged at warn and read. 0 turns it off: such a file is never read.").Default("24h").Advanced(),
 			service.NewObjectField(inFieldCheckpoint,
 				service.NewStringField(inFieldCheckpointCache).
-					Description("Keep the checkpoint in this cache resource.").Default(""),
+					Description("Keep the checkpoint in this cache resource, defined under `cache_resources` in the config or in a resources file given with `-r`. A label no cache resource has stops the input at start.").Default(""),
 				service.NewBoolField(inFieldCheckpointBucket).
 					Description("Keep the checkpoint in the bucket itself, as two objects written in turn, the key with `.a` and `.b` before its extension (needs read and write access to both: `currents-connect/checkpoints/` with the default key).").Default(false),
 				service.NewStringField(inFieldCheckpointKey).
