@@ -39,8 +39,8 @@ const (
 // A signal before the config is loaded exits at once, with status 1 (which
 // run it was, a replay a script must not take for done, is not known yet;
 // so for the subcommands that load none, such as lint). One while the
-// components are built is held until the stream started (a build stuck
-// for ever is left to SIGKILL), then
+// components are built is held until the stream started (a second one
+// then exits at once, status 1: the build may be stuck), then
 // handed to Connect's handler; so is one in the moment before that handler
 // is in. Handing it over is sending it again until Connect logs that its
 // service stops: a signal Connect takes itself is not acted on twice, and
@@ -93,6 +93,13 @@ func (s *earlySignals) take(sig os.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.got != nil {
+		if s.phase == building {
+			// A second signal while the first is held: the build may be
+			// stuck (a mount that hangs), and nothing else would stop it.
+			fmt.Fprintf(s.stderr, "Exiting with status 1: received %s again while the config's components were built: "+
+				"no graceful stop (the checkpoint's lease, if taken, is left to expire)\n", signalName(sig))
+			s.exit(1)
+		}
 		return
 	}
 	s.got = sig

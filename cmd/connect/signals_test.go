@@ -67,7 +67,6 @@ func TestSignalWhileBuildingIsHandedOver(t *testing.T) {
 	ts := newTestSignals()
 	ts.configLoaded()
 	ts.take(os.Interrupt)
-	ts.take(syscall.SIGTERM) // a second one: left to Connect
 	if len(ts.exits) != 0 || len(ts.raised) != 0 {
 		t.Fatal("a signal while building was acted on before the stream started")
 	}
@@ -118,5 +117,35 @@ func TestSignalName(t *testing.T) {
 		if got := signalName(sig); got != want {
 			t.Errorf("signalName(%v) = %q, want %q", sig, got, want)
 		}
+	}
+}
+
+// A second signal while the first is held (the build may be stuck: a mount
+// that hangs) exits at once with status 1, saying so; once the stream
+// started, a second one is Connect's.
+func TestSecondSignalWhileBuildingExits(t *testing.T) {
+	ts := newTestSignals()
+	ts.configLoaded()
+	ts.take(os.Interrupt)
+	ts.take(syscall.SIGTERM)
+	if len(ts.exits) != 1 { // take exits before it returns
+		t.Fatal("a second signal while building did not exit")
+	}
+	if code := <-ts.exits; code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if want := "Exiting with status 1: received SIGTERM again while the config's components were built"; !strings.Contains(ts.stderr.String(), want) {
+		t.Fatalf("stderr %q, want %q", ts.stderr.String(), want)
+	}
+
+	ts = newTestSignals()
+	ts.configLoaded()
+	ts.streamStarted()
+	ts.take(syscall.SIGTERM)
+	ts.connectStops("Received SIGTERM, the service is closing")
+	ts.take(syscall.SIGTERM)
+	ts.handOffs.Wait()
+	if len(ts.exits) != 0 {
+		t.Fatal("a second signal once the stream started exited the process")
 	}
 }
