@@ -92,31 +92,38 @@ func reportStages(w workload, stages []stage, got [][]result, full []lineRuns) {
 			fulls[l.name] = append(fulls[l.name], r)
 		}
 	}
-	fmt.Printf("\n%-24s %22s %22s %22s\n", "stage", "CPU-s/M events", "added", "peak RSS MiB")
+	// A stage's share of its full line, run by run: the VM's speed moves
+	// every stage's CPU-s/M together (by a fifth within minutes), its share
+	// much less.
+	fmt.Printf("\n%-24s %22s %22s %16s %22s\n", "stage", "CPU-s/M events", "added", "% of full line", "peak RSS MiB")
 	var previous []result
-	print := func(name string, rs []result) {
-		var cpu, added, rss []float64
+	print := func(name string, rs, line []result) {
+		var cpu, added, share, rss []float64
 		for i, r := range rs {
 			cpu = append(cpu, r.cpuPerMillion())
 			rss = append(rss, r.maxRSSMiB)
+			add := r.cpuPerMillion()
 			if i < len(previous) {
-				added = append(added, r.cpuPerMillion()-previous[i].cpuPerMillion())
-			} else {
-				added = append(added, r.cpuPerMillion())
+				add -= previous[i].cpuPerMillion()
+			}
+			added = append(added, add)
+			if i < len(line) && line[i].cpuPerMillion() > 0 {
+				share = append(share, 100*add/line[i].cpuPerMillion())
 			}
 		}
-		fmt.Printf("%-24s %22s %22s %22s\n", name, spreadOf(cpu).format("%.1f", len(rs)),
-			spreadOf(added).format("%.1f", len(rs)), spreadOf(rss).format("%.1f", len(rs)))
+		fmt.Printf("%-24s %22s %22s %16s %22s\n", name, spreadOf(cpu).format("%.1f", len(rs)),
+			spreadOf(added).format("%.1f", len(rs)), spreadOf(share).format("%.0f", len(share)), spreadOf(rss).format("%.1f", len(rs)))
 		previous = rs
 	}
 	for i, s := range stages {
 		if i > 0 && s.pipeline != stages[i-1].pipeline {
-			print("  + output (full line)", fulls[stages[i-1].pipeline])
+			print("  + output (full line)", fulls[stages[i-1].pipeline], fulls[stages[i-1].pipeline])
 			previous = nil
 		}
-		print(s.name, got[i])
+		print(s.name, got[i], fulls[s.pipeline])
 	}
 	if len(stages) > 0 {
-		print("  + output (full line)", fulls[stages[len(stages)-1].pipeline])
+		last := fulls[stages[len(stages)-1].pipeline]
+		print("  + output (full line)", last, last)
 	}
 }
