@@ -11,6 +11,7 @@ import (
 	_ "time/tzdata" // time zones work in images without a zoneinfo database
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	ucli "github.com/urfave/cli/v2"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
@@ -32,7 +33,7 @@ var (
 
 func main() {
 	stop := &connectStop{}
-	signals := catchSignals(stop) // first: a signal at any moment stops the run gracefully
+	signals := newEarlySignals(stop)
 	applyMemoryDefaults(os.Getenv)
 	// Fatal before any config is read, so there is no logger yet: stderr.
 	if err := applyPipelineThreadsDefault(os.Getenv, os.Setenv); err != nil {
@@ -48,6 +49,14 @@ func main() {
 		service.CLIOptSetVersion(version, dateBuilt),
 		service.CLIOptSetBinaryName("connect"),
 		service.CLIOptSetProductName("Currents Connect"),
+		// Called before a run reads its config: from then on a signal at
+		// any moment stops the run gracefully.
+		service.CLIOptCustomRunFlags(nil, func(c *ucli.Context) error {
+			if runsConfig(c) {
+				signals.catch()
+			}
+			return nil
+		}),
 		service.CLIOptOnLoggerInit(func(l *service.Logger) {
 			signals.configLoaded()
 			httpFailed.setLogger(l)

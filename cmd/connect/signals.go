@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	ucli "github.com/urfave/cli/v2"
 )
 
 // handOverRetry is how long a signal taken while Connect's stream runs is
@@ -29,8 +31,8 @@ const (
 	streaming
 )
 
-// earlySignals takes SIGINT and SIGTERM from the start of main, so that one
-// stops the run gracefully at any moment. Connect (benthos v4.60.0,
+// earlySignals takes SIGINT and SIGTERM from the start of a run of a config
+// (runsConfig), so that one stops the run gracefully at any moment. Connect (benthos v4.60.0,
 // RunManagerUntilStopped) installs its own handler only once the stream
 // runs, after "Launching a … instance": before, Go's default action killed
 // the process outright, with no graceful stop (the checkpoint's lease kept
@@ -63,10 +65,10 @@ type earlySignals struct {
 	handOffs sync.WaitGroup // hand-overs under way
 }
 
-// catchSignals takes SIGINT and SIGTERM from now on, for the run stop
-// reports the stop of.
-func catchSignals(stop *connectStop) *earlySignals {
-	s := &earlySignals{
+// newEarlySignals is the handling of signals for the run stop reports the
+// stop of; catch starts it.
+func newEarlySignals(stop *connectStop) *earlySignals {
+	return &earlySignals{
 		stop:   stop,
 		stderr: os.Stderr,
 		exit:   os.Exit,
@@ -79,6 +81,25 @@ func catchSignals(stop *connectStop) *earlySignals {
 		},
 		retry: func() <-chan time.Time { return time.After(handOverRetry) },
 	}
+}
+
+// runsConfig tells whether c, the command Connect's CLI runs, runs a
+// config's stream: run, streams, or none (connect -c …). Only those catch
+// signals early: the others (lint, echo, test, blobl, which Connect calls
+// the run flags' extract function of too) load no stream to stop, and keep
+// Connect's behaviour at a signal, its own handler's (blobl server ends
+// with status 0 at Ctrl-C) or Go's default (killed by it).
+func runsConfig(c *ucli.Context) bool {
+	switch c.Command.Name {
+	case c.App.Name, "run", "streams": // the app's own command is the root's
+		return true
+	}
+	return false
+}
+
+// catch takes SIGINT and SIGTERM from now on. Before, a signal has Go's
+// default action: a run's config is not read yet.
+func (s *earlySignals) catch() {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM) // Go's default action no longer applies
 	go func() {
@@ -86,7 +107,6 @@ func catchSignals(stop *connectStop) *earlySignals {
 			s.take(sig)
 		}
 	}()
-	return s
 }
 
 func (s *earlySignals) take(sig os.Signal) {
