@@ -50,8 +50,8 @@ const (
 // cancelling its context: Connect (v4.60.0) then stops the stream with that
 // context, already done, so without draining, and exits before its
 // components closed. Once a signal was taken, others are left to Connect,
-// which ignores them while it stops (its shutdown_delay, which none of the
-// shipped configs sets, ends at one, possibly one sent again).
+// which ignores them while it stops (it never reads its channel again; only
+// its shutdown_delay, which none of the shipped configs sets, ends at one).
 type earlySignals struct {
 	stop   *connectStop
 	stderr io.Writer
@@ -63,6 +63,7 @@ type earlySignals struct {
 	phase    startPhase
 	got      os.Signal      // the first signal received, or nil
 	handOffs sync.WaitGroup // hand-overs under way
+	arrived  chan struct{}  // a signal was received (buffered: 1)
 }
 
 // newEarlySignals is the handling of signals for the run stop reports the
@@ -79,7 +80,8 @@ func newEarlySignals(stop *connectStop) *earlySignals {
 			}
 			return p.Signal(sig)
 		},
-		retry: func() <-chan time.Time { return time.After(handOverRetry) },
+		retry:   func() <-chan time.Time { return time.After(handOverRetry) },
+		arrived: make(chan struct{}, 1),
 	}
 }
 
@@ -110,6 +112,10 @@ func (s *earlySignals) catch() {
 }
 
 func (s *earlySignals) take(sig os.Signal) {
+	select {
+	case s.arrived <- struct{}{}:
+	default:
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.got != nil {
@@ -167,14 +173,30 @@ func (s *earlySignals) goHandOver(sig os.Signal) {
 				return
 			case <-s.retry():
 			}
-			select {
-			case <-s.stop.stopped(): // meanwhile
+			if !s.stop.unlessStopped(func() { s.sendAgain(sig) }) {
 				return
-			default:
-				_ = s.raise(sig)
 			}
 		}
 	}()
+}
+
+// sendAgain sends sig and waits until it arrived (to every handler at once,
+// so to Connect's if in), with a bound. Run with Connect's stop line held
+// off: once it took a signal, Connect (v4.60.0) logs that line, then waits
+// out its shutdown_delay, if set, unless a signal comes; one still on its
+// way would have cut that short.
+func (s *earlySignals) sendAgain(sig os.Signal) {
+	select {
+	case <-s.arrived: // an earlier one's
+	default:
+	}
+	if s.raise(sig) != nil {
+		return
+	}
+	select {
+	case <-s.arrived:
+	case <-s.retry():
+	}
 }
 
 // signalName names sig as Connect does in its stop line.

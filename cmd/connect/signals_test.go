@@ -22,23 +22,25 @@ type testSignals struct {
 func newTestSignals() *testSignals {
 	ts := &testSignals{exits: make(chan int, 1), raised: make(chan os.Signal, 10), ticks: make(chan time.Time)}
 	ts.earlySignals = &earlySignals{
-		stop:   &connectStop{},
-		stderr: &ts.stderr,
-		exit:   func(code int) { ts.exits <- code },
-		raise:  func(sig os.Signal) error { ts.raised <- sig; return nil },
-		retry:  func() <-chan time.Time { return ts.ticks },
+		stop:    &connectStop{},
+		stderr:  &ts.stderr,
+		exit:    func(code int) { ts.exits <- code },
+		raise:   func(sig os.Signal) error { ts.raised <- sig; return nil },
+		retry:   func() <-chan time.Time { return ts.ticks },
+		arrived: make(chan struct{}, 1),
 	}
 	return ts
 }
 
 // tickRaises lets the hand-over's retry come (a send that returns once it
-// waits for it) and checks it sends sig again.
+// waits for it), checks it sends sig again, and lets that arrive.
 func (ts *testSignals) tickRaises(t *testing.T, sig os.Signal) {
 	t.Helper()
 	ts.ticks <- time.Now()
 	if got := <-ts.raised; got != sig {
 		t.Fatalf("sent %v again, want %v", got, sig)
 	}
+	ts.take(sig)
 }
 
 // connectStops logs Connect's line saying its service stops.
@@ -147,5 +149,42 @@ func TestSecondSignalWhileBuildingExits(t *testing.T) {
 	ts.handOffs.Wait()
 	if len(ts.exits) != 0 {
 		t.Fatal("a second signal once the stream started exited the process")
+	}
+}
+
+// A signal sent again arrives before Connect's stop line is handled (its
+// lock held meanwhile): after that line, Connect (v4.60.0) waits out a
+// shutdown_delay unless a signal comes, which one sent again, still on its
+// way, would have cut short.
+func TestSignalSentAgainArrivesBeforeTheStopLine(t *testing.T) {
+	ts := newTestSignals()
+	heldOff := make(chan bool, 1)
+	ts.raise = func(sig os.Signal) error {
+		free := ts.stop.mu.TryLock()
+		if free {
+			ts.stop.mu.Unlock()
+		}
+		heldOff <- !free
+		ts.raised <- sig
+		return nil
+	}
+	ts.configLoaded()
+	ts.streamStarted()
+	ts.take(syscall.SIGTERM)
+	ts.ticks <- time.Now()
+	if !<-heldOff {
+		t.Fatal("Connect's stop line could be handled while the signal sent again was on its way")
+	}
+	sig := <-ts.raised
+	logged := make(chan struct{})
+	go func() {
+		ts.connectStops("Received SIGTERM, the service is closing")
+		close(logged)
+	}()
+	ts.take(sig) // it arrives
+	<-logged
+	ts.handOffs.Wait()
+	if len(ts.raised) != 0 {
+		t.Fatal("sent again once Connect took it")
 	}
 }

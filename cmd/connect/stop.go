@@ -59,6 +59,18 @@ func (s *connectStop) stoppingLocked() chan struct{} {
 	return s.stopping
 }
 
+// unlessStopped runs fn unless the service began to stop, holding off
+// Connect's stop line meanwhile, and tells whether it ran.
+func (s *connectStop) unlessStopped(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.why != "" {
+		return false
+	}
+	fn()
+	return true
+}
+
 func (s *connectStop) setReadsFiles(files bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
