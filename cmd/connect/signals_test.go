@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	ucli "github.com/urfave/cli/v2"
 )
 
 // testSignals is an earlySignals whose exit, sending again and retries the
@@ -186,5 +188,26 @@ func TestSignalSentAgainArrivesBeforeTheStopLine(t *testing.T) {
 	ts.handOffs.Wait()
 	if len(ts.raised) != 0 {
 		t.Fatal("sent again once Connect took it")
+	}
+}
+
+// Only the root command (connect -c …), run and streams run a config.
+func TestRunsConfig(t *testing.T) {
+	for args, want := range map[string]bool{
+		"connect -c x.yaml": true, "connect run x.yaml": true, "connect streams": true,
+		"connect lint x.yaml": false, "connect blobl server": false,
+	} {
+		var got bool
+		record := func(c *ucli.Context) error { got = runsConfig(c); return nil }
+		app := &ucli.App{Name: "connect", Action: record, Flags: []ucli.Flag{&ucli.StringFlag{Name: "c"}}, Commands: []*ucli.Command{
+			{Name: "run", Action: record}, {Name: "streams", Action: record}, {Name: "lint", Action: record},
+			{Name: "blobl", Subcommands: []*ucli.Command{{Name: "server", Action: record}}},
+		}}
+		if err := app.Run(strings.Fields(args)); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: runsConfig %v, want %v", args, got, want)
+		}
 	}
 }
