@@ -122,8 +122,6 @@ func (s *pullStream) read() {
 		case s.reqs <- pulled{req, err}:
 		case <-s.gone:
 			return
-		case <-s.Context().Done(): // the stream ended: no RecvMsg will take it
-			return
 		}
 		if err != nil {
 			return
