@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 )
 
 // ControlStats is GET /_control/stats: Stats plus the dedup counters, taken
@@ -87,14 +88,28 @@ func RunCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	maxCall := fs.Int("max-call-bytes", DefaultMaxCallBytes, "per-call JSON size limit")
 	maxBatch := fs.Int("max-batch-bytes", DefaultMaxBatchBytes, "request body size limit")
 	maxCalls := fs.Int("max-calls", DefaultMaxCalls, "calls per batch above which all are silently dropped")
+	certFile := fs.String("tls-cert", "", "serve HTTPS, HTTP/2 offered, under this certificate (PEM file; with -tls-key)")
+	keyFile := fs.String("tls-key", "", "the private key of -tls-cert (PEM file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *key == "" {
 		return errors.New("-write-key is required")
 	}
-	s, err := Start(*key, WithAddr(*addr), WithLatency(*latency), WithMaxCallBytes(*maxCall),
-		WithMaxBatchBytes(*maxBatch), WithMaxCalls(*maxCalls), WithControlAPI())
+	opts := []Option{WithAddr(*addr), WithLatency(*latency), WithMaxCallBytes(*maxCall),
+		WithMaxBatchBytes(*maxBatch), WithMaxCalls(*maxCalls), WithControlAPI()}
+	if *certFile != "" || *keyFile != "" {
+		certPEM, err := os.ReadFile(*certFile)
+		if err != nil {
+			return err
+		}
+		keyPEM, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, WithTLSCert(certPEM, keyPEM))
+	}
+	s, err := Start(*key, opts...)
 	if err != nil {
 		return err
 	}

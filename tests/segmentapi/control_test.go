@@ -3,6 +3,8 @@ package segmentapi_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/selfsigned"
 )
 
 // runCommand starts the command in-process, as main does, and returns the
@@ -22,15 +25,19 @@ func runCommand(t *testing.T, args ...string) (url string, stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, stdout := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- segmentapi.RunCommand(ctx, args, stdout, io.Discard) }()
+	go func() {
+		err := segmentapi.RunCommand(ctx, args, stdout, io.Discard)
+		stdout.Close() // a command that fails fails the read, not hangs it
+		done <- err
+	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		cancel()
 		t.Fatalf("reading the first line: %v (command: %v)", err, <-done)
 	}
 	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
-		t.Fatalf("first line = %q, want listening http://127.0.0.1:PORT", line)
+	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") && !strings.HasPrefix(url, "https://127.0.0.1:") {
+		t.Fatalf("first line = %q, want listening http(s)://127.0.0.1:PORT", line)
 	}
 	stopped := false
 	stop = func() error {
@@ -147,6 +154,39 @@ func TestCommandControlAPI(t *testing.T) {
 	}
 	if _, err := post(seg, url+"/v1/batch", writeKey, tracks("c6")); err == nil {
 		t.Fatal("server still answering after the command stopped")
+	}
+}
+
+// TestCommandServesTLS: with -tls-cert and -tls-key the command serves
+// HTTPS under that certificate, HTTP/2 to a client that offers it, as
+// WithTLS does; a key without its certificate is an error.
+func TestCommandServesTLS(t *testing.T) {
+	cert, err := selfsigned.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := cert.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := segmentapi.RunCommand(context.Background(), []string{"-write-key", writeKey, "-tls-key", keyFile}, io.Discard, io.Discard); err == nil {
+		t.Fatal("-tls-key without -tls-cert accepted")
+	}
+
+	url, _ := runCommand(t, "-write-key", writeKey, "-tls-cert", certFile, "-tls-key", keyFile)
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("URL %s, want https://", url)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cert.CertPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	expect(t, mustPost(t, c, url+"/v1/batch", writeKey, tracks("t1")), http.StatusOK, "", -1)
+	var st segmentapi.ControlStats
+	control(t, c, "GET", url+"/_control/stats", "", &st)
+	if st.Requests != 1 || st.HTTP2Requests != 1 || st.UniqueMessageIDs != 1 {
+		t.Fatalf("stats %+v: want 1 request, over HTTP/2, 1 call", st)
 	}
 }
 

@@ -55,6 +55,8 @@ type config struct {
 	idsOnly       bool
 	otherKeys     []string
 	tls           bool
+	certPEM       []byte // WithTLSCert; nil: a new certificate
+	keyPEM        []byte
 	clock         clockwork.Clock // stamps receivedAt
 }
 
@@ -134,7 +136,7 @@ func Start(writeKey string, opts ...Option) (*Server, error) {
 	s.rec.clear()
 	if cfg.tls {
 		var err error
-		if s.tlsConf, s.certPEM, err = serverTLS(); err != nil {
+		if s.tlsConf, s.certPEM, err = serverTLS(cfg); err != nil {
 			return nil, err
 		}
 	}

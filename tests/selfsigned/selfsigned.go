@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -60,4 +62,15 @@ func New() (Cert, error) {
 	}
 	c.TLS, err = tls.X509KeyPair(c.CertPEM, c.KeyPEM)
 	return c, err
+}
+
+// WriteFiles writes the certificate and its key, PEM, to cert.pem and
+// key.pem in dir, for a server that reads them from files, and returns
+// their paths.
+func (c Cert) WriteFiles(dir string) (certFile, keyFile string, err error) {
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, c.CertPEM, 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, c.KeyPEM, 0o600)
 }

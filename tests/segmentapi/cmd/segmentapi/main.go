@@ -3,7 +3,8 @@
 //
 //	go run ./tests/segmentapi/cmd/segmentapi -addr 127.0.0.1:0 -write-key KEY
 //
-// The first line of stdout is "listening http://127.0.0.1:PORT".
+// The first line of stdout is "listening http://127.0.0.1:PORT" (https://
+// with -tls-cert and -tls-key).
 package main
 
 import (
