@@ -3,6 +3,7 @@ package segment
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/selfsigned"
 	"github.com/currents-connect/currents-connect/tests/serverproc"
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -27,8 +30,10 @@ const standInProcess = "CURRENTS_CONNECT_SEGMENT_STANDIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(standInProcess) != "" {
-		// Killed when the benchmark ends.
-		if err := segmentapi.RunCommand(context.Background(), []string{"-write-key", testKey}, os.Stdout, os.Stderr); err != nil {
+		// Killed when the benchmark ends. The command's flags follow "--".
+		flag.Parse()
+		args := append([]string{"-write-key", testKey}, flag.Args()...)
+		if err := segmentapi.RunCommand(context.Background(), args, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -48,7 +53,31 @@ func TestMain(m *testing.M) {
 // that the live heap stays small, as in a pipeline.
 // Run: go test ./plugin/segment -run '^$' -bench OutputCPU -benchtime 2000x
 func BenchmarkOutputCPU(b *testing.B) {
-	url := startStandInProcess(b)
+	benchOutputCPU(b, startStandInProcess(b))
+}
+
+// BenchmarkOutputCPUOverTLS is BenchmarkOutputCPU as production reaches
+// Segment: over HTTPS, where Go's transport speaks HTTP/2, the stand-in's
+// certificate trusted through SSL_CERT_FILE as the output's transport reads
+// it. Go reads that file once a process, so every run here serves the one
+// certificate made for the process.
+func BenchmarkOutputCPUOverTLS(b *testing.B) {
+	cert, err := standInCert()
+	if err != nil {
+		b.Fatal(err)
+	}
+	certFile, keyFile, err := cert.WriteFiles(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Setenv("SSL_CERT_FILE", certFile)
+	benchOutputCPU(b, startStandInProcess(b, "-tls-cert", certFile, "-tls-key", keyFile))
+}
+
+var standInCert = sync.OnceValues(selfsigned.New)
+
+// benchOutputCPU is BenchmarkOutputCPU's body against the stand-in at url.
+func benchOutputCPU(b *testing.B, url string) {
 	out := newTestOutput(b, fmt.Sprintf(`{write_key: %s, endpoint: %s, max_in_flight: 8}`, testKey, url))
 	const writers, callsPerBatch = 8, 100
 	var next atomic.Int64
@@ -91,6 +120,13 @@ func BenchmarkOutputCPU(b *testing.B) {
 	if stats.UniqueMessageIDs != b.N*callsPerBatch {
 		b.Fatalf("the stand-in took %d calls, %d sent", stats.UniqueMessageIDs, b.N*callsPerBatch)
 	}
+	http2 := 0 // plain HTTP is HTTP/1.1, HTTPS HTTP/2 as Segment's
+	if strings.HasPrefix(url, "https://") {
+		http2 = stats.Requests
+	}
+	if stats.Requests == 0 || stats.HTTP2Requests != http2 {
+		b.Fatalf("%d of %d requests over HTTP/2, want %d", stats.HTTP2Requests, stats.Requests, http2)
+	}
 	b.ReportMetric(used.Seconds()*1e6/float64(b.N*callsPerBatch), "CPU-s/Mcalls")
 }
 
@@ -108,16 +144,17 @@ func mappedCall(i int) map[string]any {
 		"integrations": map[string]any{"All": true}}
 }
 
-// startStandInProcess runs this test binary again as the stand-in and
-// returns its URL; it is killed when the benchmark ends.
-func startStandInProcess(b *testing.B) string {
-	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+// startStandInProcess runs this test binary again as the stand-in, with
+// these flags of its command, and returns its URL; it is killed when the
+// benchmark ends.
+func startStandInProcess(b *testing.B, flags ...string) string {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run", "^$", "--"}, flags...)...)
 	cmd.Env = append(os.Environ(), standInProcess+"=1")
 	return serverproc.StartServer(b, cmd, standInListening, 30*time.Second)
 }
 
 // standInListening is the stand-in command's first line.
-var standInListening = regexp.MustCompile(`^listening (http://\S+)$`)
+var standInListening = regexp.MustCompile(`^listening (https?://\S+)$`)
 
 // cpuTime is the CPU time this process has used, user and system.
 func cpuTime(b *testing.B) time.Duration {
