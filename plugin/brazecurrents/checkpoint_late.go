@@ -68,6 +68,12 @@ func (c *checkpoint) aheadLocked(hour time.Time) bool { return hour.After(c.clos
 // after it are looked back at.
 func (c *checkpoint) lookbackStart() time.Time { return c.now().Add(-c.lookback) }
 
+// keptLocked says whether the objects done in hour are kept in memory and
+// in the document: the hour is within the lookback, or ahead of the clock.
+func (c *checkpoint) keptLocked(hour time.Time) bool {
+	return hour.After(c.lookbackStart()) || c.aheadLocked(hour)
+}
+
 // ahead is the partition whose watermark is furthest ahead of the clock
 // (aheadLocked), and that watermark; ok is false when none is.
 func (c *checkpoint) ahead() (partition string, watermark time.Time, ok bool) {
@@ -86,13 +92,12 @@ func (c *checkpoint) ahead() (partition string, watermark time.Time, ok bool) {
 // the document would: the hours it forgot when the clock ran ahead are not
 // all taken as late once the clock is set back.
 func (c *checkpoint) forgetRecentLocked(partition string) {
-	start := c.lookbackStart()
 	for h := range c.recent[partition] {
-		if !h.After(start) && !c.aheadLocked(h) {
+		if !c.keptLocked(h) {
 			delete(c.recent[partition], h)
 		}
 	}
-	if from := start.Truncate(time.Hour).Add(time.Hour); c.lookback > 0 && from.After(c.recordedFrom[partition]) {
+	if from := c.lookbackStart().Truncate(time.Hour).Add(time.Hour); c.lookback > 0 && from.After(c.recordedFrom[partition]) {
 		c.recordedFrom[partition] = from
 	}
 }
@@ -185,7 +190,7 @@ func (c *checkpoint) snapshotRecentLocked(partition string, pd *partitionDone) {
 	}
 	pd.Recorded = from.Format(DateHourLayout)
 	for h, set := range c.recent[partition] {
-		if len(set) == 0 || h.After(w) || (!h.After(c.lookbackStart()) && !c.aheadLocked(h)) {
+		if len(set) == 0 || h.After(w) || !c.keptLocked(h) {
 			continue
 		}
 		sums := slices.Sorted(maps.Keys(set))
