@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -130,7 +131,7 @@ The counters are exported at 0 from start, `+"`segment_calls_failed`"+` with eac
 				Description("The most calls in one request (Segment allows 2,500; requests also stay under 500 KB).").
 				Default(500).Advanced(),
 			service.NewDurationField(fieldRequestTimeout).
-				Description("How long one request may take before it counts as a transient failure (above 0). An HTTP/2 connection that receives nothing for half of it is pinged, and closed when the ping goes unanswered as long, so that a connection gone silent does not hold the requests.").
+				Description("How long one request may take before it counts as a transient failure (above 0); its connection is then closed, so that a connection gone silent does not hold the requests. Through a proxy, where requests may share an HTTP/2 connection, one that receives nothing for half of it is pinged, and closed when the ping goes unanswered as long.").
 				Default("10s").Advanced(),
 			service.NewIntField(fieldMaxRetries).
 				Description("How many times a request is retried after transient failures before its calls fail; 0 retries until the output closes, which keeps calls in the pipeline through an outage.").
@@ -291,7 +292,8 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = maxRequests * 2
 	transport.MaxIdleConns = maxRequests * 2
-	// An HTTP/2 connection that goes silent (a NAT or load balancer that
+	// Through a proxy requests go by net/http's transport. An HTTP/2
+	// connection that goes silent (a NAT or load balancer that
 	// forgot it: established, nothing comes back) carries every request in
 	// flight, and Go kept sending the retries down it until TCP gave up on
 	// it (never, behind a hung proxy that still acknowledges). Go pings a
@@ -304,6 +306,13 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	s.client = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+	// Without a proxy, requests go by the output's own client (wire.go).
+	u, _ := url.Parse(s.batchURL)
+	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && proxy == nil {
+		if s.wire, err = newWireClient(s.batchURL, maxRequests*2, s.clock); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -377,6 +386,9 @@ func (o *output) Close(ctx context.Context) error {
 	}
 	o.summary.Do(func() { o.s.log.Warnf("%s", o.runSummary()) })
 	o.s.client.CloseIdleConnections()
+	if o.s.wire != nil {
+		o.s.wire.close()
+	}
 	if o.dryRunFile != nil {
 		return o.dryRunFile.Close()
 	}

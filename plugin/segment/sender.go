@@ -21,9 +21,10 @@ import (
 // sender holds what every batch shares: the keep-alive HTTP client, the
 // retry policy, the dispatchers (one per write key) and the metrics.
 type sender struct {
-	client           *http.Client
-	batchURL         string // the endpoint's /v1/batch (batchURL)
-	where            string // the endpoint and region, for messages
+	client           *http.Client // through a proxy
+	wire             *wireClient  // without one
+	batchURL         string       // the endpoint's /v1/batch (batchURL)
+	where            string       // the endpoint and region, for messages
 	maxCalls         int
 	requestTimeout   time.Duration
 	maxRetries       int

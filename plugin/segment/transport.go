@@ -37,20 +37,8 @@ type postResult struct {
 func (s *sender) post(ctx context.Context, authorization string, body []byte) postResult {
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
-	reader := &closeWaiter{Reader: bytes.NewReader(body), closed: make(chan struct{})}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.batchURL, reader)
-	if err != nil {
-		return postResult{err: err, detail: s.scrub.clean(err.Error())}
-	}
-	req.ContentLength = int64(len(body))
-	// The transport may read the body after Do returns; the buffer is reused
-	// only once it closed the body, which it always does.
-	defer reader.wait()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", authorization)
-	req.Header.Set("User-Agent", userAgent)
 	start := time.Now()
-	res, err := s.client.Do(req)
+	res, err := s.roundTrip(ctx, authorization, body)
 	s.metrics.latency.Timing(time.Since(start).Nanoseconds())
 	if err != nil {
 		s.metrics.requests.Incr(1, "error")
@@ -78,6 +66,36 @@ func (s *sender) post(ctx context.Context, authorization string, body []byte) po
 	}
 }
 
+// roundTrip sends one request by the output's own client (wire.go), or
+// by net/http's transport where a proxy is set.
+func (s *sender) roundTrip(ctx context.Context, authorization string, body []byte) (*http.Response, error) {
+	if s.wire != nil {
+		res, err := s.wire.post(ctx, authorization, body)
+		if err != nil {
+			return nil, &url.Error{Op: "Post", URL: s.batchURL, Err: err}
+		}
+		return res, nil
+	}
+	reader := &closeWaiter{Reader: bytes.NewReader(body), closed: make(chan struct{})}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.batchURL, reader)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set("User-Agent", userAgent)
+	// The transport may read the body after Do returns; the buffer is reused
+	// only once it closed the body, which it always does.
+	res, err := s.client.Do(req)
+	if err != nil {
+		reader.wait()
+		return nil, err
+	}
+	res.Body = &sentBody{ReadCloser: res.Body, sent: reader}
+	return res, nil
+}
+
 // isPage says whether an answer is a web page. Segment's API answers JSON;
 // a 2xx page comes from something in front of it (a captive portal, a
 // proxy's sign-in page) that took the request and sent it nowhere.
@@ -99,6 +117,19 @@ func (c *closeWaiter) Close() error {
 }
 
 func (c *closeWaiter) wait() { <-c.closed }
+
+// sentBody is an answer's body whose Close also waits until the transport
+// is done with the request's.
+type sentBody struct {
+	io.ReadCloser
+	sent *closeWaiter
+}
+
+func (b *sentBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.sent.wait()
+	return err
+}
 
 // parseRetryAfter reads a Retry-After header: seconds or an HTTP date,
 // capped at maxRetryAfter. The cap comes before the conversion to a

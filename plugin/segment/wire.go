@@ -1,0 +1,295 @@
+package segment
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// wireClient sends the output's requests over HTTP/1.1 itself: a request is
+// written and its answer read on the goroutine that sends it, over kept-alive
+// connections to the one endpoint. net/http's transport hands each request
+// to a connection's own read and write goroutines and back (over HTTPS, to
+// HTTP/2's framing and its read loop): a quarter of the output's CPU, which
+// spends the rest encoding calls. It is used unless a proxy is set for the
+// endpoint (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), where net/http's transport,
+// which speaks to proxies, is kept.
+type wireClient struct {
+	addr       string      // host:port to dial
+	host       string      // the Host header
+	requestURI string      // /v1/batch after the endpoint's path, and its query
+	tls        *tls.Config // nil for http://
+	dialer     net.Dialer
+
+	clock clockwork.Clock // how long a connection was idle
+
+	mu     sync.Mutex
+	idle   []*wireConn // oldest first
+	closed bool
+}
+
+const (
+	// wireIdleTimeout is how long an idle connection is kept: less than
+	// servers and load balancers commonly keep one (60 s and more), so
+	// that the next request seldom finds it closed by the other end.
+	wireIdleTimeout = 30 * time.Second
+	// maxAnswerHead bounds an answer's status line and headers: something
+	// in front of Segment sending headers without end stops at it.
+	maxAnswerHead = 1 << 20
+)
+
+// newWireClient is a client for batchURL that keeps up to maxIdle idle
+// connections.
+func newWireClient(batchURL string, maxIdle int, clock clockwork.Clock) (*wireClient, error) {
+	u, err := url.Parse(batchURL)
+	if err != nil {
+		return nil, err
+	}
+	port := u.Port()
+	c := &wireClient{host: u.Host, requestURI: u.RequestURI(), idle: make([]*wireConn, 0, maxIdle), clock: clock}
+	c.dialer = net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second} // as net/http's
+	switch u.Scheme {
+	case "http":
+		port = cmp.Or(port, "80")
+	case "https":
+		port = cmp.Or(port, "443")
+		// The system's roots (SSL_CERT_FILE, SSL_CERT_DIR), TLS 1.2 at least, as net/http.
+		c.tls = &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"},
+			ClientSessionCache: tls.NewLRUClientSessionCache(maxIdle)}
+	default:
+		return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
+	}
+	c.addr = net.JoinHostPort(u.Hostname(), port)
+	return c, nil
+}
+
+// wireConn is one connection and what has been read from it.
+type wireConn struct {
+	net.Conn
+	br        *bufio.Reader
+	budget    int64 // bytes that may still be read: bounds an answer's head
+	read      int64 // bytes read, to tell an answer begun from none at all
+	idleSince time.Time
+}
+
+func (w *wireConn) Read(p []byte) (int, error) {
+	if w.budget <= 0 {
+		return 0, fmt.Errorf("the answer's status line and headers are over %d bytes", maxAnswerHead)
+	}
+	if int64(len(p)) > w.budget {
+		p = p[:w.budget]
+	}
+	n, err := w.Conn.Read(p)
+	w.budget -= int64(n)
+	w.read += int64(n)
+	return n, err
+}
+
+// post sends one request with these Authorization and body, and returns its
+// answer, whose body must be closed. A kept-alive connection the server had
+// closed while idle (nothing at all came back) is replaced once at once,
+// as net/http does: the request is then sent on a new connection.
+func (c *wireClient) post(ctx context.Context, authorization string, body []byte) (*http.Response, error) {
+	head := c.head(authorization, len(body))
+	pc, reused, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.exchange(ctx, pc, head, body)
+	if err != nil && reused && ctx.Err() == nil && closedBeforeAnswering(pc, err) {
+		if pc, _, err = c.dial(ctx); err != nil {
+			return nil, err
+		}
+		res, err = c.exchange(ctx, pc, head, body)
+	}
+	return res, err
+}
+
+// head is a request's line and headers.
+func (c *wireClient) head(authorization string, length int) []byte {
+	h := make([]byte, 0, 160+len(c.requestURI)+len(c.host)+len(authorization))
+	h = append(h, "POST "...)
+	h = append(h, c.requestURI...)
+	h = append(h, " HTTP/1.1\r\nHost: "...)
+	h = append(h, c.host...)
+	h = append(h, "\r\nUser-Agent: "+userAgent+"\r\nContent-Type: application/json\r\nAuthorization: "...)
+	h = append(h, authorization...)
+	h = append(h, "\r\nContent-Length: "...)
+	h = strconv.AppendInt(h, int64(length), 10)
+	return append(h, "\r\n\r\n"...)
+}
+
+// exchange writes a request on pc and reads its answer's head. pc is closed
+// on error, else by the answer's body.
+func (c *wireClient) exchange(ctx context.Context, pc *wireConn, head, body []byte) (*http.Response, error) {
+	deadline, _ := ctx.Deadline()
+	_ = pc.SetDeadline(deadline)
+	// Cancelled (the output closing), the connection's reads and writes end at once.
+	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = pc.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline is the request's, and may pass
+			// just before the context's own timer.
+			return nil, cmp.Or(ctx.Err(), context.DeadlineExceeded)
+		}
+		return nil, cmp.Or(ctx.Err(), err)
+	}
+	before := pc.read
+	bufs := net.Buffers{head, body}
+	_, werr := bufs.WriteTo(pc.Conn)
+	// An answer may have come before the whole body went (a 413 from a
+	// proxy that then closed): it is read even after a failed write.
+	pc.budget = maxAnswerHead
+	res, err := http.ReadResponse(pc.br, nil)
+	for err == nil && res.StatusCode >= 100 && res.StatusCode < 200 { // interim answers (103): no body
+		res, err = http.ReadResponse(pc.br, nil)
+	}
+	if err != nil {
+		if werr != nil {
+			err = werr
+		}
+		if pc.read == before {
+			err = &noAnswerError{err}
+		}
+		return fail(err)
+	}
+	pc.budget = math.MaxInt64
+	res.Body = &wireBody{ReadCloser: res.Body, c: c, pc: pc, stop: stop, keep: werr == nil && !res.Close}
+	return res, nil
+}
+
+// noAnswerError is a failure before any byte of an answer came back.
+type noAnswerError struct{ err error }
+
+func (e *noAnswerError) Error() string { return e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
+// closedBeforeAnswering says whether a request failed as one sent on a
+// connection the server had closed does: nothing came back, and the
+// connection was found closed or reset (not silent: that is a timeout).
+func closedBeforeAnswering(pc *wireConn, err error) bool {
+	var none *noAnswerError
+	return errors.As(err, &none) &&
+		(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || // ReadResponse's EOF
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
+}
+
+// wireBody is an answer's body: closed, its connection goes back to the
+// pool if the answer was read to its end and nothing asked to close it.
+type wireBody struct {
+	io.ReadCloser
+	c    *wireClient
+	pc   *wireConn
+	stop func() bool
+	keep bool
+	eof  bool
+	done bool
+}
+
+func (b *wireBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *wireBody) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	// stop is false once the connection's deadline was cut short.
+	if b.stop() && b.keep && b.eof && b.pc.br.Buffered() == 0 {
+		b.c.put(b.pc)
+		return nil
+	}
+	return b.pc.Close()
+}
+
+// get takes the most recently used idle connection, or dials one.
+func (c *wireClient) get(ctx context.Context) (pc *wireConn, reused bool, err error) {
+	now := c.clock.Now()
+	c.mu.Lock()
+	c.expireLocked(now)
+	if n := len(c.idle); n > 0 {
+		pc = c.idle[n-1]
+		c.idle[n-1] = nil
+		c.idle = c.idle[:n-1]
+	}
+	c.mu.Unlock()
+	if pc != nil {
+		return pc, true, nil
+	}
+	return c.dial(ctx)
+}
+
+func (c *wireClient) dial(ctx context.Context) (*wireConn, bool, error) {
+	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.tls != nil {
+		tc := tls.Client(conn, c.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, false, err
+		}
+		conn = tc
+	}
+	pc := &wireConn{Conn: conn}
+	pc.br = bufio.NewReader(pc)
+	return pc, false, nil
+}
+
+// put keeps pc for the next request, up to the pool's size.
+func (c *wireClient) put(pc *wireConn) {
+	pc.idleSince = c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked(pc.idleSince)
+	if c.closed || len(c.idle) == cap(c.idle) {
+		_ = pc.Close()
+		return
+	}
+	c.idle = append(c.idle, pc)
+}
+
+// expireLocked closes the connections idle for too long (the oldest first).
+func (c *wireClient) expireLocked(now time.Time) {
+	n := 0
+	for n < len(c.idle) && now.Sub(c.idle[n].idleSince) > wireIdleTimeout {
+		_ = c.idle[n].Close()
+		n++
+	}
+	c.idle = slices.Delete(c.idle, 0, n)
+}
+
+// close closes the idle connections; those in use close when their request ends.
+func (c *wireClient) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, pc := range c.idle {
+		_ = pc.Close()
+	}
+	c.idle = c.idle[:0]
+}
