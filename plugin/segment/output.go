@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -288,30 +286,8 @@ func outputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*outp
 	}
 	out.dryRun = dryRun
 	s.routes = newRouter(s, maxRequests, writeKey, routes, route)
-	// Connections are kept alive and shared by every batch in flight.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = maxRequests * 2
-	transport.MaxIdleConns = maxRequests * 2
-	// Through a proxy requests go by net/http's transport. An HTTP/2
-	// connection that goes silent (a NAT or load balancer that
-	// forgot it: established, nothing comes back) carries every request in
-	// flight, and Go kept sending the retries down it until TCP gave up on
-	// it (never, behind a hung proxy that still acknowledges). Go pings a
-	// connection that has received nothing for half a request's time, and
-	// closes it when the ping is not answered in as long: requests then move
-	// to a new connection within about one request_timeout.
-	transport.HTTP2 = &http.HTTP2Config{SendPingTimeout: s.requestTimeout / 2, PingTimeout: s.requestTimeout / 2}
-	// A redirect is an answer about the endpoint, not the calls: followed, a
-	// POST becomes a GET without them, whose 200 would accept them unsent.
-	s.client = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
-	// Without a proxy, requests go by the output's own client (wire.go).
-	u, _ := url.Parse(s.batchURL)
-	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && proxy == nil {
-		if s.wire, err = newWireClient(s.batchURL, maxRequests*2, s.clock); err != nil {
-			return nil, err
-		}
+	if err := s.newClients(maxRequests); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
