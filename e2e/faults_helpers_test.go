@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -230,6 +231,8 @@ type proxyExchange struct {
 // so a retry can be matched with the answer that caused it (the stand-in's
 // OnRequest hook sees neither the body nor the status), and counts the
 // requests as they arrive (the hook runs only when a request is answered).
+// A CONNECT (HTTPS through the proxy) it answers with a tunnel to the
+// target's host and port, whatever host was asked, and counts.
 type recordingProxy struct {
 	target  string
 	srv     *http.Server
@@ -239,6 +242,7 @@ type recordingProxy struct {
 	mu        sync.Mutex
 	exchanges []proxyExchange
 	arrivals  int
+	connects  int
 }
 
 func startRecordingProxy(t *testing.T, target string, arrived *notifier) *recordingProxy {
@@ -246,6 +250,10 @@ func startRecordingProxy(t *testing.T, target string, arrived *notifier) *record
 	p := &recordingProxy{target: target, arrived: arrived}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			p.tunnel(w)
+			return
+		}
 		ex := proxyExchange{arrived: time.Now()}
 		p.mu.Lock()
 		p.arrivals++
@@ -292,6 +300,38 @@ func startRecordingProxy(t *testing.T, target string, arrived *notifier) *record
 	go func() { _ = p.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = p.srv.Shutdown(context.Background()) })
 	return p
+}
+
+// tunnel joins a CONNECT's client to the target until either side closes.
+func (p *recordingProxy) tunnel(w http.ResponseWriter) {
+	p.mu.Lock()
+	p.connects++
+	p.mu.Unlock()
+	target, _ := url.Parse(p.target)
+	up, err := net.Dial("tcp", target.Host)
+	if err != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	down, buffered, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		_ = up.Close()
+		return
+	}
+	closeBoth := func() { _ = up.Close(); _ = down.Close() }
+	if _, err := down.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		closeBoth()
+		return
+	}
+	go func() { _, _ = io.Copy(up, buffered); closeBoth() }()
+	go func() { _, _ = io.Copy(down, up); closeBoth() }()
+}
+
+// tunnels is how many CONNECTs have arrived.
+func (p *recordingProxy) tunnels() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connects
 }
 
 func (p *recordingProxy) log() []proxyExchange {

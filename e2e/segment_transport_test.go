@@ -11,6 +11,7 @@ import (
 
 	"github.com/currents-connect/currents-connect/tests/deadletter"
 	"github.com/currents-connect/currents-connect/tests/segmentapi"
+	"github.com/currents-connect/currents-connect/tests/selfsigned"
 	"github.com/currents-connect/currents-connect/tests/silentfront"
 )
 
@@ -50,15 +51,19 @@ func TestFaultStormOverTLS(t *testing.T) {
 	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
 
+// proxiedHost is the endpoint's host in the proxy tests: a .invalid name,
+// which no resolver knows, so only the proxy reaches it.
+const proxiedHost = "segment.invalid"
+
 // TestSegmentThroughAnOutboundProxy: with HTTP_PROXY set, as any Go program
 // reads it, the output's requests go through the proxy, here to an endpoint
-// that only the proxy reaches (no resolver knows a .invalid name). Loopback
-// addresses bypass a proxy in Go, so the bucket is read directly.
+// that only the proxy reaches. Loopback addresses bypass a proxy in Go, so
+// the bucket is read directly.
 func TestSegmentThroughAnOutboundProxy(t *testing.T) {
 	parallelCPU(t)
 	r := newFaultRig(t, 1, 10, 77)
 	proxy := startRecordingProxy(t, r.srv.URL(), nil)
-	env := append(r.env(), "SEGMENT_ENDPOINT=http://segment.invalid", "HTTP_PROXY="+proxy.url, "NO_PROXY=")
+	env := append(r.env(), "SEGMENT_ENDPOINT=http://"+proxiedHost, "HTTP_PROXY="+proxy.url, "NO_PROXY=")
 	runToEnd(t, env)
 	if n := len(proxy.log()); n == 0 {
 		t.Fatal("no request went through the proxy")
@@ -66,19 +71,71 @@ func TestSegmentThroughAnOutboundProxy(t *testing.T) {
 	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 }
 
+// TestSegmentOverHTTP2ThroughAnHTTPSProxy: with HTTPS_PROXY set, the
+// output's requests to an https endpoint go by net/http's transport, which
+// tunnels through the proxy (CONNECT) and speaks HTTP/2 with the endpoint
+// inside the tunnel, as a corporate proxy carries Segment's traffic.
+func TestSegmentOverHTTP2ThroughAnHTTPSProxy(t *testing.T) {
+	parallelCPU(t)
+	r := newFaultRig(t, 1, 10, 79, proxiedTLS(t))
+	_, target, _ := strings.Cut(r.srv.URL(), "://")
+	env, proxy := viaHTTPSProxy(t, r.env(), r.srv, target)
+	runToEnd(t, env)
+	if proxy.tunnels() == 0 {
+		t.Fatal("no request went through the proxy's tunnel")
+	}
+	checkAllHTTP2(t, r.srv)
+	r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
+}
+
+// proxiedTLS serves the stand-in over HTTPS under a certificate that also
+// covers proxiedHost, the name the output verifies through a proxy.
+func proxiedTLS(t *testing.T) segmentapi.Option {
+	t.Helper()
+	cert, err := selfsigned.NewFor(proxiedHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segmentapi.WithTLSCert(cert.CertPEM, cert.KeyPEM)
+}
+
+// viaHTTPSProxy is env with the output sending to https://proxiedHost
+// through a CONNECT proxy whose tunnels go to target (host:port), srv's
+// certificate trusted, and that proxy.
+func viaHTTPSProxy(t *testing.T, env []string, srv *segmentapi.Server, target string) ([]string, *recordingProxy) {
+	t.Helper()
+	proxy := startRecordingProxy(t, "https://"+target, nil)
+	return append(env, "SEGMENT_ENDPOINT=https://"+proxiedHost, "HTTPS_PROXY="+proxy.url, "NO_PROXY=", trustCertOf(t, srv)), proxy
+}
+
+// checkAllHTTP2 checks that srv took requests, every one over HTTP/2.
+func checkAllHTTP2(t *testing.T, srv *segmentapi.Server) {
+	t.Helper()
+	if st := srv.Stats(); st.Requests == 0 || st.HTTP2Requests != st.Requests {
+		t.Errorf("%d of %d requests over HTTP/2, want all", st.HTTP2Requests, st.Requests)
+	}
+}
+
 // TestSegmentOverAConnectionGoneSilent: the connection carrying the output's
 // requests goes silent mid-run (a NAT or load balancer that forgot it:
 // established, but nothing comes back), as the stand-in answers its third
 // request. The requests on it time out, and the output must send them again
 // on a new connection, not wait on the silent one for ever: a timed-out
-// request's connection is closed, over TLS as over plain HTTP.
+// request's connection is closed, over TLS as over plain HTTP. Through an
+// HTTPS proxy (HTTP2Proxy: the front between the proxy and the stand-in,
+// the tunnel gone silent) one HTTP/2 connection carries every request, and
+// a timed-out request only resets its stream: the transport's pings close
+// the connection.
 func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 	parallelCPU(t)
-	for _, overTLS := range []bool{true, false} {
-		t.Run(map[bool]string{true: "TLS", false: "plain"}[overTLS], func(t *testing.T) {
+	for _, via := range []string{"TLS", "plain", "HTTP2Proxy"} {
+		t.Run(via, func(t *testing.T) {
 			var opts []segmentapi.Option
-			if overTLS {
+			switch via {
+			case "TLS":
 				opts = append(opts, segmentapi.WithTLS())
+			case "HTTP2Proxy":
+				opts = append(opts, proxiedTLS(t))
 			}
 			r := newFaultRig(t, 2, 20, 78, opts...)
 			srv := r.srv
@@ -91,8 +148,12 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 				}
 			})
 			env := append(r.env(), "SEGMENT_ENDPOINT="+scheme+"://"+front.Addr())
-			if overTLS {
+			var proxy *recordingProxy
+			switch via {
+			case "TLS":
 				env = append(env, trustCertOf(t, srv))
+			case "HTTP2Proxy":
+				env, proxy = viaHTTPSProxy(t, env, srv, front.Addr())
 			}
 			runToEnd(t, env, append(append([]string{"run", "--set", "output.fallback.0.reject_errored.segment.request_timeout=2s"},
 				quickRetries...), shippedConfig)...)
@@ -100,8 +161,12 @@ func TestSegmentOverAConnectionGoneSilent(t *testing.T) {
 				t.Fatal("no connection went silent")
 			}
 			st := srv.Stats()
-			t.Logf("%d connections silenced, %d opened through the front, %d requests",
-				front.Silenced(), front.Opened(), st.Requests)
+			t.Logf("%d connections silenced, %d opened through the front, %d requests (%d over HTTP/2)",
+				front.Silenced(), front.Opened(), st.Requests, st.HTTP2Requests)
+			if proxy != nil {
+				checkAllHTTP2(t, srv)
+				t.Logf("%d tunnels through the proxy", proxy.tunnels())
+			}
 			r.checkEnd(env, deadletter.Read(t, envValue(env, "DEAD_LETTER_PATH"), false), true)
 		})
 	}

@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// Cert is a certificate for 127.0.0.1, ::1 and localhost, valid for a day,
-// signed by its own key: its own root, so that a client trusts it by
+// Cert is a certificate for 127.0.0.1, ::1 and localhost (and the names
+// given to NewFor), valid for a day, signed by its own key: its own root, so that a client trusts it by
 // trusting CertPEM (a pool, SSL_CERT_FILE).
 type Cert struct {
 	CertPEM, KeyPEM []byte
@@ -26,7 +26,11 @@ type Cert struct {
 }
 
 // New makes a Cert with a new P-256 key.
-func New() (Cert, error) {
+func New() (Cert, error) { return NewFor() }
+
+// NewFor is New for names too: a name only a proxy resolves, which a
+// client verifies through the proxy's tunnel (Go never proxies loopback).
+func NewFor(names ...string) (Cert, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Cert{}, err
@@ -46,7 +50,7 @@ func New() (Cert, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
+		DNSNames:              append([]string{"localhost"}, names...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
