@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -84,7 +83,6 @@ type wireConn struct {
 	net.Conn
 	br        *bufio.Reader
 	budget    int64 // bytes that may still be read: bounds an answer's head
-	read      int64 // bytes read, to tell an answer begun from none at all
 	idleSince time.Time
 }
 
@@ -97,28 +95,20 @@ func (w *wireConn) Read(p []byte) (int, error) {
 	}
 	n, err := w.Conn.Read(p)
 	w.budget -= int64(n)
-	w.read += int64(n)
 	return n, err
 }
 
 // post sends one request with these Authorization and body, and returns its
-// answer, whose body must be closed. A kept-alive connection the server had
-// closed while idle (nothing at all came back) is replaced once at once,
-// as net/http does: the request is then sent on a new connection.
+// answer, whose body must be closed. A request is sent once: one that
+// failed after it went may have been taken (the server read it, then
+// closed), and the sender's retries decide, as net/http does for a POST.
 func (c *wireClient) post(ctx context.Context, authorization string, body []byte) (*http.Response, error) {
 	head := c.head(authorization, len(body))
-	pc, reused, err := c.get(ctx)
+	pc, err := c.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.exchange(ctx, pc, head, body)
-	if err != nil && reused && ctx.Err() == nil && closedBeforeAnswering(pc, err) {
-		if pc, _, err = c.dial(ctx); err != nil {
-			return nil, err
-		}
-		res, err = c.exchange(ctx, pc, head, body)
-	}
-	return res, err
+	return c.exchange(ctx, pc, head, body)
 }
 
 // head is a request's line and headers.
@@ -152,7 +142,6 @@ func (c *wireClient) exchange(ctx context.Context, pc *wireConn, head, body []by
 		}
 		return nil, cmp.Or(ctx.Err(), err)
 	}
-	before := pc.read
 	bufs := net.Buffers{head, body}
 	_, werr := bufs.WriteTo(pc.Conn)
 	// An answer may have come before the whole body went (a 413 from a
@@ -166,30 +155,11 @@ func (c *wireClient) exchange(ctx context.Context, pc *wireConn, head, body []by
 		if werr != nil {
 			err = werr
 		}
-		if pc.read == before {
-			err = &noAnswerError{err}
-		}
 		return fail(err)
 	}
 	pc.budget = math.MaxInt64
 	res.Body = &wireBody{ReadCloser: res.Body, c: c, pc: pc, stop: stop, keep: werr == nil && !res.Close}
 	return res, nil
-}
-
-// noAnswerError is a failure before any byte of an answer came back.
-type noAnswerError struct{ err error }
-
-func (e *noAnswerError) Error() string { return e.err.Error() }
-func (e *noAnswerError) Unwrap() error { return e.err }
-
-// closedBeforeAnswering says whether a request failed as one sent on a
-// connection the server had closed does: nothing came back, and the
-// connection was found closed or reset (not silent: that is a timeout).
-func closedBeforeAnswering(pc *wireConn, err error) bool {
-	var none *noAnswerError
-	return errors.As(err, &none) &&
-		(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || // ReadResponse's EOF
-			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
 }
 
 // wireBody is an answer's body: closed, its connection goes back to the
@@ -225,39 +195,68 @@ func (b *wireBody) Close() error {
 	return b.pc.Close()
 }
 
-// get takes the most recently used idle connection, or dials one.
-func (c *wireClient) get(ctx context.Context) (pc *wireConn, reused bool, err error) {
-	now := c.clock.Now()
-	c.mu.Lock()
-	c.expireLocked(now)
-	if n := len(c.idle); n > 0 {
-		pc = c.idle[n-1]
-		c.idle[n-1] = nil
-		c.idle = c.idle[:n-1]
+// get takes the most recently used idle connection on which nothing came
+// while it was idle, or dials one.
+func (c *wireClient) get(ctx context.Context) (*wireConn, error) {
+	for {
+		var pc *wireConn
+		now := c.clock.Now()
+		c.mu.Lock()
+		c.expireLocked(now)
+		if n := len(c.idle); n > 0 {
+			pc = c.idle[n-1]
+			c.idle[n-1] = nil
+			c.idle = c.idle[:n-1]
+		}
+		c.mu.Unlock()
+		if pc == nil {
+			return c.dial(ctx)
+		}
+		if pc.quiet() {
+			return pc, nil
+		}
+		_ = pc.Close()
 	}
-	c.mu.Unlock()
-	if pc != nil {
-		return pc, true, nil
-	}
-	return c.dial(ctx)
 }
 
-func (c *wireClient) dial(ctx context.Context) (*wireConn, bool, error) {
+// quiet says whether nothing came on an idle connection, neither a byte
+// nor its end. A server that closed it while idle, or sent something
+// unasked (a 408 before closing), left that to read, and the next request
+// took it for its answer: an unasked 200 accepted calls never sent.
+// net/http's transport reads its idle connections to see this.
+func (pc *wireConn) quiet() bool {
+	conn := pc.Conn
+	if tc, ok := conn.(*tls.Conn); ok {
+		// A record read along with the answer's last waits in the TLS layer.
+		_ = tc.SetReadDeadline(time.Unix(1, 0))
+		var b [1]byte
+		if n, err := tc.Read(b[:]); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+		conn = tc.NetConn()
+	}
+	// A deadline passed (the last request's, or the one above) would end
+	// the look before it began.
+	_ = conn.SetReadDeadline(time.Time{})
+	return socketQuiet(conn)
+}
+
+func (c *wireClient) dial(ctx context.Context) (*wireConn, error) {
 	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if c.tls != nil {
 		tc := tls.Client(conn, c.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = conn.Close()
-			return nil, false, err
+			return nil, err
 		}
 		conn = tc
 	}
 	pc := &wireConn{Conn: conn}
 	pc.br = bufio.NewReader(pc)
-	return pc, false, nil
+	return pc, nil
 }
 
 // put keeps pc for the next request, up to the pool's size.

@@ -130,18 +130,22 @@ func TestWireKeepsConnectionsAlive(t *testing.T) {
 }
 
 // A server (or a NAT) that closed a kept-alive connection: the request
-// goes on a new one at once, and the caller sees only the answer.
+// goes on a new one, and the caller sees only the answer.
 func TestWireReplacesAConnectionClosedWhileIdle(t *testing.T) {
+	closed := make(chan struct{}, 3)
 	srv := startRawServer(t, func(_ int64, conn net.Conn, br *bufio.Reader) {
 		if _, ok := readRequest(br); ok {
-			_, _ = io.WriteString(conn, okAnswer) // then closes
+			_, _ = io.WriteString(conn, okAnswer)
 		}
+		_ = conn.Close()
+		closed <- struct{}{}
 	})
 	c := newTestWireClient(t, srv.url(), clockwork.NewRealClock())
 	for i := range 3 {
 		if status, _, err := wirePost(c, 5*time.Second); err != nil || status != 200 {
 			t.Fatalf("request %d: %d, %v", i, status, err)
 		}
+		<-closed // while idle
 	}
 	if n := srv.opened.Load(); n != 3 {
 		t.Errorf("%d connections, want 3: each request after the first found its connection closed", n)
