@@ -337,9 +337,7 @@ func TestStreamWriteKeyNeverLeaks(t *testing.T) {
 	if r.logs.count("Authorization:") == 0 {
 		t.Fatalf("the proxy's echo of the credentials is not in the logs, so the test proves nothing:\n%s", strings.Join(r.logs.all(), "\n"))
 	}
-	// A request whose kept-alive connection is dropped goes once more on a
-	// new one before it fails (wire.go): four drops make two failures.
-	api.DropNext(4)
+	api.DropNext(2)
 	ids := messageIDs("after", 10)
 	requireAcked(t, r.push(t, trackBatches(ids, 10, nil)...))
 	requireDelivered(t, api, append(leak, ids...))
