@@ -26,9 +26,9 @@ import (
 // connections to the one endpoint. net/http's transport hands each request
 // to a connection's own read and write goroutines and back (over HTTPS, to
 // HTTP/2's framing and its read loop): a fifth of the output's CPU over
-// plain HTTP, a tenth over HTTPS (BenchmarkOutputCPU, …OverTLS). It is used unless a proxy is set for the
-// endpoint (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), where net/http's transport,
-// which speaks to proxies, is kept.
+// plain HTTP, a tenth over HTTPS (BenchmarkOutputCPU, …OverTLS). It is
+// used unless a proxy is set for the endpoint (HTTPS_PROXY, HTTP_PROXY,
+// NO_PROXY), where net/http's transport, which speaks to proxies, is kept.
 type wireClient struct {
 	addr       string      // host:port to dial
 	host       string      // the Host header
