@@ -148,7 +148,9 @@ func (c *wireClient) exchange(ctx context.Context, pc *wireConn, head, body []by
 	// proxy that then closed): it is read even after a failed write.
 	pc.budget = maxAnswerHead
 	res, err := http.ReadResponse(pc.br, nil)
-	for err == nil && res.StatusCode >= 100 && res.StatusCode < 200 { // interim answers (103): no body
+	// Interim answers (100, 103) have no body; a 101 is the answer, as
+	// net/http's, after which the connection speaks another protocol.
+	for err == nil && res.StatusCode >= 100 && res.StatusCode < 200 && res.StatusCode != http.StatusSwitchingProtocols {
 		res, err = http.ReadResponse(pc.br, nil)
 	}
 	if err != nil {
@@ -158,7 +160,8 @@ func (c *wireClient) exchange(ctx context.Context, pc *wireConn, head, body []by
 		return fail(err)
 	}
 	pc.budget = math.MaxInt64
-	res.Body = &wireBody{ReadCloser: res.Body, c: c, pc: pc, stop: stop, keep: werr == nil && !res.Close}
+	keep := werr == nil && !res.Close && res.StatusCode != http.StatusSwitchingProtocols
+	res.Body = &wireBody{ReadCloser: res.Body, c: c, pc: pc, stop: stop, keep: keep}
 	return res, nil
 }
 

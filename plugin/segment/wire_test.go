@@ -347,3 +347,27 @@ func TestWireOverTLSSpeaksHTTP1(t *testing.T) {
 		}
 	}
 }
+
+// A 101 is an answer, as net/http's transport returns it (the output holds
+// the calls as for any answer it has no use for), not an interim one after
+// which another head comes: the request waited out its deadline for it.
+// Its connection speaks another protocol after it, and is not kept.
+func TestWireTakesA101ForTheAnswer(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	srv := startRawServer(t, func(_ int64, conn net.Conn, br *bufio.Reader) {
+		if readRequestOK(br) {
+			_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			<-hold
+		}
+	})
+	c := newTestWireClient(t, srv.url(), clockwork.NewRealClock())
+	for range 2 {
+		if status, _, err := wirePost(c, 5*time.Second); err != nil || status != http.StatusSwitchingProtocols {
+			t.Fatalf("got %d, %v", status, err)
+		}
+	}
+	if n := srv.opened.Load(); n != 2 {
+		t.Errorf("%d connections for 2 requests, want 2", n)
+	}
+}
