@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // maxRetryAfter caps how long a Retry-After answer may hold a request.
@@ -88,9 +90,12 @@ func (s *sender) newClients(maxRequests int) error {
 	s.client = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
-	// Without a proxy, requests go by the output's own client (wire.go).
+	// Without a proxy, requests go by the output's own client (wire.go). A
+	// host net/http writes otherwise than given (an IDN in punycode, an IPv6
+	// zone left out of Host) goes by net/http's transport too.
 	u, _ := url.Parse(s.batchURL)
-	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && proxy == nil {
+	plain := !strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf || r == '%' })
+	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && proxy == nil && plain {
 		if s.wire, err = newWireClient(s.batchURL, keep, s.clock); err != nil {
 			return err
 		}

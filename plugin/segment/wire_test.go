@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/redpanda-data/benthos/v4/public/service"
 )
 
 // rawServer serves each connection with serve, on loopback, and counts them.
@@ -369,5 +371,27 @@ func TestWireTakesA101ForTheAnswer(t *testing.T) {
 	}
 	if n := srv.opened.Load(); n != 2 {
 		t.Errorf("%d connections for 2 requests, want 2", n)
+	}
+}
+
+// Hosts net/http writes otherwise than given (an IDN in punycode, an IPv6
+// zone left out of Host) go by net/http's transport, as do proxied ones;
+// loopback hosts, which Go never proxies, by the output's own client.
+func TestWireOnlyForPlainHosts(t *testing.T) {
+	for endpoint, wire := range map[string]bool{
+		"http://127.0.0.1:8080": true, "https://[::1]:8443/proxy": true,
+		"https://bücher.example": false, "http://[fe80::1%25eth0]:8080": false,
+	} {
+		conf, err := outputSpec().ParseYAML(fmt.Sprintf("{write_key: k, endpoint: %q}", endpoint), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := outputFromParsed(conf, service.MockResources())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (out.s.wire != nil) != wire {
+			t.Errorf("%s: by the output's own client %v, want %v", endpoint, out.s.wire != nil, wire)
+		}
 	}
 }
