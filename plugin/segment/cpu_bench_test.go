@@ -56,9 +56,8 @@ func BenchmarkOutputCPU(b *testing.B) {
 }
 
 // BenchmarkOutputCPUOverTLS is BenchmarkOutputCPU as production reaches
-// Segment: over HTTPS, where Go's transport speaks HTTP/2, the stand-in's
-// certificate trusted through SSL_CERT_FILE as the output's transport reads
-// it. Go reads that file once a process, so every run here serves the one
+// Segment: over HTTPS (HTTP/1.1, the output's own client), the stand-in's
+// certificate trusted through SSL_CERT_FILE as the system's roots read it. Go reads that file once a process, so every run here serves the one
 // certificate made for the process.
 func BenchmarkOutputCPUOverTLS(b *testing.B) {
 	cert, err := standInCert()
