@@ -56,7 +56,7 @@ func warnEndpointPath(log *service.Logger, endpoint string) {
 }
 
 // batchURL is where the calls of endpoint go: /v1/batch after its path,
-// its query kept (a proxy's token). Added to the URL whole, a query took
+// as escaped, its query kept (a proxy's token). Added to the URL whole, a query took
 // the path into its last value (…?token=abc/v1/batch).
 func batchURL(endpoint string) string {
 	u, err := url.Parse(endpoint)
@@ -64,6 +64,10 @@ func batchURL(endpoint string) string {
 		return endpoint + "/v1/batch" // refused at start (checkEndpoint)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/batch"
-	u.RawPath = ""
+	if u.RawPath != "" {
+		// Kept: a proxy's path may hold an escaped character (%2F), which
+		// the decoded path alone would send as itself (/).
+		u.RawPath = strings.TrimSuffix(u.RawPath, "/") + "/v1/batch"
+	}
 	return u.String()
 }

@@ -138,3 +138,18 @@ func TestEndpointWithAQueryKeepsItAfterTheAPIsPath(t *testing.T) {
 		t.Errorf("the stand-in took %d calls, want 2", n)
 	}
 }
+
+func TestBatchURLKeepsTheEndpointsPathAsEscaped(t *testing.T) {
+	for endpoint, want := range map[string]string{
+		"https://api.segment.io":              "https://api.segment.io/v1/batch",
+		"https://api.segment.io/":             "https://api.segment.io/v1/batch",
+		"https://proxy.example/seg?token=a":   "https://proxy.example/seg/v1/batch?token=a",
+		"https://proxy.example/a%2Fb?token=a": "https://proxy.example/a%2Fb/v1/batch?token=a",
+		"https://proxy.example/a%2Fb/":        "https://proxy.example/a%2Fb/v1/batch",
+		"https://proxy.example/with%20space/": "https://proxy.example/with%20space/v1/batch",
+	} {
+		if got := batchURL(endpoint); got != want {
+			t.Errorf("batchURL(%s) = %s, want %s", endpoint, got, want)
+		}
+	}
+}
