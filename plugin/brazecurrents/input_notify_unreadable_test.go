@@ -303,10 +303,13 @@ func TestNotificationsHeldBackBoundWhatIsTaken(t *testing.T) {
 		publish(key)
 	}
 	first := map[string]bool{r.nextHeld().key: true, r.nextHeld().key: true}
-	pollUntil(t, "the input stops receiving", func() bool {
+	// The warning is logged just after the input marks itself full, out of
+	// its lock: waiting for the mark alone, the log was read too soon.
+	pollUntil(t, "the input stops receiving and says so", func() bool {
 		r.in.back.mu.Lock()
-		defer r.in.back.mu.Unlock()
-		return r.in.back.full
+		full := r.in.back.full
+		r.in.back.mu.Unlock()
+		return full && r.logs.count("level=WARN", "Receiving no notifications while 2 held back") > 0
 	})
 	var third string
 	for _, key := range r.keys {
