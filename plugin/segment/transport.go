@@ -96,7 +96,7 @@ func (s *sender) newClients(maxRequests int) error {
 	u, _ := url.Parse(s.batchURL)
 	plain := !strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf || r == '%' })
 	if proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err == nil && proxy == nil && plain {
-		if s.wire, err = newWireClient(s.batchURL, keep, s.clock); err != nil {
+		if s.wire, err = newWireClient(u, keep, s.clock); err != nil {
 			return err
 		}
 	}

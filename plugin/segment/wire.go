@@ -53,13 +53,9 @@ const (
 	maxAnswerHead = 1 << 20
 )
 
-// newWireClient is a client for batchURL that keeps up to maxIdle idle
-// connections.
-func newWireClient(batchURL string, maxIdle int, clock clockwork.Clock) (*wireClient, error) {
-	u, err := url.Parse(batchURL)
-	if err != nil {
-		return nil, err
-	}
+// newWireClient is a client for u, the endpoint's /v1/batch, that keeps
+// up to maxIdle idle connections.
+func newWireClient(u *url.URL, maxIdle int, clock clockwork.Clock) (*wireClient, error) {
 	port := u.Port()
 	c := &wireClient{host: u.Host, requestURI: u.RequestURI(), idle: make([]*wireConn, 0, maxIdle), clock: clock}
 	c.dialer = net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second} // as net/http's

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +68,11 @@ const okAnswer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-L
 
 func newTestWireClient(t *testing.T, url string, clock clockwork.Clock) *wireClient {
 	t.Helper()
-	c, err := newWireClient(url, 4, clock)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newWireClient(u, 4, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
